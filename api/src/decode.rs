@@ -1,0 +1,74 @@
+//! Reading objects from JSON with errors that name the field that is wrong, so a bad
+//! request body says `task_template.container.stop_grace_period: invalid duration …`
+//! rather than "line 1 column 214".
+
+use serde::de::DeserializeOwned;
+
+/// A body that could not be read as the expected object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", if field.is_empty() { message.clone() } else { format!("{field}: {message}") })]
+pub struct DecodeError {
+    /// Path of the field that could not be read; empty for the whole body.
+    pub field: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Reads `T` from JSON text, naming the failing field on error.
+pub fn from_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, DecodeError> {
+    let de = &mut serde_json::Deserializer::from_slice(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = path_string(e.path());
+        let message = strip_position(&e.inner().to_string());
+        DecodeError { field, message }
+    })
+}
+
+/// Reads `T` from a YAML value tree, naming the failing field on error.
+pub fn from_yaml_value<T: DeserializeOwned>(value: serde_yaml_ng::Value) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| DecodeError { field: path_string(e.path()), message: e.inner().to_string() })
+}
+
+/// `a.b[2].c` from serde_path_to_error's path (`.` for the root is empty).
+fn path_string(path: &serde_path_to_error::Path) -> String {
+    let s = path.to_string();
+    if s == "." { String::new() } else { s }
+}
+
+/// serde_json appends " at line L column C"; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::ServiceSpec;
+
+    #[test]
+    fn names_the_bad_field() {
+        let body =
+            br#"{"name":"web","task_template":{"container":{"image":"busybox","stop_grace_period":"soon"}}}"#;
+        let e = from_json::<ServiceSpec>(body).unwrap_err();
+        assert_eq!(e.field, "task_template.container.stop_grace_period");
+        assert!(e.message.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn names_unknown_fields() {
+        let body = br#"{"name":"web","task_template":{"container":{"image":"busybox","imgae":"x"}}}"#;
+        let e = from_json::<ServiceSpec>(body).unwrap_err();
+        assert_eq!(e.field, "task_template.container.imgae");
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn reports_syntax_errors() {
+        let e = from_json::<ServiceSpec>(b"{").unwrap_err();
+        assert!(e.message.contains("EOF"), "{e}");
+    }
+}

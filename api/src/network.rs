@@ -1,0 +1,83 @@
+//! Overlay networks: the spec a user declares and the allocation the managers make
+//! (subnet, gateway, VXLAN id).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::object::Meta;
+
+/// The first VXLAN id handed out, as in Docker.
+pub const FIRST_VNI: u32 = 4096;
+/// The largest VXLAN id (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+
+/// What a user declares for a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Unique name, with the same rules as service names.
+    pub name: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Only `overlay`.
+    #[serde(default)]
+    pub driver: NetworkDriver,
+    /// Subnet; `None` takes the next free one from the cluster's default pool.
+    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+    /// Gateway address inside the subnet; default: its first address.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Standalone containers may join it.
+    #[serde(default)]
+    pub attachable: bool,
+    /// No traffic leaves the overlay.
+    #[serde(default)]
+    pub internal: bool,
+}
+
+impl NetworkSpec {
+    /// An overlay network named `name` with every other field at its default.
+    pub fn new(name: impl Into<String>) -> Self {
+        NetworkSpec {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            driver: NetworkDriver::Overlay,
+            subnet: None,
+            gateway: None,
+            attachable: false,
+            internal: false,
+        }
+    }
+}
+
+/// Network drivers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkDriver {
+    /// VXLAN across the cluster's nodes.
+    #[default]
+    Overlay,
+}
+
+/// A stored network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// Object id.
+    pub id: String,
+    /// Version and timestamps.
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// The user's spec.
+    pub spec: NetworkSpec,
+    /// The subnet in use (given, or allocated from the pool).
+    pub subnet: Ipv4Net,
+    /// The gateway address in use.
+    pub gateway: Ipv4Addr,
+    /// VXLAN network id, from 4096 up.
+    pub vni: u32,
+}
