@@ -564,7 +564,12 @@ fn mounts(cx: &mut Ctx<'_, '_>, names: &Names, path: &str, svc: &file::Service) 
                                     Err(e) => cx.error(format!("{vpath}.tmpfs.size"), e.to_string()),
                                 }
                             }
-                            mode = t.mode;
+                            if let Some(m) = &t.mode {
+                                match m.file_mode() {
+                                    Ok(m) => mode = Some(m),
+                                    Err(e) => cx.error(format!("{vpath}.tmpfs.mode"), e),
+                                }
+                            }
                         }
                         out.push(Mount::Tmpfs { target: l.target.clone(), size_bytes, mode });
                     }
@@ -646,8 +651,11 @@ fn file_refs(
                 };
                 fr.uid = id("uid", &l.uid);
                 fr.gid = id("gid", &l.gid);
-                if let Some(m) = l.mode {
-                    fr.mode = m;
+                if let Some(m) = &l.mode {
+                    match m.file_mode() {
+                        Ok(m) => fr.mode = m,
+                        Err(e) => cx.error(format!("{rpath}.mode"), e),
+                    }
                 }
                 (l.source.clone(), fr)
             }

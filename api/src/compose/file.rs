@@ -49,6 +49,21 @@ pub(crate) enum Scalar {
 }
 
 impl Scalar {
+    /// A permission mode: YAML reads `0440` as text, and Compose means it as octal,
+    /// as it does `0o440`; a plain integer is taken as it is.
+    pub(crate) fn file_mode(&self) -> Result<u32, String> {
+        let bad = || format!("{:?} is not a permission mode such as 0644", self.text());
+        let mode = match self {
+            Scalar::Int(i) => u32::try_from(*i).map_err(|_| bad())?,
+            Scalar::String(s) => {
+                let digits = s.strip_prefix("0o").or_else(|| s.strip_prefix('0')).ok_or_else(bad)?;
+                u32::from_str_radix(digits, 8).map_err(|_| bad())?
+            }
+            _ => return Err(bad()),
+        };
+        if mode > 0o7777 { Err(bad()) } else { Ok(mode) }
+    }
+
     pub(crate) fn text(&self) -> String {
         match self {
             Scalar::Int(i) => i.to_string(),
@@ -241,7 +256,7 @@ pub(crate) struct LongVolume {
 #[derive(Debug, Deserialize)]
 pub(crate) struct TmpfsOptions {
     pub(crate) size: Option<Scalar>,
-    pub(crate) mode: Option<u32>,
+    pub(crate) mode: Option<Scalar>,
     #[serde(flatten)]
     pub(crate) other: Other,
 }
@@ -260,7 +275,7 @@ pub(crate) struct LongFileRef {
     pub(crate) target: Option<String>,
     pub(crate) uid: Option<Scalar>,
     pub(crate) gid: Option<Scalar>,
-    pub(crate) mode: Option<u32>,
+    pub(crate) mode: Option<Scalar>,
     #[serde(flatten)]
     pub(crate) other: Other,
 }

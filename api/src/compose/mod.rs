@@ -167,8 +167,19 @@ fn key_text(key: &Value) -> String {
     }
 }
 
-/// Joins `relative` to the Compose file's folder unless it is absolute.
+/// Joins `relative` to the Compose file's folder unless it is absolute, and folds `.`
+/// and `..` away so the path reads as the node will see it.
 fn resolve(dir: &Path, relative: &str) -> PathBuf {
-    let p = Path::new(relative);
-    if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in dir.join(relative).components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
