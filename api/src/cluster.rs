@@ -25,43 +25,29 @@ pub struct Cluster {
 
 /// Cluster-wide settings (`shoal cluster update`). Defaults are Swarm's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Cluster name. Default `default`.
-    #[serde(default = "default_name")]
     pub name: String,
     /// Labels.
-    #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Ended tasks kept per slot (or per node for global services); negative keeps all.
     /// Default 5.
-    #[serde(default = "default_task_history_limit")]
     pub task_history_limit: i64,
     /// Worker session settings.
-    #[serde(default)]
     pub dispatcher: DispatcherConfig,
     /// Raft log settings.
-    #[serde(default)]
     pub raft: RaftConfig,
     /// Where overlay subnets come from when a network names none.
-    #[serde(default)]
     pub default_address_pool: AddressPool,
-}
-
-fn default_name() -> String {
-    "default".to_owned()
-}
-
-fn default_task_history_limit() -> i64 {
-    5
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
         ClusterSpec {
-            name: default_name(),
+            name: "default".to_owned(),
             labels: BTreeMap::new(),
-            task_history_limit: default_task_history_limit(),
+            task_history_limit: 5,
             dispatcher: DispatcherConfig::default(),
             raft: RaftConfig::default(),
             default_address_pool: AddressPool::default(),
@@ -71,86 +57,52 @@ impl Default for ClusterSpec {
 
 /// How workers keep their sessions with the managers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct DispatcherConfig {
     /// Time between a worker's heartbeats (with ±10% jitter). Default 5s.
-    #[serde(with = "duration", default = "default_heartbeat")]
+    #[serde(with = "duration")]
     pub heartbeat_period: Duration,
     /// Missed heartbeat periods before a node is DOWN and its tasks move. Default 3
     /// (Swarm's fixed multiplier, made tunable here since users ask for it).
-    #[serde(default = "default_grace_multiplier")]
     pub node_down_grace_multiplier: u32,
-}
-
-fn default_heartbeat() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn default_grace_multiplier() -> u32 {
-    3
 }
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
-        DispatcherConfig {
-            heartbeat_period: default_heartbeat(),
-            node_down_grace_multiplier: default_grace_multiplier(),
-        }
+        DispatcherConfig { heartbeat_period: Duration::from_secs(5), node_down_grace_multiplier: 3 }
     }
 }
 
 /// Raft log compaction settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RaftConfig {
     /// Log entries between snapshots. Default 10000.
-    #[serde(default = "default_snapshot_interval")]
     pub snapshot_interval: u64,
     /// Entries kept after a snapshot for slow followers. Default 500.
-    #[serde(default = "default_slow_follower_entries")]
     pub log_entries_for_slow_followers: u64,
-}
-
-fn default_snapshot_interval() -> u64 {
-    10_000
-}
-
-fn default_slow_follower_entries() -> u64 {
-    500
 }
 
 impl Default for RaftConfig {
     fn default() -> Self {
-        RaftConfig {
-            snapshot_interval: default_snapshot_interval(),
-            log_entries_for_slow_followers: default_slow_follower_entries(),
-        }
+        RaftConfig { snapshot_interval: 10_000, log_entries_for_slow_followers: 500 }
     }
 }
 
 /// The pool overlay subnets are cut from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AddressPool {
     /// Pools, used in order. Default `10.0.0.0/8`.
-    #[serde(default = "default_pools")]
     pub pools: Vec<Ipv4Net>,
     /// Prefix length of each network's subnet. Default 24.
-    #[serde(default = "default_mask_length")]
     pub mask_length: u8,
-}
-
-fn default_pools() -> Vec<Ipv4Net> {
-    vec![Ipv4Net::new(std::net::Ipv4Addr::new(10, 0, 0, 0), 8).expect("8 is a valid prefix length")]
-}
-
-fn default_mask_length() -> u8 {
-    24
 }
 
 impl Default for AddressPool {
     fn default() -> Self {
-        AddressPool { pools: default_pools(), mask_length: default_mask_length() }
+        let ten = Ipv4Net::new(std::net::Ipv4Addr::new(10, 0, 0, 0), 8).expect("8 is a valid prefix length");
+        AddressPool { pools: vec![ten], mask_length: 24 }
     }
 }
 

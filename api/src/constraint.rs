@@ -36,7 +36,7 @@ pub enum ConstraintError {
     #[error("node.ip needs an IP address or a CIDR such as 10.0.0.0/8, not {0:?}")]
     BadIp(String),
     /// A preference that is not `spread=<label key>`.
-    #[error("placement preference {0:?} is not spread=node.labels.<key> or spread=engine.labels.<key>")]
+    #[error("spread key {0:?} is not node.labels.<key> or engine.labels.<key>")]
     BadPreference(String),
 }
 
@@ -167,11 +167,6 @@ fn ip_matches(value: &str, addr: IpAddr) -> bool {
         Ok(ip) => ip == addr,
         Err(_) => value.parse::<IpNet>().is_ok_and(|net| net.contains(&addr)),
     }
-}
-
-/// Parses every constraint; the first bad one is the error, with its index.
-pub fn parse_all(exprs: &[String]) -> Result<Vec<Constraint>, (usize, ConstraintError)> {
-    exprs.iter().enumerate().map(|(i, e)| e.parse().map_err(|err| (i, err))).collect()
 }
 
 /// Parses the label key of a spread preference: `node.labels.zone` or `engine.labels.k`.

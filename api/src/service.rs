@@ -58,7 +58,8 @@ impl ServiceSpec {
 pub enum ServiceMode {
     /// `replicas` tasks in slots 1..=replicas, kept running.
     Replicated {
-        /// Desired number of tasks.
+        /// Desired number of tasks. Default 1.
+        #[serde(default = "one")]
         replicas: u64,
     },
     /// One task on every eligible node.
@@ -113,45 +114,28 @@ impl ServiceMode {
 /// How a rolling update (or a rollback) replaces tasks. Defaults are Swarm's, plus a
 /// progress deadline Swarm lacks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct UpdateConfig {
     /// Tasks replaced at once; 0 replaces all at once. Default 1.
-    #[serde(default = "one")]
     pub parallelism: u64,
     /// Wait after each batch is running before the next. Default 0s.
-    #[serde(with = "duration", default)]
+    #[serde(with = "duration")]
     pub delay: Duration,
     /// What happens when too many new tasks fail. Default `pause`.
-    #[serde(default)]
     pub failure_action: FailureAction,
     /// How long after reaching RUNNING a new task is watched for failure. Default 5s.
-    #[serde(with = "duration", default = "default_monitor")]
+    #[serde(with = "duration")]
     pub monitor: Duration,
     /// Fraction of new tasks (0 to 1) allowed to fail before `failure_action`. Default 0.
-    #[serde(default)]
     pub max_failure_ratio: f64,
     /// Stop the old task before starting the new one, or the other way round.
     /// Default `stop-first`.
-    #[serde(default)]
     pub order: UpdateOrder,
     /// A new task that is not RUNNING (and healthy) within this time counts as failed.
     /// Default 10m. Swarm waits forever, which stalls rollouts on a task stuck in
     /// PENDING or STARTING; Kubernetes' `progressDeadlineSeconds` defaults to 600s.
-    #[serde(with = "duration", default = "default_progress_deadline")]
+    #[serde(with = "duration")]
     pub progress_deadline: Duration,
-}
-
-/// Swarm's default update monitor period.
-pub const DEFAULT_UPDATE_MONITOR: Duration = Duration::from_secs(5);
-/// Shoal's default rollout progress deadline (Kubernetes' 600s).
-pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
-
-fn default_monitor() -> Duration {
-    DEFAULT_UPDATE_MONITOR
-}
-
-fn default_progress_deadline() -> Duration {
-    DEFAULT_PROGRESS_DEADLINE
 }
 
 impl Default for UpdateConfig {
@@ -160,10 +144,10 @@ impl Default for UpdateConfig {
             parallelism: 1,
             delay: Duration::ZERO,
             failure_action: FailureAction::Pause,
-            monitor: DEFAULT_UPDATE_MONITOR,
+            monitor: Duration::from_secs(5),
             max_failure_ratio: 0.0,
             order: UpdateOrder::StopFirst,
-            progress_deadline: DEFAULT_PROGRESS_DEADLINE,
+            progress_deadline: Duration::from_secs(600),
         }
     }
 }

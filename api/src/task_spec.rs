@@ -192,7 +192,7 @@ pub enum Mount {
         /// Size limit in bytes; 0 means the kernel default (half of RAM).
         #[serde(default)]
         size_bytes: u64,
-        /// Permission bits of the mount's root, e.g. 0o1777; default 0o755.
+        /// Permission bits of the mount's root; default 0o1777, as in Docker.
         #[serde(default)]
         mode: Option<u32>,
     },
@@ -213,56 +213,44 @@ impl Mount {
 /// Defaults are the Docker engine's: every 30s, 30s timeout, 3 retries, no start period,
 /// 5s between checks during the start period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthCheck {
-    /// `["CMD", "prog", "arg"…]`, `["CMD-SHELL", "shell command"]`, or `["NONE"]` to
-    /// turn off the image's check.
+    /// `["CMD", "prog", "arg"…]`, `["CMD-SHELL", "shell command"]`, `["NONE"]` to turn
+    /// off the image's check, or empty to keep the image's test with these timings.
     pub test: Vec<String>,
     /// Time between checks. Default 30s.
-    #[serde(with = "duration", default = "health_defaults::interval")]
+    #[serde(with = "duration")]
     pub interval: Duration,
     /// Time one check may take before it counts as failed. Default 30s.
-    #[serde(with = "duration", default = "health_defaults::timeout")]
+    #[serde(with = "duration")]
     pub timeout: Duration,
     /// Consecutive failures that make the container unhealthy. Default 3.
-    #[serde(default = "health_defaults::retries")]
     pub retries: u32,
     /// Time after start during which failures do not count. Default 0s.
-    #[serde(with = "duration", default)]
+    #[serde(with = "duration")]
     pub start_period: Duration,
     /// Time between checks during the start period. Default 5s.
-    #[serde(with = "duration", default = "health_defaults::start_interval")]
+    #[serde(with = "duration")]
     pub start_interval: Duration,
 }
 
-mod health_defaults {
-    use std::time::Duration;
-
-    pub(super) fn interval() -> Duration {
-        Duration::from_secs(30)
-    }
-    pub(super) fn timeout() -> Duration {
-        Duration::from_secs(30)
-    }
-    pub(super) fn retries() -> u32 {
-        3
-    }
-    pub(super) fn start_interval() -> Duration {
-        Duration::from_secs(5)
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            test: Vec::new(),
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            start_period: Duration::ZERO,
+            start_interval: Duration::from_secs(5),
+        }
     }
 }
 
 impl HealthCheck {
     /// A check running `test` with the engine's default timings.
     pub fn new(test: Vec<String>) -> Self {
-        HealthCheck {
-            test,
-            interval: health_defaults::interval(),
-            timeout: health_defaults::timeout(),
-            retries: health_defaults::retries(),
-            start_period: Duration::ZERO,
-            start_interval: health_defaults::start_interval(),
-        }
+        HealthCheck { test, ..HealthCheck::default() }
     }
 
     /// True for `["NONE"]`, which turns the image's check off.
@@ -313,34 +301,25 @@ pub struct Reservations {
 
 /// When a task that stopped is replaced. Each restart makes a new task in the same slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RestartPolicy {
     /// Which exits lead to a restart. Default `any`.
-    #[serde(default)]
     pub condition: RestartCondition,
     /// Wait between the end of a task and the start of its replacement. Default 5s.
-    #[serde(with = "duration", default = "default_restart_delay")]
+    #[serde(with = "duration")]
     pub delay: Duration,
     /// Restarts allowed per slot (within `window` when set); 0 is unlimited. Default 0.
-    #[serde(default)]
     pub max_attempts: u64,
     /// Time window over which `max_attempts` is counted; 0 counts all restarts.
-    #[serde(with = "duration", default)]
+    #[serde(with = "duration")]
     pub window: Duration,
-}
-
-/// Swarm's default restart delay.
-pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(5);
-
-fn default_restart_delay() -> Duration {
-    DEFAULT_RESTART_DELAY
 }
 
 impl Default for RestartPolicy {
     fn default() -> Self {
         RestartPolicy {
             condition: RestartCondition::Any,
-            delay: DEFAULT_RESTART_DELAY,
+            delay: Duration::from_secs(5),
             max_attempts: 0,
             window: Duration::ZERO,
         }

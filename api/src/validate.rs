@@ -130,12 +130,22 @@ fn field(name: &str) -> String {
 /// letter or digit, 1 to 63 characters. This is a DNS label, widened by `_` because
 /// stacks name their services `<stack>_<service>` as Docker does.
 pub fn check_name(c: &mut Checker, segment: &str, name: &str) {
+    check_name_chars(c, segment, name, b"-_", MAX_NAME_LEN);
+}
+
+/// Secret, config and volume names also allow `.` (`tls.crt`), as Docker does.
+fn check_file_name(c: &mut Checker, segment: &str, name: &str) {
+    check_name_chars(c, segment, name, b"-_.", 64);
+}
+
+fn check_name_chars(c: &mut Checker, segment: &str, name: &str, extra: &[u8], max: usize) {
+    let allowed: String = extra.iter().map(|&b| format!("'{}'", b as char)).collect::<Vec<_>>().join(", ");
     let msg = if name.is_empty() {
         Some("must not be empty".to_owned())
-    } else if name.len() > MAX_NAME_LEN {
-        Some(format!("is {} characters long; at most {MAX_NAME_LEN} are allowed", name.len()))
-    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        Some(format!("{name:?} may contain only letters, digits, '-' and '_'"))
+    } else if name.len() > max {
+        Some(format!("is {} characters long; at most {max} are allowed", name.len()))
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b)) {
+        Some(format!("{name:?} may contain only letters, digits and {allowed}"))
     } else if !name.starts_with(|ch: char| ch.is_ascii_alphanumeric())
         || !name.ends_with(|ch: char| ch.is_ascii_alphanumeric())
     {
@@ -146,6 +156,21 @@ pub fn check_name(c: &mut Checker, segment: &str, name: &str) {
     if let Some(m) = msg {
         c.fail(segment, m);
     }
+}
+
+/// Checks a DNS name such as a network alias (`db`, `db.internal`): dot-separated
+/// labels of letters, digits, `-` and `_`, at most 253 characters.
+fn check_dns_name(c: &mut Checker, segment: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= MAX_NAME_LEN
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    c.ensure(ok, segment, || format!("{name:?} is not a DNS name (labels of letters, digits, '-' and '_')"));
 }
 
 fn check_labels(c: &mut Checker, segment: &str, labels: &BTreeMap<String, String>) {
@@ -268,7 +293,7 @@ impl Validate for TaskSpec {
                 format!("network {:?} is listed twice", n.target)
             });
             for (j, alias) in n.aliases.iter().enumerate() {
-                check_name(c, &format!("networks[{i}].aliases[{j}]"), alias);
+                check_dns_name(c, &format!("networks[{i}].aliases[{j}]"), alias);
             }
         }
     }
@@ -286,7 +311,7 @@ impl Validate for ContainerSpec {
                 Some((name, value)) => {
                     let ok = !name.is_empty()
                         && !name.starts_with(|ch: char| ch.is_ascii_digit())
-                        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'=');
+                        && name.bytes().all(|b| b.is_ascii_graphic());
                     c.ensure(ok, &seg, || format!("{name:?} is not a valid variable name"));
                     c.ensure(!value.contains('\0'), &seg, || "the value contains a NUL byte".into());
                 }
@@ -327,7 +352,7 @@ impl Validate for ContainerSpec {
             let mut seen = HashSet::new();
             for (i, r) in refs.iter().enumerate() {
                 let seg = format!("{kind}[{i}]");
-                check_name(c, &format!("{seg}.source"), &r.source);
+                check_file_name(c, &format!("{seg}.source"), &r.source);
                 c.ensure(r.mode <= 0o7777, &format!("{seg}.mode"), || {
                     format!("{:#o} is not a permission mode", r.mode)
                 });
@@ -350,15 +375,16 @@ impl Validate for ContainerSpec {
     }
 }
 
-/// Reads a signal as `SIGTERM`, `TERM` or `15`; returns its number.
+/// Reads a signal as `SIGTERM`, `TERM`, `15` or `SIGRTMIN+3`; returns its number.
 pub fn parse_signal(s: &str) -> Option<i32> {
-    const NAMES: [(&str, i32); 20] = [
+    const NAMES: [(&str, i32); 31] = [
         ("HUP", 1),
         ("INT", 2),
         ("QUIT", 3),
         ("ILL", 4),
         ("TRAP", 5),
         ("ABRT", 6),
+        ("IOT", 6),
         ("BUS", 7),
         ("FPE", 8),
         ("KILL", 9),
@@ -368,17 +394,40 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         ("PIPE", 13),
         ("ALRM", 14),
         ("TERM", 15),
+        ("STKFLT", 16),
         ("CHLD", 17),
         ("CONT", 18),
         ("STOP", 19),
         ("TSTP", 20),
+        ("TTIN", 21),
+        ("TTOU", 22),
+        ("URG", 23),
+        ("XCPU", 24),
+        ("XFSZ", 25),
+        ("VTALRM", 26),
+        ("PROF", 27),
         ("WINCH", 28),
+        ("IO", 29),
+        ("PWR", 30),
     ];
+    const RTMIN: i32 = 34;
+    const RTMAX: i32 = 64;
     if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
+        return (1..=RTMAX).contains(&n).then_some(n);
     }
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let rt = |base: i32, rest: &str, sign: i32| -> Option<i32> {
+        let n = if rest.is_empty() { 0 } else { rest.parse::<i32>().ok()? };
+        let v = base + sign * n;
+        (RTMIN..=RTMAX).contains(&v).then_some(v)
+    };
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        return rt(RTMIN, rest.strip_prefix('+').unwrap_or(rest), 1);
+    }
+    if let Some(rest) = name.strip_prefix("RTMAX") {
+        return rt(RTMAX, rest.strip_prefix('-').unwrap_or(rest), -1);
+    }
     NAMES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
@@ -388,7 +437,7 @@ fn check_mount<'a>(c: &mut Checker, m: &'a Mount, targets: &mut HashSet<&'a str>
     c.ensure(targets.insert(m.target()), "target", || format!("{:?} is mounted twice", m.target()));
     match m {
         Mount::Bind { source, .. } => check_absolute_path(c, "source", source),
-        Mount::Volume { source, .. } => check_name(c, "source", source),
+        Mount::Volume { source, .. } => check_file_name(c, "source", source),
         Mount::Tmpfs { mode, .. } => {
             if let Some(mode) = mode {
                 c.ensure(*mode <= 0o7777, "mode", || format!("{mode:#o} is not a permission mode"));
@@ -404,6 +453,8 @@ fn check_healthcheck(c: &mut Checker, h: &HealthCheck) {
         Some("CMD-SHELL") => c.ensure(h.test.len() == 2 && !h.test[1].trim().is_empty(), "test", || {
             "CMD-SHELL takes exactly one shell command".into()
         }),
+        // Empty: the image's test with these timings, as in Docker.
+        None => {}
         _ => c.fail("test", "must start with CMD, CMD-SHELL or NONE"),
     }
     if h.is_disabled() {

@@ -71,7 +71,11 @@ fn web_db_worker() {
 
     let nets: Vec<_> =
         web.task_template.networks.iter().map(|n| (n.target.as_str(), n.aliases.clone())).collect();
-    assert_eq!(nets, [("shop_back", vec![]), ("shop_front", vec!["shop".to_owned()])]);
+    assert_eq!(
+        nets,
+        [("shop_back", vec!["web".to_owned()]), ("shop_front", vec!["web".to_owned(), "shop".to_owned()])],
+        "every service answers to its Compose name"
+    );
 
     let u = &web.update_config;
     assert_eq!(
@@ -266,7 +270,7 @@ fn bad_files_name_the_problem() {
         ),
         (
             "services:\n  a:\n    image: x\n    deploy:\n      replicas: many\n",
-            "services.a.deploy.replicas: invalid type",
+            "services.a.deploy.replicas: \"many\" is not a valid u64",
         ),
         (
             "services:\n  a:\n    image: x\n    ports: [\"99999:80\"]\n",
@@ -290,7 +294,7 @@ fn bad_files_name_the_problem() {
         ),
         (
             "services:\n  a:\n    image: x\n    deploy:\n      resources:\n        limits:\n          memory: 1m\n",
-            "services.a: task_template.resources.limits.memory_bytes: must be at least 6MiB",
+            "services.a.deploy.resources.limits.memory: must be at least 6MiB",
         ),
         (
             "services:\n  a:\n    image: x\n    deploy:\n      update_config:\n        order: random\n",
@@ -298,11 +302,23 @@ fn bad_files_name_the_problem() {
         ),
         (
             "services:\n  a:\n    image: x\n    deploy:\n      placement:\n        constraints: [zone=a]\n",
-            "services.a: task_template.placement.constraints[0]: \"zone=a\" has no operator",
+            "services.a.deploy.placement.constraints[0]: \"zone=a\" has no operator",
         ),
         (
-            "services:\n  a:\n    image: x\n    healthcheck:\n      interval: 5s\n",
-            "services.a.healthcheck.test: is required",
+            "services:\n  a:\n    image: x\n    healthcheck:\n      disable: true\n      test: [CMD, x]\n",
+            "services.a.healthcheck.disable: cannot be combined with test",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    volumes: [{type: volume, source: /data, target: /d}]\n",
+            "services.a.volumes[0]: volume \"/data\" is not defined",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    volumes: [{type: bind, source: data, target: /d}]\n",
+            "services.a.volumes[0].source: \"data\" is not a path",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    volumes: [{type: volume, target: /d}]\n",
+            "services.a.volumes[0]: \"/d\" is an anonymous volume",
         ),
         (
             "secrets:\n  pw:\n    file: missing.txt\nservices:\n  a:\n    image: x\n",
@@ -335,4 +351,78 @@ fn yaml_and_interpolation_errors() {
         Err(ComposeError::Interpolate { path, .. }) => assert_eq!(path, "services.a.image"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn compose_habits() {
+    let text = "
+services:
+  api:
+    image: busybox
+    hostname: ${HOST:-api-1}
+    environment:
+      VERSION: ${VERSION}
+      FLAG: \"${FLAG}\"
+    labels:
+      com.docker.stack.namespace: elsewhere
+    healthcheck:
+      interval: 5s
+    volumes:
+      - data:/data:ro,z
+    deploy:
+      replicas: \"${N:-2}\"
+      labels:
+        com.docker.stack.namespace: elsewhere
+  job:
+    image: busybox
+    deploy:
+      mode: replicated-job
+      update_config:
+        parallelism: 2
+volumes:
+  data:
+    external:
+      name: shared-data
+networks:
+  outside:
+    external: true
+";
+    let stack = load_with(text, &[("VERSION", "1.10"), ("FLAG", "True")]).unwrap();
+    let api = service(&stack, "shop_api");
+    let c = &api.task_template.container;
+    assert_eq!(c.env, ["FLAG=True", "VERSION=1.10"], "interpolated values stay text");
+    assert_eq!(c.hostname.as_deref(), Some("api-1"));
+    assert_eq!(api.mode, ServiceMode::Replicated { replicas: 2 });
+    assert_eq!(api.labels.get(STACK_LABEL).map(String::as_str), Some("shop"), "the stack label wins");
+    assert_eq!(c.labels.get(STACK_LABEL).map(String::as_str), Some("shop"));
+    let h = c.healthcheck.as_ref().unwrap();
+    assert!(h.test.is_empty(), "timings only: the image's test is kept");
+    assert_eq!(h.interval, Duration::from_secs(5));
+    assert_eq!(
+        c.mounts,
+        [Mount::Volume { source: "shared-data".into(), target: "/data".into(), read_only: true }]
+    );
+    assert_eq!(stack.external_networks, ["outside"]);
+    let w = messages(&stack);
+    for want in [
+        "services.api.volumes[0]: mount option \"z\" is not supported",
+        "services.job.deploy.update_config: ignored: jobs run to completion",
+        "volumes.data.external.name: deprecated",
+    ] {
+        assert!(w.iter().any(|m| m.starts_with(want)), "no {want:?} in {w:#?}");
+    }
+    assert_eq!(w.len(), 3, "{w:#?}");
+}
+
+#[test]
+fn stack_names_are_checked() {
+    let err = compose::load(&Source {
+        stack: "bad name",
+        text: "services:\n  a:\n    image: x\n",
+        dir: Path::new(DIR),
+        env: &|_| None,
+        read_file: &|_| Err("no files".into()),
+    })
+    .unwrap_err();
+    assert!(err.to_string().starts_with("stack name: \"bad name\" may contain only"), "{err}");
 }

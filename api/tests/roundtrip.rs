@@ -183,6 +183,8 @@ fn minimal_spec_reads_with_swarm_defaults() {
         shoal_api::decode::from_json(br#"{"name":"web","task_template":{"container":{"image":"busybox"}}}"#)
             .unwrap();
     assert_eq!(spec, ServiceSpec::new("web", "busybox"));
+    let replicated: ServiceMode = serde_json::from_str(r#"{"kind":"replicated"}"#).unwrap();
+    assert_eq!(replicated, ServiceMode::Replicated { replicas: 1 });
     assert_eq!(spec.mode, ServiceMode::Replicated { replicas: 1 });
     let u = &spec.update_config;
     assert_eq!(

@@ -488,10 +488,14 @@ fn other_specs() {
     n.subnet = None;
     assert!(n.validate().unwrap_err().first().message.contains("needs a subnet"));
 
-    let big = PayloadSpec { name: "cert".into(), labels: Default::default(), data: vec![0; 600 * 1024] };
+    let big = PayloadSpec { name: "tls.crt".into(), labels: Default::default(), data: vec![0; 500 * 1024] };
     let e = big.validate().unwrap_err();
     assert_eq!(e.first().field, "data");
-    assert!(e.first().message.contains("500KiB"), "{e}");
+    assert!(e.first().message.contains("smaller than 500KiB"), "{e}");
+    let empty = PayloadSpec { name: "tls.crt".into(), labels: Default::default(), data: vec![] };
+    assert!(empty.validate().unwrap_err().first().message.contains("must not be empty"));
+    let ok = PayloadSpec { name: "tls.crt".into(), labels: Default::default(), data: vec![1] };
+    ok.validate().unwrap();
 
     let mut c = ClusterSpec::default();
     c.validate().unwrap();
@@ -507,4 +511,17 @@ fn other_specs() {
             "default_address_pool.mask_length",
         ]
     );
+}
+
+#[test]
+fn signals_by_name_number_and_realtime() {
+    use shoal_api::validate::parse_signal;
+    assert_eq!(parse_signal("SIGTERM"), Some(15));
+    assert_eq!(parse_signal("term"), Some(15));
+    assert_eq!(parse_signal("9"), Some(9));
+    assert_eq!(parse_signal("SIGPWR"), Some(30));
+    assert_eq!(parse_signal("SIGRTMIN+3"), Some(37));
+    assert_eq!(parse_signal("RTMAX-1"), Some(63));
+    assert_eq!(parse_signal("SIGRTMIN"), Some(34));
+    assert_eq!(parse_signal("SIGBOGUS"), None);
 }

@@ -81,3 +81,22 @@ fn completions_for_bash() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("stack"));
 }
+
+#[test]
+fn stack_config_does_not_print_secrets() {
+    let dir = std::env::temp_dir().join(format!("shoal-cli-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pw.txt"), "hunter2-hunter2").unwrap();
+    let file = dir.join("compose.yml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: busybox\n    secrets: [pw]\nsecrets:\n  pw:\n    file: ./pw.txt\n",
+    )
+    .unwrap();
+    let out = shoal(&["stack", "config", "-c", file.to_str().unwrap(), "--name", "s", "--format", "json"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("aHVudGVy"), "secret data printed: {stdout}");
+    assert!(stdout.contains("<15 bytes, not shown>"), "{stdout}");
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::file::{self, MapOrList, Other, Scalar, StringOrList};
+use super::file::{self, External, MapOrList, Other, Scalar, StringOrList};
 use super::{ComposeError, STACK_LABEL, Source, Stack, Warning, resolve};
 use crate::network::NetworkSpec;
 use crate::secret::PayloadSpec;
@@ -59,8 +59,26 @@ impl Ctx<'_, '_> {
     /// Warns about every key of `other` (extension keys `x-*` are the file's own).
     fn unused(&mut self, path: &str, other: &Other) {
         for key in other.keys().filter(|k| !k.starts_with("x-")) {
-            let message = hint(key);
-            self.warn(format!("{path}.{key}"), message);
+            let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+            self.warn(at, hint(key));
+        }
+    }
+
+    /// For `external:`: `Some(real name)` when the object exists outside the stack.
+    fn external(
+        &mut self,
+        path: &str,
+        short: &str,
+        name: Option<&String>,
+        e: Option<&External>,
+    ) -> Option<String> {
+        match e? {
+            External::Flag(false) => None,
+            External::Flag(true) => Some(name.cloned().unwrap_or_else(|| short.to_owned())),
+            External::Named { name } => {
+                self.warn(format!("{path}.external.name"), "deprecated: write `external: true` and `name:`");
+                Some(name.clone())
+            }
         }
     }
 
@@ -92,12 +110,6 @@ pub(super) fn convert(
             cx.warn(key, hint(key));
         }
     }
-    // Warnings for top-level keys come out as ".build"; drop the leading dot.
-    for w in &mut cx.warnings {
-        if let Some(p) = w.path.strip_prefix('.') {
-            w.path = p.to_owned();
-        }
-    }
     if f.services.is_empty() {
         cx.error("services", "the file defines no services");
     }
@@ -121,7 +133,7 @@ pub(super) fn convert(
         if let Some(spec) = spec {
             if let Err(errs) = spec.validate() {
                 for e in errs.0 {
-                    cx.error(format!("services.{name}"), format!("{}: {}", e.field, e.message));
+                    cx.error(format!("services.{name}.{}", compose_key(&e.field)), e.message);
                 }
             }
             services.push(spec);
@@ -157,8 +169,15 @@ struct Names {
 
 fn stack_network(cx: &Ctx<'_, '_>, short: &str) -> NetworkSpec {
     let mut n = NetworkSpec::new(cx.name(short));
-    n.labels.insert(STACK_LABEL.to_owned(), cx.src.stack.to_owned());
+    n.labels = with_stack_label(BTreeMap::new(), cx.src.stack);
     n
+}
+
+/// The user's labels plus the stack label, which the user cannot override: an object
+/// must not leave its stack by a label.
+fn with_stack_label(mut labels: BTreeMap<String, String>, stack: &str) -> BTreeMap<String, String> {
+    labels.insert(STACK_LABEL.to_owned(), stack.to_owned());
+    labels
 }
 
 fn convert_networks(
@@ -174,8 +193,7 @@ fn convert_networks(
         let net = net.as_ref().unwrap_or(&no_options);
         let ipam = net.ipam.as_ref();
         cx.unused(&path, &net.other);
-        if net.external {
-            let real = net.name.clone().unwrap_or_else(|| short.clone());
+        if let Some(real) = cx.external(&path, short, net.name.as_ref(), net.external.as_ref()) {
             names.insert(short.clone(), real.clone());
             external.push(real);
             continue;
@@ -190,9 +208,10 @@ fn convert_networks(
                 cx.warn(format!("{path}.driver"), format!("driver {other:?} is not supported; using overlay"))
             }
         }
-        spec.attachable = net.attachable;
-        spec.internal = net.internal;
-        spec.labels.extend(labels(cx, &format!("{path}.labels"), net.labels.as_ref()));
+        spec.attachable = net.attachable.unwrap_or(false);
+        spec.internal = net.internal.unwrap_or(false);
+        let user_labels = labels(cx, &format!("{path}.labels"), net.labels.as_ref());
+        spec.labels = with_stack_label(user_labels, cx.src.stack);
         if let Some(ipam) = ipam {
             cx.unused(&format!("{path}.ipam"), &ipam.other);
             for (i, c) in ipam.config.iter().enumerate() {
@@ -237,11 +256,11 @@ fn convert_volumes(cx: &mut Ctx<'_, '_>, f: &file::ComposeFile) -> BTreeMap<Stri
     for (short, vol) in &f.volumes {
         let real = match vol {
             Some(v) => {
-                cx.unused(&format!("volumes.{short}"), &v.other);
-                match (&v.name, v.external) {
-                    (Some(n), _) => n.clone(),
-                    (None, true) => short.clone(),
-                    (None, false) => cx.name(short),
+                let path = format!("volumes.{short}");
+                cx.unused(&path, &v.other);
+                match cx.external(&path, short, v.name.as_ref(), v.external.as_ref()) {
+                    Some(real) => real,
+                    None => v.name.clone().unwrap_or_else(|| cx.name(short)),
                 }
             }
             None => cx.name(short),
@@ -261,8 +280,8 @@ fn convert_payloads(
     for (short, p) in payloads {
         let path = format!("{kind}.{short}");
         cx.unused(&path, &p.other);
-        if p.external {
-            names.insert(short.clone(), p.name.clone().unwrap_or_else(|| short.clone()));
+        if let Some(real) = cx.external(&path, short, p.name.as_ref(), p.external.as_ref()) {
+            names.insert(short.clone(), real);
             continue;
         }
         let name = p.name.clone().unwrap_or_else(|| cx.name(short));
@@ -292,8 +311,7 @@ fn convert_payloads(
         };
         names.insert(short.clone(), name.clone());
         if let Some(data) = data {
-            let mut spec = PayloadSpec { name, labels: BTreeMap::new(), data };
-            spec.labels.insert(STACK_LABEL.to_owned(), cx.src.stack.to_owned());
+            let spec = PayloadSpec { name, labels: with_stack_label(BTreeMap::new(), cx.src.stack), data };
             if let Err(errs) = spec.validate() {
                 for e in errs.0 {
                     cx.error(path.clone(), e.to_string());
@@ -319,11 +337,10 @@ fn convert_service(
         return (None, false);
     };
     let mut spec = ServiceSpec::new(cx.name(short), image.clone());
-    spec.labels.insert(STACK_LABEL.to_owned(), cx.src.stack.to_owned());
     let t = &mut spec.task_template;
     let c = &mut t.container;
-    c.labels = labels(cx, &format!("{path}.labels"), svc.labels.as_ref());
-    c.labels.insert(STACK_LABEL.to_owned(), cx.src.stack.to_owned());
+    let container_labels = labels(cx, &format!("{path}.labels"), svc.labels.as_ref());
+    c.labels = with_stack_label(container_labels, cx.src.stack);
     if let Some(e) = &svc.entrypoint {
         c.command = words(cx, &format!("{path}.entrypoint"), e);
     }
@@ -348,7 +365,8 @@ fn convert_service(
 
     let default_net = match &svc.networks {
         None => {
-            t.networks.push(NetworkAttachmentConfig { target: cx.name("default"), aliases: vec![] });
+            let aliases = with_service_alias(Vec::new(), short);
+            t.networks.push(NetworkAttachmentConfig { target: cx.name("default"), aliases });
             true
         }
         Some(nets) => {
@@ -381,7 +399,8 @@ fn convert_service(
                         continue;
                     }
                 };
-                t.networks.push(NetworkAttachmentConfig { target, aliases });
+                t.networks
+                    .push(NetworkAttachmentConfig { target, aliases: with_service_alias(aliases, short) });
             }
             uses_default
         }
@@ -390,6 +409,7 @@ fn convert_service(
     if let Some(d) = &svc.deploy {
         deploy(cx, &format!("{path}.deploy"), d, &mut spec);
     }
+    spec.labels = with_stack_label(std::mem::take(&mut spec.labels), cx.src.stack);
     for (i, p) in svc.ports.iter().enumerate() {
         let ppath = format!("{path}.ports[{i}]");
         match p {
@@ -412,6 +432,15 @@ fn convert_service(
         }
     }
     (Some(spec), default_net)
+}
+
+/// Services in a stack answer to their Compose name on their networks (`db`, not only
+/// `shop_db`), as `docker stack deploy` makes them.
+fn with_service_alias(mut aliases: Vec<String>, short: &str) -> Vec<String> {
+    if !aliases.iter().any(|a| a == short) {
+        aliases.insert(0, short.to_owned());
+    }
+    aliases
 }
 
 /// A command in string form is split like a shell would (no expansion).
@@ -478,14 +507,15 @@ fn environment(cx: &mut Ctx<'_, '_>, path: &str, v: Option<&MapOrList>) -> Vec<S
 
 fn healthcheck(cx: &mut Ctx<'_, '_>, path: &str, h: &file::Healthcheck) -> Option<HealthCheck> {
     cx.unused(path, &h.other);
-    if h.disable {
+    if h.disable == Some(true) {
+        if h.test.is_some() {
+            cx.error(format!("{path}.disable"), "cannot be combined with test: drop one of them");
+        }
         return Some(HealthCheck::new(vec!["NONE".into()]));
     }
     let test = match &h.test {
-        None => {
-            cx.error(format!("{path}.test"), "is required unless disable: true");
-            return None;
-        }
+        // Timings only: the image's test runs with them, as in Compose.
+        None => Vec::new(),
         Some(StringOrList::String(s)) => vec!["CMD-SHELL".to_owned(), s.clone()],
         Some(StringOrList::List(l)) => l.clone(),
     };
@@ -516,9 +546,7 @@ fn mounts(cx: &mut Ctx<'_, '_>, names: &Names, path: &str, svc: &file::Service) 
                     [t] => {
                         cx.error(
                             vpath,
-                            format!(
-                                "{t:?} is an anonymous volume: name it (name:{t}) so it survives the task"
-                            ),
+                            format!("{t:?} is an anonymous volume: name it so it survives the task"),
                         );
                         continue;
                     }
@@ -529,28 +557,29 @@ fn mounts(cx: &mut Ctx<'_, '_>, names: &Names, path: &str, svc: &file::Service) 
                         continue;
                     }
                 };
-                let read_only = match opts {
-                    "" | "rw" => false,
-                    "ro" => true,
-                    other => {
-                        cx.warn(vpath.clone(), format!("mount option {other:?} is not supported; ignored"));
-                        other.split(',').any(|o| o == "ro")
+                let mut read_only = false;
+                for opt in opts.split(',').filter(|o| !o.is_empty()) {
+                    match opt {
+                        "ro" => read_only = true,
+                        "rw" => read_only = false,
+                        other => cx
+                            .warn(vpath.clone(), format!("mount option {other:?} is not supported; ignored")),
                     }
-                };
-                if let Some(m) = volume_or_bind(cx, names, &vpath, source, target, read_only) {
+                }
+                let kind = if source.starts_with(['.', '/', '~']) { "bind" } else { "volume" };
+                if let Some(m) = volume_or_bind(cx, names, &vpath, kind, source, target, read_only) {
                     out.push(m);
                 }
             }
             file::VolumeEntry::Long(l) => {
                 cx.unused(&vpath, &l.other);
                 let source = l.source.as_deref().unwrap_or("");
+                let read_only = l.read_only.unwrap_or(false);
                 match l.kind.as_str() {
                     "bind" | "volume" => {
-                        if l.kind == "bind" && !source.starts_with(['.', '/', '~']) {
-                            cx.error(format!("{vpath}.source"), "a bind mount needs a path");
-                            continue;
-                        }
-                        if let Some(m) = volume_or_bind(cx, names, &vpath, source, &l.target, l.read_only) {
+                        if let Some(m) =
+                            volume_or_bind(cx, names, &vpath, &l.kind, source, &l.target, read_only)
+                        {
                             out.push(m);
                         }
                     }
@@ -598,21 +627,31 @@ fn mounts(cx: &mut Ctx<'_, '_>, names: &Names, path: &str, svc: &file::Service) 
     out
 }
 
+/// A `bind` (source is a host path) or `volume` (source is a declared volume) mount.
 fn volume_or_bind(
     cx: &mut Ctx<'_, '_>,
     names: &Names,
     path: &str,
+    kind: &str,
     source: &str,
     target: &str,
     read_only: bool,
 ) -> Option<Mount> {
     let target = target.to_owned();
-    if source.starts_with(['.', '/']) {
+    if kind == "bind" {
+        if source.starts_with('~') {
+            cx.error(path, "'~' is not expanded: write the bind source as an absolute path");
+            return None;
+        }
+        if !source.starts_with(['.', '/']) {
+            cx.error(format!("{path}.source"), format!("{source:?} is not a path: a bind mount needs one"));
+            return None;
+        }
         let source = resolve(cx.src.dir, source).to_string_lossy().into_owned();
         return Some(Mount::Bind { source, target, read_only });
     }
-    if source.starts_with('~') {
-        cx.error(path, "'~' is not expanded: write the bind source as an absolute path");
+    if source.is_empty() {
+        cx.error(path, format!("{target:?} is an anonymous volume: name it so it survives the task"));
         return None;
     }
     match names.volumes.get(source) {
@@ -695,12 +734,21 @@ fn deploy(cx: &mut Ctx<'_, '_>, path: &str, d: &file::Deploy, spec: &mut Service
     if d.replicas.is_some() && spec.mode.is_global() {
         cx.warn(format!("{path}.replicas"), "ignored: a global service runs one task per node");
     }
+    if spec.mode.is_job() {
+        for (key, set) in
+            [("update_config", d.update_config.is_some()), ("rollback_config", d.rollback_config.is_some())]
+        {
+            if set {
+                cx.warn(format!("{path}.{key}"), "ignored: jobs run to completion and are not rolled out");
+            }
+        }
+    }
     match d.endpoint_mode.as_deref() {
         None | Some("vip") => {}
         Some("dnsrr") => spec.endpoint_spec.mode = EndpointMode::Dnsrr,
         Some(other) => cx.error(format!("{path}.endpoint_mode"), format!("{other:?} is not vip or dnsrr")),
     }
-    spec.labels.extend(labels(cx, &format!("{path}.labels"), d.labels.as_ref()));
+    spec.labels = labels(cx, &format!("{path}.labels"), d.labels.as_ref());
     let t = &mut spec.task_template;
     if let Some(p) = &d.placement {
         let ppath = format!("{path}.placement");
@@ -898,4 +946,36 @@ fn long_port(l: &file::LongPort) -> Result<PortConfig, String> {
         published_port: published,
         publish_mode,
     })
+}
+
+/// Where a spec field came from in the Compose file, for errors found by validating the
+/// converted spec (`task_template.resources.limits.memory_bytes` was written as
+/// `deploy.resources.limits.memory`). Fields without a Compose twin keep their path.
+fn compose_key(spec_field: &str) -> String {
+    const MAP: [(&str, &str); 16] = [
+        ("task_template.resources.limits.memory_bytes", "deploy.resources.limits.memory"),
+        ("task_template.resources.limits.nano_cpus", "deploy.resources.limits.cpus"),
+        ("task_template.resources.limits.pids", "deploy.resources.limits.pids"),
+        ("task_template.resources.reservations.memory_bytes", "deploy.resources.reservations.memory"),
+        ("task_template.resources.reservations.nano_cpus", "deploy.resources.reservations.cpus"),
+        ("task_template.restart_policy", "deploy.restart_policy"),
+        ("task_template.placement.max_replicas", "deploy.placement.max_replicas_per_node"),
+        ("task_template.placement", "deploy.placement"),
+        ("task_template.container.healthcheck", "healthcheck"),
+        ("task_template.container.workdir", "working_dir"),
+        ("task_template.container.mounts", "volumes"),
+        ("task_template.container", ""),
+        ("task_template.networks", "networks"),
+        ("endpoint_spec.ports", "ports"),
+        ("endpoint_spec.mode", "deploy.endpoint_mode"),
+        ("mode", "deploy"),
+    ];
+    for (spec, compose) in MAP {
+        if let Some(rest) = spec_field.strip_prefix(spec) {
+            return format!("{compose}{rest}").trim_start_matches('.').to_owned();
+        }
+    }
+    spec_field
+        .replace("update_config", "deploy.update_config")
+        .replace("rollback_config", "deploy.rollback_config")
 }

@@ -9,6 +9,47 @@ use serde_yaml_ng::Value;
 /// Keys a struct did not name, kept for warnings.
 pub(crate) type Other = BTreeMap<String, Value>;
 
+/// Numbers and booleans that may also be written as strings, as interpolation leaves
+/// them (`replicas: ${N:-3}` is the string "3" until typed here, per field).
+pub(crate) mod flex {
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flex<T> {
+        Value(T),
+        Text(String),
+    }
+
+    fn read<'de, D: Deserializer<'de>, T: Deserialize<'de> + FromStr>(d: D) -> Result<T, D::Error> {
+        match Flex::<T>::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected {}",
+                std::any::type_name::<T>().rsplit("::").next().unwrap_or("a value")
+            ))
+        })? {
+            Flex::Value(v) => Ok(v),
+            Flex::Text(t) => t.trim().parse().map_err(|_| {
+                serde::de::Error::custom(format!("{t:?} is not a valid {}", std::any::type_name::<T>()))
+            }),
+        }
+    }
+
+    /// An optional number or boolean, maybe written as a string.
+    pub(crate) fn opt<'de, D: Deserializer<'de>, T: Deserialize<'de> + FromStr>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        read(d).map(Some)
+    }
+
+    /// A required number, maybe written as a string.
+    pub(crate) fn req<'de, D: Deserializer<'de>, T: Deserialize<'de> + FromStr>(d: D) -> Result<T, D::Error> {
+        read(d)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct ComposeFile {
     #[serde(default)]
@@ -102,6 +143,7 @@ pub(crate) struct Service {
     #[serde(default)]
     pub(crate) volumes: Vec<VolumeEntry>,
     pub(crate) tmpfs: Option<StringOrList>,
+    #[serde(default, deserialize_with = "flex::opt")]
     pub(crate) read_only: Option<bool>,
     #[serde(default)]
     pub(crate) secrets: Vec<FileRefEntry>,
@@ -114,6 +156,7 @@ pub(crate) struct Service {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Deploy {
     pub(crate) mode: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt")]
     pub(crate) replicas: Option<u64>,
     pub(crate) endpoint_mode: Option<String>,
     pub(crate) labels: Option<MapOrList>,
@@ -132,6 +175,7 @@ pub(crate) struct Placement {
     pub(crate) constraints: Vec<String>,
     #[serde(default)]
     pub(crate) preferences: Vec<Preference>,
+    #[serde(default, deserialize_with = "flex::opt")]
     pub(crate) max_replicas_per_node: Option<u64>,
     #[serde(flatten)]
     pub(crate) other: Other,
@@ -156,6 +200,7 @@ pub(crate) struct Resources {
 pub(crate) struct ResourceAmounts {
     pub(crate) cpus: Option<Scalar>,
     pub(crate) memory: Option<Scalar>,
+    #[serde(default, deserialize_with = "flex::opt")]
     pub(crate) pids: Option<u64>,
     #[serde(flatten)]
     pub(crate) other: Other,
@@ -165,6 +210,7 @@ pub(crate) struct ResourceAmounts {
 pub(crate) struct RestartPolicy {
     pub(crate) condition: Option<String>,
     pub(crate) delay: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt")]
     pub(crate) max_attempts: Option<u64>,
     pub(crate) window: Option<String>,
     #[serde(flatten)]
@@ -173,10 +219,12 @@ pub(crate) struct RestartPolicy {
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct UpdateConfig {
+    #[serde(default, deserialize_with = "flex::opt")]
     pub(crate) parallelism: Option<u64>,
     pub(crate) delay: Option<String>,
     pub(crate) failure_action: Option<String>,
     pub(crate) monitor: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt")]
     pub(crate) max_failure_ratio: Option<f64>,
     pub(crate) order: Option<String>,
     #[serde(flatten)]
@@ -193,6 +241,7 @@ pub(crate) enum PortEntry {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct LongPort {
+    #[serde(deserialize_with = "flex::req")]
     pub(crate) target: u16,
     pub(crate) published: Option<Scalar>,
     pub(crate) protocol: Option<String>,
@@ -223,11 +272,12 @@ pub(crate) struct Healthcheck {
     pub(crate) test: Option<StringOrList>,
     pub(crate) interval: Option<String>,
     pub(crate) timeout: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt")]
     pub(crate) retries: Option<u32>,
     pub(crate) start_period: Option<String>,
     pub(crate) start_interval: Option<String>,
-    #[serde(default)]
-    pub(crate) disable: bool,
+    #[serde(default, deserialize_with = "flex::opt")]
+    pub(crate) disable: Option<bool>,
     #[serde(flatten)]
     pub(crate) other: Other,
 }
@@ -246,8 +296,8 @@ pub(crate) struct LongVolume {
     pub(crate) kind: String,
     pub(crate) source: Option<String>,
     pub(crate) target: String,
-    #[serde(default)]
-    pub(crate) read_only: bool,
+    #[serde(default, deserialize_with = "flex::opt")]
+    pub(crate) read_only: Option<bool>,
     pub(crate) tmpfs: Option<TmpfsOptions>,
     #[serde(flatten)]
     pub(crate) other: Other,
@@ -284,16 +334,23 @@ pub(crate) struct LongFileRef {
 pub(crate) struct Network {
     pub(crate) driver: Option<String>,
     pub(crate) ipam: Option<Ipam>,
-    #[serde(default)]
-    pub(crate) attachable: bool,
-    #[serde(default)]
-    pub(crate) internal: bool,
+    #[serde(default, deserialize_with = "flex::opt")]
+    pub(crate) attachable: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt")]
+    pub(crate) internal: Option<bool>,
     pub(crate) labels: Option<MapOrList>,
-    #[serde(default)]
-    pub(crate) external: bool,
+    pub(crate) external: Option<External>,
     pub(crate) name: Option<String>,
     #[serde(flatten)]
     pub(crate) other: Other,
+}
+
+/// `external: true`, or the old `external: {name: real-name}` form.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum External {
+    Flag(#[serde(deserialize_with = "flex::req")] bool),
+    Named { name: String },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -314,8 +371,7 @@ pub(crate) struct IpamConfig {
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Volume {
-    #[serde(default)]
-    pub(crate) external: bool,
+    pub(crate) external: Option<External>,
     pub(crate) name: Option<String>,
     #[serde(flatten)]
     pub(crate) other: Other,
@@ -327,8 +383,7 @@ pub(crate) struct Payload {
     pub(crate) file: Option<String>,
     pub(crate) content: Option<String>,
     pub(crate) environment: Option<String>,
-    #[serde(default)]
-    pub(crate) external: bool,
+    pub(crate) external: Option<External>,
     pub(crate) name: Option<String>,
     #[serde(flatten)]
     pub(crate) other: Other,

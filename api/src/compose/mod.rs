@@ -5,8 +5,8 @@
 //! Steps: parse YAML (anchors and `<<` merges applied) → interpolate `${VAR}` in every
 //! string value → read into the typed shape in [`file`] → convert, naming the stack's
 //! objects `<stack>_<name>`. Keys Shoal does not use become [`Warning`]s that name them;
-//! nothing is dropped silently. Reading files (`env_file`, `secrets.*.file`) goes
-//! through the caller's function, so this module does no IO.
+//! nothing is dropped silently. Reading files (`secrets.*.file`, `configs.*.file`)
+//! goes through the caller's function, so this module does no IO.
 
 mod convert;
 mod file;
@@ -102,6 +102,9 @@ pub enum ComposeError {
 
 /// Reads a Compose file into a stack.
 pub fn load(src: &Source<'_>) -> Result<Stack, ComposeError> {
+    let mut names = crate::validate::Checker::default();
+    crate::validate::check_name(&mut names, "stack name", src.stack);
+    names.finish().map_err(|e| ComposeError::Invalid(e.0))?;
     let mut value: Value =
         serde_yaml_ng::from_str(src.text).map_err(|e| ComposeError::Yaml(e.to_string()))?;
     value.apply_merge().map_err(|e| ComposeError::Yaml(e.to_string()))?;
@@ -129,11 +132,8 @@ fn interpolate_tree(
                     message: format!("variable {name} is not set; using an empty string"),
                 });
             }
-            // Compose types values after interpolation: `replicas: ${N:-3}` is a number.
-            *value = match serde_yaml_ng::from_str::<Value>(&out.text) {
-                Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
-                _ => Value::String(out.text),
-            };
+            // Stays a string: fields that want a number read it from text themselves.
+            *value = Value::String(out.text);
         }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {

@@ -36,14 +36,26 @@ pub(super) fn run(cmd: StackCommand) -> anyhow::Result<()> {
             for w in &stack.warnings {
                 eprintln!("warning: {w}");
             }
+            let shown = redact_payloads(serde_json::to_value(&stack)?);
             let text = match format {
-                Format::Yaml => serde_yaml_ng::to_string(&stack)?,
-                Format::Json => serde_json::to_string_pretty(&stack)? + "\n",
+                Format::Yaml => serde_yaml_ng::to_string(&shown)?,
+                Format::Json => serde_json::to_string_pretty(&shown)? + "\n",
             };
             print!("{text}");
             Ok(())
         }
     }
+}
+
+/// Secret contents do not belong in terminals and CI logs: show their size instead.
+fn redact_payloads(mut stack: serde_json::Value) -> serde_json::Value {
+    if let Some(secrets) = stack.get_mut("secrets").and_then(|s| s.as_array_mut()) {
+        for secret in secrets {
+            let len = secret["data"].as_str().map_or(0, |d| d.len() / 4 * 3);
+            secret["data"] = format!("<{len} bytes, not shown>").into();
+        }
+    }
+    stack
 }
 
 /// Reads a Compose file into a stack, resolving variables from the environment.
@@ -59,7 +71,12 @@ pub(super) fn load(path: &Path, name: Option<&str>) -> anyhow::Result<compose::S
         Some(n) => n.to_owned(),
         None => dir
             .file_name()
-            .map(|n| n.to_string_lossy().to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-"))
+            .map(|n| {
+                let name =
+                    n.to_string_lossy().to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+                name.trim_matches('-').to_owned()
+            })
+            .filter(|n| !n.is_empty())
             .context("cannot name the stack after the file's folder: give --name")?,
     };
     let src = compose::Source {

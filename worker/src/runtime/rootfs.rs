@@ -1,0 +1,316 @@
+//! The container's filesystem, set up by its init inside its own mount namespace: the
+//! overlay of image layers, `/proc`, `/sys`, `/dev` with its nodes, the spec's mounts,
+//! masked and read-only paths (Docker's lists), then `pivot_root`. Every mount lives
+//! only in the container's mount namespace, so none outlives the container.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+
+use super::config::{ContainerConfig, MountPoint};
+
+/// Why the filesystem could not be set up; each names the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// A mount failed.
+    #[error("mount {what} on {target}: {source}")]
+    Mount {
+        /// What was mounted.
+        what: String,
+        /// Where.
+        target: PathBuf,
+        /// The kernel's error.
+        #[source]
+        source: nix::Error,
+    },
+    /// Creating a directory, file, node or link failed.
+    #[error("create {path}: {source}")]
+    Create {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bind mount's source is missing on the host.
+    #[error("mount source {0} does not exist on this node: create it or fix the mount")]
+    MissingSource(PathBuf),
+    /// A path in the image loops through symlinks.
+    #[error("{0} has too many levels of symbolic links inside the image")]
+    SymlinkLoop(String),
+    /// `pivot_root` or detaching the old root failed.
+    #[error("switch to the container's root: {0}")]
+    Pivot(#[source] nix::Error),
+}
+
+/// Paths hidden from the container: directories get an empty read-only tmpfs, files
+/// are covered by `/dev/null` (Docker's list, with /proc/interrupts and powercap).
+pub const MASKED_PATHS: [&str; 13] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/sys/devices/system/cpu/cpu0/thermal_throttle",
+];
+
+/// Paths made read-only (all runtimes agree on these).
+pub const READONLY_PATHS: [&str; 5] =
+    ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+fn do_mount(
+    source: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), RootfsError> {
+    mount(source, target, fstype, flags, data).map_err(|source_err| RootfsError::Mount {
+        what: fstype.or(source).unwrap_or("bind").to_owned(),
+        target: target.to_owned(),
+        source: source_err,
+    })
+}
+
+fn mkdir_all(path: &Path) -> Result<(), RootfsError> {
+    fs::create_dir_all(path).map_err(|source| RootfsError::Create { path: path.to_owned(), source })
+}
+
+/// Resolves `path` (absolute, as the container sees it) to a host path under `root`,
+/// following symlinks as if `root` were `/`, so no symlink in an image can point a
+/// mount outside the container.
+pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf, RootfsError> {
+    let mut resolved = PathBuf::from("/");
+    let mut pending: Vec<String> =
+        Path::new(path).components().rev().filter_map(|c| c.as_os_str().to_str().map(String::from)).collect();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "/" | "." => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = resolved.join(&part);
+        let host = root.join(candidate.strip_prefix("/").unwrap_or(&candidate));
+        match fs::read_link(&host) {
+            Ok(target) => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(RootfsError::SymlinkLoop(path.to_owned()));
+                }
+                if target.is_absolute() {
+                    resolved = PathBuf::from("/");
+                }
+                for c in target.components().rev() {
+                    if let Component::Normal(n) = c {
+                        pending.push(n.to_string_lossy().into_owned());
+                    } else if c == Component::ParentDir {
+                        pending.push("..".into());
+                    }
+                }
+            }
+            Err(_) => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved.strip_prefix("/").unwrap_or(&resolved)))
+}
+
+/// Makes `target` exist as a directory (or, for a file source, an empty file).
+fn ensure_mount_point(target: &Path, is_dir: bool) -> Result<(), RootfsError> {
+    if target.exists() {
+        return Ok(());
+    }
+    if is_dir {
+        mkdir_all(target)
+    } else {
+        if let Some(parent) = target.parent() {
+            mkdir_all(parent)?;
+        }
+        fs::File::create(target)
+            .map(drop)
+            .map_err(|source| RootfsError::Create { path: target.to_owned(), source })
+    }
+}
+
+/// Mounts the overlay of `layers` with `upper`/`work` on `root`.
+pub fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, root: &Path) -> Result<(), RootfsError> {
+    mkdir_all(root)?;
+    let lower: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
+    let data =
+        format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
+    do_mount(Some("overlay"), root, Some("overlay"), MsFlags::empty(), Some(&data))
+}
+
+/// Sets up everything under `root` (already the mounted overlay) that the container
+/// sees besides its image, before `pivot_root`.
+pub fn prepare(cfg: &ContainerConfig, state_dir: &Path, root: &Path) -> Result<(), RootfsError> {
+    let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    let proc_dir = resolve_in_root(root, "/proc")?;
+    mkdir_all(&proc_dir)?;
+    do_mount(Some("proc"), &proc_dir, Some("proc"), nosuid_noexec_nodev, None)?;
+
+    let dev = resolve_in_root(root, "/dev")?;
+    mkdir_all(&dev)?;
+    do_mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    make_devices(&dev)?;
+    let pts = dev.join("pts");
+    mkdir_all(&pts)?;
+    do_mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    let shm = dev.join("shm");
+    mkdir_all(&shm)?;
+    do_mount(Some("shm"), &shm, Some("tmpfs"), nosuid_noexec_nodev, Some("mode=1777,size=65536k"))?;
+    let mqueue = dev.join("mqueue");
+    mkdir_all(&mqueue)?;
+    do_mount(Some("mqueue"), &mqueue, Some("mqueue"), nosuid_noexec_nodev, None)?;
+
+    let sys = resolve_in_root(root, "/sys")?;
+    mkdir_all(&sys)?;
+    do_mount(Some("sysfs"), &sys, Some("sysfs"), nosuid_noexec_nodev | MsFlags::MS_RDONLY, None)?;
+
+    for file in ["hostname", "hosts", "resolv.conf"] {
+        let source = state_dir.join(file);
+        if source.exists() {
+            let target = resolve_in_root(root, &format!("/etc/{file}"))?;
+            ensure_mount_point(&target, false)?;
+            do_mount(source.to_str(), &target, None, MsFlags::MS_BIND, None)?;
+        }
+    }
+
+    for m in &cfg.mounts {
+        match m {
+            MountPoint::Bind { source, target, read_only } => {
+                let meta = fs::metadata(source).map_err(|_| RootfsError::MissingSource(source.clone()))?;
+                let dest = resolve_in_root(root, target)?;
+                ensure_mount_point(&dest, meta.is_dir())?;
+                do_mount(source.to_str(), &dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+                if *read_only {
+                    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                    do_mount(None, &dest, None, flags, None)?;
+                }
+            }
+            MountPoint::Tmpfs { target, size_bytes, mode } => {
+                let dest = resolve_in_root(root, target)?;
+                mkdir_all(&dest)?;
+                let mut data = format!("mode={mode:o}");
+                if *size_bytes > 0 {
+                    data.push_str(&format!(",size={size_bytes}"));
+                }
+                do_mount(
+                    Some("tmpfs"),
+                    &dest,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(&data),
+                )?;
+            }
+        }
+    }
+
+    for path in MASKED_PATHS {
+        let dest = resolve_in_root(root, path)?;
+        match fs::symlink_metadata(&dest) {
+            Ok(m) if m.is_dir() => {
+                do_mount(Some("tmpfs"), &dest, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))?
+            }
+            Ok(_) => do_mount(dev.join("null").to_str(), &dest, None, MsFlags::MS_BIND, None)?,
+            Err(_) => {}
+        }
+    }
+    for path in READONLY_PATHS {
+        let dest = resolve_in_root(root, path)?;
+        if dest.exists() {
+            do_mount(dest.to_str(), &dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nosuid_noexec_nodev;
+            do_mount(None, &dest, None, flags, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// The standard device nodes, all 0666, plus the usual symlinks.
+fn make_devices(dev: &Path) -> Result<(), RootfsError> {
+    for (name, major, minor) in
+        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+    {
+        let path = dev.join(name);
+        mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
+            .map_err(|e| RootfsError::Create { path: path.clone(), source: e.into() })?;
+        // mknod obeys the umask; set the mode it was meant to have.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
+            .map_err(|source| RootfsError::Create { path: path.clone(), source })?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let path = dev.join(link);
+        symlink(target, &path).map_err(|source| RootfsError::Create { path, source })?;
+    }
+    Ok(())
+}
+
+/// Makes `root` the process's `/` and detaches the old root entirely.
+pub fn pivot(root: &Path) -> Result<(), RootfsError> {
+    nix::unistd::chdir(root).map_err(RootfsError::Pivot)?;
+    nix::unistd::pivot_root(".", ".").map_err(RootfsError::Pivot)?;
+    // The old root is now stacked on "."; detach it. Mounts are private here, so the
+    // host sees nothing of this.
+    umount2(".", MntFlags::MNT_DETACH).map_err(RootfsError::Pivot)?;
+    nix::unistd::chdir("/").map_err(RootfsError::Pivot)
+}
+
+/// Remounts `/` read-only (after `pivot`).
+pub fn make_root_read_only() -> Result<(), RootfsError> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    do_mount(None, Path::new("/"), None, flags, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("usr/lib")).unwrap();
+        symlink("/usr/lib", root.join("lib")).unwrap();
+        symlink("../../../../etc", root.join("escape")).unwrap();
+        symlink("/", root.join("top")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        assert_eq!(resolve_in_root(root, "/lib/x").unwrap(), root.join("usr/lib/x"));
+        assert_eq!(resolve_in_root(root, "/escape/passwd").unwrap(), root.join("etc/passwd"));
+        assert_eq!(resolve_in_root(root, "/top/../../etc").unwrap(), root.join("etc"));
+        assert_eq!(resolve_in_root(root, "/new/dir").unwrap(), root.join("new/dir"));
+        assert!(matches!(resolve_in_root(root, "/loop1/x"), Err(RootfsError::SymlinkLoop(_))));
+    }
+}

@@ -1,0 +1,397 @@
+//! The default seccomp filter, with the semantics of Docker's default profile for
+//! x86_64 and Docker's default capabilities: an allow-list, everything else fails
+//! with EPERM; `clone` only without namespace flags; `clone3` fails with ENOSYS so libc
+//! falls back to `clone`; `socket` refuses AF_VSOCK; `personality` only for the
+//! harmless personas. Compiled to BPF with the pure-Rust `seccompiler`.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond,
+    SeccompFilter, SeccompRule,
+};
+
+/// Why the filter could not be built (a bug, never the user's input).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the default seccomp filter: {0}")]
+pub struct SeccompError(String);
+
+/// `CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
+/// CLONE_NEWPID | CLONE_NEWNET` (Docker's mask; CLONE_NEWTIME overlaps CSIGNAL there).
+const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+
+macro_rules! syscalls {
+    ($($name:ident),* $(,)?) => { [$(libc::$name),*] };
+}
+
+/// Syscalls allowed without conditions (Docker's list for amd64 with the default caps,
+/// less the 32-bit-only names).
+#[cfg(target_arch = "x86_64")]
+const ALLOWED: &[i64] = &syscalls![
+    SYS_accept,
+    SYS_accept4,
+    SYS_access,
+    SYS_adjtimex,
+    SYS_alarm,
+    SYS_arch_prctl,
+    SYS_bind,
+    SYS_brk,
+    SYS_capget,
+    SYS_capset,
+    SYS_chdir,
+    SYS_chmod,
+    SYS_chown,
+    SYS_chroot,
+    SYS_clock_adjtime,
+    SYS_clock_getres,
+    SYS_clock_gettime,
+    SYS_clock_nanosleep,
+    SYS_close,
+    SYS_close_range,
+    SYS_connect,
+    SYS_copy_file_range,
+    SYS_creat,
+    SYS_dup,
+    SYS_dup2,
+    SYS_dup3,
+    SYS_epoll_create,
+    SYS_epoll_create1,
+    SYS_epoll_ctl,
+    SYS_epoll_ctl_old,
+    SYS_epoll_pwait,
+    SYS_epoll_pwait2,
+    SYS_epoll_wait,
+    SYS_epoll_wait_old,
+    SYS_eventfd,
+    SYS_eventfd2,
+    SYS_execve,
+    SYS_execveat,
+    SYS_exit,
+    SYS_exit_group,
+    SYS_faccessat,
+    SYS_faccessat2,
+    SYS_fadvise64,
+    SYS_fallocate,
+    SYS_fanotify_mark,
+    SYS_fchdir,
+    SYS_fchmod,
+    SYS_fchmodat,
+    SYS_fchmodat2,
+    SYS_fchown,
+    SYS_fchownat,
+    SYS_fcntl,
+    SYS_fdatasync,
+    SYS_fgetxattr,
+    SYS_flistxattr,
+    SYS_flock,
+    SYS_fork,
+    SYS_fremovexattr,
+    SYS_fsetxattr,
+    SYS_fstat,
+    SYS_fstatfs,
+    SYS_fsync,
+    SYS_ftruncate,
+    SYS_futex,
+    SYS_futex_waitv,
+    SYS_futimesat,
+    SYS_getcpu,
+    SYS_getcwd,
+    SYS_getdents,
+    SYS_getdents64,
+    SYS_getegid,
+    SYS_geteuid,
+    SYS_getgid,
+    SYS_getgroups,
+    SYS_getitimer,
+    SYS_getpeername,
+    SYS_getpgid,
+    SYS_getpgrp,
+    SYS_getpid,
+    SYS_getppid,
+    SYS_getpriority,
+    SYS_getrandom,
+    SYS_getresgid,
+    SYS_getresuid,
+    SYS_getrlimit,
+    SYS_get_robust_list,
+    SYS_getrusage,
+    SYS_getsid,
+    SYS_getsockname,
+    SYS_getsockopt,
+    SYS_get_thread_area,
+    SYS_gettid,
+    SYS_gettimeofday,
+    SYS_getuid,
+    SYS_getxattr,
+    SYS_inotify_add_watch,
+    SYS_inotify_init,
+    SYS_inotify_init1,
+    SYS_inotify_rm_watch,
+    SYS_io_cancel,
+    SYS_ioctl,
+    SYS_io_destroy,
+    SYS_io_getevents,
+    SYS_ioprio_get,
+    SYS_ioprio_set,
+    SYS_io_setup,
+    SYS_io_submit,
+    SYS_kill,
+    SYS_landlock_add_rule,
+    SYS_landlock_create_ruleset,
+    SYS_landlock_restrict_self,
+    SYS_lchown,
+    SYS_lgetxattr,
+    SYS_link,
+    SYS_linkat,
+    SYS_listen,
+    SYS_listxattr,
+    SYS_llistxattr,
+    SYS_lremovexattr,
+    SYS_lseek,
+    SYS_lsetxattr,
+    SYS_lstat,
+    SYS_madvise,
+    SYS_membarrier,
+    SYS_memfd_create,
+    SYS_memfd_secret,
+    SYS_mincore,
+    SYS_mkdir,
+    SYS_mkdirat,
+    SYS_mknod,
+    SYS_mknodat,
+    SYS_mlock,
+    SYS_mlock2,
+    SYS_mlockall,
+    SYS_mmap,
+    SYS_modify_ldt,
+    SYS_mprotect,
+    SYS_mq_getsetattr,
+    SYS_mq_notify,
+    SYS_mq_open,
+    SYS_mq_timedreceive,
+    SYS_mq_timedsend,
+    SYS_mq_unlink,
+    SYS_mremap,
+    SYS_mseal,
+    SYS_msgctl,
+    SYS_msgget,
+    SYS_msgrcv,
+    SYS_msgsnd,
+    SYS_msync,
+    SYS_munlock,
+    SYS_munlockall,
+    SYS_munmap,
+    SYS_name_to_handle_at,
+    SYS_nanosleep,
+    SYS_newfstatat,
+    SYS_open,
+    SYS_openat,
+    SYS_openat2,
+    SYS_pause,
+    SYS_pidfd_open,
+    SYS_pidfd_send_signal,
+    SYS_pipe,
+    SYS_pipe2,
+    SYS_pkey_alloc,
+    SYS_pkey_free,
+    SYS_pkey_mprotect,
+    SYS_poll,
+    SYS_ppoll,
+    SYS_prctl,
+    SYS_pread64,
+    SYS_preadv,
+    SYS_preadv2,
+    SYS_prlimit64,
+    SYS_process_mrelease,
+    SYS_process_vm_readv,
+    SYS_process_vm_writev,
+    SYS_pselect6,
+    SYS_ptrace,
+    SYS_pwrite64,
+    SYS_pwritev,
+    SYS_pwritev2,
+    SYS_read,
+    SYS_readahead,
+    SYS_readlink,
+    SYS_readlinkat,
+    SYS_readv,
+    SYS_recvfrom,
+    SYS_recvmmsg,
+    SYS_recvmsg,
+    SYS_remap_file_pages,
+    SYS_removexattr,
+    SYS_rename,
+    SYS_renameat,
+    SYS_renameat2,
+    SYS_restart_syscall,
+    SYS_rmdir,
+    SYS_rseq,
+    SYS_rt_sigaction,
+    SYS_rt_sigpending,
+    SYS_rt_sigprocmask,
+    SYS_rt_sigqueueinfo,
+    SYS_rt_sigreturn,
+    SYS_rt_sigsuspend,
+    SYS_rt_sigtimedwait,
+    SYS_rt_tgsigqueueinfo,
+    SYS_sched_getaffinity,
+    SYS_sched_getattr,
+    SYS_sched_getparam,
+    SYS_sched_get_priority_max,
+    SYS_sched_get_priority_min,
+    SYS_sched_getscheduler,
+    SYS_sched_rr_get_interval,
+    SYS_sched_setaffinity,
+    SYS_sched_setattr,
+    SYS_sched_setparam,
+    SYS_sched_setscheduler,
+    SYS_sched_yield,
+    SYS_seccomp,
+    SYS_select,
+    SYS_semctl,
+    SYS_semget,
+    SYS_semop,
+    SYS_semtimedop,
+    SYS_sendfile,
+    SYS_sendmmsg,
+    SYS_sendmsg,
+    SYS_sendto,
+    SYS_setfsgid,
+    SYS_setfsuid,
+    SYS_setgid,
+    SYS_setgroups,
+    SYS_setitimer,
+    SYS_setpgid,
+    SYS_setpriority,
+    SYS_setregid,
+    SYS_setresgid,
+    SYS_setresuid,
+    SYS_setreuid,
+    SYS_setrlimit,
+    SYS_set_robust_list,
+    SYS_setsid,
+    SYS_setsockopt,
+    SYS_set_thread_area,
+    SYS_set_tid_address,
+    SYS_setuid,
+    SYS_setxattr,
+    SYS_shmat,
+    SYS_shmctl,
+    SYS_shmdt,
+    SYS_shmget,
+    SYS_shutdown,
+    SYS_sigaltstack,
+    SYS_signalfd,
+    SYS_signalfd4,
+    SYS_socketpair,
+    SYS_splice,
+    SYS_stat,
+    SYS_statfs,
+    SYS_statx,
+    SYS_symlink,
+    SYS_symlinkat,
+    SYS_sync,
+    SYS_sync_file_range,
+    SYS_syncfs,
+    SYS_sysinfo,
+    SYS_tee,
+    SYS_tgkill,
+    SYS_time,
+    SYS_timer_create,
+    SYS_timer_delete,
+    SYS_timer_getoverrun,
+    SYS_timer_gettime,
+    SYS_timer_settime,
+    SYS_timerfd_create,
+    SYS_timerfd_gettime,
+    SYS_timerfd_settime,
+    SYS_times,
+    SYS_tkill,
+    SYS_truncate,
+    SYS_umask,
+    SYS_uname,
+    SYS_unlink,
+    SYS_unlinkat,
+    SYS_utime,
+    SYS_utimensat,
+    SYS_utimes,
+    SYS_vfork,
+    SYS_vmsplice,
+    SYS_wait4,
+    SYS_waitid,
+    SYS_write,
+    SYS_writev,
+];
+
+/// Personas `personality(2)` may set: PER_LINUX, UNAME26, PER_LINUX32, PER_LINUX32|UNAME26,
+/// and the query value.
+const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+
+const AF_VSOCK: u64 = 40;
+
+fn cond(arg: u8, op: Op, value: u64) -> Result<Cond, SeccompError> {
+    Cond::new(arg, Len::Qword, op, value).map_err(|e| SeccompError(e.to_string()))
+}
+
+fn rule(conds: Vec<Cond>) -> Result<SeccompRule, SeccompError> {
+    SeccompRule::new(conds).map_err(|e| SeccompError(e.to_string()))
+}
+
+fn compile(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+) -> Result<BpfProgram, SeccompError> {
+    let err = |e: seccompiler::BackendError| SeccompError(e.to_string());
+    let arch = std::env::consts::ARCH.try_into().map_err(err)?;
+    let filter = SeccompFilter::new(rules, mismatch, matched, arch).map_err(err)?;
+    filter.try_into().map_err(err)
+}
+
+/// The filters to install, in order. The second one answers `clone3` with ENOSYS; the
+/// kernel returns the errno of the most recently installed filter among equal actions.
+#[cfg(target_arch = "x86_64")]
+pub fn default_filters() -> Result<Vec<BpfProgram>, SeccompError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+    rules.insert(libc::SYS_clone, vec![rule(vec![cond(0, Op::MaskedEq(CLONE_NAMESPACE_FLAGS), 0)?])?]);
+    rules.insert(libc::SYS_clone3, Vec::new());
+    rules.insert(libc::SYS_socket, vec![rule(vec![cond(0, Op::Ne, AF_VSOCK)?])?]);
+    rules.insert(
+        libc::SYS_personality,
+        PERSONALITIES.iter().map(|&p| rule(vec![cond(0, Op::Eq, p)?])).collect::<Result<_, _>>()?,
+    );
+    let allow_list = compile(rules, SeccompAction::Errno(libc::EPERM as u32), SeccompAction::Allow)?;
+    // Everything passes this one except clone3, which gets ENOSYS.
+    let clone3 = compile(
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+    )?;
+    Ok(vec![allow_list, clone3])
+}
+
+/// Other architectures have no profile yet; refuse rather than run unconfined.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn default_filters() -> Result<Vec<BpfProgram>, SeccompError> {
+    Err(SeccompError(format!("no default profile for {}", std::env::consts::ARCH)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_compile_and_deny_namespace_syscalls() {
+        let filters = default_filters().unwrap();
+        assert_eq!(filters.len(), 2);
+        for denied in
+            [libc::SYS_mount, libc::SYS_unshare, libc::SYS_setns, libc::SYS_pivot_root, libc::SYS_bpf]
+        {
+            assert!(!ALLOWED.contains(&denied), "{denied} must not be allowed");
+        }
+        let mut sorted = ALLOWED.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ALLOWED.len(), "no syscall is listed twice");
+    }
+}

@@ -1,0 +1,122 @@
+//! Thin wrappers over the syscalls the runtime needs that `nix` does not cover:
+//! pidfds, `close_range`, and sealed copies of the running binary.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Opens a pidfd for `pid` (Linux 5.3+): a handle that cannot be confused with a
+/// later process reusing the pid.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is
+    // shared with the kernel.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `signal` to the process behind `pidfd`.
+pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number and null siginfo; no memory is written.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Waits until the process behind `pidfd` has exited, or `timeout_ms` passes
+/// (negative: forever). Returns true once it has exited.
+pub fn pidfd_wait_exit(pidfd: &OwnedFd, timeout_ms: i32) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    loop {
+        // SAFETY: one valid pollfd struct that lives across the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if r >= 0 {
+            return Ok(r > 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Marks every fd from `first` up close-on-exec, so nothing of the runtime leaks into
+/// the container's program (runc CVE-2024-21626).
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+    // SAFETY: close_range only changes flags on this process's fds.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// The start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`); with the pid it names one process for the boot's lifetime.
+pub fn process_start_time(pid: i32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    after
+        .split_whitespace()
+        .nth(19)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad /proc/{pid}/stat")))
+}
+
+/// Copies the running binary into a sealed memfd, so the helper the runtime starts
+/// runs from a copy nobody can overwrite (CVE-2019-5736: a container that could
+/// rewrite the host's runtime binary). Returns the memfd; exec it by
+/// `/proc/self/fd/<fd>`.
+pub fn sealed_copy_of_self() -> io::Result<File> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+
+    let fd = memfd_create(c"shoal-runtime", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+        .map_err(io::Error::from)?;
+    let mut copy = File::from(fd);
+    let mut me = File::open("/proc/self/exe")?;
+    io::copy(&mut me, &mut copy)?;
+    let seals =
+        SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
+    fcntl(&copy, FcntlArg::F_ADD_SEALS(seals)).map_err(io::Error::from)?;
+    Ok(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_identifies_this_process() {
+        let me = std::process::id() as i32;
+        assert_eq!(process_start_time(me).unwrap(), process_start_time(me).unwrap());
+        assert!(process_start_time(i32::MAX).is_err());
+    }
+
+    #[test]
+    fn pidfd_sees_exit() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let fd = pidfd_open(child.id() as i32).unwrap();
+        assert!(!pidfd_wait_exit(&fd, 0).unwrap());
+        pidfd_send_signal(&fd, libc::SIGKILL).unwrap();
+        assert!(pidfd_wait_exit(&fd, 5_000).unwrap());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn sealed_copy_cannot_be_written() {
+        use std::io::Write;
+        let mut copy = sealed_copy_of_self().unwrap();
+        assert!(copy.metadata().unwrap().len() > 0);
+        assert!(copy.write_all(b"x").is_err());
+    }
+}
