@@ -1,17 +1,29 @@
 //! The `shoal` binary. Every subcommand is in [`cli`]; this file parses the command
 //! line, runs it, and turns an error into a message and exit status 1.
+//!
+//! One hidden subcommand is handled before anything else: `runtime-shim`, the
+//! per-container helper the runtime starts by re-executing this binary. It must run
+//! single-threaded, so it is dispatched before any other set-up.
 
 mod cli;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == shoal_worker::runtime::shim::SUBCOMMAND) {
+        let Some(state_dir) = args.next() else { return ExitCode::FAILURE };
+        let code = shoal_worker::runtime::shim::main(std::path::Path::new(&state_dir));
+        return ExitCode::from(code as u8);
+    }
     let args = cli::Cli::parse();
     match cli::run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

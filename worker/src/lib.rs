@@ -3,4 +3,5 @@
 //! managers arrives with orchestration.
 
 pub mod cgroups;
+pub mod image;
 pub mod runtime;

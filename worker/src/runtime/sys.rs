@@ -72,6 +72,9 @@ pub fn process_start_time(pid: i32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad /proc/{pid}/stat")))
 }
 
+/// Lowest fd number for long-lived runtime fds.
+const HIGH_FD: RawFd = 100;
+
 /// Copies the running binary into a sealed memfd, so the helper the runtime starts
 /// runs from a copy nobody can overwrite (CVE-2019-5736: a container that could
 /// rewrite the host's runtime binary). Returns the memfd; exec it by
@@ -88,7 +91,11 @@ pub fn sealed_copy_of_self() -> io::Result<File> {
     let seals =
         SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
     fcntl(&copy, FcntlArg::F_ADD_SEALS(seals)).map_err(io::Error::from)?;
-    Ok(copy)
+    // Keep it away from the low fd numbers children get their pipes on, so setting
+    // those up never replaces the binary about to be exec'd.
+    let high = fcntl(&copy, FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(io::Error::from)?;
+    // SAFETY: fcntl just returned this new fd; we own it alone.
+    Ok(unsafe { File::from_raw_fd(high) })
 }
 
 #[cfg(test)]

@@ -1,0 +1,330 @@
+//! `shoal container …`: run one container on this node by hand, with the same runtime
+//! the worker uses, for users and benchmarks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use shoal_api::task_spec::ContainerSpec;
+use shoal_worker::cgroups::Limits;
+use shoal_worker::image::ImageStore;
+use shoal_worker::runtime::logs::{Follower, Stream};
+use shoal_worker::runtime::{Helper, MountPoint, NewContainer, Runtime, Status, config};
+
+use super::NodeOpts;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ContainerCommand {
+    /// Run a command in a new container, attached to its output; exits with its code.
+    Run(RunArgs),
+    /// List containers on this node.
+    #[command(alias = "list")]
+    Ls {
+        /// Only print ids.
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+    /// Stop containers: the stop signal, then SIGKILL after the grace period.
+    Stop {
+        /// Container ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// The signal to send first.
+        #[arg(short, long, default_value = "SIGTERM")]
+        signal: String,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+    /// Remove containers (running ones only with --force).
+    #[command(alias = "remove")]
+    Rm {
+        /// Container ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+    /// Print a container's output.
+    Logs {
+        /// Container id.
+        id: String,
+        /// Only the last N lines.
+        #[arg(short = 'n', long)]
+        tail: Option<usize>,
+        /// Prefix lines with their time.
+        #[arg(short, long)]
+        timestamps: bool,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct RunArgs {
+    /// Image name or id.
+    image: String,
+    /// Command and arguments (replace the image's CMD).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+    /// Container id (default: random).
+    #[arg(long)]
+    name: Option<String>,
+    /// Run in the background and print the id.
+    #[arg(short, long)]
+    detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Replace the image's ENTRYPOINT.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Environment variables, NAME=VALUE.
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Working directory.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User, uid, user:group or uid:gid.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Hostname.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Memory limit (e.g. 64m).
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// CPU limit (e.g. 0.5).
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Process limit.
+    #[arg(long)]
+    pids_limit: Option<u64>,
+    /// Bind mount or named volume: SOURCE:TARGET[:ro]. A SOURCE without '/' is a
+    /// named volume, created on first use.
+    #[arg(short, long = "volume")]
+    volume: Vec<String>,
+    /// A tmpfs at this path.
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Join this network namespace (e.g. /run/netns/x) instead of an empty one.
+    #[arg(long)]
+    netns: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeOpts,
+}
+
+fn runtime(node: &NodeOpts) -> anyhow::Result<Runtime> {
+    let helper = Helper::sealed_self().context("copy the shoal binary for the runtime")?;
+    Ok(Runtime::new(&node.data_dir, &node.cgroup_parent, helper)?)
+}
+
+pub(super) fn run(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ContainerCommand::Run(args) => run_container(args),
+        ContainerCommand::Ls { quiet, node } => {
+            let rt = runtime(&node)?;
+            if !quiet {
+                println!("{:<24} {:<10} {:<30} COMMAND", "ID", "PID", "STATUS");
+            }
+            for id in rt.list()? {
+                if quiet {
+                    println!("{id}");
+                    continue;
+                }
+                let cmd = rt.config(&id).map(|c| c.process.args.join(" ")).unwrap_or_default();
+                let (pid, status) = match rt.status(&id)? {
+                    Status::Running(s) => {
+                        (s.init_pid.to_string(), format!("running since {}", s.started_at.format("%H:%M:%S")))
+                    }
+                    Status::Exited(e) => ("-".into(), format!("exited ({})", e.describe())),
+                    Status::Lost => ("-".into(), "lost (its shim was killed)".into()),
+                };
+                println!("{id:<24} {pid:<10} {status:<30} {cmd}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ContainerCommand::Stop { ids, time, signal, node } => {
+            let sig = shoal_api::validate::parse_signal(&signal)
+                .with_context(|| format!("{signal:?} is not a signal"))?;
+            let rt = runtime(&node)?;
+            for id in ids {
+                let exited = rt.stop(&id, sig, Duration::from_secs(time))?;
+                match exited {
+                    Some(e) => println!("{id}: {}", e.describe()),
+                    None => bail!("{id} did not stop"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ContainerCommand::Rm { ids, force, node } => {
+            let rt = runtime(&node)?;
+            for id in ids {
+                rt.delete(&id, force)?;
+                println!("{id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ContainerCommand::Logs { id, tail, timestamps, node } => {
+            let rt = runtime(&node)?;
+            rt.config(&id)?;
+            let opts = shoal_worker::runtime::logs::ReadOptions { tail, since: None };
+            shoal_worker::runtime::logs::read(&rt.log_path(&id), opts, |e| print_entry(&e, timestamps))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_entry(e: &shoal_worker::runtime::logs::LogEntry, timestamps: bool) {
+    use std::io::Write;
+    let mut line = Vec::with_capacity(e.text.len() + 40);
+    if timestamps {
+        line.extend_from_slice(e.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).as_bytes());
+        line.push(b' ');
+    }
+    line.extend_from_slice(&e.text);
+    if e.full {
+        line.push(b'\n');
+    }
+    let _ = match e.stream {
+        Stream::Stdout => std::io::stdout().write_all(&line),
+        Stream::Stderr => std::io::stderr().write_all(&line),
+    };
+}
+
+fn mounts(args: &RunArgs) -> anyhow::Result<Vec<MountPoint>> {
+    let mut out = Vec::new();
+    for v in &args.volume {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (source, target, ro) = match parts.as_slice() {
+            [s, t] => (*s, *t, false),
+            [s, t, "ro"] => (*s, *t, true),
+            [s, t, "rw"] => (*s, *t, false),
+            _ => bail!("--volume {v:?}: write SOURCE:TARGET[:ro]"),
+        };
+        if !target.starts_with('/') {
+            bail!("--volume {v:?}: the target must be an absolute path");
+        }
+        let source = if source.starts_with('/') {
+            PathBuf::from(source)
+        } else {
+            let dir = args.node.data_dir.join("volumes").join(source).join("_data");
+            std::fs::create_dir_all(&dir).with_context(|| format!("create volume {source}"))?;
+            dir
+        };
+        out.push(MountPoint::Bind { source, target: target.to_owned(), read_only: ro });
+    }
+    for t in &args.tmpfs {
+        out.push(MountPoint::Tmpfs { target: t.clone(), size_bytes: 0, mode: 0o1777 });
+    }
+    Ok(out)
+}
+
+/// The signal the user sent `shoal container run`, to pass on to the container.
+static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn remember_signal(sig: libc::c_int) {
+    PENDING_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+fn forward_signals() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(SigHandler::Handler(remember_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+fn run_container(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let store = ImageStore::open(&args.node.data_dir)?;
+    let image = store.resolve(&args.image)?;
+    let mut spec = ContainerSpec::for_image(&args.image);
+    if let Some(e) = &args.entrypoint {
+        spec.command =
+            shlex::split(e).with_context(|| format!("--entrypoint {e:?} has an unclosed quote"))?;
+    }
+    spec.args = args.command.clone();
+    spec.env = args.env.clone();
+    spec.workdir = args.workdir.clone();
+    spec.user = args.user.clone();
+    let process = config::process(&spec, &image.defaults)?;
+    let mut limits = Limits::default();
+    if let Some(m) = &args.memory {
+        limits.memory_bytes = shoal_api::units::parse_bytes(m)?;
+        if limits.memory_bytes < shoal_api::validate::MIN_MEMORY_BYTES {
+            bail!("--memory {m}: the kernel needs at least 6MiB for a container");
+        }
+    }
+    if let Some(c) = &args.cpus {
+        limits.nano_cpus = shoal_api::units::parse_cpus(c)?;
+    }
+    limits.pids = args.pids_limit.unwrap_or(0);
+    let id = args.name.clone().unwrap_or_else(|| hex::encode(rand::random::<[u8; 6]>()));
+    let rt = runtime(&args.node)?;
+    let new = NewContainer {
+        id: id.clone(),
+        layers: image.layer_dirs,
+        process,
+        hostname: args.hostname.clone(),
+        mounts: mounts(&args)?,
+        read_only_root: args.read_only,
+        limits,
+        netns: args.netns.clone(),
+        log: Default::default(),
+    };
+    rt.run(new)?;
+    if args.detach {
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    forward_signals();
+    let mut follower = Follower::new(&rt.log_path(&id), true);
+    let exited = loop {
+        for e in follower.poll()? {
+            print_entry(&e, false);
+        }
+        let sig = PENDING_SIGNAL.swap(0, Ordering::SeqCst);
+        if sig != 0 {
+            rt.signal(&id, sig)?;
+        }
+        if let Some(e) = rt.wait(&id, Some(Duration::from_millis(50)))? {
+            break Some(e);
+        }
+        if let Status::Lost = rt.status(&id)? {
+            break None;
+        }
+    };
+    for e in follower.poll()? {
+        print_entry(&e, false);
+    }
+    let code = match &exited {
+        Some(e) => {
+            if e.oom_killed {
+                eprintln!("shoal: container {id} ran out of memory and was OOM killed");
+            }
+            e.code()
+        }
+        None => {
+            eprintln!("shoal: container {id} lost its shim; its exit status is unknown");
+            125
+        }
+    };
+    if args.rm {
+        rt.delete(&id, true)?;
+    }
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}

@@ -1,0 +1,105 @@
+//! `shoal image …`: this node's image store.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use shoal_worker::image::ImageStore;
+use shoal_worker::runtime::Runtime;
+
+use super::NodeOpts;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ImageCommand {
+    /// Import a `docker save` archive or an OCI image layout (directory or tar).
+    Import {
+        /// The archive or layout directory.
+        path: PathBuf,
+        /// Name for the image (required when the archive does not name it).
+        name: Option<String>,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+    /// List images.
+    #[command(alias = "list")]
+    Ls {
+        /// Only print image ids.
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+    /// Remove an image (or one of its names), then delete layers nothing uses.
+    #[command(alias = "remove")]
+    Rm {
+        /// Image names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+}
+
+pub(super) fn run(cmd: ImageCommand) -> anyhow::Result<()> {
+    match cmd {
+        ImageCommand::Import { path, name, node } => {
+            let store = ImageStore::open(&node.data_dir)?;
+            let records =
+                store.import(&path, name.as_deref()).with_context(|| format!("import {}", path.display()))?;
+            for r in records {
+                println!("{}", r.id);
+            }
+            Ok(())
+        }
+        ImageCommand::Ls { quiet, node } => {
+            let store = ImageStore::open(&node.data_dir)?;
+            let images = store.list()?;
+            if quiet {
+                images.iter().for_each(|(r, _)| println!("{}", r.id));
+                return Ok(());
+            }
+            println!("{:<40} {:<14} {:>10}  CREATED", "NAME", "IMAGE ID", "SIZE");
+            for (r, names) in images {
+                let short = r.id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+                let size = shoal_api::units::format_bytes(r.size);
+                let created = r.created.format("%Y-%m-%d %H:%M:%S");
+                let names = if names.is_empty() { vec!["<none>".to_owned()] } else { names };
+                for n in names {
+                    println!("{n:<40} {short:<14} {size:>10}  {created}");
+                }
+            }
+            Ok(())
+        }
+        ImageCommand::Rm { images, node } => {
+            let store = ImageStore::open(&node.data_dir)?;
+            let in_use = layers_in_use(&node)?;
+            for image in images {
+                store.remove(&image, &in_use).with_context(|| format!("remove {image}"))?;
+                println!("{image}");
+            }
+            let freed = store.gc(&in_use)?;
+            eprintln!("freed {}", shoal_api::units::format_bytes(freed));
+            Ok(())
+        }
+    }
+}
+
+/// Layer directories used by containers that exist on this node.
+pub(super) fn layers_in_use(node: &NodeOpts) -> anyhow::Result<Vec<PathBuf>> {
+    let containers = node.data_dir.join("containers");
+    if !containers.exists() {
+        return Ok(Vec::new());
+    }
+    let rt = Runtime::new(
+        &node.data_dir,
+        &node.cgroup_parent,
+        shoal_worker::runtime::Helper::Path("/proc/self/exe".into()),
+    )?;
+    let mut layers = Vec::new();
+    for id in rt.list()? {
+        if let Ok(cfg) = rt.config(&id) {
+            layers.extend(cfg.layers);
+        }
+    }
+    Ok(layers)
+}

@@ -1,0 +1,291 @@
+//! The shim: a small single-threaded process per container, started by re-executing the
+//! shoal binary (from a sealed copy), so nothing is ever forked from the daemon's
+//! multi-threaded runtime. It detaches from the daemon (a restarted daemon finds it
+//! again), makes the container's pid namespace and forks the init into it, puts the
+//! init in the cgroup, reports the init's pid (or the reason it failed) to the daemon
+//! over a socketpair, then stays to copy the container's output into the log file,
+//! watch for OOM kills, and record the exit status.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
+use serde::{Deserialize, Serialize};
+
+use super::config::ContainerConfig;
+use super::init::{self, InitPipes};
+use super::logs::{LogWriter, Stream};
+use super::state::{Exited, Started, StateDir, read_json, write_json};
+use super::sys;
+use crate::cgroups::Cgroup;
+
+/// The hidden subcommand of the shoal binary that runs [`main`].
+pub const SUBCOMMAND: &str = "runtime-shim";
+
+/// The fd number the daemon hands the report socket on.
+pub const REPORT_FD: RawFd = 3;
+
+/// The shim's one message to the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Report {
+    /// The program runs.
+    Started(Started),
+    /// It could not be started, and why.
+    Failed(String),
+}
+
+/// Entry point of the shim process. `state_dir` holds `config.json`; the report
+/// socket is fd [`REPORT_FD`]. Returns the process exit code.
+pub fn main(state_dir: &Path) -> i32 {
+    // SAFETY: the daemon passes fd 3 as the shim's end of a socketpair, owned by
+    // nobody else in this fresh process.
+    let report = unsafe { UnixStream::from_raw_fd(REPORT_FD) };
+    let dir = StateDir(state_dir.to_owned());
+    let cfg: ContainerConfig = match read_json(&dir.config()) {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => return fail(report, format!("{} is missing", dir.config().display())),
+        Err(e) => return fail(report, format!("cannot read the container config: {e}")),
+    };
+    // Detach: a new session, and a second fork so the daemon is not our parent and a
+    // restart of it does not touch us. The daemon reaps the first child at once.
+    if let Err(e) = setsid() {
+        return fail(report, format!("setsid: {e}"));
+    }
+    // SAFETY: this process is single-threaded (a fresh exec of the shoal binary that
+    // started no threads), so fork cannot deadlock.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => return 0,
+        Ok(ForkResult::Child) => {}
+        Err(e) => return fail(report, format!("fork: {e}")),
+    }
+    // SAFETY: setting SIGPIPE to ignored installs no handler code; a daemon that went
+    // away must not kill the shim when it writes the report.
+    let _ = unsafe {
+        nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn)
+    };
+    match start(&cfg, &dir) {
+        Ok((started, running)) => {
+            let _ = send(&report, &Report::Started(started.clone()));
+            drop(report);
+            supervise(&cfg, &dir, started, running)
+        }
+        Err(e) => fail(report, e),
+    }
+}
+
+fn fail(report: UnixStream, message: String) -> i32 {
+    let _ = send(&report, &Report::Failed(message));
+    1
+}
+
+fn send(mut sock: &UnixStream, report: &Report) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(report).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    sock.write_all(&line)
+}
+
+/// The parent ends of the container's pipes, kept by the shim.
+struct Running {
+    init: Pid,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
+}
+
+/// Forks the init into a new pid namespace and waits until it has exec'd its program.
+fn start(cfg: &ContainerConfig, dir: &StateDir) -> Result<(Started, Running), String> {
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
+    let (fail_r, fail_w) = pipe()?;
+    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("create pid namespace: {e}"))?;
+    // SAFETY: single-threaded process (see `main`); the child only runs `init::run`.
+    let child = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            drop((out_r, err_r, go_w, fail_r));
+            init::run(cfg, &dir.0, InitPipes { go: go_r, error: fail_w, stdout: out_w, stderr: err_w })
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((out_w, err_w, go_r, fail_w));
+    if let Err(e) = cfg.cgroup.add_process(child.as_raw()) {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(format!("put the container in its cgroup: {e}"));
+    }
+    nix::unistd::write(&go_w, b"g").map_err(|e| format!("start the init: {e}"))?;
+    drop(go_w);
+    let mut why = String::new();
+    let _ = fs::File::from(fail_r).read_to_string(&mut why);
+    if !why.is_empty() {
+        let _ = waitpid(child, None);
+        return Err(why);
+    }
+    let started = Started {
+        shim_pid: std::process::id() as i32,
+        shim_start: sys::process_start_time(std::process::id() as i32).map_err(|e| e.to_string())?,
+        init_pid: child.as_raw(),
+        init_start: sys::process_start_time(child.as_raw()).map_err(|e| e.to_string())?,
+        started_at: Utc::now(),
+    };
+    write_json(&dir.started(), &started).map_err(|e| format!("record the start: {e}"))?;
+    Ok((started, Running { init: child, stdout: out_r, stderr: err_r }))
+}
+
+/// Copies output into the log until the init exits, then records how it ended.
+fn supervise(cfg: &ContainerConfig, dir: &StateDir, started: Started, run: Running) -> i32 {
+    let mut log = match LogWriter::open(&dir.log(), cfg.log.max_bytes, cfg.log.max_files) {
+        Ok(l) => Some(l),
+        Err(_) => None,
+    };
+    let oom_event = OomEvents::register(&cfg.cgroup);
+    let mut open = [Some(run.stdout), Some(run.stderr)];
+    let mut exited: Option<WaitStatus> = None;
+    let mut exited_at: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let pidfd = sys::pidfd_open(run.init.as_raw()).ok();
+    loop {
+        // Stop once the init has exited and both pipes are drained (or after a grace
+        // period, in case something outside kept a pipe open).
+        if exited.is_some()
+            && (open.iter().all(Option::is_none)
+                || exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)))
+        {
+            break;
+        }
+        let mut fds: Vec<PollFd<'_>> = Vec::new();
+        let mut which = Vec::new();
+        for (i, fd) in open.iter().enumerate() {
+            if let Some(fd) = fd {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(i);
+            }
+        }
+        if exited.is_none()
+            && let Some(p) = &pidfd
+        {
+            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            which.push(2);
+        }
+        if let Some(ev) = &oom_event {
+            fds.push(PollFd::new(ev.fd.as_fd(), PollFlags::POLLIN));
+            which.push(3);
+        }
+        let timeout =
+            if pidfd.is_none() || exited.is_some() { PollTimeout::from(200u16) } else { PollTimeout::NONE };
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let ready: Vec<(usize, PollFlags)> =
+            fds.iter().zip(&which).map(|(f, &w)| (w, f.revents().unwrap_or(PollFlags::empty()))).collect();
+        drop(fds);
+        for (w, rev) in ready {
+            if rev.is_empty() {
+                continue;
+            }
+            match w {
+                0 | 1 => {
+                    let fd = open[w].as_ref().expect("polled fds are open");
+                    match nix::unistd::read(fd, &mut buf) {
+                        Ok(0) | Err(_) => open[w] = None,
+                        Ok(n) => {
+                            let stream = if w == 0 { Stream::Stdout } else { Stream::Stderr };
+                            if let Some(l) = log.as_mut() {
+                                let _ = l.write(stream, &buf[..n], Utc::now());
+                            }
+                        }
+                    }
+                }
+                2 => {}
+                _ => {
+                    if let Some(ev) = &oom_event {
+                        ev.drain();
+                    }
+                }
+            }
+        }
+        if exited.is_none() {
+            match waitpid(run.init, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(status) => {
+                    exited = Some(status);
+                    exited_at = Some(Instant::now());
+                }
+                Err(_) => {
+                    exited = Some(WaitStatus::StillAlive);
+                    exited_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+    if let Some(l) = log.as_mut() {
+        let _ = l.flush_pending(Utc::now());
+    }
+    let (exit_code, signal) = match exited {
+        Some(WaitStatus::Exited(_, code)) => (Some(code), None),
+        Some(WaitStatus::Signaled(_, sig, _)) => (None, Some(sig as i32)),
+        _ => (None, None),
+    };
+    let record = Exited {
+        exit_code,
+        signal,
+        oom_killed: cfg.cgroup.oom_kills() > 0 || oom_event.is_some_and(|e| e.seen()),
+        started_at: started.started_at,
+        finished_at: Utc::now(),
+    };
+    match write_json(&dir.exited(), &record) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// cgroup v1 OOM notifications: an eventfd registered through `cgroup.event_control`
+/// against `memory.oom_control`; each read counts OOM events.
+struct OomEvents {
+    fd: OwnedFd,
+    count: std::cell::Cell<u64>,
+}
+
+impl OomEvents {
+    fn register(cgroup: &Cgroup) -> Option<OomEvents> {
+        let Cgroup::V1(v1) = cgroup else { return None };
+        let mem = v1.memory_dir()?;
+        // SAFETY: eventfd returns a new fd or -1; we take ownership of it.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return None;
+        }
+        // SAFETY: efd was just created and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(efd) };
+        let control = fs::File::open(mem.join("memory.oom_control")).ok()?;
+        let line = format!("{} {}", fd.as_raw_fd(), control.as_raw_fd());
+        fs::write(mem.join("cgroup.event_control"), line).ok()?;
+        Some(OomEvents { fd, count: std::cell::Cell::new(0) })
+    }
+
+    fn drain(&self) {
+        let mut b = [0u8; 8];
+        if let Ok(8) = nix::unistd::read(&self.fd, &mut b) {
+            self.count.set(self.count.get() + u64::from_ne_bytes(b));
+        }
+    }
+
+    fn seen(&self) -> bool {
+        self.count.get() > 0
+    }
+}
