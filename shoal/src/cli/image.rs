@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Subcommand;
 use shoal_worker::image::ImageStore;
+use shoal_worker::image::registry::{self, RegistryOptions};
 use shoal_worker::runtime::Runtime;
 
 use super::NodeOpts;
@@ -17,6 +18,27 @@ pub(super) enum ImageCommand {
         path: PathBuf,
         /// Name for the image (required when the archive does not name it).
         name: Option<String>,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+    /// Pull an image from a registry (HTTP for loopback registries, HTTPS otherwise).
+    Pull {
+        /// Image reference, e.g. 127.0.0.1:5000/shoal/busybox:latest.
+        name: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+    /// Push an image to a registry.
+    Push {
+        /// The image to push.
+        name: String,
+        /// Push under this reference instead of the image's name.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
         #[command(flatten)]
         node: NodeOpts,
     },
@@ -40,8 +62,50 @@ pub(super) enum ImageCommand {
     },
 }
 
+/// How to reach a registry.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct RegistryArgs {
+    /// Credentials as USER:PASSWORD (or the SHOAL_REGISTRY_AUTH variable).
+    #[arg(long, env = "SHOAL_REGISTRY_AUTH", hide_env_values = true)]
+    auth: Option<String>,
+    /// A registry (host:port) to reach over plain HTTP; loopback ones always are.
+    #[arg(long)]
+    insecure_registry: Vec<String>,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> anyhow::Result<RegistryOptions> {
+        let credentials = match &self.auth {
+            None => None,
+            Some(a) => {
+                let (u, p) = a.split_once(':').context("--auth wants USER:PASSWORD")?;
+                Some((u.to_owned(), p.to_owned()))
+            }
+        };
+        Ok(RegistryOptions { credentials, insecure: self.insecure_registry.clone() })
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f))
+}
+
 pub(super) fn run(cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
+        ImageCommand::Pull { name, registry, node } => {
+            let store = ImageStore::open(&node.data_dir)?;
+            let record = block_on(registry::pull(&store, &name, &registry.options()?))?
+                .with_context(|| format!("pull {name}"))?;
+            println!("{}", record.id);
+            Ok(())
+        }
+        ImageCommand::Push { name, to, registry, node } => {
+            let store = ImageStore::open(&node.data_dir)?;
+            let url = block_on(registry::push(&store, &name, to.as_deref(), &registry.options()?))?
+                .with_context(|| format!("push {name}"))?;
+            println!("{url}");
+            Ok(())
+        }
         ImageCommand::Import { path, name, node } => {
             let store = ImageStore::open(&node.data_dir)?;
             let records =

@@ -188,6 +188,12 @@ pub(super) fn store_manifest(
         let path = layer_path(&digest)?;
         let file = File::open(&path).map_err(|source| ImportError::Io { path: path.clone(), source })?;
         let id = store.add_layer(file, compression, Some(&digest), diff_id, parent.as_deref())?;
+        // Keep the compressed blob too, so the image can be pushed as it came.
+        if !store.blob_path(&digest).exists() {
+            let tmp = store.blob_path(&digest).with_extension("tmp");
+            fs::copy(&path, &tmp).map_err(|source| ImportError::Io { path: path.clone(), source })?;
+            store.adopt_blob(&tmp, &digest)?;
+        }
         chain.push(id.clone());
         parent = Some(id);
     }

@@ -12,6 +12,7 @@
 
 mod import;
 pub mod layer;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -137,7 +138,7 @@ impl ImageStore {
         Ok(ImageStore { root })
     }
 
-    fn blob_path(&self, digest: &str) -> PathBuf {
+    pub(crate) fn blob_path(&self, digest: &str) -> PathBuf {
         self.root.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
     }
 
@@ -146,7 +147,7 @@ impl ImageStore {
     }
 
     /// A fresh temporary directory inside the store (same filesystem, for renames).
-    fn temp_dir(&self) -> Result<tempfile::TempDir, ImageError> {
+    pub(crate) fn temp_dir(&self) -> Result<tempfile::TempDir, ImageError> {
         tempfile::tempdir_in(self.root.join("tmp")).map_err(io_err("create a temporary directory"))
     }
 
@@ -187,6 +188,36 @@ impl ImageStore {
             fs::rename(&tmp, &path).map_err(io_err(format!("write blob {actual}")))?;
         }
         Ok(actual)
+    }
+
+    /// Moves a downloaded file into the blobs, after checking it has `digest`.
+    pub(crate) fn adopt_blob(&self, path: &Path, digest: &str) -> Result<(), ImageError> {
+        let mut hash = Sha256::new();
+        let mut f = File::open(path).map_err(io_err(format!("read {}", path.display())))?;
+        io::copy(&mut f, &mut hash).map_err(io_err(format!("read {}", path.display())))?;
+        let actual = format!("sha256:{}", hex::encode(hash.finalize()));
+        if actual != digest {
+            return Err(ImageError::DigestMismatch {
+                what: format!("blob {digest}"),
+                expected: digest.to_owned(),
+                actual,
+            });
+        }
+        fs::rename(path, self.blob_path(digest)).map_err(io_err(format!("store blob {digest}")))
+    }
+
+    /// The bytes of a blob, checked against its digest.
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
+        let bytes = fs::read(self.blob_path(digest)).map_err(io_err(format!("read blob {digest}")))?;
+        let actual = sha256_digest(&bytes);
+        if actual != digest {
+            return Err(ImageError::DigestMismatch {
+                what: format!("blob {digest}"),
+                expected: digest.to_owned(),
+                actual,
+            });
+        }
+        Ok(bytes)
     }
 
     /// Unpacks one layer on top of `parent` (a chain id), unless that chain is
