@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 
 /// The error and its causes, each once: library errors already name their source in
 /// their message, so a cause is left out when the message before it ends with it.
-fn describe(e: &anyhow::Error) -> String {
+pub(crate) fn describe(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

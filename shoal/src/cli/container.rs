@@ -134,7 +134,20 @@ fn runtime(node: &NodeOpts) -> anyhow::Result<Runtime> {
 
 pub(super) fn run(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ContainerCommand::Run(args) => run_container(args),
+        ContainerCommand::Run(args) => Ok(run_container(args).unwrap_or_else(|e| {
+            // As in `docker run`: 127 when the command is not in the image, 126 when it
+            // cannot be executed, 125 for every other failure before it ran.
+            let text = crate::describe(&e);
+            eprintln!("error: {text}");
+            let code = if text.contains("command not found in the image") {
+                127
+            } else if text.contains("cannot run ") {
+                126
+            } else {
+                125
+            };
+            ExitCode::from(code)
+        })),
         ContainerCommand::Ls { quiet, node } => {
             let rt = runtime(&node)?;
             if !quiet {

@@ -60,14 +60,18 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
 }
 
 /// The start time of process `pid` in clock ticks since boot (field 22 of
-/// `/proc/<pid>/stat`); with the pid it names one process for the boot's lifetime.
+/// `/proc/<pid>/stat`); with the pid it names one process for the boot's lifetime. A
+/// zombie (exited, not yet reaped by whoever adopted it) counts as gone.
 pub fn process_start_time(pid: i32) -> io::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may hold spaces.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    after
-        .split_whitespace()
-        .nth(19)
+    let mut fields = after.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("process {pid} has exited")));
+    }
+    fields
+        .nth(18)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad /proc/{pid}/stat")))
 }
