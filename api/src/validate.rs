@@ -528,11 +528,12 @@ impl Validate for NetworkSpec {
 
 impl Validate for PayloadSpec {
     fn check(&self, c: &mut Checker) {
-        check_name(c, "name", &self.name);
+        check_file_name(c, "name", &self.name);
         check_labels(c, "labels", &self.labels);
-        c.ensure(self.data.len() <= MAX_PAYLOAD_BYTES, "data", || {
+        c.ensure(!self.data.is_empty(), "data", || "must not be empty".into());
+        c.ensure(self.data.len() < MAX_PAYLOAD_BYTES, "data", || {
             format!(
-                "is {} bytes; at most {} are allowed",
+                "is {} bytes; it must be smaller than {}",
                 self.data.len(),
                 format_bytes(MAX_PAYLOAD_BYTES as u64)
             )

@@ -315,7 +315,7 @@ const CASES: &[(&str, Mutation, &str, &str)] = &[
             s.task_template.placement.preferences.push(PlacementPreference { spread: "node.hostname".into() })
         },
         "task_template.placement.preferences[1].spread",
-        "spread=node.labels",
+        "is not node.labels.<key>",
     ),
     (
         "global max replicas",

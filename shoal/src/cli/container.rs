@@ -19,7 +19,7 @@ use super::NodeOpts;
 #[derive(Debug, Subcommand)]
 pub(super) enum ContainerCommand {
     /// Run a command in a new container, attached to its output; exits with its code.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers on this node.
     #[command(alias = "list")]
     Ls {
@@ -134,7 +134,7 @@ fn runtime(node: &NodeOpts) -> anyhow::Result<Runtime> {
 
 pub(super) fn run(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ContainerCommand::Run(args) => Ok(run_container(args).unwrap_or_else(|e| {
+        ContainerCommand::Run(args) => Ok(run_container(*args).unwrap_or_else(|e| {
             // As in `docker run`: 127 when the command is not in the image, 126 when it
             // cannot be executed, 125 for every other failure before it ran.
             let text = crate::describe(&e);

@@ -33,7 +33,7 @@ pub(crate) struct NodeOpts {
 enum Command {
     /// Run and manage containers on this node directly, without a cluster.
     #[command(subcommand)]
-    Container(container::ContainerCommand),
+    Container(Box<container::ContainerCommand>),
     /// Manage this node's images: import, pull, list, remove.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -50,7 +50,7 @@ enum Command {
 /// Runs the parsed command; the exit code is the command's (a container's, for `run`).
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Container(cmd) => container::run(cmd),
+        Command::Container(cmd) => container::run(*cmd),
         Command::Image(cmd) => image::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Stack(cmd) => stack::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => {

@@ -183,7 +183,7 @@ pub(super) fn store_manifest(
     let mut chain = Vec::new();
     for (desc, diff_id) in manifest.layers().iter().zip(diff_ids) {
         let compression =
-            Compression::from_media_type(&desc.media_type().to_string()).map_err(ImageError::from)?;
+            Compression::from_media_type(desc.media_type().as_ref()).map_err(ImageError::from)?;
         let digest = desc.digest().to_string();
         let path = layer_path(&digest)?;
         let file = File::open(&path).map_err(|source| ImportError::Io { path: path.clone(), source })?;

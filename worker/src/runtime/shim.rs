@@ -147,10 +147,7 @@ fn start(cfg: &ContainerConfig, dir: &StateDir) -> Result<(Started, Running), St
 
 /// Copies output into the log until the init exits, then records how it ended.
 fn supervise(cfg: &ContainerConfig, dir: &StateDir, started: Started, run: Running) -> i32 {
-    let mut log = match LogWriter::open(&dir.log(), cfg.log.max_bytes, cfg.log.max_files) {
-        Ok(l) => Some(l),
-        Err(_) => None,
-    };
+    let mut log = LogWriter::open(&dir.log(), cfg.log.max_bytes, cfg.log.max_files).ok();
     let oom_event = OomEvents::register(&cfg.cgroup);
     let mut open = [Some(run.stdout), Some(run.stderr)];
     let mut exited: Option<WaitStatus> = None;
