@@ -238,6 +238,12 @@ const CASES: &[(&str, Mutation, &str, &str)] = &[
         "'..'",
     ),
     (
+        "signal past RTMAX",
+        |s| s.task_template.container.stop_signal = Some("SIGRTMIN+31".into()),
+        "task_template.container.stop_signal",
+        "not a signal",
+    ),
+    (
         "memory too small",
         |s| {
             s.task_template.resources.limits.memory_bytes = 1 << 20;
@@ -358,9 +364,15 @@ const CASES: &[(&str, Mutation, &str, &str)] = &[
     ),
     (
         "alias bad",
-        |s| s.task_template.networks[0].aliases.push("a.b".into()),
+        |s| s.task_template.networks[0].aliases.push("-a.b".into()),
         "task_template.networks[0].aliases[1]",
-        "only letters",
+        "not a DNS name",
+    ),
+    (
+        "alias empty label",
+        |s| s.task_template.networks[0].aliases.push("a..b".into()),
+        "task_template.networks[0].aliases[1]",
+        "not a DNS name",
     ),
     (
         "failure ratio",
