@@ -127,9 +127,9 @@ pub(super) struct RunArgs {
     node: NodeOpts,
 }
 
+/// The runtime: this command is single-threaded, so it forks shims itself.
 fn runtime(node: &NodeOpts) -> anyhow::Result<Runtime> {
-    let helper = Helper::sealed_self().context("copy the shoal binary for the runtime")?;
-    Ok(Runtime::new(&node.data_dir, &node.cgroup_parent, helper)?)
+    Ok(Runtime::new(&node.data_dir, &node.cgroup_parent, Helper::Fork)?)
 }
 
 pub(super) fn run(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {

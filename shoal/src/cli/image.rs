@@ -154,11 +154,7 @@ pub(super) fn layers_in_use(node: &NodeOpts) -> anyhow::Result<Vec<PathBuf>> {
     if !containers.exists() {
         return Ok(Vec::new());
     }
-    let rt = Runtime::new(
-        &node.data_dir,
-        &node.cgroup_parent,
-        shoal_worker::runtime::Helper::Path("/proc/self/exe".into()),
-    )?;
+    let rt = Runtime::new(&node.data_dir, &node.cgroup_parent, shoal_worker::runtime::Helper::Fork)?;
     let mut layers = Vec::new();
     for id in rt.list()? {
         if let Ok(cfg) = rt.config(&id) {

@@ -122,16 +122,31 @@ impl Node {
             .collect()
     }
 
-    /// Shim processes of this node still alive.
-    pub fn shims(&self) -> Vec<String> {
-        let dir = self.data_dir().to_string_lossy().into_owned();
+    /// Pids of this node's shims still alive: processes named `shoal-shim` standing
+    /// in one of the node's container state directories.
+    pub fn shim_pids(&self) -> Vec<i32> {
+        let containers = self.data_dir().join("containers");
         std::fs::read_dir("/proc")
             .unwrap()
             .flatten()
-            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .filter(|c| c.contains("runtime-shim") && c.contains(&dir))
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "shoal-shim")
+            })
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&containers))
+            })
+            .filter(|pid| {
+                // Zombies (exited, not yet reaped by whoever adopted them) are gone.
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| !s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+            })
             .collect()
+    }
+
+    /// Same, as text for messages.
+    pub fn shims(&self) -> Vec<String> {
+        self.shim_pids().iter().map(|p| p.to_string()).collect()
     }
 
     /// Asserts that nothing of any container is left: cgroups, mounts, shims, state.

@@ -238,13 +238,13 @@ impl Cgroup {
 /// `rmdir` a cgroup directory, retrying while the kernel still tears down its tasks.
 fn remove_dir_retrying(dir: &Path) -> Result<(), CgroupError> {
     let mut last = None;
-    for _ in 0..100 {
+    for _ in 0..500 {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 last = Some(e);
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                std::thread::sleep(std::time::Duration::from_millis(2));
             }
             Err(source) => return Err(CgroupError::Io { op: "remove", path: dir.to_owned(), source }),
         }

@@ -151,22 +151,42 @@ impl ImageStore {
         tempfile::tempdir_in(self.root.join("tmp")).map_err(io_err("create a temporary directory"))
     }
 
+    /// Runs `f` on the index under an exclusive lock and writes the result back.
     fn with_index<T>(&self, f: impl FnOnce(&mut Index) -> Result<T, ImageError>) -> Result<T, ImageError> {
-        let lock = File::create(self.root.join("images.lock")).map_err(io_err("open images.lock"))?;
-        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| io_err("lock images.lock")(e.into()))?;
+        let _guard = self.lock(nix::fcntl::FlockArg::LockExclusive)?;
+        let mut index = self.read_index()?;
+        let out = f(&mut index)?;
         let path = self.root.join("images.json");
-        let mut index: Index = match fs::read(&path) {
+        crate::runtime::state::write_json(&path, &index).map_err(io_err("write images.json"))?;
+        Ok(out)
+    }
+
+    /// Runs `f` on the index under a shared lock, without writing.
+    fn read_with_index<T>(&self, f: impl FnOnce(&Index) -> Result<T, ImageError>) -> Result<T, ImageError> {
+        let _guard = self.lock(nix::fcntl::FlockArg::LockShared)?;
+        f(&self.read_index()?)
+    }
+
+    fn lock(&self, how: nix::fcntl::FlockArg) -> Result<nix::fcntl::Flock<File>, ImageError> {
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("images.lock"))
+            .map_err(io_err("open images.lock"))?;
+        nix::fcntl::Flock::lock(lock, how).map_err(|(_, e)| io_err("lock images.lock")(e.into()))
+    }
+
+    fn read_index(&self) -> Result<Index, ImageError> {
+        let path = self.root.join("images.json");
+        match fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| ImageError::BadDocument {
                 what: path.display().to_string(),
                 message: format!("{e}; move it away to start an empty store"),
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Index::default(),
-            Err(e) => return Err(io_err("read images.json")(e)),
-        };
-        let out = f(&mut index)?;
-        crate::runtime::state::write_json(&path, &index).map_err(io_err("write images.json"))?;
-        Ok(out)
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Index::default()),
+            Err(e) => Err(io_err("read images.json")(e)),
+        }
     }
 
     /// Stores `bytes` as a blob, checking them against `digest` when given.
@@ -317,7 +337,7 @@ impl ImageStore {
 
     /// Finds an image by name (`busybox`, `shoal/busybox:latest`), full id or id prefix.
     pub fn find(&self, name_or_id: &str) -> Result<ImageRecord, ImageError> {
-        self.with_index(|idx| {
+        self.read_with_index(|idx| {
             if let Ok(full) = normalize(name_or_id)
                 && let Some(id) = idx.names.get(&full)
                 && let Some(r) = idx.images.get(id)
@@ -363,7 +383,7 @@ impl ImageStore {
 
     /// Every image with its names.
     pub fn list(&self) -> Result<Vec<(ImageRecord, Vec<String>)>, ImageError> {
-        self.with_index(|idx| {
+        self.read_with_index(|idx| {
             Ok(idx
                 .images
                 .values()
@@ -404,7 +424,7 @@ impl ImageStore {
     /// Deletes layers and blobs no image uses, keeping layers in `in_use`. Returns the
     /// bytes freed.
     pub fn gc(&self, in_use: &[PathBuf]) -> Result<u64, ImageError> {
-        let (used_layers, used_blobs) = self.with_index(|idx| {
+        let (used_layers, used_blobs) = self.read_with_index(|idx| {
             let mut layers: Vec<String> = Vec::new();
             let mut blobs: Vec<String> = Vec::new();
             for r in idx.images.values() {

@@ -60,6 +60,15 @@ fn is_loopback(registry: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The client's form of a reference (checked with our parser first, for its messages).
+fn oci_reference(name: &str) -> Result<Reference, RegistryError> {
+    let whole = shoal_api::image::parse(name).map_err(ImageError::from)?.whole();
+    whole.parse().map_err(|e: oci_client::ParseError| RegistryError::Registry {
+        registry: String::new(),
+        message: format!("{whole}: {e}"),
+    })
+}
+
 fn client(reference: &Reference, opts: &RegistryOptions) -> (Client, RegistryAuth) {
     let mut http = opts.insecure.clone();
     if is_loopback(reference.registry()) {
@@ -92,7 +101,7 @@ pub async fn pull(
     name: &str,
     opts: &RegistryOptions,
 ) -> Result<ImageRecord, RegistryError> {
-    let reference: Reference = shoal_api::image::parse(name).map_err(ImageError::from)?;
+    let reference = oci_reference(name)?;
     let (client, auth) = client(&reference, opts);
     let err = registry_err(&reference);
     let (mut bytes, mut digest) =
@@ -164,7 +173,7 @@ pub async fn push(
     let manifest_digest =
         record.manifest_digest.clone().ok_or_else(|| RegistryError::NoManifest(name.to_owned()))?;
     let dest = target.unwrap_or(name);
-    let reference: Reference = shoal_api::image::parse(dest).map_err(ImageError::from)?;
+    let reference = oci_reference(dest)?;
     let (client, auth) = client(&reference, opts);
     let err = registry_err(&reference);
     client.auth(&reference, &auth, oci_client::RegistryOperation::Push).await.map_err(&err)?;

@@ -82,12 +82,18 @@ pub enum RuntimeError {
     },
 }
 
-/// How the runtime starts its shims.
+/// How the runtime starts its shims. Either way nothing is forked from a
+/// multi-threaded process.
 #[derive(Debug)]
 pub enum Helper {
-    /// A sealed in-memory copy of the running binary (the daemon and the CLI).
+    /// Fork the shim from this process, which must be single-threaded (the CLI, or
+    /// the daemon's zygote forked before its async runtime starts). Nothing is
+    /// re-executed, so there is no binary to seal. Checked before every fork.
+    Fork,
+    /// Re-execute a sealed in-memory copy of the running binary (for callers that have
+    /// threads).
     Sealed(File),
-    /// A binary on disk that has the shim subcommand (tests and tools).
+    /// Execute a binary on disk that has the shim subcommand.
     Path(PathBuf),
 }
 
@@ -97,10 +103,11 @@ impl Helper {
         sys::sealed_copy_of_self().map(Helper::Sealed)
     }
 
-    fn program(&self) -> PathBuf {
+    fn program(&self) -> Option<PathBuf> {
         match self {
-            Helper::Sealed(f) => PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
-            Helper::Path(p) => p.clone(),
+            Helper::Fork => None,
+            Helper::Sealed(f) => Some(PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))),
+            Helper::Path(p) => Some(p.clone()),
         }
     }
 }
@@ -234,31 +241,12 @@ impl Runtime {
         write_json(&dir.config(), &cfg).map_err(Self::io(&id, "write config.json"))?;
 
         let (ours, theirs) = UnixStream::pair().map_err(Self::io(&id, "socketpair"))?;
-        let theirs = OwnedFd::from(theirs);
         let shim_log = File::create(dir.0.join("shim.log")).map_err(Self::io(&id, "create shim.log"))?;
-        let mut cmd = Command::new(self.helper.program());
-        cmd.arg(shim::SUBCOMMAND).arg(&dir.0).stdin(Stdio::null()).stdout(Stdio::null()).stderr(shim_log);
-        let raw = theirs.as_raw_fd();
-        // SAFETY: dup2 is async-signal-safe; the closure runs in the forked child
-        // before exec and touches nothing but file descriptors.
-        unsafe {
-            cmd.pre_exec(move || {
-                // dup2 onto itself would keep close-on-exec set, so clear it then.
-                let r = if raw == shim::REPORT_FD {
-                    libc::fcntl(raw, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(raw, shim::REPORT_FD)
-                };
-                if r < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        match self.helper.program() {
+            None => fork_shim(&dir.0, theirs, shim_log).map_err(Self::io(&id, "start the runtime shim"))?,
+            Some(program) => exec_shim(&program, &dir.0, theirs, shim_log)
+                .map_err(Self::io(&id, "start the runtime shim"))?,
         }
-        let mut child = cmd.spawn().map_err(Self::io(&id, "start the runtime shim"))?;
-        drop(theirs);
-        // The shim forks itself away at once; reap the first process.
-        let _ = child.wait();
         ours.set_read_timeout(Some(REPORT_TIMEOUT)).map_err(Self::io(&id, "socket timeout"))?;
         let mut line = String::new();
         BufReader::new(&ours).read_line(&mut line).map_err(Self::io(&id, "read the shim's report"))?;
@@ -413,6 +401,66 @@ impl Runtime {
     /// The container's log file.
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.state(id).log()
+    }
+}
+
+/// Starts the shim by re-executing `program` with the report socket on fd 3.
+fn exec_shim(program: &Path, dir: &Path, theirs: UnixStream, shim_log: File) -> std::io::Result<()> {
+    let theirs = OwnedFd::from(theirs);
+    let mut cmd = Command::new(program);
+    cmd.arg(shim::SUBCOMMAND).arg(dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(shim_log);
+    let raw = theirs.as_raw_fd();
+    // SAFETY: only async-signal-safe calls (fcntl, dup2) in the forked child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would keep close-on-exec set, so clear it then.
+            let r = if raw == shim::REPORT_FD {
+                libc::fcntl(raw, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, shim::REPORT_FD)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    drop(theirs);
+    // The shim forks itself away at once; reap the first process.
+    child.wait().map(drop)
+}
+
+/// Starts the shim by forking this (single-threaded) process.
+fn fork_shim(dir: &Path, theirs: UnixStream, shim_log: File) -> std::io::Result<()> {
+    let threads = fs::read_to_string("/proc/self/status")?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<u32>().ok());
+    if threads != Some(1) {
+        return Err(std::io::Error::other(format!(
+            "refusing to fork the shim from a process with {threads:?} threads: use Helper::Sealed"
+        )));
+    }
+    // SAFETY: the process is single-threaded (checked above), so the child may run
+    // ordinary code after fork.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Child => {
+            let devnull = File::open("/dev/null").ok();
+            if let Some(n) = &devnull {
+                let _ = nix::unistd::dup2_stdin(n);
+                let _ = nix::unistd::dup2_stdout(n);
+            }
+            let _ = nix::unistd::dup2_stderr(&shim_log);
+            let code = shim::run(dir, theirs);
+            // SAFETY: leave without running the parent's exit handlers or flushing
+            // its buffers a second time.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(theirs);
+            nix::sys::wait::waitpid(child, None).map(drop).map_err(std::io::Error::from)
+        }
     }
 }
 

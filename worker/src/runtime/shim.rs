@@ -50,6 +50,12 @@ pub fn main(state_dir: &Path) -> i32 {
     // SAFETY: the daemon passes fd 3 as the shim's end of a socketpair, owned by
     // nobody else in this fresh process.
     let report = unsafe { UnixStream::from_raw_fd(REPORT_FD) };
+    run(state_dir, report)
+}
+
+/// The shim's work, reporting on `report`; the process must be single-threaded (a
+/// fresh exec, or a fork of a single-threaded process). Returns the exit code.
+pub fn run(state_dir: &Path, report: UnixStream) -> i32 {
     let dir = StateDir(state_dir.to_owned());
     let cfg: ContainerConfig = match read_json(&dir.config()) {
         Ok(Some(cfg)) => cfg,
@@ -61,13 +67,16 @@ pub fn main(state_dir: &Path) -> i32 {
     if let Err(e) = setsid() {
         return fail(report, format!("setsid: {e}"));
     }
-    // SAFETY: this process is single-threaded (a fresh exec of the shoal binary that
-    // started no threads), so fork cannot deadlock.
+    // SAFETY: this process is single-threaded (see `run`), so fork cannot deadlock.
     match unsafe { fork() } {
         Ok(ForkResult::Parent { .. }) => return 0,
         Ok(ForkResult::Child) => {}
         Err(e) => return fail(report, format!("fork: {e}")),
     }
+    // Name the process and stand in the state directory, so `ps` and /proc show
+    // whose shim it is (forked shims would otherwise look like their parent).
+    let _ = nix::sys::prctl::set_name(c"shoal-shim");
+    let _ = nix::unistd::chdir(state_dir);
     // SAFETY: setting SIGPIPE to ignored installs no handler code; a daemon that went
     // away must not kill the shim when it writes the report.
     let _ = unsafe {
