@@ -1,6 +1,6 @@
 //! The container's first process, from fork to `execve`. It runs in a single-threaded
-//! shim's child, already pid 1 of a new pid namespace and already in the container's
-//! cgroup, and does, in order: new mount/uts/ipc/net namespaces, the root filesystem
+//! shim's child, already pid 1 of a new pid namespace, and does, in order: join the
+//! container's cgroup, new mount/uts/ipc/net namespaces, the root filesystem
 //! and `pivot_root`, hostname, user lookup in the image, rlimits, working directory,
 //! `no_new_privs`, capabilities (Docker's default set), uid/gid, seccomp, fds closed on
 //! exec, signals reset, and finally `execve`. Any failure is reported to the shim as
@@ -47,8 +47,6 @@ const NOFILE_LIMIT: u64 = 1_048_576;
 /// Pipes the shim made for the init.
 #[derive(Debug)]
 pub(super) struct InitPipes {
-    /// Readable once the shim has put the process in its cgroup.
-    pub(super) go: OwnedFd,
     /// Errors go here as text; closed on a successful exec.
     pub(super) error: OwnedFd,
     /// The write ends of the stdout and stderr pipes.
@@ -59,8 +57,8 @@ pub(super) struct InitPipes {
 
 /// Runs the init. Never returns: it becomes the container's program or exits 127.
 pub(super) fn run(cfg: &ContainerConfig, state_dir: &Path, pipes: InitPipes) -> ! {
-    let InitPipes { go, error, stdout, stderr } = pipes;
-    let message = match setup_and_exec(cfg, state_dir, go, stdout, stderr) {
+    let InitPipes { error, stdout, stderr } = pipes;
+    let message = match setup_and_exec(cfg, state_dir, stdout, stderr) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -74,13 +72,11 @@ pub(super) fn run(cfg: &ContainerConfig, state_dir: &Path, pipes: InitPipes) -> 
 fn setup_and_exec(
     cfg: &ContainerConfig,
     state_dir: &Path,
-    go: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
 ) -> Result<std::convert::Infallible, String> {
-    let mut byte = [0u8; 1];
-    nix::unistd::read(&go, &mut byte).map_err(|e| format!("waiting for the shim: {e}"))?;
-    drop(go);
+    // First, before anything that allocates much: into the container's cgroup.
+    cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {e}"))?;
 
     let devnull = fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
     dup2_stdin(&devnull).map_err(|e| format!("stdin: {e}"))?;

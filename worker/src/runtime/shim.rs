@@ -1,8 +1,8 @@
 //! The shim: a small single-threaded process per container, started by re-executing the
 //! shoal binary (from a sealed copy), so nothing is ever forked from the daemon's
 //! multi-threaded runtime. It detaches from the daemon (a restarted daemon finds it
-//! again), makes the container's pid namespace and forks the init into it, puts the
-//! init in the cgroup, reports the init's pid (or the reason it failed) to the daemon
+//! again), makes the container's pid namespace and forks the init into it (which
+//! joins its cgroup itself), reports the init's pid (or the reason it failed) to the daemon
 //! over a socketpair, then stays to copy the container's output into the log file,
 //! watch for OOM kills, and record the exit status.
 
@@ -118,25 +118,17 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
 fn start(cfg: &ContainerConfig, dir: &StateDir) -> Result<(Started, Running), String> {
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let (go_r, go_w) = pipe()?;
     let (fail_r, fail_w) = pipe()?;
     unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("create pid namespace: {e}"))?;
     // SAFETY: single-threaded process (see `main`); the child only runs `init::run`.
     let child = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
-            drop((out_r, err_r, go_w, fail_r));
-            init::run(cfg, &dir.0, InitPipes { go: go_r, error: fail_w, stdout: out_w, stderr: err_w })
+            drop((out_r, err_r, fail_r));
+            init::run(cfg, &dir.0, InitPipes { error: fail_w, stdout: out_w, stderr: err_w })
         }
         ForkResult::Parent { child } => child,
     };
-    drop((out_w, err_w, go_r, fail_w));
-    if let Err(e) = cfg.cgroup.add_process(child.as_raw()) {
-        let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
-        let _ = waitpid(child, None);
-        return Err(format!("put the container in its cgroup: {e}"));
-    }
-    nix::unistd::write(&go_w, b"g").map_err(|e| format!("start the init: {e}"))?;
-    drop(go_w);
+    drop((out_w, err_w, fail_w));
     let mut why = String::new();
     let _ = fs::File::from(fail_r).read_to_string(&mut why);
     if !why.is_empty() {
