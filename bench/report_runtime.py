@@ -44,7 +44,7 @@ for ax, (title, data, unit) in zip(
         ("50 containers at once (wall)", burst, "ms"),
     ),
 ):
-    ax.boxplot([data["shoal"], data["runc"]], tick_labels=["shoal", "runc"], showfliers=False)
+    ax.boxplot([data["shoal"], data["runc"]], labels=["shoal", "runc"], showfliers=False)
     ax.set_title(title)
     ax.set_ylabel(unit)
     ax.set_ylim(bottom=0)

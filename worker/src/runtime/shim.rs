@@ -139,7 +139,7 @@ fn start(cfg: &ContainerConfig, dir: &StateDir) -> Result<(Started, Running), St
         shim_pid: std::process::id() as i32,
         shim_start: sys::process_start_time(std::process::id() as i32).map_err(|e| e.to_string())?,
         init_pid: child.as_raw(),
-        init_start: sys::process_start_time(child.as_raw()).map_err(|e| e.to_string())?,
+        init_start: sys::child_start_time(child.as_raw()).map_err(|e| e.to_string())?,
         started_at: Utc::now(),
     };
     write_json(&dir.started(), &started).map_err(|e| format!("record the start: {e}"))?;

@@ -63,17 +63,30 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
 /// `/proc/<pid>/stat`); with the pid it names one process for the boot's lifetime. A
 /// zombie (exited, not yet reaped by whoever adopted it) counts as gone.
 pub fn process_start_time(pid: i32) -> io::Result<u64> {
+    match stat(pid)? {
+        ('Z' | 'X', _) => Err(io::Error::new(io::ErrorKind::NotFound, format!("process {pid} has exited"))),
+        (_, start) => Ok(start),
+    }
+}
+
+/// The start time of our own child `pid`, even if it has already exited (it cannot be
+/// reused before we reap it).
+pub fn child_start_time(pid: i32) -> io::Result<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// The state letter and start time from `/proc/<pid>/stat`.
+fn stat(pid: i32) -> io::Result<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may hold spaces.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let mut fields = after.split_whitespace();
-    if matches!(fields.next(), Some("Z" | "X")) {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("process {pid} has exited")));
-    }
-    fields
+    let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+    let start = fields
         .nth(18)
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad /proc/{pid}/stat")))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad /proc/{pid}/stat")))?;
+    Ok((state, start))
 }
 
 /// Lowest fd number for long-lived runtime fds.
