@@ -136,15 +136,17 @@ pub fn unpack(blob: impl Read, compression: Compression, dest: &Path) -> Result<
                     .map_err(|e| io_err(raw.clone())(e.into()))?;
                 continue;
             }
-            if let Some(link) = entry.link_name().map_err(io_err(&raw))?
-                && entry.header().entry_type() == tar::EntryType::Link
-            {
-                let target = clean(&link.to_string_lossy())?;
-                check_no_symlinks(dest, target.parent().unwrap_or(Path::new("")), &raw)?;
-                if fs::symlink_metadata(dest.join(&target)).is_ok_and(|m| m.file_type().is_symlink()) {
-                    return Err(LayerError::Escape(raw));
+            let hard_link = match entry.link_name().map_err(io_err(&raw))? {
+                Some(link) if entry.header().entry_type() == tar::EntryType::Link => {
+                    let target = clean(&link.to_string_lossy())?;
+                    check_no_symlinks(dest, target.parent().unwrap_or(Path::new("")), &raw)?;
+                    if fs::symlink_metadata(dest.join(&target)).is_ok_and(|m| m.file_type().is_symlink()) {
+                        return Err(LayerError::Escape(raw));
+                    }
+                    Some(dest.join(target))
                 }
-            }
+                _ => None,
+            };
             let out = dest.join(&rel);
             if let Some(p) = out.parent() {
                 fs::create_dir_all(p).map_err(io_err(&raw))?;
@@ -155,6 +157,12 @@ pub fn unpack(blob: impl Read, compression: Compression, dest: &Path) -> Result<
                 && !(existing.is_dir() && entry.header().entry_type().is_dir())
             {
                 remove_any(&out).map_err(io_err(&raw))?;
+            }
+            // Hard links name their target inside this layer; the tar crate would
+            // resolve it against the working directory.
+            if let Some(target) = hard_link {
+                fs::hard_link(&target, &out).map_err(io_err(&raw))?;
+                continue;
             }
             entry.unpack(&out).map_err(io_err(&raw))?;
         }
@@ -223,6 +231,9 @@ mod tests {
             h.set_entry_type(*kind);
             h.set_size(data.len() as u64);
             h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             if let Some(l) = link {
                 h.set_link_name(l).unwrap();
             }
