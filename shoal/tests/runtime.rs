@@ -207,6 +207,8 @@ fn memory_and_pids_limits() {
         assert_eq!(cg("", "cpu.max"), "50000 100000");
         assert_eq!(cg("", "memory.max"), (64u64 << 20).to_string());
     }
+    let stats = node.ok(&["container", "stats", "limited"]);
+    assert!(stats.lines().nth(1).is_some_and(|l| l.starts_with("limited") && l.contains("KiB")), "{stats}");
     node.ok(&["container", "rm", "-f", "limited"]);
     node.assert_clean();
 }
@@ -264,5 +266,50 @@ fn bad_input_is_explained_and_leaves_nothing() {
         assert!(err.contains(want), "{args:?}: wanted {want:?} in {err}");
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
     }
+    node.assert_clean();
+}
+
+#[test]
+fn user_namespace_maps_root_to_an_unprivileged_host_user() {
+    let node = Node::with_busybox();
+    node.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "mapped",
+        "--userns",
+        "200000:65536",
+        "shoal/busybox",
+        "sh",
+        "-c",
+        "touch /made-inside; id -u > /tmp/id; sleep 300",
+    ]);
+    let started: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(node.data_dir().join("containers/mapped/started.json")).unwrap(),
+    )
+    .unwrap();
+    let pid = started["init_pid"].as_i64().unwrap();
+    wait_for("the container to write its files", Duration::from_secs(10), || {
+        node.data_dir().join("containers/mapped/upper/tmp/id").exists()
+    });
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_owned();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "200000"),
+        "on the host the container's root is 200000: {uid_line}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let made = std::fs::metadata(node.data_dir().join("containers/mapped/upper/made-inside")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (200_000, 200_000));
+    assert_eq!(
+        std::fs::read_to_string(node.data_dir().join("containers/mapped/upper/tmp/id")).unwrap(),
+        "0\n"
+    );
+    node.ok(&["container", "rm", "-f", "mapped"]);
+    let (code, out, err) =
+        node.sh(&["--userns", "200000", "-u", "app"], "id -u; cat /proc/self/uid_map | tr -s ' '");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1000\n 0 200000 65536\n");
     node.assert_clean();
 }

@@ -55,6 +55,14 @@ pub(super) enum ContainerCommand {
         #[command(flatten)]
         node: NodeOpts,
     },
+    /// Show a running container's resource use.
+    Stats {
+        /// Container ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
     /// Print a container's output.
     Logs {
         /// Container id.
@@ -123,6 +131,10 @@ pub(super) struct RunArgs {
     /// Join this network namespace (e.g. /run/netns/x) instead of an empty one.
     #[arg(long)]
     netns: Option<PathBuf>,
+    /// Run in a user namespace: container ids 0.. map to host ids HOST.. (SIZE ids,
+    /// default 65536), so the container's root is unprivileged on the host.
+    #[arg(long, value_name = "HOST[:SIZE]")]
+    userns: Option<String>,
     #[command(flatten)]
     node: NodeOpts,
 }
@@ -191,6 +203,17 @@ pub(super) fn run(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        ContainerCommand::Stats { ids, node } => {
+            let rt = runtime(&node)?;
+            println!("{:<24} {:>12} {:>12} {:>6} {:>10}", "ID", "MEMORY", "CPU TIME", "PIDS", "OOM KILLS");
+            for id in ids {
+                let s = rt.stats(&id)?;
+                let mem = shoal_api::units::format_bytes(s.memory_bytes / 1024 * 1024);
+                let cpu = shoal_api::duration::format(Duration::from_micros(s.cpu_nanos / 1000));
+                println!("{id:<24} {mem:>12} {cpu:>12} {:>6} {:>10}", s.pids, s.oom_kills);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ContainerCommand::Logs { id, tail, timestamps, node } => {
             let rt = runtime(&node)?;
             rt.config(&id)?;
@@ -246,6 +269,16 @@ fn mounts(args: &RunArgs) -> anyhow::Result<Vec<MountPoint>> {
     Ok(out)
 }
 
+fn parse_userns(text: &str) -> anyhow::Result<config::IdMapping> {
+    let (host, size) = text.split_once(':').unwrap_or((text, "65536"));
+    let host: u32 = host.parse().with_context(|| format!("--userns {text:?}: HOST is not a number"))?;
+    let size: u32 = size.parse().with_context(|| format!("--userns {text:?}: SIZE is not a number"))?;
+    if host == 0 || size == 0 {
+        bail!("--userns {text:?}: map to a non-zero host id range (e.g. 100000:65536)");
+    }
+    Ok(config::IdMapping { host, size })
+}
+
 /// The signal the user sent `shoal container run`, to pass on to the container.
 static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
@@ -297,6 +330,7 @@ fn run_container(args: RunArgs) -> anyhow::Result<ExitCode> {
         read_only_root: args.read_only,
         limits,
         netns: args.netns.clone(),
+        userns: args.userns.as_deref().map(parse_userns).transpose()?,
         log: Default::default(),
     };
     rt.run(new)?;

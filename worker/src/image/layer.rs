@@ -210,14 +210,19 @@ fn remove_any(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Marks `dir` opaque for overlayfs: `trusted.overlay.opaque` for mounts made by host
+/// root, and `user.overlay.opaque` for mounts made in a user namespace (`userxattr`).
 fn set_opaque(dir: &Path) -> io::Result<()> {
     let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
-    // SAFETY: both strings are NUL-terminated and live across the call; the value is
-    // one byte long as passed.
-    let r = unsafe {
-        libc::lsetxattr(path.as_ptr(), c"trusted.overlay.opaque".as_ptr(), b"y".as_ptr().cast(), 1, 0)
-    };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    for name in [c"trusted.overlay.opaque", c"user.overlay.opaque"] {
+        // SAFETY: both strings are NUL-terminated and live across the call; the value
+        // is one byte long as passed.
+        let r = unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

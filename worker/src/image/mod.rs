@@ -13,6 +13,7 @@
 mod import;
 pub mod layer;
 pub mod registry;
+pub mod shift;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

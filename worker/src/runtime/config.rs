@@ -32,8 +32,22 @@ pub struct ContainerConfig {
     /// Join this network namespace (a path such as `/run/netns/x`) instead of a new
     /// empty one.
     pub netns: Option<PathBuf>,
+    /// Run in a new user namespace with this mapping (container root is an
+    /// unprivileged user on the host).
+    #[serde(default)]
+    pub userns: Option<IdMapping>,
     /// How big the log file may grow before it is rotated, and how many to keep.
     pub log: LogConfig,
+}
+
+/// A user namespace mapping: container ids `0..size` are host ids `host..host+size`,
+/// for users and groups alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapping {
+    /// First host uid and gid.
+    pub host: u32,
+    /// How many ids are mapped.
+    pub size: u32,
 }
 
 /// The container's process.

@@ -56,9 +56,10 @@ pub(super) struct InitPipes {
 }
 
 /// Runs the init. Never returns: it becomes the container's program or exits 127.
-pub(super) fn run(cfg: &ContainerConfig, state_dir: &Path, pipes: InitPipes) -> ! {
+/// `join_cgroup` is false when a helper joined before entering a user namespace.
+pub(super) fn run(cfg: &ContainerConfig, state_dir: &Path, pipes: InitPipes, join_cgroup: bool) -> ! {
     let InitPipes { error, stdout, stderr } = pipes;
-    let message = match setup_and_exec(cfg, state_dir, stdout, stderr) {
+    let message = match setup_and_exec(cfg, state_dir, stdout, stderr, join_cgroup) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -74,9 +75,12 @@ fn setup_and_exec(
     state_dir: &Path,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    join_cgroup: bool,
 ) -> Result<std::convert::Infallible, String> {
     // First, before anything that allocates much: into the container's cgroup.
-    cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {e}"))?;
+    if join_cgroup {
+        cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {e}"))?;
+    }
 
     let devnull = fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
     dup2_stdin(&devnull).map_err(|e| format!("stdin: {e}"))?;
@@ -106,7 +110,8 @@ fn setup_and_exec(
     )
     .map_err(|e| format!("make mounts private: {e}"))?;
     let root = state_dir.join("rootfs");
-    rootfs::mount_overlay(&cfg.layers, &state_dir.join("upper"), &state_dir.join("work"), &root)
+    let in_userns = cfg.userns.is_some();
+    rootfs::mount_overlay(&cfg.layers, &state_dir.join("upper"), &state_dir.join("work"), &root, in_userns)
         .map_err(|e| e.to_string())?;
     rootfs::prepare(cfg, state_dir, &root).map_err(|e| e.to_string())?;
     sethostname(&cfg.hostname).map_err(|e| format!("set hostname {:?}: {e}", cfg.hostname))?;

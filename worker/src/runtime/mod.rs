@@ -131,6 +131,8 @@ pub struct NewContainer {
     pub limits: Limits,
     /// Join this network namespace instead of a new one.
     pub netns: Option<PathBuf>,
+    /// Run in a user namespace with this mapping.
+    pub userns: Option<config::IdMapping>,
     /// Log rotation.
     pub log: LogConfig,
 }
@@ -213,7 +215,13 @@ impl Runtime {
     fn start(&self, dir: &StateDir, new: NewContainer) -> Result<Started, RuntimeError> {
         let id = new.id.clone();
         for sub in ["upper", "work", "rootfs"] {
-            fs::create_dir_all(dir.0.join(sub)).map_err(Self::io(&id, format!("create {sub}")))?;
+            let path = dir.0.join(sub);
+            fs::create_dir_all(&path).map_err(Self::io(&id, format!("create {sub}")))?;
+            // The container's root owns its writable layer.
+            if let Some(map) = new.userns {
+                std::os::unix::fs::chown(&path, Some(map.host), Some(map.host))
+                    .map_err(Self::io(&id, format!("chown {sub}")))?;
+            }
         }
         let hostname = new.hostname.unwrap_or_else(|| id.chars().take(12).collect());
         fs::write(dir.0.join("hostname"), format!("{hostname}\n"))
@@ -226,9 +234,18 @@ impl Runtime {
             .cgroups
             .create(&id, &new.limits)
             .map_err(|source| RuntimeError::Cgroup { id: id.clone(), source })?;
+        let layers = match new.userns {
+            None => new.layers,
+            Some(map) => new
+                .layers
+                .iter()
+                .map(|l| crate::image::shift::shifted_copy(l, map.host, map.size))
+                .collect::<Result<_, _>>()
+                .map_err(Self::io(&id, "copy the image's layers for the user namespace"))?,
+        };
         let cfg = ContainerConfig {
             id: id.clone(),
-            layers: new.layers,
+            layers,
             process: new.process,
             hostname,
             mounts: new.mounts,
@@ -236,6 +253,7 @@ impl Runtime {
             limits: new.limits,
             cgroup,
             netns: new.netns,
+            userns: new.userns,
             log: new.log,
         };
         write_json(&dir.config(), &cfg).map_err(Self::io(&id, "write config.json"))?;

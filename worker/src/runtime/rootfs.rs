@@ -145,12 +145,22 @@ fn ensure_mount_point(target: &Path, is_dir: bool) -> Result<(), RootfsError> {
     }
 }
 
-/// Mounts the overlay of `layers` with `upper`/`work` on `root`.
-pub fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, root: &Path) -> Result<(), RootfsError> {
+/// Mounts the overlay of `layers` with `upper`/`work` on `root`. In a user namespace
+/// overlayfs reads `user.overlay.*` xattrs (`userxattr`); layers carry both kinds.
+pub fn mount_overlay(
+    layers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    root: &Path,
+    in_userns: bool,
+) -> Result<(), RootfsError> {
     mkdir_all(root)?;
     let lower: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
-    let data =
+    let mut data =
         format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
+    if in_userns {
+        data.push_str(",userxattr");
+    }
     do_mount(Some("overlay"), root, Some("overlay"), MsFlags::empty(), Some(&data))
 }
 
@@ -171,7 +181,7 @@ pub fn prepare(cfg: &ContainerConfig, state_dir: &Path, root: &Path) -> Result<(
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
-    make_devices(&dev)?;
+    make_devices(&dev, cfg.userns.is_some())?;
     let pts = dev.join("pts");
     mkdir_all(&pts)?;
     do_mount(
@@ -190,7 +200,16 @@ pub fn prepare(cfg: &ContainerConfig, state_dir: &Path, root: &Path) -> Result<(
 
     let sys = resolve_in_root(root, "/sys")?;
     mkdir_all(&sys)?;
-    do_mount(Some("sysfs"), &sys, Some("sysfs"), nosuid_noexec_nodev | MsFlags::MS_RDONLY, None)?;
+    let sysfs = do_mount(Some("sysfs"), &sys, Some("sysfs"), nosuid_noexec_nodev | MsFlags::MS_RDONLY, None);
+    if sysfs.is_err() && cfg.userns.is_some() {
+        // A joined network namespace owned by the host: sysfs cannot be mounted from a
+        // user namespace then, so show the host's, read-only.
+        do_mount(Some("/sys"), &sys, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nosuid_noexec_nodev;
+        do_mount(None, &sys, None, flags, None)?;
+    } else {
+        sysfs?;
+    }
 
     for file in ["hostname", "hosts", "resolv.conf"] {
         let source = state_dir.join(file);
@@ -252,12 +271,18 @@ pub fn prepare(cfg: &ContainerConfig, state_dir: &Path, root: &Path) -> Result<(
     Ok(())
 }
 
-/// The standard device nodes, all 0666, plus the usual symlinks.
-fn make_devices(dev: &Path) -> Result<(), RootfsError> {
+/// The standard device nodes, all 0666, plus the usual symlinks. In a user namespace,
+/// where `mknod` is refused, the host's nodes are bind-mounted instead.
+fn make_devices(dev: &Path, in_userns: bool) -> Result<(), RootfsError> {
     for (name, major, minor) in
         [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
     {
         let path = dev.join(name);
+        if in_userns {
+            ensure_mount_point(&path, false)?;
+            do_mount(Some(&format!("/dev/{name}")), &path, None, MsFlags::MS_BIND, None)?;
+            continue;
+        }
         mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
             .map_err(|e| RootfsError::Create { path: path.clone(), source: e.into() })?;
         // mknod obeys the umask; set the mode it was meant to have.

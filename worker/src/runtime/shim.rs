@@ -119,16 +119,15 @@ fn start(cfg: &ContainerConfig, dir: &StateDir) -> Result<(Started, Running), St
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (fail_r, fail_w) = pipe()?;
-    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("create pid namespace: {e}"))?;
-    // SAFETY: single-threaded process (see `main`); the child only runs `init::run`.
-    let child = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => {
-            drop((out_r, err_r, fail_r));
-            init::run(cfg, &dir.0, InitPipes { error: fail_w, stdout: out_w, stderr: err_w })
-        }
-        ForkResult::Parent { child } => child,
+    let pipes = InitPipes { error: fail_w, stdout: out_w, stderr: err_w };
+    let forked = match cfg.userns {
+        None => fork_init(cfg, dir, pipes),
+        Some(map) => fork_init_in_userns(cfg, dir, pipes, map),
     };
-    drop((out_w, err_w, fail_w));
+    let child = match forked {
+        Ok(child) => child,
+        Err(e) => return Err(e),
+    };
     let mut why = String::new();
     let _ = fs::File::from(fail_r).read_to_string(&mut why);
     if !why.is_empty() {
@@ -144,6 +143,96 @@ fn start(cfg: &ContainerConfig, dir: &StateDir) -> Result<(Started, Running), St
     };
     write_json(&dir.started(), &started).map_err(|e| format!("record the start: {e}"))?;
     Ok((started, Running { init: child, stdout: out_r, stderr: err_r }))
+}
+
+/// The init as the shim's child, pid 1 of a new pid namespace; it joins its cgroup.
+fn fork_init(cfg: &ContainerConfig, dir: &StateDir, pipes: InitPipes) -> Result<Pid, String> {
+    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("create pid namespace: {e}"))?;
+    // SAFETY: single-threaded process (see `run`); the child only runs `init::run`.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => init::run(cfg, &dir.0, pipes, true),
+        ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// With a user namespace, which must own the pid namespace (or `/proc` cannot be
+/// mounted): a helper child joins the cgroup (still host root), unshares the user
+/// namespace, waits while the shim writes its id maps, unshares the pid namespace,
+/// forks the init, reports its pid and exits. The shim is a child subreaper, so the
+/// init becomes its child.
+fn fork_init_in_userns(
+    cfg: &ContainerConfig,
+    dir: &StateDir,
+    pipes: InitPipes,
+    map: super::config::IdMapping,
+) -> Result<Pid, String> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("become a subreaper: {e}"))?;
+    let (ready_r, ready_w) = pipe()?;
+    let (mapped_r, mapped_w) = pipe()?;
+    let (pid_r, pid_w) = pipe()?;
+    // SAFETY: single-threaded process (see `run`); the child runs the steps below
+    // and `init::run` in its own child.
+    let helper = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            drop((ready_r, mapped_w, pid_r));
+            let result = (|| -> Result<Pid, String> {
+                cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {e}"))?;
+                unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("create user namespace: {e}"))?;
+                nix::unistd::write(&ready_w, b"u").map_err(|e| format!("sync: {e}"))?;
+                let mut b = [0u8; 1];
+                if nix::unistd::read(&mapped_r, &mut b) != Ok(1) {
+                    return Err("the shim did not map the user namespace".into());
+                }
+                let root = nix::unistd::Uid::from_raw(0);
+                let gid = nix::unistd::Gid::from_raw(0);
+                nix::unistd::setresgid(gid, gid, gid)
+                    .map_err(|e| format!("become root in the user namespace: {e}"))?;
+                nix::unistd::setresuid(root, root, root)
+                    .map_err(|e| format!("become root in the user namespace: {e}"))?;
+                unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("create pid namespace: {e}"))?;
+                // SAFETY: still single-threaded.
+                match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+                    ForkResult::Child => init::run(cfg, &dir.0, pipes, false),
+                    ForkResult::Parent { child } => Ok(child),
+                }
+            })();
+            let message = match result {
+                Ok(init) => format!("{}", init.as_raw()),
+                Err(e) => format!("error: {e}"),
+            };
+            let _ = nix::unistd::write(&pid_w, message.as_bytes());
+            // SAFETY: leave at once, without running anything inherited from the shim.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((ready_w, mapped_r, pid_w));
+    drop(pipes);
+    let mut b = [0u8; 1];
+    if nix::unistd::read(&ready_r, &mut b) == Ok(1) {
+        let line = format!("0 {} {}\n", map.host, map.size);
+        for file in ["uid_map", "gid_map"] {
+            let path = format!("/proc/{}/{file}", helper.as_raw());
+            if let Err(e) = fs::write(&path, &line) {
+                let _ = nix::sys::signal::kill(helper, nix::sys::signal::SIGKILL);
+                let _ = waitpid(helper, None);
+                return Err(format!("write {path} ({line:?}): {e}"));
+            }
+        }
+        let _ = nix::unistd::write(&mapped_w, b"m");
+    }
+    drop(mapped_w);
+    let mut answer = String::new();
+    let _ = fs::File::from(pid_r).read_to_string(&mut answer);
+    let _ = waitpid(helper, None);
+    match answer.strip_prefix("error: ") {
+        Some(e) => Err(e.to_owned()),
+        None => answer
+            .trim()
+            .parse()
+            .map(Pid::from_raw)
+            .map_err(|_| format!("the user namespace helper failed: {answer:?}")),
+    }
 }
 
 /// Copies output into the log until the init exits, then records how it ended.
