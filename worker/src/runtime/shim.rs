@@ -120,13 +120,9 @@ fn start(cfg: &ContainerConfig, dir: &StateDir) -> Result<(Started, Running), St
     let (err_r, err_w) = pipe()?;
     let (fail_r, fail_w) = pipe()?;
     let pipes = InitPipes { error: fail_w, stdout: out_w, stderr: err_w };
-    let forked = match cfg.userns {
-        None => fork_init(cfg, dir, pipes),
-        Some(map) => fork_init_in_userns(cfg, dir, pipes, map),
-    };
-    let child = match forked {
-        Ok(child) => child,
-        Err(e) => return Err(e),
+    let child = match cfg.userns {
+        None => fork_init(cfg, dir, pipes)?,
+        Some(map) => fork_init_in_userns(cfg, dir, pipes, map)?,
     };
     let mut why = String::new();
     let _ = fs::File::from(fail_r).read_to_string(&mut why);
