@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use serde::Deserialize;
 
-use super::{Compression, ImageError, ImageRecord, ImageStore, sha256_digest};
+use super::{Compression, ImageError, ImageRecord, ImageStore};
 
 /// Why an import failed.
 #[derive(Debug, thiserror::Error)]
@@ -115,15 +115,7 @@ fn import_oci_layout(
             .or(inherited_name);
         let digest = desc.digest().to_string();
         let bytes = read(&blob(dir, &digest))?;
-        let actual = sha256_digest(&bytes);
-        if actual != digest {
-            return Err(ImageError::DigestMismatch {
-                what: format!("manifest {digest}"),
-                expected: digest,
-                actual,
-            }
-            .into());
-        }
+        super::check_digest(&bytes, &digest, &format!("manifest {digest}"))?;
         match desc.media_type() {
             MediaType::ImageIndex => {
                 let nested = ImageIndex::from_reader(&bytes[..]).map_err(|e| bad(&digest, e))?;

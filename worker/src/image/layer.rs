@@ -71,10 +71,21 @@ impl Compression {
 }
 
 /// A reader that hashes what passes through it: the DiffID of a layer is the sha256 of
-/// its uncompressed tar.
-struct Hashing<R> {
+/// its uncompressed tar, and a blob's digest that of its bytes.
+pub(crate) struct Hashing<R> {
     inner: R,
     hash: Sha256,
+}
+
+impl<R> Hashing<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Hashing { inner, hash: Sha256::new() }
+    }
+
+    /// `sha256:<hex>` of everything read so far.
+    pub(crate) fn digest(self) -> String {
+        format!("sha256:{}", hex::encode(self.hash.finalize()))
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -101,7 +112,7 @@ pub fn unpack(blob: impl Read, compression: Compression, dest: &Path) -> Result<
                 .map_err(|e| io_err("archive")(io::Error::other(e)))?,
         ),
     };
-    let mut hashing = Hashing { inner: reader, hash: Sha256::new() };
+    let mut hashing = Hashing::new(reader);
     {
         let mut archive = tar::Archive::new(&mut hashing);
         archive.set_preserve_permissions(true);
@@ -169,7 +180,7 @@ pub fn unpack(blob: impl Read, compression: Compression, dest: &Path) -> Result<
     }
     // Read to the end: the DiffID covers the tar's trailing blocks too.
     io::copy(&mut hashing, &mut io::sink()).map_err(io_err("archive"))?;
-    Ok(format!("sha256:{}", hex::encode(hashing.hash.finalize())))
+    Ok(hashing.digest())
 }
 
 /// A tar path made relative and checked: no `..`, no absolute root.

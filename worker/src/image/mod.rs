@@ -128,6 +128,16 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// Checks that `bytes` have the digest `expected`; `what` names them in the error.
+pub(crate) fn check_digest(bytes: &[u8], expected: &str, what: &str) -> Result<(), ImageError> {
+    let actual = sha256_digest(bytes);
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(ImageError::DigestMismatch { what: what.to_owned(), expected: expected.to_owned(), actual })
+    }
+}
+
 impl ImageStore {
     /// Opens (creating) the store under `data_dir/images`.
     pub fn open(data_dir: &Path) -> Result<ImageStore, ImageError> {
@@ -193,14 +203,8 @@ impl ImageStore {
     /// Stores `bytes` as a blob, checking them against `digest` when given.
     pub fn put_blob(&self, bytes: &[u8], digest: Option<&str>, what: &str) -> Result<String, ImageError> {
         let actual = sha256_digest(bytes);
-        if let Some(expected) = digest
-            && expected != actual
-        {
-            return Err(ImageError::DigestMismatch {
-                what: what.to_owned(),
-                expected: expected.to_owned(),
-                actual,
-            });
+        if let Some(expected) = digest {
+            check_digest(bytes, expected, what)?;
         }
         let path = self.blob_path(&actual);
         if !path.exists() {
@@ -230,14 +234,7 @@ impl ImageStore {
     /// The bytes of a blob, checked against its digest.
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
         let bytes = fs::read(self.blob_path(digest)).map_err(io_err(format!("read blob {digest}")))?;
-        let actual = sha256_digest(&bytes);
-        if actual != digest {
-            return Err(ImageError::DigestMismatch {
-                what: format!("blob {digest}"),
-                expected: digest.to_owned(),
-                actual,
-            });
-        }
+        check_digest(&bytes, digest, &format!("blob {digest}"))?;
         Ok(bytes)
     }
 
@@ -262,10 +259,10 @@ impl ImageStore {
         let tmp = self.temp_dir()?;
         let diff = tmp.path().join("diff");
         fs::create_dir(&diff).map_err(io_err("create layer directory"))?;
-        let mut hashing = HashingReader { inner: blob, hash: Sha256::new() };
+        let mut hashing = layer::Hashing::new(blob);
         let actual_diff = layer::unpack(&mut hashing, compression, &diff)?;
         io::copy(&mut hashing, &mut io::sink()).map_err(io_err("read layer"))?;
-        let actual_blob = format!("sha256:{}", hex::encode(hashing.hash.finalize()));
+        let actual_blob = hashing.digest();
         if let Some(expected) = blob_digest
             && expected != actual_blob
         {
@@ -324,14 +321,7 @@ impl ImageStore {
     /// Reads and checks the config blob of image `id`.
     pub fn config(&self, id: &str) -> Result<ImageConfiguration, ImageError> {
         let bytes = fs::read(self.blob_path(id)).map_err(io_err(format!("read config {id}")))?;
-        let actual = sha256_digest(&bytes);
-        if actual != id {
-            return Err(ImageError::DigestMismatch {
-                what: format!("config {id}"),
-                expected: id.to_owned(),
-                actual,
-            });
-        }
+        check_digest(&bytes, id, &format!("config {id}"))?;
         ImageConfiguration::from_reader(&bytes[..])
             .map_err(|e| ImageError::BadDocument { what: format!("config {id}"), message: e.to_string() })
     }
@@ -469,19 +459,6 @@ impl ImageStore {
     /// `name` names the image when the archive does not, or renames it.
     pub fn import(&self, path: &Path, name: Option<&str>) -> Result<Vec<ImageRecord>, ImportError> {
         import::import(self, path, name)
-    }
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hash: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
     }
 }
 

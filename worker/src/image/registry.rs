@@ -14,7 +14,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use tokio::io::AsyncWriteExt;
 
 use super::import::store_manifest;
-use super::{ImageError, ImageRecord, ImageStore, ImportError, sha256_digest};
+use super::{ImageError, ImageRecord, ImageStore, ImportError};
 
 /// Why a pull or push failed.
 #[derive(Debug, thiserror::Error)]
@@ -127,15 +127,7 @@ pub async fn pull(
         let by_digest = reference.clone_with_digest(chosen.digest().to_string());
         (bytes, digest) = client.pull_manifest_raw(&by_digest, &auth, &MANIFEST_TYPES).await.map_err(&err)?;
     }
-    let actual = sha256_digest(&bytes);
-    if actual != digest {
-        return Err(ImageError::DigestMismatch {
-            what: format!("manifest of {name}"),
-            expected: digest,
-            actual,
-        }
-        .into());
-    }
+    super::check_digest(&bytes, &digest, &format!("manifest of {name}"))?;
     let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| ImageError::BadDocument {
         what: format!("manifest of {name}"),
         message: e.to_string(),

@@ -112,8 +112,9 @@ mod tests {
         let diff = dir.path().join("diff");
         fs::create_dir_all(diff.join("etc")).unwrap();
         fs::write(diff.join("etc/passwd"), "root").unwrap();
-        fs::set_permissions(diff.join("etc/passwd"), fs::Permissions::from_mode(0o4755)).unwrap();
         lchown(diff.join("etc/passwd"), Some(1000), Some(50)).unwrap();
+        // After chown, which clears the setuid bit.
+        fs::set_permissions(diff.join("etc/passwd"), fs::Permissions::from_mode(0o4755)).unwrap();
         fs::hard_link(diff.join("etc/passwd"), diff.join("etc/passwd2")).unwrap();
         std::os::unix::fs::symlink("passwd", diff.join("etc/link")).unwrap();
         mknod(&diff.join("gone"), SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).unwrap();
