@@ -1,0 +1,343 @@
+//! The in-memory, indexed cluster state that Raft replicates: objects by kind and id,
+//! name indexes, tasks by service and by node. `apply` is deterministic (no clock, no
+//! randomness): every manager that applies the same entries holds the same state.
+
+mod events;
+mod object;
+mod transaction;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+pub use events::{Action, Event, EventLog, WatchError};
+pub use object::{Kind, Object};
+pub use transaction::{Change, MAX_TRANSACTION_BYTES, StoreError, Transaction};
+
+/// The cluster state at one log index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Store {
+    objects: BTreeMap<Kind, BTreeMap<String, Object>>,
+    /// Raft log index of the last transaction applied.
+    last_index: u64,
+    #[serde(skip)]
+    names: BTreeMap<(Kind, String), String>,
+    #[serde(skip)]
+    tasks_by_service: BTreeMap<String, BTreeSet<String>>,
+    #[serde(skip)]
+    tasks_by_node: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// How to undo one applied change, for all-or-nothing transactions.
+enum Undo {
+    Remove(Kind, String),
+    Restore(Object),
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// Rebuilds the secondary indexes (after deserializing a snapshot).
+    pub fn reindex(&mut self) {
+        self.names.clear();
+        self.tasks_by_service.clear();
+        self.tasks_by_node.clear();
+        let all: Vec<Object> = self.objects.values().flat_map(|m| m.values().cloned()).collect();
+        for o in &all {
+            self.index(o);
+        }
+    }
+
+    /// Raft log index of the last applied transaction.
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    /// The object of `kind` with `id`.
+    pub fn get(&self, kind: Kind, id: &str) -> Option<&Object> {
+        self.objects.get(&kind)?.get(id)
+    }
+
+    /// The object of `kind` named `name`.
+    pub fn by_name(&self, kind: Kind, name: &str) -> Option<&Object> {
+        self.get(kind, self.names.get(&(kind, name.to_owned()))?)
+    }
+
+    /// Every object of `kind`, by id.
+    pub fn list(&self, kind: Kind) -> impl Iterator<Item = &Object> {
+        self.objects.get(&kind).into_iter().flat_map(|m| m.values())
+    }
+
+    /// How many objects of `kind` there are.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.objects.get(&kind).map_or(0, BTreeMap::len)
+    }
+
+    /// Tasks of a service.
+    pub fn tasks_of_service(&self, service_id: &str) -> impl Iterator<Item = &Object> {
+        self.tasks_by_service.get(service_id).into_iter().flatten().filter_map(|id| self.get(Kind::Task, id))
+    }
+
+    /// Tasks assigned to a node.
+    pub fn tasks_on_node(&self, node_id: &str) -> impl Iterator<Item = &Object> {
+        self.tasks_by_node.get(node_id).into_iter().flatten().filter_map(|id| self.get(Kind::Task, id))
+    }
+
+    fn index(&mut self, o: &Object) {
+        if let Some(name) = o.name() {
+            self.names.insert((o.kind(), name.to_owned()), o.id().to_owned());
+        }
+        if let Object::Task(t) = o {
+            self.tasks_by_service.entry(t.service_id.clone()).or_default().insert(t.id.clone());
+            if let Some(n) = &t.node_id {
+                self.tasks_by_node.entry(n.clone()).or_default().insert(t.id.clone());
+            }
+        }
+    }
+
+    fn unindex(&mut self, o: &Object) {
+        if let Some(name) = o.name()
+            && self.names.get(&(o.kind(), name.to_owned())).map(String::as_str) == Some(o.id())
+        {
+            self.names.remove(&(o.kind(), name.to_owned()));
+        }
+        if let Object::Task(t) = o {
+            if let Some(set) = self.tasks_by_service.get_mut(&t.service_id) {
+                set.remove(&t.id);
+                if set.is_empty() {
+                    self.tasks_by_service.remove(&t.service_id);
+                }
+            }
+            if let Some(n) = &t.node_id
+                && let Some(set) = self.tasks_by_node.get_mut(n)
+            {
+                set.remove(&t.id);
+                if set.is_empty() {
+                    self.tasks_by_node.remove(n);
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, o: Object) -> Option<Object> {
+        let old = self.objects.entry(o.kind()).or_default().remove(o.id());
+        if let Some(old) = &old {
+            self.unindex(old);
+        }
+        self.index(&o);
+        self.objects.entry(o.kind()).or_default().insert(o.id().to_owned(), o);
+        old
+    }
+
+    fn remove(&mut self, kind: Kind, id: &str) -> Option<Object> {
+        let map = self.objects.get_mut(&kind)?;
+        let old = map.remove(id)?;
+        if map.is_empty() {
+            self.objects.remove(&kind);
+        }
+        self.unindex(&old);
+        Some(old)
+    }
+
+    /// Applies `tx` at log `index`: every change, or none with the reason. The events
+    /// of the applied changes are returned, stamped with `index`.
+    pub fn apply(&mut self, index: u64, tx: &Transaction) -> Result<Vec<Event>, StoreError> {
+        let mut undo: Vec<Undo> = Vec::with_capacity(tx.changes.len());
+        let mut events = Vec::with_capacity(tx.changes.len());
+        for change in &tx.changes {
+            match self.apply_one(index, change) {
+                Ok((u, e)) => {
+                    undo.push(u);
+                    events.push(e);
+                }
+                Err(err) => {
+                    self.rollback(undo);
+                    self.last_index = index;
+                    return Err(err);
+                }
+            }
+        }
+        if let Err(err) = self.check_references(tx) {
+            self.rollback(undo);
+            self.last_index = index;
+            return Err(err);
+        }
+        self.last_index = index;
+        Ok(events)
+    }
+
+    fn rollback(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Remove(kind, id) => {
+                    self.remove(kind, &id);
+                }
+                Undo::Restore(o) => {
+                    self.insert(o);
+                }
+            }
+        }
+    }
+
+    /// Checks `tx` against the current state without changing it (the leader stages a
+    /// transaction this way before proposing it).
+    pub fn check(&self, tx: &Transaction) -> Result<(), StoreError> {
+        tx.check_size()?;
+        let mut scratch = self.clone();
+        scratch.apply(self.last_index, tx).map(drop)
+    }
+
+    fn apply_one(&mut self, index: u64, change: &Change) -> Result<(Undo, Event), StoreError> {
+        match change {
+            Change::Create { object } => {
+                let (kind, id) = (object.kind(), object.id().to_owned());
+                if id.is_empty() {
+                    return Err(StoreError::Invalid { message: format!("a {kind} needs an id") });
+                }
+                if self.get(kind, &id).is_some() {
+                    return Err(StoreError::Exists { kind, id });
+                }
+                if kind == Kind::Cluster && self.count(Kind::Cluster) > 0 {
+                    return Err(StoreError::Invalid {
+                        message: "there is one cluster object already".into(),
+                    });
+                }
+                self.check_name(object)?;
+                let mut o = object.clone();
+                o.meta_mut().version = index;
+                self.insert(o.clone());
+                Ok((Undo::Remove(kind, id), Event { index, action: Action::Create, object: o }))
+            }
+            Change::Update { object, expected_version } => {
+                let (kind, id) = (object.kind(), object.id().to_owned());
+                let current =
+                    self.get(kind, &id).ok_or_else(|| StoreError::NotFound { kind, id: id.clone() })?;
+                let actual = current.meta().version;
+                if actual != *expected_version {
+                    return Err(StoreError::Conflict { kind, id, expected: *expected_version, actual });
+                }
+                self.check_name(object)?;
+                let mut o = object.clone();
+                o.meta_mut().version = index;
+                o.meta_mut().created_at = current.meta().created_at;
+                let old = self.insert(o.clone()).expect("checked above");
+                Ok((Undo::Restore(old), Event { index, action: Action::Update, object: o }))
+            }
+            Change::Delete { kind, id, expected_version } => {
+                let current = self
+                    .get(*kind, id)
+                    .ok_or_else(|| StoreError::NotFound { kind: *kind, id: id.clone() })?;
+                if matches!(kind, Kind::Network | Kind::Secret | Kind::Config) {
+                    let name = current.name().map(str::to_owned);
+                    for svc in self.list(Kind::Service) {
+                        if let Object::Service(s) = svc
+                            && service_uses(s, *kind, id, name.as_deref())
+                        {
+                            return Err(StoreError::Reference {
+                                message: format!(
+                                    "{kind} {id} is used by service {}: update or remove the service first",
+                                    s.spec.name
+                                ),
+                            });
+                        }
+                    }
+                }
+                if let Some(expected) = expected_version
+                    && current.meta().version != *expected
+                {
+                    return Err(StoreError::Conflict {
+                        kind: *kind,
+                        id: id.clone(),
+                        expected: *expected,
+                        actual: current.meta().version,
+                    });
+                }
+                let old = self.remove(*kind, id).expect("checked above");
+                Ok((Undo::Restore(old.clone()), Event { index, action: Action::Delete, object: old }))
+            }
+        }
+    }
+
+    fn check_name(&self, o: &Object) -> Result<(), StoreError> {
+        if let Some(name) = o.name()
+            && let Some(holder) = self.names.get(&(o.kind(), name.to_owned()))
+            && holder != o.id()
+        {
+            return Err(StoreError::NameTaken { kind: o.kind(), name: name.to_owned(), id: holder.clone() });
+        }
+        Ok(())
+    }
+
+    /// Referential rules, checked on the state after the transaction's changes: a new
+    /// task's service exists, and its node; a service's networks, secrets and configs
+    /// exist. (Deleting what a service uses is refused when the delete is applied.)
+    fn check_references(&self, tx: &Transaction) -> Result<(), StoreError> {
+        let err = |message: String| Err(StoreError::Reference { message });
+        for change in &tx.changes {
+            match change {
+                Change::Create { object: Object::Task(t) }
+                | Change::Update { object: Object::Task(t), .. } => {
+                    let created = matches!(change, Change::Create { .. });
+                    if created && self.get(Kind::Service, &t.service_id).is_none() {
+                        return err(format!(
+                            "task {} names service {}, which does not exist",
+                            t.id, t.service_id
+                        ));
+                    }
+                    if let Some(n) = &t.node_id
+                        && self.get(Kind::Node, n).is_none()
+                    {
+                        return err(format!("task {} is assigned to node {n}, which does not exist", t.id));
+                    }
+                }
+                Change::Create { object: Object::Service(s) }
+                | Change::Update { object: Object::Service(s), .. } => {
+                    self.check_service_refs(s)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_service_refs(&self, s: &shoal_api::Service) -> Result<(), StoreError> {
+        let c = &s.spec.task_template.container;
+        let lookups = s
+            .spec
+            .task_template
+            .networks
+            .iter()
+            .map(|n| (Kind::Network, n.target.as_str()))
+            .chain(c.secrets.iter().map(|r| (Kind::Secret, r.source.as_str())))
+            .chain(c.configs.iter().map(|r| (Kind::Config, r.source.as_str())));
+        for (kind, target) in lookups {
+            if self.get(kind, target).is_none() && self.by_name(kind, target).is_none() {
+                return Err(StoreError::Reference {
+                    message: format!(
+                        "service {} uses {kind} {target:?}, which does not exist: create it first",
+                        s.spec.name
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether service `s` refers to the object `kind`/`id` (by id or by `name`).
+fn service_uses(s: &shoal_api::Service, kind: Kind, id: &str, name: Option<&str>) -> bool {
+    let matches = |t: &str| t == id || name == Some(t);
+    let c = &s.spec.task_template.container;
+    match kind {
+        Kind::Network => s.spec.task_template.networks.iter().any(|n| matches(&n.target)),
+        Kind::Secret => c.secrets.iter().any(|r| matches(&r.source)),
+        Kind::Config => c.configs.iter().any(|r| matches(&r.source)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;
