@@ -31,7 +31,7 @@ pub struct Store {
 /// How to undo one applied change, for all-or-nothing transactions.
 enum Undo {
     Remove(Kind, String),
-    Restore(Object),
+    Restore(Box<Object>),
 }
 
 impl Store {
@@ -176,7 +176,7 @@ impl Store {
                     self.remove(kind, &id);
                 }
                 Undo::Restore(o) => {
-                    self.insert(o);
+                    self.insert(*o);
                 }
             }
         }
@@ -224,7 +224,7 @@ impl Store {
                 o.meta_mut().version = index;
                 o.meta_mut().created_at = current.meta().created_at;
                 let old = self.insert(o.clone()).expect("checked above");
-                Ok((Undo::Restore(old), Event { index, action: Action::Update, object: o }))
+                Ok((Undo::Restore(Box::new(old)), Event { index, action: Action::Update, object: o }))
             }
             Change::Delete { kind, id, expected_version } => {
                 let current = self
@@ -256,7 +256,10 @@ impl Store {
                     });
                 }
                 let old = self.remove(*kind, id).expect("checked above");
-                Ok((Undo::Restore(old.clone()), Event { index, action: Action::Delete, object: old }))
+                Ok((
+                    Undo::Restore(Box::new(old.clone())),
+                    Event { index, action: Action::Delete, object: old },
+                ))
             }
         }
     }

@@ -53,7 +53,9 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// Any stored object.
+/// Any stored object. Variants differ in size (a service spec is large); objects live
+/// in maps and move rarely, so they are not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "object", rename_all = "snake_case")]
 pub enum Object {

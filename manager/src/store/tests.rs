@@ -172,7 +172,7 @@ fn transactions_are_all_or_nothing() {
 
 #[test]
 fn apply_is_deterministic_and_snapshots_round_trip() {
-    let entries = vec![
+    let entries = [
         tx(vec![create(node("n1")), create(service("s1", "web"))]),
         tx(vec![create(task("t1", "s1", Some("n1"))), create(task("t2", "s1", None))]),
         tx(vec![create(service("s1", "dup"))]), // refused
