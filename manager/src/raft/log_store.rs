@@ -1,0 +1,259 @@
+//! The Raft log, vote and commit index in redb, under the manager's data dir. Every
+//! write is committed with fsync before openraft is told it is durable; reads see
+//! appended entries at once.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{OptionalSend, RaftTypeConfig};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::types::TypeConfig;
+
+type C = TypeConfig;
+type Entry = <C as RaftTypeConfig>::Entry;
+type LogId = openraft::type_config::alias::LogIdOf<C>;
+type Vote = openraft::type_config::alias::VoteOf<C>;
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Format of every stored value: one version byte, then JSON. openraft's serde forms
+/// are not a stable format across versions, so the envelope is ours.
+const FORMAT_V1: u8 = 1;
+
+fn encode<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    let mut out = vec![FORMAT_V1];
+    serde_json::to_writer(&mut out, v).map_err(io::Error::other)?;
+    Ok(out)
+}
+
+fn decode<T: for<'de> serde::Deserialize<'de>>(bytes: &[u8], what: &str) -> io::Result<T> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, rest)) => serde_json::from_slice(rest)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("corrupt {what}: {e}"))),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{what} has an unknown format version"))),
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Why the log could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot open the Raft log {path}: {message}. If the file is damaged, restore this manager's data dir \
+     from a backup, or remove it and join the manager again (its state comes back from the others)"
+)]
+pub struct OpenError {
+    /// The file.
+    pub path: PathBuf,
+    /// What redb said.
+    pub message: String,
+}
+
+/// The redb-backed log store. Clones share the database.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    /// Opens (creating) `dir/raft.redb`.
+    pub fn open(dir: &Path) -> Result<LogStore, OpenError> {
+        let path = dir.join("raft.redb");
+        let err = |e: &dyn std::fmt::Display| OpenError { path: path.clone(), message: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        let db = Database::create(&path).map_err(|e| err(&e))?;
+        let tx = db.begin_write().map_err(|e| err(&e))?;
+        tx.open_table(LOG).map_err(|e| err(&e))?;
+        tx.open_table(META).map_err(|e| err(&e))?;
+        tx.commit().map_err(|e| err(&e))?;
+        Ok(LogStore { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(other)?
+    }
+
+    async fn get_meta<T: for<'de> serde::Deserialize<'de> + Send + 'static>(
+        &self,
+        key: &'static str,
+    ) -> io::Result<Option<T>> {
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(other)?;
+            let table = tx.open_table(META).map_err(other)?;
+            match table.get(key).map_err(other)? {
+                Some(v) => decode(v.value(), key).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn put_meta<T: serde::Serialize>(&self, key: &'static str, value: &T) -> io::Result<()> {
+        let bytes = encode(value)?;
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(other)?;
+            tx.open_table(META).map_err(other)?.insert(key, bytes.as_slice()).map_err(other)?;
+            tx.commit().map_err(other)
+        })
+        .await
+    }
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => Some(e),
+        Bound::Excluded(&e) => e.checked_sub(1),
+        Bound::Unbounded => None,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<C> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = bounds(&range);
+        if end.is_some_and(|e| e < start) || (matches!(range.end_bound(), Bound::Excluded(&0))) {
+            return Ok(Vec::new());
+        }
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(other)?;
+            let table = tx.open_table(LOG).map_err(other)?;
+            let iter = match end {
+                Some(e) => table.range(start..=e).map_err(other)?,
+                None => table.range(start..).map_err(other)?,
+            };
+            let mut out = Vec::new();
+            for item in iter {
+                let (k, v) = item.map_err(other)?;
+                out.push(decode::<Entry>(v.value(), &format!("log entry {}", k.value()))?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.get_meta("vote").await
+    }
+}
+
+impl RaftLogStorage<C> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        let last_purged: Option<LogId> = self.get_meta("last_purged").await?;
+        let last_entry = self
+            .blocking(|db| {
+                let tx = db.begin_read().map_err(other)?;
+                let table = tx.open_table(LOG).map_err(other)?;
+                match table.last().map_err(other)? {
+                    Some((k, v)) => decode::<Entry>(v.value(), &format!("log entry {}", k.value())).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        let last_log_id = match last_entry {
+            Some(e) => Some(openraft::entry::RaftEntry::log_id(&e)),
+            None => last_purged.clone(),
+        };
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        self.put_meta("vote", vote).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.put_meta("committed", &committed).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.get_meta::<Option<LogId>>("committed").await?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| Ok((openraft::entry::RaftEntry::index(&e), encode(&e)?)))
+            .collect::<io::Result<_>>()?;
+        let result = self
+            .blocking(move |db| {
+                let tx = db.begin_write().map_err(other)?;
+                {
+                    let mut table = tx.open_table(LOG).map_err(other)?;
+                    for (index, bytes) in &encoded {
+                        table.insert(*index, bytes.as_slice()).map_err(other)?;
+                    }
+                }
+                // Commit is an fsync (redb's default durability).
+                tx.commit().map_err(other)
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
+        let from = last.map_or(0, |l| l.index() + 1);
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(other)?;
+            {
+                let mut table = tx.open_table(LOG).map_err(other)?;
+                table.retain_in(from.., |_, _| false).map_err(other)?;
+            }
+            tx.commit().map_err(other)
+        })
+        .await
+    }
+
+    async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
+        let bytes = encode(&upto)?;
+        let last = upto.index();
+        self.blocking(move |db| {
+            // Record the purge point and delete in one transaction: no hole can show.
+            let tx = db.begin_write().map_err(other)?;
+            {
+                tx.open_table(META).map_err(other)?.insert("last_purged", bytes.as_slice()).map_err(other)?;
+                let mut table = tx.open_table(LOG).map_err(other)?;
+                table.retain_in(..=last, |_, _| false).map_err(other)?;
+            }
+            tx.commit().map_err(other)
+        })
+        .await
+    }
+}

@@ -1,0 +1,8 @@
+//! Raft for the manager store: openraft types, the redb log, the state machine.
+
+pub mod log_store;
+pub mod state_machine;
+pub mod types;
+
+#[cfg(test)]
+mod conformance;
