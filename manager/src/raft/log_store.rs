@@ -173,7 +173,7 @@ impl RaftLogStorage<C> for LogStore {
             .await?;
         let last_log_id = match last_entry {
             Some(e) => Some(openraft::entry::RaftEntry::log_id(&e)),
-            None => last_purged.clone(),
+            None => last_purged,
         };
         Ok(LogState { last_purged_log_id: last_purged, last_log_id })
     }

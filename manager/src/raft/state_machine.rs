@@ -46,7 +46,7 @@ impl Shared {
 
     /// The last applied log id.
     pub fn last_applied(&self) -> Option<LogIdOf<C>> {
-        self.applied.read().expect("applied lock").0.clone()
+        self.applied.read().expect("applied lock").0
     }
 }
 
@@ -74,7 +74,7 @@ impl StateMachine {
                 })?;
                 let mut store = file.store;
                 store.reindex();
-                (store, (file.meta.last_log_id.clone(), file.meta.last_membership.clone()))
+                (store, (file.meta.last_log_id, file.meta.last_membership.clone()))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 (Store::new(), (None, StoredMembership::default()))
@@ -168,10 +168,10 @@ impl RaftStateMachine<C> for StateMachine {
                 }
                 EntryPayload::Membership(m) => {
                     self.shared.applied.write().expect("applied lock").1 =
-                        StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                        StoredMembership::new(Some(entry.log_id), m.clone());
                 }
             }
-            self.shared.applied.write().expect("applied lock").0 = Some(entry.log_id.clone());
+            self.shared.applied.write().expect("applied lock").0 = Some(entry.log_id);
             if let Some(r) = responder {
                 r.send(response);
             }
@@ -203,7 +203,7 @@ impl RaftStateMachine<C> for StateMachine {
             let mut s = self.shared.store.write().expect("store lock");
             let mut a = self.shared.applied.write().expect("applied lock");
             *s = store;
-            *a = (meta.last_log_id.clone(), meta.last_membership.clone());
+            *a = (meta.last_log_id, meta.last_membership.clone());
         }
         self.shared.events.reset(meta.last_log_id.as_ref().map_or(0, |l| l.index));
         Ok(())
