@@ -1,5 +1,8 @@
 //! Shoal's manager: the cluster state in a Raft log. [`store`] is the deterministic,
-//! in-memory state machine (objects, transactions with compare-and-set, events).
+//! in-memory state machine (objects, transactions with compare-and-set, events);
+//! [`raft`] keeps it replicated (openraft, a redb log, gRPC between managers);
+//! [`manager`] is one running manager and the API the rest of the manager uses.
 
+pub mod manager;
 pub mod raft;
 pub mod store;

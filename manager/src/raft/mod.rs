@@ -1,6 +1,8 @@
 //! Raft for the manager store: openraft types, the redb log, the state machine.
 
 pub mod log_store;
+pub mod network;
+pub mod service;
 pub mod state_machine;
 pub mod types;
 

@@ -1,0 +1,542 @@
+//! One manager: its Raft node, the gRPC server other managers talk to, and the client
+//! API the rest of the manager uses: propose a transaction (forwarded to the leader
+//! from a follower), read locally or linearizably, watch events, follow leadership,
+//! and admit or remove managers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState, SnapshotPolicy};
+use shoal_api::Meta;
+use shoal_api::cluster::{Cluster, ClusterSpec, JoinTokens};
+use shoal_proto::raft as pb;
+use tokio::sync::watch;
+
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{Network, channel};
+use crate::raft::service::RaftService;
+use crate::raft::state_machine::{Shared, StateMachine};
+use crate::raft::types::Raft;
+use crate::store::{Change, Event, Kind, Object, Store, StoreError, Transaction, WatchError};
+
+/// Settings of one manager.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Where the log, the snapshots and the manager's id live.
+    pub data_dir: PathBuf,
+    /// Address the gRPC server listens on (`0` port picks one).
+    pub listen: SocketAddr,
+    /// Address other managers reach it at; default: the listen address.
+    pub advertise: Option<String>,
+    /// Leader heartbeat, ms. Default 250.
+    pub heartbeat_ms: u64,
+    /// Election timeout range, ms. Default 1000–2000: openraft's defaults (150–300)
+    /// elect leaders needlessly on a loaded 2-core machine.
+    pub election_ms: (u64, u64),
+    /// Log entries between snapshots. Default 10000 (Swarm's).
+    pub snapshot_interval: u64,
+    /// Entries kept after a snapshot for slow followers. Default 500 (Swarm's).
+    pub keep_after_snapshot: u64,
+}
+
+impl ManagerConfig {
+    /// Defaults for a manager keeping its state in `data_dir` and listening on `listen`.
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> ManagerConfig {
+        ManagerConfig {
+            data_dir: data_dir.into(),
+            listen,
+            advertise: None,
+            heartbeat_ms: 250,
+            election_ms: (1000, 2000),
+            snapshot_interval: 10_000,
+            keep_after_snapshot: 500,
+        }
+    }
+}
+
+/// Errors of the manager's client API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManagerError {
+    /// The store refused the transaction.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No leader is known (an election is going on, or quorum is lost).
+    #[error("no leader is known: an election is under way or a majority of managers is down; retry shortly")]
+    NoLeader,
+    /// The call needs the leader and this manager is not it.
+    #[error("this manager is not the leader; the leader is {leader_addr}")]
+    NotLeader {
+        /// The leader's address.
+        leader_addr: String,
+    },
+    /// A join token that is not this cluster's.
+    #[error(
+        "the join token is not valid for this cluster: get a current one with `shoal cluster join-token manager`"
+    )]
+    BadToken,
+    /// The cluster is already initialized (or not yet).
+    #[error("{0}")]
+    State(String),
+    /// Raft or the network failed.
+    #[error("{0}")]
+    Raft(String),
+}
+
+impl ManagerError {
+    /// The gRPC form, with a stable code.
+    pub fn to_pb(&self) -> pb::StoreError {
+        let (code, field, leader_addr) = match self {
+            ManagerError::Store(StoreError::Conflict { .. }) => ("conflict", String::new(), String::new()),
+            ManagerError::Store(StoreError::NotFound { id, .. }) => ("not_found", id.clone(), String::new()),
+            ManagerError::Store(StoreError::TooLarge { .. }) => ("too_large", String::new(), String::new()),
+            ManagerError::Store(_) => ("invalid", String::new(), String::new()),
+            ManagerError::NotLeader { leader_addr } => ("not_leader", String::new(), leader_addr.clone()),
+            ManagerError::BadToken => ("unauthenticated", String::new(), String::new()),
+            ManagerError::NoLeader | ManagerError::Raft(_) | ManagerError::State(_) => {
+                ("unavailable", String::new(), String::new())
+            }
+        };
+        let message = match self {
+            // The store error travels whole, so the far side rebuilds it exactly.
+            ManagerError::Store(e) => serde_json::to_string(e).unwrap_or_else(|_| e.to_string()),
+            other => other.to_string(),
+        };
+        pb::StoreError { code: code.into(), message, field, leader_addr }
+    }
+
+    fn from_pb(e: pb::StoreError) -> ManagerError {
+        match e.code.as_str() {
+            "not_leader" => ManagerError::NotLeader { leader_addr: e.leader_addr },
+            "unavailable" => ManagerError::NoLeader,
+            "unauthenticated" => ManagerError::BadToken,
+            _ => match serde_json::from_str::<StoreError>(&e.message) {
+                Ok(s) => ManagerError::Store(s),
+                Err(_) => ManagerError::Raft(e.message),
+            },
+        }
+    }
+
+    /// The gRPC status for errors of membership calls.
+    pub fn to_status(&self) -> tonic::Status {
+        match self {
+            ManagerError::BadToken => tonic::Status::unauthenticated(self.to_string()),
+            ManagerError::NotLeader { .. } | ManagerError::NoLeader => {
+                tonic::Status::unavailable(self.to_string())
+            }
+            ManagerError::State(_) => tonic::Status::failed_precondition(self.to_string()),
+            _ => tonic::Status::internal(self.to_string()),
+        }
+    }
+}
+
+fn raft_err(e: impl std::fmt::Display) -> ManagerError {
+    ManagerError::Raft(e.to_string())
+}
+
+/// A running manager.
+#[derive(Debug)]
+pub struct Manager {
+    id: u64,
+    advertise: String,
+    raft: Raft,
+    shared: Arc<Shared>,
+    leader: watch::Receiver<bool>,
+    server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    stop: tokio::sync::Notify,
+}
+
+/// Reads (or makes) the manager's Raft id, kept in the data dir for its lifetime. Ids
+/// are random 63-bit numbers, so a removed manager's id is never handed out again.
+fn manager_id(dir: &Path) -> std::io::Result<u64> {
+    let path = dir.join("manager-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            s.trim().parse().map_err(|_| std::io::Error::other(format!("{} is damaged", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            let id = rand_id();
+            std::fs::write(&path, id.to_string())?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn rand_id() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom(&mut b);
+    (u64::from_le_bytes(b) >> 1).max(1)
+}
+
+fn getrandom(buf: &mut [u8]) {
+    use std::io::Read;
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(buf);
+    }
+}
+
+fn token(kind: &str, cluster_id: &str) -> String {
+    let mut b = [0u8; 16];
+    getrandom(&mut b);
+    let secret: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("SHTKN-1-{cluster_id}-{kind}{secret}")
+}
+
+impl Manager {
+    /// Starts the manager: opens its storage, starts Raft and the gRPC server. The
+    /// cluster still has to be initialized ([`init`](Self::init)) or joined.
+    pub async fn start(cfg: ManagerConfig) -> Result<Arc<Manager>, ManagerError> {
+        let id = manager_id(&cfg.data_dir).map_err(raft_err)?;
+        let log = LogStore::open(&cfg.data_dir).map_err(raft_err)?;
+        let sm = StateMachine::open(&cfg.data_dir.join("state")).map_err(raft_err)?;
+        let shared = sm.shared();
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(raft_err)?;
+        let bound = listener.local_addr().map_err(raft_err)?;
+        let advertise = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
+        let config = openraft::Config {
+            cluster_name: "shoal".into(),
+            heartbeat_interval: cfg.heartbeat_ms,
+            election_timeout_min: cfg.election_ms.0,
+            election_timeout_max: cfg.election_ms.1,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_interval),
+            max_in_snapshot_log_to_keep: cfg.keep_after_snapshot,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(raft_err)?;
+        let raft = Raft::new(id, Arc::new(config), Network::new(id), log, sm).await.map_err(raft_err)?;
+
+        let (leader_tx, leader_rx) = watch::channel(false);
+        let mut metrics = raft.metrics();
+        tokio::spawn(async move {
+            loop {
+                let is_leader = metrics.borrow_watched().state == ServerState::Leader;
+                leader_tx.send_if_modified(|v| std::mem::replace(v, is_leader) != is_leader);
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        let manager = Arc::new(Manager {
+            id,
+            advertise,
+            raft,
+            shared,
+            leader: leader_rx,
+            server: std::sync::Mutex::new(None),
+            stop: tokio::sync::Notify::new(),
+        });
+        let service = RaftService::new(manager.clone());
+        let m = manager.clone();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let handle = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(
+                    pb::raft_server::RaftServer::new(service.clone())
+                        .max_decoding_message_size(64 << 20)
+                        .max_encoding_message_size(64 << 20),
+                )
+                .add_service(pb::membership_server::MembershipServer::new(service))
+                .serve_with_incoming_shutdown(incoming, m.stop.notified())
+                .await;
+        });
+        *manager.server.lock().expect("server handle") = Some(handle);
+        Ok(manager)
+    }
+
+    /// The manager's Raft id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The address other managers reach it at.
+    pub fn addr(&self) -> &str {
+        &self.advertise
+    }
+
+    /// The openraft handle (for the gRPC service and tests).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Starts a new cluster with this manager as its only member, and stores the
+    /// cluster object with fresh join tokens.
+    pub async fn init(&self) -> Result<Cluster, ManagerError> {
+        if self.raft.is_initialized().await.map_err(raft_err)? {
+            return Err(ManagerError::State("this manager already belongs to a cluster".into()));
+        }
+        let members = BTreeMap::from([(self.id, BasicNode::new(self.advertise.clone()))]);
+        self.raft.initialize(members).await.map_err(raft_err)?;
+        self.wait_leader(Duration::from_secs(30)).await?;
+        let cluster_id = shoal_api::object::new_id();
+        let cluster = Cluster {
+            id: cluster_id.clone(),
+            meta: Meta::new(chrono::Utc::now()),
+            spec: ClusterSpec::default(),
+            join_tokens: JoinTokens { worker: token("W", &cluster_id), manager: token("M", &cluster_id) },
+        };
+        self.propose(Transaction {
+            changes: vec![Change::Create { object: Object::Cluster(cluster.clone()) }],
+        })
+        .await?;
+        Ok(cluster)
+    }
+
+    /// Joins the cluster a manager at `addr` belongs to, with a manager join token.
+    /// Returns once this manager is a voter.
+    pub async fn join(&self, addr: &str, join_token: &str) -> Result<(), ManagerError> {
+        let mut client = pb::membership_client::MembershipClient::new(channel(addr).map_err(raft_err)?);
+        let req = pb::JoinRequest {
+            token: join_token.to_owned(),
+            node_id: self.id.to_string(),
+            hostname: String::new(),
+            advertise_addr: self.advertise.clone(),
+        };
+        client.join(req).await.map_err(|s| match s.code() {
+            tonic::Code::Unauthenticated => ManagerError::BadToken,
+            _ => ManagerError::Raft(format!("join through {addr}: {}", s.message())),
+        })?;
+        Ok(())
+    }
+
+    /// Admits a manager asking to join: the token must be this cluster's manager
+    /// token. The manager is added as a learner, caught up, then made a voter.
+    pub async fn admit(&self, req: pb::JoinRequest) -> Result<pb::JoinReply, ManagerError> {
+        if !self.is_leader() {
+            let leader = self.leader_addr()?;
+            let mut client =
+                pb::membership_client::MembershipClient::new(channel(&leader).map_err(raft_err)?);
+            return client.join(req).await.map(|r| r.into_inner()).map_err(|s| match s.code() {
+                tonic::Code::Unauthenticated => ManagerError::BadToken,
+                _ => ManagerError::Raft(s.message().to_owned()),
+            });
+        }
+        let cluster =
+            self.cluster().ok_or_else(|| ManagerError::State("the cluster is not initialized".into()))?;
+        if req.token != cluster.join_tokens.manager {
+            tracing::warn!(addr = %req.advertise_addr, "refused a join with a wrong token");
+            return Err(ManagerError::BadToken);
+        }
+        let raft_id: u64 =
+            req.node_id.parse().map_err(|_| ManagerError::State("malformed manager id".into()))?;
+        let node = BasicNode::new(req.advertise_addr.clone());
+        self.raft.add_learner(raft_id, node, true).await.map_err(raft_err)?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])), false)
+            .await
+            .map_err(raft_err)?;
+        Ok(pb::JoinReply {
+            cluster_id: cluster.id,
+            node_id: req.node_id,
+            role: "manager".into(),
+            raft_id,
+            managers: self.managers().into_values().collect(),
+        })
+    }
+
+    /// Removes a manager from the Raft group. Refused when the managers left could not
+    /// form a majority of the reachable ones, unless `force`.
+    pub async fn remove_manager(&self, raft_id: u64, force: bool) -> Result<(), ManagerError> {
+        if !self.is_leader() {
+            return Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? });
+        }
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let voters: BTreeSet<u64> = metrics.membership_config.membership().voter_ids().collect();
+        if !voters.contains(&raft_id) {
+            return Err(ManagerError::Store(StoreError::NotFound {
+                kind: Kind::Node,
+                id: raft_id.to_string(),
+            }));
+        }
+        let remaining: Vec<u64> = voters.iter().copied().filter(|v| *v != raft_id).collect();
+        let reachable = remaining
+            .iter()
+            .filter(|v| {
+                **v == self.id
+                    || metrics.replication.as_ref().and_then(|r| r.get(v)).is_some_and(|m| m.is_some())
+            })
+            .count();
+        if !force && (remaining.is_empty() || reachable < remaining.len() / 2 + 1) {
+            return Err(ManagerError::State(format!(
+                "removing manager {raft_id} would leave {reachable} reachable of {} managers, which is no majority: \
+                 bring managers back first, or force it",
+                remaining.len()
+            )));
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([raft_id])), false)
+            .await
+            .map_err(raft_err)?;
+        Ok(())
+    }
+
+    /// Raft id → address of every voting manager.
+    pub fn managers(&self) -> BTreeMap<u64, String> {
+        let m = self.raft.metrics().borrow_watched().membership_config.clone();
+        m.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
+    }
+
+    /// Whether this manager leads now.
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// Follows leadership: `true` while this manager leads. Leader-only controllers
+    /// start and stop on its changes.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        self.leader.clone()
+    }
+
+    /// The current leader's address.
+    pub fn leader_addr(&self) -> Result<String, ManagerError> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let leader = m.current_leader.ok_or(ManagerError::NoLeader)?;
+        m.membership_config
+            .membership()
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, n)| n.addr.clone())
+            .ok_or(ManagerError::NoLeader)
+    }
+
+    /// Waits until some manager leads (this one or another).
+    pub async fn wait_leader(&self, timeout: Duration) -> Result<u64, ManagerError> {
+        let m = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(|_| ManagerError::NoLeader)?;
+        m.current_leader.ok_or(ManagerError::NoLeader)
+    }
+
+    /// Proposes `tx`: staged and checked against the current state, then committed
+    /// through Raft. On a follower it is forwarded to the leader. Returns the log index
+    /// (the version of every object written).
+    pub async fn propose(&self, tx: Transaction) -> Result<u64, ManagerError> {
+        match self.propose_local(tx.clone()).await {
+            Err(ManagerError::NotLeader { leader_addr }) => {
+                let mut client = pb::raft_client::RaftClient::new(channel(&leader_addr).map_err(raft_err)?);
+                let req = pb::ProposeRequest { transaction: serde_json::to_vec(&tx).map_err(raft_err)? };
+                let reply =
+                    client.propose(req).await.map_err(|s| ManagerError::Raft(s.message().to_owned()))?;
+                match reply.into_inner().result {
+                    Some(pb::propose_reply::Result::Index(i)) => Ok(i),
+                    Some(pb::propose_reply::Result::Error(e)) => Err(ManagerError::from_pb(e)),
+                    None => Err(ManagerError::Raft("empty reply".into())),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Proposes on this manager, which must be the leader.
+    pub async fn propose_local(&self, tx: Transaction) -> Result<u64, ManagerError> {
+        if !self.is_leader() {
+            return Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? });
+        }
+        self.shared.read(|s| s.check(&tx))?;
+        let started = Instant::now();
+        match self.raft.client_write(tx).await {
+            Ok(resp) => {
+                tracing::debug!(
+                    index = resp.log_id.index,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "committed"
+                );
+                match resp.data.error {
+                    Some(e) => Err(ManagerError::Store(e)),
+                    None => Ok(resp.data.index),
+                }
+            }
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => match &f.leader_node {
+                    Some(n) => Err(ManagerError::NotLeader { leader_addr: n.addr.clone() }),
+                    None => Err(ManagerError::NoLeader),
+                },
+                None => Err(raft_err(e)),
+            },
+        }
+    }
+
+    /// Reads the local state (possibly a little behind the leader).
+    pub fn read<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        self.shared.read(f)
+    }
+
+    /// Reads state that includes every write committed before the call (ReadIndex on
+    /// the leader; a follower answers `NotLeader`).
+    pub async fn read_linearizable<T>(&self, f: impl FnOnce(&Store) -> T) -> Result<T, ManagerError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(self.shared.read(f)),
+            Err(e) => match e.forward_to_leader() {
+                Some(_) => Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? }),
+                None => Err(raft_err(e)),
+            },
+        }
+    }
+
+    /// Events after `from`, then live ones; or the instruction to re-list.
+    pub fn watch(
+        &self,
+        from: u64,
+    ) -> Result<(Vec<Event>, tokio::sync::broadcast::Receiver<Event>), WatchError> {
+        self.shared.events().watch(from)
+    }
+
+    /// The cluster object, once stored.
+    pub fn cluster(&self) -> Option<Cluster> {
+        self.read(|s| match s.list(Kind::Cluster).next() {
+            Some(Object::Cluster(c)) => Some(c.clone()),
+            _ => None,
+        })
+    }
+
+    /// Term, leader, last applied index: for `/metrics` and `cluster info`.
+    pub fn status(&self) -> Status {
+        let m = self.raft.metrics().borrow_watched().clone();
+        Status {
+            id: self.id,
+            term: m.current_term,
+            leader: m.current_leader,
+            last_applied: m.last_applied.map(|l| l.index),
+            last_log: m.last_log_index,
+            state: format!("{:?}", m.state),
+        }
+    }
+
+    /// Stops Raft and the server; state stays on disk.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+        self.stop.notify_waiters();
+        let handle = self.server.lock().expect("server handle").take();
+        if let Some(h) = handle {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+}
+
+/// A manager's Raft status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Raft id.
+    pub id: u64,
+    /// Current term.
+    pub term: u64,
+    /// The leader's Raft id.
+    pub leader: Option<u64>,
+    /// Last applied log index.
+    pub last_applied: Option<u64>,
+    /// Last log index.
+    pub last_log: Option<u64>,
+    /// Leader, Follower, Candidate or Learner.
+    pub state: String,
+}

@@ -1,0 +1,142 @@
+//! The server side of the managers' gRPC: Raft RPCs handed to openraft, proposals
+//! forwarded by followers, and joins with a manager token.
+
+use std::sync::Arc;
+
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
+use shoal_proto::raft as pb;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status};
+
+use super::types::TypeConfig;
+use crate::manager::Manager;
+
+type C = TypeConfig;
+
+/// Serves `shoal.raft.Raft` and `shoal.raft.Membership` for one manager.
+#[derive(Debug, Clone)]
+pub struct RaftService {
+    manager: Arc<Manager>,
+}
+
+impl RaftService {
+    /// The service of `manager`.
+    pub fn new(manager: Arc<Manager>) -> RaftService {
+        RaftService { manager }
+    }
+
+    fn check_target(&self, target: u64) -> Option<pb::RaftReply> {
+        (target != self.manager.id())
+            .then(|| refused(format!("this is manager {}, not {target}", self.manager.id())))
+    }
+}
+
+fn refused(why: String) -> pb::RaftReply {
+    pb::RaftReply { result: Some(pb::raft_reply::Result::Refused(why)) }
+}
+
+fn payload<T: serde::Serialize, E: std::fmt::Display>(
+    r: Result<T, E>,
+) -> Result<Response<pb::RaftReply>, Status> {
+    let result = match r {
+        Ok(v) => pb::raft_reply::Result::Payload(
+            serde_json::to_vec(&v).map_err(|e| Status::internal(e.to_string()))?,
+        ),
+        Err(e) => pb::raft_reply::Result::RaftError(e.to_string().into_bytes()),
+    };
+    Ok(Response::new(pb::RaftReply { result: Some(result) }))
+}
+
+fn decode<T: for<'de> serde::Deserialize<'de>>(bytes: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Status::invalid_argument(format!("malformed Raft payload: {e}")))
+}
+
+#[tonic::async_trait]
+impl pb::raft_server::Raft for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<pb::RaftRequest>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        let req = request.into_inner();
+        if let Some(r) = self.check_target(req.target) {
+            return Ok(Response::new(r));
+        }
+        let rpc: AppendEntriesRequest<C> = decode(&req.payload)?;
+        payload(self.manager.raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let req = request.into_inner();
+        if let Some(r) = self.check_target(req.target) {
+            return Ok(Response::new(r));
+        }
+        let rpc: VoteRequest<C> = decode(&req.payload)?;
+        payload(self.manager.raft().vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<tonic::Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        let mut stream = request.into_inner();
+        let first =
+            stream.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let Some(pb::snapshot_chunk::Part::Meta(meta)) = first.part else {
+            return Err(Status::invalid_argument("a snapshot stream starts with its metadata"));
+        };
+        if let Some(r) = self.check_target(meta.target) {
+            return Ok(Response::new(r));
+        }
+        let (vote, snap_meta): (VoteOf<C>, SnapshotMetaOf<C>) = decode(&meta.payload)?;
+        let mut data = Vec::with_capacity(meta.total_bytes.min(1 << 30) as usize);
+        while let Some(chunk) = stream.next().await {
+            if let Some(pb::snapshot_chunk::Part::Data(d)) = chunk?.part {
+                data.extend_from_slice(&d);
+            }
+        }
+        if data.len() as u64 != meta.total_bytes {
+            return Ok(Response::new(refused(format!(
+                "snapshot truncated: {} of {} bytes arrived",
+                data.len(),
+                meta.total_bytes
+            ))));
+        }
+        let snapshot = SnapshotOf::<C, Vec<u8>> { meta: snap_meta, snapshot: data };
+        payload(self.manager.raft().install_full_snapshot(vote, snapshot).await)
+    }
+
+    async fn transfer_leader(
+        &self,
+        _request: Request<pb::RaftRequest>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        Err(Status::unimplemented("leadership transfer is not offered by this manager yet"))
+    }
+
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::ProposeReply>, Status> {
+        let tx = decode(&request.into_inner().transaction)?;
+        let result = match self.manager.propose_local(tx).await {
+            Ok(index) => pb::propose_reply::Result::Index(index),
+            Err(e) => pb::propose_reply::Result::Error(e.to_pb()),
+        };
+        Ok(Response::new(pb::ProposeReply { result: Some(result) }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::membership_server::Membership for RaftService {
+    async fn join(&self, request: Request<pb::JoinRequest>) -> Result<Response<pb::JoinReply>, Status> {
+        let req = request.into_inner();
+        self.manager.admit(req).await.map(Response::new).map_err(|e| e.to_status())
+    }
+
+    async fn leave(&self, request: Request<pb::LeaveRequest>) -> Result<Response<pb::LeaveReply>, Status> {
+        let req = request.into_inner();
+        self.manager.remove_manager(req.raft_id, req.force).await.map_err(|e| e.to_status())?;
+        Ok(Response::new(pb::LeaveReply {}))
+    }
+}

@@ -1,0 +1,238 @@
+//! Several managers in one process, talking real gRPC on loopback ports: election,
+//! replication, forwarding, leader loss, catch-up by snapshot, restarts, quorum loss.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_api::service::{Service, ServiceSpec};
+use shoal_manager::manager::{Manager, ManagerConfig, ManagerError};
+use shoal_manager::store::{Change, Kind, Object, Transaction};
+
+struct Slot {
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    manager: Option<Arc<Manager>>,
+}
+
+struct Cluster {
+    slots: Vec<Slot>,
+    token: String,
+    snapshot_interval: u64,
+}
+
+fn config(slot: &Slot, snapshot_interval: u64) -> ManagerConfig {
+    let mut c = ManagerConfig::new(slot.dir.path(), slot.addr);
+    // Quick elections for tests; still well above the heartbeat on a busy machine.
+    c.heartbeat_ms = 100;
+    c.election_ms = (600, 1200);
+    c.snapshot_interval = snapshot_interval;
+    c.keep_after_snapshot = 5;
+    c
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+impl Cluster {
+    async fn start(n: usize, snapshot_interval: u64) -> Cluster {
+        let mut slots: Vec<Slot> = (0..n)
+            .map(|_| Slot { dir: tempfile::tempdir().unwrap(), addr: free_addr(), manager: None })
+            .collect();
+        let first = Manager::start(config(&slots[0], snapshot_interval)).await.unwrap();
+        let cluster = first.init().await.unwrap();
+        slots[0].manager = Some(first);
+        let mut c = Cluster { slots, token: cluster.join_tokens.manager, snapshot_interval };
+        for i in 1..n {
+            c.restart(i).await;
+            // Join through the newest member: a follower forwards to the leader.
+            let via = c.slots[i - 1].addr.to_string();
+            c.m(i).join(&via, &c.token).await.unwrap();
+        }
+        c
+    }
+
+    fn m(&self, i: usize) -> Arc<Manager> {
+        self.slots[i].manager.clone().expect("manager is running")
+    }
+
+    fn live(&self) -> Vec<Arc<Manager>> {
+        self.slots.iter().filter_map(|s| s.manager.clone()).collect()
+    }
+
+    async fn stop(&mut self, i: usize) {
+        if let Some(m) = self.slots[i].manager.take() {
+            m.shutdown().await;
+        }
+    }
+
+    async fn restart(&mut self, i: usize) {
+        let m = Manager::start(config(&self.slots[i], self.snapshot_interval)).await.unwrap();
+        self.slots[i].manager = Some(m);
+    }
+
+    fn leader_index(&self) -> Option<usize> {
+        self.slots.iter().position(|s| s.manager.as_ref().is_some_and(|m| m.is_leader()))
+    }
+
+    async fn wait_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.leader_index() {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no leader within {timeout:?}: {:?}", self.status());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn status(&self) -> Vec<String> {
+        self.live().iter().map(|m| format!("{:?}", m.status())).collect()
+    }
+
+    /// Waits until every running manager has all of `names` as services.
+    async fn wait_services(&self, names: &BTreeSet<String>, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let all = self.live().iter().all(|m| services(m).is_superset(names));
+            if all {
+                return;
+            }
+            assert!(Instant::now() < deadline, "managers did not converge: {:?}", self.status());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn services(m: &Manager) -> BTreeSet<String> {
+    m.read(|s| s.list(Kind::Service).filter_map(|o| o.name().map(str::to_owned)).collect())
+}
+
+fn create_service(name: &str) -> Transaction {
+    let svc = Service {
+        id: shoal_api::object::new_id(),
+        meta: shoal_api::Meta::new(chrono::Utc::now()),
+        spec: ServiceSpec::new(name, "busybox"),
+        previous_spec: None,
+        update_status: None,
+        endpoint: Default::default(),
+    };
+    Transaction { changes: vec![Change::Create { object: Object::Service(svc) }] }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_managers_replicate_and_forward() {
+    let c = Cluster::start(3, 10_000).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    assert_eq!(c.m(0).managers().len(), 3);
+    let follower = (leader + 1) % 3;
+    // A write on a follower is forwarded to the leader.
+    let index = c.m(follower).propose(create_service("web")).await.unwrap();
+    assert!(index > 0);
+    c.wait_services(&BTreeSet::from(["web".to_owned()]), Duration::from_secs(10)).await;
+    // The store's rules hold through Raft: a second "web" is refused everywhere.
+    let err = c.m(follower).propose(create_service("web")).await.unwrap_err();
+    assert!(matches!(err, ManagerError::Store(shoal_manager::store::StoreError::NameTaken { .. })), "{err}");
+    // Linearizable reads on the leader; followers say who leads.
+    let n = c.m(leader).read_linearizable(|s| s.count(Kind::Service)).await.unwrap();
+    assert_eq!(n, 1);
+    assert!(matches!(c.m(follower).read_linearizable(|_| ()).await, Err(ManagerError::NotLeader { .. })));
+    // A wrong token is refused.
+    let stranger =
+        Manager::start(ManagerConfig::new(tempfile::tempdir().unwrap().keep(), free_addr())).await.unwrap();
+    let err = stranger.join(&c.m(0).addr().to_owned(), "SHTKN-1-bogus").await.unwrap_err();
+    assert_eq!(err, ManagerError::BadToken);
+    stranger.shutdown().await;
+    // Events carry the write with its index.
+    let (backlog, _) = c.m(leader).watch(0).unwrap();
+    assert!(backlog.iter().any(|e| e.index == index && e.object.name() == Some("web")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_write_is_lost_across_leader_kills() {
+    let mut c = Cluster::start(3, 10_000).await;
+    let mut acked: BTreeSet<String> = BTreeSet::new();
+    let mut attempted: BTreeSet<String> = BTreeSet::new();
+    let mut n = 0;
+    for round in 0..3 {
+        let leader = c.wait_leader(Duration::from_secs(15)).await;
+        for _ in 0..15 {
+            n += 1;
+            let name = format!("svc-{n}");
+            attempted.insert(name.clone());
+            let via = c.live()[n % c.live().len()].clone();
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(5), via.propose(create_service(&name))).await
+            {
+                acked.insert(name);
+            }
+        }
+        // Kill the leader, bring the one killed before back.
+        c.stop(leader).await;
+        let killed_at = Instant::now();
+        let new_leader = c.wait_leader(Duration::from_secs(15)).await;
+        assert_ne!(new_leader, leader, "round {round}");
+        assert!(killed_at.elapsed() < Duration::from_secs(10), "election took {:?}", killed_at.elapsed());
+        c.restart(leader).await;
+    }
+    assert!(acked.len() >= 40, "most writes are acknowledged: {}", acked.len());
+    c.wait_services(&acked, Duration::from_secs(20)).await;
+    for m in c.live() {
+        let have = services(&m);
+        assert!(have.is_superset(&acked), "manager {} lost acknowledged writes", m.id());
+        assert!(have.is_subset(&attempted), "manager {} has writes nobody made", m.id());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_manager_catches_up_by_snapshot_and_restarts_keep_state() {
+    let mut c = Cluster::start(3, 20).await;
+    c.wait_leader(Duration::from_secs(10)).await;
+    let lagging = (c.leader_index().unwrap() + 1) % 3;
+    c.stop(lagging).await;
+    let mut names = BTreeSet::new();
+    for i in 0..60 {
+        let name = format!("s-{i}");
+        let m = c.live()[0].clone();
+        m.propose(create_service(&name)).await.unwrap();
+        names.insert(name);
+    }
+    // The log was compacted past what the stopped manager has: it needs a snapshot.
+    c.restart(lagging).await;
+    c.wait_services(&names, Duration::from_secs(20)).await;
+    // Every manager restarts from its own disk with the state intact.
+    for i in 0..3 {
+        c.stop(i).await;
+    }
+    for i in 0..3 {
+        c.restart(i).await;
+    }
+    c.wait_leader(Duration::from_secs(15)).await;
+    c.wait_services(&names, Duration::from_secs(20)).await;
+    c.live()[0].propose(create_service("after-restart")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_cannot_commit_until_the_majority_returns() {
+    let mut c = Cluster::start(3, 10_000).await;
+    c.wait_leader(Duration::from_secs(10)).await;
+    c.stop(1).await;
+    c.stop(2).await;
+    let alone = c.m(0);
+    let write = tokio::time::timeout(Duration::from_secs(4), alone.propose(create_service("lonely"))).await;
+    assert!(!matches!(write, Ok(Ok(_))), "one manager of three committed a write: {write:?}");
+    c.restart(1).await;
+    c.wait_leader(Duration::from_secs(15)).await;
+    let done = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if c.m(0).propose(create_service("back")).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "writes resume once a majority is back: {:?}", c.status());
+}
