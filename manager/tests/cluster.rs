@@ -140,9 +140,9 @@ async fn three_managers_replicate_and_forward() {
     assert_eq!(n, 1);
     assert!(matches!(c.m(follower).read_linearizable(|_| ()).await, Err(ManagerError::NotLeader { .. })));
     // A wrong token is refused.
-    let stranger =
-        Manager::start(ManagerConfig::new(tempfile::tempdir().unwrap().keep(), free_addr())).await.unwrap();
-    let err = stranger.join(&c.m(0).addr().to_owned(), "SHTKN-1-bogus").await.unwrap_err();
+    let stranger_dir = tempfile::tempdir().unwrap();
+    let stranger = Manager::start(ManagerConfig::new(stranger_dir.path(), free_addr())).await.unwrap();
+    let err = stranger.join(c.m(0).addr(), "SHTKN-1-bogus").await.unwrap_err();
     assert_eq!(err, ManagerError::BadToken);
     stranger.shutdown().await;
     // Events carry the write with its index.
