@@ -377,6 +377,28 @@ impl Manager {
         Ok(())
     }
 
+    /// Replaces the join token of `role` ("worker" or "manager") with a new one; nodes
+    /// that joined with the old token are not affected.
+    pub async fn rotate_join_token(&self, role: &str) -> Result<Cluster, ManagerError> {
+        let mut cluster =
+            self.cluster().ok_or_else(|| ManagerError::State("the cluster is not initialized".into()))?;
+        let version = cluster.meta.version;
+        match role {
+            "worker" => cluster.join_tokens.worker = token("W", &cluster.id),
+            "manager" => cluster.join_tokens.manager = token("M", &cluster.id),
+            other => {
+                return Err(ManagerError::State(format!(
+                    "no join token for role {other:?}: use worker or manager"
+                )));
+            }
+        }
+        cluster.meta.updated_at = chrono::Utc::now();
+        let change = Change::Update { object: Object::Cluster(cluster.clone()), expected_version: version };
+        let index = self.propose(Transaction { changes: vec![change] }).await?;
+        cluster.meta.version = index;
+        Ok(cluster)
+    }
+
     /// Raft id → address of every voting manager.
     pub fn managers(&self) -> BTreeMap<u64, String> {
         let m = self.raft.metrics().borrow_watched().membership_config.clone();

@@ -144,6 +144,15 @@ async fn three_managers_replicate_and_forward() {
     let stranger = Manager::start(ManagerConfig::new(stranger_dir.path(), free_addr())).await.unwrap();
     let err = stranger.join(c.m(0).addr(), "SHTKN-1-bogus").await.unwrap_err();
     assert_eq!(err, ManagerError::BadToken);
+    // A rotated token: the old one no longer admits anyone, the new one does.
+    let rotated = c.m(follower).rotate_join_token("manager").await.unwrap();
+    assert_ne!(rotated.join_tokens.manager, c.token);
+    assert_eq!(stranger.join(c.m(0).addr(), &c.token).await.unwrap_err(), ManagerError::BadToken);
+    tokio::time::timeout(Duration::from_secs(20), stranger.join(c.m(0).addr(), &rotated.join_tokens.manager))
+        .await
+        .expect("join in time")
+        .unwrap();
+    assert_eq!(c.m(leader).managers().len(), 4);
     stranger.shutdown().await;
     // Events carry the write with its index.
     let (backlog, _) = c.m(leader).watch(0).unwrap();

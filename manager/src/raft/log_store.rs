@@ -69,6 +69,11 @@ impl LogStore {
         let path = dir.join("raft.redb");
         let err = |e: &dyn std::fmt::Display| OpenError { path: path.clone(), message: e.to_string() };
         std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        // redb would start an empty file afresh: a log truncated to nothing is lost
+        // data, not a new manager.
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            return Err(err(&"the file is empty (truncated?)"));
+        }
         let db = Database::create(&path).map_err(|e| err(&e))?;
         let tx = db.begin_write().map_err(|e| err(&e))?;
         tx.open_table(LOG).map_err(|e| err(&e))?;
@@ -255,5 +260,26 @@ impl RaftLogStorage<C> for LogStore {
             tx.commit().map_err(other)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_file_is_named_and_never_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        LogStore::open(dir.path()).unwrap();
+        let path = dir.path().join("raft.redb");
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::write(&path, vec![0xAB; len as usize]).unwrap();
+        let err = LogStore::open(dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()) && text.contains("restore"), "{text}");
+        assert_eq!(std::fs::read(&path).unwrap(), vec![0xAB; len as usize], "the file is left as it was");
+        std::fs::write(&path, b"").unwrap();
+        let err = LogStore::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
     }
 }
