@@ -144,6 +144,9 @@ pub struct Manager {
     advertise: String,
     raft: Raft,
     shared: Arc<Shared>,
+    log_stats: Arc<crate::raft::log_store::LogStats>,
+    /// Mean commit latency of this manager's proposals, microseconds (EWMA, 1/8).
+    commit_latency_us: std::sync::atomic::AtomicU64,
     leader: watch::Receiver<bool>,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     stop: tokio::sync::Notify,
@@ -193,6 +196,7 @@ impl Manager {
     pub async fn start(cfg: ManagerConfig) -> Result<Arc<Manager>, ManagerError> {
         let id = manager_id(&cfg.data_dir).map_err(raft_err)?;
         let log = LogStore::open(&cfg.data_dir).map_err(raft_err)?;
+        let log_stats = log.stats();
         let sm = StateMachine::open(&cfg.data_dir.join("state")).map_err(raft_err)?;
         let shared = sm.shared();
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(raft_err)?;
@@ -229,6 +233,8 @@ impl Manager {
             advertise,
             raft,
             shared,
+            log_stats,
+            commit_latency_us: std::sync::atomic::AtomicU64::new(0),
             leader: leader_rx,
             server: std::sync::Mutex::new(None),
             stop: tokio::sync::Notify::new(),
@@ -443,19 +449,32 @@ impl Manager {
     /// through Raft. On a follower it is forwarded to the leader. Returns the log index
     /// (the version of every object written).
     pub async fn propose(&self, tx: Transaction) -> Result<u64, ManagerError> {
-        match self.propose_local(tx.clone()).await {
-            Err(ManagerError::NotLeader { leader_addr }) => {
-                let mut client = pb::raft_client::RaftClient::new(channel(&leader_addr).map_err(raft_err)?);
-                let req = pb::ProposeRequest { transaction: serde_json::to_vec(&tx).map_err(raft_err)? };
-                let reply =
-                    client.propose(req).await.map_err(|s| ManagerError::Raft(s.message().to_owned()))?;
-                match reply.into_inner().result {
-                    Some(pb::propose_reply::Result::Index(i)) => Ok(i),
-                    Some(pb::propose_reply::Result::Error(e)) => Err(ManagerError::from_pb(e)),
-                    None => Err(ManagerError::Raft("empty reply".into())),
+        // While there is no leader (an election), retry for a while: nothing was
+        // proposed, so a retry cannot apply the transaction twice.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let result = match self.propose_local(tx.clone()).await {
+                Err(ManagerError::NotLeader { leader_addr }) => self.forward(&leader_addr, &tx).await,
+                other => other,
+            };
+            match result {
+                Err(ManagerError::NoLeader | ManagerError::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                other => return other,
             }
-            other => other,
+        }
+    }
+
+    /// Sends `tx` to the leader at `leader_addr`.
+    async fn forward(&self, leader_addr: &str, tx: &Transaction) -> Result<u64, ManagerError> {
+        let mut client = pb::raft_client::RaftClient::new(channel(leader_addr).map_err(raft_err)?);
+        let req = pb::ProposeRequest { transaction: serde_json::to_vec(tx).map_err(raft_err)? };
+        let reply = client.propose(req).await.map_err(|s| ManagerError::Raft(s.message().to_owned()))?;
+        match reply.into_inner().result {
+            Some(pb::propose_reply::Result::Index(i)) => Ok(i),
+            Some(pb::propose_reply::Result::Error(e)) => Err(ManagerError::from_pb(e)),
+            None => Err(ManagerError::Raft("empty reply".into())),
         }
     }
 
@@ -468,11 +487,12 @@ impl Manager {
         let started = Instant::now();
         match self.raft.client_write(tx).await {
             Ok(resp) => {
-                tracing::debug!(
-                    index = resp.log_id.index,
-                    took_us = started.elapsed().as_micros() as u64,
-                    "committed"
-                );
+                let took = started.elapsed().as_micros() as u64;
+                let avg = &self.commit_latency_us;
+                let old = avg.load(std::sync::atomic::Ordering::Relaxed);
+                let new = if old == 0 { took.max(1) } else { old - old / 8 + took / 8 };
+                avg.store(new, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(index = resp.log_id.index, took_us = took, "committed");
                 match resp.data.error {
                     Some(e) => Err(ManagerError::Store(e)),
                     None => Ok(resp.data.index),
@@ -531,6 +551,9 @@ impl Manager {
             last_applied: m.last_applied.map(|l| l.index),
             last_log: m.last_log_index,
             state: format!("{:?}", m.state),
+            commit_latency_us: self.commit_latency_us.load(std::sync::atomic::Ordering::Relaxed),
+            log_entries: self.log_stats.entries.load(std::sync::atomic::Ordering::Relaxed),
+            log_syncs: self.log_stats.syncs.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -561,4 +584,10 @@ pub struct Status {
     pub last_log: Option<u64>,
     /// Leader, Follower, Candidate or Learner.
     pub state: String,
+    /// Mean time for this manager's proposals to commit, microseconds.
+    pub commit_latency_us: u64,
+    /// Log entries this manager wrote to disk.
+    pub log_entries: u64,
+    /// Disk syncs those took (fewer than entries when writes are batched).
+    pub log_syncs: u64,
 }

@@ -245,3 +245,27 @@ async fn a_minority_cannot_commit_until_the_majority_returns() {
     .await;
     assert!(done.is_ok(), "writes resume once a majority is back: {:?}", c.status());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_disk_syncs() {
+    let c = Cluster::start(3, 10_000).await;
+    let leader = c.m(c.wait_leader(Duration::from_secs(10)).await);
+    let before = leader.status();
+    let writes: Vec<_> = (0..200)
+        .map(|i| {
+            let m = leader.clone();
+            tokio::spawn(async move { m.propose(create_service(&format!("batch-{i}"))).await })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let after = leader.status();
+    let (entries, syncs) = (after.log_entries - before.log_entries, after.log_syncs - before.log_syncs);
+    assert!(entries >= 200, "{entries} entries for 200 writes");
+    assert!(
+        syncs * 2 < entries,
+        "200 concurrent writes took {syncs} syncs for {entries} entries: not batched"
+    );
+    assert!(after.commit_latency_us > 0, "{after:?}");
+}

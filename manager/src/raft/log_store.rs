@@ -61,6 +61,17 @@ pub struct OpenError {
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    stats: Arc<LogStats>,
+}
+
+/// Counters of log writes: entries appended, and the disk syncs that made them durable.
+/// openraft hands concurrent proposals to `append` together, so syncs < entries under load.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Entries appended.
+    pub entries: std::sync::atomic::AtomicU64,
+    /// Commits (each an fsync) that appended them.
+    pub syncs: std::sync::atomic::AtomicU64,
 }
 
 impl LogStore {
@@ -79,7 +90,12 @@ impl LogStore {
         tx.open_table(LOG).map_err(|e| err(&e))?;
         tx.open_table(META).map_err(|e| err(&e))?;
         tx.commit().map_err(|e| err(&e))?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore { db: Arc::new(db), stats: Arc::default() })
+    }
+
+    /// Write counters, shared by clones.
+    pub fn stats(&self) -> Arc<LogStats> {
+        self.stats.clone()
     }
 
     async fn blocking<T: Send + 'static>(
@@ -208,6 +224,7 @@ impl RaftLogStorage<C> for LogStore {
             .into_iter()
             .map(|e| Ok((openraft::entry::RaftEntry::index(&e), encode(&e)?)))
             .collect::<io::Result<_>>()?;
+        let count = encoded.len() as u64;
         let result = self
             .blocking(move |db| {
                 let tx = db.begin_write().map_err(other)?;
@@ -223,6 +240,9 @@ impl RaftLogStorage<C> for LogStore {
             .await;
         match result {
             Ok(()) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.stats.syncs.fetch_add(1, Relaxed);
+                self.stats.entries.fetch_add(count, Relaxed);
                 callback.io_completed(Ok(()));
                 Ok(())
             }

@@ -31,6 +31,9 @@ pub struct Shared {
     applied: RwLock<(Option<LogIdOf<C>>, StoredMembershipOf<C>)>,
     events: EventLog,
     snapshot_path: PathBuf,
+    /// Serializes snapshot writes (builds and installs run concurrently) and remembers
+    /// the index of the snapshot on disk, so an older one never replaces a newer one.
+    snapshot_lock: std::sync::Mutex<Option<u64>>,
 }
 
 impl Shared {
@@ -88,6 +91,7 @@ impl StateMachine {
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 store: RwLock::new(store),
+                snapshot_lock: std::sync::Mutex::new(applied.0.map(|l| l.index)),
                 applied: RwLock::new(applied),
                 events,
                 snapshot_path,
@@ -100,9 +104,17 @@ impl StateMachine {
         self.shared.clone()
     }
 
+    /// Writes `file` as the current snapshot unless a newer one is on disk already;
+    /// returns the bytes of the snapshot now current.
     fn write_snapshot(&self, file: &SnapshotFile) -> io::Result<Vec<u8>> {
+        let mut on_disk = self.shared.snapshot_lock.lock().expect("snapshot lock");
+        let index = file.meta.last_log_id.map(|l| l.index);
+        if on_disk.is_some() && index < *on_disk {
+            return std::fs::read(&self.shared.snapshot_path);
+        }
         let bytes = serde_json::to_vec(file).map_err(io::Error::other)?;
         write_durably(&self.shared.snapshot_path, &bytes)?;
+        *on_disk = index;
         Ok(bytes)
     }
 }
@@ -138,6 +150,9 @@ impl RaftSnapshotBuilder<C> for StateMachine {
         let bytes = tokio::task::spawn_blocking(move || this.write_snapshot(&file))
             .await
             .map_err(io::Error::other)??;
+        // A newer snapshot (installed meanwhile) may be the current one: describe it.
+        let current: SnapshotFile = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
+        let meta = if current.meta.last_log_id > meta.last_log_id { current.meta } else { meta };
         Ok(SnapshotOf::<C, Vec<u8>> { meta, snapshot: bytes })
     }
 }
