@@ -41,6 +41,9 @@ pub struct ManagerConfig {
     pub snapshot_interval: u64,
     /// Entries kept after a snapshot for slow followers. Default 500 (Swarm's).
     pub keep_after_snapshot: u64,
+    /// Recovery after losing quorum for good: keep this manager's committed state and
+    /// make it the only member of a new one-manager cluster (`--force-new-cluster`).
+    pub force_new_cluster: bool,
 }
 
 impl ManagerConfig {
@@ -54,6 +57,7 @@ impl ManagerConfig {
             election_ms: (1000, 2000),
             snapshot_interval: 10_000,
             keep_after_snapshot: 500,
+            force_new_cluster: false,
         }
     }
 }
@@ -195,13 +199,18 @@ impl Manager {
     /// cluster still has to be initialized ([`init`](Self::init)) or joined.
     pub async fn start(cfg: ManagerConfig) -> Result<Arc<Manager>, ManagerError> {
         let id = manager_id(&cfg.data_dir).map_err(raft_err)?;
-        let log = LogStore::open(&cfg.data_dir).map_err(raft_err)?;
+        let mut log = LogStore::open(&cfg.data_dir).map_err(raft_err)?;
         let log_stats = log.stats();
         let sm = StateMachine::open(&cfg.data_dir.join("state")).map_err(raft_err)?;
         let shared = sm.shared();
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(raft_err)?;
         let bound = listener.local_addr().map_err(raft_err)?;
         let advertise = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
+        if cfg.force_new_cluster {
+            crate::raft::recovery::force_new_cluster(id, &advertise, &mut log, &sm)
+                .await
+                .map_err(raft_err)?;
+        }
         let config = openraft::Config {
             cluster_name: "shoal".into(),
             heartbeat_interval: cfg.heartbeat_ms,

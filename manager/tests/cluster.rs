@@ -269,3 +269,29 @@ async fn concurrent_writes_share_disk_syncs() {
     );
     assert!(after.commit_latency_us > 0, "{after:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_new_cluster_keeps_the_state_with_one_manager() {
+    let mut c = Cluster::start(3, 10_000).await;
+    c.wait_leader(Duration::from_secs(10)).await;
+    let mut names = BTreeSet::new();
+    for i in 0..10 {
+        let name = format!("kept-{i}");
+        c.m(0).propose(create_service(&name)).await.unwrap();
+        names.insert(name);
+    }
+    c.wait_services(&names, Duration::from_secs(10)).await;
+    for i in 0..3 {
+        c.stop(i).await;
+    }
+    // Two managers are gone for good; the third starts a new cluster from its state.
+    let mut cfg = config(&c.slots[2], 10_000);
+    cfg.force_new_cluster = true;
+    let m = Manager::start(cfg).await.unwrap();
+    m.wait_leader(Duration::from_secs(15)).await.unwrap();
+    assert!(services(&m).is_superset(&names), "{:?}", m.status());
+    assert_eq!(m.managers().len(), 1);
+    m.propose(create_service("after-recovery")).await.unwrap();
+    assert!(m.cluster().is_some(), "the cluster object and its tokens are kept");
+    m.shutdown().await;
+}

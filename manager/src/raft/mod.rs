@@ -2,6 +2,7 @@
 
 pub mod log_store;
 pub mod network;
+pub mod recovery;
 pub mod service;
 pub mod state_machine;
 pub mod types;

@@ -99,6 +99,11 @@ impl StateMachine {
         })
     }
 
+    /// Replaces the stored membership (recovery only).
+    pub fn set_membership(&self, m: StoredMembershipOf<C>) {
+        self.shared.applied.write().expect("applied lock").1 = m;
+    }
+
     /// The shared state, for readers.
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
