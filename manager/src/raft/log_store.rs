@@ -85,7 +85,18 @@ impl LogStore {
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
             return Err(err(&"the file is empty (truncated?)"));
         }
-        let db = Database::create(&path).map_err(|e| err(&e))?;
+        // A manager restarted in the same process may find its previous instance's
+        // tasks still closing the file: give them a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match Database::create(&path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(err(&e)),
+            }
+        };
         let tx = db.begin_write().map_err(|e| err(&e))?;
         tx.open_table(LOG).map_err(|e| err(&e))?;
         tx.open_table(META).map_err(|e| err(&e))?;
