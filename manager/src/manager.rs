@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState, SnapshotPolicy};
 use shoal_api::Meta;
@@ -152,6 +153,8 @@ pub struct Manager {
     /// Mean commit latency of this manager's proposals, microseconds (EWMA, 1/8).
     commit_latency_us: std::sync::atomic::AtomicU64,
     leader: watch::Receiver<bool>,
+    /// A peer not heard from for this long counts as unreachable.
+    unreachable_after: Duration,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     stop: tokio::sync::Notify,
 }
@@ -245,6 +248,7 @@ impl Manager {
             log_stats,
             commit_latency_us: std::sync::atomic::AtomicU64::new(0),
             leader: leader_rx,
+            unreachable_after: Duration::from_millis(cfg.election_ms.1 * 2),
             server: std::sync::Mutex::new(None),
             stop: tokio::sync::Notify::new(),
         });
@@ -359,11 +363,40 @@ impl Manager {
     /// Removes a manager from the Raft group. Refused when the managers left could not
     /// form a majority of the reachable ones, unless `force`.
     pub async fn remove_manager(&self, raft_id: u64, force: bool) -> Result<(), ManagerError> {
+        self.change_role(raft_id, force, false).await
+    }
+
+    /// Demotes a manager: it stops voting and keeps receiving the log as a learner
+    /// (the same quorum guard as removal applies).
+    pub async fn demote_manager(&self, raft_id: u64, force: bool) -> Result<(), ManagerError> {
+        self.change_role(raft_id, force, true).await
+    }
+
+    /// Managers the leader has heard from lately (itself included); empty on a
+    /// follower, which does not track its peers.
+    pub fn reachable_managers(&self) -> BTreeSet<u64> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let Some(heartbeats) = metrics.heartbeat.as_ref() else { return BTreeSet::new() };
+        let mut out: BTreeSet<u64> = heartbeats
+            .iter()
+            .filter(|(_, at)| at.as_ref().is_some_and(|at| at.elapsed() < self.unreachable_after))
+            .map(|(id, _)| *id)
+            .collect();
+        out.insert(self.id);
+        out
+    }
+
+    async fn change_role(
+        &self,
+        raft_id: u64,
+        force: bool,
+        keep_as_learner: bool,
+    ) -> Result<(), ManagerError> {
         if !self.is_leader() {
             return Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? });
         }
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        let voters: BTreeSet<u64> = metrics.membership_config.membership().voter_ids().collect();
+        let membership = self.raft.metrics().borrow_watched().membership_config.clone();
+        let voters: BTreeSet<u64> = membership.membership().voter_ids().collect();
         if !voters.contains(&raft_id) {
             return Err(ManagerError::Store(StoreError::NotFound {
                 kind: Kind::Node,
@@ -371,22 +404,17 @@ impl Manager {
             }));
         }
         let remaining: Vec<u64> = voters.iter().copied().filter(|v| *v != raft_id).collect();
-        let reachable = remaining
-            .iter()
-            .filter(|v| {
-                **v == self.id
-                    || metrics.replication.as_ref().and_then(|r| r.get(v)).is_some_and(|m| m.is_some())
-            })
-            .count();
+        let reachable_now = self.reachable_managers();
+        let reachable = remaining.iter().filter(|v| reachable_now.contains(v)).count();
         if !force && (remaining.is_empty() || reachable < remaining.len() / 2 + 1) {
             return Err(ManagerError::State(format!(
-                "removing manager {raft_id} would leave {reachable} reachable of {} managers, which is no majority: \
+                "that would leave {reachable} reachable of {} managers, which is no majority: \
                  bring managers back first, or force it",
                 remaining.len()
             )));
         }
         self.raft
-            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([raft_id])), false)
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([raft_id])), keep_as_learner)
             .await
             .map_err(raft_err)?;
         Ok(())

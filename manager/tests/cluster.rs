@@ -295,3 +295,32 @@ async fn force_new_cluster_keeps_the_state_with_one_manager() {
     assert!(m.cluster().is_some(), "the cluster object and its tokens are kept");
     m.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_that_would_lose_quorum_are_refused() {
+    let mut c = Cluster::start(3, 10_000).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let (live, down) = ((leader + 1) % 3, (leader + 2) % 3);
+    let (live_id, down_id) = (c.m(live).id(), c.m(down).id());
+    c.stop(down).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.m(leader).reachable_managers().contains(&down_id) {
+        assert!(Instant::now() < deadline, "the leader never noticed the stopped manager");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(c.m(leader).reachable_managers().contains(&live_id));
+    // Removing the live follower would leave the leader and a dead manager: no majority.
+    let err = c.m(leader).remove_manager(live_id, false).await.unwrap_err();
+    assert!(err.to_string().contains("no majority"), "{err}");
+    // Removing the dead one leaves two live managers: fine.
+    c.m(leader).remove_manager(down_id, false).await.unwrap();
+    assert_eq!(c.m(leader).managers().len(), 2);
+    // Demoting keeps the manager as a learner: it still gets the log, but does not vote.
+    c.m(leader).demote_manager(live_id, true).await.unwrap();
+    c.m(leader).propose(create_service("after-demote")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !services(&c.m(live)).contains("after-demote") {
+        assert!(Instant::now() < deadline, "the learner keeps receiving the log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
