@@ -324,3 +324,34 @@ async fn removals_that_would_lose_quorum_are_refused() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_votes_and_misaddressed_rpcs_are_refused() {
+    use openraft::raft::{VoteRequest, VoteResponse};
+    use shoal_manager::raft::types::TypeConfig;
+    use shoal_proto::raft as pb;
+
+    let c = Cluster::start(3, 10_000).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let target = c.m((leader + 1) % 3);
+    let term = target.status().term;
+    let mut client = pb::raft_client::RaftClient::connect(format!("http://{}", target.addr())).await.unwrap();
+    // A candidate from an old term (term 0) with no log: not granted, and the reply
+    // tells it the current term.
+    let vote = openraft::type_config::alias::VoteOf::<TypeConfig>::new(0, 424242);
+    let req = VoteRequest::<TypeConfig>::new(vote, None);
+    let payload = serde_json::to_vec(&req).unwrap();
+    let reply = client
+        .vote(pb::RaftRequest { target: target.id(), from: 424242, payload: payload.clone() })
+        .await
+        .unwrap();
+    let Some(pb::raft_reply::Result::Payload(p)) = reply.into_inner().result else { panic!("no vote reply") };
+    let resp: VoteResponse<TypeConfig> = serde_json::from_slice(&p).unwrap();
+    assert!(!resp.vote_granted, "a vote from an old term is refused");
+    assert!(resp.vote.leader_id.term >= term);
+    // The same request sent to the wrong manager id is refused before reaching Raft.
+    let reply = client.vote(pb::RaftRequest { target: 7, from: 424242, payload }).await.unwrap();
+    assert!(matches!(reply.into_inner().result, Some(pb::raft_reply::Result::Refused(_))));
+    // The cluster is undisturbed.
+    assert_eq!(c.m(leader).status().term, term);
+}
