@@ -1,0 +1,128 @@
+//! Load generator for `bench/raft`: runs a manager, or drives committed writes at a
+//! Shoal leader (gRPC `Propose`) or at etcd (its v3 JSON gateway), with N concurrent
+//! clients for a fixed time, and prints throughput and latency as JSON.
+//!
+//! ```text
+//! raft_bench serve DATA_DIR ADDR init               prints the manager join token
+//! raft_bench serve DATA_DIR ADDR join LEADER TOKEN
+//! raft_bench shoal LEADER_ADDR CLIENTS SECONDS
+//! raft_bench etcd ENDPOINT CLIENTS SECONDS
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_api::service::{Service, ServiceSpec};
+use shoal_manager::manager::{Manager, ManagerConfig};
+use shoal_manager::store::{Change, Object, Transaction};
+use shoal_proto::raft as pb;
+
+fn transaction(client: usize, i: u64) -> Vec<u8> {
+    let svc = Service {
+        id: shoal_api::object::new_id(),
+        meta: shoal_api::Meta::new(chrono::Utc::now()),
+        spec: ServiceSpec::new(format!("c{client}-{i}"), "busybox"),
+        previous_spec: None,
+        update_status: None,
+        endpoint: Default::default(),
+    };
+    let tx = Transaction { changes: vec![Change::Create { object: Object::Service(svc) }] };
+    serde_json::to_vec(&tx).unwrap()
+}
+
+async fn drive<F, Fut>(clients: usize, seconds: u64, op: F)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                let mut i = 0;
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    if op(c, i).await {
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    } else {
+                        errors += 1;
+                    }
+                    i += 1;
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    println!(
+        "{}",
+        serde_json::json!({
+            "clients": clients, "seconds": seconds, "writes": all.len(), "errors": errors,
+            "writes_per_s": all.len() as f64 / seconds as f64, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+        })
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["serve", dir, addr, rest @ ..] => {
+            let mut cfg = ManagerConfig::new(*dir, addr.parse().expect("ADDR"));
+            cfg.advertise = Some((*addr).to_owned());
+            let m = Manager::start(cfg).await.expect("start");
+            match rest {
+                ["init"] => println!("{}", m.init().await.expect("init").join_tokens.manager),
+                ["join", leader, token] => {
+                    m.join(leader, token).await.expect("join");
+                    println!("joined");
+                }
+                _ => panic!("serve needs init or join LEADER TOKEN"),
+            }
+            std::future::pending::<()>().await;
+        }
+        ["shoal", leader, clients, seconds] => {
+            let channel = shoal_manager::raft::network::channel(leader).unwrap();
+            drive(clients.parse().unwrap(), seconds.parse().unwrap(), move |c, i| {
+                let mut client = pb::raft_client::RaftClient::new(channel.clone());
+                async move {
+                    let reply = client.propose(pb::ProposeRequest { transaction: transaction(c, i) }).await;
+                    matches!(
+                        reply.map(|r| r.into_inner().result),
+                        Ok(Some(pb::propose_reply::Result::Index(_)))
+                    )
+                }
+            })
+            .await;
+        }
+        ["etcd", endpoint, clients, seconds] => {
+            let http = reqwest::Client::new();
+            let url = format!("http://{endpoint}/v3/kv/put");
+            drive(clients.parse().unwrap(), seconds.parse().unwrap(), move |c, i| {
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                // The same payload as Shoal's: a service object of the same size.
+                let body = serde_json::json!({ "key": b64.encode(format!("c{c}-{i}")), "value": b64.encode(transaction(c, i)) });
+                let req = http.post(&url).json(&body);
+                async move { req.send().await.is_ok_and(|r| r.status().is_success()) }
+            })
+            .await;
+        }
+        _ => {
+            eprintln!("usage: see the comment at the top of manager/examples/raft_bench.rs");
+            std::process::exit(2);
+        }
+    }
+}
