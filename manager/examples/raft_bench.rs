@@ -18,10 +18,13 @@ use shoal_manager::store::{Change, Object, Transaction};
 use shoal_proto::raft as pb;
 
 fn transaction(client: usize, i: u64) -> Vec<u8> {
+    // Names are unique across runs against the same cluster.
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| shoal_api::object::new_id()[..6].to_owned());
     let svc = Service {
         id: shoal_api::object::new_id(),
         meta: shoal_api::Meta::new(chrono::Utc::now()),
-        spec: ServiceSpec::new(format!("c{client}-{i}"), "busybox"),
+        spec: ServiceSpec::new(format!("r{run}-c{client}-{i}"), "busybox"),
         previous_spec: None,
         update_status: None,
         endpoint: Default::default(),
@@ -33,7 +36,7 @@ fn transaction(client: usize, i: u64) -> Vec<u8> {
 async fn drive<F, Fut>(clients: usize, seconds: u64, op: F)
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
     let op = Arc::new(op);
     let end = Instant::now() + Duration::from_secs(seconds);
@@ -43,26 +46,31 @@ where
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0u64;
+                let mut first_error = None;
                 let mut i = 0;
                 while Instant::now() < end {
                     let t = Instant::now();
-                    if op(c, i).await {
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    } else {
-                        errors += 1;
+                    match op(c, i).await {
+                        Ok(()) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert(e);
+                        }
                     }
                     i += 1;
                 }
-                (lat, errors)
+                (lat, errors, first_error)
             })
         })
         .collect();
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut first_error: Option<String> = None;
     for t in tasks {
-        let (l, e) = t.await.unwrap();
+        let (l, e, f) = t.await.unwrap();
         all.extend(l);
         errors += e;
+        first_error = first_error.or(f);
     }
     all.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
@@ -71,6 +79,7 @@ where
         serde_json::json!({
             "clients": clients, "seconds": seconds, "writes": all.len(), "errors": errors,
             "writes_per_s": all.len() as f64 / seconds as f64, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+            "first_error": first_error,
         })
     );
 }
@@ -99,10 +108,11 @@ async fn main() {
                 let mut client = pb::raft_client::RaftClient::new(channel.clone());
                 async move {
                     let reply = client.propose(pb::ProposeRequest { transaction: transaction(c, i) }).await;
-                    matches!(
-                        reply.map(|r| r.into_inner().result),
-                        Ok(Some(pb::propose_reply::Result::Index(_)))
-                    )
+                    match reply.map(|r| r.into_inner().result) {
+                        Ok(Some(pb::propose_reply::Result::Index(_))) => Ok(()),
+                        Ok(other) => Err(format!("{other:?}")),
+                        Err(status) => Err(status.to_string()),
+                    }
                 }
             })
             .await;
@@ -116,7 +126,13 @@ async fn main() {
                 // The same payload as Shoal's: a service object of the same size.
                 let body = serde_json::json!({ "key": b64.encode(format!("c{c}-{i}")), "value": b64.encode(transaction(c, i)) });
                 let req = http.post(&url).json(&body);
-                async move { req.send().await.is_ok_and(|r| r.status().is_success()) }
+                async move {
+                    match req.send().await {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        Ok(r) => Err(r.status().to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
             })
             .await;
         }

@@ -42,6 +42,12 @@ impl Shared {
         f(&self.store.read().expect("store lock"))
     }
 
+    /// Checks a transaction against the current state (applied and undone under the
+    /// write lock; see [`Store::check`]).
+    pub fn check(&self, tx: &crate::store::Transaction) -> Result<(), crate::store::StoreError> {
+        self.store.write().expect("store lock").check(tx)
+    }
+
     /// The event log (for watchers).
     pub fn events(&self) -> &EventLog {
         &self.events

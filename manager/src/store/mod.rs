@@ -184,10 +184,28 @@ impl Store {
 
     /// Checks `tx` against the current state without changing it (the leader stages a
     /// transaction this way before proposing it).
-    pub fn check(&self, tx: &Transaction) -> Result<(), StoreError> {
+    /// The changes are applied and then undone, so the cost is that of the changes,
+    /// not of the store.
+    pub fn check(&mut self, tx: &Transaction) -> Result<(), StoreError> {
         tx.check_size()?;
-        let mut scratch = self.clone();
-        scratch.apply(self.last_index, tx).map(drop)
+        let last_index = self.last_index;
+        let mut undo = Vec::with_capacity(tx.changes.len());
+        let mut result = Ok(());
+        for change in &tx.changes {
+            match self.apply_one(last_index, change) {
+                Ok((u, _)) => undo.push(u),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            result = self.check_references(tx);
+        }
+        self.rollback(undo);
+        self.last_index = last_index;
+        result
     }
 
     fn apply_one(&mut self, index: u64, change: &Change) -> Result<(Undo, Event), StoreError> {

@@ -219,7 +219,7 @@ fn oversized_transactions_are_refused() {
     if let Object::Service(x) = &mut big {
         x.spec.labels.insert("blob".into(), "x".repeat(MAX_TRANSACTION_BYTES));
     }
-    let s = Store::new();
+    let mut s = Store::new();
     let err = s.check(&tx(vec![create(big)])).unwrap_err();
     assert!(matches!(err, StoreError::TooLarge { .. }));
     assert!(err.to_string().contains("split it"));
