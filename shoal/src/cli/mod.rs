@@ -2,6 +2,7 @@
 //! the daemon and the commands that talk to it arrive with the manager.
 
 mod container;
+mod daemon;
 mod image;
 mod stack;
 
@@ -31,6 +32,8 @@ pub(crate) struct NodeOpts {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run this machine's node (a manager of the cluster store, for now).
+    Daemon(Box<daemon::DaemonArgs>),
     /// Run and manage containers on this node directly, without a cluster.
     #[command(subcommand)]
     Container(Box<container::ContainerCommand>),
@@ -50,6 +53,7 @@ enum Command {
 /// Runs the parsed command; the exit code is the command's (a container's, for `run`).
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Daemon(args) => daemon::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Container(cmd) => container::run(*cmd),
         Command::Image(cmd) => image::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Stack(cmd) => stack::run(cmd).map(|()| ExitCode::SUCCESS),

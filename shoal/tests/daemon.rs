@@ -1,0 +1,89 @@
+//! `shoal daemon` as an operator runs it: a new cluster, a second manager joining with
+//! the printed command, clean shutdown on SIGTERM, restart from the data dir, and a
+//! refused join.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::wait_for;
+
+fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+fn daemon(dir: &Path, addr: &str, extra: &[&str], log: &Path) -> Child {
+    let out = std::fs::File::create(log.with_extension("out")).unwrap();
+    let err = std::fs::File::create(log.with_extension("err")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["daemon", "--data-dir", dir.to_str().unwrap(), "--listen-addr", addr])
+        .args(extra)
+        .env("SHOAL_LOG", "info")
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn terminate(child: &mut Child) -> Option<i32> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGTERM).unwrap();
+    child.wait().unwrap().code()
+}
+
+#[test]
+fn init_join_stop_and_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a1, a2) = (free_addr(), free_addr());
+    let (d1, d2) = (tmp.path().join("n1"), tmp.path().join("n2"));
+    let (l1, l2) = (tmp.path().join("n1.log"), tmp.path().join("n2.log"));
+    let mut first = daemon(&d1, &a1, &["--init"], &l1);
+    wait_for("the join command", Duration::from_secs(30), || {
+        read(&l1.with_extension("out")).contains("--token")
+    });
+    let out = read(&l1.with_extension("out"));
+    let token = out.split_whitespace().skip_while(|w| *w != "--token").nth(1).unwrap().to_owned();
+    assert!(token.starts_with("SHTKN-1-"), "{out}");
+
+    let mut second = daemon(&d2, &a2, &["--join", &a1, "--token", &token], &l2);
+    wait_for("the second manager to join", Duration::from_secs(30), || {
+        read(&l2.with_extension("out")).contains("joined the cluster")
+    });
+
+    // A wrong token is refused with a message that says what to do.
+    let bad = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "daemon",
+            "--data-dir",
+            tmp.path().join("n3").to_str().unwrap(),
+            "--listen-addr",
+            &free_addr(),
+        ])
+        .args(["--join", &a1, "--token", "SHTKN-1-wrong"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("join token is not valid"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    assert_eq!(terminate(&mut second), Some(0), "SIGTERM stops a manager cleanly");
+    assert_eq!(terminate(&mut first), Some(0));
+    assert!(read(&l1.with_extension("err")).contains("shutting down"));
+
+    // Restarted without flags, both find their cluster again and elect a leader.
+    let mut first = daemon(&d1, &a1, &[], &tmp.path().join("n1b.log"));
+    let mut second = daemon(&d2, &a2, &[], &tmp.path().join("n2b.log"));
+    wait_for("a leader after the restart", Duration::from_secs(30), || {
+        ["n1b.err", "n2b.err"].iter().any(|f| read(&tmp.path().join(f)).contains("now leads the cluster"))
+    });
+    assert_eq!(terminate(&mut first), Some(0));
+    assert_eq!(terminate(&mut second), Some(0));
+}
