@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+from benchdoc import replace_section
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -57,12 +58,5 @@ section = "\n".join(
         "",
     ]
 )
-text = doc.read_text() if doc.exists() else "# Benchmarks\n\n"
-start = text.find("## Raft store: Shoal vs etcd")
-if start >= 0:
-    end = text.find("\n## ", start + 1)
-    text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-else:
-    text = text.rstrip() + "\n\n" + section
-doc.write_text(text)
+replace_section(doc, "## Raft store: Shoal vs etcd", section)
 print(json.dumps(summary, indent=2))

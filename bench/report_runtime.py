@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+from benchdoc import replace_section
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -80,12 +81,5 @@ section = "\n".join(
     ]
 )
 
-text = doc.read_text() if doc.exists() else "# Benchmarks\n\nEach section is written by its script in `bench/`; numbers come from one run on this machine, with the peer measured in the same run.\n\n"
-start = text.find("## Runtime: Shoal vs runc")
-if start >= 0:
-    end = text.find("\n## ", start + 1)
-    text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-else:
-    text = text.rstrip() + "\n\n" + section
-doc.write_text(text)
+replace_section(doc, "## Runtime: Shoal vs runc", section)
 print(json.dumps(summary, indent=2))
