@@ -7,6 +7,7 @@ mod object;
 mod transaction;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,9 @@ pub use transaction::{Change, MAX_TRANSACTION_BYTES, StoreError, Transaction};
 /// The cluster state at one log index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Store {
-    objects: BTreeMap<Kind, BTreeMap<String, Object>>,
+    /// Objects are shared, so copying the store (for a snapshot) copies pointers, not
+    /// specs: the copy is made under the lock that `apply` waits on.
+    objects: BTreeMap<Kind, BTreeMap<String, Arc<Object>>>,
     /// Raft log index of the last transaction applied.
     last_index: u64,
     #[serde(skip)]
@@ -31,7 +34,7 @@ pub struct Store {
 /// How to undo one applied change, for all-or-nothing transactions.
 enum Undo {
     Remove(Kind, String),
-    Restore(Box<Object>),
+    Restore(Arc<Object>),
 }
 
 impl Store {
@@ -45,7 +48,7 @@ impl Store {
         self.names.clear();
         self.tasks_by_service.clear();
         self.tasks_by_node.clear();
-        let all: Vec<Object> = self.objects.values().flat_map(|m| m.values().cloned()).collect();
+        let all: Vec<Arc<Object>> = self.objects.values().flat_map(|m| m.values().cloned()).collect();
         for o in &all {
             self.index(o);
         }
@@ -58,7 +61,7 @@ impl Store {
 
     /// The object of `kind` with `id`.
     pub fn get(&self, kind: Kind, id: &str) -> Option<&Object> {
-        self.objects.get(&kind)?.get(id)
+        self.objects.get(&kind)?.get(id).map(|o| o.as_ref())
     }
 
     /// The object of `kind` named `name`.
@@ -68,7 +71,7 @@ impl Store {
 
     /// Every object of `kind`, by id.
     pub fn list(&self, kind: Kind) -> impl Iterator<Item = &Object> {
-        self.objects.get(&kind).into_iter().flat_map(|m| m.values())
+        self.objects.get(&kind).into_iter().flat_map(|m| m.values().map(|o| o.as_ref()))
     }
 
     /// How many objects of `kind` there are.
@@ -122,7 +125,7 @@ impl Store {
         }
     }
 
-    fn insert(&mut self, o: Object) -> Option<Object> {
+    fn insert(&mut self, o: Arc<Object>) -> Option<Arc<Object>> {
         let old = self.objects.entry(o.kind()).or_default().remove(o.id());
         if let Some(old) = &old {
             self.unindex(old);
@@ -132,7 +135,7 @@ impl Store {
         old
     }
 
-    fn remove(&mut self, kind: Kind, id: &str) -> Option<Object> {
+    fn remove(&mut self, kind: Kind, id: &str) -> Option<Arc<Object>> {
         let map = self.objects.get_mut(&kind)?;
         let old = map.remove(id)?;
         if map.is_empty() {
@@ -176,7 +179,7 @@ impl Store {
                     self.remove(kind, &id);
                 }
                 Undo::Restore(o) => {
-                    self.insert(*o);
+                    self.insert(o);
                 }
             }
         }
@@ -226,7 +229,7 @@ impl Store {
                 self.check_name(object)?;
                 let mut o = object.clone();
                 o.meta_mut().version = index;
-                self.insert(o.clone());
+                self.insert(Arc::new(o.clone()));
                 Ok((Undo::Remove(kind, id), Event { index, action: Action::Create, object: o }))
             }
             Change::Update { object, expected_version } => {
@@ -241,8 +244,8 @@ impl Store {
                 let mut o = object.clone();
                 o.meta_mut().version = index;
                 o.meta_mut().created_at = current.meta().created_at;
-                let old = self.insert(o.clone()).expect("checked above");
-                Ok((Undo::Restore(Box::new(old)), Event { index, action: Action::Update, object: o }))
+                let old = self.insert(Arc::new(o.clone())).expect("checked above");
+                Ok((Undo::Restore(old), Event { index, action: Action::Update, object: o }))
             }
             Change::Delete { kind, id, expected_version } => {
                 let current = self
@@ -274,10 +277,8 @@ impl Store {
                     });
                 }
                 let old = self.remove(*kind, id).expect("checked above");
-                Ok((
-                    Undo::Restore(Box::new(old.clone())),
-                    Event { index, action: Action::Delete, object: old },
-                ))
+                let object = old.as_ref().clone();
+                Ok((Undo::Restore(old), Event { index, action: Action::Delete, object }))
             }
         }
     }
