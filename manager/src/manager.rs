@@ -455,9 +455,12 @@ impl Manager {
         m.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
     }
 
-    /// Whether this manager leads now.
+    /// Whether this manager leads now (read from Raft's own metrics, not from the
+    /// leadership watch, which follows them a moment later).
     pub fn is_leader(&self) -> bool {
-        *self.leader.borrow()
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.current_leader == Some(self.id) && m.state == ServerState::Leader
     }
 
     /// Follows leadership: `true` while this manager leads. Leader-only controllers

@@ -66,7 +66,8 @@ fn big_service(name: &str) -> Transaction {
 async fn a_full_disk_fails_writes_and_loses_nothing() {
     let disk = SmallDisk::mount("4m");
     let data = disk.dir.path().join("manager");
-    let addr = "127.0.0.1:0".parse().unwrap();
+    // A manager keeps its address across restarts (the others know it by it).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let m = Manager::start(ManagerConfig::new(&data, addr)).await.unwrap();
     m.init().await.unwrap();
     let mut acked = BTreeSet::new();
