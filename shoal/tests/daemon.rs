@@ -84,6 +84,9 @@ fn init_join_stop_and_restart() {
     wait_for("a leader after the restart", Duration::from_secs(30), || {
         ["n1b.err", "n2b.err"].iter().any(|f| read(&tmp.path().join(f)).contains("now leads the cluster"))
     });
+    wait_for("both managers up", Duration::from_secs(30), || {
+        ["n1b.err", "n2b.err"].iter().all(|f| read(&tmp.path().join(f)).contains("manager started"))
+    });
     assert_eq!(terminate(&mut first), Some(0));
     assert_eq!(terminate(&mut second), Some(0));
 }

@@ -64,6 +64,8 @@ pub(super) fn run(args: DaemonArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
+    // First of all, so a SIGTERM during start-up is a clean stop, not a kill.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let advertise = match (&args.advertise_addr, args.listen_addr.ip().is_unspecified()) {
         (Some(a), _) => Some(a.clone()),
         (None, true) => bail!(
@@ -93,7 +95,6 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         println!("joined the cluster through {addr} as a manager");
     }
     let mut leadership = manager.leadership();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             changed = leadership.changed() => {
