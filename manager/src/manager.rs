@@ -178,22 +178,11 @@ fn manager_id(dir: &Path) -> std::io::Result<u64> {
 }
 
 fn rand_id() -> u64 {
-    let mut b = [0u8; 8];
-    getrandom(&mut b);
-    (u64::from_le_bytes(b) >> 1).max(1)
-}
-
-fn getrandom(buf: &mut [u8]) {
-    use std::io::Read;
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(buf);
-    }
+    (rand::random::<u64>() >> 1).max(1)
 }
 
 fn token(kind: &str, cluster_id: &str) -> String {
-    let mut b = [0u8; 16];
-    getrandom(&mut b);
-    let secret: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let secret: String = rand::random::<[u8; 16]>().iter().map(|x| format!("{x:02x}")).collect();
     format!("SHTKN-1-{cluster_id}-{kind}{secret}")
 }
 
