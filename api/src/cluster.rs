@@ -10,7 +10,7 @@ use crate::duration;
 use crate::object::Meta;
 
 /// The stored cluster object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Cluster {
     /// Cluster id, made at `--init`.
     pub id: String,
@@ -21,10 +21,13 @@ pub struct Cluster {
     pub spec: ClusterSpec,
     /// Tokens that let nodes join; secret, never returned except by `join-token`.
     pub join_tokens: JoinTokens,
+    /// Bearer token the API's TCP listeners require; secret like the join tokens.
+    #[serde(default)]
+    pub api_token: String,
 }
 
 /// Cluster-wide settings (`shoal cluster update`). Defaults are Swarm's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Cluster name. Default `default`.
@@ -56,10 +59,11 @@ impl Default for ClusterSpec {
 }
 
 /// How workers keep their sessions with the managers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DispatcherConfig {
     /// Time between a worker's heartbeats (with ±10% jitter). Default 5s.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration")]
     pub heartbeat_period: Duration,
     /// Missed heartbeat periods before a node is DOWN and its tasks move. Default 3
@@ -74,7 +78,7 @@ impl Default for DispatcherConfig {
 }
 
 /// Raft log compaction settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftConfig {
     /// Log entries between snapshots. Default 10000.
@@ -90,10 +94,11 @@ impl Default for RaftConfig {
 }
 
 /// The pool overlay subnets are cut from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AddressPool {
     /// Pools, used in order. Default `10.0.0.0/8`.
+    #[schema(value_type = Vec<String>)]
     pub pools: Vec<Ipv4Net>,
     /// Prefix length of each network's subnet. Default 24.
     pub mask_length: u8,
@@ -107,7 +112,7 @@ impl Default for AddressPool {
 }
 
 /// Join tokens, one per role. A token is `SHTKN-1-<CA digest>-<secret>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JoinTokens {
     /// Lets a node join as a worker.
     pub worker: String,

@@ -19,7 +19,9 @@ pub fn from_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, DecodeError> {
     let de = &mut serde_json::Deserializer::from_slice(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = path_string(e.path());
-        let message = strip_position(&e.inner().to_string());
+        // Without a field, the line and column are the only pointer to the problem.
+        let message =
+            if field.is_empty() { e.inner().to_string() } else { strip_position(&e.inner().to_string()) };
         DecodeError { field, message }
     })
 }
@@ -30,10 +32,11 @@ pub fn from_yaml_value<T: DeserializeOwned>(value: serde_yaml_ng::Value) -> Resu
         .map_err(|e| DecodeError { field: path_string(e.path()), message: e.inner().to_string() })
 }
 
-/// `a.b[2].c` from serde_path_to_error's path (`.` for the root is empty).
+/// `a.b[2].c` from serde_path_to_error's path (`.` for the root and `?` for a place
+/// it could not name are left out).
 fn path_string(path: &serde_path_to_error::Path) -> String {
     let s = path.to_string();
-    if s == "." { String::new() } else { s }
+    if s == "." || s == "?" { String::new() } else { s.trim_end_matches(".?").to_owned() }
 }
 
 /// serde_json appends " at line L column C"; the field path says more.

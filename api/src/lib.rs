@@ -8,8 +8,11 @@
 //! - [`validate`]: the checks a spec passes before it is stored;
 //! - [`compose`]: Compose files to stacks of service and network specs;
 //! - [`constraint`], [`image`], [`duration`], [`units`]: the small languages inside specs;
-//! - [`decode`]: reading objects from JSON with errors that name the field.
+//! - [`decode`]: reading objects from JSON with errors that name the field;
+//! - [`stored`]: any stored object as one enum, and the events about them;
+//! - [`wire`] and [`client`]: the cluster API's bodies and a typed client for it.
 
+pub mod client;
 pub mod cluster;
 pub mod compose;
 pub mod constraint;
@@ -21,10 +24,12 @@ pub mod node;
 pub mod object;
 pub mod secret;
 pub mod service;
+pub mod stored;
 pub mod task;
 pub mod task_spec;
 pub mod units;
 pub mod validate;
+pub mod wire;
 
 pub use cluster::{Cluster, ClusterSpec};
 pub use network::{Network, NetworkSpec};

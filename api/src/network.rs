@@ -15,7 +15,7 @@ pub const FIRST_VNI: u32 = 4096;
 pub const MAX_VNI: u32 = (1 << 24) - 1;
 
 /// What a user declares for a network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     /// Unique name, with the same rules as service names.
@@ -28,9 +28,11 @@ pub struct NetworkSpec {
     pub driver: NetworkDriver,
     /// Subnet; `None` takes the next free one from the cluster's default pool.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub subnet: Option<Ipv4Net>,
     /// Gateway address inside the subnet; default: its first address.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub gateway: Option<Ipv4Addr>,
     /// Standalone containers may join it.
     #[serde(default)]
@@ -56,7 +58,7 @@ impl NetworkSpec {
 }
 
 /// Network drivers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkDriver {
     /// VXLAN across the cluster's nodes.
@@ -65,7 +67,7 @@ pub enum NetworkDriver {
 }
 
 /// A stored network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Network {
     /// Object id.
     pub id: String,
@@ -75,8 +77,10 @@ pub struct Network {
     /// The user's spec.
     pub spec: NetworkSpec,
     /// The subnet in use (given, or allocated from the pool).
+    #[schema(value_type = String)]
     pub subnet: Ipv4Net,
     /// The gateway address in use.
+    #[schema(value_type = String)]
     pub gateway: Ipv4Addr,
     /// VXLAN network id, from 4096 up.
     pub vni: u32,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::object::Meta;
 
 /// A stored node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Node {
     /// Object id; the node keeps it across restarts.
     pub id: String,
@@ -28,7 +28,7 @@ pub struct Node {
 }
 
 /// What the operator sets on a node (`shoal node update`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     /// Labels used by placement constraints (`node.labels.<key>`).
@@ -43,7 +43,7 @@ pub struct NodeSpec {
 }
 
 /// A node's role.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeRole {
     /// Runs tasks only.
@@ -64,7 +64,7 @@ impl NodeRole {
 }
 
 /// Whether a node takes tasks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
     /// Takes new tasks (the default).
@@ -77,7 +77,7 @@ pub enum Availability {
 }
 
 /// What a node reports about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeDescription {
     /// The node's hostname.
     pub hostname: String,
@@ -94,7 +94,7 @@ pub struct NodeDescription {
 }
 
 /// OS and CPU architecture.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Platform {
     /// Operating system, e.g. `linux`.
     pub os: String,
@@ -103,7 +103,7 @@ pub struct Platform {
 }
 
 /// CPU and memory a node offers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeResources {
     /// CPUs in billionths.
     pub nano_cpus: u64,
@@ -112,7 +112,7 @@ pub struct NodeResources {
 }
 
 /// Whether the node is reachable, as seen by the leader's dispatcher.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     /// Ready, down or unknown.
     pub state: NodeState,
@@ -120,11 +120,12 @@ pub struct NodeStatus {
     #[serde(default)]
     pub message: String,
     /// The address the node connects from and advertises.
+    #[schema(value_type = String)]
     pub addr: IpAddr,
 }
 
 /// Reachability of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     /// Not heard from since the current leader took over.
@@ -138,7 +139,7 @@ pub enum NodeState {
 }
 
 /// A manager's place in the Raft group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ManagerStatus {
     /// Raft node id (never reused).
     pub raft_id: u64,
@@ -151,7 +152,7 @@ pub struct ManagerStatus {
 }
 
 /// Whether a manager is reachable from the leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reachability {
     /// Not yet known.

@@ -26,7 +26,7 @@ pub fn looks_like_id(s: &str) -> bool {
 ///
 /// `version` is the Raft log index of the change that last wrote the object. An update
 /// must carry the version it read; a stale one is refused as a conflict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Meta {
     /// Raft log index of the last write (0 before the object is first stored).
     #[serde(default)]

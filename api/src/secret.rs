@@ -11,7 +11,7 @@ use crate::object::Meta;
 pub const MAX_PAYLOAD_BYTES: usize = 500 * 1024;
 
 /// What a user declares for a secret or a config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayloadSpec {
     /// Unique name among objects of its kind.
@@ -20,12 +20,13 @@ pub struct PayloadSpec {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// The payload, base64 in JSON. At most 500 KiB.
+    #[schema(value_type = String, format = Byte)]
     #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
 }
 
 /// A stored secret. Its data is encrypted at rest and never returned by the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Secret {
     /// Object id.
     pub id: String,
@@ -37,7 +38,7 @@ pub struct Secret {
 }
 
 /// A stored config: like a secret, but not secret (mounted as a plain file).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Config {
     /// Object id.
     pub id: String,

@@ -12,7 +12,7 @@ use crate::object::Meta;
 use crate::task_spec::TaskSpec;
 
 /// What a user declares for a service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     /// Unique name; also its DNS name on its networks. Letters, digits, `-` and `_`,
@@ -53,7 +53,7 @@ impl ServiceSpec {
 }
 
 /// How many tasks a service has and whether they run to completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServiceMode {
     /// `replicas` tasks in slots 1..=replicas, kept running.
@@ -113,17 +113,19 @@ impl ServiceMode {
 
 /// How a rolling update (or a rollback) replaces tasks. Defaults are Swarm's, plus a
 /// progress deadline Swarm lacks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpdateConfig {
     /// Tasks replaced at once; 0 replaces all at once. Default 1.
     pub parallelism: u64,
     /// Wait after each batch is running before the next. Default 0s.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration")]
     pub delay: Duration,
     /// What happens when too many new tasks fail. Default `pause`.
     pub failure_action: FailureAction,
     /// How long after reaching RUNNING a new task is watched for failure. Default 5s.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration")]
     pub monitor: Duration,
     /// Fraction of new tasks (0 to 1) allowed to fail before `failure_action`. Default 0.
@@ -134,6 +136,7 @@ pub struct UpdateConfig {
     /// A new task that is not RUNNING (and healthy) within this time counts as failed.
     /// Default 10m. Swarm waits forever, which stalls rollouts on a task stuck in
     /// PENDING or STARTING; Kubernetes' `progressDeadlineSeconds` defaults to 600s.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration")]
     pub progress_deadline: Duration,
 }
@@ -153,7 +156,7 @@ impl Default for UpdateConfig {
 }
 
 /// What a rollout does when new tasks fail beyond `max_failure_ratio`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureAction {
     /// Stop the rollout until the service is updated again (the default).
@@ -166,7 +169,7 @@ pub enum FailureAction {
 }
 
 /// Whether the old task stops before its replacement starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpdateOrder {
     /// Stop the old task, then start the new one (the default).
@@ -177,7 +180,7 @@ pub enum UpdateOrder {
 }
 
 /// How clients reach the service.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSpec {
     /// `vip` (one virtual IP, load-balanced) or `dnsrr` (DNS returns task IPs).
@@ -189,7 +192,7 @@ pub struct EndpointSpec {
 }
 
 /// How the service name resolves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointMode {
     /// The name resolves to one virtual IP balanced over healthy tasks (the default).
@@ -200,7 +203,7 @@ pub enum EndpointMode {
 }
 
 /// A published port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     /// Optional name for the port.
@@ -220,7 +223,7 @@ pub struct PortConfig {
 }
 
 /// Transport protocol of a port.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// TCP (the default).
@@ -244,7 +247,7 @@ impl Protocol {
 }
 
 /// Where a published port listens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PublishMode {
     /// Every node answers and forwards to a task (routing mesh; the default).
@@ -255,7 +258,7 @@ pub enum PublishMode {
 }
 
 /// A stored service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Service {
     /// Object id.
     pub id: String,
@@ -276,7 +279,7 @@ pub struct Service {
 }
 
 /// Addresses allocated to a service by the managers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceEndpoint {
     /// One virtual IP per network (VIP mode).
     #[serde(default)]
@@ -287,16 +290,17 @@ pub struct ServiceEndpoint {
 }
 
 /// A service's virtual IP on one network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VirtualIp {
     /// Network id.
     pub network_id: String,
     /// The address with its prefix length, e.g. `10.0.1.2/24`.
+    #[schema(value_type = String)]
     pub addr: ipnet::Ipv4Net,
 }
 
 /// Progress of a rolling update or rollback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpdateStatus {
     /// Where the rollout is.
     pub state: UpdateState,
@@ -310,7 +314,7 @@ pub struct UpdateStatus {
 }
 
 /// States of a rollout, as in Swarm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateState {
     /// Replacing tasks.

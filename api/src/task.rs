@@ -9,7 +9,7 @@ use crate::object::Meta;
 use crate::task_spec::TaskSpec;
 
 /// A stored task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     /// Object id.
     pub id: String,
@@ -54,7 +54,7 @@ impl Task {
 
 /// The 14 task states of SwarmKit, in order. States only move forward; the order of
 /// the variants is that order, so `a < b` means `a` comes before `b`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Created by an orchestrator.
@@ -159,7 +159,7 @@ impl std::fmt::Display for TaskState {
 }
 
 /// What a task is doing, as last reported by its agent (or set by a manager).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskStatus {
     /// The current state.
     pub state: TaskState,
@@ -194,11 +194,12 @@ impl TaskStatus {
 }
 
 /// A task's place on one overlay network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NetworkAttachment {
     /// Network id.
     pub network_id: String,
     /// The task's addresses with prefix length, e.g. `10.0.1.5/24`.
+    #[schema(value_type = Vec<String>)]
     pub addresses: Vec<ipnet::Ipv4Net>,
     /// DNS names of the task on the network besides the service name.
     #[serde(default)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration;
 
 /// Everything a task runs; copied unchanged into each task when it is created.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     /// The container to run.
@@ -49,7 +49,7 @@ impl TaskSpec {
 }
 
 /// The container a task runs. Fields left empty fall back to the image's config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerSpec {
     /// Image reference, such as `registry.local:5000/web:1.2` or `busybox@sha256:…`.
@@ -85,6 +85,7 @@ pub struct ContainerSpec {
     #[serde(default)]
     pub stop_signal: Option<String>,
     /// Time between the stop signal and SIGKILL. Default 10s.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration", default = "default_stop_grace_period")]
     pub stop_grace_period: Duration,
     /// Mount the root filesystem read-only.
@@ -129,7 +130,7 @@ impl ContainerSpec {
 }
 
 /// A secret or config given to the container as a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileReference {
     /// Name of the secret or config.
@@ -161,7 +162,7 @@ impl FileReference {
 }
 
 /// A filesystem mounted into the container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Mount {
     /// A host path bind-mounted into the container.
@@ -212,24 +213,28 @@ impl Mount {
 ///
 /// Defaults are the Docker engine's: every 30s, 30s timeout, 3 retries, no start period,
 /// 5s between checks during the start period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheck {
     /// `["CMD", "prog", "arg"…]`, `["CMD-SHELL", "shell command"]`, `["NONE"]` to turn
     /// off the image's check, or empty to keep the image's test with these timings.
     pub test: Vec<String>,
     /// Time between checks. Default 30s.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration")]
     pub interval: Duration,
     /// Time one check may take before it counts as failed. Default 30s.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration")]
     pub timeout: Duration,
     /// Consecutive failures that make the container unhealthy. Default 3.
     pub retries: u32,
     /// Time after start during which failures do not count. Default 0s.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration")]
     pub start_period: Duration,
     /// Time between checks during the start period. Default 5s.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration")]
     pub start_interval: Duration,
 }
@@ -261,7 +266,7 @@ impl HealthCheck {
 
 /// Resource limits (enforced by the worker's cgroups) and reservations (the scheduler
 /// places a task only on a node with this much unreserved). Zero means unset.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// Upper bounds for the container.
@@ -273,7 +278,7 @@ pub struct Resources {
 }
 
 /// Limits enforced on the container. Zero means unlimited.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// CPU in billionths of a CPU (1.5 CPUs = 1500000000), as CFS quota.
@@ -288,7 +293,7 @@ pub struct Limits {
 }
 
 /// Amounts the scheduler reserves on the chosen node. Zero means nothing reserved.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reservations {
     /// CPU in billionths of a CPU.
@@ -300,17 +305,19 @@ pub struct Reservations {
 }
 
 /// When a task that stopped is replaced. Each restart makes a new task in the same slot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RestartPolicy {
     /// Which exits lead to a restart. Default `any`.
     pub condition: RestartCondition,
     /// Wait between the end of a task and the start of its replacement. Default 5s.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration")]
     pub delay: Duration,
     /// Restarts allowed per slot (within `window` when set); 0 is unlimited. Default 0.
     pub max_attempts: u64,
     /// Time window over which `max_attempts` is counted; 0 counts all restarts.
+    #[schema(value_type = String, example = "5s")]
     #[serde(with = "duration")]
     pub window: Duration,
 }
@@ -327,7 +334,7 @@ impl Default for RestartPolicy {
 }
 
 /// Which task exits lead to a restart.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartCondition {
     /// Never restart.
@@ -340,7 +347,7 @@ pub enum RestartCondition {
 }
 
 /// Where tasks may run and how they spread.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Placement {
     /// All must hold: `node.labels.zone==a`, `node.role!=manager`, `node.hostname==x`,
@@ -357,7 +364,7 @@ pub struct Placement {
 }
 
 /// One level of spreading: tasks are split evenly across the values of `spread`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlacementPreference {
     /// A label key, `node.labels.<key>` or `engine.labels.<key>`.
@@ -365,7 +372,7 @@ pub struct PlacementPreference {
 }
 
 /// A network the task joins.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkAttachmentConfig {
     /// Network name or id.

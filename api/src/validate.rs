@@ -29,7 +29,7 @@ pub const MAX_REPLICAS: u64 = 100_000;
 pub const MAX_NAME_LEN: usize = 63;
 
 /// One problem with one field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Path of the field, e.g. `endpoint_spec.ports[1].published_port`.
     pub field: String,

@@ -1,8 +1,11 @@
 //! Shoal's manager: the cluster state in a Raft log. [`store`] is the deterministic,
 //! in-memory state machine (objects, transactions with compare-and-set, events);
 //! [`raft`] keeps it replicated (openraft, a redb log, gRPC between managers);
-//! [`manager`] is one running manager and the API the rest of the manager uses.
+//! [`manager`] is one running manager and the API the rest of the manager uses;
+//! [`plan`] turns API requests into transactions; [`http`] serves the cluster API.
 
+pub mod http;
 pub mod manager;
+pub mod plan;
 pub mod raft;
 pub mod store;

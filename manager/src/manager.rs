@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState, SnapshotPolicy};
-use shoal_api::Meta;
+use shoal_api::{Meta, Node};
 use shoal_api::cluster::{Cluster, ClusterSpec, JoinTokens};
 use shoal_proto::raft as pb;
 use tokio::sync::watch;
@@ -186,6 +186,12 @@ fn token(kind: &str, cluster_id: &str) -> String {
     format!("SHTKN-1-{cluster_id}-{kind}{secret}")
 }
 
+/// A new bearer token for the API's TCP listeners.
+fn api_token() -> String {
+    let secret: String = rand::random::<[u8; 24]>().iter().map(|x| format!("{x:02x}")).collect();
+    format!("SHAPI-1-{secret}")
+}
+
 impl Manager {
     /// Starts the manager: opens its storage, starts Raft and the gRPC server. The
     /// cluster still has to be initialized ([`init`](Self::init)) or joined.
@@ -296,6 +302,7 @@ impl Manager {
             meta: Meta::new(chrono::Utc::now()),
             spec: ClusterSpec::default(),
             join_tokens: JoinTokens { worker: token("W", &cluster_id), manager: token("M", &cluster_id) },
+            api_token: api_token(),
         };
         self.propose(Transaction {
             changes: vec![Change::Create { object: Object::Cluster(cluster.clone()) }],
@@ -389,7 +396,8 @@ impl Manager {
         keep_as_learner: bool,
     ) -> Result<(), ManagerError> {
         if !self.is_leader() {
-            return Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? });
+            let req = pb::LeaveRequest { raft_id, force, keep_as_learner, learner: false, promote: false };
+            return self.leave_on_leader(req).await;
         }
         let membership = self.raft.metrics().borrow_watched().membership_config.clone();
         let voters: BTreeSet<u64> = membership.membership().voter_ids().collect();
@@ -416,6 +424,54 @@ impl Manager {
         Ok(())
     }
 
+    /// Removes a demoted manager (a learner) from the group for good.
+    pub async fn remove_learner(&self, raft_id: u64) -> Result<(), ManagerError> {
+        if !self.is_leader() {
+            return self.leave_on_leader(pb::LeaveRequest {
+                raft_id,
+                force: false,
+                keep_as_learner: false,
+                learner: true,
+                promote: false,
+            }).await;
+        }
+        if self.is_voter(raft_id) {
+            return Err(ManagerError::State(format!("manager {raft_id} still votes: demote it first")));
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([raft_id])), false)
+            .await
+            .map_err(raft_err)?;
+        Ok(())
+    }
+
+    /// Makes a demoted manager (a learner) a voter again.
+    pub async fn promote_manager(&self, raft_id: u64) -> Result<(), ManagerError> {
+        if !self.is_leader() {
+            let req = pb::LeaveRequest { raft_id, force: false, keep_as_learner: false, learner: false, promote: true };
+            return self.leave_on_leader(req).await;
+        }
+        if !self.managers().contains_key(&raft_id) {
+            return Err(ManagerError::Store(StoreError::NotFound { kind: Kind::Node, id: raft_id.to_string() }));
+        }
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])), false)
+            .await
+            .map_err(raft_err)?;
+        Ok(())
+    }
+
+    /// Sends a membership change to the leader.
+    async fn leave_on_leader(&self, req: pb::LeaveRequest) -> Result<(), ManagerError> {
+        let leader = self.leader_addr()?;
+        let mut client = pb::membership_client::MembershipClient::new(channel(&leader).map_err(raft_err)?);
+        client.leave(req).await.map(drop).map_err(|s| match s.code() {
+            tonic::Code::FailedPrecondition => ManagerError::State(s.message().to_owned()),
+            tonic::Code::Unavailable => ManagerError::NoLeader,
+            _ => ManagerError::Raft(s.message().to_owned()),
+        })
+    }
+
     /// Replaces the join token of `role` ("worker" or "manager") with a new one; nodes
     /// that joined with the old token are not affected.
     pub async fn rotate_join_token(&self, role: &str) -> Result<Cluster, ManagerError> {
@@ -436,6 +492,82 @@ impl Manager {
         let index = self.propose(Transaction { changes: vec![change] }).await?;
         cluster.meta.version = index;
         Ok(cluster)
+    }
+
+    /// Replaces the API token; TCP clients with the old one are refused from now on.
+    pub async fn rotate_api_token(&self) -> Result<Cluster, ManagerError> {
+        let mut cluster =
+            self.cluster().ok_or_else(|| ManagerError::State("the cluster is not initialized".into()))?;
+        let version = cluster.meta.version;
+        cluster.api_token = api_token();
+        cluster.meta.updated_at = chrono::Utc::now();
+        let change = Change::Update { object: Object::Cluster(cluster.clone()), expected_version: version };
+        cluster.meta.version = self.propose(Transaction { changes: vec![change] }).await?;
+        Ok(cluster)
+    }
+
+    /// Stores this manager's node object (or refreshes it after a restart): what it
+    /// runs on, its labels, and that it is a ready manager. The node id is the
+    /// daemon's, kept in its data dir.
+    pub async fn register_node(
+        &self,
+        node_id: &str,
+        description: shoal_api::node::NodeDescription,
+        addr: std::net::IpAddr,
+    ) -> Result<Node, ManagerError> {
+        use shoal_api::node::{ManagerStatus, NodeRole, NodeSpec, NodeState, NodeStatus, Reachability};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let existing = self.read_linearizable(|s| s.get(Kind::Node, node_id).cloned()).await?;
+            let now = chrono::Utc::now();
+            let status = NodeStatus { state: NodeState::Ready, message: String::new(), addr };
+            let manager_status = Some(ManagerStatus {
+                raft_id: self.id,
+                addr: self.advertise.clone(),
+                leader: false,
+                reachability: Reachability::Reachable,
+            });
+            let (change, mut node) = match existing {
+                Some(Object::Node(n)) => {
+                    let mut n = n.clone();
+                    let version = n.meta.version;
+                    n.description = description.clone();
+                    n.status = status;
+                    n.manager_status = manager_status;
+                    n.spec.role = NodeRole::Manager;
+                    n.meta.updated_at = now;
+                    (Change::Update { object: Object::Node(n.clone()), expected_version: version }, n)
+                }
+                _ => {
+                    let n = Node {
+                        id: node_id.to_owned(),
+                        meta: Meta::new(now),
+                        spec: NodeSpec { role: NodeRole::Manager, ..NodeSpec::default() },
+                        description: description.clone(),
+                        status,
+                        manager_status,
+                    };
+                    (Change::Create { object: Object::Node(n.clone()) }, n)
+                }
+            };
+            match self.propose(Transaction { changes: vec![change] }).await {
+                Ok(index) => {
+                    node.meta.version = index;
+                    return Ok(node);
+                }
+                // Someone else wrote the node meanwhile (a leader marking it down):
+                // read it again.
+                Err(ManagerError::Store(StoreError::Conflict { .. } | StoreError::Exists { .. }))
+                    if Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the manager with Raft id `raft_id` votes.
+    pub fn is_voter(&self, raft_id: u64) -> bool {
+        let m = self.raft.metrics().borrow_watched().membership_config.clone();
+        m.membership().voter_ids().any(|v| v == raft_id)
     }
 
     /// Raft id → address of every voting manager.
@@ -549,15 +681,53 @@ impl Manager {
         self.shared.read(f)
     }
 
-    /// Reads state that includes every write committed before the call (ReadIndex on
-    /// the leader; a follower answers `NotLeader`).
+    /// Reads state that includes every write committed before the call. The leader
+    /// confirms its leadership (ReadIndex); a follower asks the leader for that index
+    /// and waits until it has applied it, then reads locally.
     pub async fn read_linearizable<T>(&self, f: impl FnOnce(&Store) -> T) -> Result<T, ManagerError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let index = loop {
+            let result = match self.read_index_local().await {
+                Err(ManagerError::NotLeader { leader_addr }) => self.read_index_remote(&leader_addr).await,
+                other => other,
+            };
+            match result {
+                Err(ManagerError::NoLeader | ManagerError::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other?,
+            }
+        };
+        self.raft
+            .wait(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100))))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map_err(|_| ManagerError::Raft(format!("this manager did not apply index {index} in time")))?;
+        Ok(self.shared.read(f))
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the index a
+    /// linearizable read must see applied.
+    pub async fn read_index_local(&self) -> Result<u64, ManagerError> {
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => Ok(self.shared.read(f)),
+            Ok(read) => Ok(read.log_id().index),
             Err(e) => match e.forward_to_leader() {
                 Some(_) => Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? }),
                 None => Err(raft_err(e)),
             },
+        }
+    }
+
+    async fn read_index_remote(&self, leader_addr: &str) -> Result<u64, ManagerError> {
+        let mut client = pb::raft_client::RaftClient::new(channel(leader_addr).map_err(raft_err)?);
+        let reply = client
+            .read_index(pb::ReadIndexRequest {})
+            .await
+            .map_err(|s| ManagerError::Raft(s.message().to_owned()))?;
+        match reply.into_inner().result {
+            Some(pb::read_index_reply::Result::Index(i)) => Ok(i),
+            Some(pb::read_index_reply::Result::Error(e)) => Err(ManagerError::from_pb(e)),
+            None => Err(ManagerError::Raft("empty reply".into())),
         }
     }
 

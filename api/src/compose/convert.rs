@@ -979,3 +979,46 @@ fn compose_key(spec_field: &str) -> String {
         .replace("update_config", "deploy.update_config")
         .replace("rollback_config", "deploy.rollback_config")
 }
+
+/// Reads a `--publish` flag: the short form (`8080:80/udp`) or Docker's long form
+/// (`published=8080,target=80,protocol=udp,mode=host`).
+pub fn publish_flag(text: &str) -> Result<Vec<PortConfig>, String> {
+    if !text.contains('=') {
+        let (ports, host_ip) = short_port(text)?;
+        if host_ip {
+            return Err(format!("{text:?}: a service cannot publish on one host IP; leave the IP out"));
+        }
+        return Ok(ports);
+    }
+    let mut port = PortConfig {
+        name: None,
+        protocol: Protocol::Tcp,
+        target_port: 0,
+        published_port: None,
+        publish_mode: PublishMode::Ingress,
+    };
+    for field in text.split(',') {
+        let (k, v) = field.split_once('=').ok_or_else(|| format!("{field:?} in {text:?} is not key=value"))?;
+        let one = |v: &str| match port_range(v)?.as_slice() {
+            [p] => Ok(*p),
+            _ => Err(format!("{v:?}: a range needs the short form")),
+        };
+        match k {
+            "target" => port.target_port = one(v)?,
+            "published" => port.published_port = Some(one(v)?),
+            "protocol" => port.protocol = protocol(v)?,
+            "mode" => {
+                port.publish_mode = match v {
+                    "ingress" => PublishMode::Ingress,
+                    "host" => PublishMode::Host,
+                    other => return Err(format!("mode {other:?} is not ingress or host")),
+                }
+            }
+            other => return Err(format!("{other:?} is not one of target, published, protocol, mode")),
+        }
+    }
+    if port.target_port == 0 {
+        return Err(format!("{text:?} names no target port"));
+    }
+    Ok(vec![port])
+}

@@ -125,6 +125,17 @@ impl pb::raft_server::Raft for RaftService {
         };
         Ok(Response::new(pb::ProposeReply { result: Some(result) }))
     }
+
+    async fn read_index(
+        &self,
+        _request: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexReply>, Status> {
+        let result = match self.manager.read_index_local().await {
+            Ok(index) => pb::read_index_reply::Result::Index(index),
+            Err(e) => pb::read_index_reply::Result::Error(e.to_pb()),
+        };
+        Ok(Response::new(pb::ReadIndexReply { result: Some(result) }))
+    }
 }
 
 #[tonic::async_trait]
@@ -136,7 +147,16 @@ impl pb::membership_server::Membership for RaftService {
 
     async fn leave(&self, request: Request<pb::LeaveRequest>) -> Result<Response<pb::LeaveReply>, Status> {
         let req = request.into_inner();
-        self.manager.remove_manager(req.raft_id, req.force).await.map_err(|e| e.to_status())?;
+        let result = if req.promote {
+            self.manager.promote_manager(req.raft_id).await
+        } else if req.learner {
+            self.manager.remove_learner(req.raft_id).await
+        } else if req.keep_as_learner {
+            self.manager.demote_manager(req.raft_id, req.force).await
+        } else {
+            self.manager.remove_manager(req.raft_id, req.force).await
+        };
+        result.map_err(|e| e.to_status())?;
         Ok(Response::new(pb::LeaveReply {}))
     }
 }

@@ -4,40 +4,9 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::object::{Kind, Object};
-
-/// What happened to an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Created.
-    Create,
-    /// Updated.
-    Update,
-    /// Deleted.
-    Delete,
-}
-
-/// One applied change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// The Raft log index of the transaction.
-    pub index: u64,
-    /// What happened.
-    pub action: Action,
-    /// The object after the change (before it, for deletes).
-    pub object: Object,
-}
-
-impl Event {
-    /// The object's kind.
-    pub fn kind(&self) -> Kind {
-        self.object.kind()
-    }
-}
+pub use shoal_api::stored::{Action, Event};
 
 /// Why a watch cannot resume where asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

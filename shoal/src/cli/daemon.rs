@@ -1,11 +1,16 @@
-//! `shoal daemon`: runs this machine's node. Today that is a manager of the cluster
-//! store (Raft over gRPC); the worker agent and the cluster API join it later.
+//! `shoal daemon`: runs this machine's node. Today that is a manager: the cluster
+//! store (Raft over gRPC) and the cluster API (a unix socket, optionally TCP); the
+//! worker agent joins it with orchestration.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
+use shoal_api::node::{NodeDescription, NodeResources, Platform};
+use shoal_manager::http::{ApiOptions, ApiServer};
 use shoal_manager::manager::{Manager, ManagerConfig};
 
 /// Swarm's cluster management port, kept for habit.
@@ -36,9 +41,30 @@ pub(super) struct DaemonArgs {
     /// it when listening on 0.0.0.0).
     #[arg(long)]
     advertise_addr: Option<String>,
+    /// The API's unix socket (mode 0660: its permissions decide who may use it).
+    #[arg(long, value_name = "PATH", default_value = shoal_api::client::DEFAULT_SOCKET)]
+    api_socket: PathBuf,
+    /// Also serve the API on TCP at this address (callers need the cluster's API
+    /// token, `shoal cluster api-token`).
+    #[arg(long, value_name = "ADDR")]
+    api_addr: Option<SocketAddr>,
+    /// A label of this node (`key=value`), for placement constraints
+    /// (`node.labels` are set with `shoal node update`; these are `engine.labels`).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// The node's name in the cluster (default: the machine's hostname).
+    #[arg(long)]
+    hostname: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -89,11 +115,17 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
             manager.addr(),
             cluster.join_tokens.manager
         );
+        println!("API token for TCP clients (SHOAL_TOKEN): {}", cluster.api_token);
     } else if let Some(addr) = &args.join {
         let token = args.token.as_deref().unwrap_or_default();
         manager.join(addr, token).await.with_context(|| format!("join the cluster through {addr}"))?;
         println!("joined the cluster through {addr} as a manager");
     }
+    let api = ApiServer::start(manager.clone(), &ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr })
+        .await
+        .context("start the cluster API")?;
+    tracing::info!(socket = %args.api_socket.display(), tcp = ?api.tcp, "cluster API listening");
+    let registration = tokio::spawn(register(manager.clone(), describe_node(&args)?, node_id(&args.data_dir)?));
     let mut leadership = manager.leadership();
     loop {
         tokio::select! {
@@ -110,6 +142,75 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!(manager = manager.id(), "shutting down");
+    registration.abort();
+    api.shutdown().await;
     manager.shutdown().await;
     Ok(())
+}
+
+/// The node's id, made on its first start and kept in its data dir.
+fn node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if shoal_api::object::looks_like_id(s.trim()) => Ok(s.trim().to_owned()),
+        Ok(_) => bail!("{} is damaged: it should hold the node's id", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+            let id = shoal_api::object::new_id();
+            std::fs::write(&path, &id).with_context(|| format!("write {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+    }
+}
+
+/// What this machine is: name, platform, CPUs and memory, labels.
+fn describe_node(args: &DaemonArgs) -> anyhow::Result<(NodeDescription, IpAddr)> {
+    let hostname = match &args.hostname {
+        Some(h) => h.clone(),
+        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+    };
+    let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    let addr_text = args.advertise_addr.clone().unwrap_or_else(|| args.listen_addr.to_string());
+    let addr = addr_text
+        .parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| addr_text.parse::<IpAddr>())
+        .unwrap_or(args.listen_addr.ip());
+    let description = NodeDescription {
+        hostname,
+        platform: Platform { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into() },
+        resources: NodeResources { nano_cpus: cpus * 1_000_000_000, memory_bytes: memory },
+        engine_labels: args.labels.iter().cloned().collect(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    Ok((description, addr))
+}
+
+/// Stores this node in the cluster once the cluster has a leader; retried until it
+/// works (after a restart, quorum may take a while to come back).
+async fn register(manager: Arc<Manager>, (description, addr): (NodeDescription, IpAddr), node_id: String) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        if manager.cluster().is_some() {
+            match manager.register_node(&node_id, description.clone(), addr).await {
+                Ok(_) => {
+                    tracing::info!(node = %node_id, "node registered");
+                    return;
+                }
+                Err(e) => tracing::warn!(node = %node_id, error = %e, "node registration failed; retrying"),
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }

@@ -1,20 +1,31 @@
-//! The command line: one module per command group. Only commands that work are here;
-//! the daemon and the commands that talk to it arrive with the manager.
+//! The command line: one module per command group. `daemon` runs a node; `container`
+//! and `image` work on this node directly; the rest talk to a manager's API
+//! (`remote` holds what they share).
 
+mod cluster;
 mod container;
 mod daemon;
+mod events;
 mod image;
+mod network;
+mod node;
+mod payload;
+mod remote;
+mod service;
 mod stack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use shoal_api::client::PayloadKind;
 
 /// Shoal: a multi-host container orchestrator in the spirit of Docker Swarm mode.
 #[derive(Debug, Parser)]
 #[command(name = "shoal", version, propagate_version = true)]
 pub(crate) struct Cli {
+    #[command(flatten)]
+    connection: remote::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +54,26 @@ enum Command {
     /// Work with stacks: services, networks, secrets and configs from a Compose file.
     #[command(subcommand)]
     Stack(stack::StackCommand),
+    /// Manage services.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
+    /// Manage nodes.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// Manage overlay networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// Manage secrets (data given to tasks as files, never shown again).
+    #[command(subcommand)]
+    Secret(payload::PayloadCommand),
+    /// Manage configs (data given to tasks as files).
+    #[command(subcommand)]
+    Config(payload::PayloadCommand),
+    /// Show the cluster and its tokens.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Follow the cluster's events.
+    Events(events::EventsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -56,7 +87,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => daemon::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Container(cmd) => container::run(*cmd),
         Command::Image(cmd) => image::run(cmd).map(|()| ExitCode::SUCCESS),
-        Command::Stack(cmd) => stack::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Stack(cmd) => stack::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Service(cmd) => service::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Node(cmd) => node::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Network(cmd) => network::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Secret(cmd) => payload::run(PayloadKind::Secret, cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Config(cmd) => payload::run(PayloadKind::Config, cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Cluster(cmd) => cluster::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Events(args) => events::run(args, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shoal", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

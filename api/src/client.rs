@@ -1,0 +1,563 @@
+//! A typed client of the cluster API, over the manager's unix socket or TCP with a
+//! bearer token. The CLI and the tests use it; every call returns the API's own error
+//! (code, message, field) or says which address could not be reached and what to do.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cluster::JoinTokens;
+use crate::network::{Network, NetworkSpec};
+use crate::node::Node;
+use crate::secret::PayloadSpec;
+use crate::service::{Service, ServiceSpec};
+use crate::stored::Event;
+use crate::task::Task;
+use crate::validate::FieldError;
+use crate::wire::{
+    ApiToken, ClusterInfo, Created, ErrorBody, EventQuery, NodeUpdate, PayloadInfo, ReadOptions,
+    RemoveOptions, Scale, ServiceFilter, ServiceUpdate, StackDeploy, StackDeployed, StackInfo, TaskFilter,
+    Written,
+};
+
+/// Where the default daemon listens.
+pub const DEFAULT_SOCKET: &str = "/run/shoal/shoal.sock";
+
+/// Where a manager's API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A unix socket on this machine (its file permissions are the access control).
+    Unix(PathBuf),
+    /// `host:port` over TCP, with the cluster's API token.
+    Tcp {
+        /// `host:port`.
+        addr: String,
+        /// The bearer token (`shoal cluster api-token` on a manager).
+        token: Option<String>,
+    },
+}
+
+impl Endpoint {
+    /// Reads `unix:///path`, `/path`, `tcp://host:port` or `host:port`.
+    pub fn parse(host: &str, token: Option<String>) -> Endpoint {
+        if let Some(path) = host.strip_prefix("unix://") {
+            Endpoint::Unix(path.into())
+        } else if host.starts_with('/') || host.starts_with('.') {
+            Endpoint::Unix(host.into())
+        } else {
+            let addr = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")).unwrap_or(host);
+            Endpoint::Tcp { addr: addr.trim_end_matches('/').to_owned(), token }
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
+            Endpoint::Tcp { addr, .. } => write!(f, "tcp://{addr}"),
+        }
+    }
+}
+
+/// What a call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing answered at the address.
+    #[error("cannot reach the Shoal API at {endpoint}: {reason}; {hint}")]
+    Connect {
+        /// The address tried.
+        endpoint: String,
+        /// What the system said.
+        reason: String,
+        /// What to check.
+        hint: &'static str,
+    },
+    /// The API refused the call.
+    #[error("{message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The API's error code (`not_found`, `conflict`, …).
+        code: String,
+        /// What went wrong and what to do.
+        message: String,
+        /// The field at fault.
+        field: Option<String>,
+        /// Every problem, when there were several.
+        details: Vec<FieldError>,
+    },
+    /// The reply was not what the API sends.
+    #[error("the API at {endpoint} sent a reply Shoal cannot read ({reason}): is it a Shoal manager of this version?")]
+    Protocol {
+        /// The address.
+        endpoint: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// The API's error code, for errors the API returned.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, for errors the API returned.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Which payload kind a call is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// Secrets.
+    Secret,
+    /// Configs.
+    Config,
+}
+
+impl PayloadKind {
+    fn path(self) -> &'static str {
+        match self {
+            PayloadKind::Secret => "secrets",
+            PayloadKind::Config => "configs",
+        }
+    }
+}
+
+/// A stream of events, in index order.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, ClientError>> + Send>>;
+
+/// A client of one manager's API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    base: String,
+}
+
+impl Client {
+    /// A client of the API at `endpoint`. Nothing is sent until the first call.
+    pub fn new(endpoint: Endpoint) -> Result<Client, ClientError> {
+        let builder = reqwest::Client::builder().no_proxy().tcp_nodelay(true);
+        let (builder, base) = match &endpoint {
+            // The host part is not used to connect; it only fills the Host header.
+            Endpoint::Unix(path) => (builder.unix_socket(path.clone()), "http://shoal".to_owned()),
+            Endpoint::Tcp { addr, .. } => (builder, format!("http://{addr}")),
+        };
+        let http = builder.build().map_err(|e| ClientError::Connect {
+            endpoint: endpoint.to_string(),
+            reason: e.to_string(),
+            hint: "the HTTP client could not be set up",
+        })?;
+        Ok(Client { http, endpoint, base })
+    }
+
+    /// Where this client sends its calls.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}/v1{path}", self.base));
+        match &self.endpoint {
+            Endpoint::Tcp { token: Some(t), .. } => req.bearer_auth(t),
+            _ => req,
+        }
+    }
+
+    fn connect_error(&self, e: reqwest::Error) -> ClientError {
+        let hint = match &self.endpoint {
+            Endpoint::Unix(_) => {
+                "is `shoal daemon` running on this machine, and may you open its socket? \
+                 (--host or SHOAL_HOST point elsewhere, e.g. tcp://MANAGER:2376)"
+            }
+            Endpoint::Tcp { .. } => {
+                "is a manager running there with --api-addr, and is the port open? \
+                 (--host or SHOAL_HOST choose another manager)"
+            }
+        };
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            reason = s.to_string();
+            source = s.source();
+        }
+        ClientError::Connect { endpoint: self.endpoint.to_string(), reason, hint }
+    }
+
+    fn protocol_error(&self, reason: impl std::fmt::Display) -> ClientError {
+        ClientError::Protocol { endpoint: self.endpoint.to_string(), reason: reason.to_string() }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| self.connect_error(e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.connect_error(e))?;
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: body.error.code,
+                message: body.error.message,
+                field: body.error.field,
+                details: body.error.details,
+            }),
+            Err(_) if status == StatusCode::UNAUTHORIZED => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: "unauthorized".into(),
+                message: "the API refused the token: give the cluster's API token with --token or SHOAL_TOKEN"
+                    .into(),
+                field: None,
+                details: Vec::new(),
+            }),
+            Err(_) => Err(self.protocol_error(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)))),
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let resp = self.send(req).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.connect_error(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| self.protocol_error(e))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &(impl Serialize + ?Sized)) -> Result<T, ClientError> {
+        self.json(self.request(Method::GET, path).query(query)).await
+    }
+
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: &(impl Serialize + ?Sized)) -> Result<T, ClientError> {
+        self.json(self.request(Method::POST, path).json(body)).await
+    }
+
+    async fn delete(&self, path: &str, query: &(impl Serialize + ?Sized)) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, path).query(query)).await.map(drop)
+    }
+
+    // --- cluster -------------------------------------------------------------------
+
+    /// Managers, leader, counts.
+    pub async fn cluster(&self, opts: ReadOptions) -> Result<ClusterInfo, ClientError> {
+        self.get("/cluster", &opts).await
+    }
+
+    /// The join tokens.
+    pub async fn join_tokens(&self) -> Result<JoinTokens, ClientError> {
+        self.get("/cluster/join-tokens", &()).await
+    }
+
+    /// Replaces the join token of `role` (`worker` or `manager`).
+    pub async fn rotate_join_token(&self, role: &str) -> Result<JoinTokens, ClientError> {
+        self.post(&format!("/cluster/join-tokens/{role}/rotate"), &()).await
+    }
+
+    /// The API token the TCP listeners require.
+    pub async fn api_token(&self) -> Result<ApiToken, ClientError> {
+        self.get("/cluster/api-token", &()).await
+    }
+
+    /// Replaces the API token; clients with the old one are refused from now on.
+    pub async fn rotate_api_token(&self) -> Result<ApiToken, ClientError> {
+        self.post("/cluster/api-token/rotate", &()).await
+    }
+
+    /// The OpenAPI document the manager serves.
+    pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/openapi.json", &()).await
+    }
+
+    // --- services and tasks --------------------------------------------------------
+
+    /// Services matching `filter`.
+    pub async fn services(&self, filter: &ServiceFilter) -> Result<Vec<Service>, ClientError> {
+        self.get("/services", filter).await
+    }
+
+    /// One service, by id or name.
+    pub async fn service(&self, id_or_name: &str) -> Result<Service, ClientError> {
+        self.get(&format!("/services/{}", seg(id_or_name)), &()).await
+    }
+
+    /// Creates a service.
+    pub async fn create_service(&self, spec: &ServiceSpec) -> Result<Created, ClientError> {
+        self.post("/services", spec).await
+    }
+
+    /// Replaces a service's spec, if it is still at `version`.
+    pub async fn update_service(
+        &self,
+        id_or_name: &str,
+        version: u64,
+        spec: &ServiceSpec,
+    ) -> Result<Written, ClientError> {
+        let body = ServiceUpdate { version, spec: spec.clone() };
+        self.json(self.request(Method::PUT, &format!("/services/{}", seg(id_or_name))).json(&body)).await
+    }
+
+    /// Sets a service's replica count.
+    pub async fn scale_service(&self, id_or_name: &str, replicas: u64) -> Result<Written, ClientError> {
+        self.post(&format!("/services/{}/scale", seg(id_or_name)), &Scale { replicas }).await
+    }
+
+    /// Goes back to the service's previous spec.
+    pub async fn rollback_service(&self, id_or_name: &str) -> Result<Written, ClientError> {
+        self.post(&format!("/services/{}/rollback", seg(id_or_name)), &()).await
+    }
+
+    /// Removes a service (its tasks are shut down).
+    pub async fn remove_service(&self, id_or_name: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/services/{}", seg(id_or_name)), &()).await
+    }
+
+    /// Tasks matching `filter`.
+    pub async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, ClientError> {
+        self.get("/tasks", filter).await
+    }
+
+    /// One task.
+    pub async fn task(&self, id: &str) -> Result<Task, ClientError> {
+        self.get(&format!("/tasks/{}", seg(id)), &()).await
+    }
+
+    // --- nodes ---------------------------------------------------------------------
+
+    /// Every node.
+    pub async fn nodes(&self, opts: ReadOptions) -> Result<Vec<Node>, ClientError> {
+        self.get("/nodes", &opts).await
+    }
+
+    /// One node, by id or hostname.
+    pub async fn node(&self, id_or_hostname: &str) -> Result<Node, ClientError> {
+        self.get(&format!("/nodes/{}", seg(id_or_hostname)), &()).await
+    }
+
+    /// Replaces a node's spec (availability, labels, role), if still at `version`.
+    pub async fn update_node(&self, id_or_hostname: &str, update: &NodeUpdate) -> Result<Written, ClientError> {
+        self.json(self.request(Method::PUT, &format!("/nodes/{}", seg(id_or_hostname))).json(update)).await
+    }
+
+    /// Removes a node from the cluster.
+    pub async fn remove_node(&self, id_or_hostname: &str, force: bool) -> Result<(), ClientError> {
+        self.delete(&format!("/nodes/{}", seg(id_or_hostname)), &RemoveOptions { force }).await
+    }
+
+    // --- networks, secrets, configs ------------------------------------------------
+
+    /// Every network.
+    pub async fn networks(&self) -> Result<Vec<Network>, ClientError> {
+        self.get("/networks", &()).await
+    }
+
+    /// One network, by id or name.
+    pub async fn network(&self, id_or_name: &str) -> Result<Network, ClientError> {
+        self.get(&format!("/networks/{}", seg(id_or_name)), &()).await
+    }
+
+    /// Creates an overlay network; its subnet and VNI are allocated if not given.
+    pub async fn create_network(&self, spec: &NetworkSpec) -> Result<Created, ClientError> {
+        self.post("/networks", spec).await
+    }
+
+    /// Removes a network no service uses.
+    pub async fn remove_network(&self, id_or_name: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/networks/{}", seg(id_or_name)), &()).await
+    }
+
+    /// Every secret or config (never their data).
+    pub async fn payloads(&self, kind: PayloadKind) -> Result<Vec<PayloadInfo>, ClientError> {
+        self.get(&format!("/{}", kind.path()), &()).await
+    }
+
+    /// One secret or config, by id or name.
+    pub async fn payload(&self, kind: PayloadKind, id_or_name: &str) -> Result<PayloadInfo, ClientError> {
+        self.get(&format!("/{}/{}", kind.path(), seg(id_or_name)), &()).await
+    }
+
+    /// Creates a secret or config.
+    pub async fn create_payload(&self, kind: PayloadKind, spec: &PayloadSpec) -> Result<Created, ClientError> {
+        self.post(&format!("/{}", kind.path()), spec).await
+    }
+
+    /// Removes a secret or config no service uses.
+    pub async fn remove_payload(&self, kind: PayloadKind, id_or_name: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/{}/{}", kind.path(), seg(id_or_name)), &()).await
+    }
+
+    // --- stacks --------------------------------------------------------------------
+
+    /// Every stack.
+    pub async fn stacks(&self) -> Result<Vec<StackInfo>, ClientError> {
+        self.get("/stacks", &()).await
+    }
+
+    /// Creates or updates a stack from a Compose file, all in one change.
+    pub async fn deploy_stack(&self, name: &str, deploy: &StackDeploy) -> Result<StackDeployed, ClientError> {
+        self.json(self.request(Method::PUT, &format!("/stacks/{}", seg(name))).json(deploy)).await
+    }
+
+    /// Removes a stack's services, networks, secrets and configs, in one change.
+    pub async fn remove_stack(&self, name: &str) -> Result<StackDeployed, ClientError> {
+        self.json(self.request(Method::DELETE, &format!("/stacks/{}", seg(name)))).await
+    }
+
+    // --- events --------------------------------------------------------------------
+
+    /// Events after `query.since` (or from now), then live ones, until the stream is
+    /// dropped or the manager goes away.
+    pub async fn events(&self, query: &EventQuery) -> Result<EventStream, ClientError> {
+        let resp = self.send(self.request(Method::GET, "/events").query(query)).await?;
+        let endpoint = self.endpoint.to_string();
+        let mut bytes = resp.bytes_stream();
+        let mut parser = SseParser::default();
+        let stream = async_stream(move |tx| async move {
+            while let Some(chunk) = bytes.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(ClientError::Connect {
+                            endpoint: endpoint.clone(),
+                            reason: e.to_string(),
+                            hint: "the event stream broke; resume with --since the last index seen",
+                        }));
+                        return;
+                    }
+                };
+                for message in parser.push(&chunk) {
+                    let item = match message.event.as_str() {
+                        "error" => match serde_json::from_str::<ErrorBody>(&message.data) {
+                            Ok(b) => Err(ClientError::Api {
+                                status: 410,
+                                code: b.error.code,
+                                message: b.error.message,
+                                field: b.error.field,
+                                details: b.error.details,
+                            }),
+                            Err(e) => Err(ClientError::Protocol { endpoint: endpoint.clone(), reason: e.to_string() }),
+                        },
+                        _ => serde_json::from_str::<Event>(&message.data)
+                            .map_err(|e| ClientError::Protocol { endpoint: endpoint.clone(), reason: e.to_string() }),
+                    };
+                    if tx.send(item).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(stream)
+    }
+}
+
+/// A path segment, percent-encoded where needed (names are DNS labels, ids base 36,
+/// so this only guards against surprises).
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Runs `f` as a task feeding a channel, and returns the channel as a stream.
+fn async_stream<F, Fut>(f: F) -> EventStream
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedSender<Result<Event, ClientError>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(f(tx));
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+}
+
+/// One Server-Sent Events message.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SseMessage {
+    event: String,
+    data: String,
+}
+
+/// Splits a byte stream into SSE messages (`event:` and `data:` lines up to a blank
+/// line; comments and `id:` lines are skipped, the index is inside the data).
+#[derive(Debug, Default)]
+struct SseParser {
+    buf: Vec<u8>,
+    current: SseMessage,
+}
+
+impl SseParser {
+    fn push(&mut self, chunk: &[u8]) -> Vec<SseMessage> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !self.current.data.is_empty() {
+                    out.push(std::mem::take(&mut self.current));
+                }
+                self.current = SseMessage::default();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                self.current.event = v.trim_start().to_owned();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                if !self.current.data.is_empty() {
+                    self.current.data.push('\n');
+                }
+                self.current.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(Endpoint::parse("unix:///run/x.sock", None), Endpoint::Unix("/run/x.sock".into()));
+        assert_eq!(Endpoint::parse("/run/x.sock", None), Endpoint::Unix("/run/x.sock".into()));
+        assert_eq!(
+            Endpoint::parse("tcp://10.0.0.1:2376", Some("t".into())),
+            Endpoint::Tcp { addr: "10.0.0.1:2376".into(), token: Some("t".into()) }
+        );
+        assert_eq!(Endpoint::parse("127.0.0.1:2376", None).to_string(), "tcp://127.0.0.1:2376");
+    }
+
+    #[test]
+    fn sse_messages_split_across_chunks() {
+        let mut p = SseParser::default();
+        assert!(p.push(b": keep-alive\n\nid: 5\nevent: service.create\nda").is_empty());
+        let got = p.push(b"ta: {\"a\":1}\n\nevent: error\ndata: x\r\n\r\n");
+        assert_eq!(
+            got,
+            vec![
+                SseMessage { event: "service.create".into(), data: "{\"a\":1}".into() },
+                SseMessage { event: "error".into(), data: "x".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(seg("web_1"), "web_1");
+        assert_eq!(seg("a/b c"), "a%2Fb%20c");
+    }
+}

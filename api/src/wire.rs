@@ -1,0 +1,336 @@
+//! Bodies of the cluster API (`/v1`) that are not stored objects: requests that carry
+//! a version for compare-and-set, list filters, replies that summarize, and errors.
+//! The server and the typed client both use these, so they cannot disagree.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::cluster::ClusterSpec;
+use crate::node::NodeSpec;
+use crate::object::Meta;
+use crate::secret::PayloadSpec;
+use crate::service::ServiceSpec;
+use crate::validate::FieldError;
+
+/// Every error reply: `{"error": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for people (`message`) and programs (`code`, `field`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code: `bad_request`, `unauthorized`, `not_found`, `conflict`,
+    /// `name_taken`, `invalid`, `too_large`, `unavailable`, `internal`.
+    pub code: String,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// The field at fault, as a path (`task_template.container.image`), when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Every problem found, when a body had several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldError>,
+}
+
+/// A new object's id and the log index that stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Created {
+    /// The object's id.
+    pub id: String,
+    /// Its version (the Raft log index of the write).
+    pub version: u64,
+    /// Things worth knowing that did not stop the write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The version an object has after a write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Written {
+    /// The object's id.
+    pub id: String,
+    /// Its new version.
+    pub version: u64,
+}
+
+/// A service's new spec, valid only if the service is still at `version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceUpdate {
+    /// The version the spec was read at; a stale one is refused with 409.
+    pub version: u64,
+    /// The whole new spec.
+    pub spec: ServiceSpec,
+}
+
+/// A new replica count (replicated services and jobs only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    /// Replicas (or, for a replicated job, completions to reach).
+    pub replicas: u64,
+}
+
+/// A node's new spec (availability, labels, role), valid only at `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeUpdate {
+    /// The version the spec was read at; a stale one is refused with 409.
+    pub version: u64,
+    /// The whole new spec.
+    pub spec: NodeSpec,
+}
+
+/// New labels for a secret or config (the only thing that may change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadUpdate {
+    /// The version the object was read at.
+    pub version: u64,
+    /// The labels, replacing the old ones.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A secret or config as the API shows it: never its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PayloadInfo {
+    /// Id.
+    pub id: String,
+    /// Version and timestamps.
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Size of the data, bytes.
+    pub size: usize,
+}
+
+impl PayloadInfo {
+    /// The public part of a stored payload.
+    pub fn new(id: &str, meta: &Meta, spec: &PayloadSpec) -> PayloadInfo {
+        PayloadInfo {
+            id: id.to_owned(),
+            meta: meta.clone(),
+            name: spec.name.clone(),
+            labels: spec.labels.clone(),
+            size: spec.data.len(),
+        }
+    }
+}
+
+/// Filters of `GET /v1/services`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFilter {
+    /// Only services whose name starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Only services with this label: `key` or `key=value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Only services of this stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    /// Read through the leader: see every write acknowledged before the call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub consistent: bool,
+}
+
+/// Filters of `GET /v1/tasks`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFilter {
+    /// Only tasks of this service (id or name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Only tasks on this node (id or hostname).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Only tasks with this desired state (`running`, `shutdown`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<String>,
+    /// Only tasks of this stack's services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    /// Read through the leader.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub consistent: bool,
+}
+
+/// Filters of the other lists: only `consistent`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReadOptions {
+    /// Read through the leader: see every write acknowledged before the call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub consistent: bool,
+}
+
+/// Options of removals that can be forced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveOptions {
+    /// Remove even though it is unsafe (a node that is still up, a manager whose
+    /// removal leaves no majority).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// Send events after this log index (the `id` of the last event seen); without
+    /// it, only new events. `Last-Event-ID` does the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Only events about objects of this kind (`service`, `task`, `node`, …).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// A Compose file to deploy as a stack, with what it needs from the deployer's side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StackDeploy {
+    /// The Compose file's text.
+    pub compose: String,
+    /// The folder the Compose file is in, on the deployer's machine: relative paths
+    /// in the file are relative to it. Default `/`.
+    #[serde(default)]
+    pub dir: String,
+    /// Variables for `${VAR}` in the file.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Files the Compose file names (`secrets.*.file`), by absolute path (`dir`
+    /// joined with the path written in the file), base64 in JSON.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub files: BTreeMap<String, Base64>,
+}
+
+/// Bytes that are base64 text in JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Base64(#[serde(with = "crate::secret::base64_bytes")] pub Vec<u8>);
+
+/// What a stack deploy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StackDeployed {
+    /// The stack.
+    pub name: String,
+    /// Log index of the change (0 when nothing changed).
+    pub version: u64,
+    /// Objects created, as `kind name`.
+    pub created: Vec<String>,
+    /// Objects updated.
+    pub updated: Vec<String>,
+    /// Objects removed (no longer in the file).
+    pub removed: Vec<String>,
+    /// Keys of the file that Shoal did not use, and the like.
+    pub warnings: Vec<String>,
+}
+
+/// One stack in `GET /v1/stacks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StackInfo {
+    /// Its name.
+    pub name: String,
+    /// Its services.
+    pub services: usize,
+    /// Its networks.
+    pub networks: usize,
+    /// Its secrets.
+    pub secrets: usize,
+    /// Its configs.
+    pub configs: usize,
+}
+
+/// `GET /v1/cluster`: who manages the cluster and what it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterInfo {
+    /// Cluster id.
+    pub id: String,
+    /// Version and timestamps of the cluster object.
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// Settings.
+    pub spec: ClusterSpec,
+    /// The Raft id of the manager that answered.
+    pub answered_by: u64,
+    /// The managers, the leader marked.
+    pub managers: Vec<ManagerInfo>,
+    /// How many objects of each kind.
+    pub counts: Counts,
+    /// The answering manager's view of Raft.
+    pub raft: RaftInfo,
+}
+
+/// A manager in [`ClusterInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ManagerInfo {
+    /// Raft id.
+    pub raft_id: u64,
+    /// Address for cluster traffic.
+    pub addr: String,
+    /// Whether it leads.
+    pub leader: bool,
+    /// Whether it votes (a demoted manager still copies the log, as a learner).
+    pub voter: bool,
+    /// Whether the leader heard from it lately (`None` when the answer came from a
+    /// follower, which does not track its peers).
+    pub reachable: Option<bool>,
+    /// Its node id, once it registered.
+    pub node_id: Option<String>,
+}
+
+/// Object counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Counts {
+    /// Nodes.
+    pub nodes: usize,
+    /// Services.
+    pub services: usize,
+    /// Tasks.
+    pub tasks: usize,
+    /// Networks.
+    pub networks: usize,
+    /// Secrets.
+    pub secrets: usize,
+    /// Configs.
+    pub configs: usize,
+}
+
+/// Raft state of one manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RaftInfo {
+    /// Current term.
+    pub term: u64,
+    /// The leader's Raft id.
+    pub leader: Option<u64>,
+    /// Leader, Follower, Candidate or Learner.
+    pub state: String,
+    /// Last applied log index.
+    pub last_applied: u64,
+    /// Mean commit time of this manager's proposals, microseconds.
+    pub commit_latency_us: u64,
+}
+
+/// The API's bearer token (`GET`/`POST /v1/cluster/api-token`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiToken {
+    /// `Authorization: Bearer <token>` on the TCP listener.
+    pub token: String,
+}

@@ -1,0 +1,106 @@
+//! `/v1/cluster`: who manages the cluster and what it holds; join and API tokens.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use shoal_api::cluster::JoinTokens;
+use shoal_api::wire::{ApiToken, ClusterInfo, Counts, ErrorBody, ManagerInfo, RaftInfo, ReadOptions};
+
+use super::{Api, ApiError};
+use crate::manager::ManagerError;
+use crate::store::{Kind, Object};
+
+fn not_initialized() -> ApiError {
+    ManagerError::State("the cluster is not initialized yet: `shoal daemon --init` starts one".into()).into()
+}
+
+/// Shows the cluster: its managers (the leader marked), object counts, Raft state.
+#[utoipa::path(get, path = "/v1/cluster", tag = "cluster", params(ReadOptions),
+    responses((status = 200, description = "The cluster", body = ClusterInfo),
+              (status = 409, description = "The cluster is not initialized", body = ErrorBody)))]
+pub(super) async fn info(State(api): State<Api>, super::Query(opts): super::Query<ReadOptions>) -> Result<Json<ClusterInfo>, ApiError> {
+    let m = &api.manager;
+    let (cluster, counts, node_ids) = api
+        .read(opts.consistent, |s| {
+            let cluster = s.list(Kind::Cluster).find_map(|o| match o {
+                Object::Cluster(c) => Some(c.clone()),
+                _ => None,
+            });
+            let counts = Counts {
+                nodes: s.count(Kind::Node),
+                services: s.count(Kind::Service),
+                tasks: s.count(Kind::Task),
+                networks: s.count(Kind::Network),
+                secrets: s.count(Kind::Secret),
+                configs: s.count(Kind::Config),
+            };
+            let node_ids: Vec<(u64, String)> = s
+                .list(Kind::Node)
+                .filter_map(|o| match o {
+                    Object::Node(n) => n.manager_status.as_ref().map(|ms| (ms.raft_id, n.id.clone())),
+                    _ => None,
+                })
+                .collect();
+            (cluster, counts, node_ids)
+        })
+        .await?;
+    let cluster = cluster.ok_or_else(not_initialized)?;
+    let status = m.status();
+    let reachable = m.is_leader().then(|| m.reachable_managers());
+    let managers = m
+        .managers()
+        .into_iter()
+        .map(|(raft_id, addr)| ManagerInfo {
+            raft_id,
+            addr,
+            leader: status.leader == Some(raft_id),
+            voter: m.is_voter(raft_id),
+            reachable: reachable.as_ref().map(|r| r.contains(&raft_id)),
+            node_id: node_ids.iter().find(|(r, _)| *r == raft_id).map(|(_, id)| id.clone()),
+        })
+        .collect();
+    Ok(Json(ClusterInfo {
+        id: cluster.id,
+        meta: cluster.meta,
+        spec: cluster.spec,
+        answered_by: m.id(),
+        managers,
+        counts,
+        raft: RaftInfo {
+            term: status.term,
+            leader: status.leader,
+            state: status.state,
+            last_applied: status.last_applied.unwrap_or(0),
+            commit_latency_us: status.commit_latency_us,
+        },
+    }))
+}
+
+/// Shows the join tokens.
+#[utoipa::path(get, path = "/v1/cluster/join-tokens", tag = "cluster",
+    responses((status = 200, description = "The worker and manager join tokens", body = JoinTokens)))]
+pub(super) async fn join_tokens(State(api): State<Api>) -> Result<Json<JoinTokens>, ApiError> {
+    Ok(Json(api.manager.cluster().ok_or_else(not_initialized)?.join_tokens))
+}
+
+/// Replaces a join token; nodes that joined with the old one stay.
+#[utoipa::path(post, path = "/v1/cluster/join-tokens/{role}/rotate", tag = "cluster",
+    params(("role" = String, Path, description = "`worker` or `manager`")),
+    responses((status = 200, description = "The tokens, one of them new", body = JoinTokens),
+              (status = 409, description = "No such role", body = ErrorBody)))]
+pub(super) async fn rotate_join_token(State(api): State<Api>, Path(role): Path<String>) -> Result<Json<JoinTokens>, ApiError> {
+    Ok(Json(api.manager.rotate_join_token(&role).await?.join_tokens))
+}
+
+/// Shows the API token the TCP listeners require.
+#[utoipa::path(get, path = "/v1/cluster/api-token", tag = "cluster",
+    responses((status = 200, description = "The token", body = ApiToken)))]
+pub(super) async fn api_token(State(api): State<Api>) -> Result<Json<ApiToken>, ApiError> {
+    Ok(Json(ApiToken { token: api.manager.cluster().ok_or_else(not_initialized)?.api_token }))
+}
+
+/// Replaces the API token; callers with the old one are refused from now on.
+#[utoipa::path(post, path = "/v1/cluster/api-token/rotate", tag = "cluster",
+    responses((status = 200, description = "The new token", body = ApiToken)))]
+pub(super) async fn rotate_api_token(State(api): State<Api>) -> Result<Json<ApiToken>, ApiError> {
+    Ok(Json(ApiToken { token: api.manager.rotate_api_token().await?.api_token }))
+}

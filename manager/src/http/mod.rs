@@ -1,0 +1,321 @@
+//! The cluster API: HTTP/JSON under `/v1` (axum), served by every manager on a unix
+//! socket (its permissions are the access control) and optionally on TCP (a bearer
+//! token required). Reads come from the local store unless `?consistent=true`;
+//! writes become store transactions, forwarded to the leader from a follower. The
+//! OpenAPI document is generated from the handlers' annotations.
+
+mod cluster;
+mod error;
+mod events;
+mod nodes;
+mod objects;
+mod services;
+mod stacks;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::ApiError;
+
+use crate::manager::{Manager, ManagerError};
+use crate::plan::PlanError;
+use crate::store::{Store, StoreError, Transaction};
+
+/// The largest request body (a stack's Compose file with its secret files fits;
+/// a transaction is capped at 1.5 MiB anyway).
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// Where the API listens.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// A unix socket, made mode 0660 (any old socket file there is replaced).
+    pub socket: Option<PathBuf>,
+    /// A TCP address; callers must send the cluster's API token.
+    pub tcp: Option<SocketAddr>,
+}
+
+/// The running API listeners.
+#[derive(Debug)]
+pub struct ApiServer {
+    /// The unix socket served.
+    pub socket: Option<PathBuf>,
+    /// The TCP address bound (with the port picked, if 0 was asked).
+    pub tcp: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not be set up.
+    #[error("cannot listen on {what}: {source}")]
+    Listen {
+        /// The socket or address.
+        what: String,
+        /// The system's reason.
+        source: std::io::Error,
+    },
+}
+
+/// What every handler gets: the manager.
+#[derive(Debug, Clone)]
+pub(crate) struct Api {
+    manager: Arc<Manager>,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Shoal cluster API",
+        version = "1",
+        description = "Services, tasks, nodes, networks, secrets, configs, stacks and events of a Shoal \
+                       cluster. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`. On TCP, send \
+                       `Authorization: Bearer <token>` (`shoal cluster api-token`)."
+    ),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new("token", Vec::<String>::new())]);
+    }
+}
+
+/// The routes and the OpenAPI document describing them, built from the same list.
+fn routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(cluster::info))
+        .routes(routes!(cluster::join_tokens))
+        .routes(routes!(cluster::rotate_join_token))
+        .routes(routes!(cluster::api_token))
+        .routes(routes!(cluster::rotate_api_token))
+        .routes(routes!(services::list, services::create))
+        .routes(routes!(services::inspect, services::update, services::remove))
+        .routes(routes!(services::scale))
+        .routes(routes!(services::rollback))
+        .routes(routes!(services::list_tasks))
+        .routes(routes!(services::inspect_task))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::inspect, nodes::update, nodes::remove))
+        .routes(routes!(objects::list_networks, objects::create_network))
+        .routes(routes!(objects::inspect_network, objects::remove_network))
+        .routes(routes!(objects::list_secrets, objects::create_secret))
+        .routes(routes!(objects::inspect_secret, objects::remove_secret))
+        .routes(routes!(objects::list_configs, objects::create_config))
+        .routes(routes!(objects::inspect_config, objects::remove_config))
+        .routes(routes!(stacks::list))
+        .routes(routes!(stacks::deploy, stacks::remove))
+        .routes(routes!(events::events))
+}
+
+/// The OpenAPI document of this API, as committed under `docs/api/openapi.json`.
+pub fn openapi_json() -> String {
+    let (_, doc) = routes().split_for_parts();
+    let mut text = doc.to_pretty_json().expect("the OpenAPI document serializes");
+    text.push('\n');
+    text
+}
+
+/// The whole router; `auth` adds the bearer-token check (for TCP).
+fn router(api: Api, auth: bool) -> Router {
+    let (router, doc) = routes().split_for_parts();
+    let doc = Arc::new(doc);
+    let router = router
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path: see /v1/openapi.json") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let router = if auth {
+        router.layer(axum::middleware::from_fn_with_state(api.clone(), require_token))
+    } else {
+        router
+    };
+    router.with_state(api)
+}
+
+/// Refuses calls without the cluster's current API token.
+async fn require_token(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let expected = api.manager.cluster().map(|c| c.api_token).unwrap_or_default();
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if !expected.is_empty() && constant_time_eq(t.as_bytes(), expected.as_bytes()) => next.run(req).await,
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this listener needs the cluster's API token: send `Authorization: Bearer <token>` \
+             (`shoal cluster api-token` on a manager shows it)",
+        )
+        .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl ApiServer {
+    /// Starts the listeners of `opts` for `manager`.
+    pub async fn start(manager: Arc<Manager>, opts: &ApiOptions) -> Result<ApiServer, ServeError> {
+        let api = Api { manager };
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        let mut tcp = None;
+        if let Some(path) = &opts.socket {
+            let listen = |source| ServeError::Listen { what: path.display().to_string(), source };
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(listen)?;
+            }
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(listen(e)),
+                _ => {}
+            }
+            let listener = tokio::net::UnixListener::bind(path).map_err(listen)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(listen)?;
+            let app = router(api.clone(), false);
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await;
+            }));
+        }
+        if let Some(addr) = opts.tcp {
+            let listen = |source| ServeError::Listen { what: addr.to_string(), source };
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
+            tcp = Some(listener.local_addr().map_err(listen)?);
+            // No Nagle: a small reply held back for a delayed ACK costs ~40 ms.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
+                let _ = s.set_nodelay(true);
+            });
+            let app = router(api.clone(), true);
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, app.into_make_service())
+                    .with_graceful_shutdown(async move { stop.notified().await })
+                    .await;
+            }));
+        }
+        Ok(ApiServer { socket: opts.socket.clone(), tcp, tasks, stop })
+    }
+
+    /// Stops the listeners: requests in flight get a moment to finish, event streams
+    /// are cut. The socket file is removed.
+    pub async fn shutdown(self) {
+        self.stop.notify_waiters();
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
+                abort.abort();
+            }
+        }
+        if let Some(path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Api {
+    /// Reads the local store, or (with `consistent`) a state that includes every
+    /// write acknowledged before the call.
+    async fn read<T>(&self, consistent: bool, f: impl FnOnce(&Store) -> T) -> Result<T, ApiError> {
+        if consistent { Ok(self.manager.read_linearizable(f).await?) } else { Ok(self.manager.read(f)) }
+    }
+
+    /// Plans a transaction on the current state and proposes it; when another write
+    /// got in between (a version conflict), plans again on fresher state.
+    async fn modify<T>(
+        &self,
+        plan: impl Fn(&Store) -> Result<(Transaction, T), PlanError>,
+    ) -> Result<(u64, T), ApiError> {
+        let mut consistent = false;
+        for _ in 0..5 {
+            let (tx, out) = self.read(consistent, &plan).await??;
+            if tx.changes.is_empty() {
+                return Ok((0, out));
+            }
+            match self.manager.propose(tx).await {
+                Ok(index) => return Ok((index, out)),
+                Err(ManagerError::Store(StoreError::Conflict { .. })) => consistent = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "other writes kept changing the same objects: retry",
+        ))
+    }
+}
+
+/// A JSON body read with errors that name the field, and a size limit.
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the body is larger than the {} MiB the API takes", MAX_BODY_BYTES >> 20),
+                )
+            } else {
+                ApiError::bad_request(format!("the body could not be read: {}", e.body_text()))
+            }
+        })?;
+        Ok(Body(shoal_api::decode::from_json(&bytes)?))
+    }
+}
+
+/// Query parameters, refused with a JSON error when malformed or unknown.
+pub(crate) struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(Query)
+            .map_err(|e| ApiError::bad_request(format!("the query string is not valid: {e}")))
+    }
+}
+
+/// Now, for the timestamps of objects a request writes.
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}

@@ -1,0 +1,148 @@
+//! `/v1/nodes`: nodes with their live manager status; availability, labels and role
+//! changes (a role change of a manager is a Raft membership change); removal.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use shoal_api::node::{NodeRole, NodeState, Reachability};
+use shoal_api::wire::{ErrorBody, NodeUpdate, ReadOptions, RemoveOptions, Written};
+use shoal_api::{Node, Validate};
+
+use super::{Api, ApiError, Body, Query, now};
+use crate::manager::Manager;
+use crate::plan::{PlanError, find};
+use crate::store::{Change, Kind, Object, Store, Transaction};
+
+fn node<'a>(store: &'a Store, key: &str) -> Result<&'a Node, PlanError> {
+    match find(store, Kind::Node, key)? {
+        Object::Node(n) => Ok(n),
+        _ => unreachable!("the node index holds nodes"),
+    }
+}
+
+/// Fills in what only the managers' Raft state knows: who leads, who is reachable.
+fn live(manager: &Manager, mut n: Node) -> Node {
+    if let Some(ms) = n.manager_status.as_mut() {
+        let status = manager.status();
+        ms.leader = status.leader == Some(ms.raft_id);
+        let reachable = manager.reachable_managers();
+        ms.reachability = if !manager.is_leader() {
+            Reachability::Unknown
+        } else if reachable.contains(&ms.raft_id) {
+            Reachability::Reachable
+        } else {
+            Reachability::Unreachable
+        };
+        if ms.leader || ms.raft_id == manager.id() {
+            ms.reachability = Reachability::Reachable;
+        }
+    }
+    n
+}
+
+/// Lists nodes.
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", params(ReadOptions),
+    responses((status = 200, description = "Every node, by hostname", body = Vec<Node>)))]
+pub(super) async fn list(State(api): State<Api>, Query(opts): Query<ReadOptions>) -> Result<Json<Vec<Node>>, ApiError> {
+    let nodes = api
+        .read(opts.consistent, |s| {
+            s.list(Kind::Node)
+                .filter_map(|o| match o {
+                    Object::Node(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    let mut nodes: Vec<Node> = nodes.into_iter().map(|n| live(&api.manager, n)).collect();
+    nodes.sort_by(|a, b| (&a.description.hostname, &a.id).cmp(&(&b.description.hostname, &b.id)));
+    Ok(Json(nodes))
+}
+
+/// Shows a node.
+#[utoipa::path(get, path = "/v1/nodes/{id}", tag = "nodes",
+    params(("id" = String, Path, description = "Id, hostname or unique id prefix"), ReadOptions),
+    responses((status = 200, description = "The node", body = Node),
+              (status = 404, description = "No such node", body = ErrorBody)))]
+pub(super) async fn inspect(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(opts): Query<ReadOptions>,
+) -> Result<Json<Node>, ApiError> {
+    let n = api.read(opts.consistent, |s| node(s, &key).cloned()).await??;
+    Ok(Json(live(&api.manager, n)))
+}
+
+/// Replaces a node's spec: availability, labels, role.
+#[utoipa::path(put, path = "/v1/nodes/{id}", tag = "nodes", request_body = NodeUpdate,
+    params(("id" = String, Path, description = "Id, hostname or unique id prefix")),
+    responses((status = 200, description = "Updated", body = Written),
+              (status = 404, description = "No such node", body = ErrorBody),
+              (status = 409, description = "The node changed since `version`, or a demotion would lose quorum", body = ErrorBody),
+              (status = 422, description = "An invalid spec", body = ErrorBody)))]
+pub(super) async fn update(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Body(req): Body<NodeUpdate>,
+) -> Result<Json<Written>, ApiError> {
+    req.spec.validate().map_err(PlanError::from)?;
+    let current = api.read(true, |s| node(s, &key).cloned()).await??;
+    if current.meta.version != req.version {
+        return Err(PlanError::Conflict(format!(
+            "node {} was changed by someone else (version {}, you read {}): read it again and retry",
+            current.id, current.meta.version, req.version
+        ))
+        .into());
+    }
+    // A manager's role is its place in the Raft group: change that first, so the
+    // stored role never claims what Raft refused.
+    if let Some(ms) = &current.manager_status {
+        match (current.spec.role, req.spec.role) {
+            (NodeRole::Manager, NodeRole::Worker) => api.manager.demote_manager(ms.raft_id, false).await?,
+            (NodeRole::Worker, NodeRole::Manager) => api.manager.promote_manager(ms.raft_id).await?,
+            _ => {}
+        }
+    }
+    let mut new = current.clone();
+    new.spec = req.spec;
+    new.meta.updated_at = now();
+    let change = Change::Update { object: Object::Node(new), expected_version: req.version };
+    let version = api.manager.propose(Transaction { changes: vec![change] }).await?;
+    Ok(Json(Written { id: current.id, version }))
+}
+
+/// Removes a node. A manager must be demoted first; a worker must be down unless
+/// `force`.
+#[utoipa::path(delete, path = "/v1/nodes/{id}", tag = "nodes",
+    params(("id" = String, Path, description = "Id, hostname or unique id prefix"), RemoveOptions),
+    responses((status = 204, description = "Removed"),
+              (status = 404, description = "No such node", body = ErrorBody),
+              (status = 409, description = "A manager that still votes, or a node that is up", body = ErrorBody)))]
+pub(super) async fn remove(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(opts): Query<RemoveOptions>,
+) -> Result<StatusCode, ApiError> {
+    let current = api.read(true, |s| node(s, &key).cloned()).await??;
+    if let Some(ms) = &current.manager_status {
+        if api.manager.is_voter(ms.raft_id) {
+            return Err(PlanError::Conflict(format!(
+                "node {} is a manager: demote it first (`shoal node demote {}`)",
+                current.description.hostname, current.description.hostname
+            ))
+            .into());
+        }
+        if api.manager.managers().contains_key(&ms.raft_id) {
+            api.manager.remove_learner(ms.raft_id).await?;
+        }
+    } else if current.status.state == NodeState::Ready && !opts.force {
+        return Err(PlanError::Conflict(format!(
+            "node {} is up: stop its daemon first, or force the removal",
+            current.description.hostname
+        ))
+        .into());
+    }
+    let change = Change::Delete { kind: Kind::Node, id: current.id.clone(), expected_version: None };
+    api.manager.propose(Transaction { changes: vec![change] }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,60 @@
+//! `/v1/stacks`: deploy a Compose file as one change, list, remove.
+
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use shoal_api::compose::{self, Source};
+use shoal_api::wire::{ErrorBody, StackDeploy, StackDeployed, StackInfo};
+
+use super::{Api, ApiError, Body, now};
+use crate::plan::{self, PlanError};
+
+/// Lists stacks.
+#[utoipa::path(get, path = "/v1/stacks", tag = "stacks",
+    responses((status = 200, description = "Every stack, by name, with its object counts", body = Vec<StackInfo>)))]
+pub(super) async fn list(State(api): State<Api>) -> Result<Json<Vec<StackInfo>>, ApiError> {
+    Ok(Json(api.read(false, plan::stacks::list).await?))
+}
+
+/// Deploys a Compose file as stack `name`: its services, networks, secrets and
+/// configs are created, updated, or removed (when the file no longer has them), all
+/// in one change or not at all.
+#[utoipa::path(put, path = "/v1/stacks/{name}", tag = "stacks", request_body = StackDeploy,
+    params(("name" = String, Path, description = "The stack's name")),
+    responses((status = 200, description = "Deployed", body = StackDeployed),
+              (status = 409, description = "A name or port is taken, or a secret's data changed", body = ErrorBody),
+              (status = 422, description = "The Compose file has errors; `field` names the key", body = ErrorBody)))]
+pub(super) async fn deploy(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Body(req): Body<StackDeploy>,
+) -> Result<Json<StackDeployed>, ApiError> {
+    let stack = {
+        let env = |k: &str| req.env.get(k).cloned();
+        let read_file = |p: &FsPath| {
+            req.files.get(&p.display().to_string()).map(|b| b.0.clone()).ok_or_else(|| {
+                format!("{} was not sent with the deploy: send its content in `files`", p.display())
+            })
+        };
+        let dir = PathBuf::from(if req.dir.is_empty() { "/" } else { req.dir.as_str() });
+        let src = Source { stack: &name, text: &req.compose, dir: &dir, env: &env, read_file: &read_file };
+        compose::load(&src).map_err(PlanError::Compose)?
+    };
+    let pool = api.manager.cluster().map(|c| c.spec.default_address_pool).unwrap_or_default();
+    let now = now();
+    let (version, mut out) = api.modify(|s| plan::stacks::deploy(s, &stack, &pool, now)).await?;
+    out.version = version;
+    Ok(Json(out))
+}
+
+/// Removes every service, network, secret and config of a stack, in one change.
+#[utoipa::path(delete, path = "/v1/stacks/{name}", tag = "stacks",
+    params(("name" = String, Path, description = "The stack's name")),
+    responses((status = 200, description = "Removed; `removed` lists what went", body = StackDeployed),
+              (status = 404, description = "No such stack", body = ErrorBody)))]
+pub(super) async fn remove(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<StackDeployed>, ApiError> {
+    let (version, mut out) = api.modify(|s| plan::stacks::remove(s, &name)).await?;
+    out.version = version;
+    Ok(Json(out))
+}

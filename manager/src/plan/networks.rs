@@ -1,0 +1,120 @@
+//! Overlay networks: a new network gets a subnet (the one asked for, or the first
+//! free one cut from the cluster's address pool), a gateway, and a VXLAN id.
+
+use std::net::Ipv4Addr;
+
+use chrono::{DateTime, Utc};
+use ipnet::Ipv4Net;
+use shoal_api::cluster::AddressPool;
+use shoal_api::{Meta, Network, NetworkSpec, Validate};
+
+use super::PlanError;
+use crate::store::{Kind, Object, Store};
+
+/// The first VXLAN id given out (Swarm's).
+pub const FIRST_VNI: u32 = 4096;
+
+/// A new network from `spec`, allocated against the stored networks and `also` (the
+/// networks created earlier in the same change).
+pub fn create(
+    store: &Store,
+    spec: NetworkSpec,
+    pool: &AddressPool,
+    also: &[Network],
+    now: DateTime<Utc>,
+) -> Result<Network, PlanError> {
+    spec.validate()?;
+    if let Some(other) = store.by_name(Kind::Network, &spec.name) {
+        return Err(PlanError::Conflict(format!(
+            "a network named {:?} exists already ({}): choose another name",
+            spec.name,
+            other.id()
+        )));
+    }
+    let existing: Vec<&Network> = store
+        .list(Kind::Network)
+        .filter_map(|o| match o {
+            Object::Network(n) => Some(n),
+            _ => None,
+        })
+        .chain(also.iter())
+        .collect();
+    let subnet = match spec.subnet {
+        Some(asked) => {
+            if let Some(clash) = existing.iter().find(|n| overlaps(&n.subnet, &asked)) {
+                return Err(PlanError::Conflict(format!(
+                    "subnet {asked} overlaps {} of network {}: choose another subnet",
+                    clash.subnet, clash.spec.name
+                )));
+            }
+            asked
+        }
+        None => free_subnet(pool, &existing).ok_or_else(|| {
+            PlanError::Conflict(format!(
+                "no free /{} is left in the address pool {:?}: remove networks or widen the pool",
+                pool.mask_length,
+                pool.pools.iter().map(ToString::to_string).collect::<Vec<_>>()
+            ))
+        })?,
+    };
+    let gateway = spec.gateway.unwrap_or_else(|| first_host(&subnet));
+    let mut vni = FIRST_VNI;
+    while existing.iter().any(|n| n.vni == vni) {
+        vni += 1;
+    }
+    Ok(Network { id: shoal_api::object::new_id(), meta: Meta::new(now), spec, subnet, gateway, vni })
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn first_host(net: &Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).saturating_add(1))
+}
+
+fn free_subnet(pool: &AddressPool, existing: &[&Network]) -> Option<Ipv4Net> {
+    for range in &pool.pools {
+        let Ok(mut subnets) = range.subnets(pool.mask_length) else { continue };
+        if let Some(free) = subnets.find(|s| !existing.iter().any(|n| overlaps(&n.subnet, s))) {
+            return Some(free);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Change, Transaction};
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).expect("valid time")
+    }
+
+    #[test]
+    fn subnets_and_vnis_are_the_first_free_ones() {
+        let mut store = Store::new();
+        let pool = AddressPool::default();
+        let a = create(&store, NetworkSpec::new("a"), &pool, &[], now()).expect("created");
+        assert_eq!((a.subnet.to_string(), a.gateway.to_string(), a.vni), ("10.0.0.0/24".into(), "10.0.0.1".into(), 4096));
+        let b = create(&store, NetworkSpec::new("b"), &pool, std::slice::from_ref(&a), now()).expect("created");
+        assert_eq!((b.subnet.to_string(), b.vni), ("10.0.1.0/24".into(), 4097));
+        let tx = Transaction { changes: vec![Change::Create { object: Object::Network(a.clone()) }] };
+        store.apply(1, &tx).expect("stored");
+        let mut spec = NetworkSpec::new("c");
+        spec.subnet = Some("10.0.0.128/25".parse().expect("net"));
+        let err = create(&store, spec, &pool, &[], now()).expect_err("overlap");
+        assert!(err.to_string().contains("overlaps 10.0.0.0/24 of network a"), "{err}");
+        assert!(matches!(create(&store, NetworkSpec::new("a"), &pool, &[], now()), Err(PlanError::Conflict(_))));
+    }
+
+    #[test]
+    fn a_full_pool_is_a_clear_error() {
+        let store = Store::new();
+        let pool = AddressPool { pools: vec!["192.168.0.0/24".parse().expect("net")], mask_length: 24 };
+        let a = create(&store, NetworkSpec::new("a"), &pool, &[], now()).expect("created");
+        let err = create(&store, NetworkSpec::new("b"), &pool, &[a], now()).expect_err("full");
+        assert!(err.to_string().contains("no free /24"), "{err}");
+    }
+}

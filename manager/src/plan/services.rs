@@ -1,0 +1,220 @@
+//! Services: create, update, scale, roll back, remove; and the ingress ports a
+//! service is given when it publishes a port without choosing one.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use shoal_api::service::{PortConfig, PublishMode, ServiceEndpoint};
+use shoal_api::validate::check_service_update;
+use shoal_api::{Meta, Service, ServiceMode, ServiceSpec, Validate};
+
+use super::PlanError;
+use crate::store::{Change, Kind, Object, Store};
+
+/// Where ingress ports are taken from when a service leaves `published_port` out
+/// (Swarm's dynamic range).
+pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// A new service from `spec`, with a fresh id and its published ports assigned.
+pub fn create(store: &Store, spec: ServiceSpec, now: DateTime<Utc>) -> Result<Service, PlanError> {
+    create_with(store, spec, now, &BTreeSet::new())
+}
+
+/// As [`create`], also avoiding ports taken by other services of the same change.
+pub fn create_with(
+    store: &Store,
+    spec: ServiceSpec,
+    now: DateTime<Utc>,
+    taken: &BTreeSet<(u16, &'static str)>,
+) -> Result<Service, PlanError> {
+    spec.validate()?;
+    if let Some(other) = store.by_name(Kind::Service, &spec.name) {
+        return Err(PlanError::Conflict(format!(
+            "a service named {:?} exists already ({}): choose another name, or update it",
+            spec.name,
+            other.id()
+        )));
+    }
+    let id = shoal_api::object::new_id();
+    let ports = assign_ports(store, &id, &spec.endpoint_spec.ports, &[], taken)?;
+    Ok(Service {
+        id,
+        meta: Meta::new(now),
+        spec,
+        previous_spec: None,
+        update_status: None,
+        endpoint: ServiceEndpoint { virtual_ips: Vec::new(), ports },
+    })
+}
+
+/// `service` with `spec` as its new spec, the old one kept for a rollback.
+pub fn update(store: &Store, service: &Service, spec: ServiceSpec, now: DateTime<Utc>) -> Result<Service, PlanError> {
+    check_service_update(&service.spec, &spec)?;
+    let ports = assign_ports(store, &service.id, &spec.endpoint_spec.ports, &service.endpoint.ports, &BTreeSet::new())?;
+    let mut new = service.clone();
+    new.previous_spec = Some(service.spec.clone());
+    new.spec = spec;
+    new.endpoint.ports = ports;
+    new.meta.updated_at = now;
+    Ok(new)
+}
+
+/// `service` with a new replica count (replicated services; for replicated jobs,
+/// the completions wanted).
+pub fn scale(store: &Store, service: &Service, replicas: u64, now: DateTime<Utc>) -> Result<Service, PlanError> {
+    let mut spec = service.spec.clone();
+    match &mut spec.mode {
+        ServiceMode::Replicated { replicas: r } => *r = replicas,
+        ServiceMode::ReplicatedJob { total_completions, .. } => *total_completions = Some(replicas),
+        ServiceMode::Global | ServiceMode::GlobalJob => {
+            return Err(PlanError::Refused(format!(
+                "service {} is {}: scale works on replicated services and jobs only",
+                service.spec.name,
+                service.spec.mode.name()
+            )));
+        }
+    }
+    update(store, service, spec, now)
+}
+
+/// `service` back on its previous spec (which becomes the one to roll back to).
+pub fn rollback(store: &Store, service: &Service, now: DateTime<Utc>) -> Result<Service, PlanError> {
+    let Some(previous) = service.previous_spec.clone() else {
+        return Err(PlanError::Refused(format!(
+            "service {} has no previous spec to roll back to: it was never updated",
+            service.spec.name
+        )));
+    };
+    update(store, service, previous, now)
+}
+
+/// The change that stores an updated service, if nobody wrote it since it was read.
+pub fn put(service: Service, read_version: u64) -> Change {
+    Change::Update { object: Object::Service(service), expected_version: read_version }
+}
+
+/// The ports a service publishes, with a port from [`DYNAMIC_PORTS`] given to each
+/// ingress port that names none (keeping the one it had, on an update). A published
+/// port another service holds is a conflict.
+pub fn assign_ports(
+    store: &Store,
+    service_id: &str,
+    wanted: &[PortConfig],
+    had: &[PortConfig],
+    taken_in_change: &BTreeSet<(u16, &'static str)>,
+) -> Result<Vec<PortConfig>, PlanError> {
+    let mut taken: BTreeSet<(u16, &'static str)> = taken_in_change.clone();
+    for o in store.list(Kind::Service) {
+        if let Object::Service(s) = o
+            && s.id != service_id
+        {
+            for p in s.endpoint.ports.iter().filter(|p| p.publish_mode == PublishMode::Ingress) {
+                if let Some(published) = p.published_port {
+                    if wanted.iter().any(|w| {
+                        w.publish_mode == PublishMode::Ingress
+                            && w.published_port == Some(published)
+                            && w.protocol == p.protocol
+                    }) {
+                        return Err(PlanError::Conflict(format!(
+                            "port {published}/{} is published by service {} already: choose another",
+                            p.protocol.as_str(),
+                            s.spec.name
+                        )));
+                    }
+                    taken.insert((published, p.protocol.as_str()));
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let mut p = w.clone();
+        if p.publish_mode == PublishMode::Ingress && p.published_port.is_none() {
+            let kept = had
+                .iter()
+                .find(|h| h.target_port == p.target_port && h.protocol == p.protocol && h.published_port.is_some())
+                .and_then(|h| h.published_port)
+                .filter(|port| !taken.contains(&(*port, p.protocol.as_str())));
+            let port = kept.or_else(|| DYNAMIC_PORTS.clone().find(|port| !taken.contains(&(*port, p.protocol.as_str()))));
+            let Some(port) = port else {
+                return Err(PlanError::Conflict("every port of 30000-32767 is published already".into()));
+            };
+            p.published_port = Some(port);
+        }
+        if let Some(port) = p.published_port {
+            taken.insert((port, p.protocol.as_str()));
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Transaction;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).expect("valid time")
+    }
+
+    fn stored(store: &mut Store, s: &Service) {
+        let tx = Transaction { changes: vec![Change::Create { object: Object::Service(s.clone()) }] };
+        let index = store.last_index() + 1;
+        store.apply(index, &tx).expect("stored");
+    }
+
+    fn with_port(name: &str, published: Option<u16>) -> ServiceSpec {
+        let mut spec = ServiceSpec::new(name, "busybox");
+        spec.endpoint_spec.ports.push(PortConfig {
+            name: None,
+            protocol: Default::default(),
+            target_port: 80,
+            published_port: published,
+            publish_mode: PublishMode::Ingress,
+        });
+        spec
+    }
+
+    #[test]
+    fn ports_are_assigned_from_the_dynamic_range_and_kept() {
+        let mut store = Store::new();
+        let a = create(&store, with_port("a", None), now()).expect("created");
+        assert_eq!(a.endpoint.ports[0].published_port, Some(30000));
+        stored(&mut store, &a);
+        let b = create(&store, with_port("b", None), now()).expect("created");
+        assert_eq!(b.endpoint.ports[0].published_port, Some(30001));
+        let a2 = update(&store, &a, with_port("a", None), now()).expect("updated");
+        assert_eq!(a2.endpoint.ports[0].published_port, Some(30000), "an update keeps the port");
+        let err = create(&store, with_port("c", Some(30000)), now()).expect_err("taken");
+        assert!(err.to_string().contains("published by service a"), "{err}");
+    }
+
+    #[test]
+    fn names_are_unique_and_invalid_specs_name_the_field() {
+        let mut store = Store::new();
+        let a = create(&store, ServiceSpec::new("web", "busybox"), now()).expect("created");
+        stored(&mut store, &a);
+        assert!(matches!(create(&store, ServiceSpec::new("web", "x"), now()), Err(PlanError::Conflict(_))));
+        let Err(PlanError::Invalid(e)) = create(&store, ServiceSpec::new("web two", "x"), now()) else {
+            panic!("a bad name is invalid")
+        };
+        assert_eq!(e.first().field, "name");
+    }
+
+    #[test]
+    fn scale_and_rollback() {
+        let store = Store::new();
+        let a = create(&store, ServiceSpec::new("web", "busybox"), now()).expect("created");
+        assert!(matches!(rollback(&store, &a, now()), Err(PlanError::Refused(_))));
+        let b = scale(&store, &a, 5, now()).expect("scaled");
+        assert_eq!(b.spec.mode, ServiceMode::Replicated { replicas: 5 });
+        assert_eq!(b.previous_spec.as_ref().map(|s| s.mode), Some(ServiceMode::Replicated { replicas: 1 }));
+        let c = rollback(&store, &b, now()).expect("rolled back");
+        assert_eq!(c.spec.mode, ServiceMode::Replicated { replicas: 1 });
+        assert_eq!(c.previous_spec.map(|s| s.mode), Some(ServiceMode::Replicated { replicas: 5 }));
+        let mut g = a.clone();
+        g.spec.mode = ServiceMode::Global;
+        assert!(matches!(scale(&store, &g, 2, now()), Err(PlanError::Refused(_))));
+    }
+}

@@ -1,0 +1,88 @@
+//! `shoal cluster …`: what the cluster is and who manages it; join and API tokens.
+
+use clap::Subcommand;
+use shoal_api::wire::ReadOptions;
+
+use super::remote::{Connection, block_on, print_json, table};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ClusterCommand {
+    /// Show the cluster: managers, leader, object counts.
+    Info {
+        /// Print JSON.
+        #[arg(long, value_parser = ["json"])]
+        format: Option<String>,
+    },
+    /// Show (or rotate) the command that adds a worker or a manager.
+    JoinToken {
+        /// worker or manager.
+        #[arg(value_parser = ["worker", "manager"])]
+        role: String,
+        /// Replace the token (nodes already joined stay).
+        #[arg(long)]
+        rotate: bool,
+        /// Print only the token.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show (or rotate) the token TCP clients of the API need.
+    ApiToken {
+        /// Replace the token; clients with the old one are refused.
+        #[arg(long)]
+        rotate: bool,
+    },
+}
+
+pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> {
+    let client = conn.client()?;
+    block_on(async move {
+        match cmd {
+            ClusterCommand::Info { format } => {
+                let info = client.cluster(ReadOptions::default()).await?;
+                if format.is_some() {
+                    return print_json(&info);
+                }
+                println!("Cluster:    {} ({})", info.spec.name, info.id);
+                println!("Raft:       term {}, last applied {}, answered by manager {} ({})", info.raft.term, info.raft.last_applied, info.answered_by, info.raft.state);
+                let c = info.counts;
+                println!(
+                    "Objects:    {} nodes, {} services, {} tasks, {} networks, {} secrets, {} configs",
+                    c.nodes, c.services, c.tasks, c.networks, c.secrets, c.configs
+                );
+                println!("Managers:");
+                table(
+                    &["RAFT ID", "ADDRESS", "ROLE", "REACHABLE", "NODE"],
+                    info.managers
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                m.raft_id.to_string(),
+                                m.addr.clone(),
+                                if m.leader { "leader" } else if m.voter { "follower" } else { "learner" }.into(),
+                                m.reachable.map_or_else(|| "?".into(), |r| if r { "yes" } else { "no" }.to_owned()),
+                                m.node_id.clone().unwrap_or_default(),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+            ClusterCommand::JoinToken { role, rotate, quiet } => {
+                let tokens = if rotate { client.rotate_join_token(&role).await? } else { client.join_tokens().await? };
+                let token = if role == "manager" { tokens.manager } else { tokens.worker };
+                if quiet {
+                    println!("{token}");
+                } else {
+                    let info = client.cluster(ReadOptions::default()).await?;
+                    let leader = info.managers.iter().find(|m| m.leader).or(info.managers.first());
+                    let addr = leader.map_or("MANAGER:2377", |m| m.addr.as_str());
+                    println!("To add a {role} to this cluster, run on it:\n\n    shoal daemon --join {addr} --token {token}\n");
+                }
+            }
+            ClusterCommand::ApiToken { rotate } => {
+                let t = if rotate { client.rotate_api_token().await? } else { client.api_token().await? };
+                println!("{}", t.token);
+            }
+        }
+        Ok(())
+    })?
+}

@@ -1,0 +1,128 @@
+//! What the commands that talk to a manager share: where the API is (`--host`,
+//! `--token`), a single-threaded runtime to call it, and output as tables for
+//! people, JSON for scripts, or bare ids.
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use shoal_api::client::{Client, DEFAULT_SOCKET, Endpoint};
+
+/// Where the cluster API is.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Connection {
+    /// The manager's API: unix:///path/to.sock, /path/to.sock or tcp://HOST:PORT.
+    #[arg(short = 'H', long, env = "SHOAL_HOST", global = true, default_value_t = format!("unix://{DEFAULT_SOCKET}"))]
+    host: String,
+    /// The cluster's API token, for tcp:// hosts.
+    #[arg(long, env = "SHOAL_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Connection {
+    /// A client of the API this connection names.
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(Endpoint::parse(&self.host, self.token.clone()))?)
+    }
+}
+
+/// Runs one command's calls to the API on a single-threaded runtime (the CLI stays
+/// single-threaded, so `container run` may still fork).
+pub(crate) fn block_on<F: Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start a runtime")?;
+    Ok(rt.block_on(f))
+}
+
+/// How a listing is printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns.
+    #[default]
+    Table,
+    /// The objects as JSON, for scripts.
+    Json,
+}
+
+/// Output options of listing commands.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct Output {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+    /// Print only ids.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+}
+
+impl Output {
+    /// Prints `items` as ids, JSON, or a table of `columns` built by `row`.
+    pub(crate) fn print<T: Serialize>(
+        &self,
+        items: &[T],
+        id: impl Fn(&T) -> String,
+        columns: &[&str],
+        row: impl Fn(&T) -> Vec<String>,
+    ) -> anyhow::Result<()> {
+        if self.quiet {
+            for i in items {
+                println!("{}", id(i));
+            }
+        } else if self.format == Format::Json {
+            println!("{}", serde_json::to_string_pretty(items)?);
+        } else {
+            table(columns, items.iter().map(row).collect());
+        }
+        Ok(())
+    }
+}
+
+/// Prints a table: headers, then rows, columns padded to their widest cell.
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}   ", w = *w));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// Prints one object as JSON (`inspect`).
+pub(crate) fn print_json<T: Serialize>(item: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(item)?);
+    Ok(())
+}
+
+/// The first 12 characters of an id, as Docker shows them.
+pub(crate) fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// "5 seconds ago", "3 minutes ago"…
+pub(crate) fn ago(t: DateTime<Utc>) -> String {
+    let s = (Utc::now() - t).num_seconds().max(0);
+    let (n, unit) = match s {
+        0..60 => (s, "second"),
+        60..3600 => (s / 60, "minute"),
+        3600..86400 => (s / 3600, "hour"),
+        _ => (s / 86400, "day"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
