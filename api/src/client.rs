@@ -92,7 +92,9 @@ pub enum ClientError {
         details: Vec<FieldError>,
     },
     /// The reply was not what the API sends.
-    #[error("the API at {endpoint} sent a reply Shoal cannot read ({reason}): is it a Shoal manager of this version?")]
+    #[error(
+        "the API at {endpoint} sent a reply Shoal cannot read ({reason}): is it a Shoal manager of this version?"
+    )]
     Protocol {
         /// The address.
         endpoint: String,
@@ -220,8 +222,9 @@ impl Client {
             Err(_) if status == StatusCode::UNAUTHORIZED => Err(ClientError::Api {
                 status: status.as_u16(),
                 code: "unauthorized".into(),
-                message: "the API refused the token: give the cluster's API token with --token or SHOAL_TOKEN"
-                    .into(),
+                message:
+                    "the API refused the token: give the cluster's API token with --token or SHOAL_TOKEN"
+                        .into(),
                 field: None,
                 details: Vec::new(),
             }),
@@ -235,11 +238,19 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| self.protocol_error(e))
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str, query: &(impl Serialize + ?Sized)) -> Result<T, ClientError> {
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &(impl Serialize + ?Sized),
+    ) -> Result<T, ClientError> {
         self.json(self.request(Method::GET, path).query(query)).await
     }
 
-    async fn post<T: DeserializeOwned>(&self, path: &str, body: &(impl Serialize + ?Sized)) -> Result<T, ClientError> {
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &(impl Serialize + ?Sized),
+    ) -> Result<T, ClientError> {
         self.json(self.request(Method::POST, path).json(body)).await
     }
 
@@ -345,7 +356,11 @@ impl Client {
     }
 
     /// Replaces a node's spec (availability, labels, role), if still at `version`.
-    pub async fn update_node(&self, id_or_hostname: &str, update: &NodeUpdate) -> Result<Written, ClientError> {
+    pub async fn update_node(
+        &self,
+        id_or_hostname: &str,
+        update: &NodeUpdate,
+    ) -> Result<Written, ClientError> {
         self.json(self.request(Method::PUT, &format!("/nodes/{}", seg(id_or_hostname))).json(update)).await
     }
 
@@ -387,7 +402,11 @@ impl Client {
     }
 
     /// Creates a secret or config.
-    pub async fn create_payload(&self, kind: PayloadKind, spec: &PayloadSpec) -> Result<Created, ClientError> {
+    pub async fn create_payload(
+        &self,
+        kind: PayloadKind,
+        spec: &PayloadSpec,
+    ) -> Result<Created, ClientError> {
         self.post(&format!("/{}", kind.path()), spec).await
     }
 
@@ -445,10 +464,14 @@ impl Client {
                                 field: b.error.field,
                                 details: b.error.details,
                             }),
-                            Err(e) => Err(ClientError::Protocol { endpoint: endpoint.clone(), reason: e.to_string() }),
+                            Err(e) => Err(ClientError::Protocol {
+                                endpoint: endpoint.clone(),
+                                reason: e.to_string(),
+                            }),
                         },
-                        _ => serde_json::from_str::<Event>(&message.data)
-                            .map_err(|e| ClientError::Protocol { endpoint: endpoint.clone(), reason: e.to_string() }),
+                        _ => serde_json::from_str::<Event>(&message.data).map_err(|e| {
+                            ClientError::Protocol { endpoint: endpoint.clone(), reason: e.to_string() }
+                        }),
                     };
                     if tx.send(item).is_err() {
                         return;

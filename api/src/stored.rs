@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::{Cluster, Config, Meta, Network, Node, Secret, Service, Task};
 
 /// The kinds of stored objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// The one cluster object.
@@ -188,4 +190,3 @@ impl Event {
         self.object.kind()
     }
 }
-

@@ -54,7 +54,9 @@ impl Task {
 
 /// The 14 task states of SwarmKit, in order. States only move forward; the order of
 /// the variants is that order, so `a < b` means `a` comes before `b`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Created by an orchestrator.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState, SnapshotPolicy};
-use shoal_api::{Meta, Node};
 use shoal_api::cluster::{Cluster, ClusterSpec, JoinTokens};
+use shoal_api::{Meta, Node};
 use shoal_proto::raft as pb;
 use tokio::sync::watch;
 
@@ -427,13 +427,15 @@ impl Manager {
     /// Removes a demoted manager (a learner) from the group for good.
     pub async fn remove_learner(&self, raft_id: u64) -> Result<(), ManagerError> {
         if !self.is_leader() {
-            return self.leave_on_leader(pb::LeaveRequest {
-                raft_id,
-                force: false,
-                keep_as_learner: false,
-                learner: true,
-                promote: false,
-            }).await;
+            return self
+                .leave_on_leader(pb::LeaveRequest {
+                    raft_id,
+                    force: false,
+                    keep_as_learner: false,
+                    learner: true,
+                    promote: false,
+                })
+                .await;
         }
         if self.is_voter(raft_id) {
             return Err(ManagerError::State(format!("manager {raft_id} still votes: demote it first")));
@@ -448,11 +450,20 @@ impl Manager {
     /// Makes a demoted manager (a learner) a voter again.
     pub async fn promote_manager(&self, raft_id: u64) -> Result<(), ManagerError> {
         if !self.is_leader() {
-            let req = pb::LeaveRequest { raft_id, force: false, keep_as_learner: false, learner: false, promote: true };
+            let req = pb::LeaveRequest {
+                raft_id,
+                force: false,
+                keep_as_learner: false,
+                learner: false,
+                promote: true,
+            };
             return self.leave_on_leader(req).await;
         }
         if !self.managers().contains_key(&raft_id) {
-            return Err(ManagerError::Store(StoreError::NotFound { kind: Kind::Node, id: raft_id.to_string() }));
+            return Err(ManagerError::Store(StoreError::NotFound {
+                kind: Kind::Node,
+                id: raft_id.to_string(),
+            }));
         }
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])), false)

@@ -19,6 +19,7 @@ fn daemon(dir: &Path, addr: &str, extra: &[&str], log: &Path) -> Child {
     let err = std::fs::File::create(log.with_extension("err")).unwrap();
     Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["daemon", "--data-dir", dir.to_str().unwrap(), "--listen-addr", addr])
+        .args(["--api-socket", dir.join("api.sock").to_str().unwrap()])
         .args(extra)
         .env("SHOAL_LOG", "info")
         .stdout(Stdio::from(out))
@@ -63,6 +64,8 @@ fn init_join_stop_and_restart() {
             tmp.path().join("n3").to_str().unwrap(),
             "--listen-addr",
             &free_addr(),
+            "--api-socket",
+            tmp.path().join("n3.sock").to_str().unwrap(),
         ])
         .args(["--join", &a1, "--token", "SHTKN-1-wrong"])
         .output()

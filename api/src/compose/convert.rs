@@ -998,7 +998,8 @@ pub fn publish_flag(text: &str) -> Result<Vec<PortConfig>, String> {
         publish_mode: PublishMode::Ingress,
     };
     for field in text.split(',') {
-        let (k, v) = field.split_once('=').ok_or_else(|| format!("{field:?} in {text:?} is not key=value"))?;
+        let (k, v) =
+            field.split_once('=').ok_or_else(|| format!("{field:?} in {text:?} is not key=value"))?;
         let one = |v: &str| match port_range(v)?.as_slice() {
             [p] => Ok(*p),
             _ => Err(format!("{v:?}: a range needs the short form")),

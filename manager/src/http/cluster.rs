@@ -17,7 +17,10 @@ fn not_initialized() -> ApiError {
 #[utoipa::path(get, path = "/v1/cluster", tag = "cluster", params(ReadOptions),
     responses((status = 200, description = "The cluster", body = ClusterInfo),
               (status = 409, description = "The cluster is not initialized", body = ErrorBody)))]
-pub(super) async fn info(State(api): State<Api>, super::Query(opts): super::Query<ReadOptions>) -> Result<Json<ClusterInfo>, ApiError> {
+pub(super) async fn info(
+    State(api): State<Api>,
+    super::Query(opts): super::Query<ReadOptions>,
+) -> Result<Json<ClusterInfo>, ApiError> {
     let m = &api.manager;
     let (cluster, counts, node_ids) = api
         .read(opts.consistent, |s| {
@@ -87,7 +90,10 @@ pub(super) async fn join_tokens(State(api): State<Api>) -> Result<Json<JoinToken
     params(("role" = String, Path, description = "`worker` or `manager`")),
     responses((status = 200, description = "The tokens, one of them new", body = JoinTokens),
               (status = 409, description = "No such role", body = ErrorBody)))]
-pub(super) async fn rotate_join_token(State(api): State<Api>, Path(role): Path<String>) -> Result<Json<JoinTokens>, ApiError> {
+pub(super) async fn rotate_join_token(
+    State(api): State<Api>,
+    Path(role): Path<String>,
+) -> Result<Json<JoinTokens>, ApiError> {
     Ok(Json(api.manager.rotate_join_token(&role).await?.join_tokens))
 }
 

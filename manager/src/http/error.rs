@@ -28,7 +28,12 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            detail: ErrorDetail { code: code.into(), message: message.into(), field: None, details: Vec::new() },
+            detail: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+                field: None,
+                details: Vec::new(),
+            },
         }
     }
 
@@ -62,7 +67,8 @@ impl IntoResponse for ApiError {
 
 impl From<DecodeError> for ApiError {
     fn from(e: DecodeError) -> Self {
-        let message = if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) };
+        let message =
+            if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) };
         ApiError::bad_request(message).with_field(e.field)
     }
 }

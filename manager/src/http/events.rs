@@ -21,9 +21,10 @@ fn kind_named(name: &str) -> Option<Kind> {
 
 fn message(e: &Event) -> Sse {
     let object = e.object.redacted();
-    let data = serde_json::to_string(&Event { index: e.index, action: e.action, object })
-        .expect("events serialize");
-    let action = serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let data =
+        serde_json::to_string(&Event { index: e.index, action: e.action, object }).expect("events serialize");
+    let action =
+        serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     Sse::default().id(e.index.to_string()).event(format!("{}.{action}", e.kind())).data(data)
 }
 
@@ -57,7 +58,8 @@ pub(super) async fn events(
             ))
         })?),
     };
-    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let last_id =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let from = match q.since.or(last_id) {
         Some(i) => i,
         None => api.manager.read(|s| s.last_index()),

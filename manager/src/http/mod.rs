@@ -153,7 +153,9 @@ fn router(api: Api, auth: bool) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path: see /v1/openapi.json") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path: see /v1/openapi.json")
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     let router = if auth {
         router.layer(axum::middleware::from_fn_with_state(api.clone(), require_token))
@@ -172,7 +174,9 @@ async fn require_token(State(api): State<Api>, req: Request, next: Next) -> Resp
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(t) if !expected.is_empty() && constant_time_eq(t.as_bytes(), expected.as_bytes()) => next.run(req).await,
+        Some(t) if !expected.is_empty() && constant_time_eq(t.as_bytes(), expected.as_bytes()) => {
+            next.run(req).await
+        }
         _ => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -208,7 +212,9 @@ impl ApiServer {
             let app = router(api.clone(), false);
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await;
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.notified().await })
+                    .await;
             }));
         }
         if let Some(addr) = opts.tcp {

@@ -43,7 +43,10 @@ fn live(manager: &Manager, mut n: Node) -> Node {
 /// Lists nodes.
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes", params(ReadOptions),
     responses((status = 200, description = "Every node, by hostname", body = Vec<Node>)))]
-pub(super) async fn list(State(api): State<Api>, Query(opts): Query<ReadOptions>) -> Result<Json<Vec<Node>>, ApiError> {
+pub(super) async fn list(
+    State(api): State<Api>,
+    Query(opts): Query<ReadOptions>,
+) -> Result<Json<Vec<Node>>, ApiError> {
     let nodes = api
         .read(opts.consistent, |s| {
             s.list(Kind::Node)

@@ -39,12 +39,23 @@ async fn list_payloads(api: &Api, kind: Kind, consistent: bool) -> Result<Json<V
     Ok(Json(out))
 }
 
-async fn inspect_payload(api: &Api, kind: Kind, key: &str, consistent: bool) -> Result<Json<PayloadInfo>, ApiError> {
-    let info = api.read(consistent, |s| find(s, kind, key).map(|o| payload_info(o).expect("a payload kind"))).await??;
+async fn inspect_payload(
+    api: &Api,
+    kind: Kind,
+    key: &str,
+    consistent: bool,
+) -> Result<Json<PayloadInfo>, ApiError> {
+    let info = api
+        .read(consistent, |s| find(s, kind, key).map(|o| payload_info(o).expect("a payload kind")))
+        .await??;
     Ok(Json(info))
 }
 
-async fn create_payload(api: &Api, kind: Kind, spec: PayloadSpec) -> Result<(StatusCode, Json<Created>), ApiError> {
+async fn create_payload(
+    api: &Api,
+    kind: Kind,
+    spec: PayloadSpec,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
     spec.validate().map_err(PlanError::from)?;
     let id = shoal_api::object::new_id();
     let meta = Meta::new(now());
@@ -122,7 +133,10 @@ pub(super) async fn inspect_network(
     responses((status = 204, description = "Removed"),
               (status = 404, description = "No such network", body = ErrorBody),
               (status = 409, description = "A service uses it", body = ErrorBody)))]
-pub(super) async fn remove_network(State(api): State<Api>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
+pub(super) async fn remove_network(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
     remove_object(&api, Kind::Network, &key).await
 }
 
@@ -168,7 +182,10 @@ pub(super) async fn inspect_secret(
     responses((status = 204, description = "Removed"),
               (status = 404, description = "No such secret", body = ErrorBody),
               (status = 409, description = "A service uses it", body = ErrorBody)))]
-pub(super) async fn remove_secret(State(api): State<Api>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
+pub(super) async fn remove_secret(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
     remove_object(&api, Kind::Secret, &key).await
 }
 
@@ -214,6 +231,9 @@ pub(super) async fn inspect_config(
     responses((status = 204, description = "Removed"),
               (status = 404, description = "No such config", body = ErrorBody),
               (status = 409, description = "A service uses it", body = ErrorBody)))]
-pub(super) async fn remove_config(State(api): State<Api>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
+pub(super) async fn remove_config(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
     remove_object(&api, Kind::Config, &key).await
 }

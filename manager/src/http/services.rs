@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use shoal_api::wire::{Created, ErrorBody, ReadOptions, Scale, ServiceFilter, ServiceUpdate, TaskFilter, Written};
+use shoal_api::wire::{
+    Created, ErrorBody, ReadOptions, Scale, ServiceFilter, ServiceUpdate, TaskFilter, Written,
+};
 use shoal_api::{Service, ServiceSpec, Task};
 
 use super::{Api, ApiError, Body, Query, now};
@@ -28,7 +30,10 @@ fn label_matches(labels: &std::collections::BTreeMap<String, String>, filter: &s
 #[utoipa::path(get, path = "/v1/services", tag = "services", params(ServiceFilter),
     responses((status = 200, description = "Services matching every filter, by name", body = Vec<Service>),
               (status = 400, description = "A malformed filter", body = ErrorBody)))]
-pub(super) async fn list(State(api): State<Api>, Query(f): Query<ServiceFilter>) -> Result<Json<Vec<Service>>, ApiError> {
+pub(super) async fn list(
+    State(api): State<Api>,
+    Query(f): Query<ServiceFilter>,
+) -> Result<Json<Vec<Service>>, ApiError> {
     let mut out = api
         .read(f.consistent, |s| {
             s.list(Kind::Service)
@@ -142,7 +147,10 @@ pub(super) async fn scale(
     responses((status = 200, description = "Rolled back", body = Written),
               (status = 404, description = "No such service", body = ErrorBody),
               (status = 422, description = "The service was never updated", body = ErrorBody)))]
-pub(super) async fn rollback(State(api): State<Api>, Path(key): Path<String>) -> Result<Json<Written>, ApiError> {
+pub(super) async fn rollback(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+) -> Result<Json<Written>, ApiError> {
     let now = now();
     let (version, id) = api
         .modify(|s| {
@@ -162,7 +170,11 @@ pub(super) async fn rollback(State(api): State<Api>, Path(key): Path<String>) ->
 pub(super) async fn remove(State(api): State<Api>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
     api.modify(|s| {
         let svc = service(s, &key)?;
-        let change = Change::Delete { kind: Kind::Service, id: svc.id.clone(), expected_version: Some(svc.meta.version) };
+        let change = Change::Delete {
+            kind: Kind::Service,
+            id: svc.id.clone(),
+            expected_version: Some(svc.meta.version),
+        };
         Ok((Transaction { changes: vec![change] }, ()))
     })
     .await?;
@@ -173,14 +185,20 @@ pub(super) async fn remove(State(api): State<Api>, Path(key): Path<String>) -> R
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(TaskFilter),
     responses((status = 200, description = "Tasks matching every filter", body = Vec<Task>),
               (status = 404, description = "The service or node filtered on does not exist", body = ErrorBody)))]
-pub(super) async fn list_tasks(State(api): State<Api>, Query(f): Query<TaskFilter>) -> Result<Json<Vec<Task>>, ApiError> {
+pub(super) async fn list_tasks(
+    State(api): State<Api>,
+    Query(f): Query<TaskFilter>,
+) -> Result<Json<Vec<Task>>, ApiError> {
     let out = api
         .read(f.consistent, |s| -> Result<Vec<Task>, PlanError> {
-            let service_id = f.service.as_deref().map(|k| service(s, k).map(|svc| svc.id.clone())).transpose()?;
-            let node_id = f.node.as_deref().map(|k| find(s, Kind::Node, k).map(|n| n.id().to_owned())).transpose()?;
-            let in_stack: Option<Vec<String>> = f.stack.as_deref().map(|st| {
-                plan::stacks::members(s, st, Kind::Service).map(|o| o.id().to_owned()).collect()
-            });
+            let service_id =
+                f.service.as_deref().map(|k| service(s, k).map(|svc| svc.id.clone())).transpose()?;
+            let node_id =
+                f.node.as_deref().map(|k| find(s, Kind::Node, k).map(|n| n.id().to_owned())).transpose()?;
+            let in_stack: Option<Vec<String>> = f
+                .stack
+                .as_deref()
+                .map(|st| plan::stacks::members(s, st, Kind::Service).map(|o| o.id().to_owned()).collect());
             let tasks: Box<dyn Iterator<Item = &Object>> = match (&service_id, &node_id) {
                 (Some(id), _) => Box::new(s.tasks_of_service(id)),
                 (None, Some(n)) => Box::new(s.tasks_on_node(n)),
@@ -196,7 +214,14 @@ pub(super) async fn list_tasks(State(api): State<Api>, Query(f): Query<TaskFilte
                 .filter(|t| in_stack.as_ref().is_none_or(|ids| ids.contains(&t.service_id)))
                 .cloned()
                 .collect();
-            out.sort_by(|a, b| (&a.service_id, a.slot, &a.node_id, b.meta.created_at).cmp(&(&b.service_id, b.slot, &b.node_id, a.meta.created_at)));
+            out.sort_by(|a, b| {
+                (&a.service_id, a.slot, &a.node_id, b.meta.created_at).cmp(&(
+                    &b.service_id,
+                    b.slot,
+                    &b.node_id,
+                    a.meta.created_at,
+                ))
+            });
             Ok(out)
         })
         .await??;

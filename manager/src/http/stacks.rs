@@ -53,7 +53,10 @@ pub(super) async fn deploy(
     params(("name" = String, Path, description = "The stack's name")),
     responses((status = 200, description = "Removed; `removed` lists what went", body = StackDeployed),
               (status = 404, description = "No such stack", body = ErrorBody)))]
-pub(super) async fn remove(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<StackDeployed>, ApiError> {
+pub(super) async fn remove(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<StackDeployed>, ApiError> {
     let (version, mut out) = api.modify(|s| plan::stacks::remove(s, &name)).await?;
     out.version = version;
     Ok(Json(out))

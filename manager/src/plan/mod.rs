@@ -63,9 +63,8 @@ pub fn find<'a>(store: &'a Store, kind: Kind, key: &str) -> Result<&'a Object, P
         return Err(not_found());
     }
     if kind == Kind::Node {
-        let mut by_host = store
-            .list(Kind::Node)
-            .filter(|o| matches!(o, Object::Node(n) if n.description.hostname == key));
+        let mut by_host =
+            store.list(Kind::Node).filter(|o| matches!(o, Object::Node(n) if n.description.hostname == key));
         if let (Some(o), None) = (by_host.next(), by_host.next()) {
             return Ok(o);
         }

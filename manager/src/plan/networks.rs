@@ -97,8 +97,12 @@ mod tests {
         let mut store = Store::new();
         let pool = AddressPool::default();
         let a = create(&store, NetworkSpec::new("a"), &pool, &[], now()).expect("created");
-        assert_eq!((a.subnet.to_string(), a.gateway.to_string(), a.vni), ("10.0.0.0/24".into(), "10.0.0.1".into(), 4096));
-        let b = create(&store, NetworkSpec::new("b"), &pool, std::slice::from_ref(&a), now()).expect("created");
+        assert_eq!(
+            (a.subnet.to_string(), a.gateway.to_string(), a.vni),
+            ("10.0.0.0/24".into(), "10.0.0.1".into(), 4096)
+        );
+        let b =
+            create(&store, NetworkSpec::new("b"), &pool, std::slice::from_ref(&a), now()).expect("created");
         assert_eq!((b.subnet.to_string(), b.vni), ("10.0.1.0/24".into(), 4097));
         let tx = Transaction { changes: vec![Change::Create { object: Object::Network(a.clone()) }] };
         store.apply(1, &tx).expect("stored");
@@ -106,7 +110,10 @@ mod tests {
         spec.subnet = Some("10.0.0.128/25".parse().expect("net"));
         let err = create(&store, spec, &pool, &[], now()).expect_err("overlap");
         assert!(err.to_string().contains("overlaps 10.0.0.0/24 of network a"), "{err}");
-        assert!(matches!(create(&store, NetworkSpec::new("a"), &pool, &[], now()), Err(PlanError::Conflict(_))));
+        assert!(matches!(
+            create(&store, NetworkSpec::new("a"), &pool, &[], now()),
+            Err(PlanError::Conflict(_))
+        ));
     }
 
     #[test]

@@ -48,9 +48,20 @@ pub fn create_with(
 }
 
 /// `service` with `spec` as its new spec, the old one kept for a rollback.
-pub fn update(store: &Store, service: &Service, spec: ServiceSpec, now: DateTime<Utc>) -> Result<Service, PlanError> {
+pub fn update(
+    store: &Store,
+    service: &Service,
+    spec: ServiceSpec,
+    now: DateTime<Utc>,
+) -> Result<Service, PlanError> {
     check_service_update(&service.spec, &spec)?;
-    let ports = assign_ports(store, &service.id, &spec.endpoint_spec.ports, &service.endpoint.ports, &BTreeSet::new())?;
+    let ports = assign_ports(
+        store,
+        &service.id,
+        &spec.endpoint_spec.ports,
+        &service.endpoint.ports,
+        &BTreeSet::new(),
+    )?;
     let mut new = service.clone();
     new.previous_spec = Some(service.spec.clone());
     new.spec = spec;
@@ -61,7 +72,12 @@ pub fn update(store: &Store, service: &Service, spec: ServiceSpec, now: DateTime
 
 /// `service` with a new replica count (replicated services; for replicated jobs,
 /// the completions wanted).
-pub fn scale(store: &Store, service: &Service, replicas: u64, now: DateTime<Utc>) -> Result<Service, PlanError> {
+pub fn scale(
+    store: &Store,
+    service: &Service,
+    replicas: u64,
+    now: DateTime<Utc>,
+) -> Result<Service, PlanError> {
     let mut spec = service.spec.clone();
     match &mut spec.mode {
         ServiceMode::Replicated { replicas: r } => *r = replicas,
@@ -132,10 +148,14 @@ pub fn assign_ports(
         if p.publish_mode == PublishMode::Ingress && p.published_port.is_none() {
             let kept = had
                 .iter()
-                .find(|h| h.target_port == p.target_port && h.protocol == p.protocol && h.published_port.is_some())
+                .find(|h| {
+                    h.target_port == p.target_port && h.protocol == p.protocol && h.published_port.is_some()
+                })
                 .and_then(|h| h.published_port)
                 .filter(|port| !taken.contains(&(*port, p.protocol.as_str())));
-            let port = kept.or_else(|| DYNAMIC_PORTS.clone().find(|port| !taken.contains(&(*port, p.protocol.as_str()))));
+            let port = kept.or_else(|| {
+                DYNAMIC_PORTS.clone().find(|port| !taken.contains(&(*port, p.protocol.as_str())))
+            });
             let Some(port) = port else {
                 return Err(PlanError::Conflict("every port of 30000-32767 is published already".into()));
             };

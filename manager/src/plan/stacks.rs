@@ -70,7 +70,9 @@ pub fn deploy(
                 None => {
                     let id = shoal_api::object::new_id();
                     let object = match kind {
-                        Kind::Secret => Object::Secret(Secret { id, meta: Meta::new(now), spec: spec.clone() }),
+                        Kind::Secret => {
+                            Object::Secret(Secret { id, meta: Meta::new(now), spec: spec.clone() })
+                        }
                         _ => Object::Config(Config { id, meta: Meta::new(now), spec: spec.clone() }),
                     };
                     out.created.push(format!("{kind} {}", spec.name));
@@ -116,7 +118,11 @@ pub fn deploy(
             let name = o.name().unwrap_or_default();
             if !names.contains(name) {
                 out.removed.push(format!("{kind} {name}"));
-                removes.push(Change::Delete { kind: *kind, id: o.id().to_owned(), expected_version: Some(o.meta().version) });
+                removes.push(Change::Delete {
+                    kind: *kind,
+                    id: o.id().to_owned(),
+                    expected_version: Some(o.meta().version),
+                });
             }
         }
     }
@@ -133,7 +139,11 @@ pub fn remove(store: &Store, name: &str) -> Result<(Transaction, StackDeployed),
     for kind in [Kind::Service, Kind::Network, Kind::Secret, Kind::Config] {
         for o in members(store, name, kind) {
             out.removed.push(format!("{kind} {}", o.name().unwrap_or_default()));
-            changes.push(Change::Delete { kind, id: o.id().to_owned(), expected_version: Some(o.meta().version) });
+            changes.push(Change::Delete {
+                kind,
+                id: o.id().to_owned(),
+                expected_version: Some(o.meta().version),
+            });
         }
     }
     if changes.is_empty() {
@@ -202,7 +212,13 @@ mod tests {
     fn load(text: &str) -> Stack {
         let env = |_: &str| None;
         let read = |_: &Path| Ok(b"s3cret".to_vec());
-        let src = shoal_api::compose::Source { stack: "demo", text, dir: Path::new("/"), env: &env, read_file: &read };
+        let src = shoal_api::compose::Source {
+            stack: "demo",
+            text,
+            dir: Path::new("/"),
+            env: &env,
+            read_file: &read,
+        };
         shoal_api::compose::load(&src).expect("a valid file")
     }
 
@@ -232,7 +248,13 @@ secrets: {pw: {file: ./pw}}
         let (tx, out) = deploy(&store, &load(V1), &pool, now()).expect("planned");
         assert_eq!(
             out.created,
-            ["network demo_front", "network demo_default", "secret demo_pw", "service demo_db", "service demo_web"]
+            [
+                "network demo_front",
+                "network demo_default",
+                "secret demo_pw",
+                "service demo_db",
+                "service demo_web"
+            ]
         );
         apply(&mut store, &tx);
         let (tx, out) = deploy(&store, &load(V1), &pool, now()).expect("planned");
@@ -241,7 +263,10 @@ secrets: {pw: {file: ./pw}}
         assert_eq!(out.updated, ["service demo_web"]);
         assert_eq!(out.removed, ["service demo_db", "network demo_default"]);
         apply(&mut store, &tx);
-        assert_eq!(list(&store)[0], StackInfo { name: "demo".into(), services: 1, networks: 1, secrets: 1, configs: 0 });
+        assert_eq!(
+            list(&store)[0],
+            StackInfo { name: "demo".into(), services: 1, networks: 1, secrets: 1, configs: 0 }
+        );
         let (tx, out) = remove(&store, "demo").expect("planned");
         assert_eq!(out.removed, ["service demo_web", "network demo_front", "secret demo_pw"]);
         apply(&mut store, &tx);

@@ -43,7 +43,10 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                     return print_json(&info);
                 }
                 println!("Cluster:    {} ({})", info.spec.name, info.id);
-                println!("Raft:       term {}, last applied {}, answered by manager {} ({})", info.raft.term, info.raft.last_applied, info.answered_by, info.raft.state);
+                println!(
+                    "Raft:       term {}, last applied {}, answered by manager {} ({})",
+                    info.raft.term, info.raft.last_applied, info.answered_by, info.raft.state
+                );
                 let c = info.counts;
                 println!(
                     "Objects:    {} nodes, {} services, {} tasks, {} networks, {} secrets, {} configs",
@@ -58,8 +61,16 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                             vec![
                                 m.raft_id.to_string(),
                                 m.addr.clone(),
-                                if m.leader { "leader" } else if m.voter { "follower" } else { "learner" }.into(),
-                                m.reachable.map_or_else(|| "?".into(), |r| if r { "yes" } else { "no" }.to_owned()),
+                                if m.leader {
+                                    "leader"
+                                } else if m.voter {
+                                    "follower"
+                                } else {
+                                    "learner"
+                                }
+                                .into(),
+                                m.reachable
+                                    .map_or_else(|| "?".into(), |r| if r { "yes" } else { "no" }.to_owned()),
                                 m.node_id.clone().unwrap_or_default(),
                             ]
                         })
@@ -67,7 +78,11 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                 );
             }
             ClusterCommand::JoinToken { role, rotate, quiet } => {
-                let tokens = if rotate { client.rotate_join_token(&role).await? } else { client.join_tokens().await? };
+                let tokens = if rotate {
+                    client.rotate_join_token(&role).await?
+                } else {
+                    client.join_tokens().await?
+                };
                 let token = if role == "manager" { tokens.manager } else { tokens.worker };
                 if quiet {
                     println!("{token}");
@@ -75,7 +90,9 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                     let info = client.cluster(ReadOptions::default()).await?;
                     let leader = info.managers.iter().find(|m| m.leader).or(info.managers.first());
                     let addr = leader.map_or("MANAGER:2377", |m| m.addr.as_str());
-                    println!("To add a {role} to this cluster, run on it:\n\n    shoal daemon --join {addr} --token {token}\n");
+                    println!(
+                        "To add a {role} to this cluster, run on it:\n\n    shoal daemon --join {addr} --token {token}\n"
+                    );
                 }
             }
             ClusterCommand::ApiToken { rotate } => {

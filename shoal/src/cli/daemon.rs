@@ -121,11 +121,15 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         manager.join(addr, token).await.with_context(|| format!("join the cluster through {addr}"))?;
         println!("joined the cluster through {addr} as a manager");
     }
-    let api = ApiServer::start(manager.clone(), &ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr })
-        .await
-        .context("start the cluster API")?;
+    let api = ApiServer::start(
+        manager.clone(),
+        &ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr },
+    )
+    .await
+    .context("start the cluster API")?;
     tracing::info!(socket = %args.api_socket.display(), tcp = ?api.tcp, "cluster API listening");
-    let registration = tokio::spawn(register(manager.clone(), describe_node(&args)?, node_id(&args.data_dir)?));
+    let registration =
+        tokio::spawn(register(manager.clone(), describe_node(&args)?, node_id(&args.data_dir)?));
     let mut leadership = manager.leadership();
     loop {
         tokio::select! {

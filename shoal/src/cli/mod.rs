@@ -91,8 +91,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Service(cmd) => service::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Node(cmd) => node::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Network(cmd) => network::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
-        Command::Secret(cmd) => payload::run(PayloadKind::Secret, cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
-        Command::Config(cmd) => payload::run(PayloadKind::Config, cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Secret(cmd) => {
+            payload::run(PayloadKind::Secret, cmd, &cli.connection).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Config(cmd) => {
+            payload::run(PayloadKind::Config, cmd, &cli.connection).map(|()| ExitCode::SUCCESS)
+        }
         Command::Cluster(cmd) => cluster::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Events(args) => events::run(args, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => {

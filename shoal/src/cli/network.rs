@@ -73,7 +73,15 @@ pub(super) fn run(cmd: NetworkCommand, conn: &Connection) -> anyhow::Result<()> 
                     &networks,
                     |n| n.id.clone(),
                     &["NETWORK ID", "NAME", "DRIVER", "SUBNET", "VNI"],
-                    |n| vec![short(&n.id), n.spec.name.clone(), "overlay".into(), n.subnet.to_string(), n.vni.to_string()],
+                    |n| {
+                        vec![
+                            short(&n.id),
+                            n.spec.name.clone(),
+                            "overlay".into(),
+                            n.subnet.to_string(),
+                            n.vni.to_string(),
+                        ]
+                    },
                 )?;
             }
             NetworkCommand::Inspect { networks } => {

@@ -71,7 +71,15 @@ pub(super) fn run(kind: PayloadKind, cmd: PayloadCommand, conn: &Connection) -> 
                     &items,
                     |p| p.id.clone(),
                     &["ID", "NAME", "SIZE", "CREATED", "UPDATED"],
-                    |p| vec![short(&p.id), p.name.clone(), p.size.to_string(), ago(p.meta.created_at), ago(p.meta.updated_at)],
+                    |p| {
+                        vec![
+                            short(&p.id),
+                            p.name.clone(),
+                            p.size.to_string(),
+                            ago(p.meta.created_at),
+                            ago(p.meta.updated_at),
+                        ]
+                    },
                 )?;
             }
             PayloadCommand::Inspect { names } => {

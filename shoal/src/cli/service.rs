@@ -416,23 +416,25 @@ fn set<T: Clone>(target: &mut T, value: &Option<T>) {
     }
 }
 
-fn apply_update_config(
-    c: &mut UpdateConfig,
-    (parallelism, delay, failure, monitor, ratio, order): (
-        Option<u64>,
-        Option<std::time::Duration>,
-        Option<shoal_api::service::FailureAction>,
-        Option<std::time::Duration>,
-        Option<f64>,
-        Option<shoal_api::service::UpdateOrder>,
-    ),
-) {
-    set(&mut c.parallelism, &parallelism);
-    set(&mut c.delay, &delay);
-    set(&mut c.failure_action, &failure);
-    set(&mut c.monitor, &monitor);
-    set(&mut c.max_failure_ratio, &ratio);
-    set(&mut c.order, &order);
+/// The rolling-update settings given for updates or for rollbacks.
+struct Rolling {
+    parallelism: Option<u64>,
+    delay: Option<std::time::Duration>,
+    failure_action: Option<shoal_api::service::FailureAction>,
+    monitor: Option<std::time::Duration>,
+    max_failure_ratio: Option<f64>,
+    order: Option<shoal_api::service::UpdateOrder>,
+}
+
+impl Rolling {
+    fn apply(self, c: &mut UpdateConfig) {
+        set(&mut c.parallelism, &self.parallelism);
+        set(&mut c.delay, &self.delay);
+        set(&mut c.failure_action, &self.failure_action);
+        set(&mut c.monitor, &self.monitor);
+        set(&mut c.max_failure_ratio, &self.max_failure_ratio);
+        set(&mut c.order, &self.order);
+    }
 }
 
 impl SpecFlags {
@@ -461,7 +463,8 @@ impl SpecFlags {
             c.hostname = self.hostname.clone();
         }
         if let Some(e) = &self.entrypoint {
-            c.command = shlex::split(e).with_context(|| format!("--entrypoint {e:?} has an unclosed quote"))?;
+            c.command =
+                shlex::split(e).with_context(|| format!("--entrypoint {e:?} has an unclosed quote"))?;
         }
         if self.stop_signal.is_some() {
             c.stop_signal = self.stop_signal.clone();
@@ -497,28 +500,24 @@ impl SpecFlags {
         set(&mut rp.max_attempts, &self.restart_max_attempts);
         set(&mut rp.window, &self.restart_window);
         set(&mut t.placement.max_replicas, &self.replicas_max_per_node);
-        apply_update_config(
-            &mut spec.update_config,
-            (
-                self.update_parallelism,
-                self.update_delay,
-                self.update_failure_action,
-                self.update_monitor,
-                self.update_max_failure_ratio,
-                self.update_order,
-            ),
-        );
-        apply_update_config(
-            &mut spec.rollback_config,
-            (
-                self.rollback_parallelism,
-                self.rollback_delay,
-                self.rollback_failure_action,
-                self.rollback_monitor,
-                self.rollback_max_failure_ratio,
-                self.rollback_order,
-            ),
-        );
+        Rolling {
+            parallelism: self.update_parallelism,
+            delay: self.update_delay,
+            failure_action: self.update_failure_action,
+            monitor: self.update_monitor,
+            max_failure_ratio: self.update_max_failure_ratio,
+            order: self.update_order,
+        }
+        .apply(&mut spec.update_config);
+        Rolling {
+            parallelism: self.rollback_parallelism,
+            delay: self.rollback_delay,
+            failure_action: self.rollback_failure_action,
+            monitor: self.rollback_monitor,
+            max_failure_ratio: self.rollback_max_failure_ratio,
+            order: self.rollback_order,
+        }
+        .apply(&mut spec.rollback_config);
         set(&mut spec.endpoint_spec.mode, &self.endpoint_mode);
         Ok(())
     }
@@ -546,7 +545,11 @@ fn create_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
             None => bail!("--placement-pref {p:?} is not spread=LABEL"),
         })
         .collect::<anyhow::Result<_>>()?;
-    t.networks = a.networks.iter().map(|n| NetworkAttachmentConfig { target: n.clone(), aliases: Vec::new() }).collect();
+    t.networks = a
+        .networks
+        .iter()
+        .map(|n| NetworkAttachmentConfig { target: n.clone(), aliases: Vec::new() })
+        .collect();
     Ok(spec)
 }
 
@@ -576,7 +579,8 @@ fn updated_spec(a: &UpdateArgs, old: &ServiceSpec) -> anyhow::Result<ServiceSpec
     }
     let p = &mut t.placement;
     p.constraints.retain(|x| !a.constraint_rm.contains(x));
-    p.constraints.extend(a.constraint_add.iter().filter(|x| !p.constraints.contains(x)).cloned().collect::<Vec<_>>());
+    p.constraints
+        .extend(a.constraint_add.iter().filter(|x| !p.constraints.contains(x)).cloned().collect::<Vec<_>>());
     for m in &a.mount_rm {
         c.mounts.retain(|x| x.target() != m);
     }
@@ -605,7 +609,8 @@ fn updated_spec(a: &UpdateArgs, old: &ServiceSpec) -> anyhow::Result<ServiceSpec
     let ports_now = &mut spec.endpoint_spec.ports;
     for rm in &a.publish_rm {
         let (port, proto) = rm.split_once('/').unwrap_or((rm, "tcp"));
-        let port: u16 = port.parse().with_context(|| format!("--publish-rm {rm:?} is not PORT[/PROTOCOL]"))?;
+        let port: u16 =
+            port.parse().with_context(|| format!("--publish-rm {rm:?} is not PORT[/PROTOCOL]"))?;
         ports_now.retain(|p| !(p.target_port == port && p.protocol.as_str() == proto));
     }
     for p in ports(&a.publish_add)? {
@@ -622,7 +627,10 @@ fn replicas(s: &Service, tasks: &[Task]) -> String {
         ServiceMode::Replicated { replicas } => format!("{running}/{replicas}"),
         ServiceMode::ReplicatedJob { total_completions, max_concurrent } => {
             let done = mine.filter(|t| t.status.state == TaskState::Complete).count();
-            format!("{running}/{max_concurrent} ({done}/{} completed)", total_completions.unwrap_or(max_concurrent))
+            format!(
+                "{running}/{max_concurrent} ({done}/{} completed)",
+                total_completions.unwrap_or(max_concurrent)
+            )
         }
         _ => {
             let desired = mine.filter(|t| t.desired_state <= TaskState::Running).count();
@@ -644,7 +652,11 @@ fn port_list(s: &Service) -> String {
 }
 
 /// Prints services as `docker service ls` does.
-pub(super) async fn print_services(client: &Client, services: &[Service], out: &Output) -> anyhow::Result<()> {
+pub(super) async fn print_services(
+    client: &Client,
+    services: &[Service],
+    out: &Output,
+) -> anyhow::Result<()> {
     let tasks = if out.quiet || out.format != super::remote::Format::Table {
         Vec::new()
     } else {
@@ -674,7 +686,8 @@ pub(super) async fn print_tasks(client: &Client, tasks: &[Task], out: &Output) -
     } else {
         (client.services(&ServiceFilter::default()).await?, client.nodes(Default::default()).await?)
     };
-    let service_name = |id: &str| services.iter().find(|s| s.id == id).map_or_else(|| short(id), |s| s.spec.name.clone());
+    let service_name =
+        |id: &str| services.iter().find(|s| s.id == id).map_or_else(|| short(id), |s| s.spec.name.clone());
     let node_name = |id: &Option<String>| {
         id.as_ref().map_or_else(String::new, |id| {
             nodes.iter().find(|n| &n.id == id).map_or_else(|| short(id), |n| n.description.hostname.clone())
@@ -722,7 +735,11 @@ pub(super) fn run(cmd: ServiceCommand, conn: &Connection) -> anyhow::Result<()> 
                     let desired_state = running.then(|| "running".to_owned());
                     tasks.extend(
                         client
-                            .tasks(&TaskFilter { service: Some(s.clone()), desired_state, ..Default::default() })
+                            .tasks(&TaskFilter {
+                                service: Some(s.clone()),
+                                desired_state,
+                                ..Default::default()
+                            })
                             .await?,
                     );
                 }

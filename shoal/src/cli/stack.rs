@@ -96,7 +96,9 @@ pub(super) fn run(cmd: StackCommand, conn: &Connection) -> anyhow::Result<()> {
             }
             let client = conn.client()?;
             let done = block_on(async move { client.deploy_stack(&name, &deploy).await })??;
-            for (what, list) in [("created", &done.created), ("updated", &done.updated), ("removed", &done.removed)] {
+            for (what, list) in
+                [("created", &done.created), ("updated", &done.updated), ("removed", &done.removed)]
+            {
                 for item in list {
                     println!("{what} {item}");
                 }
@@ -109,9 +111,20 @@ pub(super) fn run(cmd: StackCommand, conn: &Connection) -> anyhow::Result<()> {
         StackCommand::Ls { out } => {
             let client = conn.client()?;
             let stacks = block_on(async move { client.stacks().await })??;
-            out.print(&stacks, |s| s.name.clone(), &["NAME", "SERVICES", "NETWORKS", "SECRETS", "CONFIGS"], |s| {
-                vec![s.name.clone(), s.services.to_string(), s.networks.to_string(), s.secrets.to_string(), s.configs.to_string()]
-            })
+            out.print(
+                &stacks,
+                |s| s.name.clone(),
+                &["NAME", "SERVICES", "NETWORKS", "SECRETS", "CONFIGS"],
+                |s| {
+                    vec![
+                        s.name.clone(),
+                        s.services.to_string(),
+                        s.networks.to_string(),
+                        s.secrets.to_string(),
+                        s.configs.to_string(),
+                    ]
+                },
+            )
         }
         StackCommand::Ps { name, out } => {
             let client = conn.client()?;
@@ -123,7 +136,8 @@ pub(super) fn run(cmd: StackCommand, conn: &Connection) -> anyhow::Result<()> {
         StackCommand::Services { name, out } => {
             let client = conn.client()?;
             block_on(async move {
-                let services = client.services(&ServiceFilter { stack: Some(name), ..Default::default() }).await?;
+                let services =
+                    client.services(&ServiceFilter { stack: Some(name), ..Default::default() }).await?;
                 super::service::print_services(&client, &services, &out).await
             })?
         }

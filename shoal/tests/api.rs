@@ -1,0 +1,350 @@
+//! The cluster API over a real `shoal daemon`: services, tasks, nodes, networks,
+//! secrets, configs, stacks, the cluster; every kind of bad input; events resumed
+//! from an index; the token on TCP; the OpenAPI document served.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use shoal_api::client::{ClientError, PayloadKind};
+use shoal_api::service::ServiceMode;
+use shoal_api::wire::{EventQuery, ReadOptions, ServiceFilter, StackDeploy, TaskFilter};
+use shoal_api::{NetworkSpec, PayloadSpec, ServiceSpec};
+use support::daemons::{Daemon, block_on};
+
+fn api_error(e: ClientError) -> (u16, String, Option<String>, String) {
+    match e {
+        ClientError::Api { status, code, field, message, .. } => (status, code, field, message),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+/// Sends a raw request to the socket, for bodies the typed client would never send.
+fn raw(d: &Daemon, method: &str, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    block_on(async {
+        let http = reqwest::Client::builder().unix_socket(d.socket.clone()).build().unwrap();
+        let resp = http
+            .request(method.parse().unwrap(), format!("http://shoal{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    })
+}
+
+#[test]
+fn services_round_trip_with_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::init(tmp.path(), "m1");
+    let c = d.client();
+    block_on(async {
+        let mut spec = ServiceSpec::new("web", "shoal/busybox");
+        spec.labels.insert("tier".into(), "front".into());
+        let created = c.create_service(&spec).await.unwrap();
+        let svc = c.service("web").await.unwrap();
+        assert_eq!((svc.id.as_str(), svc.meta.version), (created.id.as_str(), created.version));
+        assert_eq!(c.service(&created.id[..6]).await.unwrap().id, created.id, "found by id prefix");
+
+        // An update carries the version it read; a stale one is refused with 409.
+        let mut new = svc.spec.clone();
+        new.task_template.container.image = "shoal/busybox:2".into();
+        let written = c.update_service("web", svc.meta.version, &new).await.unwrap();
+        assert!(written.version > svc.meta.version);
+        let (status, code, _, message) =
+            api_error(c.update_service("web", svc.meta.version, &new).await.unwrap_err());
+        assert_eq!((status, code.as_str()), (409, "conflict"), "{message}");
+        assert!(message.contains("read it again"), "{message}");
+
+        let after = c.service("web").await.unwrap();
+        assert_eq!(after.previous_spec.as_ref().unwrap().task_template.container.image, "shoal/busybox");
+        c.scale_service("web", 4).await.unwrap();
+        assert_eq!(c.service("web").await.unwrap().spec.mode, ServiceMode::Replicated { replicas: 4 });
+        c.rollback_service("web").await.unwrap();
+        assert_eq!(c.service("web").await.unwrap().spec.mode, ServiceMode::Replicated { replicas: 1 });
+
+        // Filters.
+        c.create_service(&ServiceSpec::new("api", "shoal/busybox")).await.unwrap();
+        let names = |v: Vec<shoal_api::Service>| v.into_iter().map(|s| s.spec.name).collect::<Vec<_>>();
+        assert_eq!(names(c.services(&ServiceFilter::default()).await.unwrap()), ["api", "web"]);
+        let by_label = ServiceFilter { label: Some("tier=front".into()), ..Default::default() };
+        assert_eq!(names(c.services(&by_label).await.unwrap()), ["web"]);
+        let by_name = ServiceFilter { name: Some("ap".into()), consistent: true, ..Default::default() };
+        assert_eq!(names(c.services(&by_name).await.unwrap()), ["api"]);
+        assert!(
+            c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() })
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        c.remove_service("web").await.unwrap();
+        let (status, code, _, _) = api_error(c.service("web").await.unwrap_err());
+        assert_eq!((status, code.as_str()), (404, "not_found"));
+        let (status, _, _, _) = api_error(c.remove_service("web").await.unwrap_err());
+        assert_eq!(status, 404);
+    });
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::init(tmp.path(), "m1");
+    let c = d.client();
+
+    let (status, body) = raw(&d, "POST", "/v1/services", b"{\"name\": \"x\",".to_vec());
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("EOF"), "{body}");
+
+    let unknown = br#"{"name":"x","task_template":{"container":{"image":"a","imgae":"b"}}}"#.to_vec();
+    let (status, body) = raw(&d, "POST", "/v1/services", unknown);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "task_template.container.imgae");
+
+    let big =
+        format!(r#"{{"name":"x","task_template":{{"container":{{"image":"{}"}}}}}}"#, "a".repeat(5 << 20));
+    let (status, body) = raw(&d, "POST", "/v1/services", big.into_bytes());
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("too_large")), "{body}");
+
+    let (status, body) = raw(&d, "GET", "/v1/services?bogus=1", Vec::new());
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = raw(&d, "GET", "/v1/nothing-here", Vec::new());
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+
+    block_on(async {
+        // Invalid specs name every bad field.
+        let mut spec = ServiceSpec::new("bad name", "shoal/busybox");
+        spec.task_template.resources.limits.memory_bytes = 1024;
+        let e = c.create_service(&spec).await.unwrap_err();
+        let ClientError::Api { status, field, details, .. } = e else { panic!("{e}") };
+        assert_eq!((status, field.as_deref()), (422, Some("name")));
+        assert!(
+            details.iter().any(|f| f.field == "task_template.resources.limits.memory_bytes"),
+            "{details:?}"
+        );
+
+        // A taken name and a taken port.
+        c.create_service(&ServiceSpec::new("web", "shoal/busybox")).await.unwrap();
+        let (status, _, _, message) =
+            api_error(c.create_service(&ServiceSpec::new("web", "x")).await.unwrap_err());
+        assert_eq!(status, 409, "{message}");
+        assert!(message.contains("exists already"), "{message}");
+
+        // A service naming a network that does not exist.
+        let mut spec = ServiceSpec::new("lost", "shoal/busybox");
+        spec.task_template.networks.push(shoal_api::task_spec::NetworkAttachmentConfig {
+            target: "nowhere".into(),
+            aliases: Vec::new(),
+        });
+        let (status, code, _, message) = api_error(c.create_service(&spec).await.unwrap_err());
+        assert_eq!((status, code.as_str()), (409, "in_use"), "{message}");
+        assert!(message.contains("\"nowhere\", which does not exist"), "{message}");
+
+        // Scaling a global service.
+        let mut g = ServiceSpec::new("everywhere", "shoal/busybox");
+        g.mode = ServiceMode::Global;
+        c.create_service(&g).await.unwrap();
+        let (status, code, _, _) = api_error(c.scale_service("everywhere", 3).await.unwrap_err());
+        assert_eq!((status, code.as_str()), (422, "refused"));
+
+        let names: Vec<_> =
+            c.services(&ServiceFilter::default()).await.unwrap().into_iter().map(|s| s.spec.name).collect();
+        assert_eq!(names, ["everywhere", "web"], "nothing refused was written");
+    });
+}
+
+#[test]
+fn networks_secrets_configs_and_stacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::init(tmp.path(), "m1");
+    let c = d.client();
+    block_on(async {
+        let a = c.create_network(&NetworkSpec::new("front")).await.unwrap();
+        let n = c.network("front").await.unwrap();
+        assert_eq!(
+            (n.id.as_str(), n.subnet.to_string(), n.vni),
+            (a.id.as_str(), "10.0.0.0/24".to_owned(), 4096)
+        );
+        c.create_network(&NetworkSpec::new("back")).await.unwrap();
+        assert_eq!(c.network("back").await.unwrap().subnet.to_string(), "10.0.1.0/24");
+
+        let secret = PayloadSpec { name: "pw".into(), labels: BTreeMap::new(), data: b"hunter2".to_vec() };
+        c.create_payload(PayloadKind::Secret, &secret).await.unwrap();
+        let info = c.payload(PayloadKind::Secret, "pw").await.unwrap();
+        assert_eq!((info.name.as_str(), info.size), ("pw", 7));
+        c.create_payload(PayloadKind::Config, &PayloadSpec { name: "conf".into(), ..secret.clone() })
+            .await
+            .unwrap();
+        assert_eq!(c.payloads(PayloadKind::Config).await.unwrap().len(), 1);
+
+        // What uses a network or secret keeps it.
+        let mut spec = ServiceSpec::new("web", "shoal/busybox");
+        spec.task_template
+            .networks
+            .push(shoal_api::task_spec::NetworkAttachmentConfig { target: "front".into(), aliases: vec![] });
+        c.create_service(&spec).await.unwrap();
+        let (status, code, _, _) = api_error(c.remove_network("front").await.unwrap_err());
+        assert_eq!((status, code.as_str()), (409, "in_use"));
+        c.remove_service("web").await.unwrap();
+        c.remove_network("front").await.unwrap();
+        c.remove_payload(PayloadKind::Config, "conf").await.unwrap();
+    });
+    // Secret data never comes back, in any listing.
+    for path in ["/v1/secrets", "/v1/secrets/pw", "/v1/cluster"] {
+        let (status, body) = raw(&d, "GET", path, Vec::new());
+        assert_eq!(status, 200);
+        let text = body.to_string();
+        assert!(
+            !text.contains("hunter2") && !text.contains("aHVudGVyMg") && !text.contains("SHTKN"),
+            "{path}: {text}"
+        );
+    }
+
+    block_on(async {
+        let compose = "
+services:
+  web: {image: shoal/busybox, ports: ['8080:80'], deploy: {replicas: 3}}
+  db: {image: 'shoal/busybox:${DB_TAG:-1}'}
+secrets:
+  key: {file: ./key.txt}
+";
+        let files = BTreeMap::from([("/src/key.txt".to_owned(), shoal_api::wire::Base64(b"k".to_vec()))]);
+        let deploy = StackDeploy { compose: compose.into(), dir: "/src".into(), env: BTreeMap::new(), files };
+        let done = c.deploy_stack("shop", &deploy).await.unwrap();
+        assert_eq!(
+            done.created,
+            ["network shop_default", "secret shop_key", "service shop_db", "service shop_web"]
+        );
+        assert_eq!(c.service("shop_db").await.unwrap().spec.task_template.container.image, "shoal/busybox:1");
+        let stacks = c.stacks().await.unwrap();
+        assert_eq!((stacks[0].name.as_str(), stacks[0].services), ("shop", 2));
+
+        // A second deploy with a variable set updates one service only.
+        let deploy2 = StackDeploy { env: BTreeMap::from([("DB_TAG".into(), "2".into())]), ..deploy.clone() };
+        let done = c.deploy_stack("shop", &deploy2).await.unwrap();
+        assert_eq!((done.created.len(), done.updated.as_slice()), (0, &["service shop_db".to_owned()][..]));
+
+        // Errors name the key; a deploy that fails writes nothing.
+        let bad = StackDeploy {
+            compose: "services:\n  web: {image: x, deploy: {replicas: lots}}\n".into(),
+            ..deploy.clone()
+        };
+        let (status, _, field, message) = api_error(c.deploy_stack("shop", &bad).await.unwrap_err());
+        assert_eq!((status, field.as_deref()), (422, Some("services.web.deploy.replicas")), "{message}");
+        let clash = StackDeploy {
+            compose: "services:\n  a: {image: x}\n  b: {image: x, ports: ['8080:80']}\n".into(),
+            ..deploy.clone()
+        };
+        let (status, _, _, message) = api_error(c.deploy_stack("other", &clash).await.unwrap_err());
+        assert_eq!(status, 409, "{message}");
+        assert!(message.contains("8080"), "{message}");
+        assert!(c.service("other_a").await.is_err(), "no partial writes");
+
+        let removed = c.remove_stack("shop").await.unwrap();
+        assert_eq!(removed.removed.len(), 4, "{removed:?}");
+        assert!(c.stacks().await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn events_resume_from_an_index_after_a_disconnect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::init(tmp.path(), "m1");
+    let c = d.client();
+    block_on(async {
+        let start = c.cluster(ReadOptions::default()).await.unwrap().raft.last_applied;
+        let mut stream =
+            c.events(&EventQuery { since: Some(start), kind: Some("service".into()) }).await.unwrap();
+        c.create_service(&ServiceSpec::new("a", "x")).await.unwrap();
+        c.create_network(&NetworkSpec::new("n")).await.unwrap();
+        c.create_service(&ServiceSpec::new("b", "x")).await.unwrap();
+        let first =
+            tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(first.object.name(), Some("a"));
+        drop(stream);
+
+        // Written while nobody listened.
+        c.create_service(&ServiceSpec::new("c", "x")).await.unwrap();
+        let mut resumed =
+            c.events(&EventQuery { since: Some(first.index), kind: Some("service".into()) }).await.unwrap();
+        let mut names = Vec::new();
+        while names.len() < 2 {
+            let e = tokio::time::timeout(Duration::from_secs(10), resumed.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert!(e.index > first.index);
+            names.push(e.object.name().unwrap().to_owned());
+        }
+        assert_eq!(names, ["b", "c"], "every event after the index, in order, services only");
+
+        // A secret's event does not carry its data.
+        let mut all = c.events(&EventQuery::default()).await.unwrap();
+        let secret = PayloadSpec { name: "s".into(), labels: BTreeMap::new(), data: b"top".to_vec() };
+        c.create_payload(PayloadKind::Secret, &secret).await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(10), all.next()).await.unwrap().unwrap().unwrap();
+        let shoal_api::stored::Object::Secret(s) = e.object else { panic!("a secret event") };
+        assert!(s.spec.data.is_empty());
+
+        let (status, code, _, _) = api_error(
+            c.events(&EventQuery { kind: Some("bogus".into()), ..Default::default() }).await.err().unwrap(),
+        );
+        assert_eq!((status, code.as_str()), (400, "bad_request"));
+    });
+}
+
+#[test]
+fn tcp_needs_the_token_and_rotation_revokes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::init(tmp.path(), "m1");
+    block_on(async {
+        let token = d.client().api_token().await.unwrap().token;
+        let (status, code, _, message) =
+            api_error(d.tcp_client(None).services(&ServiceFilter::default()).await.unwrap_err());
+        assert_eq!((status, code.as_str()), (401, "unauthorized"));
+        assert!(message.contains("Bearer"), "{message}");
+        assert_eq!(
+            api_error(
+                d.tcp_client(Some("SHAPI-1-wrong")).services(&ServiceFilter::default()).await.unwrap_err()
+            )
+            .0,
+            401
+        );
+        assert!(d.tcp_client(Some(&token)).services(&ServiceFilter::default()).await.unwrap().is_empty());
+
+        let new = d.tcp_client(Some(&token)).rotate_api_token().await.unwrap().token;
+        assert_ne!(new, token);
+        assert_eq!(
+            api_error(d.tcp_client(Some(&token)).nodes(ReadOptions::default()).await.unwrap_err()).0,
+            401
+        );
+        assert_eq!(d.tcp_client(Some(&new)).nodes(ReadOptions::default()).await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn the_served_openapi_document_is_the_committed_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::init(tmp.path(), "m1");
+    let served = block_on(d.client().openapi()).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served, committed);
+    for path in [
+        "/v1/services",
+        "/v1/services/{id}",
+        "/v1/stacks/{name}",
+        "/v1/events",
+        "/v1/cluster/api-token/rotate",
+    ] {
+        assert!(served["paths"][path].is_object(), "{path} is documented");
+    }
+}

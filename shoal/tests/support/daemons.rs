@@ -1,0 +1,147 @@
+//! Real `shoal daemon` processes for the API and CLI tests: each with its own data
+//! dir, loopback ports and API socket, stopped (and killed if need be) when dropped.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use shoal_api::client::{Client, Endpoint};
+use shoal_api::wire::ReadOptions;
+
+use super::wait_for;
+
+/// A free loopback `host:port`.
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+/// Runs `f` to completion on a fresh runtime.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+/// One running daemon.
+pub struct Daemon {
+    child: Option<Child>,
+    pub name: String,
+    pub dir: PathBuf,
+    pub addr: String,
+    pub api_addr: String,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(root: &Path, name: &str, extra: &[&str]) -> Daemon {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (addr, api_addr) = (free_addr(), free_addr());
+        let socket = dir.join("api.sock");
+        let mut d = Daemon { child: None, name: name.into(), dir, addr, api_addr, socket };
+        d.start(extra);
+        d
+    }
+
+    /// Starts (or restarts) the daemon process with the same dir and addresses.
+    pub fn start(&mut self, extra: &[&str]) {
+        let log =
+            |ext| std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(ext)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["daemon", "--data-dir", self.dir.to_str().unwrap(), "--listen-addr", &self.addr])
+            .args(["--api-socket", self.socket.to_str().unwrap(), "--api-addr", &self.api_addr])
+            .args(["--hostname", &self.name])
+            .args(extra)
+            .env("SHOAL_LOG", "info")
+            .stdout(Stdio::from(log("out")))
+            .stderr(Stdio::from(log("err")))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// A new cluster's first manager, once its API answers and it is registered.
+    pub fn init(root: &Path, name: &str) -> Daemon {
+        let d = Daemon::spawn(root, name, &["--init"]);
+        d.wait_registered(1);
+        d
+    }
+
+    /// A manager joining `through`'s cluster, once it is registered.
+    pub fn join(root: &Path, name: &str, through: &Daemon) -> Daemon {
+        let token = block_on(through.client().join_tokens()).unwrap().manager;
+        let d = Daemon::spawn(root, name, &["--join", &through.addr, "--token", &token]);
+        let nodes = block_on(through.client().nodes(ReadOptions { consistent: true })).unwrap().len();
+        d.wait_registered(nodes + 1);
+        d
+    }
+
+    /// Waits until this daemon's API answers and the cluster has `nodes` nodes.
+    pub fn wait_registered(&self, nodes: usize) {
+        let client = self.client();
+        wait_for(&format!("{} to register ({})", self.name, self.log()), Duration::from_secs(60), || {
+            block_on(client.nodes(ReadOptions::default())).is_ok_and(|n| n.len() >= nodes)
+        });
+    }
+
+    /// A client of its unix socket.
+    pub fn client(&self) -> Client {
+        Client::new(Endpoint::Unix(self.socket.clone())).unwrap()
+    }
+
+    /// A client of its TCP listener.
+    pub fn tcp_client(&self, token: Option<&str>) -> Client {
+        Client::new(Endpoint::Tcp { addr: self.api_addr.clone(), token: token.map(str::to_owned) }).unwrap()
+    }
+
+    /// Runs `shoal ARGS` against this daemon's socket.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(args)
+            .env("SHOAL_HOST", format!("unix://{}", self.socket.display()))
+            .env_remove("SHOAL_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `shoal ARGS`, asserting success; returns standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "shoal {args:?} failed:\n{stdout}\n{stderr}");
+        stdout.into_owned()
+    }
+
+    /// Runs `shoal ARGS`, asserting failure; returns standard error.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "shoal {args:?} should fail:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        stderr
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("err")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGTERM);
+        child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
