@@ -2,10 +2,12 @@
 //! in-memory state machine (objects, transactions with compare-and-set, events);
 //! [`raft`] keeps it replicated (openraft, a redb log, gRPC between managers);
 //! [`manager`] is one running manager and the API the rest of the manager uses;
-//! [`plan`] turns API requests into transactions; [`http`] serves the cluster API.
+//! [`plan`] turns API requests into transactions; [`http`] serves the cluster API;
+//! [`orchestrator`] holds the leader-only controllers that make services into tasks.
 
 pub mod http;
 pub mod manager;
+pub mod orchestrator;
 pub mod plan;
 pub mod raft;
 pub mod store;

@@ -76,18 +76,106 @@ fn services_round_trip_with_versions() {
         assert_eq!(names(c.services(&by_label).await.unwrap()), ["web"]);
         let by_name = ServiceFilter { name: Some("ap".into()), consistent: true, ..Default::default() };
         assert_eq!(names(c.services(&by_name).await.unwrap()), ["api"]);
-        assert!(
-            c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() })
-                .await
-                .unwrap()
-                .is_empty()
-        );
-
         c.remove_service("web").await.unwrap();
         let (status, code, _, _) = api_error(c.service("web").await.unwrap_err());
         assert_eq!((status, code.as_str()), (404, "not_found"));
         let (status, _, _, _) = api_error(c.remove_service("web").await.unwrap_err());
         assert_eq!(status, 404);
+    });
+}
+
+/// Polls the task list until `cond` holds (10 s at most).
+async fn tasks_until(
+    c: &shoal_api::client::Client,
+    filter: &TaskFilter,
+    what: &str,
+    cond: impl Fn(&[shoal_api::Task]) -> bool,
+) -> Vec<shoal_api::Task> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let tasks = c.tasks(filter).await.unwrap();
+        if cond(&tasks) {
+            return tasks;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {tasks:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn services_become_tasks_placed_on_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::init(tmp.path(), "m1");
+    let c = d.client();
+    block_on(async {
+        let node = c.node("m1").await.unwrap();
+        let mut spec = ServiceSpec::new("web", "shoal/busybox");
+        spec.mode = ServiceMode::Replicated { replicas: 3 };
+        c.create_service(&spec).await.unwrap();
+        let web = TaskFilter { service: Some("web".into()), ..Default::default() };
+        let tasks = tasks_until(&c, &web, "3 assigned tasks", |ts| {
+            ts.len() == 3 && ts.iter().all(|t| t.status.state == shoal_api::TaskState::Assigned)
+        })
+        .await;
+        let mut slots: Vec<_> = tasks.iter().map(|t| t.slot.unwrap()).collect();
+        slots.sort();
+        assert_eq!(slots, [1, 2, 3]);
+        assert!(tasks.iter().all(|t| t.node_id.as_deref() == Some(node.id.as_str())));
+        assert_eq!(c.task(&tasks[0].id).await.unwrap().id, tasks[0].id);
+        let on_node = c.tasks(&TaskFilter { node: Some("m1".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(on_node.len(), 3);
+
+        // Scaled down: the highest slots are told to go.
+        c.scale_service("web", 1).await.unwrap();
+        tasks_until(&c, &web, "two tasks removed", |ts| {
+            let mut live: Vec<_> = ts
+                .iter()
+                .filter(|t| t.desired_state == shoal_api::TaskState::Running)
+                .map(|t| t.slot)
+                .collect();
+            live.sort();
+            live == [Some(1)]
+                && ts.iter().filter(|t| t.desired_state == shoal_api::TaskState::Remove).count() == 2
+        })
+        .await;
+
+        // Nobody satisfies the constraint: pending, with the reason.
+        let mut spec = ServiceSpec::new("picky", "shoal/busybox");
+        spec.task_template.placement.constraints = vec!["node.labels.zone==c".into()];
+        c.create_service(&spec).await.unwrap();
+        let picky = TaskFilter { service: Some("picky".into()), ..Default::default() };
+        tasks_until(&c, &picky, "the reason", |ts| {
+            ts.len() == 1
+                && ts[0].status.message
+                    == "no suitable node (1 node not satisfying the scheduling constraints)"
+        })
+        .await;
+        // A label on the node makes it eligible.
+        let node = c.node("m1").await.unwrap();
+        let mut spec = node.spec.clone();
+        spec.labels.insert("zone".into(), "c".into());
+        c.update_node("m1", &shoal_api::wire::NodeUpdate { version: node.meta.version, spec }).await.unwrap();
+        tasks_until(&c, &picky, "placement after the label", |ts| {
+            ts.len() == 1 && ts[0].status.state == shoal_api::TaskState::Assigned
+        })
+        .await;
+
+        // A global service: one task on the one node.
+        let mut spec = ServiceSpec::new("agent", "shoal/busybox");
+        spec.mode = ServiceMode::Global;
+        c.create_service(&spec).await.unwrap();
+        let agent = TaskFilter { service: Some("agent".into()), ..Default::default() };
+        tasks_until(&c, &agent, "the global task", |ts| ts.len() == 1 && ts[0].slot.is_none()).await;
+
+        // A removed service's tasks are told to go.
+        c.remove_service("web").await.unwrap();
+        let all = TaskFilter::default();
+        tasks_until(&c, &all, "web's tasks removed", |ts| {
+            ts.iter()
+                .filter(|t| t.service_id == tasks[0].service_id)
+                .all(|t| t.desired_state == shoal_api::TaskState::Remove)
+        })
+        .await;
     });
 }
 
@@ -285,7 +373,8 @@ fn events_resume_from_an_index_after_a_disconnect() {
         assert_eq!(names, ["b", "c"], "every event after the index, in order, services only");
 
         // A secret's event does not carry its data.
-        let mut all = c.events(&EventQuery::default()).await.unwrap();
+        let mut all =
+            c.events(&EventQuery { kind: Some("secret".into()), ..Default::default() }).await.unwrap();
         let secret = PayloadSpec { name: "s".into(), labels: BTreeMap::new(), data: b"top".to_vec() };
         c.create_payload(PayloadKind::Secret, &secret).await.unwrap();
         let e = tokio::time::timeout(Duration::from_secs(10), all.next()).await.unwrap().unwrap().unwrap();

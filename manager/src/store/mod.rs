@@ -240,6 +240,17 @@ impl Store {
                 if actual != *expected_version {
                     return Err(StoreError::Conflict { kind, id, expected: *expected_version, actual });
                 }
+                // A task may keep naming a node that was removed (to be stopped and
+                // reaped), but may not be moved to one that does not exist.
+                if let (Object::Task(new), Object::Task(old)) = (object, current)
+                    && new.node_id != old.node_id
+                    && let Some(n) = &new.node_id
+                    && self.get(Kind::Node, n).is_none()
+                {
+                    return Err(StoreError::Reference {
+                        message: format!("task {id} is assigned to node {n}, which does not exist"),
+                    });
+                }
                 self.check_name(object)?;
                 let mut o = object.clone();
                 o.meta_mut().version = index;
@@ -295,15 +306,14 @@ impl Store {
 
     /// Referential rules, checked on the state after the transaction's changes: a new
     /// task's service exists, and its node; a service's networks, secrets and configs
-    /// exist. (Deleting what a service uses is refused when the delete is applied.)
+    /// exist. (Deleting what a service uses is refused when the delete is applied; a
+    /// task moved to another node is checked when its update is applied.)
     fn check_references(&self, tx: &Transaction) -> Result<(), StoreError> {
         let err = |message: String| Err(StoreError::Reference { message });
         for change in &tx.changes {
             match change {
-                Change::Create { object: Object::Task(t) }
-                | Change::Update { object: Object::Task(t), .. } => {
-                    let created = matches!(change, Change::Create { .. });
-                    if created && self.get(Kind::Service, &t.service_id).is_none() {
+                Change::Create { object: Object::Task(t) } => {
+                    if self.get(Kind::Service, &t.service_id).is_none() {
                         return err(format!(
                             "task {} names service {}, which does not exist",
                             t.id, t.service_id

@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use shoal_api::node::{NodeDescription, NodeResources, Platform};
 use shoal_manager::http::{ApiOptions, ApiServer};
 use shoal_manager::manager::{Manager, ManagerConfig};
+use shoal_manager::orchestrator::runner::Controllers;
 
 /// Swarm's cluster management port, kept for habit.
 pub(super) const DEFAULT_LISTEN: &str = "0.0.0.0:2377";
@@ -128,6 +129,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     .await
     .context("start the cluster API")?;
     tracing::info!(socket = %args.api_socket.display(), tcp = ?api.tcp, "cluster API listening");
+    let controllers = Controllers::start(manager.clone());
     let registration =
         tokio::spawn(register(manager.clone(), describe_node(&args)?, node_id(&args.data_dir)?));
     let mut leadership = manager.leadership();
@@ -147,6 +149,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     }
     tracing::info!(manager = manager.id(), "shutting down");
     registration.abort();
+    controllers.stop().await;
     api.shutdown().await;
     manager.shutdown().await;
     Ok(())

@@ -1,0 +1,111 @@
+//! Runs the controllers while this manager leads: a round on every batch of store
+//! events (debounced) and at least once a second (restart delays, node timeouts),
+//! proposing what each controller decides. Each round starts from the whole state,
+//! so a new leader picks up where the old one stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{global, reaper, replicated, scheduler};
+use crate::manager::{Manager, ManagerError};
+use crate::store::{Change, StoreError, Transaction};
+
+/// Changes proposed in one transaction at most.
+const CHUNK: usize = 256;
+
+/// The running controllers of one manager.
+#[derive(Debug)]
+pub struct Controllers {
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Controllers {
+    /// Starts following leadership: the controllers run whenever this manager leads.
+    pub fn start(manager: Arc<Manager>) -> Controllers {
+        Controllers { handle: tokio::spawn(follow(manager)) }
+    }
+
+    /// Stops them.
+    pub async fn stop(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+async fn follow(manager: Arc<Manager>) {
+    let mut leadership = manager.leadership();
+    loop {
+        while !*leadership.borrow_and_update() {
+            if leadership.changed().await.is_err() {
+                return;
+            }
+        }
+        tracing::info!(manager = manager.id(), "controllers started");
+        lead(&manager, &mut leadership).await;
+        tracing::info!(manager = manager.id(), "controllers stopped");
+    }
+}
+
+async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<bool>) {
+    let from = manager.read(|s| s.last_index());
+    let Ok((_, mut events)) = manager.watch(from) else { return };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        if !manager.is_leader() {
+            return;
+        }
+        round(manager).await;
+        tokio::select! {
+            changed = leadership.changed() => {
+                if changed.is_err() || !*leadership.borrow() {
+                    return;
+                }
+            }
+            event = events.recv() => {
+                if matches!(event, Err(RecvError::Closed)) {
+                    return;
+                }
+                // Let the rest of a burst arrive, then take it all in one round.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while !matches!(events.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Empty | tokio::sync::broadcast::error::TryRecvError::Closed)) {}
+            }
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+/// A controller: the store in, the changes it wants out.
+type Controller<'a> = dyn Fn(&crate::store::Store) -> Vec<Change> + Sync + 'a;
+
+/// One pass of every controller, each on the state its predecessor left.
+async fn round(manager: &Manager) {
+    let limit = manager.cluster().map_or(5, |c| c.spec.task_history_limit);
+    let stages: [(&str, &Controller<'_>); 4] = [
+        ("replicated", &|s| replicated::reconcile(s, Utc::now())),
+        ("global", &|s| global::reconcile(s, Utc::now())),
+        ("scheduler", &|s| scheduler::schedule(s, Utc::now())),
+        ("reaper", &|s| reaper::reap(s, limit, Utc::now())),
+    ];
+    for (name, stage) in stages {
+        let changes = manager.read(stage);
+        if changes.is_empty() {
+            continue;
+        }
+        let count = changes.len();
+        for chunk in changes.chunks(CHUNK) {
+            match manager.propose_local(Transaction { changes: chunk.to_vec() }).await {
+                Ok(index) => tracing::debug!(controller = name, changes = chunk.len(), index, "proposed"),
+                // Someone wrote the same objects meanwhile: the next round sees it.
+                Err(ManagerError::Store(StoreError::Conflict { .. } | StoreError::NotFound { .. })) => {
+                    tracing::debug!(controller = name, "conflict; retrying next round");
+                }
+                Err(ManagerError::NotLeader { .. } | ManagerError::NoLeader) => return,
+                Err(e) => tracing::warn!(controller = name, error = %e, "controller changes refused"),
+            }
+        }
+        tracing::debug!(controller = name, changes = count, "round");
+    }
+}
