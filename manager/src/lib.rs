@@ -3,8 +3,10 @@
 //! [`raft`] keeps it replicated (openraft, a redb log, gRPC between managers);
 //! [`manager`] is one running manager and the API the rest of the manager uses;
 //! [`plan`] turns API requests into transactions; [`http`] serves the cluster API;
-//! [`orchestrator`] holds the leader-only controllers that make services into tasks.
+//! [`orchestrator`] holds the leader-only controllers that make services into tasks;
+//! [`dispatcher`] serves the workers' sessions.
 
+pub mod dispatcher;
 pub mod http;
 pub mod manager;
 pub mod orchestrator;

@@ -156,6 +156,7 @@ pub struct Manager {
     /// A peer not heard from for this long counts as unreachable.
     unreachable_after: Duration,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    monitor: std::sync::Mutex<Option<crate::dispatcher::NodeMonitor>>,
     stop: tokio::sync::Notify,
 }
 
@@ -184,6 +185,29 @@ fn rand_id() -> u64 {
 fn token(kind: &str, cluster_id: &str) -> String {
     let secret: String = rand::random::<[u8; 16]>().iter().map(|x| format!("{x:02x}")).collect();
     format!("SHTKN-1-{cluster_id}-{kind}{secret}")
+}
+
+/// Joins a cluster as a worker through the manager at `addr`: the node is stored
+/// with `node_id`; returns the managers' addresses.
+pub async fn join_as_worker(
+    addr: &str,
+    token: &str,
+    node_id: &str,
+    hostname: &str,
+    advertise_addr: &str,
+) -> Result<Vec<String>, ManagerError> {
+    let mut client = pb::membership_client::MembershipClient::new(channel(addr).map_err(raft_err)?);
+    let req = pb::JoinRequest {
+        token: token.to_owned(),
+        node_id: node_id.to_owned(),
+        hostname: hostname.to_owned(),
+        advertise_addr: advertise_addr.to_owned(),
+    };
+    let reply = client.join(req).await.map_err(|s| match s.code() {
+        tonic::Code::Unauthenticated => ManagerError::BadToken,
+        _ => ManagerError::Raft(format!("join through {addr}: {}", s.message())),
+    })?;
+    Ok(reply.into_inner().managers)
 }
 
 /// A new bearer token for the API's TCP listeners.
@@ -245,9 +269,13 @@ impl Manager {
             leader: leader_rx,
             unreachable_after: Duration::from_millis(cfg.election_ms.1 * 2),
             server: std::sync::Mutex::new(None),
+            monitor: std::sync::Mutex::new(None),
             stop: tokio::sync::Notify::new(),
         });
         let service = RaftService::new(manager.clone());
+        let dispatcher = crate::dispatcher::Dispatcher::new(manager.clone());
+        *manager.monitor.lock().expect("monitor handle") =
+            Some(crate::dispatcher::NodeMonitor::start(dispatcher.clone()));
         let m = manager.clone();
         // No Nagle on accepted connections either: a small reply held back waiting for a
         // delayed ACK costs ~40 ms.
@@ -265,6 +293,7 @@ impl Manager {
                         .max_encoding_message_size(64 << 20),
                 )
                 .add_service(pb::membership_server::MembershipServer::new(service))
+                .add_service(shoal_proto::dispatcher::dispatcher_server::DispatcherServer::new(dispatcher))
                 .serve_with_incoming_shutdown(incoming, m.stop.notified())
                 .await;
         });
@@ -342,6 +371,9 @@ impl Manager {
         }
         let cluster =
             self.cluster().ok_or_else(|| ManagerError::State("the cluster is not initialized".into()))?;
+        if req.token == cluster.join_tokens.worker && !req.token.is_empty() {
+            return self.admit_worker(req, cluster).await;
+        }
         if req.token != cluster.join_tokens.manager {
             tracing::warn!(addr = %req.advertise_addr, "refused a join with a wrong token");
             return Err(ManagerError::BadToken);
@@ -359,6 +391,58 @@ impl Manager {
             node_id: req.node_id,
             role: "manager".into(),
             raft_id,
+            managers: self.managers().into_values().collect(),
+        })
+    }
+
+    /// Admits a worker: its node is stored (role worker, state unknown until its
+    /// first session) unless it is there already (a worker joining again).
+    async fn admit_worker(
+        &self,
+        req: pb::JoinRequest,
+        cluster: Cluster,
+    ) -> Result<pb::JoinReply, ManagerError> {
+        use shoal_api::node::{
+            NodeDescription, NodeResources, NodeRole, NodeSpec, NodeState, NodeStatus, Platform,
+        };
+        if !shoal_api::object::looks_like_id(&req.node_id) {
+            return Err(ManagerError::State(format!("{:?} is not a node id", req.node_id)));
+        }
+        let exists = self.read(|s| s.get(Kind::Node, &req.node_id).is_some());
+        if !exists {
+            let now = chrono::Utc::now();
+            let addr = req
+                .advertise_addr
+                .parse::<std::net::IpAddr>()
+                .or_else(|_| req.advertise_addr.parse::<SocketAddr>().map(|a| a.ip()))
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            let node = Node {
+                id: req.node_id.clone(),
+                meta: Meta::new(now),
+                spec: NodeSpec { role: NodeRole::Worker, ..NodeSpec::default() },
+                description: NodeDescription {
+                    hostname: req.hostname.clone(),
+                    platform: Platform { os: String::new(), arch: String::new() },
+                    resources: NodeResources::default(),
+                    engine_labels: BTreeMap::new(),
+                    version: String::new(),
+                },
+                status: NodeStatus {
+                    state: NodeState::Unknown,
+                    message: "joined; waiting for its first session".into(),
+                    addr,
+                },
+                manager_status: None,
+            };
+            self.propose(Transaction { changes: vec![Change::Create { object: Object::Node(node) }] })
+                .await?;
+            tracing::info!(node = %req.node_id, hostname = %req.hostname, "worker joined");
+        }
+        Ok(pb::JoinReply {
+            cluster_id: cluster.id,
+            node_id: req.node_id,
+            role: "worker".into(),
+            raft_id: 0,
             managers: self.managers().into_values().collect(),
         })
     }
@@ -776,6 +860,7 @@ impl Manager {
 
     /// Stops Raft and the server; state stays on disk.
     pub async fn shutdown(&self) {
+        self.monitor.lock().expect("monitor handle").take();
         let _ = self.raft.shutdown().await;
         self.stop.notify_waiters();
         let handle = self.server.lock().expect("server handle").take();

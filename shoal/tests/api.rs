@@ -40,8 +40,7 @@ fn raw(d: &Daemon, method: &str, path: &str, body: Vec<u8>) -> (u16, serde_json:
 
 #[test]
 fn services_round_trip_with_versions() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::init(tmp.path(), "m1");
+    let d = Daemon::init("m1");
     let c = d.client();
     block_on(async {
         let mut spec = ServiceSpec::new("web", "shoal/busybox");
@@ -84,14 +83,14 @@ fn services_round_trip_with_versions() {
     });
 }
 
-/// Polls the task list until `cond` holds (10 s at most).
+/// Polls the task list until `cond` holds (30 s at most).
 async fn tasks_until(
     c: &shoal_api::client::Client,
     filter: &TaskFilter,
     what: &str,
     cond: impl Fn(&[shoal_api::Task]) -> bool,
 ) -> Vec<shoal_api::Task> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let tasks = c.tasks(filter).await.unwrap();
         if cond(&tasks) {
@@ -102,19 +101,26 @@ async fn tasks_until(
     }
 }
 
+/// A command that stops at once on SIGTERM (a shell as PID 1 ignores signals it
+/// has no trap for).
+fn serve_forever() -> Vec<String> {
+    ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"].map(String::from).to_vec()
+}
+
 #[test]
-fn services_become_tasks_placed_on_nodes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::init(tmp.path(), "m1");
+fn services_run_as_tasks_on_nodes_and_heal() {
+    let d = Daemon::init("m1");
+    d.import_busybox();
     let c = d.client();
     block_on(async {
         let node = c.node("m1").await.unwrap();
         let mut spec = ServiceSpec::new("web", "shoal/busybox");
         spec.mode = ServiceMode::Replicated { replicas: 3 };
+        spec.task_template.container.args = serve_forever();
         c.create_service(&spec).await.unwrap();
         let web = TaskFilter { service: Some("web".into()), ..Default::default() };
-        let tasks = tasks_until(&c, &web, "3 assigned tasks", |ts| {
-            ts.len() == 3 && ts.iter().all(|t| t.status.state == shoal_api::TaskState::Assigned)
+        let tasks = tasks_until(&c, &web, "3 running tasks", |ts| {
+            ts.len() == 3 && ts.iter().all(|t| t.status.state == shoal_api::TaskState::Running)
         })
         .await;
         let mut slots: Vec<_> = tasks.iter().map(|t| t.slot.unwrap()).collect();
@@ -122,26 +128,38 @@ fn services_become_tasks_placed_on_nodes() {
         assert_eq!(slots, [1, 2, 3]);
         assert!(tasks.iter().all(|t| t.node_id.as_deref() == Some(node.id.as_str())));
         assert_eq!(c.task(&tasks[0].id).await.unwrap().id, tasks[0].id);
-        let on_node = c.tasks(&TaskFilter { node: Some("m1".into()), ..Default::default() }).await.unwrap();
-        assert_eq!(on_node.len(), 3);
+        let containers = d.node.ok(&["container", "ls", "-q"]);
+        assert_eq!(containers.lines().filter(|l| l.starts_with("task.")).count(), 3, "{containers}");
 
-        // Scaled down: the highest slots are told to go.
+        // A container killed behind the orchestrator's back is replaced in its slot.
+        let victim = &tasks[0];
+        d.node.ok(&["container", "stop", "--time", "0", &format!("task.{}", victim.id)]);
+        tasks_until(&c, &web, "the slot refilled", |ts| {
+            ts.iter().any(|t| t.id == victim.id && t.status.state.is_terminal())
+                && ts.iter().any(|t| {
+                    t.slot == victim.slot
+                        && t.id != victim.id
+                        && t.status.state == shoal_api::TaskState::Running
+                })
+        })
+        .await;
+
+        // Scaled down: the highest slots stop and go.
         c.scale_service("web", 1).await.unwrap();
-        tasks_until(&c, &web, "two tasks removed", |ts| {
-            let mut live: Vec<_> = ts
+        tasks_until(&c, &web, "two tasks gone", |ts| {
+            let running: Vec<_> = ts
                 .iter()
-                .filter(|t| t.desired_state == shoal_api::TaskState::Running)
+                .filter(|t| t.status.state == shoal_api::TaskState::Running)
                 .map(|t| t.slot)
                 .collect();
-            live.sort();
-            live == [Some(1)]
-                && ts.iter().filter(|t| t.desired_state == shoal_api::TaskState::Remove).count() == 2
+            running == [Some(1)] && ts.iter().all(|t| t.slot == Some(1))
         })
         .await;
 
         // Nobody satisfies the constraint: pending, with the reason.
         let mut spec = ServiceSpec::new("picky", "shoal/busybox");
         spec.task_template.placement.constraints = vec!["node.labels.zone==c".into()];
+        spec.task_template.container.args = serve_forever();
         c.create_service(&spec).await.unwrap();
         let picky = TaskFilter { service: Some("picky".into()), ..Default::default() };
         tasks_until(&c, &picky, "the reason", |ts| {
@@ -150,39 +168,63 @@ fn services_become_tasks_placed_on_nodes() {
                     == "no suitable node (1 node not satisfying the scheduling constraints)"
         })
         .await;
-        // A label on the node makes it eligible.
         let node = c.node("m1").await.unwrap();
         let mut spec = node.spec.clone();
         spec.labels.insert("zone".into(), "c".into());
         c.update_node("m1", &shoal_api::wire::NodeUpdate { version: node.meta.version, spec }).await.unwrap();
         tasks_until(&c, &picky, "placement after the label", |ts| {
-            ts.len() == 1 && ts[0].status.state == shoal_api::TaskState::Assigned
+            ts.len() == 1 && ts[0].status.state == shoal_api::TaskState::Running
         })
         .await;
+
+        // A command that is not in the image fails with the runtime's reason; an
+        // image that is not here is rejected.
+        let mut spec = ServiceSpec::new("broken", "shoal/busybox");
+        spec.task_template.container.args = vec!["nosuchcommand".into()];
+        c.create_service(&spec).await.unwrap();
+        let broken = TaskFilter { service: Some("broken".into()), ..Default::default() };
+        let ts = tasks_until(&c, &broken, "the failure", |ts| {
+            ts.iter().any(|t| t.status.state == shoal_api::TaskState::Failed)
+        })
+        .await;
+        let failed = ts.iter().find(|t| t.status.state == shoal_api::TaskState::Failed).unwrap();
+        assert!(
+            failed.status.error.as_deref().unwrap().contains("command not found in the image: nosuchcommand"),
+            "{failed:?}"
+        );
+        c.create_service(&ServiceSpec::new("absent", "nothere:1")).await.unwrap();
+        let absent = TaskFilter { service: Some("absent".into()), ..Default::default() };
+        let ts = tasks_until(&c, &absent, "the rejection", |ts| {
+            ts.iter().any(|t| t.status.state == shoal_api::TaskState::Rejected)
+        })
+        .await;
+        assert!(ts[0].status.error.as_deref().unwrap().contains("nothere:1 is not on this node"), "{ts:?}");
 
         // A global service: one task on the one node.
         let mut spec = ServiceSpec::new("agent", "shoal/busybox");
         spec.mode = ServiceMode::Global;
+        spec.task_template.container.args = serve_forever();
         c.create_service(&spec).await.unwrap();
         let agent = TaskFilter { service: Some("agent".into()), ..Default::default() };
-        tasks_until(&c, &agent, "the global task", |ts| ts.len() == 1 && ts[0].slot.is_none()).await;
-
-        // A removed service's tasks are told to go.
-        c.remove_service("web").await.unwrap();
-        let all = TaskFilter::default();
-        tasks_until(&c, &all, "web's tasks removed", |ts| {
-            ts.iter()
-                .filter(|t| t.service_id == tasks[0].service_id)
-                .all(|t| t.desired_state == shoal_api::TaskState::Remove)
+        tasks_until(&c, &agent, "the global task", |ts| {
+            ts.len() == 1 && ts[0].slot.is_none() && ts[0].status.state == shoal_api::TaskState::Running
         })
         .await;
+
+        // Removed services take their tasks and containers with them.
+        for s in ["web", "picky", "broken", "absent", "agent"] {
+            c.remove_service(s).await.unwrap();
+        }
+        tasks_until(&c, &TaskFilter::default(), "every task gone", |ts| ts.is_empty()).await;
+    });
+    support::wait_for("every container gone", Duration::from_secs(20), || {
+        d.node.ok(&["container", "ls", "-q"]).trim().is_empty()
     });
 }
 
 #[test]
 fn bad_input_gets_a_clear_error_and_writes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::init(tmp.path(), "m1");
+    let d = Daemon::init("m1");
     let c = d.client();
 
     let (status, body) = raw(&d, "POST", "/v1/services", b"{\"name\": \"x\",".to_vec());
@@ -248,8 +290,7 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
 
 #[test]
 fn networks_secrets_configs_and_stacks() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::init(tmp.path(), "m1");
+    let d = Daemon::init("m1");
     let c = d.client();
     block_on(async {
         let a = c.create_network(&NetworkSpec::new("front")).await.unwrap();
@@ -341,8 +382,7 @@ secrets:
 
 #[test]
 fn events_resume_from_an_index_after_a_disconnect() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::init(tmp.path(), "m1");
+    let d = Daemon::init("m1");
     let c = d.client();
     block_on(async {
         let start = c.cluster(ReadOptions::default()).await.unwrap().raft.last_applied;
@@ -390,8 +430,7 @@ fn events_resume_from_an_index_after_a_disconnect() {
 
 #[test]
 fn tcp_needs_the_token_and_rotation_revokes_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::init(tmp.path(), "m1");
+    let d = Daemon::init("m1");
     block_on(async {
         let token = d.client().api_token().await.unwrap().token;
         let (status, code, _, message) =
@@ -419,8 +458,7 @@ fn tcp_needs_the_token_and_rotation_revokes_it() {
 
 #[test]
 fn the_served_openapi_document_is_the_committed_one() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::init(tmp.path(), "m1");
+    let d = Daemon::init("m1");
     let served = block_on(d.client().openapi()).unwrap();
     let committed: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api/openapi.json")).unwrap(),

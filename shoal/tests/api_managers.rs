@@ -20,10 +20,9 @@ fn leader_and_followers<'a>(all: &'a [&'a Daemon]) -> (&'a Daemon, Vec<&'a Daemo
 
 #[test]
 fn followers_forward_writes_and_read_consistently() {
-    let tmp = tempfile::tempdir().unwrap();
-    let m1 = Daemon::init(tmp.path(), "m1");
-    let m2 = Daemon::join(tmp.path(), "m2", &m1);
-    let m3 = Daemon::join(tmp.path(), "m3", &m1);
+    let m1 = Daemon::init("m1");
+    let m2 = Daemon::join("m2", &m1);
+    let m3 = Daemon::join("m3", &m1);
     let all = [&m1, &m2, &m3];
     let (leader, followers) = leader_and_followers(&all);
     let (f1, f2) = (followers[0], followers[1]);

@@ -11,8 +11,7 @@ fn lines(s: &str) -> Vec<&str> {
 
 #[test]
 fn service_commands() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::init(tmp.path(), "m1");
+    let d = Daemon::init("m1");
     let id = d.ok(&[
         "service",
         "create",
@@ -124,7 +123,7 @@ fn service_commands() {
 #[test]
 fn network_secret_config_stack_cluster_and_events_commands() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::init(tmp.path(), "m1");
+    let d = Daemon::init("m1");
 
     let net = d.ok(&["network", "create", "front", "--subnet", "10.9.0.0/24", "--label", "a=b"]);
     assert_eq!(net.trim().len(), 25);
@@ -192,9 +191,8 @@ fn network_secret_config_stack_cluster_and_events_commands() {
 
 #[test]
 fn node_commands() {
-    let tmp = tempfile::tempdir().unwrap();
-    let m1 = Daemon::init(tmp.path(), "m1");
-    let _m2 = Daemon::join(tmp.path(), "m2", &m1);
+    let m1 = Daemon::init("m1");
+    let _m2 = Daemon::join("m2", &m1);
     let ls = m1.ok(&["node", "ls"]);
     let ls = lines(&ls);
     assert_eq!(ls.len(), 3, "{ls:?}");

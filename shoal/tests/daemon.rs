@@ -20,6 +20,7 @@ fn daemon(dir: &Path, addr: &str, extra: &[&str], log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["daemon", "--data-dir", dir.to_str().unwrap(), "--listen-addr", addr])
         .args(["--api-socket", dir.join("api.sock").to_str().unwrap()])
+        .args(["--cgroup-parent", "shoal-test/daemon", "--pull", "never"])
         .args(extra)
         .env("SHOAL_LOG", "info")
         .stdout(Stdio::from(out))
@@ -66,6 +67,8 @@ fn init_join_stop_and_restart() {
             &free_addr(),
             "--api-socket",
             tmp.path().join("n3.sock").to_str().unwrap(),
+            "--cgroup-parent",
+            "shoal-test/daemon",
         ])
         .args(["--join", &a1, "--token", "SHTKN-1-wrong"])
         .output()

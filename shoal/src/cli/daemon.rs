@@ -1,6 +1,7 @@
-//! `shoal daemon`: runs this machine's node. Today that is a manager: the cluster
-//! store (Raft over gRPC) and the cluster API (a unix socket, optionally TCP); the
-//! worker agent joins it with orchestration.
+//! `shoal daemon`: runs this machine's node. A manager runs the cluster store (Raft
+//! over gRPC), the controllers (while it leads), the cluster API (a unix socket,
+//! optionally TCP) and an agent for its own tasks; a worker (joined with a worker
+//! token) runs only the agent.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use shoal_api::node::{NodeDescription, NodeResources, Platform};
 use shoal_manager::http::{ApiOptions, ApiServer};
 use shoal_manager::manager::{Manager, ManagerConfig};
 use shoal_manager::orchestrator::runner::Controllers;
+use shoal_worker::agent::{Agent, AgentConfig, Executor, PullPolicy};
 
 /// Swarm's cluster management port, kept for habit.
 pub(super) const DEFAULT_LISTEN: &str = "0.0.0.0:2377";
@@ -56,6 +58,12 @@ pub(super) struct DaemonArgs {
     /// The node's name in the cluster (default: the machine's hostname).
     #[arg(long)]
     hostname: Option<String>,
+    /// Parent cgroup for the node's containers, in every cgroup hierarchy.
+    #[arg(long, env = "SHOAL_CGROUP_PARENT", default_value = "shoal")]
+    cgroup_parent: String,
+    /// Pull images that are not on the node (`missing`, Docker's default) or never.
+    #[arg(long, value_enum, default_value_t = Pull::Missing)]
+    pull: Pull,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -66,6 +74,12 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(super) enum Pull {
+    Missing,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,9 +104,26 @@ pub(super) fn run(args: DaemonArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
+/// What a worker keeps to find its cluster again after a restart.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct WorkerState {
+    managers: Vec<String>,
+}
+
+/// Whether a join token is a worker's (`SHTKN-1-<cluster>-W<secret>`).
+fn is_worker_token(token: &str) -> bool {
+    token.rsplit('-').next().is_some_and(|secret| secret.starts_with('W'))
+}
+
 async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     // First of all, so a SIGTERM during start-up is a clean stop, not a kill.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let worker_state = args.data_dir.join("worker.json");
+    let token = args.token.as_deref().unwrap_or_default();
+    let joining_as_worker = args.join.is_some() && is_worker_token(token);
+    if joining_as_worker || (args.join.is_none() && !args.init && worker_state.exists()) {
+        return serve_worker(args, term).await;
+    }
     let advertise = match (&args.advertise_addr, args.listen_addr.ip().is_unspecified()) {
         (Some(a), _) => Some(a.clone()),
         (None, true) => bail!(
@@ -116,9 +147,13 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
             manager.addr(),
             cluster.join_tokens.manager
         );
+        println!(
+            "to add a worker:  shoal daemon --join {} --token {}",
+            manager.addr(),
+            cluster.join_tokens.worker
+        );
         println!("API token for TCP clients (SHOAL_TOKEN): {}", cluster.api_token);
     } else if let Some(addr) = &args.join {
-        let token = args.token.as_deref().unwrap_or_default();
         manager.join(addr, token).await.with_context(|| format!("join the cluster through {addr}"))?;
         println!("joined the cluster through {addr} as a manager");
     }
@@ -130,8 +165,11 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     .context("start the cluster API")?;
     tracing::info!(socket = %args.api_socket.display(), tcp = ?api.tcp, "cluster API listening");
     let controllers = Controllers::start(manager.clone());
-    let registration =
-        tokio::spawn(register(manager.clone(), describe_node(&args)?, node_id(&args.data_dir)?));
+    let (description, addr) = describe_node(&args)?;
+    let node = node_id(&args.data_dir)?;
+    let registration = tokio::spawn(register(manager.clone(), (description.clone(), addr), node.clone()));
+    // Managers run tasks too, as in Swarm (drain a manager to keep it free of them).
+    let agent = start_agent(&args, node, vec![manager.addr().to_owned()], description, addr)?;
     let mut leadership = manager.leadership();
     loop {
         tokio::select! {
@@ -149,10 +187,70 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     }
     tracing::info!(manager = manager.id(), "shutting down");
     registration.abort();
+    agent.stop().await;
     controllers.stop().await;
     api.shutdown().await;
     manager.shutdown().await;
     Ok(())
+}
+
+/// A worker: joins (the first time) and runs the agent, with no store of its own.
+async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -> anyhow::Result<()> {
+    let path = args.data_dir.join("worker.json");
+    let node = node_id(&args.data_dir)?;
+    let (description, addr) = describe_node(&args)?;
+    let managers = match &args.join {
+        Some(through) => {
+            let token = args.token.as_deref().unwrap_or_default();
+            let managers = shoal_manager::manager::join_as_worker(
+                through,
+                token,
+                &node,
+                &description.hostname,
+                &addr.to_string(),
+            )
+            .await
+            .with_context(|| format!("join the cluster through {through}"))?;
+            let managers = if managers.is_empty() { vec![through.clone()] } else { managers };
+            let state = serde_json::to_vec(&WorkerState { managers: managers.clone() })?;
+            std::fs::write(&path, state).with_context(|| format!("write {}", path.display()))?;
+            println!("joined the cluster through {through} as a worker");
+            managers
+        }
+        None => {
+            let text = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            let state: WorkerState = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is damaged: join the cluster again", path.display()))?;
+            state.managers
+        }
+    };
+    tracing::info!(node = %node, managers = ?managers, "worker started");
+    let agent = start_agent(&args, node.clone(), managers, description, addr)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!(node = %node, "shutting down; the node's containers keep running");
+    agent.stop().await;
+    Ok(())
+}
+
+fn start_agent(
+    args: &DaemonArgs,
+    node_id: String,
+    managers: Vec<String>,
+    description: NodeDescription,
+    addr: IpAddr,
+) -> anyhow::Result<Agent> {
+    let pull = match args.pull {
+        Pull::Missing => PullPolicy::Missing,
+        Pull::Never => PullPolicy::Never,
+    };
+    let executor = Executor::new(&args.data_dir, &args.cgroup_parent, pull)
+        .map_err(anyhow::Error::msg)
+        .context("set up the container runtime")?;
+    let cfg = AgentConfig { node_id, managers, addr: addr.to_string(), description };
+    Ok(Agent::start(cfg, executor))
 }
 
 /// The node's id, made on its first start and kept in its data dir.

@@ -2,7 +2,7 @@
 //! dir, loopback ports and API socket, stopped (and killed if need be) when dropped.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -21,9 +21,11 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
-/// One running daemon.
+/// One running daemon, on its own test node (data dir and cgroup parent, both
+/// cleaned up with every container when it is dropped).
 pub struct Daemon {
     child: Option<Child>,
+    pub node: super::Node,
     pub name: String,
     pub dir: PathBuf,
     pub addr: String,
@@ -32,12 +34,12 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(root: &Path, name: &str, extra: &[&str]) -> Daemon {
-        let dir = root.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
+    fn spawn(name: &str, extra: &[&str]) -> Daemon {
+        let node = super::Node::empty();
+        let dir = node.data_dir().to_path_buf();
         let (addr, api_addr) = (free_addr(), free_addr());
         let socket = dir.join("api.sock");
-        let mut d = Daemon { child: None, name: name.into(), dir, addr, api_addr, socket };
+        let mut d = Daemon { child: None, node, name: name.into(), dir, addr, api_addr, socket };
         d.start(extra);
         d
     }
@@ -49,7 +51,9 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["daemon", "--data-dir", self.dir.to_str().unwrap(), "--listen-addr", &self.addr])
             .args(["--api-socket", self.socket.to_str().unwrap(), "--api-addr", &self.api_addr])
-            .args(["--hostname", &self.name])
+            .args(["--hostname", &self.name, "--cgroup-parent", &self.node.cgroup_parent])
+            // Tests never reach outside: images are imported (`import_busybox`).
+            .args(["--pull", "never"])
             .args(extra)
             .env("SHOAL_LOG", "info")
             .stdout(Stdio::from(log("out")))
@@ -60,16 +64,16 @@ impl Daemon {
     }
 
     /// A new cluster's first manager, once its API answers and it is registered.
-    pub fn init(root: &Path, name: &str) -> Daemon {
-        let d = Daemon::spawn(root, name, &["--init"]);
+    pub fn init(name: &str) -> Daemon {
+        let d = Daemon::spawn(name, &["--init"]);
         d.wait_registered(1);
         d
     }
 
     /// A manager joining `through`'s cluster, once it is registered.
-    pub fn join(root: &Path, name: &str, through: &Daemon) -> Daemon {
+    pub fn join(name: &str, through: &Daemon) -> Daemon {
         let token = block_on(through.client().join_tokens()).unwrap().manager;
-        let d = Daemon::spawn(root, name, &["--join", &through.addr, "--token", &token]);
+        let d = Daemon::spawn(name, &["--join", &through.addr, "--token", &token]);
         let nodes = block_on(through.client().nodes(ReadOptions { consistent: true })).unwrap().len();
         d.wait_registered(nodes + 1);
         d
@@ -81,6 +85,22 @@ impl Daemon {
         wait_for(&format!("{} to register ({})", self.name, self.log()), Duration::from_secs(60), || {
             block_on(client.nodes(ReadOptions::default())).is_ok_and(|n| n.len() >= nodes)
         });
+    }
+
+    /// A worker joining `through`'s cluster, once its node is ready.
+    pub fn worker(name: &str, through: &Daemon) -> Daemon {
+        let token = block_on(through.client().join_tokens()).unwrap().worker;
+        let d = Daemon::spawn(name, &["--join", &through.addr, "--token", &token]);
+        let client = through.client();
+        wait_for(&format!("worker {name} to be ready ({})", d.log()), Duration::from_secs(60), || {
+            block_on(client.node(name)).is_ok_and(|n| n.status.state == shoal_api::node::NodeState::Ready)
+        });
+        d
+    }
+
+    /// Imports the test image (shoal/busybox) into this node's image store.
+    pub fn import_busybox(&self) {
+        self.node.ok(&["image", "import", super::busybox_layout().to_str().unwrap()]);
     }
 
     /// A client of its unix socket.

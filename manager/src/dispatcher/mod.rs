@@ -1,0 +1,293 @@
+//! The dispatcher: workers' sessions with the leader. A worker registers (its node
+//! becomes READY), heartbeats (a node silent for `heartbeat period × grace
+//! multiplier` becomes DOWN and its tasks move), receives its assignments as a
+//! complete set then increments, and reports task status in batches that become
+//! one store transaction each. Only the leader serves; a follower answers with the
+//! leader's address so the worker reconnects there.
+
+pub mod assignments;
+mod monitor;
+mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use shoal_api::node::{NodeDescription, NodeState};
+use shoal_proto::dispatcher as pb;
+use tonic::{Request, Response, Status};
+
+use crate::manager::Manager;
+use crate::store::{Change, Kind, Object, Transaction};
+
+pub use monitor::NodeMonitor;
+
+/// The metadata key a follower puts the leader's address under.
+pub const LEADER_KEY: &str = "shoal-leader";
+
+/// One worker's session.
+#[derive(Debug, Clone)]
+struct Session {
+    id: String,
+    last_seen: Instant,
+}
+
+/// The dispatcher of one manager (it serves while the manager leads).
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    manager: Arc<Manager>,
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    /// Wakes session and assignment streams when their session is replaced.
+    replaced: Arc<tokio::sync::Notify>,
+}
+
+type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl Dispatcher {
+    /// The dispatcher of `manager`.
+    pub fn new(manager: Arc<Manager>) -> Dispatcher {
+        Dispatcher { manager, sessions: Default::default(), replaced: Default::default() }
+    }
+
+    /// The heartbeat period and the grace multiplier, from the cluster settings.
+    fn heartbeat(&self) -> (Duration, u32) {
+        self.manager
+            .cluster()
+            .map(|c| (c.spec.dispatcher.heartbeat_period, c.spec.dispatcher.node_down_grace_multiplier))
+            .unwrap_or((Duration::from_secs(5), 3))
+    }
+
+    /// Refuses unless this manager leads, naming the leader for the worker.
+    fn require_leader(&self) -> Result<(), Status> {
+        if self.manager.is_leader() {
+            return Ok(());
+        }
+        let mut status = Status::unavailable("this manager does not lead: talk to the leader");
+        if let Ok(addr) = self.manager.leader_addr()
+            && let Ok(v) = addr.parse()
+        {
+            status.metadata_mut().insert(LEADER_KEY, v);
+        }
+        Err(status)
+    }
+
+    /// The node of a live session, or `Unauthenticated` (the worker registers again).
+    fn session_node(&self, session_id: &str) -> Result<String, Status> {
+        self.require_leader()?;
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        for (node, s) in sessions.iter_mut() {
+            if s.id == session_id {
+                s.last_seen = Instant::now();
+                return Ok(node.clone());
+            }
+        }
+        Err(Status::unauthenticated("unknown session: register again"))
+    }
+
+    fn session_alive(&self, node: &str, session_id: &str) -> bool {
+        self.manager.is_leader()
+            && self.sessions.lock().expect("sessions lock").get(node).is_some_and(|s| s.id == session_id)
+    }
+
+    /// When each node was last heard from (for the monitor).
+    fn last_seen(&self) -> HashMap<String, Instant> {
+        self.sessions.lock().expect("sessions lock").iter().map(|(n, s)| (n.clone(), s.last_seen)).collect()
+    }
+
+    /// Marks a registering node ready with its description, if it is not already.
+    async fn mark_ready(
+        &self,
+        node_id: &str,
+        description: NodeDescription,
+        addr: &str,
+    ) -> Result<(), Status> {
+        for _ in 0..5 {
+            let node = match self.manager.read(|s| s.get(Kind::Node, node_id).cloned()) {
+                Some(Object::Node(n)) => n,
+                _ => {
+                    return Err(Status::not_found(format!(
+                        "node {node_id} is not part of the cluster: join it with a token first"
+                    )));
+                }
+            };
+            let mut new = node.clone();
+            new.status.state = NodeState::Ready;
+            new.status.message = String::new();
+            if let Ok(ip) = addr.parse() {
+                new.status.addr = ip;
+            }
+            new.description = description.clone();
+            if new == node {
+                return Ok(());
+            }
+            new.meta.updated_at = chrono::Utc::now();
+            let change = Change::Update { object: Object::Node(new), expected_version: node.meta.version };
+            match self.manager.propose(Transaction { changes: vec![change] }).await {
+                Ok(_) => return Ok(()),
+                Err(crate::manager::ManagerError::Store(crate::store::StoreError::Conflict { .. })) => {
+                    continue;
+                }
+                Err(e) => return Err(Status::unavailable(e.to_string())),
+            }
+        }
+        Err(Status::aborted("the node kept changing; register again"))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::dispatcher_server::Dispatcher for Dispatcher {
+    type SessionStream = Streamed<pb::SessionMessage>;
+    type AssignmentsStream = Streamed<pb::AssignmentsMessage>;
+    type ListenLogSubscriptionsStream = Streamed<pb::LogSubscription>;
+
+    async fn session(
+        &self,
+        request: Request<pb::SessionRequest>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        self.require_leader()?;
+        let req = request.into_inner();
+        let description: NodeDescription = serde_json::from_slice(&req.description_json)
+            .map_err(|e| Status::invalid_argument(format!("malformed node description: {e}")))?;
+        self.mark_ready(&req.node_id, description, &req.addr).await?;
+        let session_id = shoal_api::object::new_id();
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(req.node_id.clone(), Session { id: session_id.clone(), last_seen: Instant::now() });
+        self.replaced.notify_waiters();
+        tracing::info!(node = %req.node_id, session = %session_id, "worker session opened");
+        let (period, _) = self.heartbeat();
+        let managers: Vec<String> = {
+            let mut m: Vec<String> = self.manager.managers().into_values().collect();
+            let leader = self.manager.addr().to_owned();
+            m.retain(|a| a != &leader);
+            m.insert(0, leader);
+            m
+        };
+        let first = pb::SessionMessage {
+            session_id: session_id.clone(),
+            node_id: req.node_id.clone(),
+            managers,
+            heartbeat_period_ms: period.as_millis() as u64,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let _ = tx.send(Ok(first)).await;
+        let me = self.clone();
+        let node = req.node_id;
+        tokio::spawn(async move {
+            // The stream lives as long as the session: it ends when the session is
+            // replaced, the leader steps down, or the worker goes away.
+            let mut leadership = me.manager.leadership();
+            while me.session_alive(&node, &session_id) {
+                tokio::select! {
+                    _ = me.replaced.notified() => {}
+                    _ = leadership.changed() => {}
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatReply>, Status> {
+        self.session_node(&request.into_inner().session_id)?;
+        let (period, _) = self.heartbeat();
+        // ±10 % jitter, as Swarm: heartbeats of many nodes do not line up.
+        let jitter = rand::random_range(0.9..1.1);
+        Ok(Response::new(pb::HeartbeatReply { period_ms: (period.as_millis() as f64 * jitter) as u64 }))
+    }
+
+    async fn assignments(
+        &self,
+        request: Request<pb::AssignmentsRequest>,
+    ) -> Result<Response<Self::AssignmentsStream>, Status> {
+        let session_id = request.into_inner().session_id;
+        let node = self.session_node(&session_id)?;
+        let from = self.manager.read(|s| s.last_index());
+        let (_, mut events) = self
+            .manager
+            .watch(from)
+            .map_err(|e| Status::unavailable(format!("cannot watch the store: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut sent: BTreeMap<String, String> = BTreeMap::new();
+            let mut generation = 0u64;
+            let now = me.manager.read(|s| assignments::for_node(s, &node));
+            let changes = assignments::diff(&mut sent, &now);
+            generation += 1;
+            let first = pb::AssignmentsMessage {
+                kind: pb::assignments_message::Kind::Complete as i32,
+                applies_to: 0,
+                results_in: generation,
+                changes,
+            };
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            let mut leadership = me.manager.leadership();
+            while me.session_alive(&node, &session_id) {
+                tokio::select! {
+                    e = events.recv() => {
+                        if matches!(e, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                            return;
+                        }
+                        // Batch what arrives together (Swarm waits 100 ms).
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        while events.try_recv().is_ok() {}
+                    }
+                    _ = leadership.changed() => continue,
+                    _ = me.replaced.notified() => continue,
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                let now = me.manager.read(|s| assignments::for_node(s, &node));
+                let changes = assignments::diff(&mut sent, &now);
+                if changes.is_empty() {
+                    continue;
+                }
+                let msg = pb::AssignmentsMessage {
+                    kind: pb::assignments_message::Kind::Incremental as i32,
+                    applies_to: generation,
+                    results_in: generation + 1,
+                    changes,
+                };
+                generation += 1;
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn update_task_status(
+        &self,
+        request: Request<pb::UpdateTaskStatusRequest>,
+    ) -> Result<Response<pb::UpdateTaskStatusReply>, Status> {
+        let req = request.into_inner();
+        let node = self.session_node(&req.session_id)?;
+        status::apply(&self.manager, &node, &req.updates).await?;
+        Ok(Response::new(pb::UpdateTaskStatusReply {}))
+    }
+
+    async fn listen_log_subscriptions(
+        &self,
+        _request: Request<pb::ListenLogSubscriptionsRequest>,
+    ) -> Result<Response<Self::ListenLogSubscriptionsStream>, Status> {
+        Err(Status::unimplemented("logs through the manager are not served yet"))
+    }
+
+    async fn publish_logs(
+        &self,
+        _request: Request<tonic::Streaming<pb::PublishLogsMessage>>,
+    ) -> Result<Response<pb::PublishLogsReply>, Status> {
+        Err(Status::unimplemented("logs through the manager are not served yet"))
+    }
+}

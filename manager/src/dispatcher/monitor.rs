@@ -1,0 +1,117 @@
+//! Node failure detection on the leader: a ready node whose worker has not been
+//! heard from for `heartbeat period × grace multiplier` becomes DOWN, and the
+//! orchestrators move its tasks. After a leader change every node gets a fresh
+//! grace period (twice as long), so an election alone never marks nodes down.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use shoal_api::node::NodeState;
+
+use super::Dispatcher;
+use crate::store::{Change, Object, Transaction};
+
+/// The monitor task; stops when dropped.
+#[derive(Debug)]
+pub struct NodeMonitor {
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for NodeMonitor {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+impl NodeMonitor {
+    /// Starts watching the nodes of `dispatcher`'s cluster.
+    pub fn start(dispatcher: Dispatcher) -> NodeMonitor {
+        NodeMonitor { handle: tokio::spawn(run(dispatcher)) }
+    }
+}
+
+/// Nodes that are READY in the store but silent for longer than `allowed`.
+pub(super) fn silent(
+    ready: &[(String, u64)],
+    last_seen: &HashMap<String, Instant>,
+    leading_since: Instant,
+    allowed: Duration,
+    now: Instant,
+) -> Vec<(String, u64)> {
+    ready
+        .iter()
+        .filter(|(node, _)| {
+            // Never heard from since this manager leads: count from the election,
+            // with twice the grace.
+            let since = last_seen.get(node).copied().unwrap_or(leading_since);
+            let grace = if last_seen.contains_key(node) { allowed } else { allowed * 2 };
+            now.duration_since(since) > grace
+        })
+        .cloned()
+        .collect()
+}
+
+async fn run(d: Dispatcher) {
+    let mut leadership = d.manager.leadership();
+    loop {
+        while !*leadership.borrow_and_update() {
+            if leadership.changed().await.is_err() {
+                return;
+            }
+        }
+        let leading_since = Instant::now();
+        while d.manager.is_leader() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (period, multiplier) = d.heartbeat();
+            let ready: Vec<(String, u64)> = d.manager.read(|s| {
+                super::super::orchestrator::nodes(s)
+                    .filter(|n| n.status.state == NodeState::Ready)
+                    .map(|n| (n.id.clone(), n.meta.version))
+                    .collect()
+            });
+            let down = silent(&ready, &d.last_seen(), leading_since, period * multiplier, Instant::now());
+            if down.is_empty() {
+                continue;
+            }
+            let changes: Vec<Change> = d.manager.read(|s| {
+                down.iter()
+                    .filter_map(|(id, version)| match s.get(crate::store::Kind::Node, id) {
+                        Some(Object::Node(n)) if n.meta.version == *version => {
+                            let mut new = n.clone();
+                            new.status.state = NodeState::Down;
+                            new.status.message = "heartbeat failure".into();
+                            new.meta.updated_at = chrono::Utc::now();
+                            Some(Change::Update { object: Object::Node(new), expected_version: *version })
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            });
+            for id in down.iter().map(|(id, _)| id) {
+                tracing::warn!(node = %id, "node missed its heartbeats: marking it down");
+                d.sessions.lock().expect("sessions lock").remove(id);
+            }
+            if let Err(e) = d.manager.propose_local(Transaction { changes }).await {
+                tracing::debug!(error = %e, "marking nodes down failed; retrying");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_longer_than_the_grace_marks_a_node() {
+        let t0 = Instant::now();
+        let ready = vec![("a".to_owned(), 1), ("b".to_owned(), 1), ("c".to_owned(), 1)];
+        let seen = HashMap::from([("a".to_owned(), t0), ("b".to_owned(), t0 + Duration::from_secs(10))]);
+        let grace = Duration::from_secs(15);
+        let now = t0 + Duration::from_secs(20);
+        let down: Vec<String> = silent(&ready, &seen, t0, grace, now).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(down, ["a"], "b spoke 10 s ago; c was never heard but gets 30 s after the election");
+        let later = t0 + Duration::from_secs(31);
+        assert_eq!(silent(&ready, &seen, t0, grace, later).len(), 3);
+    }
+}

@@ -1,0 +1,415 @@
+//! The worker agent: keeps a session with the leader's dispatcher, runs the tasks
+//! assigned to this node through the [`executor`], and reports their status. Tasks
+//! keep running while the agent is disconnected; on reconnection the manager's
+//! complete list of assignments replaces what the agent had.
+//!
+//! - [`plan`]: what to do about one task (pure);
+//! - [`executor`]: containers, images and task files;
+//! - this module: the session (registration, heartbeats, assignments, reports) and
+//!   the reconcile loop.
+
+pub mod executor;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use shoal_api::node::NodeDescription;
+use shoal_api::{Task, TaskState, TaskStatus};
+use shoal_proto::dispatcher as pb;
+use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
+use tokio::sync::Notify;
+
+pub use executor::{Executor, PullPolicy};
+use executor::{Payload, Payloads};
+use plan::{Action, Local, plan};
+
+/// The metadata key under which a follower names the leader (the dispatcher's).
+const LEADER_KEY: &str = "shoal-leader";
+
+/// What the agent needs to know about its node.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node's id in the cluster.
+    pub node_id: String,
+    /// Managers to reach (`host:port` of their cluster port), tried in order.
+    pub managers: Vec<String>,
+    /// The address the node advertises.
+    pub addr: String,
+    /// What the node is.
+    pub description: NodeDescription,
+}
+
+/// State shared by the session and the reconcile loop.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Tasks assigned to this node, by id.
+    tasks: Mutex<BTreeMap<String, Task>>,
+    /// Secrets and configs for them.
+    payloads: Mutex<Payloads>,
+    /// Whether a complete list has arrived since the agent started (before that,
+    /// containers without an assignment are not touched).
+    synced: Mutex<bool>,
+    /// The furthest state reported (or queued) per task.
+    reported: Mutex<HashMap<String, TaskState>>,
+    /// Reports not yet accepted by a manager, by task.
+    outbox: Mutex<BTreeMap<String, TaskStatus>>,
+    /// Tasks an action is under way for.
+    busy: Mutex<HashSet<String>>,
+    /// Wakes the reconcile loop.
+    wake: Notify,
+    /// Wakes the session to send reports.
+    report: Notify,
+}
+
+impl Shared {
+    fn queue(&self, task_id: &str, status: TaskStatus) {
+        let mut reported = self.reported.lock().expect("reported lock");
+        let before = reported.get(task_id).copied();
+        if before.is_some_and(|s| s >= status.state && status.state != TaskState::Running) {
+            return;
+        }
+        reported.insert(task_id.to_owned(), status.state.max(before.unwrap_or(status.state)));
+        self.outbox.lock().expect("outbox lock").insert(task_id.to_owned(), status);
+        self.report.notify_one();
+    }
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Starts the agent: the session with the managers and the reconcile loop.
+    pub fn start(cfg: AgentConfig, executor: Executor) -> Agent {
+        let shared = Arc::new(Shared::default());
+        let executor = Arc::new(executor);
+        let session = tokio::spawn(sessions(cfg, shared.clone()));
+        let reconcile = tokio::spawn(reconcile_loop(executor, shared));
+        Agent { tasks: vec![session, reconcile] }
+    }
+
+    /// Stops the agent; the containers keep running.
+    pub async fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum Ended {
+    /// Talk to this manager instead.
+    Redirect(String),
+    /// The session broke; try again later.
+    Broken(String),
+    /// The managers now known.
+    Closed(Vec<String>),
+}
+
+async fn sessions(cfg: AgentConfig, shared: Arc<Shared>) {
+    let mut managers = cfg.managers.clone();
+    let mut backoff = Duration::from_millis(100);
+    let mut next: Option<String> = None;
+    loop {
+        let candidates: Vec<String> = next.take().into_iter().chain(managers.iter().cloned()).collect();
+        for addr in candidates {
+            match session(&cfg, &addr, &shared).await {
+                Ended::Redirect(leader) => {
+                    tracing::debug!(manager = %addr, leader = %leader, "redirected to the leader");
+                    next = Some(leader);
+                    backoff = Duration::from_millis(100);
+                    break;
+                }
+                Ended::Closed(known) => {
+                    if !known.is_empty() {
+                        managers = known;
+                    }
+                    backoff = Duration::from_millis(100);
+                    break;
+                }
+                Ended::Broken(why) => {
+                    tracing::debug!(manager = %addr, error = %why, "no session with this manager");
+                }
+            }
+        }
+        if next.is_none() {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(8));
+        }
+    }
+}
+
+fn ended(status: tonic::Status) -> Ended {
+    match status.metadata().get(LEADER_KEY).and_then(|v| v.to_str().ok()) {
+        Some(leader) => Ended::Redirect(leader.to_owned()),
+        None => Ended::Broken(status.message().to_owned()),
+    }
+}
+
+/// One session with the manager at `addr`, until it breaks.
+async fn session(cfg: &AgentConfig, addr: &str, shared: &Shared) -> Ended {
+    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+        Ok(e) => e.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true),
+        Err(e) => return Ended::Broken(e.to_string()),
+    };
+    let channel = match endpoint.connect().await {
+        Ok(c) => c,
+        Err(e) => return Ended::Broken(e.to_string()),
+    };
+    let mut client = DispatcherClient::new(channel);
+    let request = pb::SessionRequest {
+        node_id: cfg.node_id.clone(),
+        description_json: serde_json::to_vec(&cfg.description).expect("descriptions serialize"),
+        addr: cfg.addr.clone(),
+    };
+    let mut stream = match client.session(request).await {
+        Ok(s) => s.into_inner(),
+        Err(s) => return ended(s),
+    };
+    let first = match stream.message().await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ended::Broken("the session ended at once".into()),
+        Err(s) => return ended(s),
+    };
+    let session_id = first.session_id.clone();
+    let mut period = Duration::from_millis(first.heartbeat_period_ms.max(100));
+    tracing::info!(manager = %addr, session = %session_id, node = %cfg.node_id, "session with the dispatcher");
+    let mut assignments =
+        match client.assignments(pb::AssignmentsRequest { session_id: session_id.clone() }).await {
+            Ok(s) => s.into_inner(),
+            Err(s) => return ended(s),
+        };
+    let mut heartbeat = tokio::time::interval(period);
+    heartbeat.reset();
+    loop {
+        tokio::select! {
+            m = stream.message() => match m {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ended::Closed(first.managers.clone()),
+                Err(s) => return ended(s),
+            },
+            a = assignments.message() => match a {
+                Ok(Some(msg)) => apply_assignments(shared, msg),
+                Ok(None) => return Ended::Closed(first.managers.clone()),
+                Err(s) => return ended(s),
+            },
+            _ = heartbeat.tick() => {
+                match client.heartbeat(pb::HeartbeatRequest { session_id: session_id.clone() }).await {
+                    Ok(r) => {
+                        let p = Duration::from_millis(r.into_inner().period_ms.max(100));
+                        if p != period {
+                            period = p;
+                            heartbeat = tokio::time::interval(period);
+                            heartbeat.reset();
+                        }
+                    }
+                    Err(s) => return ended(s),
+                }
+            }
+            _ = shared.report.notified() => {
+                // Let a burst of reports gather into one batch.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let batch = std::mem::take(&mut *shared.outbox.lock().expect("outbox lock"));
+                if batch.is_empty() {
+                    continue;
+                }
+                let updates = batch
+                    .iter()
+                    .map(|(id, s)| pb::TaskStatusUpdate {
+                        task_id: id.clone(),
+                        status_json: serde_json::to_vec(s).expect("statuses serialize"),
+                    })
+                    .collect();
+                let req = pb::UpdateTaskStatusRequest { session_id: session_id.clone(), updates };
+                if let Err(s) = client.update_task_status(req).await {
+                    // Keep them (newer reports win) for the next session.
+                    let mut outbox = shared.outbox.lock().expect("outbox lock");
+                    for (id, st) in batch {
+                        outbox.entry(id).or_insert(st);
+                    }
+                    return ended(s);
+                }
+            }
+        }
+    }
+}
+
+fn apply_assignments(shared: &Shared, msg: pb::AssignmentsMessage) {
+    use pb::assignment_change::{Action as A, Item};
+    let complete = msg.kind == pb::assignments_message::Kind::Complete as i32;
+    {
+        let mut tasks = shared.tasks.lock().expect("tasks lock");
+        let mut payloads = shared.payloads.lock().expect("payloads lock");
+        if complete {
+            tasks.clear();
+            payloads.clear();
+        }
+        for change in msg.changes {
+            let remove = change.action == A::Remove as i32;
+            match change.item {
+                Some(Item::TaskJson(json)) => {
+                    if remove {
+                        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&json)
+                            && let Some(id) = v.get("id").and_then(|i| i.as_str())
+                        {
+                            tasks.remove(id);
+                        }
+                    } else if let Ok(t) = serde_json::from_slice::<Task>(&json) {
+                        tasks.insert(t.id.clone(), t);
+                    }
+                }
+                Some(Item::Payload(p)) => {
+                    let key = format!("{}/{}", p.kind, p.id);
+                    if remove {
+                        if let Some(old) = payloads.remove(&key) {
+                            payloads.remove(&format!("{}/{}", old.kind, old.name));
+                        }
+                    } else {
+                        let payload = Payload { kind: p.kind.clone(), name: p.name.clone(), data: p.data };
+                        payloads.insert(format!("{}/{}", p.kind, p.name), payload.clone());
+                        payloads.insert(key, payload);
+                    }
+                }
+                Some(Item::NetworkJson(_)) | None => {}
+            }
+        }
+    }
+    if complete {
+        *shared.synced.lock().expect("synced lock") = true;
+    }
+    shared.wake.notify_one();
+}
+
+async fn reconcile_loop(executor: Arc<Executor>, shared: Arc<Shared>) {
+    loop {
+        reconcile(&executor, &shared).await;
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// One pass: every assigned task and every task container, compared.
+async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
+    let tasks: Vec<Task> = shared.tasks.lock().expect("tasks lock").values().cloned().collect();
+    let synced = *shared.synced.lock().expect("synced lock");
+    let ex = executor.clone();
+    let Ok(locals) = tokio::task::spawn_blocking(move || {
+        let with_containers = ex.tasks_with_containers();
+        let states: HashMap<String, Local> =
+            with_containers.iter().map(|id| (id.clone(), ex.local(id))).collect();
+        states
+    })
+    .await
+    else {
+        return;
+    };
+    let now = Utc::now();
+    for task in &tasks {
+        // An action under way will report for itself.
+        if shared.busy.lock().expect("busy lock").contains(&task.id) {
+            continue;
+        }
+        let local = locals.get(&task.id).cloned().unwrap_or(Local::Absent);
+        let reported =
+            shared.reported.lock().expect("reported lock").get(&task.id).copied().unwrap_or(TaskState::New);
+        for action in plan(task, &local, reported, now) {
+            match action {
+                Action::Report(status) => shared.queue(&task.id, status),
+                Action::Start => spawn_action(executor, shared, task.clone(), Work::Start),
+                Action::Stop => spawn_action(executor, shared, task.clone(), Work::Stop),
+                Action::Delete => spawn_action(executor, shared, task.clone(), Work::Delete),
+            }
+        }
+    }
+    // Containers of tasks no longer assigned go (once the manager's list is known).
+    if synced {
+        let assigned: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        for id in locals.keys().filter(|id| !assigned.contains(id.as_str())) {
+            let ex = executor.clone();
+            let id = id.clone();
+            if !shared.busy.lock().expect("busy lock").insert(id.clone()) {
+                continue;
+            }
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let done = tokio::task::spawn_blocking({
+                    let id = id.clone();
+                    move || ex.delete(&id)
+                })
+                .await;
+                if let Ok(Err(e)) = done {
+                    tracing::warn!(task = %id, error = %e, "could not remove the container of an unassigned task");
+                }
+                shared.busy.lock().expect("busy lock").remove(&id);
+                shared.reported.lock().expect("reported lock").remove(&id);
+            });
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    Start,
+    Stop,
+    Delete,
+}
+
+/// Runs one action for a task, unless one is under way for it already.
+fn spawn_action(executor: &Arc<Executor>, shared: &Arc<Shared>, task: Task, work: Work) {
+    if !shared.busy.lock().expect("busy lock").insert(task.id.clone()) {
+        return;
+    }
+    let (ex, shared) = (executor.clone(), shared.clone());
+    tokio::spawn(async move {
+        let id = task.id.clone();
+        match work {
+            Work::Start => {
+                shared.queue(&id, TaskStatus::new(TaskState::Preparing, Utc::now(), "preparing"));
+                match ex.prepare(&task).await {
+                    Err(status) => shared.queue(&id, status),
+                    Ok(()) => {
+                        shared.queue(&id, TaskStatus::new(TaskState::Starting, Utc::now(), "starting"));
+                        let payloads = shared.payloads.lock().expect("payloads lock").clone();
+                        let ex2 = ex.clone();
+                        let t2 = task.clone();
+                        match tokio::task::spawn_blocking(move || ex2.start(&t2, &payloads)).await {
+                            Ok(Ok(())) => {
+                                tracing::info!(task = %id, service = %task.service_id, "task started");
+                                shared.queue(&id, TaskStatus::new(TaskState::Running, Utc::now(), "started"));
+                            }
+                            Ok(Err(status)) => {
+                                tracing::warn!(task = %id, error = ?status.error, "task did not start");
+                                shared.queue(&id, status);
+                            }
+                            Err(e) => shared
+                                .queue(&id, TaskStatus::new(TaskState::Failed, Utc::now(), e.to_string())),
+                        }
+                    }
+                }
+            }
+            Work::Stop => {
+                let t2 = task.clone();
+                let ex2 = ex.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || ex2.stop(&t2)).await {
+                    tracing::warn!(task = %id, error = %e, "could not stop the task's container");
+                }
+            }
+            Work::Delete => {
+                let ex2 = ex.clone();
+                let id2 = id.clone();
+                let _ = tokio::task::spawn_blocking(move || ex2.delete(&id2)).await;
+            }
+        }
+        shared.busy.lock().expect("busy lock").remove(&id);
+        shared.wake.notify_one();
+    });
+}
