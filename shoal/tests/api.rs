@@ -223,6 +223,73 @@ fn services_run_as_tasks_on_nodes_and_heal() {
 }
 
 #[test]
+fn rolling_updates_replace_tasks_and_failures_roll_back() {
+    use shoal_api::service::{FailureAction, UpdateState};
+    let d = Daemon::init("m1");
+    d.import_busybox();
+    let c = d.client();
+    block_on(async {
+        let mut spec = ServiceSpec::new("web", "shoal/busybox");
+        spec.mode = ServiceMode::Replicated { replicas: 3 };
+        spec.task_template.container.args = serve_forever();
+        spec.update_config.parallelism = 1;
+        spec.update_config.delay = Duration::ZERO;
+        spec.update_config.failure_action = FailureAction::Rollback;
+        spec.update_config.monitor = Duration::from_secs(1);
+        spec.rollback_config.parallelism = 0;
+        c.create_service(&spec).await.unwrap();
+        let web = TaskFilter {
+            service: Some("web".into()),
+            desired_state: Some("running".into()),
+            ..Default::default()
+        };
+        let running = |env: &'static str| {
+            move |ts: &[shoal_api::Task]| {
+                ts.len() == 3
+                    && ts.iter().all(|t| {
+                        t.status.state == shoal_api::TaskState::Running
+                            && t.spec.container.env == [env.to_owned()]
+                            || env.is_empty()
+                                && t.status.state == shoal_api::TaskState::Running
+                                && t.spec.container.env.is_empty()
+                    })
+            }
+        };
+        tasks_until(&c, &web, "3 running tasks", running("")).await;
+
+        // A rolling update: every task replaced, one at a time, and the status says so.
+        let svc = c.service("web").await.unwrap();
+        let mut new = svc.spec.clone();
+        new.task_template.container.env = vec!["V=2".into()];
+        c.update_service("web", svc.meta.version, &new).await.unwrap();
+        tasks_until(&c, &web, "3 tasks of the new spec", running("V=2")).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.service("web").await.unwrap().update_status.map(|u| u.state) != Some(UpdateState::Completed) {
+            assert!(std::time::Instant::now() < deadline, "the update never completed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // An update whose tasks cannot start rolls back by itself.
+        let svc = c.service("web").await.unwrap();
+        let mut bad = svc.spec.clone();
+        bad.task_template.container.args = vec!["nosuchcommand".into()];
+        c.update_service("web", svc.meta.version, &bad).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = c.service("web").await.unwrap();
+            if s.update_status.as_ref().map(|u| u.state) == Some(UpdateState::RollbackCompleted) {
+                assert_eq!(s.spec.task_template.container.args, serve_forever(), "back on the previous spec");
+                assert!(s.update_status.unwrap().message.contains("rollback completed"));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no rollback: {:?}", s.update_status);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tasks_until(&c, &web, "3 tasks of the old spec again", running("V=2")).await;
+    });
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let d = Daemon::init("m1");
     let c = d.client();

@@ -5,6 +5,7 @@
 //! - [`global`]: one task per eligible node for global services and global jobs;
 //! - [`restart`]: whether and when a stopped task is replaced (its policy, counted
 //!   from the task history in the store, so a new leader honours it);
+//! - [`update`]: rolling updates and rollbacks, a batch at a time;
 //! - [`scheduler`]: pending tasks to nodes (filters, then spread);
 //! - [`reaper`]: removed tasks deleted, history kept to the cluster's limit.
 //!
@@ -16,6 +17,7 @@ pub mod replicated;
 pub mod restart;
 pub mod runner;
 pub mod scheduler;
+pub mod update;
 
 use chrono::{DateTime, Utc};
 use shoal_api::node::{Availability, NodeState};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{global, reaper, replicated, scheduler};
+use super::{global, reaper, replicated, scheduler, update};
 use crate::manager::{Manager, ManagerError};
 use crate::store::{Change, StoreError, Transaction};
 
@@ -83,9 +83,10 @@ type Controller<'a> = dyn Fn(&crate::store::Store) -> Vec<Change> + Sync + 'a;
 /// One pass of every controller, each on the state its predecessor left.
 async fn round(manager: &Manager) {
     let limit = manager.cluster().map_or(5, |c| c.spec.task_history_limit);
-    let stages: [(&str, &Controller<'_>); 4] = [
+    let stages: [(&str, &Controller<'_>); 5] = [
         ("replicated", &|s| replicated::reconcile(s, Utc::now())),
         ("global", &|s| global::reconcile(s, Utc::now())),
+        ("update", &|s| update::reconcile(s, Utc::now())),
         ("scheduler", &|s| scheduler::schedule(s, Utc::now())),
         ("reaper", &|s| reaper::reap(s, limit, Utc::now())),
     ];

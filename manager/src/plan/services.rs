@@ -64,6 +64,10 @@ pub fn update(
     )?;
     let mut new = service.clone();
     new.previous_spec = Some(service.spec.clone());
+    if spec.task_template != service.spec.task_template {
+        // A new rollout: the update supervisor starts it.
+        new.update_status = None;
+    }
     new.spec = spec;
     new.endpoint.ports = ports;
     new.meta.updated_at = now;
@@ -101,7 +105,14 @@ pub fn rollback(store: &Store, service: &Service, now: DateTime<Utc>) -> Result<
             service.spec.name
         )));
     };
-    update(store, service, previous, now)
+    let mut back = update(store, service, previous, now)?;
+    back.update_status = Some(shoal_api::service::UpdateStatus {
+        state: shoal_api::service::UpdateState::RollbackStarted,
+        started_at: Some(now),
+        completed_at: None,
+        message: "manually requested rollback".into(),
+    });
+    Ok(back)
 }
 
 /// The change that stores an updated service, if nobody wrote it since it was read.
