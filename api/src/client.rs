@@ -265,6 +265,11 @@ impl Client {
         self.get("/cluster", &opts).await
     }
 
+    /// Replaces the cluster's settings, if still at `version`.
+    pub async fn update_cluster(&self, update: &crate::wire::ClusterUpdate) -> Result<Written, ClientError> {
+        self.json(self.request(Method::PUT, "/cluster").json(update)).await
+    }
+
     /// The join tokens.
     pub async fn join_tokens(&self) -> Result<JoinTokens, ClientError> {
         self.get("/cluster/join-tokens", &()).await

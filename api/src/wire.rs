@@ -68,6 +68,17 @@ pub struct ServiceUpdate {
     pub spec: ServiceSpec,
 }
 
+/// The cluster's new settings, valid only if the cluster object is still at
+/// `version` (`shoal cluster update`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterUpdate {
+    /// The version the settings were read at (`GET /v1/cluster`).
+    pub version: u64,
+    /// The whole new settings.
+    pub spec: ClusterSpec,
+}
+
 /// A new replica count (replicated services and jobs only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

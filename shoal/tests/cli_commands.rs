@@ -164,6 +164,21 @@ fn network_secret_config_stack_cluster_and_events_commands() {
 
     let info = d.ok(&["cluster", "info"]);
     assert!(info.contains("Managers:") && info.contains("leader") && info.contains(&d.addr), "{info}");
+    assert!(
+        d.ok(&["cluster", "update", "--dispatcher-heartbeat", "2s", "--task-history-limit", "3"])
+            .contains("updated")
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&d.ok(&["cluster", "info", "--format", "json"])).unwrap();
+    assert_eq!(
+        (
+            info["spec"]["dispatcher"]["heartbeat_period"].as_str(),
+            info["spec"]["task_history_limit"].as_i64()
+        ),
+        (Some("2s"), Some(3))
+    );
+    let err = d.fails(&["cluster", "update", "--dispatcher-heartbeat", "1ms"]);
+    assert!(err.contains("dispatcher.heartbeat_period"), "{err}");
     let join = d.ok(&["cluster", "join-token", "worker"]);
     assert!(join.contains(&format!("shoal daemon --join {} --token SHTKN-1-", d.addr)), "{join}");
     let old = d.ok(&["cluster", "join-token", "manager", "-q"]);

@@ -2,8 +2,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use shoal_api::Validate;
 use shoal_api::cluster::JoinTokens;
-use shoal_api::wire::{ApiToken, ClusterInfo, Counts, ErrorBody, ManagerInfo, RaftInfo, ReadOptions};
+use shoal_api::wire::{
+    ApiToken, ClusterInfo, ClusterUpdate, Counts, ErrorBody, ManagerInfo, RaftInfo, ReadOptions, Written,
+};
 
 use super::{Api, ApiError};
 use crate::manager::ManagerError;
@@ -76,6 +79,34 @@ pub(super) async fn info(
             commit_latency_us: status.commit_latency_us,
         },
     }))
+}
+
+/// Replaces the cluster's settings (heartbeat period, task history, Raft, address
+/// pool); the version read must still be current.
+#[utoipa::path(put, path = "/v1/cluster", tag = "cluster", request_body = ClusterUpdate,
+    responses((status = 200, description = "Updated", body = Written),
+              (status = 409, description = "The cluster changed since `version`", body = ErrorBody),
+              (status = 422, description = "Invalid settings", body = ErrorBody)))]
+pub(super) async fn update(
+    State(api): State<Api>,
+    super::Body(req): super::Body<ClusterUpdate>,
+) -> Result<Json<Written>, ApiError> {
+    req.spec.validate().map_err(crate::plan::PlanError::from)?;
+    let mut cluster = api.manager.cluster().ok_or_else(not_initialized)?;
+    if cluster.meta.version != req.version {
+        return Err(crate::plan::PlanError::Conflict(format!(
+            "the cluster was changed by someone else (version {}, you read {}): read it again and retry",
+            cluster.meta.version, req.version
+        ))
+        .into());
+    }
+    cluster.spec = req.spec;
+    cluster.meta.updated_at = chrono::Utc::now();
+    let id = cluster.id.clone();
+    let change =
+        crate::store::Change::Update { object: Object::Cluster(cluster), expected_version: req.version };
+    let version = api.manager.propose(crate::store::Transaction { changes: vec![change] }).await?;
+    Ok(Json(Written { id, version }))
 }
 
 /// Shows the join tokens.

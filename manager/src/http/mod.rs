@@ -109,7 +109,7 @@ impl utoipa::Modify for BearerAuth {
 /// The routes and the OpenAPI document describing them, built from the same list.
 fn routes() -> OpenApiRouter<Api> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(cluster::info))
+        .routes(routes!(cluster::info, cluster::update))
         .routes(routes!(cluster::join_tokens))
         .routes(routes!(cluster::rotate_join_token))
         .routes(routes!(cluster::api_token))

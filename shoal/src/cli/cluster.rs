@@ -13,6 +13,15 @@ pub(super) enum ClusterCommand {
         #[arg(long, value_parser = ["json"])]
         format: Option<String>,
     },
+    /// Change cluster-wide settings.
+    Update {
+        /// Time between a worker's heartbeats (e.g. 5s).
+        #[arg(long, value_parser = |s: &str| shoal_api::duration::parse(s).map_err(|e| e.to_string()))]
+        dispatcher_heartbeat: Option<std::time::Duration>,
+        /// Ended tasks kept per slot (negative keeps all).
+        #[arg(long, allow_negative_numbers = true)]
+        task_history_limit: Option<i64>,
+    },
     /// Show (or rotate) the command that adds a worker or a manager.
     JoinToken {
         /// worker or manager.
@@ -76,6 +85,19 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                         })
                         .collect(),
                 );
+            }
+            ClusterCommand::Update { dispatcher_heartbeat, task_history_limit } => {
+                let info = client.cluster(ReadOptions::default()).await?;
+                let mut spec = info.spec.clone();
+                if let Some(h) = dispatcher_heartbeat {
+                    spec.dispatcher.heartbeat_period = h;
+                }
+                if let Some(l) = task_history_limit {
+                    spec.task_history_limit = l;
+                }
+                let update = shoal_api::wire::ClusterUpdate { version: info.meta.version, spec };
+                client.update_cluster(&update).await?;
+                println!("cluster {} updated", info.spec.name);
             }
             ClusterCommand::JoinToken { role, rotate, quiet } => {
                 let tokens = if rotate {
