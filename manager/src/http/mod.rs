@@ -73,10 +73,57 @@ pub enum ServeError {
     },
 }
 
-/// What every handler gets: the manager.
+/// What every handler gets: the manager, and the JSON of objects already rendered.
 #[derive(Debug, Clone)]
 pub(crate) struct Api {
     manager: Arc<Manager>,
+    rendered: Arc<Rendered>,
+}
+
+/// Objects as JSON, by id, with the version they were rendered at. Stored objects
+/// never change in place (a write makes a new version), so a list is the rendered
+/// objects joined: most of a `GET /v1/tasks` is a copy, not serialization.
+#[derive(Debug, Default)]
+pub(crate) struct Rendered {
+    json: std::sync::Mutex<std::collections::HashMap<String, (u64, Bytes)>>,
+}
+
+impl Rendered {
+    /// A JSON array of `items` (id, version, object), rendering only what changed.
+    fn list<'a, T: serde::Serialize + 'a>(
+        &self,
+        items: impl Iterator<Item = (&'a str, u64, &'a T)>,
+    ) -> Vec<u8> {
+        let mut json = self.json.lock().expect("render cache lock");
+        let mut out = Vec::with_capacity(64 * 1024);
+        out.push(b'[');
+        let mut seen = 0usize;
+        for (id, version, item) in items {
+            if seen > 0 {
+                out.push(b',');
+            }
+            seen += 1;
+            match json.get(id) {
+                Some((v, bytes)) if *v == version => out.extend_from_slice(bytes),
+                _ => {
+                    let bytes = Bytes::from(serde_json::to_vec(item).expect("objects serialize"));
+                    out.extend_from_slice(&bytes);
+                    json.insert(id.to_owned(), (version, bytes));
+                }
+            }
+        }
+        out.push(b']');
+        // Objects deleted since leave entries behind: start afresh when they pile up.
+        if json.len() > 4 * seen.max(1024) {
+            json.clear();
+        }
+        out
+    }
+}
+
+/// A JSON body that is already rendered.
+fn json_response(body: Vec<u8>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[derive(utoipa::OpenApi)]
@@ -194,7 +241,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl ApiServer {
     /// Starts the listeners of `opts` for `manager`.
     pub async fn start(manager: Arc<Manager>, opts: &ApiOptions) -> Result<ApiServer, ServeError> {
-        let api = Api { manager };
+        let api = Api { manager, rendered: Arc::default() };
         let stop = Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
         let mut tcp = None;

@@ -8,7 +8,9 @@ use shoal_api::wire::{
 };
 use shoal_api::{Service, ServiceSpec, Task};
 
-use super::{Api, ApiError, Body, Query, now};
+use axum::response::Response;
+
+use super::{Api, ApiError, Body, Query, json_response, now};
 use crate::plan::{self, PlanError, find, stack_of};
 use crate::store::{Change, Kind, Object, Store, Transaction};
 
@@ -33,10 +35,12 @@ fn label_matches(labels: &std::collections::BTreeMap<String, String>, filter: &s
 pub(super) async fn list(
     State(api): State<Api>,
     Query(f): Query<ServiceFilter>,
-) -> Result<Json<Vec<Service>>, ApiError> {
-    let mut out = api
+) -> Result<Response, ApiError> {
+    let rendered = api.rendered.clone();
+    let body = api
         .read(f.consistent, |s| {
-            s.list(Kind::Service)
+            let mut services: Vec<&Service> = s
+                .list(Kind::Service)
                 .filter_map(|o| match o {
                     Object::Service(svc) => Some(svc),
                     _ => None,
@@ -44,12 +48,12 @@ pub(super) async fn list(
                 .filter(|svc| f.name.as_deref().is_none_or(|n| svc.spec.name.starts_with(n)))
                 .filter(|svc| f.label.as_deref().is_none_or(|l| label_matches(&svc.spec.labels, l)))
                 .filter(|svc| f.stack.as_deref().is_none_or(|st| stack_of(&svc.spec.labels) == Some(st)))
-                .cloned()
-                .collect::<Vec<_>>()
+                .collect();
+            services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+            rendered.list(services.into_iter().map(|svc| (svc.id.as_str(), svc.meta.version, svc)))
         })
         .await?;
-    out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-    Ok(Json(out))
+    Ok(json_response(body))
 }
 
 /// Creates a service.
@@ -188,9 +192,10 @@ pub(super) async fn remove(State(api): State<Api>, Path(key): Path<String>) -> R
 pub(super) async fn list_tasks(
     State(api): State<Api>,
     Query(f): Query<TaskFilter>,
-) -> Result<Json<Vec<Task>>, ApiError> {
-    let out = api
-        .read(f.consistent, |s| -> Result<Vec<Task>, PlanError> {
+) -> Result<Response, ApiError> {
+    let rendered = api.rendered.clone();
+    let body = api
+        .read(f.consistent, |s| -> Result<Vec<u8>, PlanError> {
             let service_id =
                 f.service.as_deref().map(|k| service(s, k).map(|svc| svc.id.clone())).transpose()?;
             let node_id =
@@ -204,7 +209,7 @@ pub(super) async fn list_tasks(
                 (None, Some(n)) => Box::new(s.tasks_on_node(n)),
                 _ => Box::new(s.list(Kind::Task)),
             };
-            let mut out: Vec<Task> = tasks
+            let mut out: Vec<&Task> = tasks
                 .filter_map(|o| match o {
                     Object::Task(t) => Some(t),
                     _ => None,
@@ -212,7 +217,6 @@ pub(super) async fn list_tasks(
                 .filter(|t| node_id.as_ref().is_none_or(|n| t.node_id.as_ref() == Some(n)))
                 .filter(|t| f.desired_state.as_deref().is_none_or(|d| t.desired_state.as_str() == d))
                 .filter(|t| in_stack.as_ref().is_none_or(|ids| ids.contains(&t.service_id)))
-                .cloned()
                 .collect();
             out.sort_by(|a, b| {
                 (&a.service_id, a.slot, &a.node_id, b.meta.created_at).cmp(&(
@@ -222,10 +226,10 @@ pub(super) async fn list_tasks(
                     a.meta.created_at,
                 ))
             });
-            Ok(out)
+            Ok(rendered.list(out.into_iter().map(|t| (t.id.as_str(), t.meta.version, t))))
         })
         .await??;
-    Ok(Json(out))
+    Ok(json_response(body))
 }
 
 /// Shows a task.
