@@ -86,9 +86,28 @@ pub(crate) struct Api {
 #[derive(Debug, Default)]
 pub(crate) struct Rendered {
     json: std::sync::Mutex<std::collections::HashMap<String, (u64, Bytes)>>,
+    /// Whole list replies by path and query, with the store index they show: polling
+    /// the same list between two writes costs a reference count.
+    lists: std::sync::Mutex<std::collections::HashMap<String, (u64, Bytes)>>,
 }
 
 impl Rendered {
+    /// The reply for `key` at store `index`, rendered by `render` unless it is known.
+    fn cached_list(&self, key: String, index: u64, render: impl FnOnce() -> Vec<u8>) -> Bytes {
+        if let Some((i, body)) = self.lists.lock().expect("list cache lock").get(&key)
+            && *i == index
+        {
+            return body.clone();
+        }
+        let body = Bytes::from(render());
+        let mut lists = self.lists.lock().expect("list cache lock");
+        if lists.len() >= 256 {
+            lists.clear();
+        }
+        lists.insert(key, (index, body.clone()));
+        body
+    }
+
     /// A JSON array of `items` (id, version, object), rendering only what changed.
     fn list<'a, T: serde::Serialize + 'a>(
         &self,
@@ -122,7 +141,7 @@ impl Rendered {
 }
 
 /// A JSON body that is already rendered.
-fn json_response(body: Vec<u8>) -> Response {
+fn json_response(body: Bytes) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -339,13 +358,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is larger than the {} MiB the API takes", MAX_BODY_BYTES >> 20),
+            )
+        };
+        // Refused from the header, before reading a byte of it.
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+            return Err(too_large());
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    format!("the body is larger than the {} MiB the API takes", MAX_BODY_BYTES >> 20),
-                )
+                too_large()
             } else {
                 ApiError::bad_request(format!("the body could not be read: {}", e.body_text()))
             }

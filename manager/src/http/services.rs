@@ -37,20 +37,23 @@ pub(super) async fn list(
     Query(f): Query<ServiceFilter>,
 ) -> Result<Response, ApiError> {
     let rendered = api.rendered.clone();
+    let key = format!("services?{}", serde_urlencoded::to_string(&f).unwrap_or_default());
     let body = api
         .read(f.consistent, |s| {
-            let mut services: Vec<&Service> = s
-                .list(Kind::Service)
-                .filter_map(|o| match o {
-                    Object::Service(svc) => Some(svc),
-                    _ => None,
-                })
-                .filter(|svc| f.name.as_deref().is_none_or(|n| svc.spec.name.starts_with(n)))
-                .filter(|svc| f.label.as_deref().is_none_or(|l| label_matches(&svc.spec.labels, l)))
-                .filter(|svc| f.stack.as_deref().is_none_or(|st| stack_of(&svc.spec.labels) == Some(st)))
-                .collect();
-            services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-            rendered.list(services.into_iter().map(|svc| (svc.id.as_str(), svc.meta.version, svc)))
+            rendered.cached_list(key, s.last_index(), || {
+                let mut services: Vec<&Service> = s
+                    .list(Kind::Service)
+                    .filter_map(|o| match o {
+                        Object::Service(svc) => Some(svc),
+                        _ => None,
+                    })
+                    .filter(|svc| f.name.as_deref().is_none_or(|n| svc.spec.name.starts_with(n)))
+                    .filter(|svc| f.label.as_deref().is_none_or(|l| label_matches(&svc.spec.labels, l)))
+                    .filter(|svc| f.stack.as_deref().is_none_or(|st| stack_of(&svc.spec.labels) == Some(st)))
+                    .collect();
+                services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+                rendered.list(services.into_iter().map(|svc| (svc.id.as_str(), svc.meta.version, svc)))
+            })
         })
         .await?;
     Ok(json_response(body))
@@ -194,39 +197,41 @@ pub(super) async fn list_tasks(
     Query(f): Query<TaskFilter>,
 ) -> Result<Response, ApiError> {
     let rendered = api.rendered.clone();
+    let key = format!("tasks?{}", serde_urlencoded::to_string(&f).unwrap_or_default());
     let body = api
-        .read(f.consistent, |s| -> Result<Vec<u8>, PlanError> {
+        .read(f.consistent, |s| -> Result<bytes::Bytes, PlanError> {
             let service_id =
                 f.service.as_deref().map(|k| service(s, k).map(|svc| svc.id.clone())).transpose()?;
             let node_id =
                 f.node.as_deref().map(|k| find(s, Kind::Node, k).map(|n| n.id().to_owned())).transpose()?;
-            let in_stack: Option<Vec<String>> = f
-                .stack
-                .as_deref()
-                .map(|st| plan::stacks::members(s, st, Kind::Service).map(|o| o.id().to_owned()).collect());
-            let tasks: Box<dyn Iterator<Item = &Object>> = match (&service_id, &node_id) {
-                (Some(id), _) => Box::new(s.tasks_of_service(id)),
-                (None, Some(n)) => Box::new(s.tasks_on_node(n)),
-                _ => Box::new(s.list(Kind::Task)),
-            };
-            let mut out: Vec<&Task> = tasks
-                .filter_map(|o| match o {
-                    Object::Task(t) => Some(t),
-                    _ => None,
-                })
-                .filter(|t| node_id.as_ref().is_none_or(|n| t.node_id.as_ref() == Some(n)))
-                .filter(|t| f.desired_state.as_deref().is_none_or(|d| t.desired_state.as_str() == d))
-                .filter(|t| in_stack.as_ref().is_none_or(|ids| ids.contains(&t.service_id)))
-                .collect();
-            out.sort_by(|a, b| {
-                (&a.service_id, a.slot, &a.node_id, b.meta.created_at).cmp(&(
-                    &b.service_id,
-                    b.slot,
-                    &b.node_id,
-                    a.meta.created_at,
-                ))
-            });
-            Ok(rendered.list(out.into_iter().map(|t| (t.id.as_str(), t.meta.version, t))))
+            Ok(rendered.cached_list(key, s.last_index(), || {
+                let in_stack: Option<Vec<String>> = f.stack.as_deref().map(|st| {
+                    plan::stacks::members(s, st, Kind::Service).map(|o| o.id().to_owned()).collect()
+                });
+                let tasks: Box<dyn Iterator<Item = &Object>> = match (&service_id, &node_id) {
+                    (Some(id), _) => Box::new(s.tasks_of_service(id)),
+                    (None, Some(n)) => Box::new(s.tasks_on_node(n)),
+                    _ => Box::new(s.list(Kind::Task)),
+                };
+                let mut out: Vec<&Task> = tasks
+                    .filter_map(|o| match o {
+                        Object::Task(t) => Some(t),
+                        _ => None,
+                    })
+                    .filter(|t| node_id.as_ref().is_none_or(|n| t.node_id.as_ref() == Some(n)))
+                    .filter(|t| f.desired_state.as_deref().is_none_or(|d| t.desired_state.as_str() == d))
+                    .filter(|t| in_stack.as_ref().is_none_or(|ids| ids.contains(&t.service_id)))
+                    .collect();
+                out.sort_by(|a, b| {
+                    (&a.service_id, a.slot, &a.node_id, b.meta.created_at).cmp(&(
+                        &b.service_id,
+                        b.slot,
+                        &b.node_id,
+                        a.meta.created_at,
+                    ))
+                });
+                rendered.list(out.into_iter().map(|t| (t.id.as_str(), t.meta.version, t)))
+            }))
         })
         .await??;
     Ok(json_response(body))

@@ -60,6 +60,15 @@ fn failed(state: TaskState, message: &str, error: impl std::fmt::Display) -> Tas
     s
 }
 
+/// Whether a task has a health check to run (`NONE` disables the image's).
+pub fn has_health_check(task: &Task) -> bool {
+    task.spec
+        .container
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| matches!(h.test.first().map(String::as_str), Some("CMD" | "CMD-SHELL")))
+}
+
 /// The container id of a task.
 pub fn container_id(task_id: &str) -> String {
     format!("{PREFIX}{task_id}")
@@ -209,6 +218,25 @@ impl Executor {
             None => format!("{default_dir}/{}", p.name),
         };
         Ok(MountPoint::Bind { source: path, target, read_only: true })
+    }
+
+    /// Runs the task's health check once in its container: `Ok(None)` when healthy,
+    /// `Ok(Some(why))` when not.
+    pub fn check_health(&self, task: &Task) -> Result<Option<String>, String> {
+        let Some(h) = &task.spec.container.healthcheck else { return Ok(None) };
+        let args = match h.test.first().map(String::as_str) {
+            Some("CMD") => h.test[1..].to_vec(),
+            Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), h.test[1..].join(" ")],
+            _ => return Ok(None),
+        };
+        let timeout = if h.timeout.is_zero() { std::time::Duration::from_secs(30) } else { h.timeout };
+        let spec = crate::runtime::exec::ExecSpec { args };
+        let result = self.runtime.exec(&container_id(&task.id), &spec, timeout).map_err(|e| e.to_string())?;
+        Ok(match result.code {
+            Some(0) => None,
+            Some(code) => Some(format!("health check exited with {code}: {}", result.output.trim())),
+            None => Some(format!("health check timed out after {}", shoal_api::duration::format(timeout))),
+        })
     }
 
     /// Stops the task's container: its stop signal, then SIGKILL after the grace

@@ -58,6 +58,8 @@ struct Shared {
     outbox: Mutex<BTreeMap<String, TaskStatus>>,
     /// Tasks an action is under way for.
     busy: Mutex<HashSet<String>>,
+    /// Tasks whose health is being watched.
+    watched: Mutex<HashSet<String>>,
     /// Wakes the reconcile loop.
     wake: Notify,
     /// Wakes the session to send reports.
@@ -330,6 +332,14 @@ async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
             }
         }
     }
+    // Running containers with a health check are watched.
+    for task in tasks.iter().filter(|t| executor::has_health_check(t) && plan::wants_run(t)) {
+        if locals.get(&task.id) == Some(&Local::Running)
+            && shared.watched.lock().expect("watched lock").insert(task.id.clone())
+        {
+            tokio::spawn(watch_health(executor.clone(), shared.clone(), task.clone()));
+        }
+    }
     // Containers of tasks no longer assigned go (once the manager's list is known).
     if synced {
         let assigned: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
@@ -354,6 +364,60 @@ async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
             });
         }
     }
+}
+
+/// Runs a task's health check on its schedule while the task runs: reports RUNNING
+/// once healthy, and FAILED (stopping the container) after `retries` failures in a
+/// row. Failures during the start period do not count, as in Docker.
+async fn watch_health(executor: Arc<Executor>, shared: Arc<Shared>, task: Task) {
+    let Some(h) = task.spec.container.healthcheck.clone() else { return };
+    let started = std::time::Instant::now();
+    let interval = if h.interval.is_zero() { Duration::from_secs(30) } else { h.interval };
+    let start_interval = if h.start_interval.is_zero() { Duration::from_secs(5) } else { h.start_interval };
+    let mut failures = 0u32;
+    let mut healthy = false;
+    loop {
+        let in_start_period = started.elapsed() < h.start_period;
+        tokio::time::sleep(if in_start_period && !healthy { start_interval.min(interval) } else { interval })
+            .await;
+        let still = shared.tasks.lock().expect("tasks lock").get(&task.id).is_some_and(plan::wants_run);
+        if !still {
+            break;
+        }
+        let (ex, t) = (executor.clone(), task.clone());
+        let result = match tokio::task::spawn_blocking(move || ex.check_health(&t)).await {
+            Ok(r) => r,
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(None) => {
+                failures = 0;
+                if !healthy {
+                    healthy = true;
+                    tracing::info!(task = %task.id, "task is healthy");
+                    shared.queue(&task.id, TaskStatus::new(TaskState::Running, Utc::now(), "healthy"));
+                }
+            }
+            // The container stopped under the check: the reconcile loop reports that.
+            Err(_) => break,
+            Ok(Some(why)) => {
+                if in_start_period && !healthy {
+                    continue;
+                }
+                failures += 1;
+                if failures >= h.retries.max(1) {
+                    tracing::warn!(task = %task.id, reason = %why, "task is unhealthy; stopping it");
+                    let mut s = TaskStatus::new(TaskState::Failed, Utc::now(), "unhealthy");
+                    s.error = Some(format!("task: unhealthy container: {why}"));
+                    shared.queue(&task.id, s);
+                    let (ex, t) = (executor.clone(), task.clone());
+                    let _ = tokio::task::spawn_blocking(move || ex.stop(&t)).await;
+                    break;
+                }
+            }
+        }
+    }
+    shared.watched.lock().expect("watched lock").remove(&task.id);
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -382,6 +446,9 @@ fn spawn_action(executor: &Arc<Executor>, shared: &Arc<Shared>, task: Task, work
                         let ex2 = ex.clone();
                         let t2 = task.clone();
                         match tokio::task::spawn_blocking(move || ex2.start(&t2, &payloads)).await {
+                            Ok(Ok(())) if executor::has_health_check(&task) => {
+                                tracing::info!(task = %id, service = %task.service_id, "task started; waiting until healthy");
+                            }
                             Ok(Ok(())) => {
                                 tracing::info!(task = %id, service = %task.service_id, "task started");
                                 shared.queue(&id, TaskStatus::new(TaskState::Running, Utc::now(), "started"));

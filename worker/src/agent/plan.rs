@@ -87,7 +87,11 @@ pub fn plan(task: &Task, local: &Local, reported: TaskState, now: DateTime<Utc>)
                 s.error = Some("the task's container disappeared from this node".into());
                 vec![Action::Report(s)]
             }
-            Local::Running if told < TaskState::Running => vec![report(TaskState::Running, "started")],
+            // With a health check, the health watch says when it runs (healthy).
+            Local::Running if told < TaskState::Running && !super::executor::has_health_check(task) => {
+                vec![report(TaskState::Running, "started")]
+            }
+            Local::Running if told < TaskState::Starting => vec![report(TaskState::Starting, "starting")],
             Local::Running => Vec::new(),
             Local::Exited { .. } => exit_status(local).map(Action::Report).into_iter().collect(),
             Local::Lost => {

@@ -174,12 +174,12 @@ fn setup_and_exec(
     Err(format!("cannot run {}: {err}", program.display()))
 }
 
-fn cstring(s: &str) -> Result<CString, String> {
+pub(super) fn cstring(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"))
 }
 
 /// Finds `name` as the kernel's `execvp` would, in the container's `PATH`.
-fn find_program(name: &str, env: &[String]) -> Result<PathBuf, String> {
+pub(super) fn find_program(name: &str, env: &[String]) -> Result<PathBuf, String> {
     let is_executable = |p: &Path| {
         fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
     };
@@ -201,7 +201,7 @@ fn find_program(name: &str, env: &[String]) -> Result<PathBuf, String> {
 /// Keeps only Docker's default capabilities: drops the rest from the bounding set and
 /// sets effective and permitted to the defaults; inheritable and ambient stay empty.
 /// A non-root user then loses them all at setresuid, as in Docker.
-fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
+pub(super) fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
     let keep: CapsHashSet = DEFAULT_CAPS.into_iter().collect();
     for cap in caps::all() {
         if !keep.contains(&cap) {
@@ -215,7 +215,7 @@ fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
 }
 
 /// Signal dispositions and the mask survive `execve`; give the program the defaults.
-fn reset_signals() {
+pub(super) fn reset_signals() {
     for sig in Signal::iterator() {
         if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
             // SAFETY: setting a default disposition installs no handler code.

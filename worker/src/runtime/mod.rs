@@ -10,6 +10,7 @@
 //! state. Everything is on disk, so a restarted daemon picks up where it left off.
 
 pub mod config;
+pub mod exec;
 mod init;
 pub mod logs;
 pub mod rootfs;
@@ -46,6 +47,9 @@ pub enum RuntimeError {
     /// No container with this id.
     #[error("no container {0}")]
     NotFound(String),
+    /// The call needs a running container.
+    #[error("container {0} is not running")]
+    NotRunning(String),
     /// The container still runs and `force` was not given.
     #[error("container {0} is running: stop it first, or delete with force")]
     Running(String),
@@ -342,6 +346,26 @@ impl Runtime {
             Status::Exited(e) => Ok(Some(e)),
             _ => Ok(None),
         }
+    }
+
+    /// Runs a command inside the running container (as its user, in its namespaces
+    /// and cgroup), killing it after `timeout`.
+    pub fn exec(
+        &self,
+        id: &str,
+        spec: &exec::ExecSpec,
+        timeout: Duration,
+    ) -> Result<exec::ExecResult, RuntimeError> {
+        match self.status(id)? {
+            Status::Running(_) => {}
+            _ => return Err(RuntimeError::NotRunning(id.to_owned())),
+        }
+        let program = match self.helper.program() {
+            Some(p) => p,
+            None => std::env::current_exe().map_err(Self::io(id, "find this binary"))?,
+        };
+        exec::run_in(&program, &self.state(id).0, spec, timeout)
+            .map_err(Self::io(id, "run a command in the container"))
     }
 
     /// Sends `signal` to the container's init.
