@@ -19,9 +19,9 @@ use crate::stored::Event;
 use crate::task::Task;
 use crate::validate::FieldError;
 use crate::wire::{
-    ApiToken, ClusterInfo, Created, ErrorBody, EventQuery, NodeUpdate, PayloadInfo, ReadOptions,
-    RemoveOptions, Scale, ServiceFilter, ServiceUpdate, StackDeploy, StackDeployed, StackInfo, TaskFilter,
-    Written,
+    ApiToken, ClusterInfo, Created, ErrorBody, EventQuery, LogQuery, LogRecord, NodeUpdate, PayloadInfo,
+    ReadOptions, RemoveOptions, Scale, ServiceFilter, ServiceUpdate, StackDeploy, StackDeployed, StackInfo,
+    TaskFilter, Written,
 };
 
 /// Where the default daemon listens.
@@ -138,6 +138,18 @@ impl PayloadKind {
         }
     }
 }
+
+/// Whose logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogsOf {
+    /// Every task of a service.
+    Service,
+    /// One task.
+    Task,
+}
+
+/// A stream of log records.
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<LogRecord, ClientError>> + Send>>;
 
 /// A stream of events, in index order.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, ClientError>> + Send>>;
@@ -435,6 +447,48 @@ impl Client {
     /// Removes a stack's services, networks, secrets and configs, in one change.
     pub async fn remove_stack(&self, name: &str) -> Result<StackDeployed, ClientError> {
         self.json(self.request(Method::DELETE, &format!("/stacks/{}", seg(name)))).await
+    }
+
+    /// Streams the logs of a service (all its tasks) or of one task, as records.
+    pub async fn logs(&self, of: LogsOf, id: &str, query: &LogQuery) -> Result<LogStream, ClientError> {
+        let path = match of {
+            LogsOf::Service => format!("/services/{}/logs", seg(id)),
+            LogsOf::Task => format!("/tasks/{}/logs", seg(id)),
+        };
+        let resp = self.send(self.request(Method::GET, &path).query(query)).await?;
+        let endpoint = self.endpoint.to_string();
+        let mut bytes = resp.bytes_stream();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(chunk) = bytes.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(ClientError::Connect {
+                            endpoint: endpoint.clone(),
+                            reason: e.to_string(),
+                            hint: "the log stream broke",
+                        }));
+                        return;
+                    }
+                };
+                buf.extend_from_slice(&chunk);
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let record = serde_json::from_slice::<LogRecord>(&line).map_err(|e| {
+                        ClientError::Protocol { endpoint: endpoint.clone(), reason: e.to_string() }
+                    });
+                    if tx.send(record).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        )))
     }
 
     // --- events --------------------------------------------------------------------

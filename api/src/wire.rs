@@ -345,3 +345,40 @@ pub struct ApiToken {
     /// `Authorization: Bearer <token>` on the TCP listener.
     pub token: String,
 }
+
+/// Query of `GET /v1/services/{id}/logs` and `GET /v1/tasks/{id}/logs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// Keep streaming new lines.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follow: bool,
+    /// Only the last N lines of each task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<u64>,
+    /// Only lines since: an RFC 3339 time, Unix seconds, or a duration back from
+    /// now (`10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+
+/// One line of a task's output (a line of `application/x-ndjson`), or why a task's
+/// logs cannot be read (`error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogRecord {
+    /// The task.
+    pub task_id: String,
+    /// `stdout` or `stderr`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stream: String,
+    /// When the line was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The line (invalid UTF-8 replaced), without its newline.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub line: String,
+    /// Why this task's logs cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -157,6 +157,7 @@ pub struct Manager {
     unreachable_after: Duration,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     monitor: std::sync::Mutex<Option<crate::dispatcher::NodeMonitor>>,
+    dispatcher: std::sync::OnceLock<crate::dispatcher::Dispatcher>,
     stop: tokio::sync::Notify,
 }
 
@@ -270,10 +271,12 @@ impl Manager {
             unreachable_after: Duration::from_millis(cfg.election_ms.1 * 2),
             server: std::sync::Mutex::new(None),
             monitor: std::sync::Mutex::new(None),
+            dispatcher: std::sync::OnceLock::new(),
             stop: tokio::sync::Notify::new(),
         });
         let service = RaftService::new(manager.clone());
         let dispatcher = crate::dispatcher::Dispatcher::new(manager.clone());
+        let _ = manager.dispatcher.set(dispatcher.clone());
         *manager.monitor.lock().expect("monitor handle") =
             Some(crate::dispatcher::NodeMonitor::start(dispatcher.clone()));
         let m = manager.clone();
@@ -299,6 +302,41 @@ impl Manager {
         });
         *manager.server.lock().expect("server handle") = Some(handle);
         Ok(manager)
+    }
+
+    /// The dispatcher serving this manager's workers (while it leads).
+    pub fn dispatcher(&self) -> &crate::dispatcher::Dispatcher {
+        self.dispatcher.get().expect("the dispatcher is set at start")
+    }
+
+    /// Streams tasks' logs: through this manager's dispatcher when it leads, or from
+    /// the leader's.
+    pub async fn logs(
+        &self,
+        task_ids: Vec<String>,
+        opts: crate::dispatcher::logs::LogOptions,
+    ) -> Result<
+        std::pin::Pin<
+            Box<dyn futures::Stream<Item = Result<shoal_proto::dispatcher::LogsReply, tonic::Status>> + Send>,
+        >,
+        ManagerError,
+    > {
+        if self.is_leader() {
+            return Ok(self.dispatcher().stream_logs(&task_ids, opts));
+        }
+        let leader = self.leader_addr()?;
+        let mut client = shoal_proto::dispatcher::dispatcher_client::DispatcherClient::new(
+            channel(&leader).map_err(raft_err)?,
+        );
+        let req = shoal_proto::dispatcher::LogsRequest {
+            task_ids,
+            follow: opts.follow,
+            tail: opts.tail,
+            since_unix_nanos: opts.since_unix_nanos,
+        };
+        let stream =
+            client.logs(req).await.map_err(|s| ManagerError::Raft(s.message().to_owned()))?.into_inner();
+        Ok(Box::pin(stream))
     }
 
     /// The manager's Raft id.

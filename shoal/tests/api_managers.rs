@@ -102,3 +102,80 @@ fn followers_forward_writes_and_read_consistently() {
         assert!(e.to_string().contains("demote it first"), "{e}");
     });
 }
+
+#[test]
+fn logs_stream_from_workers_through_a_follower() {
+    use futures::StreamExt as _;
+    use shoal_api::client::LogsOf;
+    use shoal_api::wire::{LogQuery, TaskFilter};
+    let m1 = Daemon::init("m1");
+    let m2 = Daemon::join("m2", &m1);
+    let m3 = Daemon::join("m3", &m1);
+    for d in [&m1, &m2, &m3] {
+        d.import_busybox();
+    }
+    let all = [&m1, &m2, &m3];
+    let (_, followers) = leader_and_followers(&all);
+    let f = followers[0];
+    let c = f.client();
+    let mut spec = ServiceSpec::new("talker", "shoal/busybox");
+    spec.mode = shoal_api::ServiceMode::Replicated { replicas: 3 };
+    spec.task_template.container.args = [
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; i=0; while true; do echo line $i; echo oops $i >&2; i=$((i+1)); sleep 0.1; done",
+    ]
+    .map(String::from)
+    .to_vec();
+    block_on(c.create_service(&spec)).unwrap();
+    support::wait_for("3 running tasks", std::time::Duration::from_secs(60), || {
+        block_on(c.tasks(&TaskFilter { service: Some("talker".into()), ..Default::default() })).is_ok_and(
+            |ts| ts.iter().filter(|t| t.status.state == shoal_api::TaskState::Running).count() == 3,
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    block_on(async {
+        // Everything so far, from every task (on three nodes), then the end.
+        let mut stream = c.logs(LogsOf::Service, "talker", &LogQuery::default()).await.unwrap();
+        let mut tasks = std::collections::BTreeSet::new();
+        let mut streams = std::collections::BTreeSet::new();
+        let mut count = 0;
+        while let Some(r) =
+            tokio::time::timeout(std::time::Duration::from_secs(20), stream.next()).await.unwrap()
+        {
+            let r = r.unwrap();
+            assert!(r.error.is_none(), "{r:?}");
+            tasks.insert(r.task_id.clone());
+            streams.insert(r.stream.clone());
+            count += 1;
+        }
+        assert_eq!(tasks.len(), 3, "lines from every task");
+        assert_eq!(streams.into_iter().collect::<Vec<_>>(), ["stderr", "stdout"]);
+        assert!(count >= 6, "{count}");
+
+        // Followed: new lines keep coming, numbered past what was there.
+        let query = LogQuery { follow: true, tail: Some(1), since: None };
+        let mut stream = c.logs(LogsOf::Service, "talker", &query).await.unwrap();
+        let mut seen = 0;
+        while seen < 30 {
+            let r = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert!(r.line.starts_with("line ") || r.line.starts_with("oops "), "{r:?}");
+            seen += 1;
+        }
+    });
+    // The CLI, with Docker's prefix.
+    // The last two records of each task hold one stdout line (the other went to
+    // stderr, as the task wrote it).
+    let out = f.ok(&["service", "logs", "talker", "--tail", "2"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "one stdout line of each task: {out}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("talker.") && l.contains('@') && l.contains("| line ")),
+        "{out}"
+    );
+    block_on(c.remove_service("talker")).unwrap();
+}

@@ -6,6 +6,7 @@
 //! leader's address so the worker reconnects there.
 
 pub mod assignments;
+pub mod logs;
 mod monitor;
 mod status;
 
@@ -41,6 +42,8 @@ pub struct Dispatcher {
     sessions: Arc<Mutex<HashMap<String, Session>>>,
     /// Wakes session and assignment streams when their session is replaced.
     replaced: Arc<tokio::sync::Notify>,
+    /// Log subscriptions to the nodes and their lines back.
+    logs: Arc<logs::LogBroker>,
 }
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -48,7 +51,12 @@ type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 impl Dispatcher {
     /// The dispatcher of `manager`.
     pub fn new(manager: Arc<Manager>) -> Dispatcher {
-        Dispatcher { manager, sessions: Default::default(), replaced: Default::default() }
+        Dispatcher {
+            manager,
+            sessions: Default::default(),
+            replaced: Default::default(),
+            logs: Default::default(),
+        }
     }
 
     /// The heartbeat period and the grace multiplier, from the cluster settings.
@@ -89,6 +97,61 @@ impl Dispatcher {
     fn session_alive(&self, node: &str, session_id: &str) -> bool {
         self.manager.is_leader()
             && self.sessions.lock().expect("sessions lock").get(node).is_some_and(|s| s.id == session_id)
+    }
+
+    /// Streams the logs of `task_ids` from their nodes (on the leader). Without
+    /// `follow`, the stream ends once every node has sent what it has.
+    pub fn stream_logs(&self, task_ids: &[String], opts: logs::LogOptions) -> Streamed<pb::LogsReply> {
+        let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut unplaced = Vec::new();
+        self.manager.read(|s| {
+            for id in task_ids {
+                match s.get(Kind::Task, id) {
+                    Some(Object::Task(t)) => match &t.node_id {
+                        Some(n) => by_node.entry(n.clone()).or_default().push(id.clone()),
+                        None => unplaced.push(id.clone()),
+                    },
+                    _ => unplaced.push(id.clone()),
+                }
+            }
+        });
+        let (mut sub, mut waiting) = self.logs.subscribe(by_node, opts);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            for task_id in unplaced {
+                let error = "the task never ran on a node: it has no logs".to_owned();
+                if tx.send(Ok(pb::LogsReply { task_id, lines: Vec::new(), error })).await.is_err() {
+                    return;
+                }
+            }
+            if waiting == 0 && !opts.follow {
+                // Errors for unconnected nodes may be queued already: pass them on.
+                while let Ok(reply) = sub.lines.try_recv() {
+                    let _ = tx.send(Ok(reply)).await;
+                }
+                return;
+            }
+            loop {
+                tokio::select! {
+                    reply = sub.lines.recv() => match reply {
+                        None => return,
+                        Some(r) if r.task_id.is_empty() => {
+                            waiting = waiting.saturating_sub(1);
+                            if waiting == 0 && !opts.follow {
+                                return;
+                            }
+                        }
+                        Some(r) => {
+                            if tx.send(Ok(r)).await.is_err() {
+                                return;
+                            }
+                        }
+                    },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
 
     /// When each node was last heard from (for the monitor).
@@ -141,6 +204,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
     type SessionStream = Streamed<pb::SessionMessage>;
     type AssignmentsStream = Streamed<pb::AssignmentsMessage>;
     type ListenLogSubscriptionsStream = Streamed<pb::LogSubscription>;
+    type LogsStream = Streamed<pb::LogsReply>;
 
     async fn session(
         &self,
@@ -279,15 +343,30 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
 
     async fn listen_log_subscriptions(
         &self,
-        _request: Request<pb::ListenLogSubscriptionsRequest>,
+        request: Request<pb::ListenLogSubscriptionsRequest>,
     ) -> Result<Response<Self::ListenLogSubscriptionsStream>, Status> {
-        Err(Status::unimplemented("logs through the manager are not served yet"))
+        let node = self.session_node(&request.into_inner().session_id)?;
+        let rx = self.logs.listen(&node);
+        let stream = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn publish_logs(
         &self,
-        _request: Request<tonic::Streaming<pb::PublishLogsMessage>>,
+        request: Request<tonic::Streaming<pb::PublishLogsMessage>>,
     ) -> Result<Response<pb::PublishLogsReply>, Status> {
-        Err(Status::unimplemented("logs through the manager are not served yet"))
+        let mut stream = request.into_inner();
+        while let Some(msg) = stream.message().await? {
+            self.logs.publish(msg).await;
+        }
+        Ok(Response::new(pb::PublishLogsReply {}))
+    }
+
+    async fn logs(&self, request: Request<pb::LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        self.require_leader()?;
+        let req = request.into_inner();
+        let opts =
+            logs::LogOptions { follow: req.follow, tail: req.tail, since_unix_nanos: req.since_unix_nanos };
+        Ok(Response::new(self.stream_logs(&req.task_ids, opts)))
     }
 }

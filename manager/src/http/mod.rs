@@ -2,11 +2,13 @@
 //! socket (its permissions are the access control) and optionally on TCP (a bearer
 //! token required). Reads come from the local store unless `?consistent=true`;
 //! writes become store transactions, forwarded to the leader from a follower. The
-//! OpenAPI document is generated from the handlers' annotations.
+//! OpenAPI document is generated from the handlers' annotations. Logs stream from the
+//! workers through the leader.
 
 mod cluster;
 mod error;
 mod events;
+mod logs;
 mod nodes;
 mod objects;
 mod services;
@@ -184,6 +186,8 @@ fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(services::inspect, services::update, services::remove))
         .routes(routes!(services::scale))
         .routes(routes!(services::rollback))
+        .routes(routes!(logs::service_logs))
+        .routes(routes!(logs::task_logs))
         .routes(routes!(services::list_tasks))
         .routes(routes!(services::inspect_task))
         .routes(routes!(nodes::list))

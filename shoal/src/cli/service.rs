@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
-use shoal_api::client::Client;
+use shoal_api::client::{Client, LogsOf};
 use shoal_api::service::{EndpointMode, PortConfig, ServiceMode, UpdateConfig};
 use shoal_api::task_spec::{FileReference, HealthCheck, Mount, NetworkAttachmentConfig, PlacementPreference};
 use shoal_api::wire::{ServiceFilter, TaskFilter};
@@ -59,6 +59,26 @@ pub(super) enum ServiceCommand {
     Rollback {
         /// The service.
         service: String,
+    },
+    /// Show the output of a service's tasks (or of one task).
+    Logs {
+        /// A service (name or id) or a task id.
+        target: String,
+        /// Keep streaming new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each task.
+        #[arg(short = 'n', long)]
+        tail: Option<u64>,
+        /// Only output since a time (RFC 3339, Unix seconds) or a duration ago (10m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Show each line's time.
+        #[arg(short, long)]
+        timestamps: bool,
+        /// No task prefix on lines.
+        #[arg(long)]
+        no_task_ids: bool,
     },
     /// Remove services.
     #[command(alias = "remove")]
@@ -771,6 +791,62 @@ pub(super) fn run(cmd: ServiceCommand, conn: &Connection) -> anyhow::Result<()> 
             ServiceCommand::Rollback { service } => {
                 client.rollback_service(&service).await?;
                 println!("{service}: rolled back to the previous spec");
+            }
+            ServiceCommand::Logs { target, follow, tail, since, timestamps, no_task_ids } => {
+                use futures::StreamExt as _;
+                use std::io::Write as _;
+                let query = shoal_api::wire::LogQuery { follow, tail, since };
+                let (of, id) = match client.service(&target).await {
+                    Ok(svc) => (LogsOf::Service, svc.id),
+                    Err(e) if e.status() == Some(404) => (LogsOf::Task, client.task(&target).await?.id),
+                    Err(e) => return Err(e.into()),
+                };
+                // Names for the prefix: <service>.<slot>.<task>@<node>, as Docker prints.
+                let (services, tasks, nodes) = (
+                    client.services(&ServiceFilter::default()).await?,
+                    client.tasks(&TaskFilter::default()).await?,
+                    client.nodes(Default::default()).await?,
+                );
+                let prefix = |task_id: &str| {
+                    let Some(t) = tasks.iter().find(|t| t.id == task_id) else { return short(task_id) };
+                    let svc =
+                        services.iter().find(|s| s.id == t.service_id).map_or("?", |s| s.spec.name.as_str());
+                    let node = t
+                        .node_id
+                        .as_ref()
+                        .and_then(|n| nodes.iter().find(|x| &x.id == n))
+                        .map_or("?", |n| n.description.hostname.as_str());
+                    match t.slot {
+                        Some(slot) => format!("{svc}.{slot}.{}@{node}", short(&t.id)),
+                        None => format!("{svc}.{}@{node}", short(&t.id)),
+                    }
+                };
+                let mut stream = client.logs(of, &id, &query).await?;
+                let mut out = std::io::stdout().lock();
+                while let Some(record) = stream.next().await {
+                    let r = record?;
+                    if let Some(e) = &r.error {
+                        eprintln!("{}: {e}", prefix(&r.task_id));
+                        continue;
+                    }
+                    let mut line = String::new();
+                    if timestamps && let Some(t) = r.time {
+                        line.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+                        line.push(' ');
+                    }
+                    if !no_task_ids {
+                        line.push_str(&format!("{:<30} | ", prefix(&r.task_id)));
+                    }
+                    line.push_str(&r.line);
+                    if r.stream == "stderr" {
+                        eprintln!("{line}");
+                    } else {
+                        writeln!(out, "{line}")?;
+                        if follow {
+                            out.flush()?;
+                        }
+                    }
+                }
             }
             ServiceCommand::Rm { services } => {
                 let mut failed = Vec::new();

@@ -239,6 +239,12 @@ impl Executor {
         })
     }
 
+    /// The log file of a task's container, if it has one here.
+    pub fn log_path(&self, task_id: &str) -> Option<PathBuf> {
+        let id = container_id(task_id);
+        self.runtime.list().unwrap_or_default().contains(&id).then(|| self.runtime.log_path(&id))
+    }
+
     /// Stops the task's container: its stop signal, then SIGKILL after the grace
     /// period.
     pub fn stop(&self, task: &Task) -> Result<(), String> {

@@ -90,7 +90,7 @@ impl Agent {
     pub fn start(cfg: AgentConfig, executor: Executor) -> Agent {
         let shared = Arc::new(Shared::default());
         let executor = Arc::new(executor);
-        let session = tokio::spawn(sessions(cfg, shared.clone()));
+        let session = tokio::spawn(sessions(cfg, shared.clone(), executor.clone()));
         let reconcile = tokio::spawn(reconcile_loop(executor, shared));
         Agent { tasks: vec![session, reconcile] }
     }
@@ -115,14 +115,14 @@ enum Ended {
     Closed(Vec<String>),
 }
 
-async fn sessions(cfg: AgentConfig, shared: Arc<Shared>) {
+async fn sessions(cfg: AgentConfig, shared: Arc<Shared>, executor: Arc<Executor>) {
     let mut managers = cfg.managers.clone();
     let mut backoff = Duration::from_millis(100);
     let mut next: Option<String> = None;
     loop {
         let candidates: Vec<String> = next.take().into_iter().chain(managers.iter().cloned()).collect();
         for addr in candidates {
-            match session(&cfg, &addr, &shared).await {
+            match session(&cfg, &addr, &shared, &executor).await {
                 Ended::Redirect(leader) => {
                     tracing::debug!(manager = %addr, leader = %leader, "redirected to the leader");
                     next = Some(leader);
@@ -156,7 +156,7 @@ fn ended(status: tonic::Status) -> Ended {
 }
 
 /// One session with the manager at `addr`, until it breaks.
-async fn session(cfg: &AgentConfig, addr: &str, shared: &Shared) -> Ended {
+async fn session(cfg: &AgentConfig, addr: &str, shared: &Shared, executor: &Arc<Executor>) -> Ended {
     let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true),
         Err(e) => return Ended::Broken(e.to_string()),
@@ -188,12 +188,37 @@ async fn session(cfg: &AgentConfig, addr: &str, shared: &Shared) -> Ended {
             Ok(s) => s.into_inner(),
             Err(s) => return ended(s),
         };
+    let mut subscriptions = match client
+        .listen_log_subscriptions(pb::ListenLogSubscriptionsRequest { session_id: session_id.clone() })
+        .await
+    {
+        Ok(s) => s.into_inner(),
+        Err(s) => return ended(s),
+    };
+    // Publishers of the open log subscriptions, by id; aborted when the session ends.
+    let mut publishers = Publishers::default();
     let mut heartbeat = tokio::time::interval(period);
     heartbeat.reset();
     loop {
         tokio::select! {
             m = stream.message() => match m {
                 Ok(Some(_)) => {}
+                Ok(None) => return Ended::Closed(first.managers.clone()),
+                Err(s) => return ended(s),
+            },
+            sub = subscriptions.message() => match sub {
+                Ok(Some(sub)) => {
+                    publishers.0.retain(|_, h| !h.is_finished());
+                    if sub.close {
+                        if let Some(h) = publishers.0.remove(&sub.subscription_id) {
+                            h.abort();
+                        }
+                    } else {
+                        let id = sub.subscription_id.clone();
+                        let h = tokio::spawn(publish_logs(client.clone(), executor.clone(), sub));
+                        publishers.0.insert(id, h.abort_handle());
+                    }
+                }
                 Ok(None) => return Ended::Closed(first.managers.clone()),
                 Err(s) => return ended(s),
             },
@@ -241,6 +266,109 @@ async fn session(cfg: &AgentConfig, addr: &str, shared: &Shared) -> Ended {
             }
         }
     }
+}
+
+/// The log publishers of a session, by subscription; aborted when it ends.
+#[derive(Debug, Default)]
+struct Publishers(HashMap<String, tokio::task::AbortHandle>);
+
+impl Drop for Publishers {
+    fn drop(&mut self) {
+        for (_, h) in self.0.drain() {
+            h.abort();
+        }
+    }
+}
+
+/// Lines of one batch at most.
+const LOG_BATCH: usize = 200;
+
+fn log_line(e: &crate::runtime::logs::LogEntry) -> pb::LogLine {
+    use crate::runtime::logs::Stream;
+    let stream = match e.stream {
+        Stream::Stdout => pb::log_line::Stream::Stdout,
+        Stream::Stderr => pb::log_line::Stream::Stderr,
+    };
+    pb::LogLine {
+        timestamp_unix_nanos: e.time.timestamp_nanos_opt().unwrap_or(0),
+        stream: stream as i32,
+        line: e.text.clone(),
+    }
+}
+
+/// Answers one log subscription: the lines asked for from each task's log file,
+/// then (with `follow`) new ones as they are written, until the manager closes it.
+async fn publish_logs(
+    mut client: DispatcherClient<tonic::transport::Channel>,
+    executor: Arc<Executor>,
+    sub: pb::LogSubscription,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::PublishLogsMessage>(16);
+    let id = sub.subscription_id.clone();
+    let sender = tokio::spawn(async move {
+        let _ = client.publish_logs(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+    });
+    let message = |task_id: &str, lines: Vec<pb::LogLine>, error: String| pb::PublishLogsMessage {
+        subscription_id: id.clone(),
+        task_id: task_id.to_owned(),
+        lines,
+        done: false,
+        error,
+    };
+    let since =
+        (sub.since_unix_nanos > 0).then(|| chrono::DateTime::from_timestamp_nanos(sub.since_unix_nanos));
+    let mut followers = Vec::new();
+    for task_id in &sub.task_ids {
+        let Some(path) = executor.log_path(task_id) else {
+            let _ = tx
+                .send(message(task_id, Vec::new(), "the task's container is no longer on its node".into()))
+                .await;
+            continue;
+        };
+        let opts =
+            crate::runtime::logs::ReadOptions { tail: (sub.tail > 0).then_some(sub.tail as usize), since };
+        let (p, t) = (path.clone(), task_id.clone());
+        // Read on the blocking pool, in batches: never the whole file in memory.
+        let (btx, mut brx) = tokio::sync::mpsc::channel::<Vec<pb::LogLine>>(4);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(LOG_BATCH);
+            let result = crate::runtime::logs::read(&p, opts, |e| {
+                batch.push(log_line(&e));
+                if batch.len() == LOG_BATCH {
+                    let _ = btx.blocking_send(std::mem::take(&mut batch));
+                }
+            });
+            if !batch.is_empty() {
+                let _ = btx.blocking_send(batch);
+            }
+            result
+        });
+        while let Some(lines) = brx.recv().await {
+            if tx.send(message(&t, lines, String::new())).await.is_err() {
+                return;
+            }
+        }
+        if let Ok(Err(e)) = reader.await {
+            let _ = tx.send(message(task_id, Vec::new(), format!("read the log: {e}"))).await;
+        }
+        if sub.follow {
+            followers.push((task_id.clone(), crate::runtime::logs::Follower::new(&path, false)));
+        }
+    }
+    while sub.follow {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for (task_id, f) in &mut followers {
+            let lines: Vec<pb::LogLine> = f.poll().unwrap_or_default().iter().map(log_line).collect();
+            if !lines.is_empty() && tx.send(message(task_id, lines, String::new())).await.is_err() {
+                return;
+            }
+        }
+    }
+    let mut done = message("", Vec::new(), String::new());
+    done.done = true;
+    let _ = tx.send(done).await;
+    drop(tx);
+    let _ = sender.await;
 }
 
 fn apply_assignments(shared: &Shared, msg: pb::AssignmentsMessage) {
