@@ -355,12 +355,15 @@ async fn publish_logs(
             followers.push((task_id.clone(), crate::runtime::logs::Follower::new(&path, false)));
         }
     }
-    while sub.follow {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        for (task_id, f) in &mut followers {
-            let lines: Vec<pb::LogLine> = f.poll().unwrap_or_default().iter().map(log_line).collect();
-            if !lines.is_empty() && tx.send(message(task_id, lines, String::new())).await.is_err() {
-                return;
+    if sub.follow {
+        // Until the manager closes the subscription (which aborts this task).
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for (task_id, f) in &mut followers {
+                let lines: Vec<pb::LogLine> = f.poll().unwrap_or_default().iter().map(log_line).collect();
+                if !lines.is_empty() && tx.send(message(task_id, lines, String::new())).await.is_err() {
+                    return;
+                }
             }
         }
     }
