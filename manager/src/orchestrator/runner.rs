@@ -53,11 +53,16 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
     let from = manager.read(|s| s.last_index());
     let Ok((_, mut events)) = manager.watch(from) else { return };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The first round, and every round after store events, runs every controller. A
+    // tick runs only those with timers (restart delays, update delays, deadlines):
+    // placing and reaping change only when the store does.
+    let mut full = true;
     loop {
         if !manager.is_leader() {
             return;
         }
-        round(manager).await;
+        round(manager, full).await;
+        full = true;
         tokio::select! {
             changed = leadership.changed() => {
                 if changed.is_err() || !*leadership.borrow() {
@@ -72,7 +77,7 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 while !matches!(events.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Empty | tokio::sync::broadcast::error::TryRecvError::Closed)) {}
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => full = false,
         }
     }
 }
@@ -80,8 +85,9 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
 /// A controller: the store in, the changes it wants out.
 type Controller<'a> = dyn Fn(&crate::store::Store) -> Vec<Change> + Sync + 'a;
 
-/// One pass of every controller, each on the state its predecessor left.
-async fn round(manager: &Manager) {
+/// One pass of the controllers (all, or only the timed ones), each on the state its
+/// predecessor left.
+async fn round(manager: &Manager, full: bool) {
     let limit = manager.cluster().map_or(5, |c| c.spec.task_history_limit);
     let stages: [(&str, &Controller<'_>); 5] = [
         ("replicated", &|s| replicated::reconcile(s, Utc::now())),
@@ -91,6 +97,9 @@ async fn round(manager: &Manager) {
         ("reaper", &|s| reaper::reap(s, limit, Utc::now())),
     ];
     for (name, stage) in stages {
+        if !full && matches!(name, "scheduler" | "reaper") {
+            continue;
+        }
         let changes = manager.read(stage);
         if changes.is_empty() {
             continue;
