@@ -43,6 +43,20 @@ fn isolation_seen_from_inside() {
 }
 
 #[test]
+fn a_new_network_namespace_has_loopback_up() {
+    let node = Node::with_busybox();
+    let (code, out, err) = node.sh(
+        &[],
+        "cat /sys/class/net/lo/flags; httpd -p 127.0.0.1:8080 -h /etc; wget -q -O- http://127.0.0.1:8080/hostname",
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0x9", "lo is UP and LOOPBACK: {out}");
+    assert_eq!(lines.len(), 2, "a server on 127.0.0.1 answers: {out} {err}");
+    node.assert_clean();
+}
+
+#[test]
 fn seccomp_caps_and_masked_paths() {
     let node = Node::with_busybox();
     let (code, out, err) = node.sh(

@@ -94,6 +94,9 @@ fn setup_and_exec(
         flags |= CloneFlags::CLONE_NEWNET;
     }
     unshare(flags).map_err(|e| format!("create namespaces: {e}"))?;
+    if cfg.netns.is_none() {
+        sys::loopback_up().map_err(|e| format!("bring up the loopback interface: {e}"))?;
+    }
     if let Some(ns) = &cfg.netns {
         let f = fs::File::open(ns).map_err(|e| format!("open network namespace {}: {e}", ns.display()))?;
         setns(f, CloneFlags::CLONE_NEWNET)
