@@ -154,3 +154,101 @@ fn services_spread_drain_and_survive_a_dead_worker() {
     drop((m1, w1, w2));
     drop(net);
 }
+
+#[test]
+fn a_rolling_update_survives_the_leader_and_global_services_follow_joins() {
+    use shoal_api::service::{UpdateOrder, UpdateState};
+    let mut net = Net::new();
+    let m1 = Daemon::init_in(net.host(1), "m1");
+    let m2 = Daemon::join_in(net.host(2), "m2", &m1);
+    let m3 = Daemon::join_in(net.host(3), "m3", &m1);
+    let managers = [&m1, &m2, &m3];
+    block_on(async {
+        let c = m1.client();
+        let info = c.cluster(ReadOptions::default()).await.unwrap();
+        let mut spec = info.spec.clone();
+        spec.dispatcher.heartbeat_period = Duration::from_secs(1);
+        c.update_cluster(&ClusterUpdate { version: info.meta.version, spec }).await.unwrap();
+    });
+    for d in managers {
+        d.import_busybox();
+    }
+    // A global service follows a node that joins.
+    let mut agent = ServiceSpec::new("agent", "shoal/busybox");
+    agent.mode = ServiceMode::Global;
+    agent.task_template.container.args = serve_forever();
+    block_on(m1.client().create_service(&agent)).unwrap();
+    placement_until(&m1.client(), "agent", "one agent per manager", |p| p.len() == 3);
+    let w1 = Daemon::worker_in(net.host(4), "w1", &m1);
+    w1.import_busybox();
+    placement_until(&m1.client(), "agent", "an agent on the new worker too", |p| p.len() == 4);
+
+    let mut web = ServiceSpec::new("web", "shoal/busybox");
+    web.mode = ServiceMode::Replicated { replicas: 6 };
+    web.task_template.container.args = serve_forever();
+    web.update_config.parallelism = 2;
+    web.update_config.delay = Duration::from_secs(1);
+    web.update_config.order = UpdateOrder::StartFirst;
+    block_on(m1.client().create_service(&web)).unwrap();
+    placement_until(&m1.client(), "web", "6 web tasks", |p| p.values().sum::<usize>() == 6);
+
+    // Start a rolling update, then kill the leader while it runs.
+    let info = block_on(m1.client().cluster(ReadOptions { consistent: true })).unwrap();
+    let leader_addr = info.managers.iter().find(|m| m.leader).unwrap().addr.clone();
+    let mut all = vec![m1, m2, m3];
+    let leader_at = all.iter().position(|d| d.addr == leader_addr).unwrap();
+    let mut leader = all.remove(leader_at);
+    let survivor = &all[0];
+    let c = survivor.client();
+    let svc = block_on(c.service("web")).unwrap();
+    let mut new = svc.spec.clone();
+    new.task_template.container.env = vec!["V=2".into()];
+    block_on(c.update_service("web", svc.meta.version, &new)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks =
+            block_on(c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() })).unwrap();
+        if tasks.iter().any(|t| t.spec.container.env == ["V=2"] && t.status.state == TaskState::Running) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the update never started: {tasks:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    leader.kill();
+
+    // A new leader finishes the update: six running tasks of the new spec, one per slot.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let done = block_on(async {
+            let svc = c.service("web").await.ok()?;
+            let tasks =
+                c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() }).await.ok()?;
+            Some((svc, tasks))
+        });
+        if let Some((svc, tasks)) = done {
+            let running: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| t.desired_state == TaskState::Running && t.status.state == TaskState::Running)
+                .collect();
+            let mut slots: Vec<u64> = running.iter().filter_map(|t| t.slot).collect();
+            slots.sort();
+            let updated = running.iter().all(|t| t.spec.container.env == ["V=2"]);
+            if svc.update_status.as_ref().map(|u| u.state) == Some(UpdateState::Completed)
+                && updated
+                && slots == [1, 2, 3, 4, 5, 6]
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the update did not complete after the leader died: {:?} {slots:?}",
+                svc.update_status
+            );
+        } else {
+            assert!(Instant::now() < deadline, "no answer from the surviving managers");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop((leader, all, w1));
+    drop(net);
+}

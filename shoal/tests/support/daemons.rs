@@ -90,6 +90,15 @@ impl Daemon {
         d
     }
 
+    /// A manager in network namespace `host`, joining `through`'s cluster.
+    pub fn join_in(host: (String, String), name: &str, through: &Daemon) -> Daemon {
+        let token = block_on(through.client().join_tokens()).unwrap().manager;
+        let nodes = block_on(through.client().nodes(ReadOptions { consistent: true })).unwrap().len();
+        let d = Daemon::spawn_in(Some(host), name, &["--join", &through.addr, "--token", &token]);
+        d.wait_registered(nodes + 1);
+        d
+    }
+
     /// A worker in network namespace `host`, joining `through`'s cluster.
     pub fn worker_in(host: (String, String), name: &str, through: &Daemon) -> Daemon {
         let token = block_on(through.client().join_tokens()).unwrap().worker;
