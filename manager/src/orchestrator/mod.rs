@@ -101,9 +101,12 @@ pub(crate) fn set_desired(task: &Task, state: TaskState, now: DateTime<Utc>) -> 
     Change::Update { object: Object::Task(t), expected_version: task.meta.version }
 }
 
-/// The newest of some tasks (by creation time, then id, so every manager agrees).
+/// The newest of some tasks: by creation time, then by version (a task written
+/// later was created no earlier), then by id, so every manager agrees.
 pub(crate) fn newest<'a>(tasks: impl Iterator<Item = &'a Task>) -> Option<&'a Task> {
-    tasks.max_by(|a, b| (a.meta.created_at, &a.id).cmp(&(b.meta.created_at, &b.id)))
+    tasks.max_by(|a, b| {
+        (a.meta.created_at, a.meta.version, &a.id).cmp(&(b.meta.created_at, b.meta.version, &b.id))
+    })
 }
 
 #[cfg(test)]

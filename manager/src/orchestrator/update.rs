@@ -69,9 +69,10 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
     let mut last_ran: Option<DateTime<Utc>> = None;
     for live in groups.values() {
         let Some(current) = newest(live.iter().copied()) else { continue };
-        // Start-first leaves the old task running until the new one does.
+        // Start-first leaves the old task running until the new one does (not when
+        // the new one failed: then the old one keeps serving).
         if live.len() > 1
-            && (current.status.state >= TaskState::Running || current.desired_state > TaskState::Running)
+            && (current.status.state == TaskState::Running || current.desired_state > TaskState::Running)
         {
             for old in live.iter().filter(|t| t.id != current.id) {
                 changes.push(set_desired(old, TaskState::Shutdown, now));
@@ -83,6 +84,60 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
             in_flight.push(current);
         } else if current.status.state == TaskState::Running {
             last_ran = last_ran.max(Some(current.status.timestamp));
+        }
+    }
+
+    // A rollout under way first answers for its failures.
+    if matches!(state, Some(UpdateState::Updating | UpdateState::RollbackStarted)) {
+        let started_at = status.as_ref().and_then(|s| s.started_at);
+        // Failures of this rollout: tasks of the new spec that ended badly since it
+        // began, and new tasks that missed the progress deadline.
+        let since = started_at.unwrap_or(now);
+        let failed: Vec<&Task> = tasks_of(store, &svc.id)
+            .filter(|t| up_to_date(&t.spec, template) && t.meta.created_at >= since)
+            .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
+            .chain(in_flight.iter().copied().filter(|t| {
+                !cfg.progress_deadline.is_zero()
+                    && now - t.meta.created_at
+                        > chrono::Duration::from_std(cfg.progress_deadline).unwrap_or(chrono::Duration::MAX)
+            }))
+            .collect();
+        let total = groups.len().max(1) as f64;
+        if let Some(first) = failed.first()
+            && failed.len() as f64 / total > cfg.max_failure_ratio
+        {
+            let why = format!("task {} failed or did not run in time", first.id);
+            let action = if rolling_back && cfg.failure_action == FailureAction::Rollback {
+                FailureAction::Pause
+            } else {
+                cfg.failure_action
+            };
+            match action {
+                FailureAction::Pause => {
+                    let state = if rolling_back { UpdateState::RollbackPaused } else { UpdateState::Paused };
+                    let message =
+                        format!("{} paused: {why}", if rolling_back { "rollback" } else { "update" });
+                    changes.push(put_status(
+                        svc,
+                        UpdateStatus { state, started_at, completed_at: None, message },
+                        now,
+                        false,
+                    ));
+                    return;
+                }
+                FailureAction::Rollback if svc.previous_spec.is_some() => {
+                    let message = format!("update rolled back: {why}");
+                    let back = UpdateStatus {
+                        state: UpdateState::RollbackStarted,
+                        started_at: Some(now),
+                        completed_at: None,
+                        message,
+                    };
+                    changes.push(put_status(svc, back, now, true));
+                    return;
+                }
+                FailureAction::Rollback | FailureAction::Continue => {}
+            }
         }
     }
 
@@ -107,70 +162,16 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
     if matches!(state, Some(UpdateState::Paused | UpdateState::RollbackPaused)) {
         return;
     }
-    let started_at = match state {
-        Some(UpdateState::Updating | UpdateState::RollbackStarted) => {
-            status.as_ref().and_then(|s| s.started_at)
-        }
-        _ => {
-            // A new rollout begins.
-            let begun = UpdateStatus {
-                state: UpdateState::Updating,
-                started_at: Some(now),
-                completed_at: None,
-                message: "update in progress".into(),
-            };
-            changes.push(put_status(svc, begun, now, false));
-            return;
-        }
-    };
-
-    // Failures of this rollout: tasks of the new spec that ended badly since it
-    // began, and new tasks that missed the progress deadline.
-    let since = started_at.unwrap_or(now);
-    let failed: Vec<&Task> = tasks_of(store, &svc.id)
-        .filter(|t| up_to_date(&t.spec, template) && t.meta.created_at >= since)
-        .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
-        .chain(in_flight.iter().copied().filter(|t| {
-            !cfg.progress_deadline.is_zero()
-                && now - t.meta.created_at
-                    > chrono::Duration::from_std(cfg.progress_deadline).unwrap_or(chrono::Duration::MAX)
-        }))
-        .collect();
-    let total = groups.len().max(1) as f64;
-    if let Some(first) = failed.first()
-        && failed.len() as f64 / total > cfg.max_failure_ratio
-    {
-        let why = format!("task {} failed or did not run in time", first.id);
-        let action = if rolling_back && cfg.failure_action == FailureAction::Rollback {
-            FailureAction::Pause
-        } else {
-            cfg.failure_action
+    if !matches!(state, Some(UpdateState::Updating | UpdateState::RollbackStarted)) {
+        // A new rollout begins.
+        let begun = UpdateStatus {
+            state: UpdateState::Updating,
+            started_at: Some(now),
+            completed_at: None,
+            message: "update in progress".into(),
         };
-        match action {
-            FailureAction::Pause => {
-                let state = if rolling_back { UpdateState::RollbackPaused } else { UpdateState::Paused };
-                let message = format!("{} paused: {why}", if rolling_back { "rollback" } else { "update" });
-                changes.push(put_status(
-                    svc,
-                    UpdateStatus { state, started_at, completed_at: None, message },
-                    now,
-                    false,
-                ));
-                return;
-            }
-            FailureAction::Rollback if svc.previous_spec.is_some() => {
-                let message = format!("update rolled back: {why}");
-                let back = UpdateStatus {
-                    state: UpdateState::RollbackStarted,
-                    started_at: Some(now),
-                    completed_at: None,
-                    message,
-                };
-                changes.push(put_status(svc, back, now, true));
-                return;
-            }
-            FailureAction::Rollback | FailureAction::Continue => {}
-        }
+        changes.push(put_status(svc, begun, now, false));
+        return;
     }
 
     // The next batch, once the last one runs and the delay has passed.
