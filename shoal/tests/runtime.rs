@@ -304,8 +304,10 @@ fn user_namespace_maps_root_to_an_unprivileged_host_user() {
     )
     .unwrap();
     let pid = started["init_pid"].as_i64().unwrap();
+    // The shell creates the file before it writes to it: wait for the content.
     wait_for("the container to write its files", Duration::from_secs(10), || {
-        node.data_dir().join("containers/mapped/upper/tmp/id").exists()
+        std::fs::read_to_string(node.data_dir().join("containers/mapped/upper/tmp/id"))
+            .is_ok_and(|s| s.ends_with('\n'))
     });
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_owned();

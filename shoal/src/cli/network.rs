@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use shoal_api::NetworkSpec;
 
-use super::remote::{Connection, Output, block_on, print_json, short};
+use super::remote::{Connection, Output, block_on, labels_from, print_json, short};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum NetworkCommand {
@@ -61,10 +61,7 @@ pub(super) fn run(cmd: NetworkCommand, conn: &Connection) -> anyhow::Result<()> 
                 spec.gateway = gateway;
                 spec.attachable = attachable;
                 spec.internal = internal;
-                for l in &labels {
-                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                    spec.labels.insert(k.to_owned(), v.to_owned());
-                }
+                spec.labels = labels_from(&labels)?;
                 println!("{}", client.create_network(&spec).await?.id);
             }
             NetworkCommand::Ls { out } => {

@@ -1,12 +1,11 @@
 //! `shoal node …`: list, inspect, update, promote, demote and remove nodes.
 
-use anyhow::bail;
 use clap::Subcommand;
 use shoal_api::client::Client;
 use shoal_api::node::{Availability, NodeRole, Reachability};
 use shoal_api::wire::{NodeUpdate, ReadOptions, TaskFilter};
 
-use super::remote::{Connection, Output, block_on, print_json, short};
+use super::remote::{Connection, Output, block_on, labels_from, print_json, short};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum NodeCommand {
@@ -130,13 +129,7 @@ pub(super) fn run(cmd: NodeCommand, conn: &Connection) -> anyhow::Result<()> {
                         _ => Availability::Active,
                     };
                 }
-                for l in &label_add {
-                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                    if k.is_empty() {
-                        bail!("--label-add {l:?} is not KEY=VALUE");
-                    }
-                    spec.labels.insert(k.to_owned(), v.to_owned());
-                }
+                spec.labels.extend(labels_from(&label_add)?);
                 for k in &label_rm {
                     spec.labels.remove(k);
                 }

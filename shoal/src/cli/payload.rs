@@ -9,7 +9,7 @@ use clap::Subcommand;
 use shoal_api::PayloadSpec;
 use shoal_api::client::PayloadKind;
 
-use super::remote::{Connection, Output, ago, block_on, print_json, short};
+use super::remote::{Connection, Output, ago, block_on, labels_from, print_json, short};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum PayloadCommand {
@@ -56,13 +56,7 @@ pub(super) fn run(kind: PayloadKind, cmd: PayloadCommand, conn: &Connection) -> 
                 } else {
                     std::fs::read(&file).with_context(|| format!("read {}", file.display()))?
                 };
-                let labels = labels
-                    .iter()
-                    .map(|l| {
-                        let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                        (k.to_owned(), v.to_owned())
-                    })
-                    .collect();
+                let labels = labels_from(&labels)?;
                 println!("{}", client.create_payload(kind, &PayloadSpec { name, labels, data }).await?.id);
             }
             PayloadCommand::Ls { out } => {

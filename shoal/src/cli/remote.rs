@@ -126,3 +126,16 @@ pub(crate) fn ago(t: DateTime<Utc>) -> String {
     };
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
+
+/// Reads `KEY=VALUE` flags (a bare `KEY` has an empty value) into labels.
+pub(crate) fn labels_from(list: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    list.iter()
+        .map(|s| {
+            let (k, v) = s.split_once('=').unwrap_or((s, ""));
+            if k.is_empty() {
+                anyhow::bail!("{s:?} is not KEY=VALUE");
+            }
+            Ok((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}

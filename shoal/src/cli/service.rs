@@ -1,8 +1,6 @@
 //! `shoal service …`: create, list, inspect, update, scale, roll back and remove
 //! services, with `docker service`'s flag names.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
@@ -12,7 +10,7 @@ use shoal_api::task_spec::{FileReference, HealthCheck, Mount, NetworkAttachmentC
 use shoal_api::wire::{ServiceFilter, TaskFilter};
 use shoal_api::{Service, ServiceSpec, Task, TaskState, duration, units};
 
-use super::remote::{Connection, Output, ago, block_on, print_json, short};
+use super::remote::{Connection, Output, ago, block_on, labels_from, print_json, short};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ServiceCommand {
@@ -350,18 +348,6 @@ fn parse_cpus(s: &str) -> Result<u64, String> {
 /// Reads an enum from the name the API uses for it (`on-failure`, `start-first`…).
 fn parse_enum<T: DeserializeOwned>(s: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| e.to_string())
-}
-
-fn key_value(s: &str) -> anyhow::Result<(String, String)> {
-    let (k, v) = s.split_once('=').unwrap_or((s, ""));
-    if k.is_empty() {
-        bail!("{s:?} is not KEY=VALUE");
-    }
-    Ok((k.to_owned(), v.to_owned()))
-}
-
-fn labels_from(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    list.iter().map(|s| key_value(s)).collect()
 }
 
 fn mount(s: &str) -> anyhow::Result<Mount> {

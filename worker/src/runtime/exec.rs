@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Gid, Uid, fork, setresgid, setresuid};
+use nix::unistd::{ForkResult, fork};
 use serde::{Deserialize, Serialize};
 
 use super::config::ContainerConfig;
-use super::init::{cstring, drop_capabilities, find_program, reset_signals};
+use super::init::{become_and_exec, find_program};
 use super::state::{Started, StateDir, read_json};
-use super::{seccomp, sys, user};
+use super::{sys, user};
 
 /// The hidden subcommand of the shoal binary that runs [`main`].
 pub const SUBCOMMAND: &str = "runtime-exec";
@@ -169,24 +169,5 @@ fn exec_command(cfg: &ContainerConfig, spec: &ExecSpec) -> Result<std::convert::
         env.push(format!("HOME={}", id.home));
     }
     let program = find_program(&spec.args[0], &env)?;
-    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) only sets a flag on this process.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(format!("set no_new_privs: {}", std::io::Error::last_os_error()));
-    }
-    drop_capabilities().map_err(|e| format!("drop capabilities: {e}"))?;
-    let groups: Vec<Gid> = id.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-    nix::unistd::setgroups(&groups).map_err(|e| format!("set groups: {e}"))?;
-    let (gid, uid) = (Gid::from_raw(id.gid), Uid::from_raw(id.uid));
-    setresgid(gid, gid, gid).map_err(|e| format!("set gid {}: {e}", id.gid))?;
-    setresuid(uid, uid, uid).map_err(|e| format!("set uid {}: {e}", id.uid))?;
-    reset_signals();
-    sys::cloexec_from(3).map_err(|e| format!("close descriptors: {e}"))?;
-    for f in &seccomp::default_filters().map_err(|e| e.to_string())? {
-        seccompiler::apply_filter(f).map_err(|e| format!("install seccomp filter: {e}"))?;
-    }
-    let argv: Vec<std::ffi::CString> = spec.args.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?;
-    let envp: Vec<std::ffi::CString> = env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?;
-    let path = cstring(&program.to_string_lossy())?;
-    let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
-    Err(format!("cannot run {}: {err}", program.display()))
+    become_and_exec(&id, &program, &spec.args, &env)
 }

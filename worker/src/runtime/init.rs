@@ -152,6 +152,18 @@ fn setup_and_exec(
     }
     let program = find_program(&cfg.process.args[0], &env)?;
 
+    become_and_exec(&id, &program, &cfg.process.args, &env)
+}
+
+/// The last steps into a container's process, shared by its init and by commands run
+/// in it: no new privileges, Docker's capabilities, the user's ids and groups,
+/// default signals, no inherited descriptors, the seccomp filter, then `execve`.
+pub(super) fn become_and_exec(
+    id: &user::Identity,
+    program: &Path,
+    args: &[String],
+    env: &[String],
+) -> Result<std::convert::Infallible, String> {
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) only sets a flag on this process.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(format!("set no_new_privs: {}", std::io::Error::last_os_error()));
@@ -170,14 +182,14 @@ fn setup_and_exec(
         seccompiler::apply_filter(f).map_err(|e| format!("install seccomp filter: {e}"))?;
     }
 
-    let argv: Vec<CString> = cfg.process.args.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?;
+    let argv: Vec<CString> = args.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?;
     let envp: Vec<CString> = env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?;
     let path = cstring(&program.to_string_lossy())?;
     let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err(format!("cannot run {}: {err}", program.display()))
 }
 
-pub(super) fn cstring(s: &str) -> Result<CString, String> {
+fn cstring(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"))
 }
 
@@ -204,7 +216,7 @@ pub(super) fn find_program(name: &str, env: &[String]) -> Result<PathBuf, String
 /// Keeps only Docker's default capabilities: drops the rest from the bounding set and
 /// sets effective and permitted to the defaults; inheritable and ambient stay empty.
 /// A non-root user then loses them all at setresuid, as in Docker.
-pub(super) fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
+fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
     let keep: CapsHashSet = DEFAULT_CAPS.into_iter().collect();
     for cap in caps::all() {
         if !keep.contains(&cap) {
@@ -218,7 +230,7 @@ pub(super) fn drop_capabilities() -> Result<(), caps::errors::CapsError> {
 }
 
 /// Signal dispositions and the mask survive `execve`; give the program the defaults.
-pub(super) fn reset_signals() {
+fn reset_signals() {
     for sig in Signal::iterator() {
         if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
             // SAFETY: setting a default disposition installs no handler code.
