@@ -352,6 +352,87 @@ fn health_checks_gate_running_and_replace_unhealthy_tasks() {
 }
 
 #[test]
+fn start_first_updates_start_each_new_task_before_stopping_the_old_one() {
+    use shoal_api::service::{UpdateOrder, UpdateState};
+    use shoal_api::stored::Object;
+    use shoal_api::{Task, TaskState};
+    let d = Daemon::init("m1");
+    d.import_busybox();
+    let c = d.client();
+    block_on(async {
+        let mut spec = ServiceSpec::new("web", "shoal/busybox");
+        spec.mode = ServiceMode::Replicated { replicas: 4 };
+        spec.task_template.container.args = serve_forever();
+        spec.update_config.parallelism = 2;
+        spec.update_config.delay = Duration::ZERO;
+        spec.update_config.order = UpdateOrder::StartFirst;
+        c.create_service(&spec).await.unwrap();
+        let web = TaskFilter { service: Some("web".into()), ..Default::default() };
+        tasks_until(&c, &web, "4 running tasks", |ts| {
+            ts.iter().filter(|t| t.status.state == shoal_api::TaskState::Running).count() == 4
+        })
+        .await;
+
+        // Watch every task change from here on, then update.
+        let from = c.cluster(ReadOptions { consistent: true }).await.unwrap().raft.last_applied;
+        let mut events =
+            c.events(&EventQuery { since: Some(from), kind: Some("task".into()) }).await.unwrap();
+        let svc = c.service("web").await.unwrap();
+        let mut new = svc.spec.clone();
+        new.task_template.container.env = vec!["V=2".into()];
+        c.update_service("web", svc.meta.version, &new).await.unwrap();
+
+        let mut seen: Vec<Task> = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(5), events.next()).await;
+            if let Ok(Some(Ok(e))) = e
+                && let Object::Task(t) = e.object
+            {
+                seen.push(t);
+            }
+            let done = c.service("web").await.unwrap().update_status.map(|u| u.state)
+                == Some(UpdateState::Completed);
+            if done {
+                // The events of the last round may still be on their way.
+                while let Ok(Some(Ok(e))) = tokio::time::timeout(Duration::from_secs(1), events.next()).await
+                {
+                    if let Object::Task(t) = e.object {
+                        seen.push(t);
+                    }
+                }
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the update did not complete");
+        }
+        // In every slot, the new task ran before the old one was told to stop.
+        for slot in 1..=4u64 {
+            let position =
+                |cond: &dyn Fn(&Task) -> bool| seen.iter().position(|t| t.slot == Some(slot) && cond(t));
+            let new_ran =
+                position(&|t| t.spec.container.env == ["V=2"] && t.status.state == TaskState::Running)
+                    .unwrap_or_else(|| panic!("slot {slot}: the new task never ran"));
+            let old_stopped =
+                position(&|t| t.spec.container.env.is_empty() && t.desired_state == TaskState::Shutdown)
+                    .unwrap_or_else(|| panic!("slot {slot}: the old task was never stopped"));
+            assert!(new_ran < old_stopped, "slot {slot}: the old task was stopped before the new one ran");
+        }
+        // Never more than two new tasks on their way at once (parallelism 2).
+        let mut starting = std::collections::BTreeSet::new();
+        let mut most = 0;
+        for t in seen.iter().filter(|t| t.spec.container.env == ["V=2"]) {
+            if t.status.state < TaskState::Running {
+                starting.insert(t.id.clone());
+            } else {
+                starting.remove(&t.id);
+            }
+            most = most.max(starting.len());
+        }
+        assert!((1..=2).contains(&most), "at most two slots in flight, saw {most}");
+    });
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let d = Daemon::init("m1");
     let c = d.client();

@@ -252,3 +252,77 @@ fn a_rolling_update_survives_the_leader_and_global_services_follow_joins() {
     drop((leader, all, w1));
     drop(net);
 }
+
+#[test]
+fn a_rolling_update_finishes_when_a_worker_dies_mid_way() {
+    use shoal_api::service::UpdateState;
+    let mut net = Net::new();
+    let m1 = Daemon::init_in(net.host(1), "m1");
+    let c = m1.client();
+    block_on(async {
+        let info = c.cluster(ReadOptions::default()).await.unwrap();
+        let mut spec = info.spec.clone();
+        spec.dispatcher.heartbeat_period = Duration::from_secs(1);
+        c.update_cluster(&ClusterUpdate { version: info.meta.version, spec }).await.unwrap();
+    });
+    let mut w1 = Daemon::worker_in(net.host(2), "w1", &m1);
+    for d in [&m1, &w1] {
+        d.import_busybox();
+    }
+    let mut web = ServiceSpec::new("web", "shoal/busybox");
+    web.mode = ServiceMode::Replicated { replicas: 6 };
+    web.task_template.container.args = serve_forever();
+    web.task_template.restart_policy.delay = Duration::from_millis(200);
+    web.update_config.parallelism = 1;
+    web.update_config.delay = Duration::from_millis(500);
+    block_on(c.create_service(&web)).unwrap();
+    placement_until(&c, "web", "3 tasks per node", |p| p.values().copied().collect::<Vec<_>>() == [3, 3]);
+
+    let svc = block_on(c.service("web")).unwrap();
+    let mut new = svc.spec.clone();
+    new.task_template.container.env = vec!["V=2".into()];
+    block_on(c.update_service("web", svc.meta.version, &new)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks =
+            block_on(c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() })).unwrap();
+        if tasks
+            .iter()
+            .filter(|t| t.spec.container.env == ["V=2"] && t.status.state == TaskState::Running)
+            .count()
+            >= 2
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the update never got going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w1.kill();
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let svc = block_on(c.service("web")).unwrap();
+        let tasks =
+            block_on(c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() })).unwrap();
+        let running: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| t.desired_state == TaskState::Running && t.status.state == TaskState::Running)
+            .collect();
+        let mut slots: Vec<u64> = running.iter().filter_map(|t| t.slot).collect();
+        slots.sort();
+        if svc.update_status.as_ref().map(|u| u.state) == Some(UpdateState::Completed)
+            && slots == [1, 2, 3, 4, 5, 6]
+            && running.iter().all(|t| t.spec.container.env == ["V=2"])
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no complete update after the worker died: {:?} {slots:?}",
+            svc.update_status
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop((m1, w1));
+    drop(net);
+}
