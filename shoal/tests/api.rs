@@ -433,6 +433,30 @@ fn start_first_updates_start_each_new_task_before_stopping_the_old_one() {
 }
 
 #[test]
+fn many_tasks_start_at_once_without_false_failures() {
+    let d = Daemon::init("m1");
+    d.import_busybox();
+    let c = d.client();
+    block_on(async {
+        let mut spec = ServiceSpec::new("many", "shoal/busybox");
+        spec.mode = ServiceMode::Replicated { replicas: 30 };
+        spec.task_template.container.args = serve_forever();
+        c.create_service(&spec).await.unwrap();
+        let many = TaskFilter { service: Some("many".into()), ..Default::default() };
+        let ts = tasks_until(&c, &many, "30 running tasks", |ts| {
+            ts.iter().filter(|t| t.status.state == shoal_api::TaskState::Running).count() == 30
+        })
+        .await;
+        // A start under way is never mistaken for a lost or vanished container.
+        let failed: Vec<_> =
+            ts.iter().filter(|t| t.status.state.is_terminal()).map(|t| &t.status.error).collect();
+        assert!(failed.is_empty(), "{failed:?}");
+        c.remove_service("many").await.unwrap();
+        tasks_until(&c, &TaskFilter::default(), "every task gone", |ts| ts.is_empty()).await;
+    });
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let d = Daemon::init("m1");
     let c = d.client();

@@ -434,6 +434,10 @@ async fn reconcile_loop(executor: Arc<Executor>, shared: Arc<Shared>) {
 async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
     let tasks: Vec<Task> = shared.tasks.lock().expect("tasks lock").values().cloned().collect();
     let synced = *shared.synced.lock().expect("synced lock");
+    // Taken before the containers are looked at: a task whose start or stop was
+    // under way then may show a half-made container, and is left to that action
+    // even if it has finished by the time the plan is made.
+    let busy_before: HashSet<String> = shared.busy.lock().expect("busy lock").clone();
     let ex = executor.clone();
     let Ok(locals) = tokio::task::spawn_blocking(move || {
         let with_containers = ex.tasks_with_containers();
@@ -447,8 +451,9 @@ async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
     };
     let now = Utc::now();
     for task in &tasks {
-        // An action under way will report for itself.
-        if shared.busy.lock().expect("busy lock").contains(&task.id) {
+        // An action under way (now, or when the containers were read) reports for
+        // itself; the next pass sees its result.
+        if busy_before.contains(&task.id) || shared.busy.lock().expect("busy lock").contains(&task.id) {
             continue;
         }
         let local = locals.get(&task.id).cloned().unwrap_or(Local::Absent);
@@ -474,7 +479,9 @@ async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
     // Containers of tasks no longer assigned go (once the manager's list is known).
     if synced {
         let assigned: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-        for id in locals.keys().filter(|id| !assigned.contains(id.as_str())) {
+        for id in
+            locals.keys().filter(|id| !assigned.contains(id.as_str()) && !busy_before.contains(id.as_str()))
+        {
             let ex = executor.clone();
             let id = id.clone();
             if !shared.busy.lock().expect("busy lock").insert(id.clone()) {
