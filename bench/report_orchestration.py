@@ -346,7 +346,7 @@ section = "\n".join([
     f"Run {meta['date']} on {meta['cpu']} ({meta['cores']} cores shared by the daemons, the containers and the "
     f"poller), kernel {meta['kernel']}; Shoal at {meta['commit']}"
     + (f" (its sources last changed in {meta['source_commit']})" if meta.get("source_commit", meta["commit"]) != meta["commit"] else "")
-    + (f" plus {meta['source_files_changed_since_commit']} uncommitted source file(s)"
+    + (f" plus {meta['source_files_changed_since_commit']} uncommitted source file(s) older than the binary"
        if meta.get("source_files_changed_since_commit") else "")
     + f" ({meta['shoal_version']}, binary built {meta['shoal_binary_mtime']}). Raw samples: "
     "`bench/results/orchestration-raw/`.",
