@@ -457,38 +457,19 @@ impl Client {
         };
         let resp = self.send(self.request(Method::GET, &path).query(query)).await?;
         let endpoint = self.endpoint.to_string();
-        let mut bytes = resp.bytes_stream();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut buf: Vec<u8> = Vec::new();
-            while let Some(chunk) = bytes.next().await {
-                let chunk = match chunk {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = tx.send(Err(ClientError::Connect {
-                            endpoint: endpoint.clone(),
-                            reason: e.to_string(),
-                            hint: "the log stream broke",
-                        }));
-                        return;
-                    }
-                };
-                buf.extend_from_slice(&chunk);
-                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    let record = serde_json::from_slice::<LogRecord>(&line).map_err(|e| {
-                        ClientError::Protocol { endpoint: endpoint.clone(), reason: e.to_string() }
-                    });
-                    if tx.send(record).is_err() {
-                        return;
-                    }
-                }
+        let mut buf: Vec<u8> = Vec::new();
+        Ok(items(resp, endpoint.clone(), "the log stream broke", move |chunk| {
+            buf.extend_from_slice(chunk);
+            let mut out = Vec::new();
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                out.push(serde_json::from_slice::<LogRecord>(&line).map_err(|e| ClientError::Protocol {
+                    endpoint: endpoint.clone(),
+                    reason: e.to_string(),
+                }));
             }
-        });
-        Ok(Box::pin(futures::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
-        )))
+            out
+        }))
     }
 
     // --- events --------------------------------------------------------------------
@@ -498,47 +479,32 @@ impl Client {
     pub async fn events(&self, query: &EventQuery) -> Result<EventStream, ClientError> {
         let resp = self.send(self.request(Method::GET, "/events").query(query)).await?;
         let endpoint = self.endpoint.to_string();
-        let mut bytes = resp.bytes_stream();
         let mut parser = SseParser::default();
-        let stream = async_stream(move |tx| async move {
-            while let Some(chunk) = bytes.next().await {
-                let chunk = match chunk {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = tx.send(Err(ClientError::Connect {
-                            endpoint: endpoint.clone(),
-                            reason: e.to_string(),
-                            hint: "the event stream broke; resume with --since the last index seen",
-                        }));
-                        return;
-                    }
-                };
-                for message in parser.push(&chunk) {
-                    let item = match message.event.as_str() {
-                        "error" => match serde_json::from_str::<ErrorBody>(&message.data) {
-                            Ok(b) => Err(ClientError::Api {
-                                status: 410,
-                                code: b.error.code,
-                                message: b.error.message,
-                                field: b.error.field,
-                                details: b.error.details,
-                            }),
-                            Err(e) => Err(ClientError::Protocol {
-                                endpoint: endpoint.clone(),
-                                reason: e.to_string(),
-                            }),
-                        },
-                        _ => serde_json::from_str::<Event>(&message.data).map_err(|e| {
-                            ClientError::Protocol { endpoint: endpoint.clone(), reason: e.to_string() }
+        let hint = "the event stream broke; resume with --since the last index seen";
+        Ok(items(resp, endpoint.clone(), hint, move |chunk| {
+            parser
+                .push(chunk)
+                .into_iter()
+                .map(|message| match message.event.as_str() {
+                    "error" => match serde_json::from_str::<ErrorBody>(&message.data) {
+                        Ok(b) => Err(ClientError::Api {
+                            status: 410,
+                            code: b.error.code,
+                            message: b.error.message,
+                            field: b.error.field,
+                            details: b.error.details,
                         }),
-                    };
-                    if tx.send(item).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(stream)
+                        Err(e) => {
+                            Err(ClientError::Protocol { endpoint: endpoint.clone(), reason: e.to_string() })
+                        }
+                    },
+                    _ => serde_json::from_str::<Event>(&message.data).map_err(|e| ClientError::Protocol {
+                        endpoint: endpoint.clone(),
+                        reason: e.to_string(),
+                    }),
+                })
+                .collect()
+        }))
     }
 }
 
@@ -556,14 +522,32 @@ fn seg(s: &str) -> String {
     out
 }
 
-/// Runs `f` as a task feeding a channel, and returns the channel as a stream.
-fn async_stream<F, Fut>(f: F) -> EventStream
-where
-    F: FnOnce(tokio::sync::mpsc::UnboundedSender<Result<Event, ClientError>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
+/// A streamed reply read chunk by chunk on a task of its own: `parse` turns each
+/// chunk into the items it completes. A broken stream ends with a connection error.
+fn items<T: Send + 'static>(
+    resp: reqwest::Response,
+    endpoint: String,
+    hint: &'static str,
+    mut parse: impl FnMut(&[u8]) -> Vec<Result<T, ClientError>> + Send + 'static,
+) -> Pin<Box<dyn Stream<Item = Result<T, ClientError>> + Send>> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(f(tx));
+    let mut bytes = resp.bytes_stream();
+    tokio::spawn(async move {
+        while let Some(chunk) = bytes.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Err(ClientError::Connect { endpoint, reason: e.to_string(), hint }));
+                    return;
+                }
+            };
+            for item in parse(&chunk) {
+                if tx.send(item).is_err() {
+                    return;
+                }
+            }
+        }
+    });
     Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }
 

@@ -53,6 +53,71 @@ fn placement_until(
     }
 }
 
+/// Fast failure detection for a test: 1 s heartbeats, a node down after 3 s.
+fn fast_heartbeats(c: &Client) {
+    block_on(async {
+        let info = c.cluster(ReadOptions::default()).await.unwrap();
+        let mut spec = info.spec.clone();
+        spec.dispatcher.heartbeat_period = Duration::from_secs(1);
+        c.update_cluster(&ClusterUpdate { version: info.meta.version, spec }).await.unwrap();
+    });
+}
+
+/// Waits until `at_least` tasks of `web` run with the updated spec (env `V=2`).
+fn new_spec_running(c: &Client, at_least: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks =
+            block_on(c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() })).unwrap();
+        let n = tasks
+            .iter()
+            .filter(|t| t.spec.container.env == ["V=2"] && t.status.state == TaskState::Running)
+            .count();
+        if n >= at_least {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {tasks:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `web`'s update completed with six running tasks of the new spec, one
+/// per slot. Calls may fail for a while (a leader election): they are retried.
+fn update_completed(c: &Client, when: &str) {
+    use shoal_api::service::UpdateState;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let answer = block_on(async {
+            let svc = c.service("web").await.ok()?;
+            let tasks =
+                c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() }).await.ok()?;
+            Some((svc, tasks))
+        });
+        if let Some((svc, tasks)) = answer {
+            let running: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| t.desired_state == TaskState::Running && t.status.state == TaskState::Running)
+                .collect();
+            let mut slots: Vec<u64> = running.iter().filter_map(|t| t.slot).collect();
+            slots.sort();
+            if svc.update_status.as_ref().map(|u| u.state) == Some(UpdateState::Completed)
+                && slots == [1, 2, 3, 4, 5, 6]
+                && running.iter().all(|t| t.spec.container.env == ["V=2"])
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no complete update {when}: {:?} {slots:?}",
+                svc.update_status
+            );
+        } else {
+            assert!(Instant::now() < deadline, "no answer from the managers {when}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn set_availability(c: &Client, node: &str, availability: Availability) {
     block_on(async {
         let n = c.node(node).await.unwrap();
@@ -72,13 +137,7 @@ fn services_spread_drain_and_survive_a_dead_worker() {
     let mut net = Net::new();
     let m1 = Daemon::init_in(net.host(1), "m1");
     let c = m1.client();
-    // Fast failure detection for the test: 1 s heartbeats, down after 3 s.
-    block_on(async {
-        let info = c.cluster(ReadOptions::default()).await.unwrap();
-        let mut spec = info.spec.clone();
-        spec.dispatcher.heartbeat_period = Duration::from_secs(1);
-        c.update_cluster(&ClusterUpdate { version: info.meta.version, spec }).await.unwrap();
-    });
+    fast_heartbeats(&c);
     let w1 = Daemon::worker_in(net.host(2), "w1", &m1);
     let mut w2 = Daemon::worker_in(net.host(3), "w2", &m1);
     for d in [&m1, &w1, &w2] {
@@ -157,19 +216,13 @@ fn services_spread_drain_and_survive_a_dead_worker() {
 
 #[test]
 fn a_rolling_update_survives_the_leader_and_global_services_follow_joins() {
-    use shoal_api::service::{UpdateOrder, UpdateState};
+    use shoal_api::service::UpdateOrder;
     let mut net = Net::new();
     let m1 = Daemon::init_in(net.host(1), "m1");
     let m2 = Daemon::join_in(net.host(2), "m2", &m1);
     let m3 = Daemon::join_in(net.host(3), "m3", &m1);
     let managers = [&m1, &m2, &m3];
-    block_on(async {
-        let c = m1.client();
-        let info = c.cluster(ReadOptions::default()).await.unwrap();
-        let mut spec = info.spec.clone();
-        spec.dispatcher.heartbeat_period = Duration::from_secs(1);
-        c.update_cluster(&ClusterUpdate { version: info.meta.version, spec }).await.unwrap();
-    });
+    fast_heartbeats(&m1.client());
     for d in managers {
         d.import_busybox();
     }
@@ -204,67 +257,21 @@ fn a_rolling_update_survives_the_leader_and_global_services_follow_joins() {
     let mut new = svc.spec.clone();
     new.task_template.container.env = vec!["V=2".into()];
     block_on(c.update_service("web", svc.meta.version, &new)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let tasks =
-            block_on(c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() })).unwrap();
-        if tasks.iter().any(|t| t.spec.container.env == ["V=2"] && t.status.state == TaskState::Running) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the update never started: {tasks:#?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    new_spec_running(&c, 1, "the update to start");
     leader.kill();
 
     // A new leader finishes the update: six running tasks of the new spec, one per slot.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let done = block_on(async {
-            let svc = c.service("web").await.ok()?;
-            let tasks =
-                c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() }).await.ok()?;
-            Some((svc, tasks))
-        });
-        if let Some((svc, tasks)) = done {
-            let running: Vec<&Task> = tasks
-                .iter()
-                .filter(|t| t.desired_state == TaskState::Running && t.status.state == TaskState::Running)
-                .collect();
-            let mut slots: Vec<u64> = running.iter().filter_map(|t| t.slot).collect();
-            slots.sort();
-            let updated = running.iter().all(|t| t.spec.container.env == ["V=2"]);
-            if svc.update_status.as_ref().map(|u| u.state) == Some(UpdateState::Completed)
-                && updated
-                && slots == [1, 2, 3, 4, 5, 6]
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the update did not complete after the leader died: {:?} {slots:?}",
-                svc.update_status
-            );
-        } else {
-            assert!(Instant::now() < deadline, "no answer from the surviving managers");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    update_completed(&c, "after the leader died");
     drop((leader, all, w1));
     drop(net);
 }
 
 #[test]
 fn a_rolling_update_finishes_when_a_worker_dies_mid_way() {
-    use shoal_api::service::UpdateState;
     let mut net = Net::new();
     let m1 = Daemon::init_in(net.host(1), "m1");
     let c = m1.client();
-    block_on(async {
-        let info = c.cluster(ReadOptions::default()).await.unwrap();
-        let mut spec = info.spec.clone();
-        spec.dispatcher.heartbeat_period = Duration::from_secs(1);
-        c.update_cluster(&ClusterUpdate { version: info.meta.version, spec }).await.unwrap();
-    });
+    fast_heartbeats(&c);
     let mut w1 = Daemon::worker_in(net.host(2), "w1", &m1);
     for d in [&m1, &w1] {
         d.import_busybox();
@@ -282,47 +289,10 @@ fn a_rolling_update_finishes_when_a_worker_dies_mid_way() {
     let mut new = svc.spec.clone();
     new.task_template.container.env = vec!["V=2".into()];
     block_on(c.update_service("web", svc.meta.version, &new)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let tasks =
-            block_on(c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() })).unwrap();
-        if tasks
-            .iter()
-            .filter(|t| t.spec.container.env == ["V=2"] && t.status.state == TaskState::Running)
-            .count()
-            >= 2
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the update never got going");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    new_spec_running(&c, 2, "the update to get going");
     w1.kill();
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let svc = block_on(c.service("web")).unwrap();
-        let tasks =
-            block_on(c.tasks(&TaskFilter { service: Some("web".into()), ..Default::default() })).unwrap();
-        let running: Vec<&Task> = tasks
-            .iter()
-            .filter(|t| t.desired_state == TaskState::Running && t.status.state == TaskState::Running)
-            .collect();
-        let mut slots: Vec<u64> = running.iter().filter_map(|t| t.slot).collect();
-        slots.sort();
-        if svc.update_status.as_ref().map(|u| u.state) == Some(UpdateState::Completed)
-            && slots == [1, 2, 3, 4, 5, 6]
-            && running.iter().all(|t| t.spec.container.env == ["V=2"])
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no complete update after the worker died: {:?} {slots:?}",
-            svc.update_status
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    update_completed(&c, "after the worker died");
     drop((m1, w1));
     drop(net);
 }

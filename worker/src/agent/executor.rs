@@ -97,12 +97,9 @@ impl Executor {
         ids.into_iter().filter_map(|id| id.strip_prefix(PREFIX).map(str::to_owned)).collect()
     }
 
-    /// What a task's container is doing.
+    /// What a task's container is doing (no container reads as `Absent`).
     pub fn local(&self, task_id: &str) -> Local {
         let id = container_id(task_id);
-        if !self.runtime.list().unwrap_or_default().contains(&id) {
-            return Local::Absent;
-        }
         match self.runtime.status(&id) {
             Ok(Status::Running(_)) => Local::Running,
             Ok(Status::Exited(e)) => Local::Exited {
