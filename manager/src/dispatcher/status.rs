@@ -44,7 +44,10 @@ pub(super) async fn apply(
         if changes.is_empty() {
             return Ok(());
         }
-        match manager.propose(Transaction { changes }).await {
+        let (n, proposed) = (changes.len(), std::time::Instant::now());
+        let result = manager.propose(Transaction { changes }).await;
+        tracing::debug!(node, changes = n, took = ?proposed.elapsed(), ok = result.is_ok(), "task statuses applied");
+        match result {
             Ok(_) => return Ok(()),
             Err(ManagerError::Store(StoreError::Conflict { .. })) => continue,
             Err(e) => return Err(Status::unavailable(e.to_string())),

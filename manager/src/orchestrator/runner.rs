@@ -1,5 +1,5 @@
 //! Runs the controllers while this manager leads: a round on every batch of store
-//! events (debounced) and at least once a second (restart delays, node timeouts),
+//! events (at most one round per 50 ms) and at least once a second (restart delays, node timeouts),
 //! proposing what each controller decides. Each round starts from the whole state,
 //! so a new leader picks up where the old one stopped.
 
@@ -62,6 +62,7 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
             return;
         }
         round(manager, full).await;
+        let last_round = tokio::time::Instant::now();
         full = true;
         tokio::select! {
             changed = leadership.changed() => {
@@ -73,8 +74,9 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
                 if matches!(event, Err(RecvError::Closed)) {
                     return;
                 }
-                // Let the rest of a burst arrive, then take it all in one round.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // At most one round per 50 ms: the first change after a quiet spell is
+                // acted on at once, the rest of a burst gathers into the next round.
+                tokio::time::sleep_until(last_round + Duration::from_millis(50)).await;
                 while !matches!(events.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Empty | tokio::sync::broadcast::error::TryRecvError::Closed)) {}
             }
             _ = tick.tick() => full = false,

@@ -116,7 +116,9 @@ impl Executor {
     /// Finds the task's image, pulling it if allowed and missing.
     pub async fn prepare(&self, task: &Task) -> Result<(), TaskStatus> {
         let image = &task.spec.container.image;
-        if self.images.resolve(image).is_ok() {
+        // Reads files: off the async threads, which a burst of starts would block.
+        let (images, name) = (self.images.clone(), image.clone());
+        if tokio::task::spawn_blocking(move || images.resolve(&name).is_ok()).await.unwrap_or(false) {
             return Ok(());
         }
         if self.pull == PullPolicy::Never {

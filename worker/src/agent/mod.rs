@@ -64,6 +64,23 @@ struct Shared {
     wake: Notify,
     /// Wakes the session to send reports.
     report: Notify,
+    /// Bounds the container starts under way at once.
+    starts: StartSlots,
+}
+
+/// Container starts under way at once: two per core. Each start is mostly kernel
+/// work that serializes (mounts, namespaces, inode allocation); two per core keep
+/// the cores busy, and more only slow every start down, the status reports and the
+/// manager with them (measured with 100 replicas: 4 and 8 at once start them in
+/// about 1.0 s on 2 cores, 32 in 1.3 s, no bound in 1.1 to 1.5 s).
+#[derive(Debug)]
+struct StartSlots(tokio::sync::Semaphore);
+
+impl Default for StartSlots {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        StartSlots(tokio::sync::Semaphore::new(2 * cores))
+    }
 }
 
 impl Shared {
@@ -255,7 +272,10 @@ async fn session(cfg: &AgentConfig, addr: &str, shared: &Shared, executor: &Arc<
                     })
                     .collect();
                 let req = pb::UpdateTaskStatusRequest { session_id: session_id.clone(), updates };
-                if let Err(s) = client.update_task_status(req).await {
+                let sent = std::time::Instant::now();
+                let result = client.update_task_status(req).await;
+                tracing::debug!(statuses = batch.len(), took = ?sent.elapsed(), ok = result.is_ok(), "task statuses reported");
+                if let Err(s) = result {
                     // Keep them (newer reports win) for the next session.
                     let mut outbox = shared.outbox.lock().expect("outbox lock");
                     for (id, st) in batch {
@@ -575,6 +595,7 @@ fn spawn_action(executor: &Arc<Executor>, shared: &Arc<Shared>, task: Task, work
         let id = task.id.clone();
         match work {
             Work::Start => {
+                let _slot = shared.starts.0.acquire().await.expect("never closed");
                 shared.queue(&id, TaskStatus::new(TaskState::Preparing, Utc::now(), "preparing"));
                 match ex.prepare(&task).await {
                     Err(status) => shared.queue(&id, status),

@@ -22,11 +22,9 @@ pub mod user;
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use config::{ContainerConfig, LogConfig, MountPoint, Process};
@@ -447,30 +445,40 @@ impl Runtime {
 }
 
 /// Starts the shim by re-executing `program` with the report socket on fd 3.
+///
+/// Through `posix_spawn` (a vfork-style clone in glibc): forking the daemon instead
+/// would copy its page tables for every container, which made a burst of starts
+/// spend most of its time in the kernel.
 fn exec_shim(program: &Path, dir: &Path, theirs: UnixStream, shim_log: File) -> std::io::Result<()> {
-    let theirs = OwnedFd::from(theirs);
-    let mut cmd = Command::new(program);
-    cmd.arg(shim::SUBCOMMAND).arg(dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(shim_log);
-    let raw = theirs.as_raw_fd();
-    // SAFETY: only async-signal-safe calls (fcntl, dup2) in the forked child before exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 onto itself would keep close-on-exec set, so clear it then.
-            let r = if raw == shim::REPORT_FD {
-                libc::fcntl(raw, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(raw, shim::REPORT_FD)
-            };
-            if r < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, posix_spawn};
+    use nix::sys::stat::Mode;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt as _;
+
+    let cstring = |b: &[u8]| CString::new(b).map_err(std::io::Error::other);
+    let args = [
+        cstring(program.as_os_str().as_bytes())?,
+        cstring(shim::SUBCOMMAND.as_bytes())?,
+        cstring(dir.as_os_str().as_bytes())?,
+    ];
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok())
+        .collect();
+    // A copy above the standard descriptors, so the dup2 below never maps a
+    // descriptor onto itself (which would leave close-on-exec set).
+    let socket = fcntl(&theirs, FcntlArg::F_DUPFD_CLOEXEC(10))?;
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_open(0, "/dev/null", OFlag::O_RDONLY, Mode::empty())?;
+    actions.add_open(1, "/dev/null", OFlag::O_WRONLY, Mode::empty())?;
+    actions.add_dup2(shim_log.as_raw_fd(), 2)?;
+    actions.add_dup2(socket, shim::REPORT_FD)?;
+    let spawned = posix_spawn(program, &actions, &PosixSpawnAttr::init()?, &args, &env);
+    // SAFETY: `socket` was opened above and is owned by nothing else.
+    drop(unsafe { OwnedFd::from_raw_fd(socket) });
     drop(theirs);
     // The shim forks itself away at once; reap the first process.
-    child.wait().map(drop)
+    nix::sys::wait::waitpid(spawned?, None).map(drop).map_err(std::io::Error::from)
 }
 
 /// Starts the shim by forking this (single-threaded) process.
