@@ -179,6 +179,10 @@ pub struct TaskStatus {
     /// Exit code, once exited.
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// When the task was first seen running (kept in later statuses; set by the
+    /// manager), so a rollout knows whether a failure came within its `monitor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 impl TaskStatus {
@@ -191,6 +195,7 @@ impl TaskStatus {
             error: None,
             container_id: None,
             exit_code: None,
+            started_at: None,
         }
     }
 }

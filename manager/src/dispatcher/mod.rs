@@ -33,6 +33,9 @@ pub const LEADER_KEY: &str = "shoal-leader";
 struct Session {
     id: String,
     last_seen: Instant,
+    /// The heartbeat period this worker was last told: after a change to a shorter
+    /// one, its next heartbeat may still come after the old period.
+    told: Duration,
 }
 
 /// The dispatcher of one manager (it serves while the manager leads).
@@ -154,9 +157,11 @@ impl Dispatcher {
         Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
 
-    /// When each node was last heard from (for the monitor).
-    fn last_seen(&self) -> HashMap<String, Instant> {
-        self.sessions.lock().expect("sessions lock").iter().map(|(n, s)| (n.clone(), s.last_seen)).collect()
+    /// When each node was last heard from, and the period it was last told (for the
+    /// monitor).
+    fn last_seen(&self) -> HashMap<String, (Instant, Duration)> {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        sessions.iter().map(|(n, s)| (n.clone(), (s.last_seen, s.told))).collect()
     }
 
     /// Marks a registering node ready with its description, if it is not already.
@@ -216,13 +221,11 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
             .map_err(|e| Status::invalid_argument(format!("malformed node description: {e}")))?;
         self.mark_ready(&req.node_id, description, &req.addr).await?;
         let session_id = shoal_api::object::new_id();
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .insert(req.node_id.clone(), Session { id: session_id.clone(), last_seen: Instant::now() });
+        let (period, _) = self.heartbeat();
+        let session = Session { id: session_id.clone(), last_seen: Instant::now(), told: period };
+        self.sessions.lock().expect("sessions lock").insert(req.node_id.clone(), session);
         self.replaced.notify_waiters();
         tracing::info!(node = %req.node_id, session = %session_id, "worker session opened");
-        let (period, _) = self.heartbeat();
         let managers: Vec<String> = {
             let mut m: Vec<String> = self.manager.managers().into_values().collect();
             let leader = self.manager.addr().to_owned();
@@ -260,11 +263,14 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatReply>, Status> {
-        self.session_node(&request.into_inner().session_id)?;
+        let node = self.session_node(&request.into_inner().session_id)?;
         let (period, _) = self.heartbeat();
         // ±10 % jitter, as Swarm: heartbeats of many nodes do not line up.
-        let jitter = rand::random_range(0.9..1.1);
-        Ok(Response::new(pb::HeartbeatReply { period_ms: (period.as_millis() as f64 * jitter) as u64 }))
+        let next = period.mul_f64(rand::random_range(0.9..1.1));
+        if let Some(s) = self.sessions.lock().expect("sessions lock").get_mut(&node) {
+            s.told = next;
+        }
+        Ok(Response::new(pb::HeartbeatReply { period_ms: next.as_millis() as u64 }))
     }
 
     async fn assignments(

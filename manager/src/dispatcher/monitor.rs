@@ -30,22 +30,23 @@ impl NodeMonitor {
     }
 }
 
-/// Nodes that are READY in the store but silent for longer than `allowed`.
+/// Nodes that are READY in the store but silent for longer than their grace:
+/// `multiplier` times the longer of the current `period` and the one the node was
+/// last told (a node told 5 s before a change to 1 s may wait 5 s once more).
 pub(super) fn silent(
     ready: &[(String, u64)],
-    last_seen: &HashMap<String, Instant>,
+    last_seen: &HashMap<String, (Instant, Duration)>,
     leading_since: Instant,
-    allowed: Duration,
+    (period, multiplier): (Duration, u32),
     now: Instant,
 ) -> Vec<(String, u64)> {
     ready
         .iter()
-        .filter(|(node, _)| {
+        .filter(|(node, _)| match last_seen.get(node) {
+            Some((seen, told)) => now.duration_since(*seen) > period.max(*told) * multiplier,
             // Never heard from since this manager leads: count from the election,
             // with twice the grace.
-            let since = last_seen.get(node).copied().unwrap_or(leading_since);
-            let grace = if last_seen.contains_key(node) { allowed } else { allowed * 2 };
-            now.duration_since(since) > grace
+            None => now.duration_since(leading_since) > period * multiplier * 2,
         })
         .cloned()
         .collect()
@@ -62,14 +63,13 @@ async fn run(d: Dispatcher) {
         let leading_since = Instant::now();
         while d.manager.is_leader() {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let (period, multiplier) = d.heartbeat();
             let ready: Vec<(String, u64)> = d.manager.read(|s| {
                 super::super::orchestrator::nodes(s)
                     .filter(|n| n.status.state == NodeState::Ready)
                     .map(|n| (n.id.clone(), n.meta.version))
                     .collect()
             });
-            let down = silent(&ready, &d.last_seen(), leading_since, period * multiplier, Instant::now());
+            let down = silent(&ready, &d.last_seen(), leading_since, d.heartbeat(), Instant::now());
             if down.is_empty() {
                 continue;
             }
@@ -105,13 +105,29 @@ mod tests {
     #[test]
     fn silence_longer_than_the_grace_marks_a_node() {
         let t0 = Instant::now();
+        let five = Duration::from_secs(5);
         let ready = vec![("a".to_owned(), 1), ("b".to_owned(), 1), ("c".to_owned(), 1)];
-        let seen = HashMap::from([("a".to_owned(), t0), ("b".to_owned(), t0 + Duration::from_secs(10))]);
-        let grace = Duration::from_secs(15);
+        let seen = HashMap::from([
+            ("a".to_owned(), (t0, five)),
+            ("b".to_owned(), (t0 + Duration::from_secs(10), five)),
+        ]);
         let now = t0 + Duration::from_secs(20);
-        let down: Vec<String> = silent(&ready, &seen, t0, grace, now).into_iter().map(|(n, _)| n).collect();
+        let down: Vec<String> =
+            silent(&ready, &seen, t0, (five, 3), now).into_iter().map(|(n, _)| n).collect();
         assert_eq!(down, ["a"], "b spoke 10 s ago; c was never heard but gets 30 s after the election");
         let later = t0 + Duration::from_secs(31);
-        assert_eq!(silent(&ready, &seen, t0, grace, later).len(), 3);
+        assert_eq!(silent(&ready, &seen, t0, (five, 3), later).len(), 3);
+    }
+
+    #[test]
+    fn a_shorter_period_applies_once_the_node_was_told() {
+        let t0 = Instant::now();
+        let (one, five) = (Duration::from_secs(1), Duration::from_secs(5));
+        let ready = vec![("old".to_owned(), 1), ("new".to_owned(), 1)];
+        let seen = HashMap::from([("old".to_owned(), (t0, five)), ("new".to_owned(), (t0, one))]);
+        let now = t0 + Duration::from_secs(4);
+        let down: Vec<String> =
+            silent(&ready, &seen, t0, (one, 3), now).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(down, ["new"], "a node last told 5 s keeps its 15 s until its next heartbeat");
     }
 }

@@ -1,7 +1,7 @@
 //! Task status reports from workers, applied as one transaction per batch: only the
 //! node's own tasks, only forward in the state order, never a step back.
 
-use shoal_api::TaskStatus;
+use shoal_api::{TaskState, TaskStatus};
 use shoal_proto::dispatcher as pb;
 use tonic::Status;
 
@@ -18,6 +18,9 @@ pub(super) fn changes(store: &Store, node: &str, updates: &[(String, TaskStatus)
         }
         let mut new = t.clone();
         new.status = status.clone();
+        new.status.started_at = t.status.started_at.or_else(|| {
+            [&t.status, status].into_iter().find(|s| s.state == TaskState::Running).map(|s| s.timestamp)
+        });
         // Several reports of one task in a batch: the last one wins.
         out.retain(|c: &Change| c.target().1 != task_id);
         out.push(Change::Update { object: Object::Task(new), expected_version: t.meta.version });
@@ -58,8 +61,6 @@ pub(super) async fn apply(
 
 #[cfg(test)]
 mod tests {
-    use shoal_api::TaskState;
-
     use super::*;
     use crate::orchestrator::fixtures::*;
     use crate::orchestrator::{create, new_task};
@@ -78,5 +79,6 @@ mod tests {
         assert_eq!(c.len(), 1);
         let Change::Update { object: Object::Task(new), .. } = &c[0] else { panic!("an update") };
         assert_eq!(new.status.state, TaskState::Failed);
+        assert_eq!(new.status.started_at, Some(t0()), "when it ran is kept");
     }
 }

@@ -96,6 +96,7 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
         let failed: Vec<&Task> = tasks_of(store, &svc.id)
             .filter(|t| up_to_date(&t.spec, template) && t.meta.created_at >= since)
             .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
+            .filter(|t| failed_while_watched(t, cfg.monitor))
             .chain(in_flight.iter().copied().filter(|t| {
                 !cfg.progress_deadline.is_zero()
                     && now - t.meta.created_at
@@ -142,6 +143,18 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
     }
 
     if dirty.is_empty() && in_flight.is_empty() {
+        // The last tasks are watched for `monitor` before the rollout ends.
+        let since = status.as_ref().and_then(|s| s.started_at).unwrap_or(now);
+        let watched_until = tasks_of(store, &svc.id)
+            .filter(|t| t.status.state == TaskState::Running && t.meta.created_at >= since)
+            .filter(|t| up_to_date(&t.spec, template))
+            .map(|t| t.status.started_at.unwrap_or(t.status.timestamp) + duration(cfg.monitor))
+            .max();
+        if matches!(state, Some(UpdateState::Updating | UpdateState::RollbackStarted))
+            && watched_until.is_some_and(|until| now < until)
+        {
+            return;
+        }
         let done = match state {
             Some(UpdateState::Updating) => Some((UpdateState::Completed, "update completed")),
             Some(UpdateState::RollbackStarted) => {
@@ -192,6 +205,17 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
         }
         changes.push(create(new));
     }
+}
+
+/// Whether a failed task of the new spec counts against the rollout: it never ran,
+/// or it stopped within `monitor` of starting. A later failure is the restart
+/// policy's business, as in Swarm.
+fn failed_while_watched(t: &Task, monitor: std::time::Duration) -> bool {
+    t.status.started_at.is_none_or(|started| t.status.timestamp <= started + duration(monitor))
+}
+
+fn duration(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 #[cfg(test)]
@@ -277,6 +301,34 @@ mod tests {
         assert_eq!(images(&store), ["busybox:2", "busybox:2", "busybox:2"]);
         run_all(&mut store, t + chrono::Duration::seconds(100));
         assert_eq!(svc_of(&store, &s.id).update_status.map(|u| u.state), Some(UpdateState::Completed));
+    }
+
+    #[test]
+    fn the_last_batch_is_watched_for_monitor_and_only_early_failures_count() {
+        let s = service("web", |s| s.mode = ServiceMode::Replicated { replicas: 1 });
+        let mut store = store_with(vec![node("n1", &[])], vec![s.clone()]);
+        let t = t0();
+        run_all(&mut store, t);
+        all_run(&mut store, t);
+        update_image(&mut store, &s.id, "busybox:2", |c| c.monitor = std::time::Duration::from_secs(5));
+        run_all(&mut store, t);
+        run_all(&mut store, t);
+        all_run(&mut store, t + chrono::Duration::seconds(1));
+        run_all(&mut store, t + chrono::Duration::seconds(3));
+        let state = |store: &Store| svc_of(store, &s.id).update_status.map(|u| u.state);
+        assert_eq!(state(&store), Some(UpdateState::Updating), "watched until 1 s + 5 s");
+        run_all(&mut store, t + chrono::Duration::seconds(7));
+        assert_eq!(state(&store), Some(UpdateState::Completed));
+
+        let monitor = std::time::Duration::from_secs(5);
+        let mut task = new_task(&s, Some(1), Some("n1"), t);
+        task.status.state = TaskState::Failed;
+        task.status.timestamp = t + chrono::Duration::seconds(4);
+        assert!(failed_while_watched(&task, monitor), "never ran");
+        task.status.started_at = Some(t);
+        assert!(failed_while_watched(&task, monitor), "failed 4 s after it started");
+        task.status.timestamp = t + chrono::Duration::seconds(6);
+        assert!(!failed_while_watched(&task, monitor), "ran past the monitor window");
     }
 
     #[test]
