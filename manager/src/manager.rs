@@ -89,6 +89,30 @@ pub enum ManagerError {
     /// Raft or the network failed.
     #[error("{0}")]
     Raft(String),
+    /// The leader's data disk is nearly full: the write was refused before Raft
+    /// saw it (a write that fails inside the log would stop the manager).
+    #[error("{0}")]
+    DiskFull(String),
+}
+
+/// Free space a leader keeps on its data disk: below it, writes are refused with
+/// [`ManagerError::DiskFull`]. It covers the largest entry (1.5 MiB) many times
+/// over, and the growth of the log and snapshot files.
+pub const MIN_FREE_BYTES: u64 = 32 << 20;
+
+/// Refuses a write when `dir`'s file system has less than [`MIN_FREE_BYTES`] free.
+fn ensure_room(dir: &Path) -> Result<(), ManagerError> {
+    let Ok(st) = nix::sys::statvfs::statvfs(dir) else { return Ok(()) };
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    if free >= MIN_FREE_BYTES {
+        return Ok(());
+    }
+    Err(ManagerError::DiskFull(format!(
+        "the leader's data disk is nearly full ({} MiB free in {}; writes need {} MiB): free space there, then retry; nothing was written",
+        free >> 20,
+        dir.display(),
+        MIN_FREE_BYTES >> 20
+    )))
 }
 
 impl ManagerError {
@@ -100,6 +124,7 @@ impl ManagerError {
             ManagerError::Store(StoreError::TooLarge { .. }) => ("too_large", String::new(), String::new()),
             ManagerError::Store(_) => ("invalid", String::new(), String::new()),
             ManagerError::NotLeader { leader_addr } => ("not_leader", String::new(), leader_addr.clone()),
+            ManagerError::DiskFull(_) => ("disk_full", String::new(), String::new()),
             ManagerError::BadToken => ("unauthenticated", String::new(), String::new()),
             ManagerError::NoLeader | ManagerError::Raft(_) | ManagerError::State(_) => {
                 ("unavailable", String::new(), String::new())
@@ -118,6 +143,7 @@ impl ManagerError {
             "not_leader" => ManagerError::NotLeader { leader_addr: e.leader_addr },
             "unavailable" => ManagerError::NoLeader,
             "unauthenticated" => ManagerError::BadToken,
+            "disk_full" => ManagerError::DiskFull(e.message),
             _ => match serde_json::from_str::<StoreError>(&e.message) {
                 Ok(s) => ManagerError::Store(s),
                 Err(_) => ManagerError::Raft(e.message),
@@ -147,6 +173,8 @@ fn raft_err(e: impl std::fmt::Display) -> ManagerError {
 pub struct Manager {
     id: u64,
     advertise: String,
+    /// Where the log and snapshots live (checked for room before each write).
+    data_dir: PathBuf,
     raft: Raft,
     shared: Arc<Shared>,
     log_stats: Arc<crate::raft::log_store::LogStats>,
@@ -263,6 +291,7 @@ impl Manager {
         let manager = Arc::new(Manager {
             id,
             advertise,
+            data_dir: cfg.data_dir.clone(),
             raft,
             shared,
             log_stats,
@@ -785,6 +814,7 @@ impl Manager {
             return Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? });
         }
         self.shared.check(&tx)?;
+        ensure_room(&self.data_dir)?;
         let started = Instant::now();
         match self.raft.client_write(tx).await {
             Ok(resp) => {

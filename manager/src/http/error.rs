@@ -99,6 +99,7 @@ impl From<ManagerError> for ApiError {
             ManagerError::NoLeader | ManagerError::NotLeader { .. } | ManagerError::Raft(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
             }
+            ManagerError::DiskFull(m) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", m),
         }
     }
 }

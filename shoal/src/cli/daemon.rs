@@ -64,6 +64,10 @@ pub(super) struct DaemonArgs {
     /// Pull images that are not on the node (`missing`, Docker's default) or never.
     #[arg(long, value_enum, default_value_t = Pull::Missing)]
     pull: Pull,
+    /// A registry (host:port) to pull from over plain HTTP; loopback ones always
+    /// are. Repeat for several.
+    #[arg(long, value_name = "HOST:PORT")]
+    insecure_registry: Vec<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -248,7 +252,8 @@ fn start_agent(
     };
     let executor = Executor::new(&args.data_dir, &args.cgroup_parent, pull)
         .map_err(anyhow::Error::msg)
-        .context("set up the container runtime")?;
+        .context("set up the container runtime")?
+        .with_insecure_registries(args.insecure_registry.clone());
     let cfg = AgentConfig { node_id, managers, addr: addr.to_string(), description };
     Ok(Agent::start(cfg, executor))
 }

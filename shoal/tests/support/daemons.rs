@@ -25,8 +25,6 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 /// cleaned up with every container when it is dropped).
 pub struct Daemon {
     child: Option<Child>,
-    /// The network namespace it runs in (a host of a `Net`), if any.
-    pub netns: Option<String>,
     pub node: super::Node,
     pub name: String,
     pub dir: PathBuf,
@@ -37,19 +35,11 @@ pub struct Daemon {
 
 impl Daemon {
     fn spawn(name: &str, extra: &[&str]) -> Daemon {
-        Daemon::spawn_in(None, name, extra)
-    }
-
-    /// A daemon in network namespace `host` (namespace, address), or on loopback.
-    fn spawn_in(host: Option<(String, String)>, name: &str, extra: &[&str]) -> Daemon {
         let node = super::Node::empty();
         let dir = node.data_dir().to_path_buf();
-        let (netns, addr, api_addr) = match host {
-            Some((ns, ip)) => (Some(ns), format!("{ip}:2377"), format!("{ip}:2376")),
-            None => (None, free_addr(), free_addr()),
-        };
+        let (addr, api_addr) = (free_addr(), free_addr());
         let socket = dir.join("api.sock");
-        let mut d = Daemon { child: None, netns, node, name: name.into(), dir, addr, api_addr, socket };
+        let mut d = Daemon { child: None, node, name: name.into(), dir, addr, api_addr, socket };
         d.start(extra);
         d
     }
@@ -58,17 +48,7 @@ impl Daemon {
     pub fn start(&mut self, extra: &[&str]) {
         let log =
             |ext| std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(ext)).unwrap();
-        let mut cmd = match &self.netns {
-            // nsenter joins only the network namespace (`ip netns exec` would also
-            // remount /sys, hiding the cgroup hierarchies).
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg(env!("CARGO_BIN_EXE_shoal"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_shoal")),
-        };
-        let child = cmd
+        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["daemon", "--data-dir", self.dir.to_str().unwrap(), "--listen-addr", &self.addr])
             .args(["--api-socket", self.socket.to_str().unwrap(), "--api-addr", &self.api_addr])
             .args(["--hostname", &self.name, "--cgroup-parent", &self.node.cgroup_parent])
@@ -83,43 +63,9 @@ impl Daemon {
         self.child = Some(child);
     }
 
-    /// A new cluster's first manager in network namespace `host`.
-    pub fn init_in(host: (String, String), name: &str) -> Daemon {
-        let d = Daemon::spawn_in(Some(host), name, &["--init"]);
-        d.wait_registered(1);
-        d
-    }
-
-    /// A manager in network namespace `host`, joining `through`'s cluster.
-    pub fn join_in(host: (String, String), name: &str, through: &Daemon) -> Daemon {
-        let token = block_on(through.client().join_tokens()).unwrap().manager;
-        let nodes = block_on(through.client().nodes(ReadOptions { consistent: true })).unwrap().len();
-        let d = Daemon::spawn_in(Some(host), name, &["--join", &through.addr, "--token", &token]);
-        d.wait_registered(nodes + 1);
-        d
-    }
-
-    /// A worker in network namespace `host`, joining `through`'s cluster.
-    pub fn worker_in(host: (String, String), name: &str, through: &Daemon) -> Daemon {
-        let token = block_on(through.client().join_tokens()).unwrap().worker;
-        let d = Daemon::spawn_in(Some(host), name, &["--join", &through.addr, "--token", &token]);
-        d.wait_ready(through);
-        d
-    }
-
-    /// Waits until `through`'s cluster sees this node ready.
-    pub fn wait_ready(&self, through: &Daemon) {
-        let client = through.client();
-        wait_for(&format!("{} to be ready ({})", self.name, self.log()), Duration::from_secs(60), || {
-            block_on(client.node(&self.name))
-                .is_ok_and(|n| n.status.state == shoal_api::node::NodeState::Ready)
-        });
-    }
-
     /// SIGKILL: the daemon dies at once (its containers keep running).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // nsenter execs the daemon, so the child is the daemon itself.
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -5,7 +5,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod daemons;
-pub mod netns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -91,6 +91,13 @@ impl Executor {
         })
     }
 
+    /// Registries this node pulls from over plain HTTP (host:port), besides
+    /// loopback ones.
+    pub fn with_insecure_registries(mut self, registries: Vec<String>) -> Executor {
+        self.registry.insecure = registries;
+        self
+    }
+
     /// Task ids that have a container here.
     pub fn tasks_with_containers(&self) -> Vec<String> {
         let ids = self.runtime.list().unwrap_or_default();
