@@ -15,9 +15,9 @@ pub fn kill(c: &mut Cluster, i: usize) {
     c.host_mut(i).kill();
 }
 
-/// Starts host `i`'s daemon again on the same data dir.
+/// Starts host `i`'s daemon again on the same data dir (with its first flags).
 pub fn restart(c: &mut Cluster, i: usize) {
-    c.host_mut(i).start(&[]);
+    c.host_mut(i).restart();
 }
 
 /// SIGSTOP host `i`'s daemon: it holds its sockets and answers nothing.
@@ -112,9 +112,7 @@ pub fn netem(c: &Cluster, i: usize, spec: &str) -> bool {
 pub fn fill_disk(c: &Cluster, i: usize, leave: u64) -> std::path::PathBuf {
     let dir = c.host(i).data_dir().to_path_buf();
     let path = dir.join("filler");
-    let free = || {
-        nix::sys::statvfs::statvfs(&dir).map_or(0, |s| s.blocks_available() as u64 * s.fragment_size() as u64)
-    };
+    let free = || nix::sys::statvfs::statvfs(&dir).map_or(0, |s| s.blocks_available() * s.fragment_size());
     let mut f = std::fs::File::create(&path).expect("create the filler");
     let chunk = vec![0u8; 1 << 20];
     loop {

@@ -33,6 +33,9 @@ pub struct Host {
     /// A tmpfs mounted on the data dir, for [`crate::faults::fill_disk`].
     small_disk: bool,
     cgroup_parent: String,
+    /// The flags of its first start (`--init`, `--join`), given again on restarts
+    /// as a service manager would: the daemon starts from its state and ignores them.
+    flags: Vec<String>,
     child: Option<Child>,
 }
 
@@ -59,6 +62,7 @@ impl Host {
             dir,
             small_disk: disk_mib.is_some(),
             cgroup_parent: format!("shoal-test/{leaf}"),
+            flags: Vec::new(),
             child: None,
         };
         host.ok(&["image", "import", crate::busybox_layout().to_str().expect("a UTF-8 path")]);
@@ -79,8 +83,19 @@ impl Host {
         self.dir.path().join("api.sock")
     }
 
-    /// Starts (or restarts) its daemon with `extra` flags; state comes from the data dir.
+    /// Starts its daemon for the first time, with `extra` flags (`--init`, `--join`).
     pub fn start(&mut self, extra: &[&str]) {
+        self.flags = extra.iter().map(|f| f.to_string()).collect();
+        self.spawn();
+    }
+
+    /// Starts its daemon again, with the flags of the first start; state comes from
+    /// the data dir.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "{} already runs", self.name);
         let log = |ext: &str| {
             std::fs::OpenOptions::new()
@@ -99,7 +114,7 @@ impl Host {
             .args(["--hostname", &self.name, "--cgroup-parent", &self.cgroup_parent])
             // Tests never reach outside: the image is imported.
             .args(["--pull", "never"])
-            .args(extra)
+            .args(&self.flags)
             .env("SHOAL_LOG", "info,openraft=warn")
             .stdout(Stdio::from(log("out")))
             .stderr(Stdio::from(log("log")))

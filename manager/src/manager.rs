@@ -103,7 +103,7 @@ pub const MIN_FREE_BYTES: u64 = 32 << 20;
 /// Refuses a write when `dir`'s file system has less than [`MIN_FREE_BYTES`] free.
 fn ensure_room(dir: &Path) -> Result<(), ManagerError> {
     let Ok(st) = nix::sys::statvfs::statvfs(dir) else { return Ok(()) };
-    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    let free = st.blocks_available() * st.fragment_size();
     if free >= MIN_FREE_BYTES {
         return Ok(());
     }
@@ -381,6 +381,11 @@ impl Manager {
     /// The openraft handle (for the gRPC service and tests).
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Whether this manager belongs to a cluster already (its log says so).
+    pub async fn is_member(&self) -> Result<bool, ManagerError> {
+        self.raft.is_initialized().await.map_err(raft_err)
     }
 
     /// Starts a new cluster with this manager as its only member, and stores the

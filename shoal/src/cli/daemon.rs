@@ -143,7 +143,12 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("start the manager (data in {})", args.data_dir.display()))?;
     tracing::info!(manager = manager.id(), addr = manager.addr(), "manager started");
-    if args.init {
+    // A manager that belongs to a cluster starts from its state, so a service
+    // manager may keep --init or --join in its flags.
+    let member = manager.is_member().await.context("read the manager's state")?;
+    if member && (args.init || args.join.is_some()) {
+        tracing::info!("this manager already belongs to a cluster: --init and --join are ignored");
+    } else if args.init {
         let cluster = manager.init().await.context("start a new cluster")?;
         println!("cluster {} started; this node is its first manager, at {}", cluster.id, manager.addr());
         println!(
@@ -203,7 +208,12 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
     let path = args.data_dir.join("worker.json");
     let node = node_id(&args.data_dir)?;
     let (description, addr) = describe_node(&args)?;
-    let managers = match &args.join {
+    // Joined before: start from the kept state (a service manager may keep --join).
+    let join = args.join.as_ref().filter(|_| !path.exists());
+    if args.join.is_some() && join.is_none() {
+        tracing::info!(state = %path.display(), "already a worker of a cluster: --join ignored");
+    }
+    let managers = match join {
         Some(through) => {
             let token = args.token.as_deref().unwrap_or_default();
             let managers = shoal_manager::manager::join_as_worker(
