@@ -414,9 +414,10 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
     let client = c.client();
     block_on(client.create_service(&replicated("before", 0))).unwrap();
 
-    // Nearly full (4 MiB left, under the leader's 32 MiB reserve): writes are refused
-    // before Raft sees them, with an error that says why; reads go on.
-    let filler = faults::fill_disk(&c, 0, 4 << 20);
+    // Nearly full (1 MiB left, under the leader's reserve: a twentieth of this small
+    // disk): writes are refused before Raft sees them, with an error that says why;
+    // reads go on.
+    let filler = faults::fill_disk(&c, 0, 1 << 20);
     match within(Duration::from_secs(15), client.create_service(&replicated("refused", 0))) {
         Some(Err(ClientError::Api { status, message, .. })) => {
             assert_eq!(status, 507, "{message}");

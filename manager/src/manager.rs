@@ -97,21 +97,24 @@ pub enum ManagerError {
 
 /// Free space a leader keeps on its data disk: below it, writes are refused with
 /// [`ManagerError::DiskFull`]. It covers the largest entry (1.5 MiB) many times
-/// over, and the growth of the log and snapshot files.
+/// over, and the growth of the log and snapshot files; on a small disk, a
+/// twentieth of it.
 pub const MIN_FREE_BYTES: u64 = 32 << 20;
 
-/// Refuses a write when `dir`'s file system has less than [`MIN_FREE_BYTES`] free.
+/// Refuses a write when `dir`'s file system has less free than it should keep.
 fn ensure_room(dir: &Path) -> Result<(), ManagerError> {
     let Ok(st) = nix::sys::statvfs::statvfs(dir) else { return Ok(()) };
     let free = st.blocks_available() * st.fragment_size();
-    if free >= MIN_FREE_BYTES {
+    let keep = MIN_FREE_BYTES.min(st.blocks() * st.fragment_size() / 20);
+    if free >= keep {
         return Ok(());
     }
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
     Err(ManagerError::DiskFull(format!(
-        "the leader's data disk is nearly full ({} MiB free in {}; writes need {} MiB): free space there, then retry; nothing was written",
-        free >> 20,
+        "the leader's data disk is nearly full ({:.1} MiB free in {}; writes need {:.1} MiB): free space there, then retry; nothing was written",
+        mib(free),
         dir.display(),
-        MIN_FREE_BYTES >> 20
+        mib(keep)
     )))
 }
 

@@ -352,6 +352,56 @@ fn health_checks_gate_running_and_replace_unhealthy_tasks() {
 }
 
 #[test]
+fn the_images_own_health_check_gates_running_unless_turned_off() {
+    use shoal_api::task_spec::HealthCheck;
+    let d = Daemon::init("m1");
+    // The test image with a HEALTHCHECK in its config, as a Dockerfile would set it.
+    let layout = d.dir.join("healthy-image");
+    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/images/busybox"))
+        .arg(&layout)
+        .arg("shoal/healthy:latest")
+        .env("HEALTHCHECK", r#"{"Test":["CMD-SHELL","test -f /tmp/ready"],"Interval":300000000,"StartPeriod":10000000000,"StartInterval":300000000,"Retries":2}"#)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    d.node.ok(&["image", "import", layout.to_str().unwrap()]);
+    let c = d.client();
+    let args: Vec<String> =
+        ["sh", "-c", "sleep 1; touch /tmp/ready; trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+            .map(String::from)
+            .to_vec();
+    block_on(async {
+        let mut img = ServiceSpec::new("img", "shoal/healthy");
+        img.task_template.container.args = args.clone();
+        c.create_service(&img).await.unwrap();
+        let mut off = ServiceSpec::new("off", "shoal/healthy");
+        off.task_template.container.args = args.clone();
+        off.task_template.container.healthcheck = Some(HealthCheck::new(vec!["NONE".into()]));
+        c.create_service(&off).await.unwrap();
+
+        let filter = TaskFilter { service: Some("img".into()), ..Default::default() };
+        tasks_until(&c, &filter, "starting until the image's check passes", |ts| {
+            ts.iter().any(|t| t.status.state == shoal_api::TaskState::Starting)
+        })
+        .await;
+        let ts = tasks_until(&c, &filter, "running once healthy", |ts| {
+            ts.iter().any(|t| t.status.state == shoal_api::TaskState::Running)
+        })
+        .await;
+        assert_eq!(ts[0].status.message, "healthy", "the image's check gated it");
+        let filter = TaskFilter { service: Some("off".into()), ..Default::default() };
+        let ts = tasks_until(&c, &filter, "running without a check", |ts| {
+            ts.iter().any(|t| t.status.state == shoal_api::TaskState::Running)
+        })
+        .await;
+        assert_eq!(ts[0].status.message, "started", "NONE turned the image's check off");
+        c.remove_service("img").await.unwrap();
+        c.remove_service("off").await.unwrap();
+        tasks_until(&c, &TaskFilter::default(), "every task gone", |ts| ts.is_empty()).await;
+    });
+}
+
+#[test]
 fn start_first_updates_start_each_new_task_before_stopping_the_old_one() {
     use shoal_api::service::{UpdateOrder, UpdateState};
     use shoal_api::stored::Object;

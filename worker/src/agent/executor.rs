@@ -3,12 +3,12 @@
 //! here blocks (the runtime and the image store are synchronous) except the pull;
 //! the agent runs them on tokio's blocking pool.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use shoal_api::task_spec::{FileReference, Mount};
+use shoal_api::task_spec::{FileReference, HealthCheck, Mount};
 use shoal_api::{Task, TaskState, TaskStatus};
 
 use super::plan::Local;
@@ -52,21 +52,14 @@ pub struct Executor {
     data_dir: PathBuf,
     pull: PullPolicy,
     registry: RegistryOptions,
+    /// Each image's HEALTHCHECK, by the name tasks use.
+    image_checks: std::sync::Mutex<HashMap<String, Option<HealthCheck>>>,
 }
 
 fn failed(state: TaskState, message: &str, error: impl std::fmt::Display) -> TaskStatus {
     let mut s = TaskStatus::new(state, Utc::now(), message);
     s.error = Some(error.to_string());
     s
-}
-
-/// Whether a task has a health check to run (`NONE` disables the image's).
-pub fn has_health_check(task: &Task) -> bool {
-    task.spec
-        .container
-        .healthcheck
-        .as_ref()
-        .is_some_and(|h| matches!(h.test.first().map(String::as_str), Some("CMD" | "CMD-SHELL")))
 }
 
 /// The container id of a task.
@@ -88,7 +81,29 @@ impl Executor {
             data_dir: data_dir.to_owned(),
             pull,
             registry: RegistryOptions::default(),
+            image_checks: Default::default(),
         })
+    }
+
+    /// The health check the task's container runs: its spec's, else its image's
+    /// HEALTHCHECK (see [`config::health_check`]). Images are looked up once each.
+    pub fn health_check(&self, task: &Task) -> Option<HealthCheck> {
+        let c = &task.spec.container;
+        if c.healthcheck.as_ref().is_some_and(|h| !h.test.is_empty()) {
+            // The spec decides alone (a test, or NONE).
+            return config::health_check(c, &Default::default());
+        }
+        let mut cache = self.image_checks.lock().expect("image checks lock");
+        let from_image = match cache.get(&c.image) {
+            Some(known) => known.clone(),
+            // Not cached while the image is missing: it may be pulled yet.
+            None => match self.images.resolve(&c.image) {
+                Ok(image) => cache.entry(c.image.clone()).or_insert(image.defaults.healthcheck).clone(),
+                Err(_) => None,
+            },
+        };
+        let image = config::ImageDefaults { healthcheck: from_image, ..Default::default() };
+        config::health_check(c, &image)
     }
 
     /// Registries this node pulls from over plain HTTP (host:port), besides
@@ -229,7 +244,7 @@ impl Executor {
     /// Runs the task's health check once in its container: `Ok(None)` when healthy,
     /// `Ok(Some(why))` when not.
     pub fn check_health(&self, task: &Task) -> Result<Option<String>, String> {
-        let Some(h) = &task.spec.container.healthcheck else { return Ok(None) };
+        let Some(h) = self.health_check(task) else { return Ok(None) };
         let args = match h.test.first().map(String::as_str) {
             Some("CMD") => h.test[1..].to_vec(),
             Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), h.test[1..].join(" ")],

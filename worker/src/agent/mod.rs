@@ -479,7 +479,8 @@ async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
         let local = locals.get(&task.id).cloned().unwrap_or(Local::Absent);
         let reported =
             shared.reported.lock().expect("reported lock").get(&task.id).copied().unwrap_or(TaskState::New);
-        for action in plan(task, &local, reported, now) {
+        let gated = executor.health_check(task).is_some();
+        for action in plan(task, &local, reported, gated, now) {
             match action {
                 Action::Report(status) => shared.queue(&task.id, status),
                 Action::Start => spawn_action(executor, shared, task.clone(), Work::Start),
@@ -489,7 +490,7 @@ async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
         }
     }
     // Running containers with a health check are watched.
-    for task in tasks.iter().filter(|t| executor::has_health_check(t) && plan::wants_run(t)) {
+    for task in tasks.iter().filter(|t| plan::wants_run(t) && executor.health_check(t).is_some()) {
         if locals.get(&task.id) == Some(&Local::Running)
             && shared.watched.lock().expect("watched lock").insert(task.id.clone())
         {
@@ -528,7 +529,7 @@ async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
 /// once healthy, and FAILED (stopping the container) after `retries` failures in a
 /// row. Failures during the start period do not count, as in Docker.
 async fn watch_health(executor: Arc<Executor>, shared: Arc<Shared>, task: Task) {
-    let Some(h) = task.spec.container.healthcheck.clone() else { return };
+    let Some(h) = executor.health_check(&task) else { return };
     let started = std::time::Instant::now();
     let interval = if h.interval.is_zero() { Duration::from_secs(30) } else { h.interval };
     let start_interval = if h.start_interval.is_zero() { Duration::from_secs(5) } else { h.start_interval };
@@ -605,7 +606,7 @@ fn spawn_action(executor: &Arc<Executor>, shared: &Arc<Shared>, task: Task, work
                         let ex2 = ex.clone();
                         let t2 = task.clone();
                         match tokio::task::spawn_blocking(move || ex2.start(&t2, &payloads)).await {
-                            Ok(Ok(())) if executor::has_health_check(&task) => {
+                            Ok(Ok(())) if ex.health_check(&task).is_some() => {
                                 tracing::info!(task = %id, service = %task.service_id, "task started; waiting until healthy");
                             }
                             Ok(Ok(())) => {

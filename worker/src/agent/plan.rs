@@ -71,8 +71,9 @@ pub fn exit_status(local: &Local) -> Option<TaskStatus> {
     Some(s)
 }
 
-/// The steps for an assigned task; `reported` is the furthest state already told.
-pub fn plan(task: &Task, local: &Local, reported: TaskState, now: DateTime<Utc>) -> Vec<Action> {
+/// The steps for an assigned task; `reported` is the furthest state already told;
+/// `gated`: the task has a health check, so it reports RUNNING only once healthy.
+pub fn plan(task: &Task, local: &Local, reported: TaskState, gated: bool, now: DateTime<Utc>) -> Vec<Action> {
     let told = reported.max(task.status.state);
     if told.is_terminal() {
         // Nothing more to say; a stop may still be due if it runs anyway.
@@ -88,7 +89,7 @@ pub fn plan(task: &Task, local: &Local, reported: TaskState, now: DateTime<Utc>)
                 vec![Action::Report(s)]
             }
             // With a health check, the health watch says when it runs (healthy).
-            Local::Running if told < TaskState::Running && !super::executor::has_health_check(task) => {
+            Local::Running if told < TaskState::Running && !gated => {
                 vec![report(TaskState::Running, "started")]
             }
             Local::Running if told < TaskState::Starting => vec![report(TaskState::Starting, "starting")],
@@ -160,31 +161,34 @@ mod tests {
     fn an_assigned_task_starts_and_its_exit_is_reported_once() {
         let t = task(TaskState::Running, TaskState::Assigned);
         let now = Utc::now();
-        assert_eq!(states(&plan(&t, &Local::Absent, TaskState::Assigned, now)), ["start"]);
-        assert_eq!(states(&plan(&t, &Local::Running, TaskState::Starting, now)), ["report running"]);
-        assert!(plan(&t, &Local::Running, TaskState::Running, now).is_empty());
-        let failed = plan(&t, &exited(3), TaskState::Running, now);
+        assert_eq!(states(&plan(&t, &Local::Absent, TaskState::Assigned, false, now)), ["start"]);
+        assert_eq!(states(&plan(&t, &Local::Running, TaskState::Starting, false, now)), ["report running"]);
+        assert!(plan(&t, &Local::Running, TaskState::Running, false, now).is_empty());
+        let failed = plan(&t, &exited(3), TaskState::Running, false, now);
         let Action::Report(s) = &failed[0] else { panic!("a report") };
         assert_eq!(
             (s.state, s.exit_code, s.error.as_deref()),
             (TaskState::Failed, Some(3), Some("task: non-zero exit (3)"))
         );
-        assert!(plan(&t, &exited(3), TaskState::Failed, now).is_empty(), "told already");
-        assert_eq!(states(&plan(&t, &exited(0), TaskState::Running, now)), ["report complete"]);
+        assert!(plan(&t, &exited(3), TaskState::Failed, false, now).is_empty(), "told already");
+        assert_eq!(states(&plan(&t, &exited(0), TaskState::Running, false, now)), ["report complete"]);
     }
 
     #[test]
     fn shutdown_stops_a_running_container_and_settles_the_rest() {
         let t = task(TaskState::Shutdown, TaskState::Running);
         let now = Utc::now();
-        assert_eq!(states(&plan(&t, &Local::Running, TaskState::Running, now)), ["stop"]);
-        assert_eq!(states(&plan(&t, &Local::Absent, TaskState::Assigned, now)), ["report shutdown"]);
+        assert_eq!(states(&plan(&t, &Local::Running, TaskState::Running, false, now)), ["stop"]);
+        assert_eq!(states(&plan(&t, &Local::Absent, TaskState::Assigned, false, now)), ["report shutdown"]);
         let killed = Local::Exited { code: None, signal: Some(15), oom_killed: false, at: now };
-        assert_eq!(states(&plan(&t, &killed, TaskState::Running, now)), ["report shutdown"]);
+        assert_eq!(states(&plan(&t, &killed, TaskState::Running, false, now)), ["report shutdown"]);
         let vanished = task(TaskState::Running, TaskState::Running);
-        assert_eq!(states(&plan(&vanished, &Local::Absent, TaskState::Running, now)), ["report failed"]);
+        assert_eq!(
+            states(&plan(&vanished, &Local::Absent, TaskState::Running, false, now)),
+            ["report failed"]
+        );
         let oom = Local::Exited { code: Some(137), signal: None, oom_killed: true, at: now };
-        let Action::Report(s) = &plan(&vanished, &oom, TaskState::Running, now)[0] else {
+        let Action::Report(s) = &plan(&vanished, &oom, TaskState::Running, false, now)[0] else {
             panic!("a report")
         };
         assert_eq!(s.message, "ran out of memory");

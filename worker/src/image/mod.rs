@@ -28,6 +28,7 @@ pub use import::ImportError;
 pub use layer::{Compression, LayerError};
 
 use crate::runtime::config::ImageDefaults;
+use shoal_api::task_spec::HealthCheck;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -320,10 +321,16 @@ impl ImageStore {
 
     /// Reads and checks the config blob of image `id`.
     pub fn config(&self, id: &str) -> Result<ImageConfiguration, ImageError> {
+        self.config_with_health(id).map(|(c, _)| c)
+    }
+
+    /// The config, and the HEALTHCHECK Docker keeps in it (outside the OCI schema).
+    fn config_with_health(&self, id: &str) -> Result<(ImageConfiguration, Option<HealthCheck>), ImageError> {
         let bytes = fs::read(self.blob_path(id)).map_err(io_err(format!("read config {id}")))?;
         check_digest(&bytes, id, &format!("config {id}"))?;
-        ImageConfiguration::from_reader(&bytes[..])
-            .map_err(|e| ImageError::BadDocument { what: format!("config {id}"), message: e.to_string() })
+        let config = ImageConfiguration::from_reader(&bytes[..])
+            .map_err(|e| ImageError::BadDocument { what: format!("config {id}"), message: e.to_string() })?;
+        Ok((config, image_health_check(&bytes)))
     }
 
     /// Finds an image by name (`busybox`, `shoal/busybox:latest`), full id or id prefix.
@@ -352,7 +359,7 @@ impl ImageStore {
     /// What a container of this image needs: layer directories and config defaults.
     pub fn resolve(&self, name_or_id: &str) -> Result<ResolvedImage, ImageError> {
         let record = self.find(name_or_id)?;
-        let cfg = self.config(&record.id)?;
+        let (cfg, healthcheck) = self.config_with_health(&record.id)?;
         let mut layer_dirs: Vec<PathBuf> =
             record.layers.iter().map(|c| self.layer_dir(c).join("diff")).collect();
         for d in &layer_dirs {
@@ -368,7 +375,9 @@ impl ImageStore {
             workdir: c.working_dir().clone().unwrap_or_default(),
             user: c.user().clone().unwrap_or_default(),
             stop_signal: c.stop_signal().clone(),
+            healthcheck: None,
         });
+        let defaults = ImageDefaults { healthcheck, ..defaults };
         Ok(ResolvedImage { id: record.id, layer_dirs, defaults })
     }
 
@@ -483,4 +492,61 @@ fn dir_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// Docker's `config.Healthcheck` of an image config (durations in nanoseconds, zero
+/// for the default), if it has one.
+fn image_health_check(config: &[u8]) -> Option<HealthCheck> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Docker {
+        #[serde(default)]
+        test: Vec<String>,
+        #[serde(default)]
+        interval: u64,
+        #[serde(default)]
+        timeout: u64,
+        #[serde(default)]
+        start_period: u64,
+        #[serde(default)]
+        start_interval: u64,
+        #[serde(default)]
+        retries: u32,
+    }
+    #[derive(Deserialize)]
+    struct Config {
+        #[serde(rename = "Healthcheck")]
+        healthcheck: Option<Docker>,
+    }
+    #[derive(Deserialize)]
+    struct Image {
+        config: Option<Config>,
+    }
+    let h = serde_json::from_slice::<Image>(config).ok()?.config?.healthcheck?;
+    let d = HealthCheck::default();
+    let or = |ns: u64, default: std::time::Duration| {
+        if ns == 0 { default } else { std::time::Duration::from_nanos(ns) }
+    };
+    Some(HealthCheck {
+        test: h.test,
+        interval: or(h.interval, d.interval),
+        timeout: or(h.timeout, d.timeout),
+        retries: if h.retries == 0 { d.retries } else { h.retries },
+        start_period: or(h.start_period, d.start_period),
+        start_interval: or(h.start_interval, d.start_interval),
+    })
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn dockers_healthcheck_is_read_from_the_config() {
+        let config = br#"{"architecture":"amd64","os":"linux","config":{"Healthcheck":{"Test":["CMD-SHELL","wget -q localhost"],"Interval":2000000000,"Retries":0}},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let h = image_health_check(config).expect("a health check");
+        assert_eq!(h.test, ["CMD-SHELL", "wget -q localhost"]);
+        assert_eq!((h.interval, h.retries), (std::time::Duration::from_secs(2), 3), "zero is the default");
+        assert_eq!(image_health_check(br#"{"config":{"Env":[]}}"#), None);
+    }
 }

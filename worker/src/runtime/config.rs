@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal_api::task_spec::ContainerSpec;
+use shoal_api::task_spec::{ContainerSpec, HealthCheck};
 
 use crate::cgroups::{Cgroup, Limits};
 
@@ -119,6 +119,8 @@ pub struct ImageDefaults {
     pub user: String,
     /// STOPSIGNAL.
     pub stop_signal: Option<String>,
+    /// HEALTHCHECK (Docker's image config field; OCI has none).
+    pub healthcheck: Option<HealthCheck>,
 }
 
 /// The default `PATH` when neither the image nor the spec sets one (Docker's).
@@ -171,6 +173,33 @@ pub fn stop_signal(spec: &ContainerSpec, image: &ImageDefaults) -> (i32, Duratio
     (sig, spec.stop_grace_period)
 }
 
+/// The health check a container runs, as Docker decides it: the spec's test (none
+/// for `["NONE"]`), else the image's HEALTHCHECK; with a spec that sets only timings,
+/// the image's test with those timings (timings left at their defaults take the
+/// image's).
+pub fn health_check(spec: &ContainerSpec, image: &ImageDefaults) -> Option<HealthCheck> {
+    let runs = |h: &HealthCheck| matches!(h.test.first().map(String::as_str), Some("CMD" | "CMD-SHELL"));
+    let from_image = image.healthcheck.as_ref().filter(|h| runs(h));
+    match &spec.healthcheck {
+        None => from_image.cloned(),
+        Some(h) if h.test.is_empty() => from_image.map(|i| {
+            let d = HealthCheck::default();
+            let pick = |mine: Duration, default: Duration, theirs: Duration| {
+                if mine != default || theirs.is_zero() { mine } else { theirs }
+            };
+            HealthCheck {
+                test: i.test.clone(),
+                interval: pick(h.interval, d.interval, i.interval),
+                timeout: pick(h.timeout, d.timeout, i.timeout),
+                retries: if h.retries != d.retries || i.retries == 0 { h.retries } else { i.retries },
+                start_period: pick(h.start_period, d.start_period, i.start_period),
+                start_interval: pick(h.start_interval, d.start_interval, i.start_interval),
+            }
+        }),
+        Some(h) => runs(h).then(|| h.clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +212,26 @@ mod tests {
             workdir: "/app".into(),
             user: "www".into(),
             stop_signal: Some("SIGQUIT".into()),
+            healthcheck: None,
         }
+    }
+
+    #[test]
+    fn the_spec_health_check_wins_then_the_images() {
+        let cmd = |t: &str| vec!["CMD-SHELL".to_owned(), t.to_owned()];
+        let mut img = image();
+        img.healthcheck =
+            Some(HealthCheck { interval: Duration::from_secs(7), ..HealthCheck::new(cmd("image")) });
+        let mut spec = ContainerSpec::for_image("x");
+        assert_eq!(health_check(&spec, &img).unwrap().test, cmd("image"), "the image's by default");
+        spec.healthcheck = Some(HealthCheck::new(cmd("spec")));
+        assert_eq!(health_check(&spec, &img).unwrap().test, cmd("spec"));
+        spec.healthcheck = Some(HealthCheck::new(vec!["NONE".into()]));
+        assert_eq!(health_check(&spec, &img), None, "NONE turns the image's off");
+        spec.healthcheck = Some(HealthCheck { retries: 9, ..HealthCheck::default() });
+        let merged = health_check(&spec, &img).unwrap();
+        assert_eq!((merged.test, merged.interval, merged.retries), (cmd("image"), Duration::from_secs(7), 9));
+        assert_eq!(health_check(&ContainerSpec::for_image("x"), &image()), None, "neither has one");
     }
 
     #[test]
