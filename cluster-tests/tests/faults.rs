@@ -291,6 +291,21 @@ fn observe(clients: &[Client], name: &str) -> Option<u64> {
     }
 }
 
+/// [`observe`], until it reads the same for a second.
+fn observe_settled(clients: &[Client], name: &str) -> Option<u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut seen, mut since) = (observe(clients, name), Instant::now());
+    while since.elapsed() < Duration::from_secs(1) {
+        assert!(Instant::now() < deadline, "{name} kept changing");
+        std::thread::sleep(Duration::from_millis(200));
+        let now = observe(clients, name);
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        }
+    }
+    seen
+}
+
 #[test]
 fn concurrent_writes_while_leaders_die_keep_every_acknowledged_change() {
     let mut c = Cluster::builder().managers(3).build();
@@ -314,7 +329,9 @@ fn concurrent_writes_while_leaders_die_keep_every_acknowledged_change() {
                         Some(_) => Op::Remove,
                     };
                     let client = &clients[rng.random_range(0..clients.len())];
-                    let result = within(Duration::from_secs(10), apply(client, &name, op));
+                    // Longer than a manager retries a write without a leader (10 s): an
+                    // answer that does not come is a manager that died under the call.
+                    let result = within(Duration::from_secs(30), apply(client, &name, op));
                     let now = match result {
                         Some(Ok(())) => {
                             acked.fetch_add(1, Ordering::Relaxed);
@@ -326,9 +343,10 @@ fn concurrent_writes_while_leaders_die_keep_every_acknowledged_change() {
                             assert_eq!(seen, before, "{name}: a refused {op:?} changed it");
                             before
                         }
-                        // No answer, or no leader: it happened or not, nothing else.
+                        // No answer, or no leader: it happened or not, nothing else
+                        // (once a forward the dying manager sent has landed, if it did).
                         _ => {
-                            let seen = observe(&clients, &name);
+                            let seen = observe_settled(&clients, &name);
                             assert!(
                                 seen == before || seen == after(op),
                                 "{name}: after an unanswered {op:?} from {before:?}, found {seen:?}"
