@@ -67,22 +67,20 @@ pub fn partition(c: &Cluster, a: &[usize], b: &[usize]) {
 /// though TCP needs both ways to carry anything).
 pub fn cut(c: &Cluster, from: usize, to: usize) {
     let (src, dst) = (c.host(from).addr.clone(), c.host(to).addr.clone());
+    drop_rule(c, from, &format!("output ip daddr {dst}"));
+    drop_rule(c, to, &format!("input ip saddr {src}"));
+}
+
+/// Adds `<chain> <match> drop` to host `i`'s fault table (made if need be).
+fn drop_rule(c: &Cluster, i: usize, rule: &str) {
     let rules = format!(
         "table inet {TABLE} {{\n\
            chain output {{ type filter hook output priority 0; policy accept; }}\n\
            chain input {{ type filter hook input priority 0; policy accept; }}\n\
          }}\n\
-         add rule inet {TABLE} output ip daddr {dst} drop\n"
+         add rule inet {TABLE} {rule} drop\n"
     );
-    nft(c, from, &rules);
-    let rules = format!(
-        "table inet {TABLE} {{\n\
-           chain output {{ type filter hook output priority 0; policy accept; }}\n\
-           chain input {{ type filter hook input priority 0; policy accept; }}\n\
-         }}\n\
-         add rule inet {TABLE} input ip saddr {src} drop\n"
-    );
-    nft(c, to, &rules);
+    nft(c, i, &rules);
 }
 
 fn nft(c: &Cluster, i: usize, rules: &str) {

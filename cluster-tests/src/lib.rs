@@ -62,6 +62,7 @@ pub fn busybox_layout() -> &'static Path {
         let out = repo.join("target/test-images").join(format!("cluster-busybox-{}", std::process::id()));
         let status = std::process::Command::new(repo.join("deploy/images/busybox"))
             .arg(&out)
+            .stdout(std::process::Stdio::null())
             .status()
             .expect("run deploy/images/busybox");
         assert!(status.success(), "deploy/images/busybox failed: is busybox-static installed?");
