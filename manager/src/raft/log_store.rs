@@ -57,11 +57,54 @@ pub struct OpenError {
     pub message: String,
 }
 
-/// The redb-backed log store. Clones share the database.
+/// The redb-backed log store. Clones share the database and the tail cache.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Arc<Database>,
     stats: Arc<LogStats>,
+    tail: Arc<std::sync::Mutex<Tail>>,
+}
+
+/// The newest entries, decoded: replication reads them here, not from the file
+/// (decoding them again for every follower cost the leader most of its time).
+#[derive(Debug, Default)]
+struct Tail {
+    entries: std::collections::BTreeMap<u64, (Entry, usize)>,
+    bytes: usize,
+}
+
+/// The most the tail cache holds (encoded size); older entries come from the file.
+const TAIL_BYTES: usize = 32 << 20;
+
+impl Tail {
+    fn push(&mut self, index: u64, entry: Entry, size: usize) {
+        if let Some((_, old)) = self.entries.insert(index, (entry, size)) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        while self.bytes > TAIL_BYTES {
+            let Some((_, (_, size))) = self.entries.pop_first() else { break };
+            self.bytes -= size;
+        }
+    }
+
+    /// Drops the entries in `range`.
+    fn remove(&mut self, range: impl RangeBounds<u64>) {
+        let gone: Vec<u64> = self.entries.range(range).map(|(i, _)| *i).collect();
+        for i in gone {
+            if let Some((_, size)) = self.entries.remove(&i) {
+                self.bytes -= size;
+            }
+        }
+    }
+
+    /// Every entry of `start..=end`, if all are here.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = *self.entries.keys().next()?;
+        let last = *self.entries.keys().next_back()?;
+        (start >= first && end <= last && start <= end)
+            .then(|| self.entries.range(start..=end).map(|(_, (e, _))| e.clone()).collect())
+    }
 }
 
 /// Counters of log writes: entries appended, and the disk syncs that made them durable.
@@ -101,7 +144,7 @@ impl LogStore {
         tx.open_table(LOG).map_err(|e| err(&e))?;
         tx.open_table(META).map_err(|e| err(&e))?;
         tx.commit().map_err(|e| err(&e))?;
-        Ok(LogStore { db: Arc::new(db), stats: Arc::default() })
+        Ok(LogStore { db: Arc::new(db), stats: Arc::default(), tail: Arc::default() })
     }
 
     /// Write counters, shared by clones.
@@ -166,6 +209,11 @@ impl RaftLogReader<C> for LogStore {
         if end.is_some_and(|e| e < start) || (matches!(range.end_bound(), Bound::Excluded(&0))) {
             return Ok(Vec::new());
         }
+        if let Some(e) = end
+            && let Some(entries) = self.tail.lock().expect("tail lock").get(start, e)
+        {
+            return Ok(entries);
+        }
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(other)?;
             let table = tx.open_table(LOG).map_err(other)?;
@@ -219,6 +267,8 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        // Synced: a restarted manager applies what was committed before it serves
+        // reads (not synced, it would wait for a new leader's first commit).
         self.put_meta("committed", &committed).await
     }
 
@@ -231,10 +281,12 @@ impl RaftLogStorage<C> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| Ok((openraft::entry::RaftEntry::index(&e), encode(&e)?)))
+            .iter()
+            .map(|e| Ok((openraft::entry::RaftEntry::index(e), encode(e)?)))
             .collect::<io::Result<_>>()?;
+        let sizes: Vec<usize> = encoded.iter().map(|(_, b)| b.len()).collect();
         let count = encoded.len() as u64;
         let result = self
             .blocking(move |db| {
@@ -252,6 +304,11 @@ impl RaftLogStorage<C> for LogStore {
         match result {
             Ok(()) => {
                 use std::sync::atomic::Ordering::Relaxed;
+                let mut tail = self.tail.lock().expect("tail lock");
+                for (e, size) in entries.into_iter().zip(sizes) {
+                    tail.push(openraft::entry::RaftEntry::index(&e), e, size);
+                }
+                drop(tail);
                 self.stats.syncs.fetch_add(1, Relaxed);
                 self.stats.entries.fetch_add(count, Relaxed);
                 callback.io_completed(Ok(()));
@@ -266,6 +323,7 @@ impl RaftLogStorage<C> for LogStore {
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
         let from = last.map_or(0, |l| l.index() + 1);
+        self.tail.lock().expect("tail lock").remove(from..);
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(other)?;
             {
@@ -280,6 +338,7 @@ impl RaftLogStorage<C> for LogStore {
     async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
         let bytes = encode(&upto)?;
         let last = upto.index();
+        self.tail.lock().expect("tail lock").remove(..=last);
         self.blocking(move |db| {
             // Record the purge point and delete in one transaction: no hole can show.
             let tx = db.begin_write().map_err(other)?;
