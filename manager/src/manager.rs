@@ -570,6 +570,21 @@ impl Manager {
         out
     }
 
+    /// The managers the leader heard from lately, asked of the leader when this
+    /// manager follows; `None` when no leader answers.
+    pub async fn reachable_anywhere(&self) -> Option<BTreeSet<u64>> {
+        if self.is_leader() {
+            return Some(self.reachable_managers());
+        }
+        let addr = self.leader_addr().ok()?;
+        let mut client = pb::raft_client::RaftClient::new(channel(&addr).ok()?);
+        let mut req = tonic::Request::new(pb::ReadIndexRequest {});
+        req.set_timeout(Duration::from_secs(2));
+        let reply = client.read_index(req).await.ok()?.into_inner();
+        matches!(reply.result, Some(pb::read_index_reply::Result::Index(_)))
+            .then(|| reply.reachable.into_iter().collect())
+    }
+
     async fn change_role(
         &self,
         raft_id: u64,

@@ -32,6 +32,13 @@ fn followers_forward_writes_and_read_consistently() {
         assert_eq!(info.managers.len(), 3);
         assert_eq!(info.managers.iter().filter(|m| m.leader).count(), 1);
         assert!(info.managers.iter().all(|m| m.voter && m.node_id.is_some()), "{:?}", info.managers);
+        // A follower shows every manager's reachability, as the leader sees it.
+        assert!(info.managers.iter().all(|m| m.reachable == Some(true)), "{:?}", info.managers);
+        let nodes = f1.client().nodes(ReadOptions::default()).await.unwrap();
+        for n in &nodes {
+            let ms = n.manager_status.as_ref().expect("every node is a manager");
+            assert_eq!(ms.reachability, shoal_api::node::Reachability::Reachable, "{n:?}");
+        }
 
         // Each write through a follower, each read through the other one, consistent.
         for i in 0..10 {

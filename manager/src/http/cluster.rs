@@ -51,7 +51,7 @@ pub(super) async fn info(
         .await?;
     let cluster = cluster.ok_or_else(not_initialized)?;
     let status = m.status();
-    let reachable = m.is_leader().then(|| m.reachable_managers());
+    let reachable = m.reachable_anywhere().await;
     let managers = m
         .managers()
         .into_iter()

@@ -1,6 +1,8 @@
 //! `/v1/nodes`: nodes with their live manager status; availability, labels and role
 //! changes (a role change of a manager is a Raft membership change); removal.
 
+use std::collections::BTreeSet;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,24 +22,27 @@ fn node<'a>(store: &'a Store, key: &str) -> Result<&'a Node, PlanError> {
     }
 }
 
-/// Fills in what only the managers' Raft state knows: who leads, who is reachable.
-fn live(manager: &Manager, mut n: Node) -> Node {
+/// Fills in what only the managers' Raft state knows: who leads, who is reachable
+/// (`reachable`: the leader's view, asked of it on a follower; `None` if unknown).
+fn live(manager: &Manager, reachable: Option<&BTreeSet<u64>>, mut n: Node) -> Node {
     if let Some(ms) = n.manager_status.as_mut() {
         let status = manager.status();
         ms.leader = status.leader == Some(ms.raft_id);
-        let reachable = manager.reachable_managers();
-        ms.reachability = if !manager.is_leader() {
-            Reachability::Unknown
-        } else if reachable.contains(&ms.raft_id) {
-            Reachability::Reachable
-        } else {
-            Reachability::Unreachable
+        ms.reachability = match reachable {
+            None => Reachability::Unknown,
+            Some(r) if r.contains(&ms.raft_id) => Reachability::Reachable,
+            Some(_) => Reachability::Unreachable,
         };
         if ms.leader || ms.raft_id == manager.id() {
             ms.reachability = Reachability::Reachable;
         }
     }
     n
+}
+
+/// The leader's view of reachability, when some of `nodes` are managers.
+async fn reachability(manager: &Manager, nodes: &[&Node]) -> Option<BTreeSet<u64>> {
+    if nodes.iter().any(|n| n.manager_status.is_some()) { manager.reachable_anywhere().await } else { None }
 }
 
 /// Lists nodes.
@@ -57,7 +62,8 @@ pub(super) async fn list(
                 .collect::<Vec<_>>()
         })
         .await?;
-    let mut nodes: Vec<Node> = nodes.into_iter().map(|n| live(&api.manager, n)).collect();
+    let reachable = reachability(&api.manager, &nodes.iter().collect::<Vec<_>>()).await;
+    let mut nodes: Vec<Node> = nodes.into_iter().map(|n| live(&api.manager, reachable.as_ref(), n)).collect();
     nodes.sort_by(|a, b| (&a.description.hostname, &a.id).cmp(&(&b.description.hostname, &b.id)));
     Ok(Json(nodes))
 }
@@ -73,7 +79,8 @@ pub(super) async fn inspect(
     Query(opts): Query<ReadOptions>,
 ) -> Result<Json<Node>, ApiError> {
     let n = api.read(opts.consistent, |s| node(s, &key).cloned()).await??;
-    Ok(Json(live(&api.manager, n)))
+    let reachable = reachability(&api.manager, &[&n]).await;
+    Ok(Json(live(&api.manager, reachable.as_ref(), n)))
 }
 
 /// Replaces a node's spec: availability, labels, role.

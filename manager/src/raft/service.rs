@@ -134,7 +134,8 @@ impl pb::raft_server::Raft for RaftService {
             Ok(index) => pb::read_index_reply::Result::Index(index),
             Err(e) => pb::read_index_reply::Result::Error(e.to_pb()),
         };
-        Ok(Response::new(pb::ReadIndexReply { result: Some(result) }))
+        let reachable = self.manager.reachable_managers().into_iter().collect();
+        Ok(Response::new(pb::ReadIndexReply { result: Some(result), reachable }))
     }
 }
 
