@@ -208,12 +208,14 @@ fn restarting_every_node_in_turn_keeps_the_service_up() {
     let clients: Vec<Client> = c.managers().into_iter().map(|i| c.host(i).client()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let lowest = Arc::new(AtomicUsize::new(usize::MAX));
+    let samples = Arc::new(AtomicUsize::new(0));
     let watcher = {
-        let (stop, lowest) = (stop.clone(), lowest.clone());
+        let (stop, lowest, samples) = (stop.clone(), lowest.clone(), samples.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if let Some((p, _)) = clients.iter().find_map(|cl| running_per_node(cl, "web")) {
                     lowest.fetch_min(p.values().sum(), Ordering::Relaxed);
+                    samples.fetch_add(1, Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -227,6 +229,9 @@ fn restarting_every_node_in_turn_keeps_the_service_up() {
     }
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
+    // Every restart takes seconds: a watch with few samples saw nothing of them.
+    let samples = samples.load(Ordering::Relaxed);
+    assert!(samples >= 20, "the running count was read only {samples} times");
     let lowest = lowest.load(Ordering::Relaxed);
     assert!(lowest >= 5 - 1, "the service fell to {lowest} running tasks (5 wanted, parallelism 1)");
     placement_until(&c, "web", "5 tasks", |p| p.values().sum::<usize>() == 5);

@@ -102,8 +102,8 @@ pub enum ManagerError {
 pub const MIN_FREE_BYTES: u64 = 32 << 20;
 
 /// The last look at the data disk's free space. A file system's free count is
-/// costly to read (ext4 sums per-CPU counters under a lock): a busy leader looks
-/// once per 50 ms, not once per write, which raised its writes/s by about a fifth.
+/// costly to read (ext4 sums per-CPU counters): a busy leader looks once per 50 ms,
+/// not once per write.
 #[derive(Debug, Default)]
 struct Room(std::sync::Mutex<Option<(Instant, Result<(), ManagerError>)>>);
 

@@ -41,8 +41,8 @@ fn live(manager: &Manager, reachable: Option<&BTreeSet<u64>>, mut n: Node) -> No
 }
 
 /// The leader's view of reachability, when some of `nodes` are managers.
-async fn reachability(manager: &Manager, nodes: &[&Node]) -> Option<BTreeSet<u64>> {
-    if nodes.iter().any(|n| n.manager_status.is_some()) { manager.reachable_anywhere().await } else { None }
+async fn reachability(manager: &Manager, mut nodes: impl Iterator<Item = &Node>) -> Option<BTreeSet<u64>> {
+    if nodes.any(|n| n.manager_status.is_some()) { manager.reachable_anywhere().await } else { None }
 }
 
 /// Lists nodes.
@@ -62,7 +62,7 @@ pub(super) async fn list(
                 .collect::<Vec<_>>()
         })
         .await?;
-    let reachable = reachability(&api.manager, &nodes.iter().collect::<Vec<_>>()).await;
+    let reachable = reachability(&api.manager, nodes.iter()).await;
     let mut nodes: Vec<Node> = nodes.into_iter().map(|n| live(&api.manager, reachable.as_ref(), n)).collect();
     nodes.sort_by(|a, b| (&a.description.hostname, &a.id).cmp(&(&b.description.hostname, &b.id)));
     Ok(Json(nodes))
@@ -79,7 +79,7 @@ pub(super) async fn inspect(
     Query(opts): Query<ReadOptions>,
 ) -> Result<Json<Node>, ApiError> {
     let n = api.read(opts.consistent, |s| node(s, &key).cloned()).await??;
-    let reachable = reachability(&api.manager, &[&n]).await;
+    let reachable = reachability(&api.manager, std::iter::once(&n)).await;
     Ok(Json(live(&api.manager, reachable.as_ref(), n)))
 }
 

@@ -53,6 +53,11 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
     let state = status.as_ref().map(|s| s.state);
     let rolling_back = matches!(state, Some(UpdateState::RollbackStarted | UpdateState::RollbackPaused));
     let cfg: &UpdateConfig = if rolling_back { &svc.spec.rollback_config } else { &svc.spec.update_config };
+    let rolling = matches!(state, Some(UpdateState::Updating | UpdateState::RollbackStarted));
+    let started_at = status.as_ref().and_then(|s| s.started_at);
+    // Tasks this rollout made: of the new spec, created since it began.
+    let since = started_at.unwrap_or(now);
+    let of_rollout = |t: &&Task| up_to_date(&t.spec, template) && t.meta.created_at >= since;
 
     // Live tasks by slot (or node, for global services).
     let mut groups: BTreeMap<String, Vec<&Task>> = BTreeMap::new();
@@ -88,19 +93,15 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
     }
 
     // A rollout under way first answers for its failures.
-    if matches!(state, Some(UpdateState::Updating | UpdateState::RollbackStarted)) {
-        let started_at = status.as_ref().and_then(|s| s.started_at);
-        // Failures of this rollout: tasks of the new spec that ended badly since it
-        // began, and new tasks that missed the progress deadline.
-        let since = started_at.unwrap_or(now);
+    if rolling {
+        // Failures of this rollout: its tasks that ended badly while watched, and new
+        // tasks that missed the progress deadline.
         let failed: Vec<&Task> = tasks_of(store, &svc.id)
-            .filter(|t| up_to_date(&t.spec, template) && t.meta.created_at >= since)
+            .filter(of_rollout)
             .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
             .filter(|t| failed_while_watched(t, cfg.monitor))
             .chain(in_flight.iter().copied().filter(|t| {
-                !cfg.progress_deadline.is_zero()
-                    && now - t.meta.created_at
-                        > chrono::Duration::from_std(cfg.progress_deadline).unwrap_or(chrono::Duration::MAX)
+                !cfg.progress_deadline.is_zero() && now - t.meta.created_at > duration(cfg.progress_deadline)
             }))
             .collect();
         let total = groups.len().max(1) as f64;
@@ -144,15 +145,14 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
 
     if dirty.is_empty() && in_flight.is_empty() {
         // The last tasks are watched for `monitor` before the rollout ends.
-        let since = status.as_ref().and_then(|s| s.started_at).unwrap_or(now);
-        let watched_until = tasks_of(store, &svc.id)
-            .filter(|t| t.status.state == TaskState::Running && t.meta.created_at >= since)
-            .filter(|t| up_to_date(&t.spec, template))
-            .map(|t| t.status.started_at.unwrap_or(t.status.timestamp) + duration(cfg.monitor))
-            .max();
-        if matches!(state, Some(UpdateState::Updating | UpdateState::RollbackStarted))
-            && watched_until.is_some_and(|until| now < until)
-        {
+        let watched_until = || {
+            tasks_of(store, &svc.id)
+                .filter(of_rollout)
+                .filter(|t| t.status.state == TaskState::Running)
+                .map(|t| t.status.started_at.unwrap_or(t.status.timestamp) + duration(cfg.monitor))
+                .max()
+        };
+        if rolling && watched_until().is_some_and(|until| now < until) {
             return;
         }
         let done = match state {
@@ -163,7 +163,6 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
             _ => None,
         };
         if let Some((state, message)) = done {
-            let started_at = status.and_then(|s| s.started_at);
             let done = UpdateStatus { state, started_at, completed_at: Some(now), message: message.into() };
             changes.push(put_status(svc, done, now, false));
         }
@@ -175,7 +174,7 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
     if matches!(state, Some(UpdateState::Paused | UpdateState::RollbackPaused)) {
         return;
     }
-    if !matches!(state, Some(UpdateState::Updating | UpdateState::RollbackStarted)) {
+    if !rolling {
         // A new rollout begins.
         let begun = UpdateStatus {
             state: UpdateState::Updating,
@@ -192,7 +191,7 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
         return;
     }
     if let Some(ran) = last_ran
-        && now < ran + chrono::Duration::from_std(cfg.delay).unwrap_or(chrono::Duration::MAX)
+        && now < ran + duration(cfg.delay)
     {
         return;
     }

@@ -471,15 +471,23 @@ async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
     };
     let now = Utc::now();
     for task in &tasks {
+        let local = locals.get(&task.id).cloned().unwrap_or(Local::Absent);
+        let gated = executor.health_check(task).is_some();
+        // A running container with a health check is watched.
+        if gated
+            && plan::wants_run(task)
+            && local == Local::Running
+            && shared.watched.lock().expect("watched lock").insert(task.id.clone())
+        {
+            tokio::spawn(watch_health(executor.clone(), shared.clone(), task.clone()));
+        }
         // An action under way (now, or when the containers were read) reports for
         // itself; the next pass sees its result.
         if busy_before.contains(&task.id) || shared.busy.lock().expect("busy lock").contains(&task.id) {
             continue;
         }
-        let local = locals.get(&task.id).cloned().unwrap_or(Local::Absent);
         let reported =
             shared.reported.lock().expect("reported lock").get(&task.id).copied().unwrap_or(TaskState::New);
-        let gated = executor.health_check(task).is_some();
         for action in plan(task, &local, reported, gated, now) {
             match action {
                 Action::Report(status) => shared.queue(&task.id, status),
@@ -487,14 +495,6 @@ async fn reconcile(executor: &Arc<Executor>, shared: &Arc<Shared>) {
                 Action::Stop => spawn_action(executor, shared, task.clone(), Work::Stop),
                 Action::Delete => spawn_action(executor, shared, task.clone(), Work::Delete),
             }
-        }
-    }
-    // Running containers with a health check are watched.
-    for task in tasks.iter().filter(|t| plan::wants_run(t) && executor.health_check(t).is_some()) {
-        if locals.get(&task.id) == Some(&Local::Running)
-            && shared.watched.lock().expect("watched lock").insert(task.id.clone())
-        {
-            tokio::spawn(watch_health(executor.clone(), shared.clone(), task.clone()));
         }
     }
     // Containers of tasks no longer assigned go (once the manager's list is known).
