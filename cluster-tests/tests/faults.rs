@@ -204,34 +204,49 @@ fn restarting_every_node_in_turn_keeps_the_service_up() {
     block_on(c.client().create_service(&web)).unwrap();
     placement_until(&c, "web", "5 tasks, one per node", |p| p.len() == 5);
 
-    // Watch the running count through any manager that answers.
+    // Watch the running count through any manager that answers: in the background,
+    // and at the moments that matter (each node down, each node back).
     let clients: Vec<Client> = c.managers().into_iter().map(|i| c.host(i).client()).collect();
-    let stop = Arc::new(AtomicBool::new(false));
     let lowest = Arc::new(AtomicUsize::new(usize::MAX));
     let samples = Arc::new(AtomicUsize::new(0));
+    let sample = {
+        let (clients, lowest, samples) = (clients.clone(), lowest.clone(), samples.clone());
+        move || match clients.iter().find_map(|cl| running_per_node(cl, "web")) {
+            Some((p, _)) => {
+                lowest.fetch_min(p.values().sum(), Ordering::Relaxed);
+                samples.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let (stop, lowest, samples) = (stop.clone(), lowest.clone(), samples.clone());
+        let (stop, sample) = (stop.clone(), sample.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                if let Some((p, _)) = clients.iter().find_map(|cl| running_per_node(cl, "web")) {
-                    lowest.fetch_min(p.values().sum(), Ordering::Relaxed);
-                    samples.fetch_add(1, Ordering::Relaxed);
-                }
+                sample();
                 std::thread::sleep(Duration::from_millis(100));
             }
         })
     };
-    for i in 0..c.hosts().len() {
+    let hosts = c.hosts().len();
+    for i in 0..hosts {
         assert_eq!(c.host_mut(i).stop(), Some(0));
+        c.wait(&format!("the running count with {} down", c.host(i).name), Duration::from_secs(30), |_| {
+            sample()
+        });
         faults::restart(&mut c, i);
         c.wait_leader(Duration::from_secs(30));
         c.wait_ready(i);
+        c.wait(&format!("the running count with {} back", c.host(i).name), Duration::from_secs(30), |_| {
+            sample()
+        });
     }
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
-    // Every restart takes seconds: a watch with few samples saw nothing of them.
     let samples = samples.load(Ordering::Relaxed);
-    assert!(samples >= 20, "the running count was read only {samples} times");
+    assert!(samples >= 2 * hosts, "the running count was read only {samples} times");
     let lowest = lowest.load(Ordering::Relaxed);
     assert!(lowest >= 5 - 1, "the service fell to {lowest} running tasks (5 wanted, parallelism 1)");
     placement_until(&c, "web", "5 tasks", |p| p.values().sum::<usize>() == 5);

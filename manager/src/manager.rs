@@ -416,7 +416,7 @@ impl Manager {
     /// Starts a new cluster with this manager as its only member, and stores the
     /// cluster object with fresh join tokens.
     pub async fn init(&self) -> Result<Cluster, ManagerError> {
-        if self.raft.is_initialized().await.map_err(raft_err)? {
+        if self.is_member().await? {
             return Err(ManagerError::State("this manager already belongs to a cluster".into()));
         }
         let members = BTreeMap::from([(self.id, BasicNode::new(self.advertise.clone()))]);

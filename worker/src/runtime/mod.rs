@@ -467,16 +467,15 @@ fn exec_shim(program: &Path, dir: &Path, theirs: UnixStream, shim_log: File) -> 
         .collect();
     // A copy above the standard descriptors, so the dup2 below never maps a
     // descriptor onto itself (which would leave close-on-exec set).
-    let socket = fcntl(&theirs, FcntlArg::F_DUPFD_CLOEXEC(10))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fcntl(&theirs, FcntlArg::F_DUPFD_CLOEXEC(10))?) };
     let mut actions = PosixSpawnFileActions::init()?;
     actions.add_open(0, "/dev/null", OFlag::O_RDONLY, Mode::empty())?;
     actions.add_open(1, "/dev/null", OFlag::O_WRONLY, Mode::empty())?;
     actions.add_dup2(shim_log.as_raw_fd(), 2)?;
-    actions.add_dup2(socket, shim::REPORT_FD)?;
+    actions.add_dup2(socket.as_raw_fd(), shim::REPORT_FD)?;
     let spawned = posix_spawn(program, &actions, &PosixSpawnAttr::init()?, &args, &env);
-    // SAFETY: `socket` was opened above and is owned by nothing else.
-    drop(unsafe { OwnedFd::from_raw_fd(socket) });
-    drop(theirs);
+    drop((socket, theirs));
     // The shim forks itself away at once; reap the first process.
     nix::sys::wait::waitpid(spawned?, None).map(drop).map_err(std::io::Error::from)
 }
