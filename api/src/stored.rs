@@ -181,7 +181,7 @@ pub struct Event {
     /// What happened.
     pub action: Action,
     /// The object after the change (before it, for deletes).
-    pub object: Object,
+    pub object: std::sync::Arc<Object>,
 }
 
 impl Event {

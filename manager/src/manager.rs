@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, channel};
+use crate::raft::proposal::Proposal;
 use crate::raft::service::RaftService;
 use crate::raft::state_machine::{Shared, StateMachine};
 use crate::raft::types::Raft;
@@ -205,6 +206,8 @@ pub struct Manager {
     /// Mean commit latency of this manager's proposals, microseconds (EWMA, 1/8).
     commit_latency_us: std::sync::atomic::AtomicU64,
     leader: watch::Receiver<bool>,
+    /// Whether the state has caught up with the cluster's commit since start.
+    recovered: watch::Receiver<bool>,
     /// A peer not heard from for this long counts as unreachable.
     unreachable_after: Duration,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -304,11 +307,27 @@ impl Manager {
         let mut metrics = raft.metrics();
         tokio::spawn(async move {
             loop {
-                let is_leader = metrics.borrow_watched().state == ServerState::Leader;
+                // Leading once this term's first entry is applied: the state then holds
+                // everything committed before, so controllers act on all of it.
+                let is_leader = {
+                    let m = metrics.borrow_watched();
+                    m.state == ServerState::Leader
+                        && m.last_applied.as_ref().is_some_and(|l| l.leader_id.term == m.current_term)
+                };
                 leader_tx.send_if_modified(|v| std::mem::replace(v, is_leader) != is_leader);
                 if metrics.changed().await.is_err() {
                     return;
                 }
+            }
+        });
+
+        // After a restart, local reads wait (a while) for the state to catch up with
+        // what was committed before it (see `LogStore::save_committed`).
+        let (recovered_tx, recovered) = watch::channel(false);
+        let r = raft.clone();
+        tokio::spawn(async move {
+            if r.wait_for_recovery(None).await.is_ok() {
+                recovered_tx.send_replace(true);
             }
         });
 
@@ -322,6 +341,7 @@ impl Manager {
             log_stats,
             commit_latency_us: std::sync::atomic::AtomicU64::new(0),
             leader: leader_rx,
+            recovered,
             unreachable_after: Duration::from_millis(cfg.election_ms.1 * 2),
             server: std::sync::Mutex::new(None),
             monitor: std::sync::Mutex::new(None),
@@ -809,6 +829,13 @@ impl Manager {
             .ok_or(ManagerError::NoLeader)
     }
 
+    /// Waits (at most `timeout`) until the state holds everything the cluster had
+    /// committed when this manager started; false if it does not yet (no quorum).
+    pub async fn wait_recovered(&self, timeout: Duration) -> bool {
+        let mut recovered = self.recovered.clone();
+        tokio::time::timeout(timeout, recovered.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok())
+    }
+
     /// Waits until some manager leads (this one or another).
     pub async fn wait_leader(&self, timeout: Duration) -> Result<u64, ManagerError> {
         let m = self
@@ -824,12 +851,13 @@ impl Manager {
     /// through Raft. On a follower it is forwarded to the leader. Returns the log index
     /// (the version of every object written).
     pub async fn propose(&self, tx: Transaction) -> Result<u64, ManagerError> {
+        let proposal = Proposal::new(tx)?;
         // While there is no leader (an election), retry for a while: nothing was
         // proposed, so a retry cannot apply the transaction twice.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let result = match self.propose_local(tx.clone()).await {
-                Err(ManagerError::NotLeader { leader_addr }) => self.forward(&leader_addr, &tx).await,
+            let result = match self.propose_encoded(proposal.clone()).await {
+                Err(ManagerError::NotLeader { leader_addr }) => self.forward(&leader_addr, &proposal).await,
                 other => other,
             };
             match result {
@@ -842,9 +870,9 @@ impl Manager {
     }
 
     /// Sends `tx` to the leader at `leader_addr`.
-    async fn forward(&self, leader_addr: &str, tx: &Transaction) -> Result<u64, ManagerError> {
+    async fn forward(&self, leader_addr: &str, proposal: &Proposal) -> Result<u64, ManagerError> {
         let mut client = pb::raft_client::RaftClient::new(channel(leader_addr).map_err(raft_err)?);
-        let req = pb::ProposeRequest { transaction: serde_json::to_vec(tx).map_err(raft_err)? };
+        let req = pb::ProposeRequest { transaction: proposal.json().to_vec() };
         let reply = client.propose(req).await.map_err(|s| ManagerError::Raft(s.message().to_owned()))?;
         match reply.into_inner().result {
             Some(pb::propose_reply::Result::Index(i)) => Ok(i),
@@ -855,13 +883,18 @@ impl Manager {
 
     /// Proposes on this manager, which must be the leader.
     pub async fn propose_local(&self, tx: Transaction) -> Result<u64, ManagerError> {
+        self.propose_encoded(Proposal::new(tx)?).await
+    }
+
+    /// Proposes an encoded transaction on this manager, which must be the leader.
+    pub async fn propose_encoded(&self, proposal: Proposal) -> Result<u64, ManagerError> {
         if !self.is_leader() {
             return Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? });
         }
-        self.shared.check(&tx)?;
+        self.shared.check(proposal.transaction())?;
         self.room.ensure(&self.data_dir)?;
         let started = Instant::now();
-        match self.raft.client_write(tx).await {
+        match self.raft.client_write(proposal).await {
             Ok(resp) => {
                 let took = started.elapsed().as_micros() as u64;
                 let avg = &self.commit_latency_us;

@@ -74,6 +74,7 @@ async fn acknowledged_writes_survive_kill_9() {
 
         let m = Manager::start(ManagerConfig::new(&run, "127.0.0.1:0".parse().unwrap())).await.unwrap();
         m.wait_leader(Duration::from_secs(20)).await.unwrap();
+        assert!(m.wait_recovered(Duration::from_secs(20)).await, "the state caught up with the log");
         let status = m.status();
         assert!(status.term >= 1, "the vote survived: {status:?}");
         let names: std::collections::BTreeSet<String> =

@@ -20,7 +20,7 @@ fn kind_named(name: &str) -> Option<Kind> {
 }
 
 fn message(e: &Event) -> Sse {
-    let object = e.object.redacted();
+    let object = std::sync::Arc::new(e.object.redacted());
     let data =
         serde_json::to_string(&Event { index: e.index, action: e.action, object }).expect("events serialize");
     let action =

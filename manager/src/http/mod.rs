@@ -322,11 +322,20 @@ impl ApiServer {
     }
 }
 
+/// How long a local read right after a restart waits for the state to catch up; past
+/// it (no quorum), the local state is served as it is.
+const RECOVERY_WAIT: Duration = Duration::from_secs(2);
+
 impl Api {
     /// Reads the local store, or (with `consistent`) a state that includes every
-    /// write acknowledged before the call.
+    /// write acknowledged before the call. Right after a restart, a local read waits up
+    /// to [`RECOVERY_WAIT`] for the state to catch up with the cluster.
     async fn read<T>(&self, consistent: bool, f: impl FnOnce(&Store) -> T) -> Result<T, ApiError> {
-        if consistent { Ok(self.manager.read_linearizable(f).await?) } else { Ok(self.manager.read(f)) }
+        if consistent {
+            return Ok(self.manager.read_linearizable(f).await?);
+        }
+        self.manager.wait_recovered(RECOVERY_WAIT).await;
+        Ok(self.manager.read(f))
     }
 
     /// Plans a transaction on the current state and proposes it; when another write

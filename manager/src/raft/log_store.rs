@@ -1,6 +1,8 @@
-//! The Raft log, vote and commit index in redb, under the manager's data dir. Every
-//! write is committed with fsync before openraft is told it is durable; reads see
-//! appended entries at once.
+//! The Raft log, vote and commit index in redb, under the manager's data dir. One
+//! writer thread owns every write: it takes all writes queued while its last commit
+//! was syncing and commits them as one transaction (group commit), in the order they
+//! were made, and only then tells openraft they are durable. Appended entries are
+//! readable at once, from memory.
 
 use std::fmt::Debug;
 use std::io;
@@ -57,21 +59,45 @@ pub struct OpenError {
     pub message: String,
 }
 
-/// The redb-backed log store. Clones share the database and the tail cache.
+/// The redb-backed log store. Clones share the database, the writer and the tail.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Arc<Database>,
     stats: Arc<LogStats>,
     tail: Arc<std::sync::Mutex<Tail>>,
+    writer: std::sync::mpsc::Sender<Write>,
 }
 
 /// The newest entries, decoded: replication reads them here, not from the file
-/// (decoding them again for every follower cost the leader most of its time).
+/// (decoding them again for every follower cost the leader most of its time), and
+/// entries appended but not yet synced are read only here.
 #[derive(Debug, Default)]
 struct Tail {
     entries: std::collections::BTreeMap<u64, (Entry, usize)>,
     bytes: usize,
+    /// The newest index on disk; newer entries are never dropped from the tail.
+    synced: u64,
+    /// Counts truncations: a sync of appends made before the latest one says nothing
+    /// about the entries now at those indexes.
+    generation: u64,
 }
+
+/// One write for the writer thread.
+enum Write {
+    /// Entries (index, encoded); `flushed` is told once they are synced.
+    Append { entries: Vec<(u64, Vec<u8>)>, last: u64, generation: u64, flushed: IOFlushed<C> },
+    /// Remove entries from `from` on.
+    Truncate { from: u64, done: Done },
+    /// Remove entries through `last`, recording the purge point.
+    Purge { last: u64, purged: Vec<u8>, done: Done },
+    /// Set a META key.
+    Meta { key: &'static str, value: Vec<u8>, done: Option<Done> },
+}
+
+type Done = tokio::sync::oneshot::Sender<io::Result<()>>;
+
+/// The most writes one transaction takes.
+const WRITES_PER_COMMIT: usize = 4096;
 
 /// The most the tail cache holds (encoded size); older entries come from the file.
 const TAIL_BYTES: usize = 32 << 20;
@@ -82,9 +108,17 @@ impl Tail {
             self.bytes -= old;
         }
         self.bytes += size;
+        self.trim();
+    }
+
+    /// Drops the oldest synced entries while over [`TAIL_BYTES`].
+    fn trim(&mut self) {
         while self.bytes > TAIL_BYTES {
-            let Some((_, (_, size))) = self.entries.pop_first() else { break };
-            self.bytes -= size;
+            let Some(entry) = self.entries.first_entry() else { break };
+            if *entry.key() > self.synced {
+                break;
+            }
+            self.bytes -= entry.remove().1;
         }
     }
 
@@ -98,12 +132,18 @@ impl Tail {
         }
     }
 
-    /// Every entry of `start..=end`, if all are here.
-    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
-        let first = *self.entries.keys().next()?;
-        let last = *self.entries.keys().next_back()?;
-        (start >= first && end <= last && start <= end)
-            .then(|| self.entries.range(start..=end).map(|(_, (e, _))| e.clone()).collect())
+    /// The first index held, if any.
+    fn first(&self) -> Option<u64> {
+        self.entries.keys().next().copied()
+    }
+
+    /// The entries held within `start..=end` (`None`: no end).
+    fn range(&self, start: u64, end: Option<u64>) -> Vec<Entry> {
+        let end = end.unwrap_or(u64::MAX);
+        if start > end {
+            return Vec::new();
+        }
+        self.entries.range(start..=end).map(|(_, (e, _))| e.clone()).collect()
     }
 }
 
@@ -144,7 +184,16 @@ impl LogStore {
         tx.open_table(LOG).map_err(|e| err(&e))?;
         tx.open_table(META).map_err(|e| err(&e))?;
         tx.commit().map_err(|e| err(&e))?;
-        Ok(LogStore { db: Arc::new(db), stats: Arc::default(), tail: Arc::default() })
+        let db = Arc::new(db);
+        let (stats, tail) = (Arc::<LogStats>::default(), Arc::<std::sync::Mutex<Tail>>::default());
+        let (writer, queue) = std::sync::mpsc::channel();
+        // The thread holds the database weakly: it closes when the last store is dropped.
+        let thread = (Arc::downgrade(&db), stats.clone(), tail.clone());
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || write_loop(&thread.0, &thread.1, &thread.2, &queue))
+            .map_err(|e| err(&e))?;
+        Ok(LogStore { db, stats, tail, writer })
     }
 
     /// Write counters, shared by clones.
@@ -175,15 +224,101 @@ impl LogStore {
         .await
     }
 
-    async fn put_meta<T: serde::Serialize>(&self, key: &'static str, value: &T) -> io::Result<()> {
-        let bytes = encode(value)?;
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(other)?;
-            tx.open_table(META).map_err(other)?.insert(key, bytes.as_slice()).map_err(other)?;
-            tx.commit().map_err(other)
-        })
-        .await
+    /// Queues `write` for the writer thread and waits until it is synced.
+    async fn write(&self, write: impl FnOnce(Done) -> Write) -> io::Result<()> {
+        let (done, synced) = tokio::sync::oneshot::channel();
+        self.queue(write(done))?;
+        synced.await.map_err(|_| io::Error::other("the Raft log writer stopped"))?
     }
+
+    fn queue(&self, write: Write) -> io::Result<()> {
+        self.writer.send(write).map_err(|_| io::Error::other("the Raft log writer stopped"))
+    }
+
+    async fn put_meta<T: serde::Serialize>(&self, key: &'static str, value: &T) -> io::Result<()> {
+        let value = encode(value)?;
+        self.write(|done| Write::Meta { key, value, done: Some(done) }).await
+    }
+}
+
+/// The writer thread: every write queued while the last commit synced goes into the
+/// next transaction, in order; then each is answered. Ends when every store is gone.
+fn write_loop(
+    db: &std::sync::Weak<Database>,
+    stats: &LogStats,
+    tail: &std::sync::Mutex<Tail>,
+    queue: &std::sync::mpsc::Receiver<Write>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < WRITES_PER_COMMIT
+            && let Ok(next) = queue.try_recv()
+        {
+            batch.push(next);
+        }
+        let result = match db.upgrade() {
+            Some(db) => commit(&db, &batch),
+            None => Err(io::Error::other("the Raft log is closed")),
+        };
+        let appended: usize =
+            batch.iter().map(|w| if let Write::Append { entries, .. } = w { entries.len() } else { 0 }).sum();
+        if result.is_ok() {
+            stats.syncs.fetch_add(1, Relaxed);
+            stats.entries.fetch_add(appended as u64, Relaxed);
+        }
+        let answer = || result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string()));
+        for write in batch {
+            match write {
+                Write::Append { last, generation, flushed, .. } => {
+                    let mut t = tail.lock().expect("tail lock");
+                    if result.is_ok() && t.generation == generation {
+                        t.synced = t.synced.max(last);
+                        t.trim();
+                    }
+                    drop(t);
+                    flushed.io_completed(answer());
+                }
+                Write::Truncate { done, .. }
+                | Write::Purge { done, .. }
+                | Write::Meta { done: Some(done), .. } => {
+                    let _ = done.send(answer());
+                }
+                Write::Meta { done: None, .. } => {}
+            }
+        }
+    }
+}
+
+/// Applies `batch` in one transaction and commits it (an fsync: redb's default
+/// durability).
+fn commit(db: &Database, batch: &[Write]) -> io::Result<()> {
+    let tx = db.begin_write().map_err(other)?;
+    {
+        let mut log = tx.open_table(LOG).map_err(other)?;
+        let mut meta = tx.open_table(META).map_err(other)?;
+        for write in batch {
+            match write {
+                Write::Append { entries, .. } => {
+                    for (index, bytes) in entries {
+                        log.insert(*index, bytes.as_slice()).map_err(other)?;
+                    }
+                }
+                Write::Truncate { from, .. } => {
+                    log.retain_in(*from.., |_, _| false).map_err(other)?;
+                }
+                Write::Purge { last, purged, .. } => {
+                    // The purge point and the deletion in one transaction: no hole shows.
+                    meta.insert("last_purged", purged.as_slice()).map_err(other)?;
+                    log.retain_in(..=*last, |_, _| false).map_err(other)?;
+                }
+                Write::Meta { key, value, .. } => {
+                    meta.insert(*key, value.as_slice()).map_err(other)?;
+                }
+            }
+        }
+    }
+    tx.commit().map_err(other)
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
@@ -209,26 +344,34 @@ impl RaftLogReader<C> for LogStore {
         if end.is_some_and(|e| e < start) || (matches!(range.end_bound(), Bound::Excluded(&0))) {
             return Ok(Vec::new());
         }
-        if let Some(e) = end
-            && let Some(entries) = self.tail.lock().expect("tail lock").get(start, e)
-        {
-            return Ok(entries);
-        }
-        self.blocking(move |db| {
-            let tx = db.begin_read().map_err(other)?;
-            let table = tx.open_table(LOG).map_err(other)?;
-            let iter = match end {
-                Some(e) => table.range(start..=e).map_err(other)?,
-                None => table.range(start..).map_err(other)?,
-            };
-            let mut out = Vec::new();
-            for item in iter {
-                let (k, v) = item.map_err(other)?;
-                out.push(decode::<Entry>(v.value(), &format!("log entry {}", k.value()))?);
-            }
-            Ok(out)
-        })
-        .await
+        // The tail first: what it dropped is on disk by then.
+        let (first_in_tail, newest) = {
+            let tail = self.tail.lock().expect("tail lock");
+            (tail.first(), tail.range(start, end))
+        };
+        let disk_end = match first_in_tail {
+            Some(f) if f <= start => return Ok(newest),
+            Some(f) => Some(end.map_or(f - 1, |e| e.min(f - 1))),
+            None => end,
+        };
+        let mut out = self
+            .blocking(move |db| {
+                let tx = db.begin_read().map_err(other)?;
+                let table = tx.open_table(LOG).map_err(other)?;
+                let iter = match disk_end {
+                    Some(e) => table.range(start..=e).map_err(other)?,
+                    None => table.range(start..).map_err(other)?,
+                };
+                let mut out = Vec::new();
+                for item in iter {
+                    let (k, v) = item.map_err(other)?;
+                    out.push(decode::<Entry>(v.value(), &format!("log entry {}", k.value()))?);
+                }
+                Ok(out)
+            })
+            .await?;
+        out.extend(newest);
+        Ok(out)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -241,16 +384,25 @@ impl RaftLogStorage<C> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
         let last_purged: Option<LogId> = self.get_meta("last_purged").await?;
-        let last_entry = self
-            .blocking(|db| {
-                let tx = db.begin_read().map_err(other)?;
-                let table = tx.open_table(LOG).map_err(other)?;
-                match table.last().map_err(other)? {
-                    Some((k, v)) => decode::<Entry>(v.value(), &format!("log entry {}", k.value())).map(Some),
-                    None => Ok(None),
-                }
-            })
-            .await?;
+        // The newest entry is in the tail (appended, maybe not synced yet), else on disk.
+        let newest =
+            self.tail.lock().expect("tail lock").entries.last_key_value().map(|(_, (e, _))| e.clone());
+        let last_entry = match newest {
+            Some(e) => Some(e),
+            None => {
+                self.blocking(|db| {
+                    let tx = db.begin_read().map_err(other)?;
+                    let table = tx.open_table(LOG).map_err(other)?;
+                    match table.last().map_err(other)? {
+                        Some((k, v)) => {
+                            decode::<Entry>(v.value(), &format!("log entry {}", k.value())).map(Some)
+                        }
+                        None => Ok(None),
+                    }
+                })
+                .await?
+            }
+        };
         let last_log_id = match last_entry {
             Some(e) => Some(openraft::entry::RaftEntry::log_id(&e)),
             None => last_purged,
@@ -267,9 +419,11 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        // Synced: a restarted manager applies what was committed before it serves
-        // reads (not synced, it would wait for a new leader's first commit).
-        self.put_meta("committed", &committed).await
+        // Written with the next transaction, not waited for: openraft applies as soon as
+        // this returns, and waiting for a sync here held up every other step of Raft.
+        // After a crash the saved point may be one transaction behind;
+        // `Manager::wait_recovered` covers that before local reads are served.
+        self.queue(Write::Meta { key: "committed", value: encode(&committed)?, done: None })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -282,74 +436,41 @@ impl RaftLogStorage<C> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(openraft::entry::RaftEntry::index) else {
+            callback.io_completed(Ok(()));
+            return Ok(());
+        };
         let encoded: Vec<(u64, Vec<u8>)> = entries
             .iter()
             .map(|e| Ok((openraft::entry::RaftEntry::index(e), encode(e)?)))
             .collect::<io::Result<_>>()?;
-        let sizes: Vec<usize> = encoded.iter().map(|(_, b)| b.len()).collect();
-        let count = encoded.len() as u64;
-        let result = self
-            .blocking(move |db| {
-                let tx = db.begin_write().map_err(other)?;
-                {
-                    let mut table = tx.open_table(LOG).map_err(other)?;
-                    for (index, bytes) in &encoded {
-                        table.insert(*index, bytes.as_slice()).map_err(other)?;
-                    }
-                }
-                // Commit is an fsync (redb's default durability).
-                tx.commit().map_err(other)
-            })
-            .await;
-        match result {
-            Ok(()) => {
-                use std::sync::atomic::Ordering::Relaxed;
-                let mut tail = self.tail.lock().expect("tail lock");
-                for (e, size) in entries.into_iter().zip(sizes) {
-                    tail.push(openraft::entry::RaftEntry::index(&e), e, size);
-                }
-                drop(tail);
-                self.stats.syncs.fetch_add(1, Relaxed);
-                self.stats.entries.fetch_add(count, Relaxed);
-                callback.io_completed(Ok(()));
-                Ok(())
+        let generation = {
+            // Readable from now on, synced or not.
+            let mut tail = self.tail.lock().expect("tail lock");
+            for (e, (_, bytes)) in entries.into_iter().zip(&encoded) {
+                tail.push(openraft::entry::RaftEntry::index(&e), e, bytes.len());
             }
-            Err(e) => {
-                callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
-                Err(e)
-            }
-        }
+            tail.generation
+        };
+        self.queue(Write::Append { entries: encoded, last, generation, flushed: callback })
     }
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
         let from = last.map_or(0, |l| l.index() + 1);
-        self.tail.lock().expect("tail lock").remove(from..);
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(other)?;
-            {
-                let mut table = tx.open_table(LOG).map_err(other)?;
-                table.retain_in(from.., |_, _| false).map_err(other)?;
-            }
-            tx.commit().map_err(other)
-        })
-        .await
+        {
+            let mut tail = self.tail.lock().expect("tail lock");
+            tail.remove(from..);
+            tail.synced = tail.synced.min(from.saturating_sub(1));
+            tail.generation += 1;
+        }
+        self.write(|done| Write::Truncate { from, done }).await
     }
 
     async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
-        let bytes = encode(&upto)?;
+        let purged = encode(&upto)?;
         let last = upto.index();
         self.tail.lock().expect("tail lock").remove(..=last);
-        self.blocking(move |db| {
-            // Record the purge point and delete in one transaction: no hole can show.
-            let tx = db.begin_write().map_err(other)?;
-            {
-                tx.open_table(META).map_err(other)?.insert("last_purged", bytes.as_slice()).map_err(other)?;
-                let mut table = tx.open_table(LOG).map_err(other)?;
-                table.retain_in(..=last, |_, _| false).map_err(other)?;
-            }
-            tx.commit().map_err(other)
-        })
-        .await
+        self.write(|done| Write::Purge { last, purged, done }).await
     }
 }
 

@@ -2,8 +2,10 @@
 
 pub mod log_store;
 pub mod network;
+pub mod proposal;
 pub mod recovery;
 pub mod service;
+mod snapshot;
 pub mod state_machine;
 pub mod types;
 

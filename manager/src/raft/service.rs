@@ -9,6 +9,7 @@ use shoal_proto::raft as pb;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
+use super::proposal::Proposal;
 use super::types::TypeConfig;
 use crate::manager::Manager;
 
@@ -118,8 +119,11 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::ProposeRequest>,
     ) -> Result<Response<pb::ProposeReply>, Status> {
-        let tx = decode(&request.into_inner().transaction)?;
-        let result = match self.manager.propose_local(tx).await {
+        let result = match Proposal::from_json(&request.into_inner().transaction) {
+            Ok(p) => self.manager.propose_encoded(p).await,
+            Err(e) => Err(e.into()),
+        };
+        let result = match result {
             Ok(index) => pb::propose_reply::Result::Index(index),
             Err(e) => pb::propose_reply::Result::Error(e.to_pb()),
         };

@@ -1,6 +1,7 @@
 //! The Raft state machine: the [`Store`] in memory, applied entry by entry, with its
-//! events published; snapshots are the store serialized, built from a copy taken under
-//! a short read lock (off the apply path), kept on disk, and installed atomically.
+//! events published; snapshots are the store serialized (see [`super::snapshot`]),
+//! built from a copy taken under a short read lock (off the apply path), kept on disk,
+//! and installed atomically.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,19 +11,12 @@ use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
-use serde::{Deserialize, Serialize};
 
+use super::snapshot::{self, Encoder};
 use super::types::{Applied, TypeConfig};
 use crate::store::{EventLog, Store};
 
 type C = TypeConfig;
-
-/// What a snapshot file holds.
-#[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    meta: SnapshotMetaOf<C>,
-    store: Store,
-}
 
 /// State shared by the state machine, its snapshot builders and the manager's readers.
 #[derive(Debug)]
@@ -31,9 +25,17 @@ pub struct Shared {
     applied: RwLock<(Option<LogIdOf<C>>, StoredMembershipOf<C>)>,
     events: EventLog,
     snapshot_path: PathBuf,
-    /// Serializes snapshot writes (builds and installs run concurrently) and remembers
-    /// the index of the snapshot on disk, so an older one never replaces a newer one.
-    snapshot_lock: std::sync::Mutex<Option<u64>>,
+    /// Serializes snapshot writes (builds and installs run concurrently).
+    on_disk: std::sync::Mutex<OnDisk>,
+}
+
+/// The snapshot on disk.
+#[derive(Debug, Default)]
+struct OnDisk {
+    /// What it covers (none yet: no file); an older snapshot never replaces it.
+    meta: Option<SnapshotMetaOf<C>>,
+    /// Objects' JSON kept from the last snapshot built.
+    encoder: Encoder,
 }
 
 impl Shared {
@@ -73,20 +75,19 @@ impl StateMachine {
     pub fn open(dir: &Path) -> io::Result<StateMachine> {
         std::fs::create_dir_all(dir)?;
         let snapshot_path = dir.join("snapshot.json");
-        let (store, applied) = match std::fs::read(&snapshot_path) {
+        let (store, applied, meta) = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
-                let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(|e| {
+                let file = snapshot::decode(&bytes).map_err(|e| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("{} is damaged ({e}): move it away; the state comes back from the log and the other managers", snapshot_path.display()),
                     )
                 })?;
-                let mut store = file.store;
-                store.reindex();
-                (store, (file.meta.last_log_id, file.meta.last_membership.clone()))
+                let applied = (file.meta.last_log_id, file.meta.last_membership.clone());
+                (file.store, applied, Some(file.meta))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                (Store::new(), (None, StoredMembership::default()))
+                (Store::new(), (None, StoredMembership::default()), None)
             }
             Err(e) => return Err(e),
         };
@@ -97,7 +98,7 @@ impl StateMachine {
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 store: RwLock::new(store),
-                snapshot_lock: std::sync::Mutex::new(applied.0.map(|l| l.index)),
+                on_disk: std::sync::Mutex::new(OnDisk { meta, encoder: Encoder::default() }),
                 applied: RwLock::new(applied),
                 events,
                 snapshot_path,
@@ -115,34 +116,23 @@ impl StateMachine {
         self.shared.clone()
     }
 
-    /// Writes `file` as the current snapshot unless a newer one is on disk already;
-    /// returns the bytes of the snapshot now current.
-    fn write_snapshot(&self, file: &SnapshotFile) -> io::Result<Vec<u8>> {
-        let mut on_disk = self.shared.snapshot_lock.lock().expect("snapshot lock");
-        let index = file.meta.last_log_id.map(|l| l.index);
-        if on_disk.is_some() && index < *on_disk {
-            return std::fs::read(&self.shared.snapshot_path);
+    /// Makes the snapshot at `meta` current unless a newer one is on disk; `encode`
+    /// gives its file. Returns the snapshot now current.
+    fn keep_snapshot(
+        &self,
+        meta: SnapshotMetaOf<C>,
+        encode: impl FnOnce(&mut Encoder) -> io::Result<Vec<u8>>,
+    ) -> io::Result<SnapshotOf<C, Vec<u8>>> {
+        let mut on_disk = self.shared.on_disk.lock().expect("snapshot lock");
+        if let Some(newer) = on_disk.meta.as_ref().filter(|m| m.last_log_id > meta.last_log_id) {
+            let snapshot = std::fs::read(&self.shared.snapshot_path)?;
+            return Ok(SnapshotOf::<C, Vec<u8>> { meta: newer.clone(), snapshot });
         }
-        let bytes = serde_json::to_vec(file).map_err(io::Error::other)?;
-        write_durably(&self.shared.snapshot_path, &bytes)?;
-        *on_disk = index;
-        Ok(bytes)
+        let bytes = encode(&mut on_disk.encoder)?;
+        snapshot::write_durably(&self.shared.snapshot_path, &bytes)?;
+        on_disk.meta = Some(meta.clone());
+        Ok(SnapshotOf::<C, Vec<u8>> { meta, snapshot: bytes })
     }
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
-/// a temporary file, fsync, rename, fsync of the directory.
-fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 impl RaftSnapshotBuilder<C> for StateMachine {
@@ -156,15 +146,13 @@ impl RaftSnapshotBuilder<C> for StateMachine {
             (store.clone(), applied.clone())
         };
         let meta = SnapshotMetaOf::<C> { last_log_id: applied.0, last_membership: applied.1 };
-        let file = SnapshotFile { meta: meta.clone(), store };
         let this = self.clone();
-        let bytes = tokio::task::spawn_blocking(move || this.write_snapshot(&file))
-            .await
-            .map_err(io::Error::other)??;
-        // A newer snapshot (installed meanwhile) may be the current one: describe it.
-        let current: SnapshotFile = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
-        let meta = if current.meta.last_log_id > meta.last_log_id { current.meta } else { meta };
-        Ok(SnapshotOf::<C, Vec<u8>> { meta, snapshot: bytes })
+        // A newer snapshot (installed meanwhile) may be the current one then.
+        tokio::task::spawn_blocking(move || {
+            this.keep_snapshot(meta.clone(), |encoder| encoder.encode(&meta, &store))
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 }
 
@@ -185,8 +173,8 @@ impl RaftStateMachine<C> for StateMachine {
             let mut response = Applied { index, error: None };
             match &entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(tx) => {
-                    let result = self.shared.store.write().expect("store lock").apply(index, tx);
+                EntryPayload::Normal(p) => {
+                    let result = self.shared.store.write().expect("store lock").apply(index, p.transaction());
                     match result {
                         Ok(events) => self.shared.events.publish(events),
                         Err(e) => response.error = Some(e),
@@ -214,17 +202,21 @@ impl RaftStateMachine<C> for StateMachine {
         meta: &SnapshotMetaOf<C>,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        let file: SnapshotFile = serde_json::from_slice(&snapshot).map_err(|e| {
+        let file = snapshot::decode(&snapshot).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidData, format!("received snapshot is damaged: {e}"))
         })?;
-        let mut store = file.store;
-        store.reindex();
+        let store = file.store;
         // On disk first: a crash after this restores the new state, never half of it.
+        // The bytes received are kept as they are when they describe themselves rightly.
         let this = self.clone();
-        let to_disk = SnapshotFile { meta: meta.clone(), store: store.clone() };
-        tokio::task::spawn_blocking(move || this.write_snapshot(&to_disk))
-            .await
-            .map_err(io::Error::other)??;
+        let (to_disk, disk_meta, same) = (store.clone(), meta.clone(), file.meta == *meta);
+        tokio::task::spawn_blocking(move || {
+            this.keep_snapshot(disk_meta.clone(), |encoder| {
+                if same { Ok(snapshot) } else { encoder.encode(&disk_meta, &to_disk) }
+            })
+        })
+        .await
+        .map_err(io::Error::other)??;
         {
             let mut s = self.shared.store.write().expect("store lock");
             let mut a = self.shared.applied.write().expect("applied lock");
@@ -236,18 +228,9 @@ impl RaftStateMachine<C> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<C, Vec<u8>>>, io::Error> {
-        match std::fs::read(&self.shared.snapshot_path) {
-            Ok(bytes) => {
-                let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{}: {e}", self.shared.snapshot_path.display()),
-                    )
-                })?;
-                Ok(Some(SnapshotOf::<C, Vec<u8>> { meta: file.meta, snapshot: bytes }))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let on_disk = self.shared.on_disk.lock().expect("snapshot lock");
+        let Some(meta) = on_disk.meta.clone() else { return Ok(None) };
+        let snapshot = std::fs::read(&self.shared.snapshot_path)?;
+        Ok(Some(SnapshotOf::<C, Vec<u8>> { meta, snapshot }))
     }
 }

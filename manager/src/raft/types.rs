@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{StoreError, Transaction};
+use super::proposal::Proposal;
+use crate::store::StoreError;
 
 /// What applying a transaction gave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,9 +16,9 @@ pub struct Applied {
 }
 
 openraft::declare_raft_types!(
-    /// Shoal's Raft types: entries are [`Transaction`]s, responses are [`Applied`].
+    /// Shoal's Raft types: entries are [`Proposal`]s (store transactions), responses are [`Applied`].
     pub TypeConfig:
-        D = Transaction,
+        D = Proposal,
         R = Applied,
 );
 

@@ -6,7 +6,7 @@ mod events;
 mod object;
 mod transaction;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -23,8 +23,9 @@ pub struct Store {
     objects: BTreeMap<Kind, BTreeMap<String, Arc<Object>>>,
     /// Raft log index of the last transaction applied.
     last_index: u64,
+    /// Name → id, per kind (hashed: names often share long prefixes).
     #[serde(skip)]
-    names: BTreeMap<(Kind, String), String>,
+    names: HashMap<Kind, HashMap<String, String>>,
     #[serde(skip)]
     tasks_by_service: BTreeMap<String, BTreeSet<String>>,
     #[serde(skip)]
@@ -66,12 +67,17 @@ impl Store {
 
     /// The object of `kind` named `name`.
     pub fn by_name(&self, kind: Kind, name: &str) -> Option<&Object> {
-        self.get(kind, self.names.get(&(kind, name.to_owned()))?)
+        self.get(kind, self.names.get(&kind)?.get(name)?)
     }
 
     /// Every object of `kind`, by id.
     pub fn list(&self, kind: Kind) -> impl Iterator<Item = &Object> {
         self.objects.get(&kind).into_iter().flat_map(|m| m.values().map(|o| o.as_ref()))
+    }
+
+    /// Every object, by kind and then id.
+    pub fn objects(&self) -> impl Iterator<Item = &Arc<Object>> {
+        self.objects.values().flat_map(BTreeMap::values)
     }
 
     /// How many objects of `kind` there are.
@@ -91,7 +97,7 @@ impl Store {
 
     fn index(&mut self, o: &Object) {
         if let Some(name) = o.name() {
-            self.names.insert((o.kind(), name.to_owned()), o.id().to_owned());
+            self.names.entry(o.kind()).or_default().insert(name.to_owned(), o.id().to_owned());
         }
         if let Object::Task(t) = o {
             self.tasks_by_service.entry(t.service_id.clone()).or_default().insert(t.id.clone());
@@ -103,9 +109,13 @@ impl Store {
 
     fn unindex(&mut self, o: &Object) {
         if let Some(name) = o.name()
-            && self.names.get(&(o.kind(), name.to_owned())).map(String::as_str) == Some(o.id())
+            && let Some(names) = self.names.get_mut(&o.kind())
+            && names.get(name).map(String::as_str) == Some(o.id())
         {
-            self.names.remove(&(o.kind(), name.to_owned()));
+            names.remove(name);
+            if names.is_empty() {
+                self.names.remove(&o.kind());
+            }
         }
         if let Object::Task(t) = o {
             if let Some(set) = self.tasks_by_service.get_mut(&t.service_id) {
@@ -190,7 +200,6 @@ impl Store {
     /// The changes are applied and then undone, so the cost is that of the changes,
     /// not of the store.
     pub fn check(&mut self, tx: &Transaction) -> Result<(), StoreError> {
-        tx.check_size()?;
         let last_index = self.last_index;
         let mut undo = Vec::with_capacity(tx.changes.len());
         let mut result = Ok(());
@@ -229,7 +238,8 @@ impl Store {
                 self.check_name(object)?;
                 let mut o = object.clone();
                 o.meta_mut().version = index;
-                self.insert(Arc::new(o.clone()));
+                let o = Arc::new(o);
+                self.insert(o.clone());
                 Ok((Undo::Remove(kind, id), Event { index, action: Action::Create, object: o }))
             }
             Change::Update { object, expected_version } => {
@@ -255,7 +265,8 @@ impl Store {
                 let mut o = object.clone();
                 o.meta_mut().version = index;
                 o.meta_mut().created_at = current.meta().created_at;
-                let old = self.insert(Arc::new(o.clone())).expect("checked above");
+                let o = Arc::new(o);
+                let old = self.insert(o.clone()).expect("checked above");
                 Ok((Undo::Restore(old), Event { index, action: Action::Update, object: o }))
             }
             Change::Delete { kind, id, expected_version } => {
@@ -288,15 +299,14 @@ impl Store {
                     });
                 }
                 let old = self.remove(*kind, id).expect("checked above");
-                let object = old.as_ref().clone();
-                Ok((Undo::Restore(old), Event { index, action: Action::Delete, object }))
+                Ok((Undo::Restore(old.clone()), Event { index, action: Action::Delete, object: old }))
             }
         }
     }
 
     fn check_name(&self, o: &Object) -> Result<(), StoreError> {
         if let Some(name) = o.name()
-            && let Some(holder) = self.names.get(&(o.kind(), name.to_owned()))
+            && let Some(holder) = self.names.get(&o.kind()).and_then(|n| n.get(name))
             && holder != o.id()
         {
             return Err(StoreError::NameTaken { kind: o.kind(), name: name.to_owned(), id: holder.clone() });

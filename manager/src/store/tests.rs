@@ -214,13 +214,26 @@ fn events_resume_or_ask_to_relist() {
 }
 
 #[test]
-fn oversized_transactions_are_refused() {
-    let mut big = service("s1", "web");
-    if let Object::Service(x) = &mut big {
-        x.spec.labels.insert("blob".into(), "x".repeat(MAX_TRANSACTION_BYTES));
+fn changes_read_back_in_any_field_order_and_name_what_is_missing() {
+    let changes = vec![
+        create(service("s1", "web")),
+        Change::Update { object: service("s1", "web"), expected_version: 4 },
+        Change::Delete { kind: Kind::Service, id: "s1".into(), expected_version: None },
+    ];
+    for c in &changes {
+        let json = serde_json::to_value(c).unwrap();
+        assert_eq!(&serde_json::from_value::<Change>(json.clone()).unwrap(), c);
+        // Tag last, fields reversed.
+        let mut fields: Vec<(String, serde_json::Value)> =
+            json.as_object().unwrap().clone().into_iter().collect();
+        fields.reverse();
+        let text =
+            format!("{{{}}}", fields.iter().map(|(k, v)| format!("{k:?}:{v}")).collect::<Vec<_>>().join(","));
+        assert_eq!(&serde_json::from_str::<Change>(&text).unwrap(), c, "{text}");
     }
-    let mut s = Store::new();
-    let err = s.check(&tx(vec![create(big)])).unwrap_err();
-    assert!(matches!(err, StoreError::TooLarge { .. }));
-    assert!(err.to_string().contains("split it"));
+    let err = serde_json::from_str::<Change>(r#"{"op":"update","object":null}"#).unwrap_err();
+    assert!(err.to_string().contains("an update change needs `expected_version`"), "{err}");
+    let err = serde_json::from_str::<Change>(r#"{"op":"delete","kind":"service"}"#).unwrap_err();
+    assert!(err.to_string().contains("needs `id`"), "{err}");
+    assert!(serde_json::from_str::<Change>(r#"{"op":"rename"}"#).is_err());
 }

@@ -8,9 +8,11 @@ use super::object::{Kind, Object};
 /// The largest transaction, encoded, as in SwarmKit (1.5 MiB).
 pub const MAX_TRANSACTION_BYTES: usize = 1536 * 1024;
 
-/// One change to one object.
+/// One change to one object. Read through [`ChangeFields`]: a derived internally tagged
+/// enum would buffer the whole object before decoding it, which cost the leader and
+/// every follower a second pass over each entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", try_from = "ChangeFields")]
 pub enum Change {
     /// Add a new object; its id must be unused (and its name, for named kinds).
     Create {
@@ -33,6 +35,51 @@ pub enum Change {
         /// The version the writer read; `None` deletes whatever is there.
         expected_version: Option<u64>,
     },
+}
+
+/// The operations of [`Change`].
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+/// Every field a [`Change`] may have, in any order; which are needed depends on `op`.
+#[derive(Deserialize)]
+struct ChangeFields {
+    op: Op,
+    object: Option<Object>,
+    #[serde(default)]
+    expected_version: Option<u64>,
+    kind: Option<Kind>,
+    id: Option<String>,
+}
+
+impl TryFrom<ChangeFields> for Change {
+    type Error = String;
+
+    fn try_from(f: ChangeFields) -> Result<Change, String> {
+        let op = match f.op {
+            Op::Create => "a create",
+            Op::Update => "an update",
+            Op::Delete => "a delete",
+        };
+        let missing = |field: &str| format!("{op} change needs `{field}`");
+        Ok(match f.op {
+            Op::Create => Change::Create { object: f.object.ok_or_else(|| missing("object"))? },
+            Op::Update => Change::Update {
+                expected_version: f.expected_version.ok_or_else(|| missing("expected_version"))?,
+                object: f.object.ok_or_else(|| missing("object"))?,
+            },
+            Op::Delete => Change::Delete {
+                kind: f.kind.ok_or_else(|| missing("kind"))?,
+                id: f.id.ok_or_else(|| missing("id"))?,
+                expected_version: f.expected_version,
+            },
+        })
+    }
 }
 
 impl Change {
@@ -122,16 +169,4 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
-}
-
-impl Transaction {
-    /// Checks the encoded size against [`MAX_TRANSACTION_BYTES`].
-    pub fn check_size(&self) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(self).map(|v| v.len()).unwrap_or(usize::MAX);
-        if bytes > MAX_TRANSACTION_BYTES {
-            Err(StoreError::TooLarge { bytes, max: MAX_TRANSACTION_BYTES })
-        } else {
-            Ok(())
-        }
-    }
 }
