@@ -437,7 +437,7 @@ fn start_first_updates_start_each_new_task_before_stopping_the_old_one() {
         loop {
             let e = tokio::time::timeout(Duration::from_secs(5), events.next()).await;
             if let Ok(Some(Ok(e))) = e
-                && let Object::Task(t) = e.object
+                && let Object::Task(t) = std::sync::Arc::unwrap_or_clone(e.object)
             {
                 seen.push(t);
             }
@@ -447,7 +447,7 @@ fn start_first_updates_start_each_new_task_before_stopping_the_old_one() {
                 // The events of the last round may still be on their way.
                 while let Ok(Some(Ok(e))) = tokio::time::timeout(Duration::from_secs(1), events.next()).await
                 {
-                    if let Object::Task(t) = e.object {
+                    if let Object::Task(t) = std::sync::Arc::unwrap_or_clone(e.object) {
                         seen.push(t);
                     }
                 }
@@ -715,7 +715,9 @@ fn events_resume_from_an_index_after_a_disconnect() {
         let secret = PayloadSpec { name: "s".into(), labels: BTreeMap::new(), data: b"top".to_vec() };
         c.create_payload(PayloadKind::Secret, &secret).await.unwrap();
         let e = tokio::time::timeout(Duration::from_secs(10), all.next()).await.unwrap().unwrap().unwrap();
-        let shoal_api::stored::Object::Secret(s) = e.object else { panic!("a secret event") };
+        let shoal_api::stored::Object::Secret(s) = std::sync::Arc::unwrap_or_clone(e.object) else {
+            panic!("a secret event")
+        };
         assert!(s.spec.data.is_empty());
 
         let (status, code, _, _) = api_error(

@@ -135,6 +135,13 @@ impl StateMachine {
     }
 }
 
+/// Lowers the calling thread's CPU priority to nice 10.
+fn lower_priority() {
+    // SAFETY: setpriority only reads its arguments. On Linux, PRIO_PROCESS with who = 0
+    // names the calling thread (nice values are per thread); a failure leaves it as it was.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+}
+
 impl RaftSnapshotBuilder<C> for StateMachine {
     type SnapshotData = Vec<u8>;
 
@@ -143,16 +150,19 @@ impl RaftSnapshotBuilder<C> for StateMachine {
         let (store, applied) = {
             let store = self.shared.store.read().expect("store lock");
             let applied = self.shared.applied.read().expect("applied lock");
-            (store.clone(), applied.clone())
+            (store.objects_only(), applied.clone())
         };
         let meta = SnapshotMetaOf::<C> { last_log_id: applied.0, last_membership: applied.1 };
         let this = self.clone();
-        // A newer snapshot (installed meanwhile) may be the current one then.
-        tokio::task::spawn_blocking(move || {
-            this.keep_snapshot(meta.clone(), |encoder| encoder.encode(&meta, &store))
-        })
-        .await
-        .map_err(io::Error::other)?
+        // On a thread of its own at a lower CPU priority: a build takes longer when the
+        // machine is busy, but writes and replies do not queue behind it.
+        let (done, built) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new().name("raft-snapshot".into()).spawn(move || {
+            lower_priority();
+            // A newer snapshot (installed meanwhile) may be the current one then.
+            let _ = done.send(this.keep_snapshot(meta.clone(), |encoder| encoder.encode(&meta, &store)));
+        })?;
+        built.await.map_err(|_| io::Error::other("the snapshot thread stopped"))?
     }
 }
 

@@ -75,6 +75,12 @@ impl Store {
         self.objects.get(&kind).into_iter().flat_map(|m| m.values().map(|o| o.as_ref()))
     }
 
+    /// A copy with the objects and the index but not the secondary indexes (for a
+    /// snapshot: copying the name index too held up `apply` twice as long).
+    pub fn objects_only(&self) -> Store {
+        Store { objects: self.objects.clone(), last_index: self.last_index, ..Store::default() }
+    }
+
     /// Every object, by kind and then id.
     pub fn objects(&self) -> impl Iterator<Item = &Arc<Object>> {
         self.objects.values().flat_map(BTreeMap::values)
@@ -136,12 +142,11 @@ impl Store {
     }
 
     fn insert(&mut self, o: Arc<Object>) -> Option<Arc<Object>> {
-        let old = self.objects.entry(o.kind()).or_default().remove(o.id());
+        let old = self.objects.entry(o.kind()).or_default().insert(o.id().to_owned(), o.clone());
         if let Some(old) = &old {
             self.unindex(old);
         }
         self.index(&o);
-        self.objects.entry(o.kind()).or_default().insert(o.id().to_owned(), o);
         old
     }
 
