@@ -237,3 +237,41 @@ fn changes_read_back_in_any_field_order_and_name_what_is_missing() {
     assert!(err.to_string().contains("needs `id`"), "{err}");
     assert!(serde_json::from_str::<Change>(r#"{"op":"rename"}"#).is_err());
 }
+
+#[test]
+fn checking_one_change_refuses_what_applying_it_refuses() {
+    let mut s = Store::new();
+    s.apply(1, &tx(vec![create(network("n1", "front")), create(node("nd1"))])).unwrap();
+    let mut web = service("s1", "web");
+    if let Object::Service(x) = &mut web {
+        x.spec.task_template.networks =
+            vec![NetworkAttachmentConfig { target: "front".into(), aliases: vec![] }];
+    }
+    s.apply(2, &tx(vec![create(web.clone())])).unwrap();
+    s.apply(3, &tx(vec![create(task("t1", "s1", Some("nd1")))])).unwrap();
+    let delete = |kind, id: &str, v| Change::Delete { kind, id: id.into(), expected_version: v };
+    let cases = vec![
+        create(service("s1", "other")),                                     // id exists
+        create(service("s2", "web")),                                       // name taken
+        create(service("", "x")),                                           // no id
+        create(task("t2", "nope", None)),                                   // no such service
+        create(task("t3", "s1", Some("gone"))),                             // no such node
+        Change::Update { object: web.clone(), expected_version: 1 },        // stale version
+        Change::Update { object: service("s9", "x"), expected_version: 1 }, // not found
+        Change::Update { object: task("t1", "s1", Some("gone")), expected_version: 3 }, // moved to no node
+        delete(Kind::Network, "n1", None),                                  // used by s1
+        delete(Kind::Service, "s1", Some(1)),                               // stale version
+        delete(Kind::Service, "s9", None),                                  // not found
+        create(service("s5", "fine")),                                      // accepted
+    ];
+    for c in cases {
+        let t = tx(vec![c]);
+        let checked = s.check(&t);
+        let before = s.clone();
+        let applied = s.apply(4, &t).map(|_| ());
+        assert_eq!(checked, applied, "{t:?}");
+        if applied.is_ok() {
+            s = before;
+        }
+    }
+}
