@@ -208,6 +208,10 @@ pub struct Manager {
     leader: watch::Receiver<bool>,
     /// Whether the state has caught up with the cluster's commit since start.
     recovered: watch::Receiver<bool>,
+    /// When this manager started.
+    started: Instant,
+    /// The newest commit index on this manager's disk.
+    committed_on_disk: watch::Receiver<u64>,
     /// A peer not heard from for this long counts as unreachable.
     unreachable_after: Duration,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -279,6 +283,7 @@ impl Manager {
         let id = manager_id(&cfg.data_dir).map_err(raft_err)?;
         let mut log = LogStore::open(&cfg.data_dir).map_err(raft_err)?;
         let log_stats = log.stats();
+        let committed_on_disk = log.committed_on_disk();
         let sm = StateMachine::open(&cfg.data_dir.join("state")).map_err(raft_err)?;
         let shared = sm.shared();
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(raft_err)?;
@@ -307,13 +312,7 @@ impl Manager {
         let mut metrics = raft.metrics();
         tokio::spawn(async move {
             loop {
-                // Leading once this term's first entry is applied: the state then holds
-                // everything committed before, so controllers act on all of it.
-                let is_leader = {
-                    let m = metrics.borrow_watched();
-                    m.state == ServerState::Leader
-                        && m.last_applied.as_ref().is_some_and(|l| l.leader_id.term == m.current_term)
-                };
+                let is_leader = leads_with_full_state(&metrics.borrow_watched());
                 leader_tx.send_if_modified(|v| std::mem::replace(v, is_leader) != is_leader);
                 if metrics.changed().await.is_err() {
                     return;
@@ -322,7 +321,7 @@ impl Manager {
         });
 
         // After a restart, local reads wait (a while) for the state to catch up with
-        // what was committed before it (see `LogStore::save_committed`).
+        // what the cluster committed before it.
         let (recovered_tx, recovered) = watch::channel(false);
         let r = raft.clone();
         tokio::spawn(async move {
@@ -342,6 +341,8 @@ impl Manager {
             commit_latency_us: std::sync::atomic::AtomicU64::new(0),
             leader: leader_rx,
             recovered,
+            started: Instant::now(),
+            committed_on_disk,
             unreachable_after: Duration::from_millis(cfg.election_ms.1 * 2),
             server: std::sync::Mutex::new(None),
             monitor: std::sync::Mutex::new(None),
@@ -803,6 +804,12 @@ impl Manager {
         m.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
     }
 
+    /// Whether this manager leads with a state that holds everything committed before
+    /// its term (what assignments and controllers must read).
+    pub fn leads_with_full_state(&self) -> bool {
+        leads_with_full_state(&self.raft.metrics().borrow_watched())
+    }
+
     /// Whether this manager leads now (read from Raft's own metrics, not from the
     /// leadership watch, which follows them a moment later).
     pub fn is_leader(&self) -> bool {
@@ -827,6 +834,11 @@ impl Manager {
             .find(|(id, _)| **id == leader)
             .map(|(_, n)| n.addr.clone())
             .ok_or(ManagerError::NoLeader)
+    }
+
+    /// How long this manager has been running.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Waits (at most `timeout`) until the state holds everything the cluster had
@@ -896,6 +908,15 @@ impl Manager {
         let started = Instant::now();
         match self.raft.client_write(proposal).await {
             Ok(resp) => {
+                // Answer once the commit index covering the write is on this disk too, so
+                // a restart re-applies it before serving (openraft does not wait for that).
+                let index = resp.log_id.index;
+                let mut on_disk = self.committed_on_disk.clone();
+                on_disk.wait_for(|c| *c >= index).await.map_err(|_| {
+                    ManagerError::Raft(format!(
+                        "committed at {index}, but the Raft log writer stopped before recording it"
+                    ))
+                })?;
                 let took = started.elapsed().as_micros() as u64;
                 let avg = &self.commit_latency_us;
                 let old = avg.load(std::sync::atomic::Ordering::Relaxed);
@@ -1038,4 +1059,12 @@ pub struct Status {
     pub log_entries: u64,
     /// Disk syncs those took (fewer than entries when writes are batched).
     pub log_syncs: u64,
+}
+
+/// Whether the node these metrics describe leads and has applied its own term's first
+/// entry: its state then holds everything committed before, so controllers and
+/// assignments act on all of it.
+fn leads_with_full_state(m: &openraft::RaftMetrics<crate::raft::types::TypeConfig>) -> bool {
+    m.state == ServerState::Leader
+        && m.last_applied.as_ref().is_some_and(|l| l.leader_id.term == m.current_term)
 }

@@ -72,7 +72,7 @@ impl Dispatcher {
 
     /// Refuses unless this manager leads, naming the leader for the worker.
     fn require_leader(&self) -> Result<(), Status> {
-        if self.manager.is_leader() {
+        if self.manager.leads_with_full_state() {
             return Ok(());
         }
         let mut status = Status::unavailable("this manager does not lead: talk to the leader");

@@ -322,19 +322,22 @@ impl ApiServer {
     }
 }
 
-/// How long a local read right after a restart waits for the state to catch up; past
-/// it (no quorum), the local state is served as it is.
+/// How long after a start local reads wait for the state to catch up; past it (no
+/// quorum, or not in a cluster yet), the local state is served as it is.
 const RECOVERY_WAIT: Duration = Duration::from_secs(2);
 
 impl Api {
     /// Reads the local store, or (with `consistent`) a state that includes every
-    /// write acknowledged before the call. Right after a restart, a local read waits up
-    /// to [`RECOVERY_WAIT`] for the state to catch up with the cluster.
+    /// write acknowledged before the call. In the first [`RECOVERY_WAIT`] after a
+    /// start, a local read waits for the state to catch up with the cluster.
     async fn read<T>(&self, consistent: bool, f: impl FnOnce(&Store) -> T) -> Result<T, ApiError> {
         if consistent {
             return Ok(self.manager.read_linearizable(f).await?);
         }
-        self.manager.wait_recovered(RECOVERY_WAIT).await;
+        let grace = RECOVERY_WAIT.saturating_sub(self.manager.uptime());
+        if !grace.is_zero() {
+            self.manager.wait_recovered(grace).await;
+        }
         Ok(self.manager.read(f))
     }
 

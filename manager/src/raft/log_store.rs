@@ -66,6 +66,8 @@ pub struct LogStore {
     stats: Arc<LogStats>,
     tail: Arc<std::sync::Mutex<Tail>>,
     writer: std::sync::mpsc::Sender<Write>,
+    /// The newest commit index on disk.
+    committed_on_disk: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The newest entries, decoded: replication reads them here, not from the file
@@ -91,7 +93,9 @@ enum Write {
     /// Remove entries through `last`, recording the purge point.
     Purge { last: u64, purged: Vec<u8>, done: Done },
     /// Set a META key.
-    Meta { key: &'static str, value: Vec<u8>, done: Option<Done> },
+    Meta { key: &'static str, value: Vec<u8>, done: Done },
+    /// Record the commit index (`committed`, encoded), not waited for.
+    Committed { index: u64, value: Vec<u8> },
 }
 
 type Done = tokio::sync::oneshot::Sender<io::Result<()>>;
@@ -187,13 +191,26 @@ impl LogStore {
         let db = Arc::new(db);
         let (stats, tail) = (Arc::<LogStats>::default(), Arc::<std::sync::Mutex<Tail>>::default());
         let (writer, queue) = std::sync::mpsc::channel();
+        let (committed_tx, committed_on_disk) = tokio::sync::watch::channel(0);
         // The thread holds the database weakly: it closes when the last store is dropped.
-        let thread = (Arc::downgrade(&db), stats.clone(), tail.clone());
+        let thread = Writer {
+            db: Arc::downgrade(&db),
+            stats: stats.clone(),
+            tail: tail.clone(),
+            committed: committed_tx,
+        };
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || write_loop(&thread.0, &thread.1, &thread.2, &queue))
+            .spawn(move || thread.run(&queue))
             .map_err(|e| err(&e))?;
-        Ok(LogStore { db, stats, tail, writer })
+        Ok(LogStore { db, stats, tail, writer, committed_on_disk })
+    }
+
+    /// Follows the newest commit index on disk. A leader answers a write only once
+    /// the index covering it is there, so a restart (even `--force-new-cluster`)
+    /// re-applies every write it acknowledged.
+    pub fn committed_on_disk(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed_on_disk.clone()
     }
 
     /// Write counters, shared by clones.
@@ -237,54 +254,75 @@ impl LogStore {
 
     async fn put_meta<T: serde::Serialize>(&self, key: &'static str, value: &T) -> io::Result<()> {
         let value = encode(value)?;
-        self.write(|done| Write::Meta { key, value, done: Some(done) }).await
+        self.write(|done| Write::Meta { key, value, done }).await
     }
 }
 
-/// The writer thread: every write queued while the last commit synced goes into the
-/// next transaction, in order; then each is answered. Ends when every store is gone.
-fn write_loop(
-    db: &std::sync::Weak<Database>,
-    stats: &LogStats,
-    tail: &std::sync::Mutex<Tail>,
-    queue: &std::sync::mpsc::Receiver<Write>,
-) {
-    use std::sync::atomic::Ordering::Relaxed;
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < WRITES_PER_COMMIT
-            && let Ok(next) = queue.try_recv()
-        {
-            batch.push(next);
+/// The writer thread's state.
+struct Writer {
+    db: std::sync::Weak<Database>,
+    stats: Arc<LogStats>,
+    tail: Arc<std::sync::Mutex<Tail>>,
+    committed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Writer {
+    /// Every write queued while the last commit synced goes into the next transaction,
+    /// in order; then each is answered. Ends when every store is gone. After a failed
+    /// commit every later write fails too: a later batch must not land past a hole.
+    fn run(&self, queue: &std::sync::mpsc::Receiver<Write>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut broken: Option<(io::ErrorKind, String)> = None;
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < WRITES_PER_COMMIT
+                && let Ok(next) = queue.try_recv()
+            {
+                batch.push(next);
+            }
+            let result = match (&broken, self.db.upgrade()) {
+                (Some((kind, message)), _) => Err(io::Error::new(*kind, message.clone())),
+                (None, Some(db)) => commit(&db, &batch),
+                (None, None) => Err(io::Error::other("the Raft log is closed")),
+            };
+            if let Err(e) = &result {
+                broken.get_or_insert_with(|| {
+                    (e.kind(), format!("an earlier write of the Raft log failed: {e}"))
+                });
+            }
+            self.answer(batch, &result);
+            if result.is_ok() {
+                self.stats.syncs.fetch_add(1, Relaxed);
+            }
         }
-        let result = match db.upgrade() {
-            Some(db) => commit(&db, &batch),
-            None => Err(io::Error::other("the Raft log is closed")),
-        };
-        let appended: usize =
-            batch.iter().map(|w| if let Write::Append { entries, .. } = w { entries.len() } else { 0 }).sum();
-        if result.is_ok() {
-            stats.syncs.fetch_add(1, Relaxed);
-            stats.entries.fetch_add(appended as u64, Relaxed);
-        }
+    }
+
+    /// Tells each write of a committed (or failed) batch how it went.
+    fn answer(&self, batch: Vec<Write>, result: &io::Result<()>) {
+        use std::sync::atomic::Ordering::Relaxed;
         let answer = || result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string()));
         for write in batch {
             match write {
-                Write::Append { last, generation, flushed, .. } => {
-                    let mut t = tail.lock().expect("tail lock");
+                Write::Append { entries, last, generation, flushed } => {
+                    let mut t = self.tail.lock().expect("tail lock");
                     if result.is_ok() && t.generation == generation {
                         t.synced = t.synced.max(last);
                         t.trim();
                     }
                     drop(t);
+                    if result.is_ok() {
+                        self.stats.entries.fetch_add(entries.len() as u64, Relaxed);
+                    }
                     flushed.io_completed(answer());
                 }
-                Write::Truncate { done, .. }
-                | Write::Purge { done, .. }
-                | Write::Meta { done: Some(done), .. } => {
+                Write::Truncate { done, .. } | Write::Purge { done, .. } | Write::Meta { done, .. } => {
                     let _ = done.send(answer());
                 }
-                Write::Meta { done: None, .. } => {}
+                Write::Committed { index, .. } => {
+                    if result.is_ok() {
+                        self.committed.send_if_modified(|c| std::mem::replace(c, (*c).max(index)) < index);
+                    }
+                }
             }
         }
     }
@@ -314,6 +352,9 @@ fn commit(db: &Database, batch: &[Write]) -> io::Result<()> {
                 }
                 Write::Meta { key, value, .. } => {
                     meta.insert(*key, value.as_slice()).map_err(other)?;
+                }
+                Write::Committed { value, .. } => {
+                    meta.insert("committed", value.as_slice()).map_err(other)?;
                 }
             }
         }
@@ -421,9 +462,11 @@ impl RaftLogStorage<C> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         // Written with the next transaction, not waited for: openraft applies as soon as
         // this returns, and waiting for a sync here held up every other step of Raft.
-        // After a crash the saved point may be one transaction behind;
-        // `Manager::wait_recovered` covers that before local reads are served.
-        self.queue(Write::Meta { key: "committed", value: encode(&committed)?, done: None })
+        // A leader still answers a write only once this is on disk (see
+        // `committed_on_disk`); a follower's point may be one transaction behind after a
+        // crash, and it catches up from the leader.
+        let index = committed.as_ref().map_or(0, |c| c.index());
+        self.queue(Write::Committed { index, value: encode(&committed)? })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {

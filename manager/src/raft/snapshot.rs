@@ -97,15 +97,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotFile, serde_json::Error> {
 /// How much of a snapshot file is written back to disk at a time.
 const WRITEBACK_CHUNK: usize = 1 << 20;
 
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
-/// a temporary file, fsync, rename, fsync of the directory. The file goes to disk a
+/// Writes `bytes` durably to `tmp`, to be put in place with [`replace`]; together they
+/// leave either the old file or the new one after a crash. The file goes to disk a
 /// chunk at a time: a log commit's fsync waits for the disk's queue, and would
 /// otherwise wait behind the whole file (up to tens of ms for a large store).
-pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_temp(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     use std::os::fd::AsRawFd;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = std::fs::File::create(tmp)?;
     for (i, chunk) in bytes.chunks(WRITEBACK_CHUNK).enumerate() {
         f.write_all(chunk)?;
         let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
@@ -118,8 +117,13 @@ pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
             libc::sync_file_range(f.as_raw_fd(), (i * WRITEBACK_CHUNK) as i64, chunk.len() as i64, flags)
         };
     }
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    f.sync_all()
+}
+
+/// Puts `tmp` (written by [`write_temp`]) in place of `path`: rename, fsync of the
+/// directory.
+pub(crate) fn replace(tmp: &Path, path: &Path) -> io::Result<()> {
+    std::fs::rename(tmp, path)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }

@@ -25,17 +25,12 @@ pub struct Shared {
     applied: RwLock<(Option<LogIdOf<C>>, StoredMembershipOf<C>)>,
     events: EventLog,
     snapshot_path: PathBuf,
-    /// Serializes snapshot writes (builds and installs run concurrently).
-    on_disk: std::sync::Mutex<OnDisk>,
-}
-
-/// The snapshot on disk.
-#[derive(Debug, Default)]
-struct OnDisk {
-    /// What it covers (none yet: no file); an older snapshot never replaces it.
-    meta: Option<SnapshotMetaOf<C>>,
+    /// What the snapshot on disk covers (none yet: no file). Held only to put a new
+    /// file in place or to read the current one; an older snapshot never replaces a
+    /// newer one (builds and installs run concurrently).
+    on_disk: std::sync::Mutex<Option<SnapshotMetaOf<C>>>,
     /// Objects' JSON kept from the last snapshot built.
-    encoder: Encoder,
+    encoder: std::sync::Mutex<Encoder>,
 }
 
 impl Shared {
@@ -98,7 +93,8 @@ impl StateMachine {
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 store: RwLock::new(store),
-                on_disk: std::sync::Mutex::new(OnDisk { meta, encoder: Encoder::default() }),
+                on_disk: std::sync::Mutex::new(meta),
+                encoder: std::sync::Mutex::default(),
                 applied: RwLock::new(applied),
                 events,
                 snapshot_path,
@@ -116,21 +112,28 @@ impl StateMachine {
         self.shared.clone()
     }
 
-    /// Makes the snapshot at `meta` current unless a newer one is on disk; `encode`
-    /// gives its file. Returns the snapshot now current.
+    /// Makes the snapshot at `meta` current unless a newer one is on disk; `file`
+    /// gives its bytes, and `tmp` names the temporary file (one per kind of writer).
+    /// Returns the snapshot now current. Encoding and writing happen outside the lock
+    /// that readers of the current snapshot take.
     fn keep_snapshot(
         &self,
         meta: SnapshotMetaOf<C>,
-        encode: impl FnOnce(&mut Encoder) -> io::Result<Vec<u8>>,
+        tmp: &str,
+        file: impl FnOnce() -> io::Result<Vec<u8>>,
     ) -> io::Result<SnapshotOf<C, Vec<u8>>> {
+        let path = &self.shared.snapshot_path;
+        let bytes = file()?;
+        let tmp = path.with_extension(tmp);
+        snapshot::write_temp(&tmp, &bytes)?;
         let mut on_disk = self.shared.on_disk.lock().expect("snapshot lock");
-        if let Some(newer) = on_disk.meta.as_ref().filter(|m| m.last_log_id > meta.last_log_id) {
-            let snapshot = std::fs::read(&self.shared.snapshot_path)?;
+        if let Some(newer) = on_disk.as_ref().filter(|m| m.last_log_id > meta.last_log_id) {
+            let _ = std::fs::remove_file(&tmp);
+            let snapshot = std::fs::read(path)?;
             return Ok(SnapshotOf::<C, Vec<u8>> { meta: newer.clone(), snapshot });
         }
-        let bytes = encode(&mut on_disk.encoder)?;
-        snapshot::write_durably(&self.shared.snapshot_path, &bytes)?;
-        on_disk.meta = Some(meta.clone());
+        snapshot::replace(&tmp, path)?;
+        *on_disk = Some(meta.clone());
         Ok(SnapshotOf::<C, Vec<u8>> { meta, snapshot: bytes })
     }
 }
@@ -160,7 +163,8 @@ impl RaftSnapshotBuilder<C> for StateMachine {
         std::thread::Builder::new().name("raft-snapshot".into()).spawn(move || {
             lower_priority();
             // A newer snapshot (installed meanwhile) may be the current one then.
-            let _ = done.send(this.keep_snapshot(meta.clone(), |encoder| encoder.encode(&meta, &store)));
+            let encode = || this.shared.encoder.lock().expect("encoder lock").encode(&meta, &store);
+            let _ = done.send(this.keep_snapshot(meta.clone(), "tmp-build", encode));
         })?;
         built.await.map_err(|_| io::Error::other("the snapshot thread stopped"))?
     }
@@ -181,21 +185,28 @@ impl RaftStateMachine<C> for StateMachine {
         while let Some((entry, responder)) = entries.try_next().await? {
             let index = entry.log_id.index;
             let mut response = Applied { index, error: None };
-            match &entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(p) => {
-                    let result = self.shared.store.write().expect("store lock").apply(index, p.transaction());
-                    match result {
-                        Ok(events) => self.shared.events.publish(events),
+            let mut events = None;
+            {
+                // The store and the applied log id change under one lock, so a snapshot
+                // copy (taken under the store's read lock) never pairs one with the other's
+                // neighbour.
+                let mut store = self.shared.store.write().expect("store lock");
+                let mut applied = self.shared.applied.write().expect("applied lock");
+                match &entry.payload {
+                    EntryPayload::Blank => {}
+                    EntryPayload::Normal(p) => match store.apply(index, p.transaction()) {
+                        Ok(e) => events = Some(e),
                         Err(e) => response.error = Some(e),
+                    },
+                    EntryPayload::Membership(m) => {
+                        applied.1 = StoredMembership::new(Some(entry.log_id), m.clone());
                     }
                 }
-                EntryPayload::Membership(m) => {
-                    self.shared.applied.write().expect("applied lock").1 =
-                        StoredMembership::new(Some(entry.log_id), m.clone());
-                }
+                applied.0 = Some(entry.log_id);
             }
-            self.shared.applied.write().expect("applied lock").0 = Some(entry.log_id);
+            if let Some(events) = events {
+                self.shared.events.publish(events);
+            }
             if let Some(r) = responder {
                 r.send(response);
             }
@@ -221,8 +232,12 @@ impl RaftStateMachine<C> for StateMachine {
         let this = self.clone();
         let (to_disk, disk_meta, same) = (store.clone(), meta.clone(), file.meta == *meta);
         tokio::task::spawn_blocking(move || {
-            this.keep_snapshot(disk_meta.clone(), |encoder| {
-                if same { Ok(snapshot) } else { encoder.encode(&disk_meta, &to_disk) }
+            this.keep_snapshot(disk_meta.clone(), "tmp-install", || {
+                if same {
+                    Ok(snapshot)
+                } else {
+                    this.shared.encoder.lock().expect("encoder lock").encode(&disk_meta, &to_disk)
+                }
             })
         })
         .await
@@ -238,8 +253,9 @@ impl RaftStateMachine<C> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<C, Vec<u8>>>, io::Error> {
+        // Under the lock: a file put in place meanwhile cannot pair with the old meta.
         let on_disk = self.shared.on_disk.lock().expect("snapshot lock");
-        let Some(meta) = on_disk.meta.clone() else { return Ok(None) };
+        let Some(meta) = on_disk.clone() else { return Ok(None) };
         let snapshot = std::fs::read(&self.shared.snapshot_path)?;
         Ok(Some(SnapshotOf::<C, Vec<u8>> { meta, snapshot }))
     }
