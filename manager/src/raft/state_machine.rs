@@ -230,13 +230,14 @@ impl RaftStateMachine<C> for StateMachine {
         // On disk first: a crash after this restores the new state, never half of it.
         // The bytes received are kept as they are when they describe themselves rightly.
         let this = self.clone();
-        let (to_disk, disk_meta, same) = (store.clone(), meta.clone(), file.meta == *meta);
+        // Only a file that must be encoded again needs a copy of the objects.
+        let to_disk = (file.meta != *meta).then(|| store.objects_only());
+        let disk_meta = meta.clone();
         tokio::task::spawn_blocking(move || {
-            this.keep_snapshot(disk_meta.clone(), "tmp-install", || {
-                if same {
-                    Ok(snapshot)
-                } else {
-                    this.shared.encoder.lock().expect("encoder lock").encode(&disk_meta, &to_disk)
+            this.keep_snapshot(disk_meta.clone(), "tmp-install", || match &to_disk {
+                None => Ok(snapshot),
+                Some(objects) => {
+                    this.shared.encoder.lock().expect("encoder lock").encode(&disk_meta, objects)
                 }
             })
         })

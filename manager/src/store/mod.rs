@@ -76,7 +76,7 @@ impl Store {
     }
 
     /// A copy with the objects and the index but not the secondary indexes (for a
-    /// snapshot: copying the name index too held up `apply` twice as long).
+    /// snapshot, which needs no more; the copy is made under the lock `apply` waits on).
     pub fn objects_only(&self) -> Store {
         Store { objects: self.objects.clone(), last_index: self.last_index, ..Store::default() }
     }
