@@ -89,8 +89,19 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["serve", dir, addr, rest @ ..] => {
+            // The manager's own log (snapshots, elections) on stderr; RUST_LOG to change.
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "shoal_manager=info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
             let mut cfg = ManagerConfig::new(*dir, addr.parse().expect("ADDR"));
             cfg.advertise = Some((*addr).to_owned());
+            if let Ok(r) = std::env::var("SNAP_RATIO") {
+                cfg.snapshot_log_ratio = r.parse().unwrap();
+            }
             let m = Manager::start(cfg).await.expect("start");
             match rest {
                 ["init"] => println!("{}", m.init().await.expect("init").join_tokens.manager),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
-use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState};
 use shoal_api::cluster::{Cluster, ClusterSpec, JoinTokens};
 use shoal_api::{Meta, Node};
 use shoal_proto::raft as pb;
@@ -21,7 +21,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, channel};
 use crate::raft::proposal::Proposal;
 use crate::raft::service::RaftService;
-use crate::raft::state_machine::{Shared, StateMachine};
+use crate::raft::state_machine::{Shared, SnapshotPolicy, StateMachine};
 use crate::raft::types::Raft;
 use crate::store::{Change, Event, Kind, Object, Store, StoreError, Transaction, WatchError};
 
@@ -39,8 +39,12 @@ pub struct ManagerConfig {
     /// Election timeout range, ms. Default 1000–2000: openraft's defaults (150–300)
     /// elect leaders needlessly on a loaded 2-core machine.
     pub election_ms: (u64, u64),
-    /// Log entries between snapshots. Default 10000 (Swarm's).
+    /// The fewest log entries between snapshots. Default 10000 (Swarm's).
     pub snapshot_interval: u64,
+    /// How large the log since the last snapshot must grow before the next one, as a
+    /// multiple of that snapshot's size (0: count entries only). Default 1; see
+    /// [`SnapshotPolicy`] for why Shoal weighs the log against the store.
+    pub snapshot_log_ratio: f64,
     /// Entries kept after a snapshot for slow followers. Default 500 (Swarm's).
     pub keep_after_snapshot: u64,
     /// Recovery after losing quorum for good: keep this manager's committed state and
@@ -57,7 +61,8 @@ impl ManagerConfig {
             advertise: None,
             heartbeat_ms: 250,
             election_ms: (1000, 2000),
-            snapshot_interval: 10_000,
+            snapshot_interval: SnapshotPolicy::default().entries,
+            snapshot_log_ratio: SnapshotPolicy::default().log_to_snapshot,
             keep_after_snapshot: 500,
             force_new_cluster: false,
         }
@@ -284,7 +289,9 @@ impl Manager {
         let mut log = LogStore::open(&cfg.data_dir).map_err(raft_err)?;
         let log_stats = log.stats();
         let committed_on_disk = log.committed_on_disk();
-        let sm = StateMachine::open(&cfg.data_dir.join("state")).map_err(raft_err)?;
+        let policy =
+            SnapshotPolicy { entries: cfg.snapshot_interval, log_to_snapshot: cfg.snapshot_log_ratio };
+        let sm = StateMachine::open(&cfg.data_dir.join("state"), policy).map_err(raft_err)?;
         let shared = sm.shared();
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(raft_err)?;
         let bound = listener.local_addr().map_err(raft_err)?;
@@ -300,7 +307,8 @@ impl Manager {
             election_timeout_min: cfg.election_ms.0,
             election_timeout_max: cfg.election_ms.1,
             install_snapshot_timeout: 10_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_interval),
+            // The state machine says when a snapshot is due (see `snapshot_due` below).
+            snapshot_policy: openraft::SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: cfg.keep_after_snapshot,
             ..Default::default()
         }
@@ -315,6 +323,16 @@ impl Manager {
                 let is_leader = leads_with_full_state(&metrics.borrow_watched());
                 leader_tx.send_if_modified(|v| std::mem::replace(v, is_leader) != is_leader);
                 if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        // Snapshots are taken when the state machine says one is due.
+        let (r, mut due) = (raft.clone(), shared.snapshot_due());
+        tokio::spawn(async move {
+            while due.changed().await.is_ok() {
+                if r.trigger().snapshot().await.is_err() {
                     return;
                 }
             }

@@ -14,7 +14,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = LogStore::open(dir.path()).expect("open log");
-        let sm = StateMachine::open(&dir.path().join("sm")).expect("open state machine");
+        let sm = StateMachine::open(&dir.path().join("sm"), Default::default()).expect("open state machine");
         Ok((dir, log, sm))
     }
 }

@@ -1,7 +1,9 @@
 //! The Raft log, vote and commit index in redb, under the manager's data dir. One
 //! writer thread owns every write: it takes all writes queued while its last commit
 //! was syncing and commits them as one transaction (group commit), in the order they
-//! were made, and only then tells openraft they are durable. Appended entries are
+//! were made, and only then tells openraft they are durable. Entries committed
+//! together are stored as one value (a run of consecutive entries keyed by its first
+//! index), so a commit inserts one key, not one per entry. Appended entries are
 //! readable at once, from memory.
 
 use std::fmt::Debug;
@@ -21,12 +23,91 @@ type Entry = <C as RaftTypeConfig>::Entry;
 type LogId = openraft::type_config::alias::LogIdOf<C>;
 type Vote = openraft::type_config::alias::VoteOf<C>;
 
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// Runs of consecutive entries, keyed by the first one's index; each run holds exactly
+/// the live entries `key..key + count` (a purge or truncation rewrites the run it cuts).
+const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("log_runs");
+/// The log as Shoal 0.1 kept it, one value per entry: moved into [`RUNS`] at open.
+const OLD_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Format of every stored value: one version byte, then JSON. openraft's serde forms
-/// are not a stable format across versions, so the envelope is ours.
+/// Format of every stored entry and META value: one version byte, then JSON.
+/// openraft's serde forms are not a stable format across versions, so the envelope is
+/// ours.
 const FORMAT_V1: u8 = 1;
+
+/// Format of a run: this byte, the entry count (u32 LE), then each entry as its length
+/// (u32 LE) and its [`FORMAT_V1`] encoding.
+const FORMAT_RUN: u8 = 2;
+
+/// A run stops growing past this size (a transaction of 1.5 MiB still fits whole).
+const RUN_BYTES: usize = 4 << 20;
+
+/// A run being built from consecutive entries.
+struct RunBuilder {
+    first: u64,
+    count: u32,
+    value: Vec<u8>,
+}
+
+impl RunBuilder {
+    fn new(first: u64) -> RunBuilder {
+        let mut value = Vec::with_capacity(64 << 10);
+        value.push(FORMAT_RUN);
+        value.extend_from_slice(&0u32.to_le_bytes());
+        RunBuilder { first, count: 0, value }
+    }
+
+    /// The index the next entry must have.
+    fn next(&self) -> u64 {
+        self.first + u64::from(self.count)
+    }
+
+    fn push(&mut self, entry: &[u8]) {
+        self.value.extend_from_slice(&(entry.len() as u32).to_le_bytes());
+        self.value.extend_from_slice(entry);
+        self.count += 1;
+    }
+
+    fn finish(mut self) -> (u64, Vec<u8>) {
+        self.value[1..5].copy_from_slice(&self.count.to_le_bytes());
+        (self.first, self.value)
+    }
+}
+
+/// The entries of the run stored at `first`: (index, encoded entry), in order.
+fn run_entries(first: u64, value: &[u8]) -> io::Result<Vec<(u64, &[u8])>> {
+    let damaged = || io::Error::new(io::ErrorKind::InvalidData, format!("log run at {first} is damaged"));
+    let (&format, rest) = value.split_first().ok_or_else(damaged)?;
+    if format != FORMAT_RUN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("log run at {first} has an unknown format version"),
+        ));
+    }
+    let (count, mut rest) = rest.split_first_chunk::<4>().ok_or_else(damaged)?;
+    let count = u32::from_le_bytes(*count);
+    let mut out = Vec::with_capacity(count as usize);
+    for i in 0..u64::from(count) {
+        let (len, after) = rest.split_first_chunk::<4>().ok_or_else(damaged)?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let entry = after.get(..len).ok_or_else(damaged)?;
+        out.push((first + i, entry));
+        rest = &after[len..];
+    }
+    if !rest.is_empty() {
+        return Err(damaged());
+    }
+    Ok(out)
+}
+
+/// The run of `entries` (consecutive, from `first`).
+fn run_of<'a>(first: u64, entries: impl IntoIterator<Item = &'a [u8]>) -> (u64, Vec<u8>) {
+    let mut run = RunBuilder::new(first);
+    for e in entries {
+        run.push(e);
+    }
+    run.finish()
+}
 
 fn encode<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
     let mut out = vec![FORMAT_V1];
@@ -185,8 +266,9 @@ impl LogStore {
             }
         };
         let tx = db.begin_write().map_err(|e| err(&e))?;
-        tx.open_table(LOG).map_err(|e| err(&e))?;
+        tx.open_table(RUNS).map_err(|e| err(&e))?;
         tx.open_table(META).map_err(|e| err(&e))?;
+        migrate_old_log(&tx).map_err(|e| err(&e))?;
         tx.commit().map_err(|e| err(&e))?;
         let db = Arc::new(db);
         let (stats, tail) = (Arc::<LogStats>::default(), Arc::<std::sync::Mutex<Tail>>::default());
@@ -329,26 +411,32 @@ impl Writer {
 }
 
 /// Applies `batch` in one transaction and commits it (an fsync: redb's default
-/// durability).
+/// durability). Consecutive appended entries go into one run.
 fn commit(db: &Database, batch: &[Write]) -> io::Result<()> {
     let tx = db.begin_write().map_err(other)?;
     {
-        let mut log = tx.open_table(LOG).map_err(other)?;
+        let mut log = tx.open_table(RUNS).map_err(other)?;
         let mut meta = tx.open_table(META).map_err(other)?;
+        let mut run: Option<RunBuilder> = None;
         for write in batch {
+            if !matches!(write, Write::Append { .. }) {
+                put_run(&mut log, run.take())?;
+            }
             match write {
                 Write::Append { entries, .. } => {
                     for (index, bytes) in entries {
-                        log.insert(*index, bytes.as_slice()).map_err(other)?;
+                        if run.as_ref().is_none_or(|r| r.next() != *index || r.value.len() >= RUN_BYTES) {
+                            put_run(&mut log, run.take())?;
+                            run = Some(RunBuilder::new(*index));
+                        }
+                        run.as_mut().expect("a run was started").push(bytes);
                     }
                 }
-                Write::Truncate { from, .. } => {
-                    log.retain_in(*from.., |_, _| false).map_err(other)?;
-                }
+                Write::Truncate { from, .. } => truncate_runs(&mut log, *from)?,
                 Write::Purge { last, purged, .. } => {
                     // The purge point and the deletion in one transaction: no hole shows.
                     meta.insert("last_purged", purged.as_slice()).map_err(other)?;
-                    log.retain_in(..=*last, |_, _| false).map_err(other)?;
+                    purge_runs(&mut log, *last)?;
                 }
                 Write::Meta { key, value, .. } => {
                     meta.insert(*key, value.as_slice()).map_err(other)?;
@@ -358,8 +446,92 @@ fn commit(db: &Database, batch: &[Write]) -> io::Result<()> {
                 }
             }
         }
+        put_run(&mut log, run)?;
     }
     tx.commit().map_err(other)
+}
+
+type RunTable<'t> = redb::Table<'t, u64, &'static [u8]>;
+
+/// Stores `run`, replacing any entries at or after its first index.
+fn put_run(log: &mut RunTable<'_>, run: Option<RunBuilder>) -> io::Result<()> {
+    let Some(run) = run else { return Ok(()) };
+    // Appends follow the log's end, after any truncation; an overlap is replaced, as
+    // an overwritten entry would be.
+    let end = log.last().map_err(other)?.map(|(k, v)| run_end(k.value(), v.value()));
+    if end.is_some_and(|end| end > run.first) {
+        truncate_runs(log, run.first)?;
+    }
+    let (first, value) = run.finish();
+    log.insert(first, value.as_slice()).map_err(other)?;
+    Ok(())
+}
+
+/// The index after the last entry of the run stored at `first`.
+fn run_end(first: u64, value: &[u8]) -> u64 {
+    let count = value.get(1..5).and_then(|c| c.try_into().ok()).map_or(0, u32::from_le_bytes);
+    first + u64::from(count)
+}
+
+/// The run whose first index is the greatest in `range`: (first index, its entries'
+/// encodings), copied out of the table.
+fn last_run_in(
+    log: &RunTable<'_>,
+    range: impl RangeBounds<u64>,
+) -> io::Result<Option<(u64, Vec<(u64, Vec<u8>)>)>> {
+    let Some(item) = log.range(range).map_err(other)?.next_back() else { return Ok(None) };
+    let (k, v) = item.map_err(other)?;
+    let entries = run_entries(k.value(), v.value())?.into_iter().map(|(i, e)| (i, e.to_vec())).collect();
+    Ok(Some((k.value(), entries)))
+}
+
+/// Removes the entries from `from` on; the run that holds `from` keeps what precedes it.
+fn truncate_runs(log: &mut RunTable<'_>, from: u64) -> io::Result<()> {
+    if let Some((first, entries)) = last_run_in(log, ..from)?
+        && entries.last().is_some_and(|(i, _)| *i >= from)
+    {
+        let (k, v) = run_of(first, entries.iter().filter(|(i, _)| *i < from).map(|(_, e)| e.as_slice()));
+        log.insert(k, v.as_slice()).map_err(other)?;
+    }
+    log.retain_in(from.., |_, _| false).map_err(other)
+}
+
+/// Removes the entries through `last`; the run that holds `last + 1` keeps the rest,
+/// stored again from `last + 1`.
+fn purge_runs(log: &mut RunTable<'_>, last: u64) -> io::Result<()> {
+    let rest = last_run_in(log, ..=last)?.and_then(|(_, entries)| {
+        let rest: Vec<&[u8]> = entries.iter().filter(|(i, _)| *i > last).map(|(_, e)| e.as_slice()).collect();
+        (!rest.is_empty()).then(|| run_of(last + 1, rest))
+    });
+    log.retain_in(..=last, |_, _| false).map_err(other)?;
+    if let Some((k, v)) = rest {
+        log.insert(k, v.as_slice()).map_err(other)?;
+    }
+    Ok(())
+}
+
+/// Moves a log kept one value per entry (Shoal 0.1) into runs, in `tx`.
+fn migrate_old_log(tx: &redb::WriteTransaction) -> io::Result<()> {
+    use redb::TableHandle;
+    if !tx.list_tables().map_err(other)?.any(|t| t.name() == OLD_LOG.name()) {
+        return Ok(());
+    }
+    {
+        let old = tx.open_table(OLD_LOG).map_err(other)?;
+        let mut runs = tx.open_table(RUNS).map_err(other)?;
+        let mut run: Option<RunBuilder> = None;
+        for item in old.iter().map_err(other)? {
+            let (k, v) = item.map_err(other)?;
+            if run.as_ref().is_none_or(|r| r.next() != k.value() || r.value.len() >= RUN_BYTES) {
+                put_run(&mut runs, run.take())?;
+                run = Some(RunBuilder::new(k.value()));
+            }
+            run.as_mut().expect("a run was started").push(v.value());
+        }
+        put_run(&mut runs, run)?;
+    }
+    tx.delete_table(OLD_LOG).map_err(other)?;
+    Ok(())
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
@@ -398,15 +570,24 @@ impl RaftLogReader<C> for LogStore {
         let mut out = self
             .blocking(move |db| {
                 let tx = db.begin_read().map_err(other)?;
-                let table = tx.open_table(LOG).map_err(other)?;
-                let iter = match disk_end {
-                    Some(e) => table.range(start..=e).map_err(other)?,
-                    None => table.range(start..).map_err(other)?,
+                let table = tx.open_table(RUNS).map_err(other)?;
+                // From the run holding `start`, or the first after it.
+                let from = match table.range(..=start).map_err(other)?.next_back() {
+                    Some(item) => item.map_err(other)?.0.value(),
+                    None => start,
                 };
+                let end = disk_end.unwrap_or(u64::MAX);
                 let mut out = Vec::new();
-                for item in iter {
+                'runs: for item in table.range(from..).map_err(other)? {
                     let (k, v) = item.map_err(other)?;
-                    out.push(decode::<Entry>(v.value(), &format!("log entry {}", k.value()))?);
+                    for (i, bytes) in run_entries(k.value(), v.value())? {
+                        if i > end {
+                            break 'runs;
+                        }
+                        if i >= start {
+                            out.push(decode::<Entry>(bytes, &format!("log entry {i}"))?);
+                        }
+                    }
                 }
                 Ok(out)
             })
@@ -433,11 +614,12 @@ impl RaftLogStorage<C> for LogStore {
             None => {
                 self.blocking(|db| {
                     let tx = db.begin_read().map_err(other)?;
-                    let table = tx.open_table(LOG).map_err(other)?;
+                    let table = tx.open_table(RUNS).map_err(other)?;
                     match table.last().map_err(other)? {
-                        Some((k, v)) => {
-                            decode::<Entry>(v.value(), &format!("log entry {}", k.value())).map(Some)
-                        }
+                        Some((k, v)) => match run_entries(k.value(), v.value())?.last() {
+                            Some((i, bytes)) => decode::<Entry>(bytes, &format!("log entry {i}")).map(Some),
+                            None => Ok(None),
+                        },
                         None => Ok(None),
                     }
                 })
@@ -519,7 +701,70 @@ impl RaftLogStorage<C> for LogStore {
 
 #[cfg(test)]
 mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::testing::blank_ent;
+    use redb::ReadableTableMetadata;
+
     use super::*;
+
+    /// Appends blank entries `from..=to` (term 1) as one call, and waits for the sync.
+    async fn append(log: &mut LogStore, from: u64, to: u64) {
+        use openraft::type_config::TypeConfigExt;
+        let (tx, synced) = C::oneshot();
+        log.append((from..=to).map(|i| blank_ent::<C>(1, 1, i)), IOFlushed::signal(tx)).await.unwrap();
+        synced.await.unwrap().unwrap();
+    }
+
+    /// The indexes of every entry in `range`, as read from the disk (a fresh store).
+    async fn on_disk(dir: &Path, range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+        let mut log = LogStore::open(dir).unwrap();
+        log.try_get_log_entries(range).await.unwrap().iter().map(RaftEntry::index).collect()
+    }
+
+    #[tokio::test]
+    async fn runs_are_cut_by_purges_and_truncations_and_read_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut log = LogStore::open(dir.path()).unwrap();
+            append(&mut log, 1, 10).await;
+            append(&mut log, 11, 12).await;
+            log.purge(openraft::testing::log_id::<C>(1, 1, 3)).await.unwrap();
+            log.truncate_after(Some(openraft::testing::log_id::<C>(1, 1, 6))).await.unwrap();
+            append(&mut log, 7, 8).await;
+        }
+        assert_eq!(on_disk(dir.path(), 0..=100).await, (4..=8).collect::<Vec<_>>());
+        assert_eq!(on_disk(dir.path(), 5..=6).await, vec![5, 6], "a range inside a run");
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id.map(|l| l.index()), Some(8));
+        assert_eq!(state.last_purged_log_id.map(|l| l.index()), Some(3));
+        // An append over entries still stored replaces them (and what follows).
+        append(&mut log, 6, 6).await;
+        drop(log);
+        assert_eq!(on_disk(dir.path(), 0..=100).await, (4..=6).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_log_kept_one_value_per_entry_is_moved_into_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join("raft.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut old = tx.open_table(OLD_LOG).unwrap();
+                for i in (5..=9).chain(12..=13) {
+                    old.insert(i, encode(&blank_ent::<C>(2, 1, i)).unwrap().as_slice()).unwrap();
+                }
+                tx.open_table(META).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        assert_eq!(on_disk(dir.path(), 0..=100).await, vec![5, 6, 7, 8, 9, 12, 13]);
+        let db = Database::create(dir.path().join("raft.redb")).unwrap();
+        let tx = db.begin_read().unwrap();
+        assert!(tx.open_table(OLD_LOG).is_err(), "the old table is gone");
+        assert_eq!(tx.open_table(RUNS).unwrap().len().unwrap(), 2, "one run per stretch of indexes");
+    }
 
     #[test]
     fn a_damaged_file_is_named_and_never_reset() {

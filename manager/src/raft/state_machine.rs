@@ -1,10 +1,12 @@
 //! The Raft state machine: the [`Store`] in memory, applied entry by entry, with its
 //! events published; snapshots are the store serialized (see [`super::snapshot`]),
 //! built from a copy taken under a short read lock (off the apply path), kept on disk,
-//! and installed atomically.
+//! and installed atomically. It also says when the next snapshot is due
+//! ([`SnapshotPolicy`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::{Stream, TryStreamExt};
@@ -17,6 +19,41 @@ use super::types::{Applied, TypeConfig};
 use crate::store::{EventLog, Store};
 
 type C = TypeConfig;
+
+/// When a snapshot is due: once `entries` were applied since the last one **and** the
+/// log written since is at least `log_to_snapshot` times that snapshot's size.
+///
+/// Swarm snapshots every 10000 entries whatever the store's size; a snapshot writes
+/// the whole store, so with a large store most of a manager's work went into
+/// rewriting objects that had not changed. Weighing the log against the last
+/// snapshot (the Raft thesis, §5.1.1) bounds that work by the log's own size, while a
+/// small store still snapshots every `entries`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnapshotPolicy {
+    /// The fewest entries between snapshots. Default 10000 (Swarm's).
+    pub entries: u64,
+    /// How large the log since the last snapshot must grow, as a multiple of that
+    /// snapshot's size (0: count entries only). Default 1.
+    pub log_to_snapshot: f64,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> SnapshotPolicy {
+        SnapshotPolicy { entries: 10_000, log_to_snapshot: 1.0 }
+    }
+}
+
+/// What was applied since the last snapshot, and whether one was asked for.
+#[derive(Debug, Default)]
+struct SinceSnapshot {
+    entries: AtomicU64,
+    /// The log bytes (transactions' JSON) of those entries.
+    bytes: AtomicU64,
+    /// The size of the last snapshot file.
+    snapshot_bytes: AtomicU64,
+    /// A snapshot was asked for and its build has not started yet.
+    asked: AtomicBool,
+}
 
 /// State shared by the state machine, its snapshot builders and the manager's readers.
 #[derive(Debug)]
@@ -31,6 +68,10 @@ pub struct Shared {
     on_disk: std::sync::Mutex<Option<SnapshotMetaOf<C>>>,
     /// Objects' JSON kept from the last snapshot built.
     encoder: std::sync::Mutex<Encoder>,
+    policy: SnapshotPolicy,
+    since: SinceSnapshot,
+    /// Bumped when a snapshot is due (see [`Shared::snapshot_due`]).
+    due: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -54,6 +95,36 @@ impl Shared {
     pub fn last_applied(&self) -> Option<LogIdOf<C>> {
         self.applied.read().expect("applied lock").0
     }
+
+    /// Changes each time a snapshot is due by the [`SnapshotPolicy`] (each is asked
+    /// for once); the manager then asks Raft for one. Closes with the state machine.
+    pub fn snapshot_due(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.due.subscribe()
+    }
+
+    /// Counts an applied entry of `bytes` and asks for a snapshot once one is due.
+    /// Called under the store's write lock, as the copy for a snapshot is taken under
+    /// its read lock: the counts always pair with the copy.
+    fn count_applied(&self, bytes: u64) {
+        let since = &self.since;
+        let entries = since.entries.fetch_add(1, Ordering::Relaxed) + 1;
+        let bytes = since.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let snapshot = since.snapshot_bytes.load(Ordering::Relaxed) as f64;
+        if entries >= self.policy.entries
+            && bytes as f64 >= snapshot * self.policy.log_to_snapshot
+            && !since.asked.swap(true, Ordering::Relaxed)
+        {
+            self.due.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// The store is being snapshotted, or was replaced by a snapshot: counting starts
+    /// over (the snapshot's size is recorded once its file is written).
+    fn counted_snapshot(&self) {
+        self.since.entries.store(0, Ordering::Relaxed);
+        self.since.bytes.store(0, Ordering::Relaxed);
+        self.since.asked.store(false, Ordering::Relaxed);
+    }
 }
 
 /// The state machine handed to openraft; clones share the state.
@@ -66,10 +137,12 @@ pub struct StateMachine {
 pub const EVENT_RING: usize = 10_000;
 
 impl StateMachine {
-    /// A state machine whose snapshots live in `dir`; restores the last one found.
-    pub fn open(dir: &Path) -> io::Result<StateMachine> {
+    /// A state machine whose snapshots live in `dir`, taken by `policy`; restores the
+    /// last one found.
+    pub fn open(dir: &Path, policy: SnapshotPolicy) -> io::Result<StateMachine> {
         std::fs::create_dir_all(dir)?;
         let snapshot_path = dir.join("snapshot.json");
+        let mut snapshot_bytes = 0;
         let (store, applied, meta) = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
                 let file = snapshot::decode(&bytes).map_err(|e| {
@@ -79,6 +152,7 @@ impl StateMachine {
                     )
                 })?;
                 let applied = (file.meta.last_log_id, file.meta.last_membership.clone());
+                snapshot_bytes = bytes.len() as u64;
                 (file.store, applied, Some(file.meta))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -98,6 +172,9 @@ impl StateMachine {
                 applied: RwLock::new(applied),
                 events,
                 snapshot_path,
+                policy,
+                since: SinceSnapshot { snapshot_bytes: snapshot_bytes.into(), ..Default::default() },
+                due: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -134,6 +211,7 @@ impl StateMachine {
         }
         snapshot::replace(&tmp, path)?;
         *on_disk = Some(meta.clone());
+        self.shared.since.snapshot_bytes.store(bytes.len() as u64, Ordering::Relaxed);
         Ok(SnapshotOf::<C, Vec<u8>> { meta, snapshot: bytes })
     }
 }
@@ -153,6 +231,7 @@ impl RaftSnapshotBuilder<C> for StateMachine {
         let (store, applied) = {
             let store = self.shared.store.read().expect("store lock");
             let applied = self.shared.applied.read().expect("applied lock");
+            self.shared.counted_snapshot();
             (store.objects_only(), applied.clone())
         };
         let meta = SnapshotMetaOf::<C> { last_log_id: applied.0, last_membership: applied.1 };
@@ -163,8 +242,18 @@ impl RaftSnapshotBuilder<C> for StateMachine {
         std::thread::Builder::new().name("raft-snapshot".into()).spawn(move || {
             lower_priority();
             // A newer snapshot (installed meanwhile) may be the current one then.
+            let started = std::time::Instant::now();
             let encode = || this.shared.encoder.lock().expect("encoder lock").encode(&meta, &store);
-            let _ = done.send(this.keep_snapshot(meta.clone(), "tmp-build", encode));
+            let kept = this.keep_snapshot(meta.clone(), "tmp-build", encode);
+            if let Ok(s) = &kept {
+                tracing::info!(
+                    index = s.meta.last_log_id.map_or(0, |l| l.index),
+                    bytes = s.snapshot.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "snapshot built"
+                );
+            }
+            let _ = done.send(kept);
         })?;
         built.await.map_err(|_| io::Error::other("the snapshot thread stopped"))?
     }
@@ -192,17 +281,22 @@ impl RaftStateMachine<C> for StateMachine {
                 // neighbour.
                 let mut store = self.shared.store.write().expect("store lock");
                 let mut applied = self.shared.applied.write().expect("applied lock");
+                let mut bytes = 0;
                 match &entry.payload {
                     EntryPayload::Blank => {}
-                    EntryPayload::Normal(p) => match store.apply(index, p.transaction()) {
-                        Ok(e) => events = Some(e),
-                        Err(e) => response.error = Some(e),
-                    },
+                    EntryPayload::Normal(p) => {
+                        bytes = p.json().len() as u64;
+                        match store.apply(index, p.transaction()) {
+                            Ok(e) => events = Some(e),
+                            Err(e) => response.error = Some(e),
+                        }
+                    }
                     EntryPayload::Membership(m) => {
                         applied.1 = StoredMembership::new(Some(entry.log_id), m.clone());
                     }
                 }
                 applied.0 = Some(entry.log_id);
+                self.shared.count_applied(bytes);
             }
             if let Some(events) = events {
                 self.shared.events.publish(events);
@@ -248,6 +342,7 @@ impl RaftStateMachine<C> for StateMachine {
             let mut a = self.shared.applied.write().expect("applied lock");
             *s = store;
             *a = (meta.last_log_id, meta.last_membership.clone());
+            self.shared.counted_snapshot();
         }
         self.shared.events.reset(meta.last_log_id.as_ref().map_or(0, |l| l.index));
         Ok(())
