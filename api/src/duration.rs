@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserializer, Serializer};
 
 /// Why a duration string could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,20 +128,26 @@ pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format(*d))
 }
 
-/// Reads the string form or an integer number of nanoseconds.
+/// Reads the string form or an integer number of nanoseconds (read as they come, with
+/// no buffering or trial parses: specs hold many durations).
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Nanos(u64),
-        Text(String),
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a duration such as \"10s\" or integer nanoseconds")
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Duration, E> {
+            Ok(Duration::from_nanos(n))
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Duration, E> {
+            u64::try_from(n).map(Duration::from_nanos).map_err(|_| E::custom("a duration cannot be negative"))
+        }
+        fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<Duration, E> {
+            parse(t).map_err(E::custom)
+        }
     }
-    match Raw::deserialize(d)
-        .map_err(|_| serde::de::Error::custom("expected a duration such as \"10s\" or integer nanoseconds"))?
-    {
-        Raw::Nanos(n) => Ok(Duration::from_nanos(n)),
-        Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
-    }
+    d.deserialize_any(Visitor)
 }
 
 /// The same serde form for an optional duration (`null` or absent is `None`).
@@ -220,7 +226,7 @@ mod tests {
 
     #[test]
     fn serde_accepts_strings_and_nanoseconds() {
-        #[derive(serde::Serialize, Deserialize, PartialEq, Debug)]
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
         struct T {
             #[serde(with = "super")]
             d: Duration,
@@ -231,5 +237,19 @@ mod tests {
         assert_eq!(t.d, Duration::from_secs(5));
         assert_eq!(serde_json::to_string(&t).unwrap(), r#"{"d":"5s"}"#);
         assert!(serde_json::from_str::<T>(r#"{"d":"5 parsecs"}"#).is_err());
+        let wrong = serde_json::from_str::<T>(r#"{"d":true}"#).unwrap_err().to_string();
+        assert!(wrong.contains(r#"expected a duration such as "10s" or integer nanoseconds"#), "{wrong}");
+        let negative = serde_json::from_str::<T>(r#"{"d":-5}"#).unwrap_err().to_string();
+        assert!(negative.contains("cannot be negative"), "{negative}");
+        // Read through serde's buffering too (flattened fields, YAML).
+        #[derive(serde::Deserialize)]
+        struct Outer {
+            #[serde(flatten)]
+            t: T,
+        }
+        let o: Outer = serde_json::from_str(r#"{"d":"1m"}"#).unwrap();
+        assert_eq!(o.t.d, Duration::from_secs(60));
+        let y: T = serde_yaml_ng::from_str("d: 250ms").unwrap();
+        assert_eq!(y.d, Duration::from_millis(250));
     }
 }
