@@ -356,6 +356,29 @@ async fn stale_votes_and_misaddressed_rpcs_are_refused() {
     // The same request sent to the wrong manager id is refused before reaching Raft.
     let reply = client.vote(pb::RaftRequest { target: 7, from: 424242, payload }).await.unwrap();
     assert!(matches!(reply.into_inner().result, Some(pb::raft_reply::Result::Refused(_))));
+    // Replication from a leader of an old term, on the pipelined stream: refused with
+    // the higher vote; on a stream for another manager id: nothing reaches Raft.
+    let stale = openraft::type_config::alias::VoteOf::<TypeConfig>::new_committed(0, 424242);
+    let append = openraft::raft::AppendEntriesRequest::<TypeConfig> {
+        vote: stale,
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![],
+    };
+    let payload = serde_json::to_vec(&append).unwrap();
+    for (to, answers) in [(target.id(), 1), (7, 0)] {
+        let req = pb::RaftRequest { target: to, from: 424242, payload: payload.clone() };
+        let mut replies = client.stream_append(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+        let mut got = Vec::new();
+        while let Some(reply) = replies.message().await.unwrap() {
+            let Some(pb::raft_reply::Result::Payload(p)) = reply.result else { panic!("not an answer") };
+            got.push(serde_json::from_slice::<openraft::raft::StreamAppendResult<TypeConfig>>(&p).unwrap());
+        }
+        assert_eq!(got.len(), answers, "to {to}: {got:?}");
+        if let Some(answer) = got.first() {
+            assert!(matches!(answer, Err(openraft::raft::StreamAppendError::HigherVote(_))), "{answer:?}");
+        }
+    }
     // The cluster is undisturbed.
     assert_eq!(c.m(leader).status().term, term);
 }

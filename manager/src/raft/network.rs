@@ -1,17 +1,22 @@
 //! Raft RPCs to other managers over tonic gRPC: openraft's messages travel as JSON in
 //! the `payload` bytes of `shoal.raft` messages. One channel per peer, reused; a peer
-//! that cannot be reached is `Unreachable`, so openraft backs off. The channel is the
-//! seam where mutual TLS goes.
+//! that cannot be reached is `Unreachable`, so openraft backs off. Replication is
+//! pipelined: AppendEntries requests go out on one stream without waiting for the
+//! previous answer. The channel is the seam where mutual TLS goes.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
+    VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
@@ -83,6 +88,14 @@ fn network(e: impl std::fmt::Display) -> RPCError<C> {
     RPCError::Network(NetworkError::from_string(e.to_string()))
 }
 
+/// A failed call: a peer that is down or slow is unreachable (openraft backs off).
+fn status_error(s: tonic::Status) -> RPCError<C> {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => unreachable(&s),
+        _ => network(&s),
+    }
+}
+
 impl Client {
     fn client(&self) -> Result<pb::raft_client::RaftClient<Channel>, RPCError<C>> {
         let ch = self.channel.clone().ok_or_else(|| unreachable(format!("bad address {}", self.addr)))?;
@@ -104,12 +117,7 @@ impl Client {
         &self,
         reply: Result<tonic::Response<pb::RaftReply>, tonic::Status>,
     ) -> Result<T, RPCError<C>> {
-        let reply = reply.map_err(|s| match s.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-                unreachable(&s)
-            }
-            _ => network(&s),
-        })?;
+        let reply = reply.map_err(status_error)?;
         match reply.into_inner().result {
             Some(pb::raft_reply::Result::Payload(p)) => serde_json::from_slice(&p).map_err(network),
             Some(pb::raft_reply::Result::RaftError(e)) => Err(network(String::from_utf8_lossy(&e))),
@@ -133,6 +141,64 @@ impl RaftNetworkV2<C> for Client {
         req.set_timeout(option.hard_ttl());
         let reply = self.client()?.append_entries(req).await;
         self.reply(reply)
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>, RPCError<C>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
+    {
+        let this = self.clone();
+        Box::pin(async move {
+            // Requests sent and not yet answered: while there are some, each answer must
+            // come within the RPC timeout, or the peer counts as unreachable.
+            let outstanding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let sent = outstanding.clone();
+            let (me, target) = (this.me, this.target);
+            let requests = input
+                .map(move |rpc| match serde_json::to_vec(&rpc) {
+                    Ok(payload) => {
+                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Some(pb::RaftRequest { target, from: me, payload })
+                    }
+                    Err(e) => {
+                        tracing::error!(target, error = %e, "cannot encode AppendEntries; the stream ends");
+                        None
+                    }
+                })
+                .take_while(|r| std::future::ready(r.is_some()))
+                .filter_map(std::future::ready);
+            let replies = this.client()?.stream_append(requests).await.map_err(status_error)?.into_inner();
+            let ttl = option.hard_ttl();
+            let answers = futures::stream::unfold(Some(replies), move |replies| {
+                let (this, outstanding) = (this.clone(), outstanding.clone());
+                async move {
+                    let mut replies = replies?;
+                    let next = if outstanding.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                        match tokio::time::timeout(ttl, replies.next()).await {
+                            Ok(next) => next,
+                            Err(_) => {
+                                let e = unreachable(format!(
+                                    "no answer from manager {} within {ttl:?}",
+                                    this.target
+                                ));
+                                return Some((Err(e), None));
+                            }
+                        }
+                    } else {
+                        replies.next().await
+                    };
+                    outstanding.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    let answer = this.reply::<StreamAppendResult<C>>(next?.map(tonic::Response::new));
+                    let go_on = answer.as_ref().is_ok_and(|r| r.is_ok());
+                    Some((answer, go_on.then_some(replies)))
+                }
+            });
+            Ok(answers.boxed())
+        })
     }
 
     async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use shoal_proto::raft as pb;
-use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::proposal::Proposal;
@@ -66,6 +66,44 @@ impl pb::raft_server::Raft for RaftService {
         }
         let rpc: AppendEntriesRequest<C> = decode(&req.payload)?;
         payload(self.manager.raft().append_entries(rpc).await)
+    }
+
+    type StreamAppendStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::RaftReply, Status>> + Send + 'static>>;
+
+    async fn stream_append(
+        &self,
+        request: Request<tonic::Streaming<pb::RaftRequest>>,
+    ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        let me = self.manager.id();
+        // Requests up to the first that cannot be read or is meant for another manager:
+        // the stream ends there, and the leader starts a new one.
+        let requests = request
+            .into_inner()
+            .map(move |r| {
+                let r = r.map_err(|e| tracing::warn!(error = %e, "replication stream broken off")).ok()?;
+                if r.target != me {
+                    tracing::warn!(target = r.target, "replication stream for another manager refused");
+                    return None;
+                }
+                serde_json::from_slice::<AppendEntriesRequest<C>>(&r.payload)
+                    .map_err(
+                        |e| tracing::warn!(error = %e, "malformed AppendEntries in a replication stream"),
+                    )
+                    .ok()
+            })
+            .take_while(|r| std::future::ready(r.is_some()))
+            .filter_map(std::future::ready);
+        let replies = self.manager.raft().stream_append(requests).map(|r| {
+            let result = match r {
+                Ok(answer) => pb::raft_reply::Result::Payload(
+                    serde_json::to_vec(&answer).map_err(|e| Status::internal(e.to_string()))?,
+                ),
+                Err(fatal) => pb::raft_reply::Result::RaftError(fatal.to_string().into_bytes()),
+            };
+            Ok(pb::RaftReply { result: Some(result) })
+        });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn vote(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {

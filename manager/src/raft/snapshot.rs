@@ -1,18 +1,18 @@
 //! Snapshot files: the store as JSON with its Raft metadata, written so that a crash
 //! leaves the old file or the new one. Each object's JSON is kept from one snapshot to
-//! the next and reused while its version is unchanged, so a snapshot costs the objects
+//! the next and reused while the object is unchanged, so a snapshot costs the objects
 //! written since the last one plus a copy, not a fresh encoding of the whole store.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use openraft::type_config::alias::SnapshotMetaOf;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::types::TypeConfig;
-use crate::store::{Kind, Store};
+use crate::store::{Object, Store};
 
 type Meta = SnapshotMetaOf<TypeConfig>;
 
@@ -23,67 +23,70 @@ pub(crate) struct SnapshotFile {
     pub(crate) store: Store,
 }
 
-/// One object's JSON at one version.
-struct Encoded {
-    version: u64,
+/// One object as the last snapshot held it, with its JSON. The store replaces an
+/// object's `Arc` whenever it changes, so the same `Arc` means the same JSON.
+struct Kept {
+    object: Arc<Object>,
     json: Box<RawValue>,
 }
 
-impl Serialize for Encoded {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.json.serialize(s)
-    }
-}
-
-type Objects = BTreeMap<Kind, BTreeMap<String, Encoded>>;
-
-/// The JSON of every object in the last snapshot.
+/// The JSON of every object in the last snapshot, in the store's order (kind, id).
 #[derive(Default)]
 pub(crate) struct Encoder {
-    last: Objects,
+    last: Vec<Kept>,
+    /// The size of the last file, to size the next one's buffer.
+    last_len: usize,
 }
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let count: usize = self.last.values().map(BTreeMap::len).sum();
-        f.debug_struct("Encoder").field("objects", &count).finish()
+        f.debug_struct("Encoder").field("objects", &self.last.len()).finish()
     }
 }
 
-/// Laid out as [`SnapshotFile`] is, with the objects' kept JSON.
-#[derive(Serialize)]
-struct FileView<'a> {
-    meta: &'a Meta,
-    store: StoreView<'a>,
-}
-
-/// Laid out as [`Store`] serializes.
-#[derive(Serialize)]
-struct StoreView<'a> {
-    objects: &'a Objects,
-    last_index: u64,
-}
-
 impl Encoder {
-    /// The snapshot file of `store` at `meta`.
+    /// The snapshot file of `store` at `meta`, laid out as [`SnapshotFile`] serializes.
+    /// The store and the kept objects are both in (kind, id) order, so one walk over
+    /// both finds what can be reused.
     pub(crate) fn encode(&mut self, meta: &Meta, store: &Store) -> io::Result<Vec<u8>> {
-        let mut next = Objects::new();
+        let mut kept = std::mem::take(&mut self.last).into_iter().peekable();
+        let mut next = Vec::with_capacity(kept.len() + kept.len() / 8);
+        let mut out = Vec::with_capacity(self.last_len + self.last_len / 8 + 4096);
+        out.extend_from_slice(b"{\"meta\":");
+        serde_json::to_writer(&mut out, meta).map_err(io::Error::other)?;
+        out.extend_from_slice(b",\"store\":{\"objects\":{");
+        let mut kind = None;
         for o in store.objects() {
-            let (kind, id, version) = (o.kind(), o.id(), o.meta().version);
-            let kept = self.last.get_mut(&kind).and_then(|m| m.remove(id)).filter(|e| e.version == version);
-            let encoded = match kept {
-                Some(e) => e,
-                None => Encoded {
-                    version,
-                    json: serde_json::value::to_raw_value(o.as_ref()).map_err(io::Error::other)?,
-                },
+            let key = (o.kind(), o.id());
+            while kept.next_if(|k| (k.object.kind(), k.object.id()) < key).is_some() {}
+            let json = match kept.next_if(|k| Arc::ptr_eq(&k.object, o)) {
+                Some(k) => k.json,
+                None => serde_json::value::to_raw_value(o.as_ref()).map_err(io::Error::other)?,
             };
-            next.entry(kind).or_default().insert(id.to_owned(), encoded);
+            if kind != Some(key.0) {
+                if kind.is_some() {
+                    out.extend_from_slice(b"},");
+                }
+                serde_json::to_writer(&mut out, &key.0).map_err(io::Error::other)?;
+                out.extend_from_slice(b":{");
+                kind = Some(key.0);
+            } else {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, key.1).map_err(io::Error::other)?;
+            out.push(b':');
+            out.extend_from_slice(json.get().as_bytes());
+            next.push(Kept { object: o.clone(), json });
         }
+        if kind.is_some() {
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"},\"last_index\":");
+        out.extend_from_slice(store.last_index().to_string().as_bytes());
+        out.extend_from_slice(b"}}");
         self.last = next;
-        let view =
-            FileView { meta, store: StoreView { objects: &self.last, last_index: store.last_index() } };
-        serde_json::to_vec(&view).map_err(io::Error::other)
+        self.last_len = out.len();
+        Ok(out)
     }
 }
 
@@ -136,7 +139,7 @@ mod tests {
     use shoal_api::service::{Service, ServiceSpec};
 
     use super::*;
-    use crate::store::{Change, Object, Transaction};
+    use crate::store::{Change, Kind, Object, Transaction};
 
     fn service(id: &str, name: &str) -> Object {
         Object::Service(Service {
@@ -189,5 +192,37 @@ mod tests {
         let back = decode(&second).unwrap();
         assert_eq!(back.store, store, "the update is in, the deleted object is gone");
         assert_eq!(back.meta, meta(4));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&second).unwrap(),
+            serde_json::to_value(SnapshotFile { meta: meta(4), store: store.clone() }).unwrap(),
+        );
+    }
+
+    #[test]
+    fn an_empty_store_and_one_of_several_kinds_encode_as_derived() {
+        let mut enc = Encoder::default();
+        let empty = enc.encode(&meta(0), &Store::new()).unwrap();
+        assert_eq!(decode(&empty).unwrap().store, Store::new());
+        let mut store = Store::new();
+        store
+            .apply(1, &Transaction { changes: vec![Change::Create { object: service("a", "web") }] })
+            .unwrap();
+        let config = Object::Config(shoal_api::secret::Config {
+            id: "c".into(),
+            meta: shoal_api::Meta::new(chrono::Utc::now()),
+            spec: shoal_api::secret::PayloadSpec {
+                name: "conf".into(),
+                labels: Default::default(),
+                data: b"x".to_vec(),
+            },
+        });
+        store.apply(2, &Transaction { changes: vec![Change::Create { object: config }] }).unwrap();
+        for _ in 0..2 {
+            let bytes = enc.encode(&meta(2), &store).unwrap();
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+                serde_json::to_value(SnapshotFile { meta: meta(2), store: store.clone() }).unwrap(),
+            );
+        }
     }
 }

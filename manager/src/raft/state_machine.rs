@@ -80,9 +80,13 @@ impl Shared {
         f(&self.store.read().expect("store lock"))
     }
 
-    /// Checks a transaction against the current state (applied and undone under the
-    /// write lock; see [`Store::check`]).
+    /// Checks a transaction against the current state: one change under the read lock
+    /// (proposals do not queue behind each other), several applied and undone under the
+    /// write lock (see [`Store::check`]).
     pub fn check(&self, tx: &crate::store::Transaction) -> Result<(), crate::store::StoreError> {
+        if let Some(result) = self.store.read().expect("store lock").check_one(tx) {
+            return result;
+        }
         self.store.write().expect("store lock").check(tx)
     }
 

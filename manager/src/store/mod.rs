@@ -205,11 +205,8 @@ impl Store {
     /// The changes are applied and then undone, so the cost is that of the changes,
     /// not of the store.
     pub fn check(&mut self, tx: &Transaction) -> Result<(), StoreError> {
-        // One change (most writes): its own rules and the references it makes do not
-        // depend on itself, so the current state answers without applying it.
-        if let [change] = tx.changes.as_slice() {
-            self.validate(change)?;
-            return self.check_references(tx);
+        if let Some(result) = self.check_one(tx) {
+            return result;
         }
         let last_index = self.last_index;
         let mut undo = Vec::with_capacity(tx.changes.len());
@@ -229,6 +226,14 @@ impl Store {
         self.rollback(undo);
         self.last_index = last_index;
         result
+    }
+
+    /// Checks a one-change transaction (most writes) without changing anything: its own
+    /// rules and the references it makes do not depend on itself, so the current state
+    /// answers. `None` for a transaction of several changes (see [`Store::check`]).
+    pub fn check_one(&self, tx: &Transaction) -> Option<Result<(), StoreError>> {
+        let [change] = tx.changes.as_slice() else { return None };
+        Some(self.validate(change).and_then(|()| self.check_references(tx)))
     }
 
     /// Checks `change` against the current state, changing nothing.
