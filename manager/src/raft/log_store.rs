@@ -473,12 +473,11 @@ fn run_end(first: u64, value: &[u8]) -> u64 {
     first + u64::from(count)
 }
 
-/// The run whose first index is the greatest in `range`: (first index, its entries'
-/// encodings), copied out of the table.
-fn last_run_in(
-    log: &RunTable<'_>,
-    range: impl RangeBounds<u64>,
-) -> io::Result<Option<(u64, Vec<(u64, Vec<u8>)>)>> {
+/// A run copied out of the table: its first index and its entries (index, encoding).
+type OwnedRun = (u64, Vec<(u64, Vec<u8>)>);
+
+/// The run whose first index is the greatest in `range`, copied out of the table.
+fn last_run_in(log: &RunTable<'_>, range: impl RangeBounds<u64>) -> io::Result<Option<OwnedRun>> {
     let Some(item) = log.range(range).map_err(other)?.next_back() else { return Ok(None) };
     let (k, v) = item.map_err(other)?;
     let entries = run_entries(k.value(), v.value())?.into_iter().map(|(i, e)| (i, e.to_vec())).collect();
