@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::network::{RPCOption, RaftNetworkFactory, stream_append_sequential};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
     VoteResponse,
@@ -39,11 +39,30 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
+/// How long a peer that does not answer `StreamAppend` (a manager of an earlier
+/// version, during a rolling upgrade) is replicated to one request at a time before
+/// the stream is tried again.
+const RETRY_STREAMING: Duration = Duration::from_secs(60);
+
+/// Whether a peer answers `StreamAppend`: when it was last found not to.
+#[derive(Debug, Default)]
+struct Streaming(Mutex<Option<std::time::Instant>>);
+
+impl Streaming {
+    fn usable(&self) -> bool {
+        self.0.lock().expect("streaming lock").is_none_or(|t| t.elapsed() > RETRY_STREAMING)
+    }
+
+    fn unsupported(&self) {
+        *self.0.lock().expect("streaming lock") = Some(std::time::Instant::now());
+    }
+}
+
 /// Makes clients for peers, caching one channel per address.
 #[derive(Debug, Clone)]
 pub struct Network {
     me: u64,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<HashMap<String, (Channel, Arc<Streaming>)>>>,
 }
 
 impl Network {
@@ -52,14 +71,15 @@ impl Network {
         Network { me, channels: Arc::default() }
     }
 
-    fn channel(&self, addr: &str) -> Option<Channel> {
+    fn channel(&self, addr: &str) -> (Option<Channel>, Arc<Streaming>) {
         let mut cache = self.channels.lock().expect("channel cache");
-        if let Some(c) = cache.get(addr) {
-            return Some(c.clone());
+        if let Some((c, s)) = cache.get(addr) {
+            return (Some(c.clone()), s.clone());
         }
-        let c = channel(addr).ok()?;
-        cache.insert(addr.to_owned(), c.clone());
-        Some(c)
+        let Ok(c) = channel(addr) else { return (None, Arc::default()) };
+        let s = Arc::<Streaming>::default();
+        cache.insert(addr.to_owned(), (c.clone(), s.clone()));
+        (Some(c), s)
     }
 }
 
@@ -70,13 +90,15 @@ pub struct Client {
     target: u64,
     addr: String,
     channel: Option<Channel>,
+    streaming: Arc<Streaming>,
 }
 
 impl RaftNetworkFactory<C> for Network {
     type Network = Client;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Client {
-        Client { me: self.me, target, addr: node.addr.clone(), channel: self.channel(&node.addr) }
+        let (channel, streaming) = self.channel(&node.addr);
+        Client { me: self.me, target, addr: node.addr.clone(), channel, streaming }
     }
 }
 
@@ -151,6 +173,9 @@ impl RaftNetworkV2<C> for Client {
     where
         S: Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
     {
+        if !self.streaming.usable() {
+            return stream_append_sequential(self, input, option);
+        }
         let this = self.clone();
         Box::pin(async move {
             // Requests sent and not yet answered: while there are some, each answer must
@@ -171,7 +196,19 @@ impl RaftNetworkV2<C> for Client {
                 })
                 .take_while(|r| std::future::ready(r.is_some()))
                 .filter_map(std::future::ready);
-            let replies = this.client()?.stream_append(requests).await.map_err(status_error)?.into_inner();
+            let replies = match this.client()?.stream_append(requests).await {
+                Ok(replies) => replies.into_inner(),
+                Err(s) if s.code() == tonic::Code::Unimplemented => {
+                    // An earlier version: openraft starts a new stream, sent one by one.
+                    this.streaming.unsupported();
+                    tracing::info!(
+                        target = this.target,
+                        "manager answers no replication stream; one request at a time"
+                    );
+                    return Err(unreachable(format!("manager {} has no replication stream", this.target)));
+                }
+                Err(s) => return Err(status_error(s)),
+            };
             let ttl = option.hard_ttl();
             let answers = futures::stream::unfold(Some(replies), move |replies| {
                 let (this, outstanding) = (this.clone(), outstanding.clone());
@@ -237,5 +274,97 @@ impl RaftNetworkV2<C> for Client {
             reply = send => self.reply(reply).map_err(StreamingError::from),
             closed = cancel => Err(StreamingError::Closed(closed)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use openraft::raft::AppendEntriesResponse;
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    /// A manager of an earlier version: no replication stream; AppendEntries answered
+    /// with success.
+    struct Earlier;
+
+    type Reply = Result<Response<pb::RaftReply>, Status>;
+
+    fn success() -> Reply {
+        let payload = serde_json::to_vec(&AppendEntriesResponse::<C>::Success).unwrap();
+        Ok(Response::new(pb::RaftReply { result: Some(pb::raft_reply::Result::Payload(payload)) }))
+    }
+
+    #[tonic::async_trait]
+    impl pb::raft_server::Raft for Earlier {
+        type StreamAppendStream = BoxStream<'static, Result<pb::RaftReply, Status>>;
+        async fn append_entries(&self, _: Request<pb::RaftRequest>) -> Reply {
+            success()
+        }
+        async fn stream_append(
+            &self,
+            _: Request<tonic::Streaming<pb::RaftRequest>>,
+        ) -> Result<Response<Self::StreamAppendStream>, Status> {
+            Err(Status::unimplemented("unknown method StreamAppend"))
+        }
+        async fn vote(&self, _: Request<pb::RaftRequest>) -> Reply {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn install_snapshot(&self, _: Request<tonic::Streaming<pb::SnapshotChunk>>) -> Reply {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn transfer_leader(&self, _: Request<pb::RaftRequest>) -> Reply {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn propose(
+            &self,
+            _: Request<pb::ProposeRequest>,
+        ) -> Result<Response<pb::ProposeReply>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn read_index(
+            &self,
+            _: Request<pb::ReadIndexRequest>,
+        ) -> Result<Response<pb::ReadIndexReply>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_the_replication_stream_is_sent_one_request_at_a_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::raft_server::RaftServer::new(Earlier))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let mut net = Network::new(1);
+        let mut client = net.new_client(2, &BasicNode::new(addr.clone())).await;
+        let request = || AppendEntriesRequest::<C> {
+            vote: openraft::type_config::alias::VoteOf::<C>::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: vec![],
+        };
+        let option = || RPCOption::new(Duration::from_secs(5));
+        let refused = matches!(
+            client.stream_append(futures::stream::iter([request()]), option()).await,
+            Err(RPCError::Unreachable(_))
+        );
+        assert!(refused, "the stream is refused");
+        assert!(!client.streaming.usable(), "the peer is marked");
+        // openraft starts a new stream: it goes one request at a time, and is answered.
+        let mut client = net.new_client(2, &BasicNode::new(addr)).await;
+        let answers: Vec<_> = client
+            .stream_append(futures::stream::iter([request(), request()]), option())
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(answers.len(), 2);
+        assert!(answers.iter().all(|a| matches!(a, Ok(Ok(_)))), "{answers:?}");
+        server.abort();
     }
 }
