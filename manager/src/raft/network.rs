@@ -58,11 +58,14 @@ impl Streaming {
     }
 }
 
+/// Each peer's channel and whether it answers the replication stream, by address.
+type Peers = HashMap<String, (Channel, Arc<Streaming>)>;
+
 /// Makes clients for peers, caching one channel per address.
 #[derive(Debug, Clone)]
 pub struct Network {
     me: u64,
-    channels: Arc<Mutex<HashMap<String, (Channel, Arc<Streaming>)>>>,
+    channels: Arc<Mutex<Peers>>,
 }
 
 impl Network {
