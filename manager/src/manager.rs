@@ -314,6 +314,9 @@ impl Manager {
         }
         .validate()
         .map_err(raft_err)?;
+        // Subscribed before Raft starts: starting re-applies the log's committed tail,
+        // which may already make a snapshot due.
+        let mut due = shared.snapshot_due();
         let raft = Raft::new(id, Arc::new(config), Network::new(id), log, sm).await.map_err(raft_err)?;
 
         let (leader_tx, leader_rx) = watch::channel(false);
@@ -328,11 +331,20 @@ impl Manager {
             }
         });
 
-        // Snapshots are taken when the state machine says one is due.
-        let (r, mut due) = (raft.clone(), shared.snapshot_due());
+        // Snapshots are taken when the state machine says one is due. openraft ignores
+        // a trigger while a build is under way, so the ask is repeated every second
+        // until a build has started (which clears it).
+        let (r, weak) = (raft.clone(), Arc::downgrade(&shared));
         tokio::spawn(async move {
-            while due.changed().await.is_ok() {
-                if r.trigger().snapshot().await.is_err() {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    changed = due.changed() => if changed.is_err() { return },
+                    _ = tick.tick() => {}
+                }
+                let Some(asked) = weak.upgrade().map(|s| s.snapshot_asked()) else { return };
+                if asked && r.trigger().snapshot().await.is_err() {
                     return;
                 }
             }

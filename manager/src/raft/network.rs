@@ -61,6 +61,35 @@ impl Streaming {
 /// Each peer's channel and whether it answers the replication stream, by address.
 type Peers = HashMap<String, (Channel, Arc<Streaming>)>;
 
+/// The requests of a replication stream that are not answered yet.
+#[derive(Debug, Default)]
+struct Outstanding {
+    count: std::sync::atomic::AtomicUsize,
+    /// Told each time a request goes out.
+    sent: tokio::sync::Notify,
+}
+
+impl Outstanding {
+    /// The next answer (`None`: the stream ended). While requests are outstanding it
+    /// must come within `ttl` (`Err` otherwise); while none are, it waits for one to
+    /// go out, then times that one.
+    async fn next_answer(
+        &self,
+        replies: &mut tonic::Streaming<pb::RaftReply>,
+        ttl: Duration,
+    ) -> Result<Option<Result<pb::RaftReply, tonic::Status>>, ()> {
+        loop {
+            if self.count.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                return tokio::time::timeout(ttl, replies.next()).await.map_err(|_| ());
+            }
+            tokio::select! {
+                next = replies.next() => return Ok(next),
+                _ = self.sent.notified() => {}
+            }
+        }
+    }
+}
+
 /// Makes clients for peers, caching one channel per address.
 #[derive(Debug, Clone)]
 pub struct Network {
@@ -183,13 +212,14 @@ impl RaftNetworkV2<C> for Client {
         Box::pin(async move {
             // Requests sent and not yet answered: while there are some, each answer must
             // come within the RPC timeout, or the peer counts as unreachable.
-            let outstanding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let outstanding = Arc::new(Outstanding::default());
             let sent = outstanding.clone();
             let (me, target) = (this.me, this.target);
             let requests = input
                 .map(move |rpc| match serde_json::to_vec(&rpc) {
                     Ok(payload) => {
-                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        sent.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        sent.sent.notify_one();
                         Some(pb::RaftRequest { target, from: me, payload })
                     }
                     Err(e) => {
@@ -199,9 +229,11 @@ impl RaftNetworkV2<C> for Client {
                 })
                 .take_while(|r| std::future::ready(r.is_some()))
                 .filter_map(std::future::ready);
-            let replies = match this.client()?.stream_append(requests).await {
-                Ok(replies) => replies.into_inner(),
-                Err(s) if s.code() == tonic::Code::Unimplemented => {
+            let ttl = option.hard_ttl();
+            let opened = tokio::time::timeout(ttl, this.client()?.stream_append(requests)).await;
+            let replies = match opened {
+                Ok(Ok(replies)) => replies.into_inner(),
+                Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => {
                     // An earlier version: openraft starts a new stream, sent one by one.
                     this.streaming.unsupported();
                     tracing::info!(
@@ -210,29 +242,28 @@ impl RaftNetworkV2<C> for Client {
                     );
                     return Err(unreachable(format!("manager {} has no replication stream", this.target)));
                 }
-                Err(s) => return Err(status_error(s)),
+                Ok(Err(s)) => return Err(status_error(s)),
+                Err(_) => {
+                    return Err(unreachable(format!(
+                        "manager {} did not open a replication stream within {ttl:?}",
+                        this.target
+                    )));
+                }
             };
-            let ttl = option.hard_ttl();
             let answers = futures::stream::unfold(Some(replies), move |replies| {
                 let (this, outstanding) = (this.clone(), outstanding.clone());
                 async move {
                     let mut replies = replies?;
-                    let next = if outstanding.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-                        match tokio::time::timeout(ttl, replies.next()).await {
-                            Ok(next) => next,
-                            Err(_) => {
-                                let e = unreachable(format!(
-                                    "no answer from manager {} within {ttl:?}",
-                                    this.target
-                                ));
-                                return Some((Err(e), None));
-                            }
+                    let next = match outstanding.next_answer(&mut replies, ttl).await {
+                        Ok(next) => next?,
+                        Err(()) => {
+                            let e =
+                                unreachable(format!("no answer from manager {} within {ttl:?}", this.target));
+                            return Some((Err(e), None));
                         }
-                    } else {
-                        replies.next().await
                     };
-                    outstanding.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    let answer = this.reply::<StreamAppendResult<C>>(next?.map(tonic::Response::new));
+                    outstanding.count.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    let answer = this.reply::<StreamAppendResult<C>>(next.map(tonic::Response::new));
                     let go_on = answer.as_ref().is_ok_and(|r| r.is_ok());
                     Some((answer, go_on.then_some(replies)))
                 }
@@ -288,9 +319,12 @@ mod tests {
 
     use super::*;
 
-    /// A manager of an earlier version: no replication stream; AppendEntries answered
-    /// with success.
-    struct Earlier;
+    /// A peer for the tests: AppendEntries answered with success; the replication
+    /// stream refused as unknown (a manager of an earlier version), or opened and never
+    /// answered (a hung manager).
+    struct Earlier {
+        silent: bool,
+    }
 
     type Reply = Result<Response<pb::RaftReply>, Status>;
 
@@ -309,6 +343,9 @@ mod tests {
             &self,
             _: Request<tonic::Streaming<pb::RaftRequest>>,
         ) -> Result<Response<Self::StreamAppendStream>, Status> {
+            if self.silent {
+                return Ok(Response::new(futures::stream::pending().boxed()));
+            }
             Err(Status::unimplemented("unknown method StreamAppend"))
         }
         async fn vote(&self, _: Request<pb::RaftRequest>) -> Reply {
@@ -334,23 +371,49 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_peer_without_the_replication_stream_is_sent_one_request_at_a_time() {
+    /// Serves `peer` on a loopback port; returns its address and the server task.
+    async fn serve(peer: Earlier) -> (String, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(pb::raft_server::RaftServer::new(Earlier))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
-        let mut net = Network::new(1);
-        let mut client = net.new_client(2, &BasicNode::new(addr.clone())).await;
-        let request = || AppendEntriesRequest::<C> {
+        let server = tonic::transport::Server::builder()
+            .add_service(pb::raft_server::RaftServer::new(peer))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        (addr, tokio::spawn(async move { server.await.unwrap() }))
+    }
+
+    fn request() -> AppendEntriesRequest<C> {
+        AppendEntriesRequest::<C> {
             vote: openraft::type_config::alias::VoteOf::<C>::new_committed(1, 1),
             prev_log_id: None,
             leader_commit: None,
             entries: vec![],
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hung_peer_is_unreachable_within_the_timeout_even_after_an_idle_stream() {
+        let (addr, server) = serve(Earlier { silent: true }).await;
+        let mut client = Network::new(1).new_client(2, &BasicNode::new(addr)).await;
+        // The stream opens idle; a request goes out a while later, as openraft sends
+        // when new entries come.
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let mut answers = client.stream_append(rx, RPCOption::new(Duration::from_millis(300))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tx.unbounded_send(request()).unwrap();
+        let started = std::time::Instant::now();
+        let first =
+            tokio::time::timeout(Duration::from_secs(5), answers.next()).await.expect("an answer in time");
+        assert!(matches!(first, Some(Err(RPCError::Unreachable(_)))), "{first:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(answers.next().await.is_none(), "the stream ends");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_the_replication_stream_is_sent_one_request_at_a_time() {
+        let (addr, server) = serve(Earlier { silent: false }).await;
+        let mut net = Network::new(1);
+        let mut client = net.new_client(2, &BasicNode::new(addr.clone())).await;
         let option = || RPCOption::new(Duration::from_secs(5));
         let refused = matches!(
             client.stream_append(futures::stream::iter([request()]), option()).await,

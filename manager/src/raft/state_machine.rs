@@ -100,10 +100,16 @@ impl Shared {
         self.applied.read().expect("applied lock").0
     }
 
-    /// Changes each time a snapshot is due by the [`SnapshotPolicy`] (each is asked
-    /// for once); the manager then asks Raft for one. Closes with the state machine.
+    /// Changes each time a snapshot becomes due by the [`SnapshotPolicy`]; the manager
+    /// then asks Raft for one, and asks again while [`Shared::snapshot_asked`] holds.
+    /// Closes with the state machine.
     pub fn snapshot_due(&self) -> tokio::sync::watch::Receiver<u64> {
         self.due.subscribe()
+    }
+
+    /// Whether a snapshot is due and no build has started since it was asked for.
+    pub fn snapshot_asked(&self) -> bool {
+        self.since.asked.load(Ordering::Relaxed)
     }
 
     /// Counts an applied entry of `bytes` and asks for a snapshot once one is due.
