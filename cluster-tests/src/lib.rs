@@ -218,9 +218,14 @@ impl Cluster {
     /// Waits until host `i`'s node is ready, as the cluster sees it.
     pub fn wait_ready(&self, i: usize) {
         let name = self.hosts[i].name.clone();
+        // Matched by hostname: `node(name)` also takes an id prefix, and a random node id
+        // may well start with another host's name ("m3…").
         self.wait(&format!("{name} to be ready"), Duration::from_secs(60), |c| {
-            block_on(c.client().node(&name))
-                .is_ok_and(|n| n.status.state == shoal_api::node::NodeState::Ready)
+            block_on(c.client().nodes(ReadOptions::default())).is_ok_and(|nodes| {
+                nodes.iter().any(|n| {
+                    n.description.hostname == name && n.status.state == shoal_api::node::NodeState::Ready
+                })
+            })
         });
     }
 
