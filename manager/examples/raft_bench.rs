@@ -99,9 +99,6 @@ async fn main() {
                 .init();
             let mut cfg = ManagerConfig::new(*dir, addr.parse().expect("ADDR"));
             cfg.advertise = Some((*addr).to_owned());
-            if let Ok(r) = std::env::var("SNAP_RATIO") {
-                cfg.snapshot_log_ratio = r.parse().unwrap();
-            }
             let m = Manager::start(cfg).await.expect("start");
             match rest {
                 ["init"] => println!("{}", m.init().await.expect("init").join_tokens.manager),

@@ -21,7 +21,8 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, channel};
 use crate::raft::proposal::Proposal;
 use crate::raft::service::RaftService;
-use crate::raft::state_machine::{Shared, SnapshotPolicy, StateMachine};
+use crate::raft::state_machine::SnapshotPolicy;
+use crate::raft::state_machine::{Shared, StateMachine};
 use crate::raft::types::Raft;
 use crate::store::{Change, Event, Kind, Object, Store, StoreError, Transaction, WatchError};
 
@@ -39,12 +40,10 @@ pub struct ManagerConfig {
     /// Election timeout range, ms. Default 1000–2000: openraft's defaults (150–300)
     /// elect leaders needlessly on a loaded 2-core machine.
     pub election_ms: (u64, u64),
-    /// The fewest log entries between snapshots. Default 10000 (Swarm's).
-    pub snapshot_interval: u64,
-    /// How large the log since the last snapshot must grow before the next one, as a
-    /// multiple of that snapshot's size (0: count entries only). Default 1; see
-    /// [`SnapshotPolicy`] for why Shoal weighs the log against the store.
-    pub snapshot_log_ratio: f64,
+    /// When to snapshot: at least 10000 entries since the last one (Swarm's interval)
+    /// and a log as large as that snapshot; see [`SnapshotPolicy`] for why Shoal weighs
+    /// the log against the store.
+    pub snapshot: SnapshotPolicy,
     /// Entries kept after a snapshot for slow followers. Default 500 (Swarm's).
     pub keep_after_snapshot: u64,
     /// Recovery after losing quorum for good: keep this manager's committed state and
@@ -61,8 +60,7 @@ impl ManagerConfig {
             advertise: None,
             heartbeat_ms: 250,
             election_ms: (1000, 2000),
-            snapshot_interval: SnapshotPolicy::default().entries,
-            snapshot_log_ratio: SnapshotPolicy::default().log_to_snapshot,
+            snapshot: SnapshotPolicy::default(),
             keep_after_snapshot: 500,
             force_new_cluster: false,
         }
@@ -289,9 +287,7 @@ impl Manager {
         let mut log = LogStore::open(&cfg.data_dir).map_err(raft_err)?;
         let log_stats = log.stats();
         let committed_on_disk = log.committed_on_disk();
-        let policy =
-            SnapshotPolicy { entries: cfg.snapshot_interval, log_to_snapshot: cfg.snapshot_log_ratio };
-        let sm = StateMachine::open(&cfg.data_dir.join("state"), policy).map_err(raft_err)?;
+        let sm = StateMachine::open(&cfg.data_dir.join("state"), cfg.snapshot).map_err(raft_err)?;
         let shared = sm.shared();
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(raft_err)?;
         let bound = listener.local_addr().map_err(raft_err)?;

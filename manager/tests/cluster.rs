@@ -27,7 +27,7 @@ fn config(slot: &Slot, snapshot_interval: u64) -> ManagerConfig {
     // Quick elections for tests; still well above the heartbeat on a busy machine.
     c.heartbeat_ms = 100;
     c.election_ms = (600, 1200);
-    c.snapshot_interval = snapshot_interval;
+    c.snapshot.entries = snapshot_interval;
     c.keep_after_snapshot = 5;
     c
 }

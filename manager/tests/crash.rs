@@ -21,7 +21,7 @@ async fn crash_probe_child() {
     let mut cfg = ManagerConfig::new(dir, "127.0.0.1:0".parse().unwrap());
     cfg.heartbeat_ms = 100;
     cfg.election_ms = (300, 600);
-    cfg.snapshot_interval = 50;
+    cfg.snapshot.entries = 50;
     cfg.keep_after_snapshot = 10;
     let m = Manager::start(cfg).await.expect("start");
     m.init().await.expect("init");

@@ -417,23 +417,22 @@ fn commit(db: &Database, batch: &[Write]) -> io::Result<()> {
     {
         let mut log = tx.open_table(RUNS).map_err(other)?;
         let mut meta = tx.open_table(META).map_err(other)?;
+        // Entries go into the open run, which is stored before anything else changes
+        // the log table (META writes leave it open).
         let mut run: Option<RunBuilder> = None;
         for write in batch {
-            if !matches!(write, Write::Append { .. }) {
-                put_run(&mut log, run.take())?;
-            }
             match write {
                 Write::Append { entries, .. } => {
                     for (index, bytes) in entries {
-                        if run.as_ref().is_none_or(|r| r.next() != *index || r.value.len() >= RUN_BYTES) {
-                            put_run(&mut log, run.take())?;
-                            run = Some(RunBuilder::new(*index));
-                        }
-                        run.as_mut().expect("a run was started").push(bytes);
+                        add_to_run(&mut log, &mut run, *index, bytes)?;
                     }
                 }
-                Write::Truncate { from, .. } => truncate_runs(&mut log, *from)?,
+                Write::Truncate { from, .. } => {
+                    put_run(&mut log, run.take())?;
+                    truncate_runs(&mut log, *from)?;
+                }
                 Write::Purge { last, purged, .. } => {
+                    put_run(&mut log, run.take())?;
                     // The purge point and the deletion in one transaction: no hole shows.
                     meta.insert("last_purged", purged.as_slice()).map_err(other)?;
                     purge_runs(&mut log, *last)?;
@@ -452,6 +451,21 @@ fn commit(db: &Database, batch: &[Write]) -> io::Result<()> {
 }
 
 type RunTable<'t> = redb::Table<'t, u64, &'static [u8]>;
+
+/// Adds the entry at `index` to the open run; a run that `index` does not follow, or
+/// that is full, is stored first and a new one opened.
+fn add_to_run(
+    log: &mut RunTable<'_>,
+    run: &mut Option<RunBuilder>,
+    index: u64,
+    entry: &[u8],
+) -> io::Result<()> {
+    if run.as_ref().is_some_and(|r| r.next() != index || r.value.len() >= RUN_BYTES) {
+        put_run(log, run.take())?;
+    }
+    run.get_or_insert_with(|| RunBuilder::new(index)).push(entry);
+    Ok(())
+}
 
 /// Stores `run`, replacing any entries at or after its first index.
 fn put_run(log: &mut RunTable<'_>, run: Option<RunBuilder>) -> io::Result<()> {
@@ -521,11 +535,7 @@ fn migrate_old_log(tx: &redb::WriteTransaction) -> io::Result<()> {
         let mut run: Option<RunBuilder> = None;
         for item in old.iter().map_err(other)? {
             let (k, v) = item.map_err(other)?;
-            if run.as_ref().is_none_or(|r| r.next() != k.value() || r.value.len() >= RUN_BYTES) {
-                put_run(&mut runs, run.take())?;
-                run = Some(RunBuilder::new(k.value()));
-            }
-            run.as_mut().expect("a run was started").push(v.value());
+            add_to_run(&mut runs, &mut run, k.value(), v.value())?;
         }
         put_run(&mut runs, run)?;
     }

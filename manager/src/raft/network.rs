@@ -213,22 +213,20 @@ impl RaftNetworkV2<C> for Client {
             // Requests sent and not yet answered: while there are some, each answer must
             // come within the RPC timeout, or the peer counts as unreachable.
             let outstanding = Arc::new(Outstanding::default());
-            let sent = outstanding.clone();
-            let (me, target) = (this.me, this.target);
-            let requests = input
-                .map(move |rpc| match serde_json::to_vec(&rpc) {
-                    Ok(payload) => {
+            let (sent, encoder) = (outstanding.clone(), this.clone());
+            let requests = tokio_stream::StreamExt::map_while(input, move |rpc| {
+                match encoder.request(&rpc) {
+                    Ok(request) => {
                         sent.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         sent.sent.notify_one();
-                        Some(pb::RaftRequest { target, from: me, payload })
+                        Some(request)
                     }
                     Err(e) => {
-                        tracing::error!(target, error = %e, "cannot encode AppendEntries; the stream ends");
+                        tracing::error!(target = encoder.target, error = %e, "cannot encode AppendEntries; the stream ends");
                         None
                     }
-                })
-                .take_while(|r| std::future::ready(r.is_some()))
-                .filter_map(std::future::ready);
+                }
+            });
             let ttl = option.hard_ttl();
             let opened = tokio::time::timeout(ttl, this.client()?.stream_append(requests)).await;
             let replies = match opened {

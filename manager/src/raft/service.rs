@@ -37,16 +37,21 @@ fn refused(why: String) -> pb::RaftReply {
     pb::RaftReply { result: Some(pb::raft_reply::Result::Refused(why)) }
 }
 
-fn payload<T: serde::Serialize, E: std::fmt::Display>(
-    r: Result<T, E>,
-) -> Result<Response<pb::RaftReply>, Status> {
+/// openraft's answer as a reply: its payload, or the error Raft gave.
+fn reply_of<T: serde::Serialize, E: std::fmt::Display>(r: Result<T, E>) -> Result<pb::RaftReply, Status> {
     let result = match r {
         Ok(v) => pb::raft_reply::Result::Payload(
             serde_json::to_vec(&v).map_err(|e| Status::internal(e.to_string()))?,
         ),
         Err(e) => pb::raft_reply::Result::RaftError(e.to_string().into_bytes()),
     };
-    Ok(Response::new(pb::RaftReply { result: Some(result) }))
+    Ok(pb::RaftReply { result: Some(result) })
+}
+
+fn payload<T: serde::Serialize, E: std::fmt::Display>(
+    r: Result<T, E>,
+) -> Result<Response<pb::RaftReply>, Status> {
+    reply_of(r).map(Response::new)
 }
 
 fn decode<T: for<'de> serde::Deserialize<'de>>(bytes: &[u8]) -> Result<T, Status> {
@@ -78,31 +83,17 @@ impl pb::raft_server::Raft for RaftService {
         let me = self.manager.id();
         // Requests up to the first that cannot be read or is meant for another manager:
         // the stream ends there, and the leader starts a new one.
-        let requests = request
-            .into_inner()
-            .map(move |r| {
-                let r = r.map_err(|e| tracing::warn!(error = %e, "replication stream broken off")).ok()?;
-                if r.target != me {
-                    tracing::warn!(target = r.target, "replication stream for another manager refused");
-                    return None;
-                }
-                serde_json::from_slice::<AppendEntriesRequest<C>>(&r.payload)
-                    .map_err(
-                        |e| tracing::warn!(error = %e, "malformed AppendEntries in a replication stream"),
-                    )
-                    .ok()
-            })
-            .take_while(|r| std::future::ready(r.is_some()))
-            .filter_map(std::future::ready);
-        let replies = self.manager.raft().stream_append(requests).map(|r| {
-            let result = match r {
-                Ok(answer) => pb::raft_reply::Result::Payload(
-                    serde_json::to_vec(&answer).map_err(|e| Status::internal(e.to_string()))?,
-                ),
-                Err(fatal) => pb::raft_reply::Result::RaftError(fatal.to_string().into_bytes()),
-            };
-            Ok(pb::RaftReply { result: Some(result) })
+        let requests = tokio_stream::StreamExt::map_while(request.into_inner(), move |r| {
+            let r = r.map_err(|e| tracing::warn!(error = %e, "replication stream broken off")).ok()?;
+            if r.target != me {
+                tracing::warn!(target = r.target, "replication stream for another manager refused");
+                return None;
+            }
+            serde_json::from_slice::<AppendEntriesRequest<C>>(&r.payload)
+                .map_err(|e| tracing::warn!(error = %e, "malformed AppendEntries in a replication stream"))
+                .ok()
         });
+        let replies = self.manager.raft().stream_append(requests).map(reply_of);
         Ok(Response::new(Box::pin(replies)))
     }
 

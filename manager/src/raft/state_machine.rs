@@ -70,8 +70,8 @@ pub struct Shared {
     encoder: std::sync::Mutex<Encoder>,
     policy: SnapshotPolicy,
     since: SinceSnapshot,
-    /// Bumped when a snapshot is due (see [`Shared::snapshot_due`]).
-    due: tokio::sync::watch::Sender<u64>,
+    /// Told when a snapshot is due (see [`Shared::snapshot_due`]).
+    due: tokio::sync::watch::Sender<()>,
 }
 
 impl Shared {
@@ -100,10 +100,10 @@ impl Shared {
         self.applied.read().expect("applied lock").0
     }
 
-    /// Changes each time a snapshot becomes due by the [`SnapshotPolicy`]; the manager
+    /// Told each time a snapshot becomes due by the [`SnapshotPolicy`]; the manager
     /// then asks Raft for one, and asks again while [`Shared::snapshot_asked`] holds.
     /// Closes with the state machine.
-    pub fn snapshot_due(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub fn snapshot_due(&self) -> tokio::sync::watch::Receiver<()> {
         self.due.subscribe()
     }
 
@@ -124,7 +124,7 @@ impl Shared {
             && bytes as f64 >= snapshot * self.policy.log_to_snapshot
             && !since.asked.swap(true, Ordering::Relaxed)
         {
-            self.due.send_modify(|n| *n += 1);
+            self.due.send_replace(());
         }
     }
 
@@ -184,7 +184,7 @@ impl StateMachine {
                 snapshot_path,
                 policy,
                 since: SinceSnapshot { snapshot_bytes: snapshot_bytes.into(), ..Default::default() },
-                due: tokio::sync::watch::Sender::new(0),
+                due: tokio::sync::watch::Sender::new(()),
             }),
         })
     }
