@@ -1,6 +1,7 @@
 //! Load generator for `bench/raft`: runs a manager, or drives committed writes at a
-//! Shoal leader (gRPC `Propose`) or at etcd (its v3 JSON gateway), with N concurrent
-//! clients for a fixed time, and prints throughput and latency as JSON.
+//! Shoal leader (gRPC `Propose`) or at an etcd leader (gRPC `KV/Put`), with N
+//! concurrent clients sharing one HTTP/2 connection for a fixed time, and prints
+//! throughput and latency as JSON.
 //!
 //! ```text
 //! raft_bench serve DATA_DIR ADDR init               prints the manager join token
@@ -31,6 +32,21 @@ fn transaction(client: usize, i: u64) -> Vec<u8> {
     };
     let tx = Transaction { changes: vec![Change::Create { object: Object::Service(svc) }] };
     serde_json::to_vec(&tx).unwrap()
+}
+
+/// etcd's `KV/Put` messages (etcd's `rpc.proto`), with only the fields the bench sets;
+/// prost skips the reply's fields it does not know.
+mod etcd {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct PutRequest {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(crate) key: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub(crate) value: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct PutResponse {}
 }
 
 async fn drive<F, Fut>(clients: usize, seconds: u64, op: F)
@@ -126,20 +142,20 @@ async fn main() {
             .await;
         }
         ["etcd", endpoint, clients, seconds] => {
-            let http = reqwest::Client::new();
-            let url = format!("http://{endpoint}/v3/kv/put");
+            let channel = shoal_manager::raft::network::channel(endpoint).unwrap();
             drive(clients.parse().unwrap(), seconds.parse().unwrap(), move |c, i| {
-                use base64::Engine as _;
-                let b64 = base64::engine::general_purpose::STANDARD;
+                let mut grpc = tonic::client::Grpc::new(channel.clone());
                 // The same payload as Shoal's: a service object of the same size.
-                let body = serde_json::json!({ "key": b64.encode(format!("c{c}-{i}")), "value": b64.encode(transaction(c, i)) });
-                let req = http.post(&url).json(&body);
+                let req =
+                    etcd::PutRequest { key: format!("c{c}-{i}").into_bytes(), value: transaction(c, i) };
                 async move {
-                    match req.send().await {
-                        Ok(r) if r.status().is_success() => Ok(()),
-                        Ok(r) => Err(r.status().to_string()),
-                        Err(e) => Err(e.to_string()),
-                    }
+                    grpc.ready().await.map_err(|e| e.to_string())?;
+                    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Put");
+                    let codec = tonic_prost::ProstCodec::<etcd::PutRequest, etcd::PutResponse>::default();
+                    grpc.unary(tonic::Request::new(req), path, codec)
+                        .await
+                        .map(|_| ())
+                        .map_err(|s| s.to_string())
                 }
             })
             .await;

@@ -213,8 +213,6 @@ pub struct Manager {
     recovered: watch::Receiver<bool>,
     /// When this manager started.
     started: Instant,
-    /// The newest commit index on this manager's disk.
-    committed_on_disk: watch::Receiver<u64>,
     /// A peer not heard from for this long counts as unreachable.
     unreachable_after: Duration,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -286,7 +284,6 @@ impl Manager {
         let id = manager_id(&cfg.data_dir).map_err(raft_err)?;
         let mut log = LogStore::open(&cfg.data_dir).map_err(raft_err)?;
         let log_stats = log.stats();
-        let committed_on_disk = log.committed_on_disk();
         let sm = StateMachine::open(&cfg.data_dir.join("state"), cfg.snapshot).map_err(raft_err)?;
         let shared = sm.shared();
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(raft_err)?;
@@ -368,7 +365,6 @@ impl Manager {
             leader: leader_rx,
             recovered,
             started: Instant::now(),
-            committed_on_disk,
             unreachable_after: Duration::from_millis(cfg.election_ms.1 * 2),
             server: std::sync::Mutex::new(None),
             monitor: std::sync::Mutex::new(None),
@@ -934,15 +930,6 @@ impl Manager {
         let started = Instant::now();
         match self.raft.client_write(proposal).await {
             Ok(resp) => {
-                // Answer once the commit index covering the write is on this disk too, so
-                // a restart re-applies it before serving (openraft does not wait for that).
-                let index = resp.log_id.index;
-                let mut on_disk = self.committed_on_disk.clone();
-                on_disk.wait_for(|c| *c >= index).await.map_err(|_| {
-                    ManagerError::Raft(format!(
-                        "committed at {index}, but the Raft log writer stopped before recording it"
-                    ))
-                })?;
                 let took = started.elapsed().as_micros() as u64;
                 let avg = &self.commit_latency_us;
                 let old = avg.load(std::sync::atomic::Ordering::Relaxed);

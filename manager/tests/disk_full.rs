@@ -95,7 +95,8 @@ async fn a_full_disk_fails_writes_and_loses_nothing() {
     // Space comes back; a restarted manager has every acknowledged write.
     disk.grow("64m");
     let m = Manager::start(ManagerConfig::new(&data, addr)).await.unwrap();
-    m.wait_leader(Duration::from_secs(15)).await.unwrap();
+    // Local reads after a restart wait for the state to catch up, as the API's do.
+    assert!(m.wait_recovered(Duration::from_secs(15)).await, "{:?}", m.status());
     let have: BTreeSet<String> =
         m.read(|s| s.list(Kind::Service).filter_map(|o| o.name().map(str::to_owned)).collect());
     assert!(have.is_superset(&acked), "acknowledged writes survive a full disk");

@@ -147,8 +147,6 @@ pub struct LogStore {
     stats: Arc<LogStats>,
     tail: Arc<std::sync::Mutex<Tail>>,
     writer: std::sync::mpsc::Sender<Write>,
-    /// The newest commit index on disk.
-    committed_on_disk: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The newest entries, decoded: replication reads them here, not from the file
@@ -175,14 +173,20 @@ enum Write {
     Purge { last: u64, purged: Vec<u8>, done: Done },
     /// Set a META key.
     Meta { key: &'static str, value: Vec<u8>, done: Done },
-    /// Record the commit index (`committed`, encoded), not waited for.
-    Committed { index: u64, value: Vec<u8> },
+    /// Record the commit index (encoded), lazily: with the next transaction, or after
+    /// [`COMMITTED_LAG`] if none comes.
+    Committed { value: Vec<u8> },
+    /// Commit now, with any commit index still waiting.
+    Flush { done: Done },
 }
 
 type Done = tokio::sync::oneshot::Sender<io::Result<()>>;
 
 /// The most writes one transaction takes.
 const WRITES_PER_COMMIT: usize = 4096;
+
+/// The longest a commit index waits for a transaction to ride on before it gets its own.
+const COMMITTED_LAG: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The most the tail cache holds (encoded size); older entries come from the file.
 const TAIL_BYTES: usize = 32 << 20;
@@ -273,26 +277,13 @@ impl LogStore {
         let db = Arc::new(db);
         let (stats, tail) = (Arc::<LogStats>::default(), Arc::<std::sync::Mutex<Tail>>::default());
         let (writer, queue) = std::sync::mpsc::channel();
-        let (committed_tx, committed_on_disk) = tokio::sync::watch::channel(0);
         // The thread holds the database weakly: it closes when the last store is dropped.
-        let thread = Writer {
-            db: Arc::downgrade(&db),
-            stats: stats.clone(),
-            tail: tail.clone(),
-            committed: committed_tx,
-        };
+        let thread = Writer { db: Arc::downgrade(&db), stats: stats.clone(), tail: tail.clone() };
         std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || thread.run(&queue))
             .map_err(|e| err(&e))?;
-        Ok(LogStore { db, stats, tail, writer, committed_on_disk })
-    }
-
-    /// Follows the newest commit index on disk. A leader answers a write only once
-    /// the index covering it is there, so a restart (even `--force-new-cluster`)
-    /// re-applies every write it acknowledged.
-    pub fn committed_on_disk(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.committed_on_disk.clone()
+        Ok(LogStore { db, stats, tail, writer })
     }
 
     /// Write counters, shared by clones.
@@ -345,26 +336,55 @@ struct Writer {
     db: std::sync::Weak<Database>,
     stats: Arc<LogStats>,
     tail: Arc<std::sync::Mutex<Tail>>,
-    committed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
     /// Every write queued while the last commit synced goes into the next transaction,
     /// in order; then each is answered. Ends when every store is gone. After a failed
     /// commit every later write fails too: a later batch must not land past a hole.
+    ///
+    /// The commit index alone never costs a sync of its own while writes flow: it
+    /// waits (at most [`COMMITTED_LAG`]) for the next transaction. openraft asks for
+    /// no more (`save_committed` is optional); a restart re-applies what is on disk
+    /// and learns the rest from the cluster (`Raft::wait_for_recovery`).
     fn run(&self, queue: &std::sync::mpsc::Receiver<Write>) {
         use std::sync::atomic::Ordering::Relaxed;
+        use std::sync::mpsc::RecvTimeoutError;
         let mut broken: Option<(io::ErrorKind, String)> = None;
-        while let Ok(first) = queue.recv() {
-            let mut batch = vec![first];
-            while batch.len() < WRITES_PER_COMMIT
-                && let Ok(next) = queue.try_recv()
-            {
-                batch.push(next);
+        // The newest commit index not yet written, and since when one has waited.
+        let mut committed: Option<(Vec<u8>, std::time::Instant)> = None;
+        loop {
+            let (first, closing) = match &committed {
+                None => match queue.recv() {
+                    Ok(write) => (Some(write), false),
+                    Err(_) => return,
+                },
+                Some((_, since)) => match queue.recv_timeout(COMMITTED_LAG.saturating_sub(since.elapsed())) {
+                    Ok(write) => (Some(write), false),
+                    Err(RecvTimeoutError::Timeout) => (None, false),
+                    Err(RecvTimeoutError::Disconnected) => (None, true),
+                },
+            };
+            let mut batch = Vec::new();
+            let queued = std::iter::from_fn(|| queue.try_recv().ok());
+            for write in first.into_iter().chain(queued).take(WRITES_PER_COMMIT) {
+                match write {
+                    Write::Committed { value } => {
+                        let since = committed.take().map_or_else(std::time::Instant::now, |(_, t)| t);
+                        committed = Some((value, since));
+                    }
+                    write => batch.push(write),
+                }
             }
+            let due =
+                committed.as_ref().is_some_and(|(_, since)| closing || since.elapsed() >= COMMITTED_LAG);
+            if batch.is_empty() && !due {
+                continue;
+            }
+            let index = committed.take().map(|(value, _)| value);
             let result = match (&broken, self.db.upgrade()) {
                 (Some((kind, message)), _) => Err(io::Error::new(*kind, message.clone())),
-                (None, Some(db)) => commit(&db, &batch),
+                (None, Some(db)) => commit(&db, &batch, index.as_deref()),
                 (None, None) => Err(io::Error::other("the Raft log is closed")),
             };
             if let Err(e) = &result {
@@ -375,6 +395,9 @@ impl Writer {
             self.answer(batch, &result);
             if result.is_ok() {
                 self.stats.syncs.fetch_add(1, Relaxed);
+            }
+            if closing {
+                return;
             }
         }
     }
@@ -397,22 +420,23 @@ impl Writer {
                     }
                     flushed.io_completed(answer());
                 }
-                Write::Truncate { done, .. } | Write::Purge { done, .. } | Write::Meta { done, .. } => {
+                Write::Truncate { done, .. }
+                | Write::Purge { done, .. }
+                | Write::Meta { done, .. }
+                | Write::Flush { done } => {
                     let _ = done.send(answer());
                 }
-                Write::Committed { index, .. } => {
-                    if result.is_ok() {
-                        self.committed.send_if_modified(|c| std::mem::replace(c, (*c).max(index)) < index);
-                    }
-                }
+                // Held by the writer, never batched.
+                Write::Committed { .. } => {}
             }
         }
     }
 }
 
-/// Applies `batch` in one transaction and commits it (an fsync: redb's default
-/// durability). Consecutive appended entries go into one run.
-fn commit(db: &Database, batch: &[Write]) -> io::Result<()> {
+/// Applies `batch`, then the commit index if one is given, in one transaction and
+/// commits it (an fsync: redb's default durability). Consecutive appended entries go
+/// into one run.
+fn commit(db: &Database, batch: &[Write], committed: Option<&[u8]>) -> io::Result<()> {
     let tx = db.begin_write().map_err(other)?;
     {
         let mut log = tx.open_table(RUNS).map_err(other)?;
@@ -440,12 +464,13 @@ fn commit(db: &Database, batch: &[Write]) -> io::Result<()> {
                 Write::Meta { key, value, .. } => {
                     meta.insert(*key, value.as_slice()).map_err(other)?;
                 }
-                Write::Committed { value, .. } => {
-                    meta.insert("committed", value.as_slice()).map_err(other)?;
-                }
+                Write::Committed { .. } | Write::Flush { .. } => {}
             }
         }
         put_run(&mut log, run)?;
+        if let Some(value) = committed {
+            meta.insert("committed", value).map_err(other)?;
+        }
     }
     tx.commit().map_err(other)
 }
@@ -651,16 +676,14 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        // Written with the next transaction, not waited for: openraft applies as soon as
-        // this returns, and waiting for a sync here held up every other step of Raft.
-        // A leader still answers a write only once this is on disk (see
-        // `committed_on_disk`); a follower's point may be one transaction behind after a
-        // crash, and it catches up from the leader.
-        let index = committed.as_ref().map_or(0, |c| c.index());
-        self.queue(Write::Committed { index, value: encode(&committed)? })
+        // Written lazily, with the next transaction (see `Writer::run`), and not waited
+        // for: openraft applies as soon as this returns.
+        self.queue(Write::Committed { value: encode(&committed)? })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        // An index still waiting in the writer is written first.
+        self.write(|done| Write::Flush { done }).await?;
         Ok(self.get_meta::<Option<LogId>>("committed").await?.flatten())
     }
 
