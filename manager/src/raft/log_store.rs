@@ -392,10 +392,10 @@ impl Writer {
                     (e.kind(), format!("an earlier write of the Raft log failed: {e}"))
                 });
             }
-            self.answer(batch, &result);
             if result.is_ok() {
                 self.stats.syncs.fetch_add(1, Relaxed);
             }
+            self.answer(batch, &result);
             if closing {
                 return;
             }
@@ -796,6 +796,33 @@ mod tests {
         let tx = db.begin_read().unwrap();
         assert!(tx.open_table(OLD_LOG).is_err(), "the old table is gone");
         assert_eq!(tx.open_table(RUNS).unwrap().len().unwrap(), 2, "one run per stretch of indexes");
+    }
+
+    #[tokio::test]
+    async fn the_commit_index_rides_on_the_next_append_or_is_written_when_idle() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let stats = log.stats();
+        append(&mut log, 1, 3).await;
+        let before = stats.syncs.load(Relaxed);
+        log.save_committed(Some(blank_ent::<C>(1, 1, 3).log_id)).await.unwrap();
+        append(&mut log, 4, 5).await;
+        assert_eq!(stats.syncs.load(Relaxed), before + 1, "the index cost no sync of its own");
+        let on_disk = |log: LogStore| async move { log.get_meta::<Option<LogId>>("committed").await.unwrap().flatten() };
+        assert_eq!(on_disk(log.clone()).await.map(|l| l.index()), Some(3));
+        // With no write after it, the index is written alone, soon.
+        log.save_committed(Some(blank_ent::<C>(1, 1, 5).log_id)).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while on_disk(log.clone()).await.map(|l| l.index()) != Some(5) {
+            assert!(std::time::Instant::now() < deadline, "the idle commit index was never written");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // read_committed sees an index still waiting.
+        log.save_committed(Some(blank_ent::<C>(1, 1, 4).log_id)).await.unwrap();
+        assert_eq!(log.read_committed().await.unwrap().map(|l| l.index()), Some(4));
+        drop(log);
+        assert_eq!(LogStore::open(dir.path()).unwrap().read_committed().await.unwrap().map(|l| l.index()), Some(4));
     }
 
     #[test]

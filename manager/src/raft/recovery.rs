@@ -49,3 +49,53 @@ pub async fn force_new_cluster(id: u64, addr: &str, log: &mut LogStore, sm: &Sta
     log.save_committed(Some(last)).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::storage::IOFlushed;
+    use openraft::type_config::TypeConfigExt;
+    use openraft::EntryPayload;
+
+    use super::*;
+    use crate::raft::proposal::Proposal;
+    use crate::raft::state_machine::SnapshotPolicy;
+    use crate::raft::types::TypeConfig as C;
+    use crate::store::{Change, Kind, Object, Transaction};
+
+    fn create_service(index: u64) -> <C as openraft::RaftTypeConfig>::Entry {
+        let svc = shoal_api::service::Service {
+            id: format!("svc{index}"),
+            meta: shoal_api::Meta::new(chrono::DateTime::UNIX_EPOCH),
+            spec: shoal_api::service::ServiceSpec::new(format!("s{index}"), "busybox"),
+            previous_spec: None,
+            update_status: None,
+            endpoint: Default::default(),
+        };
+        let tx = Transaction { changes: vec![Change::Create { object: Object::Service(svc) }] };
+        let log_id = openraft::testing::blank_ent::<C>(1, 1, index).log_id;
+        <C as openraft::RaftTypeConfig>::Entry::new(log_id, EntryPayload::Normal(Proposal::new(tx).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn a_forced_new_cluster_keeps_entries_not_known_to_be_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(&dir.path().join("raft")).unwrap();
+        let sm = StateMachine::open(&dir.path().join("state"), SnapshotPolicy::default()).unwrap();
+        let (tx, synced) = C::oneshot();
+        log.append((1..=3).map(create_service), IOFlushed::signal(tx)).await.unwrap();
+        synced.await.unwrap().unwrap();
+        // Only the first is known committed here (the index on disk lags).
+        log.save_committed(Some(create_service(1).log_id())).await.unwrap();
+
+        force_new_cluster(7, "127.0.0.1:1", &mut log, &sm).await.unwrap();
+        let names: Vec<String> =
+            sm.shared().read(|s| s.list(Kind::Service).filter_map(|o| o.name().map(str::to_owned)).collect());
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(log.read_committed().await.unwrap().map(|l| l.index()), Some(3));
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index()), Some(3), "the log is folded into the snapshot");
+        let (_, membership) = sm.clone().applied_state().await.unwrap();
+        assert_eq!(membership.membership().voter_ids().collect::<Vec<_>>(), vec![7]);
+    }
+}
