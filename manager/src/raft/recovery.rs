@@ -52,10 +52,10 @@ pub async fn force_new_cluster(id: u64, addr: &str, log: &mut LogStore, sm: &Sta
 
 #[cfg(test)]
 mod tests {
+    use openraft::EntryPayload;
     use openraft::entry::RaftEntry;
     use openraft::storage::IOFlushed;
     use openraft::type_config::TypeConfigExt;
-    use openraft::EntryPayload;
 
     use super::*;
     use crate::raft::proposal::Proposal;
@@ -94,7 +94,11 @@ mod tests {
         assert_eq!(names.len(), 3, "{names:?}");
         assert_eq!(log.read_committed().await.unwrap().map(|l| l.index()), Some(3));
         let state = log.get_log_state().await.unwrap();
-        assert_eq!(state.last_purged_log_id.map(|l| l.index()), Some(3), "the log is folded into the snapshot");
+        assert_eq!(
+            state.last_purged_log_id.map(|l| l.index()),
+            Some(3),
+            "the log is folded into the snapshot"
+        );
         let (_, membership) = sm.clone().applied_state().await.unwrap();
         assert_eq!(membership.membership().voter_ids().collect::<Vec<_>>(), vec![7]);
     }
