@@ -807,21 +807,21 @@ mod tests {
         let stats = log.stats();
         append(&mut log, 1, 3).await;
         let before = stats.syncs.load(Relaxed);
-        log.save_committed(Some(blank_ent::<C>(1, 1, 3).log_id)).await.unwrap();
+        log.save_committed(Some(openraft::testing::log_id::<C>(1, 1, 3))).await.unwrap();
         append(&mut log, 4, 5).await;
         assert_eq!(stats.syncs.load(Relaxed), before + 1, "the index cost no sync of its own");
-        let on_disk = |log: LogStore| async move {
+        let committed_on_disk = |log: LogStore| async move {
             log.get_meta::<Option<LogId>>("committed").await.unwrap().flatten()
         };
         // With no write after it, the index is written alone, soon.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while on_disk(log.clone()).await.map(|l| l.index()) != Some(3) {
+        while committed_on_disk(log.clone()).await.map(|l| l.index()) != Some(3) {
             assert!(std::time::Instant::now() < deadline, "the idle commit index was never written");
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert_eq!(stats.syncs.load(Relaxed), before + 2);
         // read_committed sees an index still waiting.
-        log.save_committed(Some(blank_ent::<C>(1, 1, 4).log_id)).await.unwrap();
+        log.save_committed(Some(openraft::testing::log_id::<C>(1, 1, 4))).await.unwrap();
         assert_eq!(log.read_committed().await.unwrap().map(|l| l.index()), Some(4));
         drop(log);
         assert_eq!(

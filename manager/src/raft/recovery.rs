@@ -73,7 +73,7 @@ mod tests {
             endpoint: Default::default(),
         };
         let tx = Transaction { changes: vec![Change::Create { object: Object::Service(svc) }] };
-        let log_id = openraft::testing::blank_ent::<C>(1, 1, index).log_id;
+        let log_id = openraft::testing::log_id::<C>(1, 1, index);
         <C as openraft::RaftTypeConfig>::Entry::new(log_id, EntryPayload::Normal(Proposal::new(tx).unwrap()))
     }
 
@@ -86,7 +86,7 @@ mod tests {
         log.append((1..=3).map(create_service), IOFlushed::signal(tx)).await.unwrap();
         synced.await.unwrap().unwrap();
         // Only the first is known committed here (the index on disk lags).
-        log.save_committed(Some(create_service(1).log_id())).await.unwrap();
+        log.save_committed(Some(openraft::testing::log_id::<C>(1, 1, 1))).await.unwrap();
 
         force_new_cluster(7, "127.0.0.1:1", &mut log, &sm).await.unwrap();
         let names: Vec<String> =

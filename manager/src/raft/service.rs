@@ -73,28 +73,27 @@ impl pb::raft_server::Raft for RaftService {
         payload(self.manager.raft().append_entries(rpc).await)
     }
 
-    type StreamAppendStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::RaftReply, Status>> + Send + 'static>>;
+    type StreamAppendStream = futures::stream::BoxStream<'static, Result<pb::RaftReply, Status>>;
 
     async fn stream_append(
         &self,
         request: Request<tonic::Streaming<pb::RaftRequest>>,
     ) -> Result<Response<Self::StreamAppendStream>, Status> {
-        let me = self.manager.id();
         // Requests up to the first that cannot be read or is meant for another manager:
         // the stream ends there, and the leader starts a new one.
+        let service = self.clone();
         let requests = tokio_stream::StreamExt::map_while(request.into_inner(), move |r| {
             let r = r.map_err(|e| tracing::warn!(error = %e, "replication stream broken off")).ok()?;
-            if r.target != me {
-                tracing::warn!(target = r.target, "replication stream for another manager refused");
+            if let Some(refused) = service.check_target(r.target) {
+                tracing::warn!(?refused, "replication stream refused");
                 return None;
             }
-            serde_json::from_slice::<AppendEntriesRequest<C>>(&r.payload)
-                .map_err(|e| tracing::warn!(error = %e, "malformed AppendEntries in a replication stream"))
+            decode::<AppendEntriesRequest<C>>(&r.payload)
+                .map_err(|e| tracing::warn!(error = %e.message(), "replication stream ended"))
                 .ok()
         });
         let replies = self.manager.raft().stream_append(requests).map(reply_of);
-        Ok(Response::new(Box::pin(replies)))
+        Ok(Response::new(replies.boxed()))
     }
 
     async fn vote(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
