@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shoal_api::service::{Service, ServiceSpec};
-use shoal_manager::manager::{Manager, ManagerConfig};
+use shoal_manager::manager::ManagerConfig;
+use shoal_manager::server;
 use shoal_manager::store::{Change, Object, Transaction};
 use shoal_proto::raft as pb;
 
@@ -115,7 +116,7 @@ async fn main() {
                 .init();
             let mut cfg = ManagerConfig::new(*dir, addr.parse().expect("ADDR"));
             cfg.advertise = Some((*addr).to_owned());
-            let m = Manager::start(cfg).await.expect("start");
+            let m = server::start(cfg).await.expect("start").manager;
             match rest {
                 ["init"] => println!("{}", m.init().await.expect("init").join_tokens.manager),
                 ["join", leader, token] => {

@@ -2,6 +2,7 @@
 //! in-memory state machine (objects, transactions with compare-and-set, events);
 //! [`raft`] keeps it replicated (openraft, a redb log, gRPC between managers);
 //! [`manager`] is one running manager and the API the rest of the manager uses;
+//! [`server`] starts one and serves it over gRPC with the dispatcher;
 //! [`plan`] turns API requests into transactions; [`http`] serves the cluster API;
 //! [`orchestrator`] holds the leader-only controllers that make services into tasks;
 //! [`dispatcher`] serves the workers' sessions.
@@ -12,4 +13,8 @@ pub mod manager;
 pub mod orchestrator;
 pub mod plan;
 pub mod raft;
+pub mod server;
 pub mod store;
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use shoal_api::service::{Service, ServiceSpec};
 use shoal_manager::manager::{Manager, ManagerConfig, ManagerError};
+use shoal_manager::server;
 use shoal_manager::store::{Change, Kind, Object, Transaction};
 
 struct Slot {
@@ -41,7 +42,7 @@ impl Cluster {
         let mut slots: Vec<Slot> = (0..n)
             .map(|_| Slot { dir: tempfile::tempdir().unwrap(), addr: free_addr(), manager: None })
             .collect();
-        let first = Manager::start(config(&slots[0], snapshot_interval)).await.unwrap();
+        let first = server::start(config(&slots[0], snapshot_interval)).await.unwrap().manager;
         let cluster = first.init().await.unwrap();
         slots[0].manager = Some(first);
         let mut c = Cluster { slots, token: cluster.join_tokens.manager, snapshot_interval };
@@ -69,7 +70,7 @@ impl Cluster {
     }
 
     async fn restart(&mut self, i: usize) {
-        let m = Manager::start(config(&self.slots[i], self.snapshot_interval)).await.unwrap();
+        let m = server::start(config(&self.slots[i], self.snapshot_interval)).await.unwrap().manager;
         self.slots[i].manager = Some(m);
     }
 
@@ -145,13 +146,14 @@ async fn three_managers_replicate_and_forward() {
     assert_eq!(n, 2);
     // A wrong token is refused.
     let stranger_dir = tempfile::tempdir().unwrap();
-    let stranger = Manager::start(ManagerConfig::new(stranger_dir.path(), free_addr())).await.unwrap();
+    let stranger = server::start(ManagerConfig::new(stranger_dir.path(), free_addr())).await.unwrap().manager;
     let err = stranger.join(c.m(0).addr(), "SHTKN-1-bogus").await.unwrap_err();
-    assert_eq!(err, ManagerError::BadToken);
+    assert!(matches!(err, ManagerError::BadToken), "{err}");
     // A rotated token: the old one no longer admits anyone, the new one does.
     let rotated = c.m(follower).rotate_join_token("manager").await.unwrap();
     assert_ne!(rotated.join_tokens.manager, c.token);
-    assert_eq!(stranger.join(c.m(0).addr(), &c.token).await.unwrap_err(), ManagerError::BadToken);
+    let err = stranger.join(c.m(0).addr(), &c.token).await.unwrap_err();
+    assert!(matches!(err, ManagerError::BadToken), "{err}");
     tokio::time::timeout(Duration::from_secs(20), stranger.join(c.m(0).addr(), &rotated.join_tokens.manager))
         .await
         .expect("join in time")
@@ -291,7 +293,7 @@ async fn force_new_cluster_keeps_the_state_with_one_manager() {
     // Two managers are gone for good; the third starts a new cluster from its state.
     let mut cfg = config(&c.slots[2], 10_000);
     cfg.force_new_cluster = true;
-    let m = Manager::start(cfg).await.unwrap();
+    let m = server::start(cfg).await.unwrap().manager;
     m.wait_leader(Duration::from_secs(15)).await.unwrap();
     assert!(services(&m).is_superset(&names), "{:?}", m.status());
     assert_eq!(m.managers().len(), 1);

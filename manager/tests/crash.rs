@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shoal_api::service::{Service, ServiceSpec};
-use shoal_manager::manager::{Manager, ManagerConfig};
+use shoal_manager::manager::ManagerConfig;
+use shoal_manager::server;
 use shoal_manager::store::{Change, Kind, Object, Transaction};
 
 /// Set in the child: the data dir of the one-manager cluster it writes to.
@@ -23,7 +24,7 @@ async fn crash_probe_child() {
     cfg.election_ms = (300, 600);
     cfg.snapshot.entries = 50;
     cfg.keep_after_snapshot = 10;
-    let m = Manager::start(cfg).await.expect("start");
+    let m = server::start(cfg).await.expect("start").manager;
     m.init().await.expect("init");
     for i in 0u64.. {
         let svc = Service {
@@ -72,7 +73,8 @@ async fn acknowledged_writes_survive_kill_9() {
             .unwrap();
         child.wait().unwrap();
 
-        let m = Manager::start(ManagerConfig::new(&run, "127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let m =
+            server::start(ManagerConfig::new(&run, "127.0.0.1:0".parse().unwrap())).await.unwrap().manager;
         m.wait_leader(Duration::from_secs(20)).await.unwrap();
         assert!(m.wait_recovered(Duration::from_secs(20)).await, "the state caught up with the log");
         let status = m.status();

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shoal_api::service::{Service, ServiceSpec};
-use shoal_manager::manager::{Manager, ManagerConfig};
+use shoal_manager::manager::ManagerConfig;
+use shoal_manager::server;
 use shoal_manager::store::{Change, Kind, Object, Transaction};
 
 /// A tmpfs mounted for the test, unmounted when dropped (also when the test fails).
@@ -68,7 +69,7 @@ async fn a_full_disk_fails_writes_and_loses_nothing() {
     let data = disk.dir.path().join("manager");
     // A manager keeps its address across restarts (the others know it by it).
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let m = Manager::start(ManagerConfig::new(&data, addr)).await.unwrap();
+    let m = server::start(ManagerConfig::new(&data, addr)).await.unwrap().manager;
     m.init().await.unwrap();
     let mut acked = BTreeSet::new();
     let mut failed = None;
@@ -94,7 +95,7 @@ async fn a_full_disk_fails_writes_and_loses_nothing() {
     drop(m);
     // Space comes back; a restarted manager has every acknowledged write.
     disk.grow("64m");
-    let m = Manager::start(ManagerConfig::new(&data, addr)).await.unwrap();
+    let m = server::start(ManagerConfig::new(&data, addr)).await.unwrap().manager;
     // Local reads after a restart wait for the state to catch up, as the API's do.
     assert!(m.wait_recovered(Duration::from_secs(15)).await, "{:?}", m.status());
     let have: BTreeSet<String> =

@@ -107,8 +107,8 @@ pub fn diff(sent: &mut BTreeMap<String, String>, now: &BTreeMap<String, Item>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::fixtures::*;
     use crate::orchestrator::{create, new_task};
+    use crate::testing::*;
 
     #[test]
     fn a_node_gets_its_scheduled_tasks_and_their_secrets_then_only_changes() {

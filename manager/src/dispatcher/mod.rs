@@ -20,7 +20,8 @@ use shoal_api::node::{NodeDescription, NodeState};
 use shoal_proto::dispatcher as pb;
 use tonic::{Request, Response, Status};
 
-use crate::manager::Manager;
+use crate::manager::{Manager, ManagerError};
+use crate::raft::network::channel;
 use crate::store::{Change, Kind, Object, Transaction};
 
 pub use monitor::NodeMonitor;
@@ -49,7 +50,8 @@ pub struct Dispatcher {
     logs: Arc<logs::LogBroker>,
 }
 
-type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+/// A stream of gRPC replies.
+pub type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl Dispatcher {
     /// The dispatcher of `manager`.
@@ -157,6 +159,32 @@ impl Dispatcher {
         Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
 
+    /// Streams tasks' logs: through this dispatcher when its manager leads, or from
+    /// the leader's.
+    pub async fn logs(
+        &self,
+        task_ids: Vec<String>,
+        opts: logs::LogOptions,
+    ) -> Result<Streamed<pb::LogsReply>, ManagerError> {
+        if self.manager.is_leader() {
+            return Ok(self.stream_logs(&task_ids, opts));
+        }
+        let leader = self.manager.leader_addr()?;
+        let channel = channel(&leader).map_err(|e| ManagerError::rpc(&leader, e))?;
+        let req = pb::LogsRequest {
+            task_ids,
+            follow: opts.follow,
+            tail: opts.tail,
+            since_unix_nanos: opts.since_unix_nanos,
+        };
+        let stream = pb::dispatcher_client::DispatcherClient::new(channel)
+            .logs(req)
+            .await
+            .map_err(|s| ManagerError::rpc(&leader, s))?
+            .into_inner();
+        Ok(Box::pin(stream))
+    }
+
     /// When each node was last heard from, and the period it was last told (for the
     /// monitor).
     fn last_seen(&self) -> HashMap<String, (Instant, Duration)> {
@@ -194,7 +222,7 @@ impl Dispatcher {
             let change = Change::Update { object: Object::Node(new), expected_version: node.meta.version };
             match self.manager.propose(Transaction { changes: vec![change] }).await {
                 Ok(_) => return Ok(()),
-                Err(crate::manager::ManagerError::Store(crate::store::StoreError::Conflict { .. })) => {
+                Err(ManagerError::Store(crate::store::StoreError::Conflict { .. })) => {
                     continue;
                 }
                 Err(e) => return Err(Status::unavailable(e.to_string())),

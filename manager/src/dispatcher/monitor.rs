@@ -64,7 +64,7 @@ async fn run(d: Dispatcher) {
         while d.manager.is_leader() {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let ready: Vec<(String, u64)> = d.manager.read(|s| {
-                super::super::orchestrator::nodes(s)
+                crate::store::queries::nodes(s)
                     .filter(|n| n.status.state == NodeState::Ready)
                     .map(|n| (n.id.clone(), n.meta.version))
                     .collect()

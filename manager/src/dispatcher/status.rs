@@ -62,8 +62,8 @@ pub(super) async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::fixtures::*;
     use crate::orchestrator::{create, new_task};
+    use crate::testing::*;
 
     #[test]
     fn only_the_nodes_own_tasks_and_only_forward() {
@@ -71,7 +71,7 @@ mod tests {
         let mut store = store_with(vec![node("n1", &[]), node("n2", &[])], vec![svc.clone()]);
         let mut t = new_task(&svc, Some(1), Some("n1"), t0());
         t.status.state = TaskState::Running;
-        crate::orchestrator::fixtures::apply(&mut store, vec![create(t.clone())]);
+        crate::testing::apply(&mut store, vec![create(t.clone())]);
         let report = |state| (t.id.clone(), TaskStatus::new(state, t0(), "x"));
         assert!(changes(&store, "n2", &[report(TaskState::Failed)]).is_empty(), "not n2's task");
         assert!(changes(&store, "n1", &[report(TaskState::Starting)]).is_empty(), "no step back");

@@ -13,7 +13,7 @@ use crate::manager::ManagerError;
 use crate::store::{Kind, Object};
 
 fn not_initialized() -> ApiError {
-    ManagerError::State("the cluster is not initialized yet: `shoal daemon --init` starts one".into()).into()
+    ManagerError::NotInitialized.into()
 }
 
 /// Shows the cluster: its managers (the leader marked), object counts, Raft state.

@@ -92,16 +92,30 @@ impl From<StoreError> for ApiError {
 
 impl From<ManagerError> for ApiError {
     fn from(e: ManagerError) -> Self {
+        // The reply carries the whole chain: the client sees no sources.
+        let message = with_sources(&e);
         match e {
             ManagerError::Store(s) => s.into(),
-            ManagerError::BadToken => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
-            ManagerError::State(m) => ApiError::new(StatusCode::CONFLICT, "refused", m),
-            ManagerError::NoLeader | ManagerError::NotLeader { .. } | ManagerError::Raft(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+            ManagerError::BadToken => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
+            ManagerError::DiskFull { .. } | ManagerError::RemoteDiskFull(_) => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", message)
             }
-            ManagerError::DiskFull(m) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", m),
+            e if e.is_refusal() => ApiError::new(StatusCode::CONFLICT, "refused", message),
+            _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
         }
     }
+}
+
+/// An error's message followed by its sources', each once.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }
 
 impl From<PlanError> for ApiError {

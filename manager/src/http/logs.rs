@@ -71,7 +71,7 @@ fn records(reply: pb::LogsReply) -> Bytes {
 
 async fn stream(api: &Api, task_ids: Vec<String>, q: &LogQuery) -> Result<Response, ApiError> {
     let opts = options(q)?;
-    let lines = api.manager.logs(task_ids, opts).await?;
+    let lines = api.dispatcher.logs(task_ids, opts).await?;
     let body = lines.map(|item| {
         Ok::<_, Infallible>(match item {
             Ok(reply) => records(reply),

@@ -34,8 +34,10 @@ use utoipa_axum::routes;
 
 pub use error::ApiError;
 
+use crate::dispatcher::Dispatcher;
 use crate::manager::{Manager, ManagerError};
 use crate::plan::PlanError;
+use crate::server::Served;
 use crate::store::{Store, StoreError, Transaction};
 
 /// The largest request body (a stack's Compose file with its secret files fits;
@@ -79,6 +81,7 @@ pub enum ServeError {
 #[derive(Debug, Clone)]
 pub(crate) struct Api {
     manager: Arc<Manager>,
+    dispatcher: Dispatcher,
     rendered: Arc<Rendered>,
 }
 
@@ -263,8 +266,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl ApiServer {
     /// Starts the listeners of `opts` for `manager`.
-    pub async fn start(manager: Arc<Manager>, opts: &ApiOptions) -> Result<ApiServer, ServeError> {
-        let api = Api { manager, rendered: Arc::default() };
+    pub async fn start(served: &Served, opts: &ApiOptions) -> Result<ApiServer, ServeError> {
+        let api = Api {
+            manager: served.manager.clone(),
+            dispatcher: served.dispatcher.clone(),
+            rendered: Arc::default(),
+        };
         let stop = Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
         let mut tcp = None;

@@ -10,7 +10,8 @@ use shoal_api::node::Availability;
 use shoal_api::{Node, Service, ServiceMode, Task, TaskState};
 
 use super::restart::{Verdict, decide};
-use super::{create, is_live, new_task, newest, nodes, services, set_desired, takes_tasks, tasks_of};
+use super::{create, is_live, new_task, newest, set_desired};
+use crate::store::queries::{nodes, services, takes_tasks, tasks_of};
 use crate::store::{Change, Kind, Object, Store};
 
 /// Whether `node` satisfies every placement constraint of `svc` (a constraint that
@@ -76,7 +77,7 @@ fn one_service(store: &Store, svc: &Service, now: DateTime<Utc>, changes: &mut V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::fixtures::*;
+    use crate::testing::*;
 
     fn live_nodes(store: &Store) -> Vec<String> {
         let mut v: Vec<String> = tasks(store).into_iter().filter(is_live).filter_map(|t| t.node_id).collect();

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use shoal_api::{Task, TaskState};
 
-use super::{is_live, must_leave, set_desired};
+use super::{is_live, set_desired};
+use crate::store::queries::must_leave;
 use crate::store::{Change, Kind, Object, Store};
 
 /// The changes that prune tasks; `limit` is the cluster's task history limit
@@ -72,8 +73,8 @@ pub fn reap(store: &Store, limit: i64, now: DateTime<Utc>) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::fixtures::*;
     use crate::orchestrator::{create, new_task};
+    use crate::testing::*;
 
     #[test]
     fn history_is_kept_to_the_limit_and_removed_tasks_go() {

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use shoal_api::{Service, ServiceMode, Task, TaskState};
 
 use super::restart::{Verdict, decide};
-use super::{create, is_live, must_leave, new_task, newest, services, set_desired, tasks_of};
+use super::{create, is_live, new_task, newest, set_desired};
+use crate::store::queries::{must_leave, services, tasks_of};
 use crate::store::{Change, Store};
 
 /// The changes that bring every replicated service and job to its declared count.
@@ -133,8 +134,8 @@ fn job(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::fixtures::*;
     use crate::store::Object;
+    use crate::testing::*;
 
     fn live(store: &Store) -> Vec<Task> {
         let mut t: Vec<Task> = tasks(store).into_iter().filter(is_live).collect();

@@ -62,8 +62,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::orchestrator::fixtures::{service, t0};
     use crate::orchestrator::new_task;
+    use crate::testing::{service, t0};
 
     fn stopped(state: TaskState, at_secs: i64, spec: impl FnOnce(&mut shoal_api::ServiceSpec)) -> Task {
         let svc = service("web", spec);

@@ -12,7 +12,7 @@ use shoal_api::service::PublishMode;
 use shoal_api::{Node, Service, Task, TaskState};
 
 use super::global::satisfies;
-use super::{nodes, takes_tasks};
+use crate::store::queries::{nodes, takes_tasks};
 use crate::store::{Change, Kind, Object, Store};
 
 /// What the scheduler knows of a node while it places a batch.
@@ -197,8 +197,8 @@ fn place(store: &Store, svc: &Service, t: &Task, loads: &[Load]) -> Result<usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::fixtures::*;
     use crate::orchestrator::replicated;
+    use crate::testing::*;
 
     fn placed(store: &Store) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();

@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use shoal_api::service::{FailureAction, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus};
 use shoal_api::{Service, ServiceMode, Task, TaskSpec, TaskState};
 
-use super::{create, is_live, new_task, newest, services, set_desired, tasks_of};
+use super::{create, is_live, new_task, newest, set_desired};
+use crate::store::queries::{services, tasks_of};
 use crate::store::{Change, Object};
 
 /// Whether a task runs what the template asks (placement aside: a change of where
@@ -220,9 +221,9 @@ fn duration(d: std::time::Duration) -> chrono::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::fixtures::*;
     use crate::orchestrator::replicated;
     use crate::store::{Kind, Store};
+    use crate::testing::*;
 
     fn svc_of(store: &Store, id: &str) -> Service {
         match store.get(Kind::Service, id) {

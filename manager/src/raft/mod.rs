@@ -4,10 +4,14 @@ pub mod log_store;
 pub mod network;
 pub mod proposal;
 pub mod recovery;
-pub mod service;
 mod snapshot;
 pub mod state_machine;
 pub mod types;
 
 #[cfg(test)]
 mod conformance;
+
+pub use types::TypeConfig;
+
+/// The Raft handle of a manager.
+pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;

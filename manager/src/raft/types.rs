@@ -21,6 +21,3 @@ openraft::declare_raft_types!(
         D = Proposal,
         R = Applied,
 );
-
-/// The Raft handle of a manager.
-pub type Raft = openraft::Raft<TypeConfig, super::state_machine::StateMachine>;

@@ -4,6 +4,7 @@
 
 mod events;
 mod object;
+pub mod queries;
 mod transaction;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -14,6 +14,7 @@ use shoal_api::node::{NodeDescription, NodeResources, Platform};
 use shoal_manager::http::{ApiOptions, ApiServer};
 use shoal_manager::manager::{Manager, ManagerConfig};
 use shoal_manager::orchestrator::runner::Controllers;
+use shoal_manager::server;
 use shoal_worker::agent::{Agent, AgentConfig, Executor, PullPolicy};
 
 /// Swarm's cluster management port, kept for habit.
@@ -139,9 +140,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let mut cfg = ManagerConfig::new(args.data_dir.join("manager"), args.listen_addr);
     cfg.advertise = advertise;
     cfg.force_new_cluster = args.force_new_cluster;
-    let manager = Manager::start(cfg)
+    let served = server::start(cfg)
         .await
         .with_context(|| format!("start the manager (data in {})", args.data_dir.display()))?;
+    let manager = served.manager.clone();
     tracing::info!(manager = manager.id(), addr = manager.addr(), "manager started");
     // A manager that belongs to a cluster starts from its state, so a service
     // manager may keep --init or --join in its flags.
@@ -166,12 +168,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         manager.join(addr, token).await.with_context(|| format!("join the cluster through {addr}"))?;
         println!("joined the cluster through {addr} as a manager");
     }
-    let api = ApiServer::start(
-        manager.clone(),
-        &ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr },
-    )
-    .await
-    .context("start the cluster API")?;
+    let api =
+        ApiServer::start(&served, &ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr })
+            .await
+            .context("start the cluster API")?;
     tracing::info!(socket = %args.api_socket.display(), tcp = ?api.tcp, "cluster API listening");
     let controllers = Controllers::start(manager.clone());
     let (description, addr) = describe_node(&args)?;

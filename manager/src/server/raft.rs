@@ -9,9 +9,9 @@ use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use shoal_proto::raft as pb;
 use tonic::{Request, Response, Status};
 
-use super::proposal::Proposal;
-use super::types::TypeConfig;
 use crate::manager::Manager;
+use crate::raft::TypeConfig;
+use crate::raft::proposal::Proposal;
 
 type C = TypeConfig;
 

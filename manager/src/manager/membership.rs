@@ -1,0 +1,318 @@
+//! Who belongs to the cluster: starting it (`init`), joining it (managers through
+//! Raft membership, workers as node objects), and demoting, promoting and removing
+//! managers under a quorum guard. Calls made on a follower are carried to the leader.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{BasicNode, ChangeMembers};
+use shoal_api::Meta;
+use shoal_api::cluster::{Cluster, ClusterSpec, JoinTokens};
+use shoal_proto::raft as pb;
+
+use super::error::ManagerError;
+use super::nodes::joined_worker_node;
+use super::tokens::{Role, api_token, join_token};
+use super::{Manager, client};
+use crate::store::{Change, Kind, Object, StoreError, Transaction};
+
+/// Refuses to remove `raft_id` from `voters` when the managers left would not be a
+/// majority of reachable ones (unless `force`).
+fn check_quorum(
+    voters: &BTreeSet<u64>,
+    raft_id: u64,
+    reachable_now: &BTreeSet<u64>,
+    force: bool,
+) -> Result<(), ManagerError> {
+    if !voters.contains(&raft_id) {
+        return Err(ManagerError::Store(StoreError::NotFound { kind: Kind::Node, id: raft_id.to_string() }));
+    }
+    let remaining: Vec<u64> = voters.iter().copied().filter(|v| *v != raft_id).collect();
+    let reachable = remaining.iter().filter(|v| reachable_now.contains(v)).count();
+    if !force && (remaining.is_empty() || reachable < remaining.len() / 2 + 1) {
+        return Err(ManagerError::NoMajority { reachable, remaining: remaining.len() });
+    }
+    Ok(())
+}
+
+impl Manager {
+    /// Whether this manager belongs to a cluster already (its log says so).
+    pub async fn is_member(&self) -> Result<bool, ManagerError> {
+        self.raft.is_initialized().await.map_err(|e| ManagerError::raft("read its membership", e))
+    }
+
+    /// Starts a new cluster with this manager as its only member, and stores the
+    /// cluster object with fresh join tokens.
+    pub async fn init(&self) -> Result<Cluster, ManagerError> {
+        if self.is_member().await? {
+            return Err(ManagerError::AlreadyMember);
+        }
+        let members = BTreeMap::from([(self.id, BasicNode::new(self.advertise.clone()))]);
+        self.raft.initialize(members).await.map_err(|e| ManagerError::raft("start a new cluster", e))?;
+        self.wait_leader(Duration::from_secs(30)).await?;
+        let cluster_id = shoal_api::object::new_id();
+        let cluster = Cluster {
+            id: cluster_id.clone(),
+            meta: Meta::new(chrono::Utc::now()),
+            spec: ClusterSpec::default(),
+            join_tokens: JoinTokens {
+                worker: join_token(Role::Worker, &cluster_id),
+                manager: join_token(Role::Manager, &cluster_id),
+            },
+            api_token: api_token(),
+        };
+        self.propose(Transaction {
+            changes: vec![Change::Create { object: Object::Cluster(cluster.clone()) }],
+        })
+        .await?;
+        Ok(cluster)
+    }
+
+    /// Joins the cluster a manager at `addr` belongs to, with a manager join token.
+    /// Returns once this manager is a voter.
+    pub async fn join(&self, addr: &str, join_token: &str) -> Result<(), ManagerError> {
+        let mut client = client::membership(addr)?;
+        let req = pb::JoinRequest {
+            token: join_token.to_owned(),
+            node_id: self.id.to_string(),
+            hostname: String::new(),
+            advertise_addr: self.advertise.clone(),
+        };
+        client.join(req).await.map_err(|s| ManagerError::from_status(addr, s))?;
+        Ok(())
+    }
+
+    /// Admits a node asking to join: a worker with the worker token is stored as a
+    /// node; a manager with the manager token is added as a learner, caught up, then
+    /// made a voter.
+    pub async fn admit(&self, req: pb::JoinRequest) -> Result<pb::JoinReply, ManagerError> {
+        if !self.is_leader() {
+            let leader = self.leader_addr()?;
+            let mut client = client::membership(&leader)?;
+            return client
+                .join(req)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| ManagerError::from_status(&leader, s));
+        }
+        let cluster = self.cluster().ok_or(ManagerError::NotInitialized)?;
+        if req.token == cluster.join_tokens.worker && !req.token.is_empty() {
+            return self.admit_worker(req, cluster).await;
+        }
+        if req.token != cluster.join_tokens.manager {
+            tracing::warn!(addr = %req.advertise_addr, "refused a join with a wrong token");
+            return Err(ManagerError::BadToken);
+        }
+        let raft_id: u64 =
+            req.node_id.parse().map_err(|_| ManagerError::MalformedManagerId(req.node_id.clone()))?;
+        let node = BasicNode::new(req.advertise_addr.clone());
+        self.raft
+            .add_learner(raft_id, node, true)
+            .await
+            .map_err(|e| ManagerError::raft("add a learner", e))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])), false)
+            .await
+            .map_err(|e| ManagerError::raft("make the new manager a voter", e))?;
+        Ok(pb::JoinReply {
+            cluster_id: cluster.id,
+            node_id: req.node_id,
+            role: "manager".into(),
+            raft_id,
+            managers: self.managers().into_values().collect(),
+        })
+    }
+
+    /// Admits a worker: its node is stored (role worker, state unknown until its
+    /// first session) unless it is there already (a worker joining again).
+    async fn admit_worker(
+        &self,
+        req: pb::JoinRequest,
+        cluster: Cluster,
+    ) -> Result<pb::JoinReply, ManagerError> {
+        if !shoal_api::object::looks_like_id(&req.node_id) {
+            return Err(ManagerError::MalformedNodeId(req.node_id));
+        }
+        let exists = self.read(|s| s.get(Kind::Node, &req.node_id).is_some());
+        if !exists {
+            let node =
+                joined_worker_node(&req.node_id, &req.hostname, &req.advertise_addr, chrono::Utc::now());
+            self.propose(Transaction { changes: vec![Change::Create { object: Object::Node(node) }] })
+                .await?;
+            tracing::info!(node = %req.node_id, hostname = %req.hostname, "worker joined");
+        }
+        Ok(pb::JoinReply {
+            cluster_id: cluster.id,
+            node_id: req.node_id,
+            role: "worker".into(),
+            raft_id: 0,
+            managers: self.managers().into_values().collect(),
+        })
+    }
+
+    /// Removes a manager from the Raft group. Refused when the managers left could not
+    /// form a majority of the reachable ones, unless `force`.
+    pub async fn remove_manager(&self, raft_id: u64, force: bool) -> Result<(), ManagerError> {
+        self.change_role(raft_id, force, false).await
+    }
+
+    /// Demotes a manager: it stops voting and keeps receiving the log as a learner
+    /// (the same quorum guard as removal applies).
+    pub async fn demote_manager(&self, raft_id: u64, force: bool) -> Result<(), ManagerError> {
+        self.change_role(raft_id, force, true).await
+    }
+
+    /// Whether the manager with Raft id `raft_id` votes.
+    pub fn is_voter(&self, raft_id: u64) -> bool {
+        let m = self.raft.metrics().borrow_watched().membership_config.clone();
+        m.membership().voter_ids().any(|v| v == raft_id)
+    }
+
+    /// Raft id → address of every voting manager.
+    pub fn managers(&self) -> BTreeMap<u64, String> {
+        let m = self.raft.metrics().borrow_watched().membership_config.clone();
+        m.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
+    }
+
+    /// Managers the leader has heard from lately (itself included); empty on a
+    /// follower, which does not track its peers.
+    pub fn reachable_managers(&self) -> BTreeSet<u64> {
+        use openraft::Instant as _;
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let Some(heartbeats) = metrics.heartbeat.as_ref() else { return BTreeSet::new() };
+        let mut out: BTreeSet<u64> = heartbeats
+            .iter()
+            .filter(|(_, at)| at.as_ref().is_some_and(|at| at.elapsed() < self.unreachable_after))
+            .map(|(id, _)| *id)
+            .collect();
+        out.insert(self.id);
+        out
+    }
+
+    /// The managers the leader heard from lately, asked of the leader when this
+    /// manager follows; `None` when no leader answers.
+    pub async fn reachable_anywhere(&self) -> Option<BTreeSet<u64>> {
+        if self.is_leader() {
+            return Some(self.reachable_managers());
+        }
+        let addr = self.leader_addr().ok()?;
+        let mut client = client::raft(&addr).ok()?;
+        let mut req = tonic::Request::new(pb::ReadIndexRequest {});
+        req.set_timeout(Duration::from_secs(2));
+        let reply = client.read_index(req).await.ok()?.into_inner();
+        matches!(reply.result, Some(pb::read_index_reply::Result::Index(_)))
+            .then(|| reply.reachable.into_iter().collect())
+    }
+
+    async fn change_role(
+        &self,
+        raft_id: u64,
+        force: bool,
+        keep_as_learner: bool,
+    ) -> Result<(), ManagerError> {
+        if !self.is_leader() {
+            let req = pb::LeaveRequest { raft_id, force, keep_as_learner, learner: false, promote: false };
+            return self.leave_on_leader(req).await;
+        }
+        let membership = self.raft.metrics().borrow_watched().membership_config.clone();
+        let voters: BTreeSet<u64> = membership.membership().voter_ids().collect();
+        check_quorum(&voters, raft_id, &self.reachable_managers(), force)?;
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([raft_id])), keep_as_learner)
+            .await
+            .map_err(|e| ManagerError::raft("remove a voter", e))?;
+        Ok(())
+    }
+
+    /// Removes a demoted manager (a learner) from the group for good.
+    pub async fn remove_learner(&self, raft_id: u64) -> Result<(), ManagerError> {
+        if !self.is_leader() {
+            let req = pb::LeaveRequest {
+                raft_id,
+                force: false,
+                keep_as_learner: false,
+                learner: true,
+                promote: false,
+            };
+            return self.leave_on_leader(req).await;
+        }
+        if self.is_voter(raft_id) {
+            return Err(ManagerError::StillVotes(raft_id));
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([raft_id])), false)
+            .await
+            .map_err(|e| ManagerError::raft("remove a learner", e))?;
+        Ok(())
+    }
+
+    /// Makes a demoted manager (a learner) a voter again.
+    pub async fn promote_manager(&self, raft_id: u64) -> Result<(), ManagerError> {
+        if !self.is_leader() {
+            let req = pb::LeaveRequest {
+                raft_id,
+                force: false,
+                keep_as_learner: false,
+                learner: false,
+                promote: true,
+            };
+            return self.leave_on_leader(req).await;
+        }
+        if !self.managers().contains_key(&raft_id) {
+            return Err(ManagerError::Store(StoreError::NotFound {
+                kind: Kind::Node,
+                id: raft_id.to_string(),
+            }));
+        }
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])), false)
+            .await
+            .map_err(|e| ManagerError::raft("make a learner a voter", e))?;
+        Ok(())
+    }
+
+    /// Sends a membership change to the leader.
+    async fn leave_on_leader(&self, req: pb::LeaveRequest) -> Result<(), ManagerError> {
+        let leader = self.leader_addr()?;
+        let mut client = client::membership(&leader)?;
+        client.leave(req).await.map(drop).map_err(|s| ManagerError::from_status(&leader, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[u64]) -> BTreeSet<u64> {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn removing_a_manager_keeps_a_majority_of_reachable_ones() {
+        // (voters, removed, reachable, force) → Ok, or the (reachable, remaining) refused
+        type Case = (&'static [u64], u64, &'static [u64], bool, Result<(), (usize, usize)>);
+        let cases: [Case; 7] = [
+            (&[1, 2, 3], 3, &[1, 2, 3], false, Ok(())),
+            (&[1, 2, 3], 3, &[1, 2], false, Ok(())),
+            (&[1, 2, 3], 3, &[1], false, Err((1, 2))),
+            (&[1, 2, 3], 3, &[1], true, Ok(())),
+            (&[1, 2, 3, 4, 5], 5, &[1, 2], false, Err((2, 4))),
+            (&[1, 2, 3, 4, 5], 5, &[1, 2, 3], false, Ok(())),
+            (&[1], 1, &[1], false, Err((0, 0))),
+        ];
+        for (voters, removed, reachable, force, want) in cases {
+            let got = check_quorum(&ids(voters), removed, &ids(reachable), force).map_err(|e| match e {
+                ManagerError::NoMajority { reachable, remaining } => (reachable, remaining),
+                other => panic!("unexpected {other:?}"),
+            });
+            assert_eq!(got, want, "remove {removed} of {voters:?}, reachable {reachable:?}, force {force}");
+        }
+    }
+
+    #[test]
+    fn removing_a_manager_that_does_not_vote_is_not_found() {
+        let e = check_quorum(&ids(&[1, 2, 3]), 9, &ids(&[1, 2, 3]), true).unwrap_err();
+        assert!(matches!(e, ManagerError::Store(StoreError::NotFound { ref id, .. }) if id == "9"), "{e:?}");
+    }
+}

@@ -1,0 +1,458 @@
+//! One manager: its Raft node and the API the rest of the manager uses on it:
+//! propose a transaction (forwarded to the leader from a follower), read locally or
+//! linearizably, watch events, and follow leadership.
+//!
+//! Its other concerns live in rooms beside it: [`config`], [`error`] (and the
+//! errors' wire forms), [`membership`] (init, joins, demotion and removal),
+//! [`nodes`] (the members' node objects), [`tokens`] (join and API tokens), the
+//! leader's disk guard ([`room`]) and the clients of other managers ([`client`]).
+//! Serving it over gRPC, with the dispatcher beside it, is [`crate::server`]'s job:
+//! nothing here knows the services that use a manager.
+
+mod client;
+pub use client::join_as_worker;
+pub mod config;
+pub mod error;
+mod membership;
+mod nodes;
+mod room;
+pub mod tokens;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{ReadPolicy, ServerState};
+use shoal_api::cluster::Cluster;
+use shoal_proto::raft as pb;
+use tokio::sync::watch;
+
+pub use config::ManagerConfig;
+pub use error::ManagerError;
+pub use room::MIN_FREE_BYTES;
+
+use crate::raft::Raft;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
+use crate::raft::proposal::Proposal;
+use crate::raft::state_machine::{Shared, StateMachine};
+use crate::store::{Event, Kind, Object, Store, Transaction, WatchError};
+
+/// A running manager.
+#[derive(Debug)]
+pub struct Manager {
+    id: u64,
+    advertise: String,
+    /// Where the log and snapshots live (checked for room before writes).
+    data_dir: std::path::PathBuf,
+    room: room::Room,
+    raft: Raft,
+    shared: Arc<Shared>,
+    log_stats: Arc<crate::raft::log_store::LogStats>,
+    /// Mean commit latency of this manager's proposals, microseconds (EWMA, 1/8).
+    commit_latency_us: std::sync::atomic::AtomicU64,
+    leader: watch::Receiver<bool>,
+    /// Whether the state has caught up with the cluster's commit since start.
+    recovered: watch::Receiver<bool>,
+    /// When this manager started.
+    started: Instant,
+    /// A peer not heard from for this long counts as unreachable.
+    unreachable_after: Duration,
+    /// Tasks that live as long as the manager (its servers), ended at shutdown.
+    attached: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Tells attached servers to stop taking calls.
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Reads (or makes) the manager's Raft id, kept in the data dir for its lifetime. Ids
+/// are random 63-bit numbers, so a removed manager's id is never handed out again.
+fn manager_id(dir: &Path) -> std::io::Result<u64> {
+    let path = dir.join("manager-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse().map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} is damaged", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            let id = (rand::random::<u64>() >> 1).max(1);
+            std::fs::write(&path, id.to_string())?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Manager {
+    /// Starts the manager's Raft node: opens its storage and starts Raft, reached by
+    /// other managers at `advertise`. The gRPC server that answers there is
+    /// [`crate::server`]'s; the cluster still has to be initialized
+    /// ([`init`](Self::init)) or joined.
+    pub async fn start(cfg: &ManagerConfig, advertise: String) -> Result<Arc<Manager>, ManagerError> {
+        let dir = &cfg.data_dir;
+        let id = manager_id(dir)
+            .map_err(|e| ManagerError::storage(format!("read the manager id in {}", dir.display()), e))?;
+        let mut log = LogStore::open(dir)
+            .map_err(|e| ManagerError::storage(format!("open the Raft log in {}", dir.display()), e))?;
+        let log_stats = log.stats();
+        let state_dir = dir.join("state");
+        let sm = StateMachine::open(&state_dir, cfg.snapshot)
+            .map_err(|e| ManagerError::storage(format!("open the state in {}", state_dir.display()), e))?;
+        let shared = sm.shared();
+        if cfg.force_new_cluster {
+            crate::raft::recovery::force_new_cluster(id, &advertise, &mut log, &sm).await.map_err(|e| {
+                ManagerError::storage(format!("force a new cluster from {}", dir.display()), e)
+            })?;
+        }
+        let config = cfg.raft().validate().map_err(|e| ManagerError::raft("accept its settings", e))?;
+        // Subscribed before Raft starts: starting re-applies the log's committed tail,
+        // which may already make a snapshot due.
+        let due = shared.snapshot_due();
+        let raft = Raft::new(id, Arc::new(config), Network::new(id), log, sm)
+            .await
+            .map_err(|e| ManagerError::raft("start", e))?;
+
+        let (leader_tx, leader_rx) = watch::channel(false);
+        let mut metrics = raft.metrics();
+        tokio::spawn(async move {
+            loop {
+                let is_leader = leads_with_full_state(&metrics.borrow_watched());
+                leader_tx.send_if_modified(|v| std::mem::replace(v, is_leader) != is_leader);
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::spawn(ask_for_snapshots(raft.clone(), Arc::downgrade(&shared), due));
+
+        // After a restart, local reads wait (a while) for the state to catch up with
+        // what the cluster committed before it.
+        let (recovered_tx, recovered) = watch::channel(false);
+        let r = raft.clone();
+        tokio::spawn(async move {
+            if r.wait_for_recovery(None).await.is_ok() {
+                recovered_tx.send_replace(true);
+            }
+        });
+
+        Ok(Arc::new(Manager {
+            id,
+            advertise,
+            data_dir: cfg.data_dir.clone(),
+            room: room::Room::default(),
+            raft,
+            shared,
+            log_stats,
+            commit_latency_us: std::sync::atomic::AtomicU64::new(0),
+            leader: leader_rx,
+            recovered,
+            started: Instant::now(),
+            unreachable_after: Duration::from_millis(cfg.election_ms.1 * 2),
+            attached: Mutex::new(Vec::new()),
+            stop: tokio::sync::watch::channel(false).0,
+        }))
+    }
+
+    /// Ties `task` (a server of this manager) to its life: it is ended at
+    /// [`shutdown`](Self::shutdown), after [`stopping`](Self::stopping) fires.
+    pub fn attach(&self, task: tokio::task::JoinHandle<()>) {
+        self.attached.lock().expect("attached tasks").push(task);
+    }
+
+    /// Resolves once [`shutdown`](Self::shutdown) has begun: servers stop taking calls.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }
+
+    /// The manager's Raft id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The address other managers reach it at.
+    pub fn addr(&self) -> &str {
+        &self.advertise
+    }
+
+    /// The openraft handle (for the gRPC service and tests).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn leads_with_full_state(&self) -> bool {
+        leads_with_full_state(&self.raft.metrics().borrow_watched())
+    }
+
+    /// Whether this manager leads now (read from Raft's own metrics, not from the
+    /// leadership watch, which follows them a moment later).
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.current_leader == Some(self.id) && m.state == ServerState::Leader
+    }
+
+    /// Follows leadership: `true` while this manager leads. Leader-only controllers
+    /// start and stop on its changes.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        self.leader.clone()
+    }
+
+    /// The current leader's address.
+    pub fn leader_addr(&self) -> Result<String, ManagerError> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let leader = m.current_leader.ok_or(ManagerError::NoLeader)?;
+        m.membership_config
+            .membership()
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, n)| n.addr.clone())
+            .ok_or(ManagerError::NoLeader)
+    }
+
+    /// How long this manager has been running.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits (at most `timeout`) until the state holds everything the cluster had
+    /// committed when this manager started; false if it does not yet (no quorum).
+    pub async fn wait_recovered(&self, timeout: Duration) -> bool {
+        let mut recovered = self.recovered.clone();
+        tokio::time::timeout(timeout, recovered.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until some manager leads (this one or another).
+    pub async fn wait_leader(&self, timeout: Duration) -> Result<u64, ManagerError> {
+        let m = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(|_| ManagerError::NoLeader)?;
+        m.current_leader.ok_or(ManagerError::NoLeader)
+    }
+
+    /// Proposes `tx`: staged and checked against the current state, then committed
+    /// through Raft. On a follower it is forwarded to the leader. Returns the log index
+    /// (the version of every object written).
+    pub async fn propose(&self, tx: Transaction) -> Result<u64, ManagerError> {
+        let proposal = Proposal::new(tx)?;
+        // While there is no leader (an election), retry for a while: nothing was
+        // proposed, so a retry cannot apply the transaction twice.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let result = match self.propose_encoded(proposal.clone()).await {
+                Err(ManagerError::NotLeader { leader_addr }) => self.forward(&leader_addr, &proposal).await,
+                other => other,
+            };
+            match result {
+                Err(ManagerError::NoLeader | ManagerError::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends `tx` to the leader at `leader_addr`.
+    async fn forward(&self, leader_addr: &str, proposal: &Proposal) -> Result<u64, ManagerError> {
+        let mut client = client::raft(leader_addr)?;
+        let req = pb::ProposeRequest { transaction: proposal.json().to_vec() };
+        let reply = client.propose(req).await.map_err(|s| ManagerError::rpc(leader_addr, s))?;
+        match reply.into_inner().result {
+            Some(pb::propose_reply::Result::Index(i)) => Ok(i),
+            Some(pb::propose_reply::Result::Error(e)) => Err(ManagerError::from_pb(e)),
+            None => Err(ManagerError::Remote("an empty reply to a proposal".into())),
+        }
+    }
+
+    /// Proposes on this manager, which must be the leader.
+    pub async fn propose_local(&self, tx: Transaction) -> Result<u64, ManagerError> {
+        self.propose_encoded(Proposal::new(tx)?).await
+    }
+
+    /// Proposes an encoded transaction on this manager, which must be the leader.
+    pub async fn propose_encoded(&self, proposal: Proposal) -> Result<u64, ManagerError> {
+        if !self.is_leader() {
+            return Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? });
+        }
+        self.shared.check(proposal.transaction())?;
+        self.room.ensure(&self.data_dir)?;
+        let started = Instant::now();
+        match self.raft.client_write(proposal).await {
+            Ok(resp) => {
+                let took = started.elapsed().as_micros() as u64;
+                let avg = &self.commit_latency_us;
+                let old = avg.load(std::sync::atomic::Ordering::Relaxed);
+                let new = if old == 0 { took.max(1) } else { old - old / 8 + took / 8 };
+                avg.store(new, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(index = resp.log_id.index, took_us = took, "committed");
+                match resp.data.error {
+                    Some(e) => Err(ManagerError::Store(e)),
+                    None => Ok(resp.data.index),
+                }
+            }
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => match &f.leader_node {
+                    Some(n) => Err(ManagerError::NotLeader { leader_addr: n.addr.clone() }),
+                    None => Err(ManagerError::NoLeader),
+                },
+                None => Err(ManagerError::raft("commit the write", e)),
+            },
+        }
+    }
+
+    /// Reads the local state (possibly a little behind the leader).
+    pub fn read<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        self.shared.read(f)
+    }
+
+    /// Reads state that includes every write committed before the call. The leader
+    /// confirms its leadership (ReadIndex); a follower asks the leader for that index
+    /// and waits until it has applied it, then reads locally.
+    pub async fn read_linearizable<T>(&self, f: impl FnOnce(&Store) -> T) -> Result<T, ManagerError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let index = loop {
+            let result = match self.read_index_local().await {
+                Err(ManagerError::NotLeader { leader_addr }) => self.read_index_remote(&leader_addr).await,
+                other => other,
+            };
+            match result {
+                Err(ManagerError::NoLeader | ManagerError::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other?,
+            }
+        };
+        self.raft
+            .wait(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100))))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map_err(|_| ManagerError::NotApplied(index))?;
+        Ok(self.shared.read(f))
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the index a
+    /// linearizable read must see applied.
+    pub async fn read_index_local(&self) -> Result<u64, ManagerError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read) => Ok(read.log_id().index),
+            Err(e) => match e.forward_to_leader() {
+                Some(_) => Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? }),
+                None => Err(ManagerError::raft("confirm its leadership", e)),
+            },
+        }
+    }
+
+    async fn read_index_remote(&self, leader_addr: &str) -> Result<u64, ManagerError> {
+        let mut client = client::raft(leader_addr)?;
+        let reply = client
+            .read_index(pb::ReadIndexRequest {})
+            .await
+            .map_err(|s| ManagerError::rpc(leader_addr, s))?;
+        match reply.into_inner().result {
+            Some(pb::read_index_reply::Result::Index(i)) => Ok(i),
+            Some(pb::read_index_reply::Result::Error(e)) => Err(ManagerError::from_pb(e)),
+            None => Err(ManagerError::Remote("an empty reply to a read index".into())),
+        }
+    }
+
+    /// Events after `from`, then live ones; or the instruction to re-list.
+    pub fn watch(
+        &self,
+        from: u64,
+    ) -> Result<(Vec<Event>, tokio::sync::broadcast::Receiver<Event>), WatchError> {
+        self.shared.events().watch(from)
+    }
+
+    /// The cluster object, once stored.
+    pub fn cluster(&self) -> Option<Cluster> {
+        self.read(|s| match s.list(Kind::Cluster).next() {
+            Some(Object::Cluster(c)) => Some(c.clone()),
+            _ => None,
+        })
+    }
+
+    /// Term, leader, last applied index: for `/metrics` and `cluster info`.
+    pub fn status(&self) -> Status {
+        let m = self.raft.metrics().borrow_watched().clone();
+        Status {
+            id: self.id,
+            term: m.current_term,
+            leader: m.current_leader,
+            last_applied: m.last_applied.map(|l| l.index),
+            last_log: m.last_log_index,
+            state: format!("{:?}", m.state),
+            commit_latency_us: self.commit_latency_us.load(std::sync::atomic::Ordering::Relaxed),
+            log_entries: self.log_stats.entries.load(std::sync::atomic::Ordering::Relaxed),
+            log_syncs: self.log_stats.syncs.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Stops Raft and the servers attached to it; state stays on disk.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+        self.stop.send_replace(true);
+        let attached = std::mem::take(&mut *self.attached.lock().expect("attached tasks"));
+        for task in attached {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// A manager's Raft status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Raft id.
+    pub id: u64,
+    /// Current term.
+    pub term: u64,
+    /// The leader's Raft id.
+    pub leader: Option<u64>,
+    /// Last applied log index.
+    pub last_applied: Option<u64>,
+    /// Last log index.
+    pub last_log: Option<u64>,
+    /// Leader, Follower, Candidate or Learner.
+    pub state: String,
+    /// Mean time for this manager's proposals to commit, microseconds.
+    pub commit_latency_us: u64,
+    /// Log entries this manager wrote to disk.
+    pub log_entries: u64,
+    /// Disk syncs those took (fewer than entries when writes are batched).
+    pub log_syncs: u64,
+}
+
+/// Whether the node these metrics describe leads and has applied its own term's first
+/// entry: its state then holds everything committed before, so controllers and
+/// assignments act on all of it.
+fn leads_with_full_state(m: &openraft::RaftMetrics<crate::raft::TypeConfig>) -> bool {
+    m.state == ServerState::Leader
+        && m.last_applied.as_ref().is_some_and(|l| l.leader_id.term == m.current_term)
+}
+
+/// Asks Raft for a snapshot when the state machine says one is due. openraft
+/// ignores a trigger while a build is under way, so the ask is repeated every second
+/// until a build has started (which clears it).
+async fn ask_for_snapshots(
+    raft: Raft,
+    shared: std::sync::Weak<Shared>,
+    mut due: tokio::sync::watch::Receiver<()>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            changed = due.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let Some(asked) = shared.upgrade().map(|s| s.snapshot_asked()) else { return };
+        if asked && raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+    }
+}
