@@ -94,10 +94,11 @@ pub(super) async fn update(
     req.spec.validate().map_err(crate::plan::PlanError::from)?;
     let mut cluster = api.manager.cluster().ok_or_else(not_initialized)?;
     if cluster.meta.version != req.version {
-        return Err(crate::plan::PlanError::Conflict(format!(
-            "the cluster was changed by someone else (version {}, you read {}): read it again and retry",
-            cluster.meta.version, req.version
-        ))
+        return Err(crate::plan::PlanError::Stale {
+            what: "the cluster".into(),
+            version: cluster.meta.version,
+            read: req.version,
+        }
         .into());
     }
     cluster.spec = req.spec;

@@ -125,14 +125,26 @@ impl From<PlanError> for ApiError {
             PlanError::Invalid(v) => ApiError::invalid(v.0),
             PlanError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             PlanError::Ambiguous { .. } => ApiError::bad_request(message),
-            PlanError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            PlanError::Refused(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message),
+            PlanError::Stale { .. }
+            | PlanError::NameTaken { .. }
+            | PlanError::PortTaken { .. }
+            | PlanError::PortsExhausted { .. }
+            | PlanError::NodeIsManager { .. }
+            | PlanError::NodeIsUp { .. }
+            | PlanError::Immutable { .. }
+            | PlanError::SubnetOverlap { .. }
+            | PlanError::PoolExhausted { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             PlanError::Compose(ComposeError::Invalid(problems)) => ApiError::invalid(problems),
             PlanError::Compose(ComposeError::Interpolate { path, .. }) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_field(path)
             }
             PlanError::Compose(ComposeError::Yaml(_)) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_field("compose")
+            }
+            PlanError::NotScalable { .. }
+            | PlanError::NoPreviousSpec { .. }
+            | PlanError::NoExternalNetwork { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message)
             }
         }
     }

@@ -98,10 +98,11 @@ pub(super) async fn update(
     req.spec.validate().map_err(PlanError::from)?;
     let current = api.read(true, |s| node(s, &key).cloned()).await??;
     if current.meta.version != req.version {
-        return Err(PlanError::Conflict(format!(
-            "node {} was changed by someone else (version {}, you read {}): read it again and retry",
-            current.id, current.meta.version, req.version
-        ))
+        return Err(PlanError::Stale {
+            what: format!("node {}", current.id),
+            version: current.meta.version,
+            read: req.version,
+        }
         .into());
     }
     // A manager's role is its place in the Raft group: change that first, so the
@@ -136,21 +137,13 @@ pub(super) async fn remove(
     let current = api.read(true, |s| node(s, &key).cloned()).await??;
     if let Some(ms) = &current.manager_status {
         if api.manager.is_voter(ms.raft_id) {
-            return Err(PlanError::Conflict(format!(
-                "node {} is a manager: demote it first (`shoal node demote {}`)",
-                current.description.hostname, current.description.hostname
-            ))
-            .into());
+            return Err(PlanError::NodeIsManager { hostname: current.description.hostname.clone() }.into());
         }
         if api.manager.managers().contains_key(&ms.raft_id) {
             api.manager.remove_learner(ms.raft_id).await?;
         }
     } else if current.status.state == NodeState::Ready && !opts.force {
-        return Err(PlanError::Conflict(format!(
-            "node {} is up: stop its daemon first, or force the removal",
-            current.description.hostname
-        ))
-        .into());
+        return Err(PlanError::NodeIsUp { hostname: current.description.hostname.clone() }.into());
     }
     let change = Change::Delete { kind: Kind::Node, id: current.id.clone(), expected_version: None };
     api.manager.propose(Transaction { changes: vec![change] }).await?;

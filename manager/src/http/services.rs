@@ -113,10 +113,11 @@ pub(super) async fn update(
         .read(consistent, |s| {
             let svc = service(s, &key)?;
             if svc.meta.version != req.version {
-                return Err(PlanError::Conflict(format!(
-                    "service {} was changed by someone else (version {}, you read {}): read it again and retry",
-                    svc.spec.name, svc.meta.version, req.version
-                )));
+                return Err(PlanError::Stale {
+                    what: format!("service {}", svc.spec.name),
+                    version: svc.meta.version,
+                    read: req.version,
+                });
             }
             let new = plan::services::update(s, svc, req.spec.clone(), now())?;
             Ok((Transaction { changes: vec![plan::services::put(new, req.version)] }, svc.id.clone()))

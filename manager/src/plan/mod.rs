@@ -34,13 +34,104 @@ pub enum PlanError {
         /// The prefix.
         id: String,
     },
-    /// The request clashes with the state (a port in use, a secret whose data
-    /// changed…).
-    #[error("{0}")]
-    Conflict(String),
-    /// The request makes no sense for this object (scaling a global service…).
-    #[error("{0}")]
-    Refused(String),
+    /// An update based on a version someone else has changed since.
+    #[error(
+        "{what} was changed by someone else (version {version}, you read {read}): read it again and retry"
+    )]
+    Stale {
+        /// The object, e.g. `node web-1` or `the cluster`.
+        what: String,
+        /// Its version now.
+        version: u64,
+        /// The version the request was based on.
+        read: u64,
+    },
+    /// A name another object of the kind has.
+    #[error("a {kind} named {name:?} exists already ({id}): choose another name{}", if *kind == Kind::Service { ", or update it" } else { "" })]
+    NameTaken {
+        /// The kind.
+        kind: Kind,
+        /// The name.
+        name: String,
+        /// The object that has it.
+        id: String,
+    },
+    /// A published port another service has.
+    #[error("port {port}/{protocol} is published by service {service} already: choose another")]
+    PortTaken {
+        /// The port.
+        port: u16,
+        /// `tcp`, `udp` or `sctp`.
+        protocol: &'static str,
+        /// The service that publishes it.
+        service: String,
+    },
+    /// No port is left in the range given to services that ask for any.
+    #[error("every port of {first}-{last} is published already")]
+    PortsExhausted {
+        /// The range's first port.
+        first: u16,
+        /// Its last.
+        last: u16,
+    },
+    /// Removing a manager's node.
+    #[error("node {hostname} is a manager: demote it first (`shoal node demote {hostname}`)")]
+    NodeIsManager {
+        /// The node's hostname.
+        hostname: String,
+    },
+    /// Removing a node that is up, without force.
+    #[error("node {hostname} is up: stop its daemon first, or force the removal")]
+    NodeIsUp {
+        /// The node's hostname.
+        hostname: String,
+    },
+    /// A secret or config of a stack whose data changed (they cannot change).
+    #[error("{kind} {name} exists with other data, and {kind}s cannot change: give the new data a new name")]
+    Immutable {
+        /// Secret or config.
+        kind: Kind,
+        /// Its name.
+        name: String,
+    },
+    /// A subnet that overlaps another network's.
+    #[error("subnet {asked} overlaps {subnet} of network {network}: choose another subnet")]
+    SubnetOverlap {
+        /// The subnet asked for.
+        asked: ipnet::Ipv4Net,
+        /// The other network's subnet.
+        subnet: ipnet::Ipv4Net,
+        /// The other network.
+        network: String,
+    },
+    /// The address pool has no free subnet of the size networks get.
+    #[error("no free /{mask} is left in the address pool {pools:?}: remove networks or widen the pool")]
+    PoolExhausted {
+        /// The prefix length networks get.
+        mask: u8,
+        /// The pool's ranges.
+        pools: Vec<String>,
+    },
+    /// Scaling a service that has no replica count.
+    #[error("service {service} is {mode}: scale works on replicated services and jobs only")]
+    NotScalable {
+        /// The service.
+        service: String,
+        /// Its mode.
+        mode: &'static str,
+    },
+    /// Rolling back a service that was never updated.
+    #[error("service {service} has no previous spec to roll back to: it was never updated")]
+    NoPreviousSpec {
+        /// The service.
+        service: String,
+    },
+    /// A stack naming an external network that does not exist.
+    #[error("the stack uses the external network {name:?}, which does not exist: create it first")]
+    NoExternalNetwork {
+        /// The network's name.
+        name: String,
+    },
     /// A Compose file that cannot become a stack.
     #[error("{0}")]
     Compose(ComposeError),

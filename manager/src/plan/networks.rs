@@ -25,11 +25,7 @@ pub fn create(
 ) -> Result<Network, PlanError> {
     spec.validate()?;
     if let Some(other) = store.by_name(Kind::Network, &spec.name) {
-        return Err(PlanError::Conflict(format!(
-            "a network named {:?} exists already ({}): choose another name",
-            spec.name,
-            other.id()
-        )));
+        return Err(PlanError::NameTaken { kind: Kind::Network, name: spec.name, id: other.id().to_owned() });
     }
     let existing: Vec<&Network> = store
         .list(Kind::Network)
@@ -42,19 +38,17 @@ pub fn create(
     let subnet = match spec.subnet {
         Some(asked) => {
             if let Some(clash) = existing.iter().find(|n| overlaps(&n.subnet, &asked)) {
-                return Err(PlanError::Conflict(format!(
-                    "subnet {asked} overlaps {} of network {}: choose another subnet",
-                    clash.subnet, clash.spec.name
-                )));
+                return Err(PlanError::SubnetOverlap {
+                    asked,
+                    subnet: clash.subnet,
+                    network: clash.spec.name.clone(),
+                });
             }
             asked
         }
-        None => free_subnet(pool, &existing).ok_or_else(|| {
-            PlanError::Conflict(format!(
-                "no free /{} is left in the address pool {:?}: remove networks or widen the pool",
-                pool.mask_length,
-                pool.pools.iter().map(ToString::to_string).collect::<Vec<_>>()
-            ))
+        None => free_subnet(pool, &existing).ok_or_else(|| PlanError::PoolExhausted {
+            mask: pool.mask_length,
+            pools: pool.pools.iter().map(ToString::to_string).collect(),
         })?,
     };
     let gateway = spec.gateway.unwrap_or_else(|| first_host(&subnet));
@@ -112,7 +106,7 @@ mod tests {
         assert!(err.to_string().contains("overlaps 10.0.0.0/24 of network a"), "{err}");
         assert!(matches!(
             create(&store, NetworkSpec::new("a"), &pool, &[], now()),
-            Err(PlanError::Conflict(_))
+            Err(PlanError::NameTaken { .. })
         ));
     }
 
@@ -122,6 +116,7 @@ mod tests {
         let pool = AddressPool { pools: vec!["192.168.0.0/24".parse().expect("net")], mask_length: 24 };
         let a = create(&store, NetworkSpec::new("a"), &pool, &[], now()).expect("created");
         let err = create(&store, NetworkSpec::new("b"), &pool, &[a], now()).expect_err("full");
+        assert!(matches!(err, PlanError::PoolExhausted { mask: 24, .. }), "{err:?}");
         assert!(err.to_string().contains("no free /24"), "{err}");
     }
 }

@@ -29,11 +29,7 @@ pub fn create_with(
 ) -> Result<Service, PlanError> {
     spec.validate()?;
     if let Some(other) = store.by_name(Kind::Service, &spec.name) {
-        return Err(PlanError::Conflict(format!(
-            "a service named {:?} exists already ({}): choose another name, or update it",
-            spec.name,
-            other.id()
-        )));
+        return Err(PlanError::NameTaken { kind: Kind::Service, name: spec.name, id: other.id().to_owned() });
     }
     let id = shoal_api::object::new_id();
     let ports = assign_ports(store, &id, &spec.endpoint_spec.ports, &[], taken)?;
@@ -87,11 +83,10 @@ pub fn scale(
         ServiceMode::Replicated { replicas: r } => *r = replicas,
         ServiceMode::ReplicatedJob { total_completions, .. } => *total_completions = Some(replicas),
         ServiceMode::Global | ServiceMode::GlobalJob => {
-            return Err(PlanError::Refused(format!(
-                "service {} is {}: scale works on replicated services and jobs only",
-                service.spec.name,
-                service.spec.mode.name()
-            )));
+            return Err(PlanError::NotScalable {
+                service: service.spec.name.clone(),
+                mode: service.spec.mode.name(),
+            });
         }
     }
     update(store, service, spec, now)
@@ -100,10 +95,7 @@ pub fn scale(
 /// `service` back on its previous spec (which becomes the one to roll back to).
 pub fn rollback(store: &Store, service: &Service, now: DateTime<Utc>) -> Result<Service, PlanError> {
     let Some(previous) = service.previous_spec.clone() else {
-        return Err(PlanError::Refused(format!(
-            "service {} has no previous spec to roll back to: it was never updated",
-            service.spec.name
-        )));
+        return Err(PlanError::NoPreviousSpec { service: service.spec.name.clone() });
     };
     let mut back = update(store, service, previous, now)?;
     back.update_status = Some(shoal_api::service::UpdateStatus {
@@ -142,11 +134,11 @@ pub fn assign_ports(
                             && w.published_port == Some(published)
                             && w.protocol == p.protocol
                     }) {
-                        return Err(PlanError::Conflict(format!(
-                            "port {published}/{} is published by service {} already: choose another",
-                            p.protocol.as_str(),
-                            s.spec.name
-                        )));
+                        return Err(PlanError::PortTaken {
+                            port: published,
+                            protocol: p.protocol.as_str(),
+                            service: s.spec.name.clone(),
+                        });
                     }
                     taken.insert((published, p.protocol.as_str()));
                 }
@@ -168,7 +160,7 @@ pub fn assign_ports(
                 DYNAMIC_PORTS.clone().find(|port| !taken.contains(&(*port, p.protocol.as_str())))
             });
             let Some(port) = port else {
-                return Err(PlanError::Conflict("every port of 30000-32767 is published already".into()));
+                return Err(PlanError::PortsExhausted { first: 30000, last: 32767 });
             };
             p.published_port = Some(port);
         }
@@ -226,7 +218,10 @@ mod tests {
         let mut store = Store::new();
         let a = create(&store, ServiceSpec::new("web", "busybox"), now()).expect("created");
         stored(&mut store, &a);
-        assert!(matches!(create(&store, ServiceSpec::new("web", "x"), now()), Err(PlanError::Conflict(_))));
+        assert!(matches!(
+            create(&store, ServiceSpec::new("web", "x"), now()),
+            Err(PlanError::NameTaken { .. })
+        ));
         let Err(PlanError::Invalid(e)) = create(&store, ServiceSpec::new("web two", "x"), now()) else {
             panic!("a bad name is invalid")
         };
@@ -237,7 +232,7 @@ mod tests {
     fn scale_and_rollback() {
         let store = Store::new();
         let a = create(&store, ServiceSpec::new("web", "busybox"), now()).expect("created");
-        assert!(matches!(rollback(&store, &a, now()), Err(PlanError::Refused(_))));
+        assert!(matches!(rollback(&store, &a, now()), Err(PlanError::NoPreviousSpec { .. })));
         let b = scale(&store, &a, 5, now()).expect("scaled");
         assert_eq!(b.spec.mode, ServiceMode::Replicated { replicas: 5 });
         assert_eq!(b.previous_spec.as_ref().map(|s| s.mode), Some(ServiceMode::Replicated { replicas: 1 }));
@@ -246,6 +241,6 @@ mod tests {
         assert_eq!(c.previous_spec.map(|s| s.mode), Some(ServiceMode::Replicated { replicas: 5 }));
         let mut g = a.clone();
         g.spec.mode = ServiceMode::Global;
-        assert!(matches!(scale(&store, &g, 2, now()), Err(PlanError::Refused(_))));
+        assert!(matches!(scale(&store, &g, 2, now()), Err(PlanError::NotScalable { .. })));
     }
 }

@@ -31,9 +31,7 @@ pub fn deploy(
 
     for name in &stack.external_networks {
         if store.by_name(Kind::Network, name).is_none() {
-            return Err(PlanError::Refused(format!(
-                "the stack uses the external network {name:?}, which does not exist: create it first"
-            )));
+            return Err(PlanError::NoExternalNetwork { name: name.clone() });
         }
     }
     let mut new_networks: Vec<Network> = Vec::new();
@@ -61,10 +59,7 @@ pub fn deploy(
             match store.by_name(kind, &spec.name) {
                 Some(o) => {
                     if payload_spec(o).is_some_and(|old| old.data != spec.data) {
-                        return Err(PlanError::Conflict(format!(
-                            "{kind} {} exists with other data, and {kind}s cannot change: give the new data a new name",
-                            spec.name
-                        )));
+                        return Err(PlanError::Immutable { kind, name: spec.name.clone() });
                     }
                 }
                 None => {
