@@ -81,12 +81,18 @@ fn service_commands() {
         "A",
         "--publish-rm",
         "80",
+        // The image is not there, so the new tasks fail: without this the rollout
+        // would roll itself back (the service's failure action) while the scale and
+        // the rollback below run.
+        "--update-failure-action",
+        "continue",
     ]);
     let spec: serde_json::Value = serde_json::from_str(&d.ok(&["service", "inspect", "web"])).unwrap();
     assert_eq!(spec[0]["spec"]["task_template"]["container"]["env"], serde_json::json!(["B=2"]));
     assert_eq!(spec[0]["spec"]["endpoint_spec"]["ports"], serde_json::json!([]));
     assert_eq!(d.ok(&["service", "scale", "web=5"]).trim(), "web scaled to 5");
-    assert!(d.ok(&["service", "ls"]).contains("0/5"));
+    let ls = d.ok(&["service", "ls"]);
+    assert!(ls.contains("0/5"), "{ls}");
     assert!(d.ok(&["service", "rollback", "web"]).contains("rolled back"));
     assert!(d.ok(&["service", "ls"]).contains("0/3"), "the spec before the scale");
 
