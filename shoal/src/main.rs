@@ -35,18 +35,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, each once: library errors already name their source in
-/// their message, so a cause is left out when the message before it ends with it.
+/// The error and its causes, outermost first, joined by `: ` (anyhow's `{:#}`). Every
+/// error below the binary keeps its cause as a source and leaves it out of its own
+/// message, so each cause appears once.
 pub(crate) fn describe(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-    }
-    out
+    format!("{e:#}")
 }

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
-pub use convert::publish_flag;
 pub use interpolate::InterpolateError;
 
 use crate::network::NetworkSpec;
