@@ -254,7 +254,11 @@ mod tests {
             ("127.0.0.1:8080:80", vec![port(80, Some(8080), Tcp)], true),
             ("[::1]:8080:80/tcp", vec![port(80, Some(8080), Tcp)], true),
             ("8080-8081:80-81", vec![port(80, Some(8080), Tcp), port(81, Some(8081), Tcp)], false),
-            ("7000-7002/udp", vec![port(7000, None, Udp), port(7001, None, Udp), port(7002, None, Udp)], false),
+            (
+                "7000-7002/udp",
+                vec![port(7000, None, Udp), port(7001, None, Udp), port(7002, None, Udp)],
+                false,
+            ),
         ];
         for (text, ports, host_ip) in cases {
             assert_eq!(parse_short(text), Ok(ShortPorts { ports, host_ip }), "{text}");
@@ -317,7 +321,10 @@ mod tests {
         let host = |p: PortConfig| PortConfig { publish_mode: PublishMode::Host, ..p };
         let cases = [
             ("8080:80", vec![port(80, Some(8080), Protocol::Tcp)]),
-            ("9000-9001:90-91/udp", vec![port(90, Some(9000), Protocol::Udp), port(91, Some(9001), Protocol::Udp)]),
+            (
+                "9000-9001:90-91/udp",
+                vec![port(90, Some(9000), Protocol::Udp), port(91, Some(9001), Protocol::Udp)],
+            ),
             ("target=80", vec![port(80, None, Protocol::Tcp)]),
             ("published=8080,target=80,protocol=udp", vec![port(80, Some(8080), Protocol::Udp)]),
             ("target=80,mode=host", vec![host(port(80, None, Protocol::Tcp))]),

@@ -20,7 +20,12 @@ pub(super) struct LogStyle {
 
 /// Prints the output of `target`, a service (name or id) or a task id; stdout lines to
 /// stdout and stderr lines to stderr.
-pub(super) async fn print(client: &Client, target: &str, query: &LogQuery, style: LogStyle) -> anyhow::Result<()> {
+pub(super) async fn print(
+    client: &Client,
+    target: &str,
+    query: &LogQuery,
+    style: LogStyle,
+) -> anyhow::Result<()> {
     let (of, id) = match client.service(target).await {
         Ok(svc) => (LogsOf::Service, svc.id),
         Err(e) if e.status() == Some(404) => (LogsOf::Task, client.task(target).await?.id),
@@ -54,7 +59,9 @@ pub(super) async fn print(client: &Client, target: &str, query: &LogQuery, style
             continue;
         }
         let mut line = String::new();
-        if style.timestamps && let Some(t) = r.time {
+        if style.timestamps
+            && let Some(t) = r.time
+        {
             line.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
             line.push(' ');
         }

@@ -96,4 +96,3 @@ pub(crate) async fn print_tasks(client: &Client, tasks: &[Task], out: &Output) -
         },
     )
 }
-

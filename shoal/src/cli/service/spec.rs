@@ -291,7 +291,6 @@ pub(super) fn updated_spec(a: &UpdateArgs, old: &ServiceSpec) -> anyhow::Result<
     Ok(spec)
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -368,7 +367,8 @@ mod tests {
                 s.task_template.container.labels = BTreeMap::from([("a".into(), "b".into())])
             }),
             (&["-p", "8080:80", "--publish", "published=53,target=53,protocol=udp,mode=host"], |s| {
-                let host = PortConfig { publish_mode: PublishMode::Host, ..port(53, Some(53), Protocol::Udp) };
+                let host =
+                    PortConfig { publish_mode: PublishMode::Host, ..port(53, Some(53), Protocol::Udp) };
                 s.endpoint_spec.ports = vec![port(80, Some(8080), Protocol::Tcp), host];
             }),
             (&["-p", "7000-7001/udp"], |s| {
@@ -498,14 +498,17 @@ mod tests {
                     r.order = UpdateOrder::StartFirst;
                 },
             ),
-            (&["--health-cmd", "curl -f localhost", "--health-interval", "5s", "--health-retries", "2"], |s| {
-                s.task_template.container.healthcheck = Some(HealthCheck {
-                    test: strings(&["CMD-SHELL", "curl -f localhost"]),
-                    interval: Duration::from_secs(5),
-                    retries: 2,
-                    ..HealthCheck::default()
-                })
-            }),
+            (
+                &["--health-cmd", "curl -f localhost", "--health-interval", "5s", "--health-retries", "2"],
+                |s| {
+                    s.task_template.container.healthcheck = Some(HealthCheck {
+                        test: strings(&["CMD-SHELL", "curl -f localhost"]),
+                        interval: Duration::from_secs(5),
+                        retries: 2,
+                        ..HealthCheck::default()
+                    })
+                },
+            ),
             (&["--health-timeout", "1s", "--health-start-period", "9s"], |s| {
                 s.task_template.container.healthcheck = Some(HealthCheck {
                     timeout: Duration::from_secs(1),
@@ -580,9 +583,15 @@ mod tests {
     fn create_refuses() {
         for (flags, says) in [
             (&["--mode", "daemon"][..], "--mode \"daemon\" is not replicated, global"),
-            (&["--mode", "global", "--replicas", "2"], "--replicas works with replicated services and jobs only"),
+            (
+                &["--mode", "global", "--replicas", "2"],
+                "--replicas works with replicated services and jobs only",
+            ),
             (&["-p", "127.0.0.1:80:80"], "cannot publish on one host IP"),
-            (&["-p", "80/icmp"], "\"80/icmp\" is not a port to publish: protocol \"icmp\" is not tcp, udp or sctp"),
+            (
+                &["-p", "80/icmp"],
+                "\"80/icmp\" is not a port to publish: protocol \"icmp\" is not tcp, udp or sctp",
+            ),
             (&["--mount", "type=nfs,target=/x"], "type \"nfs\" is not bind, volume or tmpfs"),
             (&["--mount", "source=x"], "\"source=x\" names no target"),
             (&["--mount", "target=/x,color=red"], "\"color\" is not one of type, source, target"),
@@ -629,7 +638,9 @@ mod tests {
             // No flag changes nothing: `update` starts from the stored spec.
             (&[], |_| {}),
             (&["--image", "nginx:2"], |s| s.task_template.container.image = "nginx:2".into()),
-            (&["--args", "-g 'daemon off;'"], |s| s.task_template.container.args = strings(&["-g", "daemon off;"])),
+            (&["--args=-g 'daemon off;'"], |s| {
+                s.task_template.container.args = strings(&["-g", "daemon off;"])
+            }),
             (&["--replicas", "5"], |s| s.mode = ServiceMode::Replicated { replicas: 5 }),
             (&["--env-add", "B=3", "--env-add", "C=4", "--env-rm", "A"], |s| {
                 s.task_template.container.env = strings(&["B=3", "C=4"])
@@ -643,7 +654,8 @@ mod tests {
             }),
             (&["--constraint-add", "node.role==worker"], |_| {}),
             (&["--publish-add", "9090:90", "--publish-add", "8081:80", "--publish-rm", "53/udp"], |s| {
-                s.endpoint_spec.ports = vec![port(90, Some(9090), Protocol::Tcp), port(80, Some(8081), Protocol::Tcp)]
+                s.endpoint_spec.ports =
+                    vec![port(90, Some(9090), Protocol::Tcp), port(80, Some(8081), Protocol::Tcp)]
             }),
             (&["--publish-rm", "53"], |_| {}),
             (&["--publish-rm", "80"], |s| s.endpoint_spec.ports = vec![port(53, None, Protocol::Udp)]),
@@ -708,7 +720,10 @@ mod tests {
     fn update_refuses() {
         let old = stored();
         for (flags, says) in [
-            (&["--publish-rm", "53/xyz"][..], "--publish-rm takes PORT[/PROTOCOL]: \"53/xyz\" is not a port to publish"),
+            (
+                &["--publish-rm", "53/xyz"][..],
+                "--publish-rm takes PORT[/PROTOCOL]: \"53/xyz\" is not a port to publish",
+            ),
             (&["--publish-rm", "http"], "\"http\" is not a port between 1 and 65535"),
             (&["--publish-add", "80:80:80:80"], "cannot publish on one host IP"),
             (&["--args", "'unclosed"], "--args \"'unclosed\" has an unclosed quote"),
