@@ -601,7 +601,7 @@ fn mounts(cx: &mut Ctx<'_, '_>, names: &Names, path: &str, svc: &file::Service) 
                             if let Some(m) = &t.mode {
                                 match m.file_mode() {
                                     Ok(m) => mode = Some(m),
-                                    Err(e) => cx.error(format!("{vpath}.tmpfs.mode"), e),
+                                    Err(e) => cx.error(format!("{vpath}.tmpfs.mode"), e.to_string()),
                                 }
                             }
                         }
@@ -698,7 +698,7 @@ fn file_refs(
                 if let Some(m) = &l.mode {
                     match m.file_mode() {
                         Ok(m) => fr.mode = m,
-                        Err(e) => cx.error(format!("{rpath}.mode"), e),
+                        Err(e) => cx.error(format!("{rpath}.mode"), e.to_string()),
                     }
                 }
                 (l.source.clone(), fr)
