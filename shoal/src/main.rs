@@ -41,3 +41,55 @@ fn main() -> ExitCode {
 pub(crate) fn describe(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::PathBuf;
+
+    use shoal_manager::http::ServeError;
+    use shoal_worker::cgroups::CgroupError;
+    use shoal_worker::image::{ImageError, ImportError, LayerError};
+    use shoal_worker::runtime::RuntimeError;
+    use shoal_worker::runtime::rootfs::RootfsError;
+
+    use super::describe;
+
+    /// An error whose text is easy to count.
+    fn cause() -> io::Error {
+        io::Error::other("the disk said no")
+    }
+
+    /// Errors below the binary keep their cause as a source and out of their own
+    /// message, so the printed chain tells each cause once.
+    #[test]
+    fn every_cause_is_printed_once() {
+        let path = || PathBuf::from("/x");
+        let cases: Vec<anyhow::Error> = vec![
+            RuntimeError::Io { id: "c1".into(), what: "write state".into(), source: cause() }.into(),
+            RuntimeError::Cgroup {
+                id: "c1".into(),
+                source: CgroupError::Io { op: "write", path: path(), source: cause() },
+            }
+            .into(),
+            CgroupError::MemoryLimit { bytes: 1, path: path(), source: cause() }.into(),
+            RootfsError::Create { path: path(), source: cause() }.into(),
+            ImageError::Io { what: "create blob".into(), source: cause() }.into(),
+            ImageError::Layer(LayerError::Io { entry: "a".into(), source: cause() }).into(),
+            ImportError::Io { path: path(), source: cause() }.into(),
+            ServeError::Listen { what: "/run/shoal.sock".into(), source: cause() }.into(),
+        ];
+        for e in cases {
+            let text = describe(&e.context("do the thing"));
+            assert_eq!(text.matches("the disk said no").count(), 1, "{text}");
+            assert!(text.starts_with("do the thing: "), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_chain_reads_outermost_first() {
+        let e = anyhow::Error::new(RootfsError::Create { path: PathBuf::from("/etc/x"), source: cause() })
+            .context("start container c1");
+        assert_eq!(describe(&e), "start container c1: create /etc/x: the disk said no");
+    }
+}
