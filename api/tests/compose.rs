@@ -283,6 +283,14 @@ fn bad_files_name_the_problem() {
             "services.a.ports[0]: \"99999:80\" is not",
         ),
         (
+            "services:\n  a:\n    image: x\n    ports:\n      - target: 80\n        mode: global\n",
+            "services.a.ports[0]: mode \"global\" is not ingress or host",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    ports:\n      - target: 80\n        published: 8080-8081\n",
+            "services.a.ports[0]: \"8080-8081\" is a range",
+        ),
+        (
             "services:\n  a:\n    image: x\n    volumes: [data:/d]\n",
             "services.a.volumes[0]: volume \"data\" is not defined",
         ),
