@@ -17,6 +17,7 @@ use self::logs::LogStyle;
 pub(super) use self::print::{print_services, print_tasks};
 use super::remote::{Connection, Output, block_on, print_json};
 
+/// `shoal service`'s subcommands.
 #[derive(Debug, Subcommand)]
 pub(super) enum ServiceCommand {
     /// Create a service.
@@ -92,6 +93,7 @@ pub(super) enum ServiceCommand {
     },
 }
 
+/// Reads one `SERVICE=REPLICAS` of `service scale`.
 fn parse_scale(s: &str) -> Result<(String, u64), String> {
     let (name, n) = s.split_once('=').ok_or_else(|| format!("{s:?} is not SERVICE=REPLICAS"))?;
     let n = n.parse().map_err(|_| format!("{n:?} is not a number of replicas"))?;

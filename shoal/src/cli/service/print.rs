@@ -6,6 +6,7 @@ use shoal_api::{Service, ServiceMode, Task, TaskState};
 
 use crate::cli::remote::{Format, Output, ago, short};
 
+/// The REPLICAS column: running out of wanted (and completed, for jobs).
 fn replicas(s: &Service, tasks: &[Task]) -> String {
     let mine = tasks.iter().filter(|t| t.service_id == s.id);
     let running = mine.clone().filter(|t| t.status.state == TaskState::Running).count();
@@ -25,6 +26,7 @@ fn replicas(s: &Service, tasks: &[Task]) -> String {
     }
 }
 
+/// The PORTS column: `*:published->target/protocol`.
 fn port_list(s: &Service) -> String {
     s.endpoint
         .ports
