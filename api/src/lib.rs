@@ -7,8 +7,10 @@
 //! - [`task`], [`node`], [`network`], [`secret`], [`cluster`]: the other stored objects;
 //! - [`validate`]: the checks a spec passes before it is stored;
 //! - [`compose`]: Compose files to stacks of service and network specs;
-//! - [`constraint`], [`image`], [`duration`], [`units`]: the small languages inside specs;
+//! - [`constraint`], [`image`], [`duration`], [`units`], [`ports`]: the small languages inside
+//!   specs and flags;
 //! - [`decode`]: reading objects from JSON with errors that name the field;
+//! - [`report`]: an error and its causes as one line, for messages that leave the process;
 //! - [`stored`]: any stored object as one enum, and the events about them;
 //! - [`wire`] and [`client`]: the cluster API's bodies and a typed client for it.
 
@@ -22,6 +24,8 @@ pub mod image;
 pub mod network;
 pub mod node;
 pub mod object;
+pub mod ports;
+pub mod report;
 pub mod secret;
 pub mod service;
 pub mod stored;

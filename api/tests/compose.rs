@@ -1,6 +1,7 @@
 //! Compose files written for these tests, read into stacks.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,7 +20,12 @@ fn load_with(text: &str, env: &[(&str, &str)]) -> Result<Stack, ComposeError> {
         text,
         dir: Path::new(DIR),
         env: &|k| env.get(k).cloned(),
-        read_file: &|p| files.get(p).cloned().ok_or_else(|| "No such file or directory".to_owned()),
+        read_file: &|p| {
+            files
+                .get(p)
+                .cloned()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "No such file or directory"))
+        },
     })
 }
 
@@ -277,6 +283,14 @@ fn bad_files_name_the_problem() {
             "services.a.ports[0]: \"99999:80\" is not",
         ),
         (
+            "services:\n  a:\n    image: x\n    ports:\n      - target: 80\n        mode: global\n",
+            "services.a.ports[0]: mode \"global\" is not ingress or host",
+        ),
+        (
+            "services:\n  a:\n    image: x\n    ports:\n      - target: 80\n        published: 8080-8081\n",
+            "services.a.ports[0]: \"8080-8081\" is a range",
+        ),
+        (
             "services:\n  a:\n    image: x\n    volumes: [data:/d]\n",
             "services.a.volumes[0]: volume \"data\" is not defined",
         ),
@@ -337,7 +351,10 @@ fn bad_files_name_the_problem() {
 
 #[test]
 fn yaml_and_interpolation_errors() {
-    assert!(matches!(load_with("services: [", &[]), Err(ComposeError::Yaml(_))));
+    match load_with("services: [", &[]) {
+        Err(ComposeError::Yaml(e)) => assert!(e.location().is_some(), "the YAML error says where: {e}"),
+        other => panic!("{other:?}"),
+    }
     match load_with("services:\n  a:\n    image: ${IMAGE:?set IMAGE to the image to run}\n", &[]) {
         Err(e @ ComposeError::Interpolate { .. }) => {
             assert_eq!(
@@ -421,7 +438,7 @@ fn stack_names_are_checked() {
         text: "services:\n  a:\n    image: x\n",
         dir: Path::new(DIR),
         env: &|_| None,
-        read_file: &|_| Err("no files".into()),
+        read_file: &|_| Err(io::Error::other("no files")),
     })
     .unwrap_err();
     assert!(err.to_string().starts_with("stack name: \"bad name\" may contain only"), "{err}");

@@ -35,18 +35,61 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, each once: library errors already name their source in
-/// their message, so a cause is left out when the message before it ends with it.
+/// The error and its causes, outermost first, joined by `: ` (anyhow's `{:#}`). Every
+/// error below the binary keeps its cause as a source and leaves it out of its own
+/// message, so each cause appears once.
 pub(crate) fn describe(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
+    format!("{e:#}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::PathBuf;
+
+    use shoal_manager::http::ServeError;
+    use shoal_worker::cgroups::CgroupError;
+    use shoal_worker::image::{ImageError, ImportError, LayerError};
+    use shoal_worker::runtime::RuntimeError;
+    use shoal_worker::runtime::rootfs::RootfsError;
+
+    use super::describe;
+
+    /// An error whose text is easy to count.
+    fn cause() -> io::Error {
+        io::Error::other("the disk said no")
+    }
+
+    /// Errors below the binary keep their cause as a source and out of their own
+    /// message, so the printed chain tells each cause once.
+    #[test]
+    fn every_cause_is_printed_once() {
+        let path = || PathBuf::from("/x");
+        let cases: Vec<anyhow::Error> = vec![
+            RuntimeError::Io { id: "c1".into(), what: "write state".into(), source: cause() }.into(),
+            RuntimeError::Cgroup {
+                id: "c1".into(),
+                source: CgroupError::Io { op: "write", path: path(), source: cause() },
             }
-            out.push_str(&text);
+            .into(),
+            CgroupError::MemoryLimit { bytes: 1, path: path(), source: cause() }.into(),
+            RootfsError::Create { path: path(), source: cause() }.into(),
+            ImageError::Io { what: "create blob".into(), source: cause() }.into(),
+            ImageError::Layer(LayerError::Io { entry: "a".into(), source: cause() }).into(),
+            ImportError::Io { path: path(), source: cause() }.into(),
+            ServeError::Listen { what: "/run/shoal.sock".into(), source: cause() }.into(),
+        ];
+        for e in cases {
+            let text = describe(&e.context("do the thing"));
+            assert_eq!(text.matches("the disk said no").count(), 1, "{text}");
+            assert!(text.starts_with("do the thing: "), "{text}");
         }
     }
-    out
+
+    #[test]
+    fn the_chain_reads_outermost_first() {
+        let e = anyhow::Error::new(RootfsError::Create { path: PathBuf::from("/etc/x"), source: cause() })
+            .context("start container c1");
+        assert_eq!(describe(&e), "start container c1: create /etc/x: the disk said no");
+    }
 }

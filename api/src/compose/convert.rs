@@ -8,15 +8,12 @@ use super::file::{self, External, MapOrList, Other, Scalar, StringOrList};
 use super::{ComposeError, STACK_LABEL, Source, Stack, Warning, resolve};
 use crate::network::NetworkSpec;
 use crate::secret::PayloadSpec;
-use crate::service::{
-    EndpointMode, FailureAction, PortConfig, Protocol, PublishMode, ServiceMode, ServiceSpec, UpdateConfig,
-    UpdateOrder,
-};
+use crate::service::{EndpointMode, FailureAction, ServiceMode, ServiceSpec, UpdateConfig, UpdateOrder};
 use crate::task_spec::{
     FileReference, HealthCheck, Mount, NetworkAttachmentConfig, PlacementPreference, RestartCondition,
 };
 use crate::validate::{FieldError, Validate};
-use crate::{duration, units};
+use crate::{duration, ports, units};
 
 /// Why some Compose keys are not used, for the keys people most often write.
 fn hint(key: &str) -> &'static str {
@@ -413,20 +410,28 @@ fn convert_service(
     for (i, p) in svc.ports.iter().enumerate() {
         let ppath = format!("{path}.ports[{i}]");
         match p {
-            file::PortEntry::Short(s) => match short_port(&s.text()) {
-                Ok((ports, host_ip)) => {
-                    if host_ip {
+            file::PortEntry::Short(s) => match ports::parse_short(&s.text()) {
+                Ok(short) => {
+                    if short.host_ip {
                         cx.warn(ppath, "a host IP is not supported: the port is published on every address");
                     }
-                    spec.endpoint_spec.ports.extend(ports);
+                    spec.endpoint_spec.ports.extend(short.ports);
                 }
-                Err(e) => cx.error(ppath, e),
+                Err(e) => cx.error(ppath, e.to_string()),
             },
             file::PortEntry::Long(l) => {
                 cx.unused(&ppath, &l.other);
-                match long_port(l) {
+                let published = l.published.as_ref().map(Scalar::text);
+                let port = ports::parse_long(
+                    l.target,
+                    published.as_deref(),
+                    l.protocol.as_deref(),
+                    l.mode.as_deref(),
+                    l.name.clone(),
+                );
+                match port {
                     Ok(port) => spec.endpoint_spec.ports.push(port),
-                    Err(e) => cx.error(ppath, e),
+                    Err(e) => cx.error(ppath, e.to_string()),
                 }
             }
         }
@@ -596,7 +601,7 @@ fn mounts(cx: &mut Ctx<'_, '_>, names: &Names, path: &str, svc: &file::Service) 
                             if let Some(m) = &t.mode {
                                 match m.file_mode() {
                                     Ok(m) => mode = Some(m),
-                                    Err(e) => cx.error(format!("{vpath}.tmpfs.mode"), e),
+                                    Err(e) => cx.error(format!("{vpath}.tmpfs.mode"), e.to_string()),
                                 }
                             }
                         }
@@ -693,7 +698,7 @@ fn file_refs(
                 if let Some(m) = &l.mode {
                     match m.file_mode() {
                         Ok(m) => fr.mode = m,
-                        Err(e) => cx.error(format!("{rpath}.mode"), e),
+                        Err(e) => cx.error(format!("{rpath}.mode"), e.to_string()),
                     }
                 }
                 (l.source.clone(), fr)
@@ -861,93 +866,6 @@ fn update_config(cx: &mut Ctx<'_, '_>, path: &str, u: &file::UpdateConfig, out: 
     }
 }
 
-/// Reads `[HOST_IP:][PUBLISHED[-END]:]TARGET[-END][/PROTOCOL]`; the bool says whether a
-/// host IP was given.
-pub(crate) fn short_port(text: &str) -> Result<(Vec<PortConfig>, bool), String> {
-    let bad = |why: &str| format!("{text:?} is not [published:]target[/protocol]: {why}");
-    let (spec, proto) = match text.rsplit_once('/') {
-        Some((s, p)) => (s, protocol(p).map_err(|e| bad(&e))?),
-        None => (text, Protocol::Tcp),
-    };
-    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
-    let (target, published, host_ip) = match parts.as_slice() {
-        [t] => (*t, None, false),
-        [t, p] => (*t, Some(*p), false),
-        [t, p, _ip] => (*t, Some(*p), true),
-        _ => return Err(bad("too many ':'")),
-    };
-    let targets = port_range(target).map_err(|e| bad(&e))?;
-    let published = match published {
-        None | Some("") => None,
-        Some(p) => Some(port_range(p).map_err(|e| bad(&e))?),
-    };
-    if let Some(p) = &published
-        && p.len() != targets.len()
-    {
-        return Err(bad("the published and target ranges differ in size"));
-    }
-    let ports = targets
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| PortConfig {
-            name: None,
-            protocol: proto,
-            target_port: t,
-            published_port: published.as_ref().map(|p| p[i]),
-            publish_mode: PublishMode::Ingress,
-        })
-        .collect();
-    Ok((ports, host_ip))
-}
-
-fn port_range(text: &str) -> Result<Vec<u16>, String> {
-    let port = |s: &str| match s.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("{s:?} is not a port between 1 and 65535")),
-    };
-    match text.split_once('-') {
-        None => Ok(vec![port(text)?]),
-        Some((a, b)) => {
-            let (a, b) = (port(a)?, port(b)?);
-            if a > b {
-                return Err(format!("the range {a}-{b} runs backwards"));
-            }
-            Ok((a..=b).collect())
-        }
-    }
-}
-
-fn protocol(text: &str) -> Result<Protocol, String> {
-    match text {
-        "tcp" => Ok(Protocol::Tcp),
-        "udp" => Ok(Protocol::Udp),
-        "sctp" => Ok(Protocol::Sctp),
-        other => Err(format!("{other:?} is not tcp, udp or sctp")),
-    }
-}
-
-fn long_port(l: &file::LongPort) -> Result<PortConfig, String> {
-    let published = match &l.published {
-        None => None,
-        Some(p) => match port_range(&p.text())?.as_slice() {
-            [one] => Some(*one),
-            _ => return Err("a published range needs the short form".into()),
-        },
-    };
-    let publish_mode = match l.mode.as_deref() {
-        None | Some("ingress") => PublishMode::Ingress,
-        Some("host") => PublishMode::Host,
-        Some(other) => return Err(format!("mode {other:?} is not ingress or host")),
-    };
-    Ok(PortConfig {
-        name: l.name.clone(),
-        protocol: l.protocol.as_deref().map(protocol).transpose()?.unwrap_or_default(),
-        target_port: l.target,
-        published_port: published,
-        publish_mode,
-    })
-}
-
 /// Where a spec field came from in the Compose file, for errors found by validating the
 /// converted spec (`task_template.resources.limits.memory_bytes` was written as
 /// `deploy.resources.limits.memory`). Fields without a Compose twin keep their path.
@@ -978,48 +896,4 @@ fn compose_key(spec_field: &str) -> String {
     spec_field
         .replace("update_config", "deploy.update_config")
         .replace("rollback_config", "deploy.rollback_config")
-}
-
-/// Reads a `--publish` flag: the short form (`8080:80/udp`) or Docker's long form
-/// (`published=8080,target=80,protocol=udp,mode=host`).
-pub fn publish_flag(text: &str) -> Result<Vec<PortConfig>, String> {
-    if !text.contains('=') {
-        let (ports, host_ip) = short_port(text)?;
-        if host_ip {
-            return Err(format!("{text:?}: a service cannot publish on one host IP; leave the IP out"));
-        }
-        return Ok(ports);
-    }
-    let mut port = PortConfig {
-        name: None,
-        protocol: Protocol::Tcp,
-        target_port: 0,
-        published_port: None,
-        publish_mode: PublishMode::Ingress,
-    };
-    for field in text.split(',') {
-        let (k, v) =
-            field.split_once('=').ok_or_else(|| format!("{field:?} in {text:?} is not key=value"))?;
-        let one = |v: &str| match port_range(v)?.as_slice() {
-            [p] => Ok(*p),
-            _ => Err(format!("{v:?}: a range needs the short form")),
-        };
-        match k {
-            "target" => port.target_port = one(v)?,
-            "published" => port.published_port = Some(one(v)?),
-            "protocol" => port.protocol = protocol(v)?,
-            "mode" => {
-                port.publish_mode = match v {
-                    "ingress" => PublishMode::Ingress,
-                    "host" => PublishMode::Host,
-                    other => return Err(format!("mode {other:?} is not ingress or host")),
-                }
-            }
-            other => return Err(format!("{other:?} is not one of target, published, protocol, mode")),
-        }
-    }
-    if port.target_port == 0 {
-        return Err(format!("{text:?} names no target port"));
-    }
-    Ok(vec![port])
 }

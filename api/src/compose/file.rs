@@ -89,11 +89,16 @@ pub(crate) enum Scalar {
     String(String),
 }
 
+/// A `mode:` that is not a permission mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a permission mode such as 0644")]
+pub(crate) struct BadFileMode(String);
+
 impl Scalar {
     /// A permission mode: YAML reads `0440` as text, and Compose means it as octal,
     /// as it does `0o440`; a plain integer is taken as it is.
-    pub(crate) fn file_mode(&self) -> Result<u32, String> {
-        let bad = || format!("{:?} is not a permission mode such as 0644", self.text());
+    pub(crate) fn file_mode(&self) -> Result<u32, BadFileMode> {
+        let bad = || BadFileMode(self.text());
         let mode = match self {
             Scalar::Int(i) => u32::try_from(*i).map_err(|_| bad())?,
             Scalar::String(s) => {

@@ -13,10 +13,10 @@ mod file;
 mod interpolate;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_yaml_ng::Value;
 
-pub use convert::publish_flag;
 pub use interpolate::InterpolateError;
 
 use crate::network::NetworkSpec;
@@ -39,7 +39,7 @@ pub struct Source<'a> {
     /// Looks up variables for `${VAR}` (usually the process environment).
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// Reads a file named in the Compose file (given as an absolute path).
-    pub read_file: &'a dyn Fn(&Path) -> Result<Vec<u8>, String>,
+    pub read_file: &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Source<'_> {
@@ -87,28 +87,54 @@ impl std::fmt::Display for Warning {
 pub enum ComposeError {
     /// The text is not YAML.
     #[error("the file is not valid YAML: {0}")]
-    Yaml(String),
+    Yaml(YamlError),
     /// A `${…}` could not be expanded.
-    #[error("{path}: {source}")]
+    #[error("{path}: {problem}")]
     Interpolate {
         /// Where the string is.
         path: String,
         /// What was wrong with it.
-        source: InterpolateError,
+        problem: InterpolateError,
     },
     /// Values of the wrong shape, unreadable durations, unknown references….
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
 }
 
+/// The YAML parser's error (with its line and column), shared so that
+/// [`ComposeError`] stays cheap to clone. Two are equal when they say the same.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct YamlError(Arc<serde_yaml_ng::Error>);
+
+impl YamlError {
+    /// Where in the text the parser stopped, when it knows.
+    pub fn location(&self) -> Option<serde_yaml_ng::Location> {
+        self.0.location()
+    }
+}
+
+impl From<serde_yaml_ng::Error> for YamlError {
+    fn from(e: serde_yaml_ng::Error) -> Self {
+        YamlError(Arc::new(e))
+    }
+}
+
+impl PartialEq for YamlError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for YamlError {}
+
 /// Reads a Compose file into a stack.
 pub fn load(src: &Source<'_>) -> Result<Stack, ComposeError> {
     let mut names = crate::validate::Checker::default();
     crate::validate::check_name(&mut names, "stack name", src.stack);
     names.finish().map_err(|e| ComposeError::Invalid(e.0))?;
-    let mut value: Value =
-        serde_yaml_ng::from_str(src.text).map_err(|e| ComposeError::Yaml(e.to_string()))?;
-    value.apply_merge().map_err(|e| ComposeError::Yaml(e.to_string()))?;
+    let mut value: Value = serde_yaml_ng::from_str(src.text).map_err(|e| ComposeError::Yaml(e.into()))?;
+    value.apply_merge().map_err(|e| ComposeError::Yaml(e.into()))?;
     let mut warnings = Vec::new();
     interpolate_tree(&mut value, &mut String::new(), src.env, &mut warnings)?;
     let parsed: file::ComposeFile = crate::decode::from_yaml_value(value)
@@ -126,7 +152,7 @@ fn interpolate_tree(
     match value {
         Value::String(s) if s.contains('$') => {
             let out = interpolate::interpolate(s, env)
-                .map_err(|source| ComposeError::Interpolate { path: path.clone(), source })?;
+                .map_err(|problem| ComposeError::Interpolate { path: path.clone(), problem })?;
             for name in out.unset {
                 warnings.push(Warning {
                     path: path.clone(),

@@ -68,7 +68,7 @@ pub struct ApiServer {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// A listener could not be set up.
-    #[error("cannot listen on {what}: {source}")]
+    #[error("cannot listen on {what}")]
     Listen {
         /// The socket or address.
         what: String,

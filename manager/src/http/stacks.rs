@@ -34,7 +34,9 @@ pub(super) async fn deploy(
         let env = |k: &str| req.env.get(k).cloned();
         let read_file = |p: &FsPath| {
             req.files.get(&p.display().to_string()).map(|b| b.0.clone()).ok_or_else(|| {
-                format!("{} was not sent with the deploy: send its content in `files`", p.display())
+                let why =
+                    format!("{} was not sent with the deploy: send its content in `files`", p.display());
+                std::io::Error::new(std::io::ErrorKind::NotFound, why)
             })
         };
         let dir = PathBuf::from(if req.dir.is_empty() { "/" } else { req.dir.as_str() });

@@ -176,7 +176,7 @@ fn load_for_deploy(path: &Path, name: &str) -> anyhow::Result<(compose::Stack, S
             value
         },
         read_file: &|p| {
-            let data = std::fs::read(p).map_err(|e| e.to_string())?;
+            let data = std::fs::read(p)?;
             files.borrow_mut().insert(p.display().to_string(), Base64(data.clone()));
             Ok(data)
         },
@@ -232,7 +232,7 @@ pub(super) fn load(path: &Path, name: Option<&str>) -> anyhow::Result<compose::S
         text: &text,
         dir: &dir,
         env: &|var| std::env::var(var).ok(),
-        read_file: &|p| std::fs::read(p).map_err(|e| e.to_string()),
+        read_file: &|p| std::fs::read(p),
     };
     compose::load(&src).with_context(|| format!("{} is not a usable stack", path.display()))
 }

@@ -11,6 +11,7 @@ use nix::sched::{CloneFlags, setns};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
 use serde::{Deserialize, Serialize};
+use shoal_api::report::chain;
 
 use super::config::ContainerConfig;
 use super::init::{become_and_exec, find_program};
@@ -129,7 +130,7 @@ fn run(state_dir: &Path, spec_json: &str) -> Result<i32, String> {
     if sys::process_start_time(pid).ok() != Some(started.init_start) {
         return Err("the container is not running".into());
     }
-    cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {e}"))?;
+    cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {}", chain(&e)))?;
     for (f, flag) in files {
         setns(f, flag).map_err(|e| format!("join a namespace of the container: {e}"))?;
     }

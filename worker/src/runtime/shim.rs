@@ -20,6 +20,7 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
 use serde::{Deserialize, Serialize};
+use shoal_api::report::chain;
 
 use super::config::ContainerConfig;
 use super::init::{self, InitPipes};
@@ -172,7 +173,7 @@ fn fork_init_in_userns(
         ForkResult::Child => {
             drop((ready_r, mapped_w, pid_r));
             let result = (|| -> Result<Pid, String> {
-                cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {e}"))?;
+                cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {}", chain(&e)))?;
                 unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("create user namespace: {e}"))?;
                 nix::unistd::write(&ready_w, b"u").map_err(|e| format!("sync: {e}"))?;
                 let mut b = [0u8; 1];

@@ -1,0 +1,186 @@
+//! `shoal service …`: create, list, inspect, update, scale, roll back and remove
+//! services, with `docker service`'s flag names. This module holds the subcommands and
+//! runs them; [`args`] holds the flags, [`spec`] turns them into specs, [`print`] and
+//! [`logs`] show what the API returns.
+
+mod args;
+mod logs;
+mod print;
+mod spec;
+
+use anyhow::bail;
+use clap::Subcommand;
+use shoal_api::wire::{ServiceFilter, TaskFilter};
+
+use self::args::{CreateArgs, UpdateArgs};
+use self::logs::LogStyle;
+pub(super) use self::print::{print_services, print_tasks};
+use super::remote::{Connection, Output, block_on, print_json};
+
+/// `shoal service`'s subcommands.
+#[derive(Debug, Subcommand)]
+pub(super) enum ServiceCommand {
+    /// Create a service.
+    Create(Box<CreateArgs>),
+    /// List services.
+    #[command(alias = "list")]
+    Ls {
+        /// Only services whose name starts with this.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only services with this label (`key` or `key=value`).
+        #[arg(long)]
+        label: Option<String>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List the tasks of services.
+    Ps {
+        /// Services, by name or id.
+        #[arg(required = true)]
+        services: Vec<String>,
+        /// Only tasks that should be running.
+        #[arg(long)]
+        running: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Show services as JSON.
+    Inspect {
+        /// Services, by name or id.
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Set replica counts: `web=5 api=3`.
+    Scale {
+        /// SERVICE=REPLICAS pairs.
+        #[arg(required = true, value_parser = parse_scale)]
+        pairs: Vec<(String, u64)>,
+    },
+    /// Update a service.
+    Update(Box<UpdateArgs>),
+    /// Go back to a service's previous spec.
+    Rollback {
+        /// The service.
+        service: String,
+    },
+    /// Show the output of a service's tasks (or of one task).
+    Logs {
+        /// A service (name or id) or a task id.
+        target: String,
+        /// Keep streaming new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each task.
+        #[arg(short = 'n', long)]
+        tail: Option<u64>,
+        /// Only output since a time (RFC 3339, Unix seconds) or a duration ago (10m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Show each line's time.
+        #[arg(short, long)]
+        timestamps: bool,
+        /// No task prefix on lines.
+        #[arg(long)]
+        no_task_ids: bool,
+    },
+    /// Remove services.
+    #[command(alias = "remove")]
+    Rm {
+        /// Services, by name or id.
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+}
+
+/// Reads one `SERVICE=REPLICAS` of `service scale`.
+fn parse_scale(s: &str) -> Result<(String, u64), String> {
+    let (name, n) = s.split_once('=').ok_or_else(|| format!("{s:?} is not SERVICE=REPLICAS"))?;
+    let n = n.parse().map_err(|_| format!("{n:?} is not a number of replicas"))?;
+    Ok((name.to_owned(), n))
+}
+
+pub(super) fn run(cmd: ServiceCommand, conn: &Connection) -> anyhow::Result<()> {
+    let client = conn.client()?;
+    block_on(async move {
+        match cmd {
+            ServiceCommand::Create(a) => {
+                let spec = spec::create_spec(&a)?;
+                let created = client.create_service(&spec).await?;
+                println!("{}", created.id);
+                if !a.quiet {
+                    for w in &created.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                }
+            }
+            ServiceCommand::Ls { name, label, out } => {
+                let services = client.services(&ServiceFilter { name, label, ..Default::default() }).await?;
+                print_services(&client, &services, &out).await?;
+            }
+            ServiceCommand::Ps { services, running, out } => {
+                let mut tasks = Vec::new();
+                for s in &services {
+                    let desired_state = running.then(|| "running".to_owned());
+                    tasks.extend(
+                        client
+                            .tasks(&TaskFilter {
+                                service: Some(s.clone()),
+                                desired_state,
+                                ..Default::default()
+                            })
+                            .await?,
+                    );
+                }
+                print_tasks(&client, &tasks, &out).await?;
+            }
+            ServiceCommand::Inspect { services } => {
+                let mut out = Vec::new();
+                for s in &services {
+                    out.push(client.service(s).await?);
+                }
+                print_json(&out)?;
+            }
+            ServiceCommand::Scale { pairs } => {
+                for (name, n) in pairs {
+                    client.scale_service(&name, n).await?;
+                    println!("{name} scaled to {n}");
+                }
+            }
+            ServiceCommand::Update(a) => {
+                let svc = client.service(&a.service).await?;
+                let written = if a.rollback {
+                    client.rollback_service(&svc.id).await?
+                } else {
+                    let spec = spec::updated_spec(&a, &svc.spec)?;
+                    client.update_service(&svc.id, svc.meta.version, &spec).await?
+                };
+                println!("{}", if a.quiet { written.id } else { svc.spec.name });
+            }
+            ServiceCommand::Rollback { service } => {
+                client.rollback_service(&service).await?;
+                println!("{service}: rolled back to the previous spec");
+            }
+            ServiceCommand::Logs { target, follow, tail, since, timestamps, no_task_ids } => {
+                let query = shoal_api::wire::LogQuery { follow, tail, since };
+                logs::print(&client, &target, &query, LogStyle { timestamps, no_task_ids }).await?;
+            }
+            ServiceCommand::Rm { services } => {
+                let mut failed = Vec::new();
+                for s in &services {
+                    match client.remove_service(s).await {
+                        Ok(()) => println!("{s}"),
+                        Err(e) => {
+                            eprintln!("error: {s}: {e}");
+                            failed.push(s.clone());
+                        }
+                    }
+                }
+                if !failed.is_empty() {
+                    bail!("{} of {} services not removed", failed.len(), services.len());
+                }
+            }
+        }
+        Ok(())
+    })?
+}

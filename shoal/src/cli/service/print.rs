@@ -1,0 +1,100 @@
+//! Tables of services and tasks, as `docker service ls` and `docker service ps` print them.
+
+use shoal_api::client::Client;
+use shoal_api::wire::{ServiceFilter, TaskFilter};
+use shoal_api::{Service, ServiceMode, Task, TaskState};
+
+use crate::cli::remote::{Format, Output, ago, short};
+
+/// The REPLICAS column: running out of wanted (and completed, for jobs).
+fn replicas(s: &Service, tasks: &[Task]) -> String {
+    let mine = tasks.iter().filter(|t| t.service_id == s.id);
+    let running = mine.clone().filter(|t| t.status.state == TaskState::Running).count();
+    match s.spec.mode {
+        ServiceMode::Replicated { replicas } => format!("{running}/{replicas}"),
+        ServiceMode::ReplicatedJob { total_completions, max_concurrent } => {
+            let done = mine.filter(|t| t.status.state == TaskState::Complete).count();
+            format!(
+                "{running}/{max_concurrent} ({done}/{} completed)",
+                total_completions.unwrap_or(max_concurrent)
+            )
+        }
+        _ => {
+            let desired = mine.filter(|t| t.desired_state <= TaskState::Running).count();
+            format!("{running}/{desired}")
+        }
+    }
+}
+
+/// The PORTS column: `*:published->target/protocol`.
+fn port_list(s: &Service) -> String {
+    s.endpoint
+        .ports
+        .iter()
+        .map(|p| match p.published_port {
+            Some(pp) => format!("*:{pp}->{}/{}", p.target_port, p.protocol.as_str()),
+            None => format!("{}/{}", p.target_port, p.protocol.as_str()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Prints services as `docker service ls` does.
+pub(crate) async fn print_services(
+    client: &Client,
+    services: &[Service],
+    out: &Output,
+) -> anyhow::Result<()> {
+    let tasks = if out.quiet || out.format != Format::Table {
+        Vec::new()
+    } else {
+        client.tasks(&TaskFilter::default()).await?
+    };
+    out.print(
+        services,
+        |s| s.id.clone(),
+        &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
+        |s| {
+            vec![
+                short(&s.id),
+                s.spec.name.clone(),
+                s.spec.mode.name().into(),
+                replicas(s, &tasks),
+                s.spec.task_template.container.image.clone(),
+                port_list(s),
+            ]
+        },
+    )
+}
+
+/// Prints tasks as `docker service ps` does.
+pub(crate) async fn print_tasks(client: &Client, tasks: &[Task], out: &Output) -> anyhow::Result<()> {
+    let (services, nodes) = if out.quiet || out.format != Format::Table {
+        (Vec::new(), Vec::new())
+    } else {
+        (client.services(&ServiceFilter::default()).await?, client.nodes(Default::default()).await?)
+    };
+    let service_name =
+        |id: &str| services.iter().find(|s| s.id == id).map_or_else(|| short(id), |s| s.spec.name.clone());
+    let node_name = |id: &Option<String>| {
+        id.as_ref().map_or_else(String::new, |id| {
+            nodes.iter().find(|n| &n.id == id).map_or_else(|| short(id), |n| n.description.hostname.clone())
+        })
+    };
+    out.print(
+        tasks,
+        |t| t.id.clone(),
+        &["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"],
+        |t| {
+            vec![
+                short(&t.id),
+                t.display_name(&service_name(&t.service_id)),
+                t.spec.container.image.clone(),
+                node_name(&t.node_id),
+                t.desired_state.as_str().to_owned(),
+                format!("{} {}", t.status.state.as_str(), ago(t.status.timestamp)),
+                t.status.error.clone().unwrap_or_default(),
+            ]
+        },
+    )
+}
