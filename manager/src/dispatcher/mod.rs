@@ -225,7 +225,7 @@ impl Dispatcher {
                 Err(ManagerError::Store(crate::store::StoreError::Conflict { .. })) => {
                     continue;
                 }
-                Err(e) => return Err(Status::unavailable(e.to_string())),
+                Err(e) => return Err(Status::unavailable(shoal_api::report::chain(&e))),
             }
         }
         Err(Status::aborted("the node kept changing; register again"))

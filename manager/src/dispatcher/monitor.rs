@@ -92,7 +92,7 @@ async fn run(d: Dispatcher) {
                 d.sessions.lock().expect("sessions lock").remove(id);
             }
             if let Err(e) = d.manager.propose_local(Transaction { changes }).await {
-                tracing::debug!(error = %e, "marking nodes down failed; retrying");
+                tracing::debug!(error = %shoal_api::report::chain(&e), "marking nodes down failed; retrying");
             }
         }
     }

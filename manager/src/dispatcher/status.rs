@@ -53,7 +53,7 @@ pub(super) async fn apply(
         match result {
             Ok(_) => return Ok(()),
             Err(ManagerError::Store(StoreError::Conflict { .. })) => continue,
-            Err(e) => return Err(Status::unavailable(e.to_string())),
+            Err(e) => return Err(Status::unavailable(shoal_api::report::chain(&e))),
         }
     }
     Err(Status::aborted("the tasks kept changing; report again"))

@@ -93,7 +93,7 @@ impl From<StoreError> for ApiError {
 impl From<ManagerError> for ApiError {
     fn from(e: ManagerError) -> Self {
         // The reply carries the whole chain: the client sees no sources.
-        let message = with_sources(&e);
+        let message = shoal_api::report::chain(&e);
         match e {
             ManagerError::Store(s) => s.into(),
             ManagerError::BadToken => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
@@ -104,18 +104,6 @@ impl From<ManagerError> for ApiError {
             _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
         }
     }
-}
-
-/// An error's message followed by its sources', each once.
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        next = s.source();
-    }
-    out
 }
 
 impl From<PlanError> for ApiError {

@@ -155,7 +155,7 @@ impl ManagerError {
         let message = match self {
             // The store error travels whole, so the far side rebuilds it exactly.
             ManagerError::Store(e) => serde_json::to_string(e).unwrap_or_else(|_| e.to_string()),
-            other => other.to_string(),
+            other => shoal_api::report::chain(other),
         };
         pb::StoreError { code: code.into(), message, field, leader_addr }
     }
@@ -176,13 +176,12 @@ impl ManagerError {
 
     /// The gRPC status for errors of membership calls.
     pub fn to_status(&self) -> tonic::Status {
+        let message = shoal_api::report::chain(self);
         match self {
-            ManagerError::BadToken => tonic::Status::unauthenticated(self.to_string()),
-            ManagerError::NotLeader { .. } | ManagerError::NoLeader => {
-                tonic::Status::unavailable(self.to_string())
-            }
-            e if e.is_refusal() => tonic::Status::failed_precondition(self.to_string()),
-            _ => tonic::Status::internal(self.to_string()),
+            ManagerError::BadToken => tonic::Status::unauthenticated(message),
+            ManagerError::NotLeader { .. } | ManagerError::NoLeader => tonic::Status::unavailable(message),
+            e if e.is_refusal() => tonic::Status::failed_precondition(message),
+            _ => tonic::Status::internal(message),
         }
     }
 

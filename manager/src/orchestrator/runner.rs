@@ -115,7 +115,9 @@ async fn round(manager: &Manager, full: bool) {
                     tracing::debug!(controller = name, "conflict; retrying next round");
                 }
                 Err(ManagerError::NotLeader { .. } | ManagerError::NoLeader) => return,
-                Err(e) => tracing::warn!(controller = name, error = %e, "controller changes refused"),
+                Err(e) => {
+                    tracing::warn!(controller = name, error = %shoal_api::report::chain(&e), "controller changes refused")
+                }
             }
         }
         tracing::debug!(controller = name, changes = count, "round");

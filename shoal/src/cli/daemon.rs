@@ -327,7 +327,9 @@ async fn register(manager: Arc<Manager>, (description, addr): (NodeDescription, 
                     tracing::info!(node = %node_id, "node registered");
                     return;
                 }
-                Err(e) => tracing::warn!(node = %node_id, error = %e, "node registration failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(node = %node_id, error = %shoal_api::report::chain(&e), "node registration failed; retrying")
+                }
             }
         }
         tokio::time::sleep(delay).await;
