@@ -5,4 +5,5 @@
 pub mod agent;
 pub mod cgroups;
 pub mod image;
+pub mod json_file;
 pub mod runtime;
