@@ -153,7 +153,7 @@ fn cases() -> Vec<Case> {
             calls: vec![Prepare("t1".into()), Start("t1".into())],
             reports: vec![
                 ("t1", TaskState::Running, ""),
-                ("t9", TaskState::Rejected, "cannot be read by this worker: upgrade the worker"),
+                ("t9", TaskState::Rejected, "upgrade the worker to the managers' version: invalid type"),
             ],
             after: ids(&["t1"]),
         },
