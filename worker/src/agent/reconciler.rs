@@ -137,6 +137,11 @@ impl<N: Node> Reconciler<N> {
                     m = self.rx.recv() => {
                         // Never `None`: the reconciler holds a sender itself.
                         if m.is_some_and(|m| self.handle(m)) {
+                            // What else has arrived goes into the same pass (a burst
+                            // of starts ending asks for one pass, not one each).
+                            while let Ok(m) = self.rx.try_recv() {
+                                self.handle(m);
+                            }
                             break;
                         }
                     }
