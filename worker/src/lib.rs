@@ -10,10 +10,12 @@
 //!   user namespaces), [`cgroups`], [`json_file`]: containers;
 //! - [`image`] → [`json_file`]: the image store and registry pulls, never the runtime;
 //! - [`cgroups`]: cgroup v1 and v2;
-//! - [`json_file`]: small JSON state files written atomically.
+//! - [`json_file`]: small JSON state files written atomically;
+//! - [`errors`]: an error and its sources as one line of text.
 
 pub mod agent;
 pub mod cgroups;
+pub mod errors;
 pub mod image;
 pub mod json_file;
 pub mod runtime;

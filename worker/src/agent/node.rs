@@ -81,14 +81,4 @@ pub fn error_status(e: &impl TaskError) -> TaskStatus {
     s
 }
 
-/// An error and its sources, joined with `: `.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use crate::errors::chain as error_chain;

@@ -25,7 +25,7 @@ pub enum CgroupError {
     #[error("the cgroup v1 controller {0:?} is not mounted under /sys/fs/cgroup; mount it or use cgroup v2")]
     MissingController(&'static str),
     /// Reading or writing a cgroup file failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         /// What was being done ("write", "read", "create", "remove").
         op: &'static str,
@@ -36,7 +36,7 @@ pub enum CgroupError {
         source: io::Error,
     },
     /// The kernel refused a memory limit (e.g. below current usage or the minimum).
-    #[error("the kernel refused memory limit {bytes} bytes in {path}: {source}")]
+    #[error("the kernel refused memory limit {bytes} bytes in {path}")]
     MemoryLimit {
         /// The limit asked for.
         bytes: u64,

@@ -28,7 +28,7 @@ pub enum ImportError {
     #[error(transparent)]
     Store(#[from] ImageError),
     /// Reading the file failed.
-    #[error("read {path}: {source}")]
+    #[error("read {path}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -21,7 +21,7 @@ pub enum LayerError {
     #[error("tar entry {0:?} is not a valid whiteout")]
     BadWhiteout(String),
     /// Reading the archive or writing the files failed.
-    #[error("unpack {entry}: {source}")]
+    #[error("unpack {entry}")]
     Io {
         /// The entry (or "archive" for the stream itself).
         entry: String,

@@ -83,7 +83,7 @@ pub enum ImageError {
     #[error("image {0} is used by a container: remove the container first")]
     InUse(String),
     /// Filesystem trouble.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,

@@ -129,7 +129,9 @@ fn run(state_dir: &Path, spec_json: &str) -> Result<i32, String> {
     if sys::process_start_time(pid).ok() != Some(started.init_start) {
         return Err("the container is not running".into());
     }
-    cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {e}"))?;
+    cfg.cgroup
+        .join_self()
+        .map_err(|e| format!("join the container's cgroup: {}", crate::errors::chain(&e)))?;
     for (f, flag) in files {
         setns(f, flag).map_err(|e| format!("join a namespace of the container: {e}"))?;
     }

@@ -79,7 +79,9 @@ fn setup_and_exec(
 ) -> Result<std::convert::Infallible, String> {
     // First, before anything that allocates much: into the container's cgroup.
     if join_cgroup {
-        cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {e}"))?;
+        cfg.cgroup
+            .join_self()
+            .map_err(|e| format!("join the container's cgroup: {}", crate::errors::chain(&e)))?;
     }
 
     let devnull = fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
@@ -115,10 +117,10 @@ fn setup_and_exec(
     let root = state_dir.join("rootfs");
     let in_userns = cfg.userns.is_some();
     rootfs::mount_overlay(&cfg.layers, &state_dir.join("upper"), &state_dir.join("work"), &root, in_userns)
-        .map_err(|e| e.to_string())?;
-    rootfs::prepare(cfg, state_dir, &root).map_err(|e| e.to_string())?;
+        .map_err(|e| crate::errors::chain(&e))?;
+    rootfs::prepare(cfg, state_dir, &root).map_err(|e| crate::errors::chain(&e))?;
     sethostname(&cfg.hostname).map_err(|e| format!("set hostname {:?}: {e}", cfg.hostname))?;
-    rootfs::pivot(&root).map_err(|e| e.to_string())?;
+    rootfs::pivot(&root).map_err(|e| crate::errors::chain(&e))?;
 
     let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
     let id = user::resolve(&cfg.process.user, &read("/etc/passwd"), &read("/etc/group"))
@@ -129,7 +131,7 @@ fn setup_and_exec(
         fs::create_dir_all(cwd).map_err(|e| format!("create working directory {}: {e}", cwd.display()))?;
     }
     if cfg.read_only_root {
-        rootfs::make_root_read_only().map_err(|e| e.to_string())?;
+        rootfs::make_root_read_only().map_err(|e| crate::errors::chain(&e))?;
     }
     nix::unistd::chdir(cwd).map_err(|e| format!("enter working directory {}: {e}", cwd.display()))?;
     // The kernel refuses more than fs.nr_open.

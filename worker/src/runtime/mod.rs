@@ -55,7 +55,7 @@ pub enum RuntimeError {
     #[error("mount source {0} does not exist on this node")]
     MissingMountSource(PathBuf),
     /// The cgroup could not be made or changed.
-    #[error("container {id}: {source}")]
+    #[error("container {id}: cgroup")]
     Cgroup {
         /// The container.
         id: String,
@@ -72,7 +72,7 @@ pub enum RuntimeError {
         message: String,
     },
     /// Reading or writing the container's state failed.
-    #[error("container {id}: {what}: {source}")]
+    #[error("container {id}: {what}")]
     Io {
         /// The container.
         id: String,

@@ -16,7 +16,7 @@ use super::config::{ContainerConfig, MountPoint};
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     /// A mount failed.
-    #[error("mount {what} on {target}: {source}")]
+    #[error("mount {what} on {target}")]
     Mount {
         /// What was mounted.
         what: String,
@@ -27,7 +27,7 @@ pub enum RootfsError {
         source: nix::Error,
     },
     /// Creating a directory, file, node or link failed.
-    #[error("create {path}: {source}")]
+    #[error("create {path}")]
     Create {
         /// The path.
         path: PathBuf,
@@ -42,7 +42,7 @@ pub enum RootfsError {
     #[error("{0} has too many levels of symbolic links inside the image")]
     SymlinkLoop(String),
     /// `pivot_root` or detaching the old root failed.
-    #[error("switch to the container's root: {0}")]
+    #[error("switch to the container's root")]
     Pivot(#[source] nix::Error),
 }
 

@@ -172,7 +172,9 @@ fn fork_init_in_userns(
         ForkResult::Child => {
             drop((ready_r, mapped_w, pid_r));
             let result = (|| -> Result<Pid, String> {
-                cfg.cgroup.join_self().map_err(|e| format!("join the container's cgroup: {e}"))?;
+                cfg.cgroup
+                    .join_self()
+                    .map_err(|e| format!("join the container's cgroup: {}", crate::errors::chain(&e)))?;
                 unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("create user namespace: {e}"))?;
                 nix::unistd::write(&ready_w, b"u").map_err(|e| format!("sync: {e}"))?;
                 let mut b = [0u8; 1];
