@@ -14,6 +14,10 @@ pub mod dispatcher {
     tonic::include_proto!("shoal.dispatcher");
 }
 
+/// The metadata key under which a follower names the leader, on the status it
+/// refuses a worker's session with.
+pub const LEADER_KEY: &str = "shoal-leader";
+
 /// The encoded `FileDescriptorSet` of every Shoal proto, for reflection and tests.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shoal_descriptor.bin"));
 

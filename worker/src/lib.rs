@@ -1,8 +1,19 @@
 //! Shoal's worker side: the built-in container runtime ([`runtime`]) with its cgroup
 //! handling ([`cgroups`]), the image store ([`image`]), and the [`agent`] that runs the
 //! tasks the managers assign to this node.
+//!
+//! Module map (arrows: "uses"):
+//! - [`agent`] → [`runtime`], [`image`]: the session with the dispatcher, one
+//!   reconciler owning the agent's state, and the [`agent::Node`] seam it acts
+//!   through (the built-in runtime for real, an in-memory fake for tests);
+//! - [`runtime`] → [`image`] (the image's process defaults, layer copies shifted for
+//!   user namespaces), [`cgroups`], [`json_file`]: containers;
+//! - [`image`] → [`json_file`]: the image store and registry pulls, never the runtime;
+//! - [`cgroups`]: cgroup v1 and v2;
+//! - [`json_file`]: small JSON state files written atomically;
 
 pub mod agent;
 pub mod cgroups;
 pub mod image;
+pub mod json_file;
 pub mod runtime;

@@ -26,9 +26,6 @@ use crate::store::{Change, Kind, Object, Transaction};
 
 pub use monitor::NodeMonitor;
 
-/// The metadata key a follower puts the leader's address under.
-pub const LEADER_KEY: &str = "shoal-leader";
-
 /// One worker's session.
 #[derive(Debug, Clone)]
 struct Session {
@@ -81,7 +78,7 @@ impl Dispatcher {
         if let Ok(addr) = self.manager.leader_addr()
             && let Ok(v) = addr.parse()
         {
-            status.metadata_mut().insert(LEADER_KEY, v);
+            status.metadata_mut().insert(shoal_proto::LEADER_KEY, v);
         }
         Err(status)
     }

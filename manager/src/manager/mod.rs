@@ -10,7 +10,6 @@
 //! nothing here knows the services that use a manager.
 
 mod client;
-pub use client::join_as_worker;
 pub mod config;
 pub mod error;
 mod membership;

@@ -216,7 +216,7 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
     let managers = match join {
         Some(through) => {
             let token = args.token.as_deref().unwrap_or_default();
-            let managers = shoal_manager::manager::join_as_worker(
+            let managers = shoal_worker::agent::join::join(
                 through,
                 token,
                 &node,
@@ -261,7 +261,6 @@ fn start_agent(
         Pull::Never => PullPolicy::Never,
     };
     let executor = Executor::new(&args.data_dir, &args.cgroup_parent, pull)
-        .map_err(anyhow::Error::msg)
         .context("set up the container runtime")?
         .with_insecure_registries(args.insecure_registry.clone());
     let cfg = AgentConfig { node_id, managers, addr: addr.to_string(), description };

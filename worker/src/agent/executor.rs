@@ -1,21 +1,22 @@
-//! The agent's hands: containers for tasks through the built-in runtime, images
-//! found locally or pulled, secret and config files written for the task. Every call
-//! here blocks (the runtime and the image store are synchronous) except the pull;
-//! the agent runs them on tokio's blocking pool.
+//! The agent's hands on a real node, the [`Node`] the daemon uses: containers for
+//! tasks through the built-in runtime, images found locally or pulled, secret and
+//! config files written for the task. Every call here blocks (the runtime and the
+//! image store are synchronous) except the pull; the agent runs them on tokio's
+//! blocking pool.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
 use shoal_api::task_spec::{FileReference, HealthCheck, Mount};
-use shoal_api::{Task, TaskState, TaskStatus};
+use shoal_api::{Task, TaskState};
 
+use super::node::{Node, Payloads, TaskError};
 use super::plan::Local;
-use crate::image::ImageStore;
-use crate::image::registry::{self, RegistryOptions};
-use crate::runtime::config::{self, MountPoint};
-use crate::runtime::{Helper, NewContainer, Runtime, Status};
+use crate::image::registry::{self, RegistryError, RegistryOptions};
+use crate::image::{ImageDefaults, ImageError, ImageStore};
+use crate::runtime::config::{self, ConfigError, MountPoint};
+use crate::runtime::{Helper, NewContainer, Runtime, RuntimeError, Status};
 
 /// Container ids of tasks start with this, so containers started by hand with
 /// `shoal container run` are never touched.
@@ -30,20 +31,6 @@ pub enum PullPolicy {
     Never,
 }
 
-/// A secret or config payload the manager sent for this node's tasks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payload {
-    /// `secret` or `config`.
-    pub kind: String,
-    /// Its name.
-    pub name: String,
-    /// Its data.
-    pub data: Vec<u8>,
-}
-
-/// Payloads by `kind/id`, and by `kind/name` too (references use either).
-pub type Payloads = BTreeMap<String, Payload>;
-
 /// Runs tasks' containers on this node.
 #[derive(Debug)]
 pub struct Executor {
@@ -56,10 +43,134 @@ pub struct Executor {
     image_checks: std::sync::Mutex<HashMap<String, Option<HealthCheck>>>,
 }
 
-fn failed(state: TaskState, message: &str, error: impl std::fmt::Display) -> TaskStatus {
-    let mut s = TaskStatus::new(state, Utc::now(), message);
-    s.error = Some(error.to_string());
-    s
+/// Why the built-in runtime could not do what the agent asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The runtime re-executes a sealed copy of this binary for its shims.
+    #[error(
+        "cannot seal a copy of this binary for the container shims: check that /proc/self/exe is readable"
+    )]
+    Seal(#[source] std::io::Error),
+    /// The runtime's state directory or cgroups are not usable.
+    #[error("cannot set up the container runtime")]
+    Runtime(#[source] RuntimeError),
+    /// The image store is not usable.
+    #[error("cannot open the image store")]
+    Images(#[source] ImageError),
+    /// The containers could not be listed.
+    #[error("cannot list the containers on this node")]
+    List(#[source] RuntimeError),
+    /// The image is missing and the node does not pull.
+    #[error("image {image} is not on this node, and the node does not pull (--pull never)")]
+    NotPulled {
+        /// The task's image.
+        image: String,
+    },
+    /// The pull failed.
+    #[error("pull {image}")]
+    Pull {
+        /// The task's image.
+        image: String,
+        /// Why.
+        #[source]
+        source: RegistryError,
+    },
+    /// The image is not in the store (or is damaged).
+    #[error("find the image {image}")]
+    Image {
+        /// The task's image.
+        image: String,
+        /// Why.
+        #[source]
+        source: ImageError,
+    },
+    /// The spec and the image do not make a process.
+    #[error("the task's spec cannot run")]
+    Spec(#[source] ConfigError),
+    /// A volume's directory could not be made.
+    #[error("create volume {name}")]
+    Volume {
+        /// The volume.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manager did not send a secret or config the task uses.
+    #[error("the {kind} {name} was not sent to this node")]
+    MissingPayload {
+        /// `secret` or `config`.
+        kind: String,
+        /// Its name or id, as the task refers to it.
+        name: String,
+    },
+    /// A secret or config file could not be written.
+    #[error("write the {kind} {name}")]
+    WritePayload {
+        /// `secret` or `config`.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container did not start.
+    #[error("start the task's container")]
+    Start(#[source] RuntimeError),
+    /// The health check could not run in the container.
+    #[error("run the health check in the task's container")]
+    Health(#[source] RuntimeError),
+    /// The container could not be stopped.
+    #[error("stop the task's container")]
+    Stop(#[source] RuntimeError),
+    /// The container could not be removed.
+    #[error("remove the task's container")]
+    Remove(#[source] RuntimeError),
+    /// The task's files could not be removed.
+    #[error("remove the task's files")]
+    RemoveFiles(#[source] std::io::Error),
+}
+
+impl TaskError for ExecutorError {
+    fn task_state(&self) -> TaskState {
+        use ExecutorError as E;
+        match self {
+            E::NotPulled { .. }
+            | E::Pull { .. }
+            | E::Image { .. }
+            | E::Spec(_)
+            | E::Volume { .. }
+            | E::MissingPayload { .. }
+            | E::WritePayload { .. } => TaskState::Rejected,
+            E::Seal(_)
+            | E::Runtime(_)
+            | E::Images(_)
+            | E::List(_)
+            | E::Start(_)
+            | E::Health(_)
+            | E::Stop(_)
+            | E::Remove(_)
+            | E::RemoveFiles(_) => TaskState::Failed,
+        }
+    }
+
+    fn summary(&self) -> &'static str {
+        use ExecutorError as E;
+        match self {
+            E::NotPulled { .. } | E::Image { .. } => "image not found",
+            E::Pull { .. } => "pull failed",
+            E::Spec(_) => "bad spec",
+            E::Volume { .. } => "volume",
+            E::MissingPayload { .. } => "missing payload",
+            E::WritePayload { .. } => "payload",
+            E::Start(_) | E::Seal(_) | E::Runtime(_) | E::Images(_) => "start failed",
+            E::Health(_) => "health check failed",
+            E::List(_) => "list failed",
+            E::Stop(_) => "stop failed",
+            E::Remove(_) | E::RemoveFiles(_) => "remove failed",
+        }
+    }
 }
 
 /// The container id of a task.
@@ -71,10 +182,10 @@ impl Executor {
     /// An executor keeping images and containers under `data_dir`, cgroups under
     /// `cgroup_parent`. The runtime re-executes a sealed copy of this binary for its
     /// shims, because the agent's process has threads.
-    pub fn new(data_dir: &Path, cgroup_parent: &str, pull: PullPolicy) -> Result<Executor, String> {
-        let helper = Helper::sealed_self().map_err(|e| format!("cannot seal a copy of this binary: {e}"))?;
-        let runtime = Runtime::new(data_dir, cgroup_parent, helper).map_err(|e| e.to_string())?;
-        let images = ImageStore::open(data_dir).map_err(|e| e.to_string())?;
+    pub fn new(data_dir: &Path, cgroup_parent: &str, pull: PullPolicy) -> Result<Executor, ExecutorError> {
+        let helper = Helper::sealed_self().map_err(ExecutorError::Seal)?;
+        let runtime = Runtime::new(data_dir, cgroup_parent, helper).map_err(ExecutorError::Runtime)?;
+        let images = ImageStore::open(data_dir).map_err(ExecutorError::Images)?;
         Ok(Executor {
             runtime,
             images,
@@ -85,27 +196,6 @@ impl Executor {
         })
     }
 
-    /// The health check the task's container runs: its spec's, else its image's
-    /// HEALTHCHECK (see [`config::health_check`]). Images are looked up once each.
-    pub fn health_check(&self, task: &Task) -> Option<HealthCheck> {
-        let c = &task.spec.container;
-        if c.healthcheck.as_ref().is_some_and(|h| !h.test.is_empty()) {
-            // The spec decides alone (a test, or NONE).
-            return config::health_check(c, &Default::default());
-        }
-        let mut cache = self.image_checks.lock().expect("image checks lock");
-        let from_image = match cache.get(&c.image) {
-            Some(known) => known.clone(),
-            // Not cached while the image is missing: it may be pulled yet.
-            None => match self.images.resolve(&c.image) {
-                Ok(image) => cache.entry(c.image.clone()).or_insert(image.defaults.healthcheck).clone(),
-                Err(_) => None,
-            },
-        };
-        let image = config::ImageDefaults { healthcheck: from_image, ..Default::default() };
-        config::health_check(c, &image)
-    }
-
     /// Registries this node pulls from over plain HTTP (host:port), besides
     /// loopback ones.
     pub fn with_insecure_registries(mut self, registries: Vec<String>) -> Executor {
@@ -113,14 +203,49 @@ impl Executor {
         self
     }
 
-    /// Task ids that have a container here.
-    pub fn tasks_with_containers(&self) -> Vec<String> {
-        let ids = self.runtime.list().unwrap_or_default();
-        ids.into_iter().filter_map(|id| id.strip_prefix(PREFIX).map(str::to_owned)).collect()
+    fn payload_file(
+        &self,
+        files: &Path,
+        kind: &str,
+        r: &FileReference,
+        default_dir: &str,
+        payloads: &Payloads,
+    ) -> Result<MountPoint, ExecutorError> {
+        let p = payloads
+            .get(&format!("{kind}/{}", r.source))
+            .ok_or_else(|| ExecutorError::MissingPayload { kind: kind.to_owned(), name: r.source.clone() })?;
+        let io = |source: std::io::Error| ExecutorError::WritePayload {
+            kind: kind.to_owned(),
+            name: p.name.clone(),
+            source,
+        };
+        std::fs::create_dir_all(files).map_err(io)?;
+        let path = files.join(format!("{kind}-{}", p.name));
+        std::fs::write(&path, &p.data).map_err(io)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(r.mode)).map_err(io)?;
+        nix::unistd::chown(&path, Some(r.uid.into()), Some(r.gid.into())).map_err(|e| io(e.into()))?;
+        let target = match &r.target {
+            Some(t) if t.starts_with('/') => t.clone(),
+            Some(t) => format!("{default_dir}/{t}"),
+            None => format!("{default_dir}/{}", p.name),
+        };
+        Ok(MountPoint::Bind { source: path, target, read_only: true })
     }
 
-    /// What a task's container is doing (no container reads as `Absent`).
-    pub fn local(&self, task_id: &str) -> Local {
+    fn task_dir(&self, task_id: &str) -> PathBuf {
+        self.data_dir.join("tasks").join(task_id)
+    }
+}
+
+impl Node for Executor {
+    type Error = ExecutorError;
+
+    fn containers(&self) -> Result<Vec<String>, ExecutorError> {
+        let ids = self.runtime.list().map_err(ExecutorError::List)?;
+        Ok(ids.into_iter().filter_map(|id| id.strip_prefix(PREFIX).map(str::to_owned)).collect())
+    }
+
+    fn inspect(&self, task_id: &str) -> Local {
         let id = container_id(task_id);
         match self.runtime.status(&id) {
             Ok(Status::Running(_)) => Local::Running,
@@ -135,8 +260,28 @@ impl Executor {
         }
     }
 
-    /// Finds the task's image, pulling it if allowed and missing.
-    pub async fn prepare(&self, task: &Task) -> Result<(), TaskStatus> {
+    /// The spec's health check, else the image's HEALTHCHECK (see
+    /// [`config::health_check`]). Images are looked up once each.
+    fn health_check(&self, task: &Task) -> Option<HealthCheck> {
+        let c = &task.spec.container;
+        if c.healthcheck.as_ref().is_some_and(|h| !h.test.is_empty()) {
+            // The spec decides alone (a test, or NONE).
+            return config::health_check(c, &Default::default());
+        }
+        let mut cache = self.image_checks.lock().expect("image checks lock");
+        let from_image = match cache.get(&c.image) {
+            Some(known) => known.clone(),
+            // Not cached while the image is missing: it may be pulled yet.
+            None => match self.images.resolve(&c.image) {
+                Ok(image) => cache.entry(c.image.clone()).or_insert(image.defaults.healthcheck).clone(),
+                Err(_) => None,
+            },
+        };
+        let image = ImageDefaults { healthcheck: from_image, ..Default::default() };
+        config::health_check(c, &image)
+    }
+
+    async fn prepare(&self, task: &Task) -> Result<(), ExecutorError> {
         let image = &task.spec.container.image;
         // Reads files: off the async threads, which a burst of starts would block.
         let (images, name) = (self.images.clone(), image.clone());
@@ -144,25 +289,21 @@ impl Executor {
             return Ok(());
         }
         if self.pull == PullPolicy::Never {
-            return Err(failed(
-                TaskState::Rejected,
-                "image not found",
-                format!("image {image} is not on this node, and the node does not pull (--pull never)"),
-            ));
+            return Err(ExecutorError::NotPulled { image: image.clone() });
         }
         registry::pull(&self.images, image, &self.registry)
             .await
             .map(drop)
-            .map_err(|e| failed(TaskState::Rejected, "pull failed", format!("pull {image}: {e}")))
+            .map_err(|source| ExecutorError::Pull { image: image.clone(), source })
     }
 
-    /// Creates and starts the task's container; the image must be here.
-    pub fn start(&self, task: &Task, payloads: &Payloads) -> Result<(), TaskStatus> {
+    fn start(&self, task: &Task, payloads: &Payloads) -> Result<(), ExecutorError> {
         let c = &task.spec.container;
-        let image =
-            self.images.resolve(&c.image).map_err(|e| failed(TaskState::Rejected, "image not found", e))?;
-        let process =
-            config::process(c, &image.defaults).map_err(|e| failed(TaskState::Rejected, "bad spec", e))?;
+        let image = self
+            .images
+            .resolve(&c.image)
+            .map_err(|source| ExecutorError::Image { image: c.image.clone(), source })?;
+        let process = config::process(c, &image.defaults).map_err(ExecutorError::Spec)?;
         let mut mounts = Vec::new();
         for m in &c.mounts {
             mounts.push(match m {
@@ -171,9 +312,8 @@ impl Executor {
                 }
                 Mount::Volume { source, target, read_only } => {
                     let dir = self.data_dir.join("volumes").join(source).join("_data");
-                    std::fs::create_dir_all(&dir).map_err(|e| {
-                        failed(TaskState::Rejected, "volume", format!("create volume {source}: {e}"))
-                    })?;
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| ExecutorError::Volume { name: source.clone(), source: e })?;
                     MountPoint::Bind { source: dir, target: target.clone(), read_only: *read_only }
                 }
                 Mount::Tmpfs { target, size_bytes, mode } => MountPoint::Tmpfs {
@@ -207,43 +347,10 @@ impl Executor {
             userns: None,
             log: Default::default(),
         };
-        self.runtime.run(new).map(drop).map_err(|e| failed(TaskState::Failed, "start failed", e))
+        self.runtime.run(new).map(drop).map_err(ExecutorError::Start)
     }
 
-    fn payload_file(
-        &self,
-        files: &Path,
-        kind: &str,
-        r: &FileReference,
-        default_dir: &str,
-        payloads: &Payloads,
-    ) -> Result<MountPoint, TaskStatus> {
-        let p = payloads.get(&format!("{kind}/{}", r.source)).ok_or_else(|| {
-            failed(
-                TaskState::Rejected,
-                "missing payload",
-                format!("the {kind} {} was not sent to this node", r.source),
-            )
-        })?;
-        let io = |e: std::io::Error| {
-            failed(TaskState::Rejected, "payload", format!("write the {kind} {}: {e}", p.name))
-        };
-        std::fs::create_dir_all(files).map_err(io)?;
-        let path = files.join(format!("{kind}-{}", p.name));
-        std::fs::write(&path, &p.data).map_err(io)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(r.mode)).map_err(io)?;
-        nix::unistd::chown(&path, Some(r.uid.into()), Some(r.gid.into())).map_err(|e| io(e.into()))?;
-        let target = match &r.target {
-            Some(t) if t.starts_with('/') => t.clone(),
-            Some(t) => format!("{default_dir}/{t}"),
-            None => format!("{default_dir}/{}", p.name),
-        };
-        Ok(MountPoint::Bind { source: path, target, read_only: true })
-    }
-
-    /// Runs the task's health check once in its container: `Ok(None)` when healthy,
-    /// `Ok(Some(why))` when not.
-    pub fn check_health(&self, task: &Task) -> Result<Option<String>, String> {
+    fn check_health(&self, task: &Task) -> Result<Option<String>, ExecutorError> {
         let Some(h) = self.health_check(task) else { return Ok(None) };
         let args = match h.test.first().map(String::as_str) {
             Some("CMD") => h.test[1..].to_vec(),
@@ -252,7 +359,8 @@ impl Executor {
         };
         let timeout = if h.timeout.is_zero() { std::time::Duration::from_secs(30) } else { h.timeout };
         let spec = crate::runtime::exec::ExecSpec { args };
-        let result = self.runtime.exec(&container_id(&task.id), &spec, timeout).map_err(|e| e.to_string())?;
+        let result =
+            self.runtime.exec(&container_id(&task.id), &spec, timeout).map_err(ExecutorError::Health)?;
         Ok(match result.code {
             Some(0) => None,
             Some(code) => Some(format!("health check exited with {code}: {}", result.output.trim())),
@@ -260,35 +368,27 @@ impl Executor {
         })
     }
 
-    /// The log file of a task's container, if it has one here.
-    pub fn log_path(&self, task_id: &str) -> Option<PathBuf> {
-        let id = container_id(task_id);
-        self.runtime.list().unwrap_or_default().contains(&id).then(|| self.runtime.log_path(&id))
-    }
-
-    /// Stops the task's container: its stop signal, then SIGKILL after the grace
-    /// period.
-    pub fn stop(&self, task: &Task) -> Result<(), String> {
+    fn stop(&self, task: &Task) -> Result<(), ExecutorError> {
         let id = container_id(&task.id);
         let defaults =
             self.images.resolve(&task.spec.container.image).map(|i| i.defaults).unwrap_or_default();
         let (signal, grace) = config::stop_signal(&task.spec.container, &defaults);
-        self.runtime.stop(&id, signal, grace).map(drop).map_err(|e| e.to_string())
+        self.runtime.stop(&id, signal, grace).map(drop).map_err(ExecutorError::Stop)
     }
 
-    /// Removes a task's container and files (stopping it first if it runs).
-    pub fn delete(&self, task_id: &str) -> Result<(), String> {
+    fn remove(&self, task_id: &str) -> Result<(), ExecutorError> {
         let id = container_id(task_id);
         if self.runtime.list().unwrap_or_default().contains(&id) {
-            self.runtime.delete(&id, true).map_err(|e| e.to_string())?;
+            self.runtime.delete(&id, true).map_err(ExecutorError::Remove)?;
         }
         match std::fs::remove_dir_all(self.task_dir(task_id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ExecutorError::RemoveFiles(e)),
             _ => Ok(()),
         }
     }
 
-    fn task_dir(&self, task_id: &str) -> PathBuf {
-        self.data_dir.join("tasks").join(task_id)
+    fn log_path(&self, task_id: &str) -> Option<PathBuf> {
+        let id = container_id(task_id);
+        self.runtime.list().unwrap_or_default().contains(&id).then(|| self.runtime.log_path(&id))
     }
 }

@@ -27,8 +27,27 @@ use sha2::{Digest as _, Sha256};
 pub use import::ImportError;
 pub use layer::{Compression, LayerError};
 
-use crate::runtime::config::ImageDefaults;
 use shoal_api::task_spec::HealthCheck;
+
+/// The parts of an image's config that shape the container's process (the runtime's
+/// config merges a task's spec over them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageDefaults {
+    /// ENTRYPOINT.
+    pub entrypoint: Vec<String>,
+    /// CMD.
+    pub cmd: Vec<String>,
+    /// ENV.
+    pub env: Vec<String>,
+    /// WORKDIR.
+    pub workdir: String,
+    /// USER.
+    pub user: String,
+    /// STOPSIGNAL.
+    pub stop_signal: Option<String>,
+    /// HEALTHCHECK (Docker's image config field; OCI has none).
+    pub healthcheck: Option<HealthCheck>,
+}
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +188,7 @@ impl ImageStore {
         let mut index = self.read_index()?;
         let out = f(&mut index)?;
         let path = self.root.join("images.json");
-        crate::runtime::state::write_json(&path, &index).map_err(io_err("write images.json"))?;
+        crate::json_file::write_json(&path, &index).map_err(io_err("write images.json"))?;
         Ok(out)
     }
 

@@ -20,12 +20,31 @@ use super::{ImageError, ImageRecord, ImageStore, ImportError};
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The registry refused or could not be reached.
-    #[error("registry {registry}: {message}")]
+    #[error("registry {registry}")]
     Registry {
         /// The registry host.
         registry: String,
         /// What went wrong, from the client.
-        message: String,
+        #[source]
+        source: Box<oci_client::errors::OciDistributionError>,
+    },
+    /// The registry client does not read the name as a reference.
+    #[error("{name} is not an image reference the registry client accepts")]
+    Reference {
+        /// The name, in full.
+        name: String,
+        /// Why.
+        #[source]
+        source: oci_client::ParseError,
+    },
+    /// The image's media type cannot be sent as a header.
+    #[error("the image's media type {media_type:?} cannot be sent to a registry")]
+    MediaType {
+        /// The media type.
+        media_type: String,
+        /// Why.
+        #[source]
+        source: http::header::InvalidHeaderValue,
     },
     /// No manifest for this machine's platform.
     #[error("{0} has no image for linux/{1}")]
@@ -63,10 +82,9 @@ fn is_loopback(registry: &str) -> bool {
 /// The client's form of a reference (checked with our parser first, for its messages).
 fn oci_reference(name: &str) -> Result<Reference, RegistryError> {
     let whole = shoal_api::image::parse(name).map_err(ImageError::from)?.whole();
-    whole.parse().map_err(|e: oci_client::ParseError| RegistryError::Registry {
-        registry: String::new(),
-        message: format!("{whole}: {e}"),
-    })
+    whole
+        .parse()
+        .map_err(|source: oci_client::ParseError| RegistryError::Reference { name: whole.clone(), source })
 }
 
 fn client(reference: &Reference, opts: &RegistryOptions) -> (Client, RegistryAuth) {
@@ -85,7 +103,7 @@ fn client(reference: &Reference, opts: &RegistryOptions) -> (Client, RegistryAut
 fn registry_err(
     reference: &Reference,
 ) -> impl Fn(oci_client::errors::OciDistributionError) -> RegistryError + '_ {
-    move |e| RegistryError::Registry { registry: reference.registry().to_owned(), message: e.to_string() }
+    move |e| RegistryError::Registry { registry: reference.registry().to_owned(), source: Box::new(e) }
 }
 
 const MANIFEST_TYPES: [&str; 4] = [
@@ -187,10 +205,8 @@ pub async fn push(
         .media_type()
         .as_ref()
         .map_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_owned(), |m| m.to_string());
-    let header = http::HeaderValue::from_str(&content_type).map_err(|e| RegistryError::Registry {
-        registry: reference.registry().to_owned(),
-        message: format!("bad media type {content_type}: {e}"),
-    })?;
+    let header = http::HeaderValue::from_str(&content_type)
+        .map_err(|source| RegistryError::MediaType { media_type: content_type.clone(), source })?;
     client.push_manifest_raw(&reference, manifest_bytes, header).await.map_err(&err)
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use shoal_api::task_spec::{ContainerSpec, HealthCheck};
 
 use crate::cgroups::{Cgroup, Limits};
+use crate::image::ImageDefaults;
 
 /// Everything the shim and the container's init need; no lookups happen after this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,25 +103,6 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { max_bytes: 10 << 20, max_files: 3 }
     }
-}
-
-/// The parts of an image's config that shape the process.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageDefaults {
-    /// ENTRYPOINT.
-    pub entrypoint: Vec<String>,
-    /// CMD.
-    pub cmd: Vec<String>,
-    /// ENV.
-    pub env: Vec<String>,
-    /// WORKDIR.
-    pub workdir: String,
-    /// USER.
-    pub user: String,
-    /// STOPSIGNAL.
-    pub stop_signal: Option<String>,
-    /// HEALTHCHECK (Docker's image config field; OCI has none).
-    pub healthcheck: Option<HealthCheck>,
 }
 
 /// The default `PATH` when neither the image nor the spec sets one (Docker's).

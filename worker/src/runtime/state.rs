@@ -2,12 +2,12 @@
 //! restarted daemon finds its containers again: the config, the shim's pids, and the
 //! exit record.
 
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use crate::json_file::{read_json, write_json};
 
 /// Written by the shim once the container's program runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,23 +76,5 @@ impl StateDir {
     /// The log file.
     pub fn log(&self) -> PathBuf {
         self.0.join("container.log")
-    }
-}
-
-/// Writes `value` as JSON to `path` atomically (a temporary file renamed over it).
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(value).map_err(io::Error::other)?)?;
-    fs::rename(&tmp, path)
-}
-
-/// Reads JSON from `path`; `Ok(None)` when the file does not exist.
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option<T>> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
     }
 }

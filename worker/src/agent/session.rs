@@ -1,0 +1,286 @@
+//! The agent's session with the leader's dispatcher: registration, heartbeats,
+//! assignments passed on to the reconciler, its reports sent in batches, and log
+//! subscriptions answered from the node's log files. Follows redirects to the
+//! leader and tries the known managers in turn, backing off.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::dispatcher as pb;
+use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
+
+use super::AgentConfig;
+use super::node::Node;
+use super::reconciler::Handle;
+
+/// Why a session ended.
+#[derive(Debug)]
+enum Ended {
+    /// Talk to this manager instead.
+    Redirect(String),
+    /// The session broke; try again later.
+    Broken(String),
+    /// The managers now known.
+    Closed(Vec<String>),
+}
+
+/// Sessions with the managers, one after the other, for good.
+pub async fn sessions<N: Node>(cfg: AgentConfig, mut handle: Handle, node: Arc<N>) {
+    let mut managers = cfg.managers.clone();
+    let mut backoff = Duration::from_millis(100);
+    let mut next: Option<String> = None;
+    loop {
+        let candidates: Vec<String> = next.take().into_iter().chain(managers.iter().cloned()).collect();
+        for addr in candidates {
+            match session(&cfg, &addr, &mut handle, &node).await {
+                Ended::Redirect(leader) => {
+                    tracing::debug!(manager = %addr, leader = %leader, "redirected to the leader");
+                    next = Some(leader);
+                    backoff = Duration::from_millis(100);
+                    break;
+                }
+                Ended::Closed(known) => {
+                    if !known.is_empty() {
+                        managers = known;
+                    }
+                    backoff = Duration::from_millis(100);
+                    break;
+                }
+                Ended::Broken(why) => {
+                    tracing::debug!(manager = %addr, error = %why, "no session with this manager");
+                }
+            }
+        }
+        if next.is_none() {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(8));
+        }
+    }
+}
+
+fn ended(status: tonic::Status) -> Ended {
+    match status.metadata().get(shoal_proto::LEADER_KEY).and_then(|v| v.to_str().ok()) {
+        Some(leader) => Ended::Redirect(leader.to_owned()),
+        None => Ended::Broken(status.message().to_owned()),
+    }
+}
+
+/// One session with the manager at `addr`, until it breaks.
+async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, node: &Arc<N>) -> Ended {
+    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+        Ok(e) => e.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true),
+        Err(e) => return Ended::Broken(e.to_string()),
+    };
+    let channel = match endpoint.connect().await {
+        Ok(c) => c,
+        Err(e) => return Ended::Broken(e.to_string()),
+    };
+    let mut client = DispatcherClient::new(channel);
+    let request = pb::SessionRequest {
+        node_id: cfg.node_id.clone(),
+        description_json: serde_json::to_vec(&cfg.description).expect("descriptions serialize"),
+        addr: cfg.addr.clone(),
+    };
+    let mut stream = match client.session(request).await {
+        Ok(s) => s.into_inner(),
+        Err(s) => return ended(s),
+    };
+    let first = match stream.message().await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ended::Broken("the session ended at once".into()),
+        Err(s) => return ended(s),
+    };
+    let session_id = first.session_id.clone();
+    let mut period = Duration::from_millis(first.heartbeat_period_ms.max(100));
+    tracing::info!(manager = %addr, session = %session_id, node = %cfg.node_id, "session with the dispatcher");
+    let mut assignments =
+        match client.assignments(pb::AssignmentsRequest { session_id: session_id.clone() }).await {
+            Ok(s) => s.into_inner(),
+            Err(s) => return ended(s),
+        };
+    let mut subscriptions = match client
+        .listen_log_subscriptions(pb::ListenLogSubscriptionsRequest { session_id: session_id.clone() })
+        .await
+    {
+        Ok(s) => s.into_inner(),
+        Err(s) => return ended(s),
+    };
+    // Publishers of the open log subscriptions, by id; aborted when the session ends.
+    let mut publishers = Publishers::default();
+    let mut heartbeat = tokio::time::interval(period);
+    heartbeat.reset();
+    loop {
+        tokio::select! {
+            m = stream.message() => match m {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ended::Closed(first.managers.clone()),
+                Err(s) => return ended(s),
+            },
+            sub = subscriptions.message() => match sub {
+                Ok(Some(sub)) => {
+                    publishers.0.retain(|_, h| !h.is_finished());
+                    if sub.close {
+                        if let Some(h) = publishers.0.remove(&sub.subscription_id) {
+                            h.abort();
+                        }
+                    } else {
+                        let id = sub.subscription_id.clone();
+                        let h = tokio::spawn(publish_logs(client.clone(), node.clone(), sub));
+                        publishers.0.insert(id, h.abort_handle());
+                    }
+                }
+                Ok(None) => return Ended::Closed(first.managers.clone()),
+                Err(s) => return ended(s),
+            },
+            a = assignments.message() => match a {
+                Ok(Some(msg)) => handle.assignments(msg),
+                Ok(None) => return Ended::Closed(first.managers.clone()),
+                Err(s) => return ended(s),
+            },
+            _ = heartbeat.tick() => {
+                match client.heartbeat(pb::HeartbeatRequest { session_id: session_id.clone() }).await {
+                    Ok(r) => {
+                        let p = Duration::from_millis(r.into_inner().period_ms.max(100));
+                        if p != period {
+                            period = p;
+                            heartbeat = tokio::time::interval(period);
+                            heartbeat.reset();
+                        }
+                    }
+                    Err(s) => return ended(s),
+                }
+            }
+            _ = handle.reports_queued() => {
+                // Let a burst of reports gather into one batch.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let batch = handle.take_reports().await;
+                if batch.is_empty() {
+                    continue;
+                }
+                let updates = batch
+                    .iter()
+                    .map(|(id, s)| pb::TaskStatusUpdate {
+                        task_id: id.clone(),
+                        status_json: serde_json::to_vec(s).expect("statuses serialize"),
+                    })
+                    .collect();
+                let req = pb::UpdateTaskStatusRequest { session_id: session_id.clone(), updates };
+                let sent = std::time::Instant::now();
+                let result = client.update_task_status(req).await;
+                tracing::debug!(statuses = batch.len(), took = ?sent.elapsed(), ok = result.is_ok(), "task statuses reported");
+                if let Err(s) = result {
+                    // Keep them (newer reports win) for the next session.
+                    handle.unsent(batch);
+                    return ended(s);
+                }
+            }
+        }
+    }
+}
+
+/// The log publishers of a session, by subscription; aborted when it ends.
+#[derive(Debug, Default)]
+struct Publishers(HashMap<String, tokio::task::AbortHandle>);
+
+impl Drop for Publishers {
+    fn drop(&mut self) {
+        for (_, h) in self.0.drain() {
+            h.abort();
+        }
+    }
+}
+
+/// Lines of one batch at most.
+const LOG_BATCH: usize = 200;
+
+fn log_line(e: &crate::runtime::logs::LogEntry) -> pb::LogLine {
+    use crate::runtime::logs::Stream;
+    let stream = match e.stream {
+        Stream::Stdout => pb::log_line::Stream::Stdout,
+        Stream::Stderr => pb::log_line::Stream::Stderr,
+    };
+    pb::LogLine {
+        timestamp_unix_nanos: e.time.timestamp_nanos_opt().unwrap_or(0),
+        stream: stream as i32,
+        line: e.text.clone(),
+    }
+}
+
+/// Answers one log subscription: the lines asked for from each task's log file,
+/// then (with `follow`) new ones as they are written, until the manager closes it.
+async fn publish_logs<N: Node>(
+    mut client: DispatcherClient<tonic::transport::Channel>,
+    node: Arc<N>,
+    sub: pb::LogSubscription,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::PublishLogsMessage>(16);
+    let id = sub.subscription_id.clone();
+    let sender = tokio::spawn(async move {
+        let _ = client.publish_logs(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+    });
+    let message = |task_id: &str, lines: Vec<pb::LogLine>, error: String| pb::PublishLogsMessage {
+        subscription_id: id.clone(),
+        task_id: task_id.to_owned(),
+        lines,
+        done: false,
+        error,
+    };
+    let since =
+        (sub.since_unix_nanos > 0).then(|| chrono::DateTime::from_timestamp_nanos(sub.since_unix_nanos));
+    let mut followers = Vec::new();
+    for task_id in &sub.task_ids {
+        let Some(path) = node.log_path(task_id) else {
+            let _ = tx
+                .send(message(task_id, Vec::new(), "the task's container is no longer on its node".into()))
+                .await;
+            continue;
+        };
+        let opts =
+            crate::runtime::logs::ReadOptions { tail: (sub.tail > 0).then_some(sub.tail as usize), since };
+        let (p, t) = (path.clone(), task_id.clone());
+        // Read on the blocking pool, in batches: never the whole file in memory.
+        let (btx, mut brx) = tokio::sync::mpsc::channel::<Vec<pb::LogLine>>(4);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(LOG_BATCH);
+            let result = crate::runtime::logs::read(&p, opts, |e| {
+                batch.push(log_line(&e));
+                if batch.len() == LOG_BATCH {
+                    let _ = btx.blocking_send(std::mem::take(&mut batch));
+                }
+            });
+            if !batch.is_empty() {
+                let _ = btx.blocking_send(batch);
+            }
+            result
+        });
+        while let Some(lines) = brx.recv().await {
+            if tx.send(message(&t, lines, String::new())).await.is_err() {
+                return;
+            }
+        }
+        if let Ok(Err(e)) = reader.await {
+            let _ = tx.send(message(task_id, Vec::new(), format!("read the log: {e}"))).await;
+        }
+        if sub.follow {
+            followers.push((task_id.clone(), crate::runtime::logs::Follower::new(&path, false)));
+        }
+    }
+    if sub.follow {
+        // Until the manager closes the subscription (which aborts this task).
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for (task_id, f) in &mut followers {
+                let lines: Vec<pb::LogLine> = f.poll().unwrap_or_default().iter().map(log_line).collect();
+                if !lines.is_empty() && tx.send(message(task_id, lines, String::new())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let mut done = message("", Vec::new(), String::new());
+    done.done = true;
+    let _ = tx.send(done).await;
+    drop(tx);
+    let _ = sender.await;
+}
