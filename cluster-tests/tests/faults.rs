@@ -199,13 +199,12 @@ fn a_restarted_worker_daemon_adopts_its_running_containers() {
 #[test]
 fn restarting_every_node_in_turn_keeps_the_service_up() {
     // Heartbeat 1 s: a node is down after 3 s of silence. Each node stays down past
-    // that, so its task must move; the claim is Swarm's: with one node down at a time
-    // the service never lacks more than that node's one task, and is whole again
-    // (5 running, none on the stopped node) before the next node goes.
+    // that, so its tasks must move; the claim is Swarm's: with one node down at a time
+    // the service never lacks more than the tasks that node held, and is whole again
+    // (5 running, none on the stopped node) before the next node goes. Tasks are not
+    // rebalanced when a node returns, so a later node may hold two.
     let mut c = Cluster::builder().managers(3).workers(2).heartbeat(Duration::from_secs(1)).build();
-    let mut web = replicated("web", 5);
-    web.update_config.parallelism = 1;
-    block_on(c.client().create_service(&web)).unwrap();
+    block_on(c.client().create_service(&replicated("web", 5))).unwrap();
     placement_until(&c, "web", "5 tasks, one per node", |p| p.len() == 5);
 
     // Watch the running count through any manager that answers: in the background,
@@ -237,12 +236,16 @@ fn restarting_every_node_in_turn_keeps_the_service_up() {
     let hosts = c.hosts().len();
     for i in 0..hosts {
         let name = c.host(i).name.clone();
+        let (placed, _) = placement_until(&c, "web", "5 tasks", |p| p.values().sum::<usize>() == 5);
+        let held = placed.get(&name).copied().unwrap_or(0);
+        lowest.store(usize::MAX, Ordering::Relaxed);
         assert_eq!(c.host_mut(i).stop(), Some(0));
         let stopped = Instant::now();
         c.wait(&format!("{name} to be marked down"), Duration::from_secs(30), |c| {
             node_state(c, &name) == Some(NodeState::Down)
         });
-        assert!(stopped.elapsed() >= Duration::from_secs(3), "{name} was down before the grace");
+        // The 3 s grace counts from the last heartbeat, up to a period before the stop.
+        assert!(stopped.elapsed() >= Duration::from_secs(2), "{name} was marked down within the grace");
         placement_until(&c, "web", &format!("5 tasks without {name}"), |p| {
             p.values().sum::<usize>() == 5 && !p.contains_key(&name)
         });
@@ -251,16 +254,16 @@ fn restarting_every_node_in_turn_keeps_the_service_up() {
         c.wait_leader(Duration::from_secs(30));
         c.wait_ready(i);
         c.wait(&format!("the running count with {name} back"), Duration::from_secs(30), |_| sample());
+        let low = lowest.load(Ordering::Relaxed);
+        assert!(
+            low >= 5 - held,
+            "with {name} (which held {held}) down the service fell to {low} running tasks"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
     let samples = samples.load(Ordering::Relaxed);
     assert!(samples >= 2 * hosts, "the running count was read only {samples} times");
-    let lowest = lowest.load(Ordering::Relaxed);
-    assert!(
-        lowest >= 5 - 1,
-        "the service fell to {lowest} running tasks (5 wanted, one node down at a time)"
-    );
     placement_until(&c, "web", "5 tasks", |p| p.values().sum::<usize>() == 5);
 }
 
