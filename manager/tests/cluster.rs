@@ -359,7 +359,7 @@ async fn no_acknowledged_write_is_lost_across_leader_kills() {
         })
         .await;
         poll(&format!("writes acknowledged in round {r}"), Duration::from_secs(20), || {
-            writes.lock().unwrap().by_round[r] >= 10
+            writes.lock().unwrap().by_round[r] >= 20
         })
         .await;
         // Kill the leader with writes on their way to it.
@@ -399,7 +399,6 @@ async fn no_acknowledged_write_is_lost_across_leader_kills() {
         c.kill();
     }
     let Writes { acked, attempted, .. } = std::mem::take(&mut *writes.lock().unwrap());
-    assert!(acked.len() >= 40, "most writes are acknowledged: {}", acked.len());
     let mut c = Cluster {
         slots: dirs.into_iter().zip(addrs).map(|(dir, addr)| Slot { dir, addr, manager: None }).collect(),
         token,
