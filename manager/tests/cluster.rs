@@ -1,5 +1,6 @@
 //! Several managers in one process, talking real gRPC on loopback ports: election,
-//! replication, forwarding, leader loss, catch-up by snapshot, restarts, quorum loss.
+//! replication, forwarding, catch-up by snapshot, restarts, quorum loss; and managers
+//! in child processes of this test binary, for leaders killed with SIGKILL under load.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
