@@ -97,11 +97,32 @@ pub fn heal(c: &Cluster) {
 }
 
 /// Adds latency and loss to what host `i` sends (`tc netem`), e.g. "delay 100ms loss
-/// 5%". False when this kernel has no netem (the caller skips that part).
-pub fn netem(c: &Cluster, i: usize, spec: &str) -> bool {
+/// 5%". `Err` with tc's words when this kernel has no netem (the caller reports the
+/// part it skips with [`skipped`]); any other failure of tc panics.
+pub fn netem(c: &Cluster, i: usize, spec: &str) -> Result<(), String> {
     let mut args = vec!["qdisc", "replace", "dev", "eth0", "root", "netem"];
     args.extend(spec.split_whitespace());
-    in_host(c, i, "tc", &args, None).status.success()
+    let out = in_host(c, i, "tc", &args, None);
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    match out.status.success() {
+        true => Ok(()),
+        false if err.contains("qdisc kind is unknown") => {
+            Err(format!("this kernel has no sch_netem ({err})"))
+        }
+        false => panic!("tc netem {spec} on {}: {err}", c.host(i).name),
+    }
+}
+
+/// Reports that `scenario` skipped `part` and why, on the test's real stderr (a
+/// passing test's captured output is never shown), or panics when
+/// `SHOAL_REQUIRE_NETEM=1` asks for every part to run.
+pub fn skipped(scenario: &str, part: &str, why: &str) {
+    assert!(
+        std::env::var_os("SHOAL_REQUIRE_NETEM").is_none_or(|v| v != "1"),
+        "{scenario}: {part} cannot run: {why}"
+    );
+    let line = format!("SKIPPED {scenario}: {part}: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// Fills host `i`'s data disk (built with [`crate::Builder::small_disk`]) until

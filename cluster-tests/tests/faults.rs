@@ -198,10 +198,13 @@ fn a_restarted_worker_daemon_adopts_its_running_containers() {
 
 #[test]
 fn restarting_every_node_in_turn_keeps_the_service_up() {
-    let mut c = Cluster::builder().managers(3).workers(2).build();
-    let mut web = replicated("web", 5);
-    web.update_config.parallelism = 1;
-    block_on(c.client().create_service(&web)).unwrap();
+    // Heartbeat 1 s: a node is down after 3 s of silence. Each node stays down past
+    // that, so its tasks must move; the claim is Swarm's: with one node down at a time
+    // the service never lacks more than the tasks that node held, and is whole again
+    // (5 running, none on the stopped node) before the next node goes. Tasks are not
+    // rebalanced when a node returns, so a later node may hold two.
+    let mut c = Cluster::builder().managers(3).workers(2).heartbeat(Duration::from_secs(1)).build();
+    block_on(c.client().create_service(&replicated("web", 5))).unwrap();
     placement_until(&c, "web", "5 tasks, one per node", |p| p.len() == 5);
 
     // Watch the running count through any manager that answers: in the background,
@@ -232,23 +235,35 @@ fn restarting_every_node_in_turn_keeps_the_service_up() {
     };
     let hosts = c.hosts().len();
     for i in 0..hosts {
+        let name = c.host(i).name.clone();
+        let (placed, _) = placement_until(&c, "web", "5 tasks", |p| p.values().sum::<usize>() == 5);
+        let held = placed.get(&name).copied().unwrap_or(0);
+        lowest.store(usize::MAX, Ordering::Relaxed);
         assert_eq!(c.host_mut(i).stop(), Some(0));
-        c.wait(&format!("the running count with {} down", c.host(i).name), Duration::from_secs(30), |_| {
-            sample()
+        let stopped = Instant::now();
+        c.wait(&format!("{name} to be marked down"), Duration::from_secs(30), |c| {
+            node_state(c, &name) == Some(NodeState::Down)
         });
+        // The 3 s grace counts from the last heartbeat, up to a period before the stop.
+        assert!(stopped.elapsed() >= Duration::from_secs(2), "{name} was marked down within the grace");
+        placement_until(&c, "web", &format!("5 tasks without {name}"), |p| {
+            p.values().sum::<usize>() == 5 && !p.contains_key(&name)
+        });
+        c.wait(&format!("the running count with {name} down"), Duration::from_secs(30), |_| sample());
         faults::restart(&mut c, i);
         c.wait_leader(Duration::from_secs(30));
         c.wait_ready(i);
-        c.wait(&format!("the running count with {} back", c.host(i).name), Duration::from_secs(30), |_| {
-            sample()
-        });
+        c.wait(&format!("the running count with {name} back"), Duration::from_secs(30), |_| sample());
+        let low = lowest.load(Ordering::Relaxed);
+        assert!(
+            low >= 5 - held,
+            "with {name} (which held {held}) down the service fell to {low} running tasks"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
     let samples = samples.load(Ordering::Relaxed);
     assert!(samples >= 2 * hosts, "the running count was read only {samples} times");
-    let lowest = lowest.load(Ordering::Relaxed);
-    assert!(lowest >= 5 - 1, "the service fell to {lowest} running tasks (5 wanted, parallelism 1)");
     placement_until(&c, "web", "5 tasks", |p| p.values().sum::<usize>() == 5);
 }
 
@@ -417,9 +432,20 @@ fn concurrent_writes_while_leaders_die_keep_every_acknowledged_change() {
 fn a_frozen_leader_is_replaced_and_steps_down_when_thawed() {
     let c = Cluster::builder().managers(3).build();
     let leader = c.wait_leader(Duration::from_secs(10));
-    // A slow link to one follower on top, when the kernel has netem.
+    // A slow link to one follower on top, when the kernel has netem (reported as
+    // skipped by name when it has not).
     let slow = c.managers().into_iter().find(|i| *i != leader).unwrap();
-    let netem = faults::netem(&c, slow, "delay 50ms loss 2%");
+    let netem = match faults::netem(&c, slow, "delay 50ms loss 2%") {
+        Ok(()) => true,
+        Err(why) => {
+            faults::skipped(
+                "a_frozen_leader_is_replaced_and_steps_down_when_thawed",
+                "the slow, lossy link to a follower (netem delay 50ms loss 2%)",
+                &why,
+            );
+            false
+        }
+    };
     faults::freeze(&c, leader);
     let others: Vec<usize> = c.managers().into_iter().filter(|i| *i != leader).collect();
     let mut next = None;
@@ -466,16 +492,17 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
                 landed.push(name);
                 None
             }
-            other => Some(other),
+            other => Some((name, other)),
         }
     });
-    match refused {
-        Some(Some(Err(ClientError::Api { status, message, .. }))) => {
+    let refused = match refused {
+        Some((name, Some(Err(ClientError::Api { status, message, .. })))) => {
             assert_eq!(status, 507, "{message}");
             assert!(message.contains("disk is nearly full"), "{message}");
+            name
         }
         other => panic!("writes on a nearly full disk should be refused: {other:?}"),
-    }
+    };
     assert!(block_on(client.service("before")).is_ok());
     std::fs::remove_file(&filler).unwrap();
     c.wait("writes to land again", Duration::from_secs(10), |c| {
@@ -501,8 +528,15 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
     for kept in ["before", "after"].iter().map(|s| s.to_string()).chain(landed) {
         assert!(names.contains(&kept), "{kept} was acknowledged: {names:?}");
     }
-    if matches!(last, Some(Ok(_))) {
-        assert!(names.contains(&"last".to_owned()), "last was acknowledged: {names:?}");
+    // A write refused for want of room was refused before Raft saw it: it is absent.
+    // One that got no answer, or another error, may have landed or not.
+    assert!(!names.contains(&refused), "{refused} was refused (507), yet it is there: {names:?}");
+    match &last {
+        Some(Ok(_)) => assert!(names.contains(&"last".to_owned()), "last was acknowledged: {names:?}"),
+        Some(Err(ClientError::Api { status: 507, .. })) => {
+            assert!(!names.contains(&"last".to_owned()), "last was refused (507), yet it is there: {names:?}")
+        }
+        _ => {}
     }
     assert!(write_lands(&c.client(), "again", Duration::from_secs(10)), "{}", c.state());
 }

@@ -1,11 +1,13 @@
 //! Several managers in one process, talking real gRPC on loopback ports: election,
-//! replication, forwarding, leader loss, catch-up by snapshot, restarts, quorum loss.
+//! replication, forwarding, catch-up by snapshot, restarts, quorum loss; and managers
+//! in child processes of this test binary, for leaders killed with SIGKILL under load.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::async_runtime::WatchReceiver as _;
 use shoal_api::service::{Service, ServiceSpec};
 use shoal_manager::manager::{Manager, ManagerConfig, ManagerError};
 use shoal_manager::server;
@@ -24,7 +26,11 @@ struct Cluster {
 }
 
 fn config(slot: &Slot, snapshot_interval: u64) -> ManagerConfig {
-    let mut c = ManagerConfig::new(slot.dir.path(), slot.addr);
+    config_at(slot.dir.path(), slot.addr, snapshot_interval)
+}
+
+fn config_at(dir: &std::path::Path, addr: SocketAddr, snapshot_interval: u64) -> ManagerConfig {
+    let mut c = ManagerConfig::new(dir, addr);
     // Quick elections for tests; still well above the heartbeat on a busy machine.
     c.heartbeat_ms = 100;
     c.election_ms = (600, 1200);
@@ -97,11 +103,17 @@ impl Cluster {
     async fn wait_services(&self, names: &BTreeSet<String>, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let all = self.live().iter().all(|m| services(m).is_superset(names));
-            if all {
+            let missing: Vec<usize> =
+                self.live().iter().map(|m| names.difference(&services(m)).count()).collect();
+            if missing.iter().all(|n| *n == 0) {
                 return;
             }
-            assert!(Instant::now() < deadline, "managers did not converge: {:?}", self.status());
+            assert!(
+                Instant::now() < deadline,
+                "managers did not converge: each lacks {missing:?} of {} names: {:?}",
+                names.len(),
+                self.status()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -165,34 +177,240 @@ async fn three_managers_replicate_and_forward() {
     assert!(backlog.iter().any(|e| e.index == index && e.object.name() == Some("web")));
 }
 
+/// The environment variable that makes [`manager_process`] run a manager: `DIR ADDR
+/// init`, `DIR ADDR join VIA TOKEN` or `DIR ADDR restart`.
+const CHILD_ENV: &str = "SHOAL_TEST_MANAGER";
+
+/// One manager in a process of its own, for [`no_acknowledged_write_is_lost_across_leader_kills`]
+/// to SIGKILL: this test binary run again with only this test. It prints
+/// `shoal-child token T` after an init, `shoal-child ready` once initialized or
+/// joined, then `shoal-child leader true|false` each time its leadership changes, and
+/// runs until killed.
+#[test]
+#[ignore = "run as a child process by no_acknowledged_write_is_lost_across_leader_kills"]
+fn manager_process() {
+    let args = std::env::var_os(CHILD_ENV).expect("run only as a child of the leader-kill test");
+    let args: Vec<String> = args.to_string_lossy().split(' ').map(str::to_owned).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = std::path::PathBuf::from(&args[0]);
+        let m = Manager::start(config_at(&dir, args[1].parse().unwrap(), 10_000)).await.unwrap();
+        match args[2].as_str() {
+            "init" => println!("shoal-child token {}", m.init().await.unwrap().join_tokens.manager),
+            "join" => m.join(&args[3], &args[4]).await.unwrap(),
+            _ => {}
+        }
+        println!("shoal-child ready");
+        let mut leads = m.leadership();
+        loop {
+            println!("shoal-child leader {}", *leads.borrow_and_update());
+            leads.changed().await.unwrap();
+        }
+    });
+}
+
+/// A manager running in a child process ([`manager_process`]), killed when dropped.
+struct Child {
+    process: std::process::Child,
+    leads: Arc<std::sync::atomic::AtomicBool>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    token: Arc<std::sync::Mutex<Option<String>>>,
+    addr: SocketAddr,
+}
+
+impl Child {
+    fn start(dir: &std::path::Path, addr: SocketAddr, mode: &str) -> Child {
+        use std::io::BufRead as _;
+        let mut process = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["manager_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, format!("{} {addr} {mode}", dir.display()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let leads = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let token = Arc::new(std::sync::Mutex::new(None));
+        let stdout = process.stdout.take().unwrap();
+        let (l, r, t) = (leads.clone(), ready.clone(), token.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                // The first line follows libtest's "test manager_process ... ".
+                let line = line.find("shoal-child ").map_or("", |at| &line[at..]);
+                if line == "shoal-child ready" {
+                    r.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                match line.strip_prefix("shoal-child ").and_then(|r| r.split_once(' ')) {
+                    Some(("leader", v)) => l.store(v == "true", std::sync::atomic::Ordering::SeqCst),
+                    Some(("token", v)) => *t.lock().unwrap() = Some(v.to_owned()),
+                    _ => {}
+                }
+            }
+            // Its stdout closed: the process is gone, and leads no more.
+            l.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        Child { process, leads, ready, token, addr }
+    }
+
+    fn leads(&self) -> bool {
+        self.leads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// SIGKILL: no shutdown, no flush, whatever was in flight.
+    fn kill(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        self.leads.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
+async fn poll(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the writers of [`no_acknowledged_write_is_lost_across_leader_kills`] share.
+#[derive(Default)]
+struct Writes {
+    attempted: BTreeSet<String>,
+    acked: BTreeSet<String>,
+    /// Acknowledgements per round: a write sent in round r counts in `by_round[r]`.
+    by_round: Vec<usize>,
+    in_flight: usize,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_across_leader_kills() {
-    let mut c = Cluster::start(3, 10_000).await;
-    let mut acked: BTreeSet<String> = BTreeSet::new();
-    let mut attempted: BTreeSet<String> = BTreeSet::new();
-    let mut n = 0;
-    for round in 0..3 {
-        let leader = c.wait_leader(Duration::from_secs(15)).await;
-        for _ in 0..15 {
-            n += 1;
-            let name = format!("svc-{n}");
-            attempted.insert(name.clone());
-            let via = c.live()[n % c.live().len()].clone();
-            if let Ok(Ok(_)) =
-                tokio::time::timeout(Duration::from_secs(5), via.propose(create_service(&name))).await
-            {
-                acked.insert(name);
-            }
-        }
-        // Kill the leader, bring the one killed before back.
-        c.stop(leader).await;
-        let killed_at = Instant::now();
-        let new_leader = c.wait_leader(Duration::from_secs(15)).await;
-        assert_ne!(new_leader, leader, "round {round}");
-        assert!(killed_at.elapsed() < Duration::from_secs(10), "election took {:?}", killed_at.elapsed());
-        c.restart(leader).await;
+    use shoal_proto::raft as pb;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let mut children: Vec<Child> = Vec::new();
+    children.push(Child::start(dirs[0].path(), addrs[0], "init"));
+    let first = children[0].token.clone();
+    poll("the first manager's token", Duration::from_secs(20), || first.lock().unwrap().is_some()).await;
+    let token = first.lock().unwrap().clone().unwrap();
+    for i in 1..3 {
+        let mode = format!("join {} {token}", addrs[0]);
+        children.push(Child::start(dirs[i].path(), addrs[i], &mode));
+        let ready = children[i].ready.clone();
+        poll(&format!("manager {i} to join"), Duration::from_secs(30), || ready.load(Ordering::SeqCst)).await;
     }
-    assert!(acked.len() >= 40, "most writes are acknowledged: {}", acked.len());
+    let children = Arc::new(Mutex::new(children));
+    let leader = |children: &[Child]| children.iter().position(Child::leads);
+
+    // Writers send to whichever manager leads, all the time, each write once.
+    let writes = Arc::new(Mutex::new(Writes { by_round: vec![0; 4], ..Default::default() }));
+    let (round, stop, next) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (children, writes, round, stop, next) =
+                (children.clone(), writes.clone(), round.clone(), stop.clone(), next.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let addr = {
+                        let cs = children.lock().unwrap();
+                        leader(&cs).map(|i| cs[i].addr)
+                    };
+                    let Some(addr) = addr else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    let name = format!("svc-{}", next.fetch_add(1, Ordering::SeqCst));
+                    let sent_in = round.load(Ordering::SeqCst);
+                    let tx = serde_json::to_vec(&create_service(&name)).unwrap();
+                    {
+                        let mut w = writes.lock().unwrap();
+                        w.attempted.insert(name.clone());
+                        w.in_flight += 1;
+                    }
+                    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+                        let mut client =
+                            pb::raft_client::RaftClient::connect(format!("http://{addr}")).await.ok()?;
+                        client.propose(pb::ProposeRequest { transaction: tx }).await.ok()
+                    })
+                    .await;
+                    let mut w = writes.lock().unwrap();
+                    w.in_flight -= 1;
+                    if let Ok(Some(reply)) = answer
+                        && let Some(pb::propose_reply::Result::Index(_)) = reply.into_inner().result
+                    {
+                        w.acked.insert(name);
+                        w.by_round[sent_in] += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+
+    for r in 0..3 {
+        poll(&format!("a leader in round {r}"), Duration::from_secs(15), || {
+            leader(&children.lock().unwrap()).is_some()
+        })
+        .await;
+        poll(&format!("writes acknowledged in round {r}"), Duration::from_secs(20), || {
+            writes.lock().unwrap().by_round[r] >= 20
+        })
+        .await;
+        // Kill the leader with writes on their way to it.
+        poll("a write in flight", Duration::from_secs(5), || writes.lock().unwrap().in_flight > 0).await;
+        let killed = {
+            let mut cs = children.lock().unwrap();
+            let i = leader(&cs).expect("a leader");
+            round.store(r + 1, Ordering::SeqCst);
+            cs[i].kill();
+            i
+        };
+        let killed_at = Instant::now();
+        // Another manager leads and takes writes sent after the kill.
+        poll(&format!("a new leader after killing manager {killed}"), Duration::from_secs(10), || {
+            leader(&children.lock().unwrap()).is_some_and(|i| i != killed)
+        })
+        .await;
+        poll(&format!("writes acknowledged after killing manager {killed}"), Duration::from_secs(15), || {
+            writes.lock().unwrap().by_round[r + 1] >= 5
+        })
+        .await;
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "writes resumed after {:?}",
+            killed_at.elapsed()
+        );
+        let mut cs = children.lock().unwrap();
+        cs[killed] = Child::start(dirs[killed].path(), addrs[killed], "restart");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+    // Every manager killed at once, then each started from its own disk in this
+    // process: all hold every acknowledged write, and nothing nobody wrote.
+    for c in children.lock().unwrap().iter_mut() {
+        c.kill();
+    }
+    let Writes { acked, attempted, .. } = std::mem::take(&mut *writes.lock().unwrap());
+    let mut c = Cluster {
+        slots: dirs.into_iter().zip(addrs).map(|(dir, addr)| Slot { dir, addr, manager: None }).collect(),
+        token,
+        snapshot_interval: 10_000,
+    };
+    for i in 0..3 {
+        c.restart(i).await;
+    }
+    c.wait_leader(Duration::from_secs(15)).await;
     c.wait_services(&acked, Duration::from_secs(20)).await;
     for m in c.live() {
         let have = services(&m);
@@ -206,6 +424,7 @@ async fn a_lagging_manager_catches_up_by_snapshot_and_restarts_keep_state() {
     let mut c = Cluster::start(3, 20).await;
     c.wait_leader(Duration::from_secs(10)).await;
     let lagging = (c.leader_index().unwrap() + 1) % 3;
+    let had = c.m(lagging).raft().metrics().borrow_watched().last_log_index.unwrap_or(0);
     c.stop(lagging).await;
     let mut names = BTreeSet::new();
     for i in 0..60 {
@@ -215,8 +434,25 @@ async fn a_lagging_manager_catches_up_by_snapshot_and_restarts_keep_state() {
         names.insert(name);
     }
     // The log was compacted past what the stopped manager has: it needs a snapshot.
+    let leader = c.m(c.wait_leader(Duration::from_secs(10)).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let purged = loop {
+        let purged = leader.raft().metrics().borrow_watched().purged.map_or(0, |l| l.index);
+        if purged > had {
+            break purged;
+        }
+        assert!(Instant::now() < deadline, "the leader kept its log from {had} on (purged to {purged})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     c.restart(lagging).await;
     c.wait_services(&names, Duration::from_secs(20)).await;
+    // It holds a snapshot past the entries the leader no longer has, so it installed
+    // the leader's: it could not have built one from a log it never received.
+    let snapshot = c.m(lagging).raft().metrics().borrow_watched().snapshot.map_or(0, |l| l.index);
+    assert!(
+        snapshot >= purged,
+        "the lagging manager's snapshot is at {snapshot}, the leader purged to {purged}"
+    );
     // Every manager restarts from its own disk with the state intact.
     for i in 0..3 {
         c.stop(i).await;

@@ -555,12 +555,27 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
             "{details:?}"
         );
 
-        // A taken name and a taken port.
+        // A taken name and a taken published port.
         c.create_service(&ServiceSpec::new("web", "shoal/busybox")).await.unwrap();
         let (status, _, _, message) =
             api_error(c.create_service(&ServiceSpec::new("web", "x")).await.unwrap_err());
         assert_eq!(status, 409, "{message}");
         assert!(message.contains("exists already"), "{message}");
+        let published = |name: &str| {
+            let mut spec = ServiceSpec::new(name, "shoal/busybox");
+            spec.endpoint_spec.ports.push(shoal_api::service::PortConfig {
+                name: None,
+                protocol: Default::default(),
+                target_port: 80,
+                published_port: Some(8080),
+                publish_mode: Default::default(),
+            });
+            spec
+        };
+        c.create_service(&published("front")).await.unwrap();
+        let (status, _, _, message) = api_error(c.create_service(&published("second")).await.unwrap_err());
+        assert_eq!(status, 409, "{message}");
+        assert!(message.contains("port 8080/tcp is published by service front already"), "{message}");
 
         // A service naming a network that does not exist.
         let mut spec = ServiceSpec::new("lost", "shoal/busybox");
@@ -581,7 +596,7 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
 
         let names: Vec<_> =
             c.services(&ServiceFilter::default()).await.unwrap().into_iter().map(|s| s.spec.name).collect();
-        assert_eq!(names, ["everywhere", "web"], "nothing refused was written");
+        assert_eq!(names, ["everywhere", "front", "web"], "nothing refused was written");
     });
 }
 

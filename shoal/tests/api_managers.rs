@@ -135,30 +135,47 @@ fn logs_stream_from_workers_through_a_follower() {
     .map(String::from)
     .to_vec();
     block_on(c.create_service(&spec)).unwrap();
-    support::wait_for("3 running tasks", std::time::Duration::from_secs(60), || {
-        block_on(c.tasks(&TaskFilter { service: Some("talker".into()), ..Default::default() })).is_ok_and(
-            |ts| ts.iter().filter(|t| t.status.state == shoal_api::TaskState::Running).count() == 3,
-        )
-    });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let filter = TaskFilter { service: Some("talker".into()), ..Default::default() };
+    let running = || -> Vec<shoal_api::Task> {
+        block_on(c.tasks(&filter))
+            .map(|ts| ts.into_iter().filter(|t| t.status.state == shoal_api::TaskState::Running).collect())
+            .unwrap_or_default()
+    };
+    support::wait_for("3 running tasks", std::time::Duration::from_secs(60), || running().len() == 3);
+    // The three replicas run on three nodes, one each.
+    let tasks = running();
+    let nodes: std::collections::BTreeSet<_> = tasks.iter().map(|t| t.node_id.clone()).collect();
+    assert_eq!(nodes.len(), 3, "one task on each of the three nodes: {nodes:?}");
+    assert!(nodes.iter().all(Option::is_some), "{nodes:?}");
+    let task_ids: std::collections::BTreeSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
     block_on(async {
-        // Everything so far, from every task (on three nodes), then the end.
-        let mut stream = c.logs(LogsOf::Service, "talker", &LogQuery::default()).await.unwrap();
-        let mut tasks = std::collections::BTreeSet::new();
-        let mut streams = std::collections::BTreeSet::new();
-        let mut count = 0;
-        while let Some(r) =
-            tokio::time::timeout(std::time::Duration::from_secs(20), stream.next()).await.unwrap()
-        {
-            let r = r.unwrap();
-            assert!(r.error.is_none(), "{r:?}");
-            tasks.insert(r.task_id.clone());
-            streams.insert(r.stream.clone());
-            count += 1;
+        // Everything so far, from every task (on three nodes), then the end. Read again
+        // until every task has written to both streams.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let mut stream = c.logs(LogsOf::Service, "talker", &LogQuery::default()).await.unwrap();
+            let mut tasks = std::collections::BTreeSet::new();
+            let mut streams = std::collections::BTreeSet::new();
+            let mut count = 0;
+            while let Some(r) =
+                tokio::time::timeout(std::time::Duration::from_secs(20), stream.next()).await.unwrap()
+            {
+                let r = r.unwrap();
+                assert!(r.error.is_none(), "{r:?}");
+                tasks.insert(r.task_id.clone());
+                streams.insert(r.stream.clone());
+                count += 1;
+            }
+            let streams: Vec<_> = streams.into_iter().collect();
+            if tasks == task_ids && streams == ["stderr", "stdout"] && count >= 6 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lines from every task on both streams: tasks {tasks:?} of {task_ids:?}, streams {streams:?}, {count} lines"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        assert_eq!(tasks.len(), 3, "lines from every task");
-        assert_eq!(streams.into_iter().collect::<Vec<_>>(), ["stderr", "stdout"]);
-        assert!(count >= 6, "{count}");
 
         // Followed: new lines keep coming, numbered past what was there.
         let query = LogQuery { follow: true, tail: Some(1), since: None };

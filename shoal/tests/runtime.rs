@@ -62,6 +62,7 @@ fn seccomp_caps_and_masked_paths() {
     let (code, out, err) = node.sh(
         &[],
         r#"unshare -n true 2>/dev/null; echo unshare=$?;
+           unshare -U true 2>/dev/null; echo userns=$?;
            mount -t tmpfs none /mnt 2>/dev/null; echo mount=$?;
            echo x > /proc/sys/kernel/hostname 2>/dev/null; echo procsys=$?;
            echo interrupts=$(wc -c < /proc/interrupts) keys=$(wc -c < /proc/keys);
@@ -70,11 +71,27 @@ fn seccomp_caps_and_masked_paths() {
            mknod /tmp/null c 1 3 && echo x > /tmp/null && echo mknod-null=ok"#,
     );
     assert_eq!(code, 0, "{err}");
-    for want in ["unshare=1", "mount=1", "procsys=1", "interrupts=0 keys=0", "mknod-block=1", "mknod-null=ok"]
-    {
+    for want in [
+        "unshare=1",
+        "userns=1",
+        "mount=1",
+        "procsys=1",
+        "interrupts=0 keys=0",
+        "mknod-block=1",
+        "mknod-null=ok",
+    ] {
         assert!(out.contains(want), "wanted {want} in {out}");
     }
     assert!(out.lines().any(|l| l.trim() == "0"), "/sys/firmware is an empty tmpfs: {out}");
+    // A new user namespace needs no capability: on this host a process with none, and
+    // no root either, makes one. So the container's refusal above (userns=1) is the
+    // seccomp filter's, not the dropped capabilities'.
+    let host = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args(["--no-new-privs", "unshare", "--user", "true"])
+        .output()
+        .expect("run setpriv (util-linux)");
+    assert!(host.status.success(), "without capabilities: {}", String::from_utf8_lossy(&host.stderr));
 }
 
 #[test]

@@ -378,20 +378,130 @@ pub fn default_filters() -> Result<Vec<BpfProgram>, SeccompError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::FromRawFd as _;
+
     use super::*;
 
-    #[test]
-    fn filters_compile_and_deny_namespace_syscalls() {
-        let filters = default_filters().unwrap();
-        assert_eq!(filters.len(), 2);
-        for denied in
-            [libc::SYS_mount, libc::SYS_unshare, libc::SYS_setns, libc::SYS_pivot_root, libc::SYS_bpf]
-        {
-            assert!(!ALLOWED.contains(&denied), "{denied} must not be allowed");
+    /// The calls probed, each answering 0 on success or the negated errno.
+    const PROBES: [&str; 9] = [
+        "getpid",
+        "unshare(CLONE_NEWUSER)",
+        "mount(tmpfs on a missing path)",
+        "clone(CLONE_NEWNS|CLONE_FS)",
+        "clone3(NULL)",
+        "socket(AF_VSOCK)",
+        "socket(AF_UNIX)",
+        "personality(query)",
+        "personality(ADDR_NO_RANDOMIZE)",
+    ];
+
+    fn ret(r: libc::c_long) -> i64 {
+        if r < 0 { -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64) } else { 0 }
+    }
+
+    /// Makes the probed calls in this process. Only async-signal-safe calls: it runs in
+    /// a child forked from a threaded test binary.
+    fn probe() -> [i64; 9] {
+        // SAFETY: each call takes plain integers or pointers to static C strings; the
+        // ones that could change this process (unshare, clone) only touch the forked
+        // child this runs in, and the clone's flags are refused by the kernel anyway.
+        unsafe {
+            let sock = |domain| {
+                let fd = libc::socket(domain, libc::SOCK_STREAM, 0);
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                ret(fd as libc::c_long)
+            };
+            [
+                ret(libc::syscall(libc::SYS_getpid)),
+                ret(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)),
+                ret(libc::syscall(
+                    libc::SYS_mount,
+                    c"none".as_ptr(),
+                    c"/shoal-seccomp-test-missing".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    std::ptr::null::<libc::c_void>(),
+                )),
+                ret(libc::syscall(libc::SYS_clone, libc::CLONE_NEWNS | libc::CLONE_FS, 0, 0, 0, 0)),
+                ret(libc::syscall(libc::SYS_clone3, std::ptr::null::<libc::c_void>(), 0)),
+                sock(libc::AF_VSOCK),
+                sock(libc::AF_UNIX),
+                ret(libc::syscall(libc::SYS_personality, 0xffff_ffffu64)),
+                ret(libc::syscall(libc::SYS_personality, libc::ADDR_NO_RANDOMIZE)),
+            ]
         }
-        let mut sorted = ALLOWED.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted.len(), ALLOWED.len(), "no syscall is listed twice");
+    }
+
+    /// Runs [`probe`] in a forked child, under `filters` when given, and returns what
+    /// each call answered.
+    fn probe_in_child(filters: Option<&[BpfProgram]>) -> [i64; 9] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two fds into the array it is given.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: the child only makes raw syscalls, installs the filters built before
+        // the fork, writes to the pipe and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let mut results = [i64::MIN; 9];
+            let installed = filters.is_none_or(|fs| fs.iter().all(|f| seccompiler::apply_filter(f).is_ok()));
+            if installed {
+                results = probe();
+            }
+            // SAFETY: writes the results array to the pipe, then leaves without running
+            // the parent's atexit handlers or destructors.
+            unsafe {
+                libc::write(fds[1], results.as_ptr().cast(), std::mem::size_of_val(&results));
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: the write end belongs to the child now; the parent closes its copy.
+        unsafe { libc::close(fds[1]) };
+        let mut bytes = [0u8; 72];
+        // SAFETY: fds[0] is the pipe's read end, owned here from now on.
+        let mut read_end = std::fs::File::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) });
+        std::io::Read::read_exact(&mut read_end, &mut bytes).expect("the child reports its results");
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let mut out = [0i64; 9];
+        for (o, chunk) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+            *o = i64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+        }
+        assert!(out[0] != i64::MIN, "the child could not install the filters");
+        out
+    }
+
+    #[test]
+    fn the_filters_refuse_what_the_kernel_would_allow() {
+        let filters = default_filters().unwrap();
+        let open = probe_in_child(None);
+        let confined = probe_in_child(Some(&filters));
+        let (eperm, enosys) = (-(libc::EPERM as i64), -(libc::ENOSYS as i64));
+        // Without the filter each refused call reaches the kernel: it succeeds or fails
+        // for its own reason (a missing path, a bad flag mix, a null argument), so an
+        // EPERM or ENOSYS under the filter comes from the filter.
+        let want_open = [
+            Some(0),
+            Some(0),
+            Some(-(libc::ENOENT as i64)),
+            Some(-(libc::EINVAL as i64)),
+            Some(-(libc::EINVAL as i64)),
+            None,
+            Some(0),
+            Some(0),
+            Some(0),
+        ];
+        let want_confined = [0, eperm, eperm, eperm, enosys, eperm, 0, 0, eperm];
+        for (i, name) in PROBES.iter().enumerate() {
+            match want_open[i] {
+                Some(want) => assert_eq!(open[i], want, "{name} without the filter"),
+                None => assert_ne!(open[i], want_confined[i], "{name} without the filter"),
+            }
+        }
+        let report: Vec<_> = PROBES.iter().zip(confined).map(|(n, r)| format!("{n}={r}")).collect();
+        assert_eq!(confined, want_confined, "under the filter: {report:?}");
     }
 }

@@ -148,10 +148,41 @@ pub fn loopback_up() -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Seconds since boot by `CLOCK_BOOTTIME`, the clock `/proc/<pid>/stat` counts
+    /// start times on.
+    fn boot_seconds() -> f64 {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec, which lives across the call.
+        assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut t) }, 0);
+        t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+    }
+
     #[test]
-    fn start_time_identifies_this_process() {
-        let me = std::process::id() as i32;
-        assert_eq!(process_start_time(me).unwrap(), process_start_time(me).unwrap());
+    fn start_time_is_when_the_process_started_and_a_zombie_is_gone() {
+        // SAFETY: sysconf only reads a system constant.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let before = boot_seconds();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let after = boot_seconds();
+        let pid = child.id() as i32;
+        let start = process_start_time(pid).unwrap();
+        // The kernel's clock says when the child started, within a tick of the spawn.
+        let (low, high) = ((before * ticks).floor() as u64, (after * ticks).ceil() as u64);
+        assert!((low..=high).contains(&start), "start {start} ticks, spawned within {low}..={high}");
+        // A process started later has a later start time.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut later = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        assert!(process_start_time(later.id() as i32).unwrap() > start);
+        later.kill().unwrap();
+        later.wait().unwrap();
+        // Killed but not reaped: gone for `process_start_time`, still known to its parent.
+        let fd = pidfd_open(pid).unwrap();
+        pidfd_send_signal(&fd, libc::SIGKILL).unwrap();
+        assert!(pidfd_wait_exit(&fd, 5_000).unwrap());
+        let gone = process_start_time(pid).unwrap_err();
+        assert_eq!(gone.kind(), io::ErrorKind::NotFound, "{gone}");
+        assert_eq!(child_start_time(pid).unwrap(), start);
+        child.wait().unwrap();
         assert!(process_start_time(i32::MAX).is_err());
     }
 
