@@ -194,7 +194,7 @@ fn manager_process() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let dir = std::path::PathBuf::from(&args[0]);
-        let m = Manager::start(config_at(&dir, args[1].parse().unwrap(), 10_000)).await.unwrap();
+        let m = server::start(config_at(&dir, args[1].parse().unwrap(), 10_000)).await.unwrap().manager;
         match args[2].as_str() {
             "init" => println!("shoal-child token {}", m.init().await.unwrap().join_tokens.manager),
             "join" => m.join(&args[3], &args[4]).await.unwrap(),
