@@ -14,7 +14,7 @@ use shoal_worker::image::ImageStore;
 use shoal_worker::runtime::logs::{Follower, Stream};
 use shoal_worker::runtime::{Helper, MountPoint, NewContainer, Runtime, Status, config};
 
-use super::NodeOpts;
+use super::node_opts::NodeOpts;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ContainerCommand {
@@ -149,7 +149,7 @@ pub(super) fn run(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
         ContainerCommand::Run(args) => Ok(run_container(*args).unwrap_or_else(|e| {
             // As in `docker run`: 127 when the command is not in the image, 126 when it
             // cannot be executed, 125 for every other failure before it ran.
-            let text = crate::describe(&e);
+            let text = format!("{e:#}");
             eprintln!("error: {text}");
             let code = if text.contains("command not found in the image") {
                 127

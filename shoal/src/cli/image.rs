@@ -8,7 +8,7 @@ use shoal_worker::image::ImageStore;
 use shoal_worker::image::registry::{self, RegistryOptions};
 use shoal_worker::runtime::Runtime;
 
-use super::NodeOpts;
+use super::node_opts::NodeOpts;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ImageCommand {

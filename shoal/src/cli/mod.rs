@@ -9,15 +9,15 @@ mod events;
 mod image;
 mod network;
 mod node;
+mod node_opts;
 mod payload;
 mod remote;
 mod service;
 mod stack;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use shoal_api::client::PayloadKind;
 
 /// Shoal: a multi-host container orchestrator in the spirit of Docker Swarm mode.
@@ -28,17 +28,6 @@ pub(crate) struct Cli {
     connection: remote::Connection,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Where this node keeps its state; shared by the commands that work on the node.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct NodeOpts {
-    /// The node's data directory (images, containers, volumes).
-    #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
-    data_dir: PathBuf,
-    /// Parent cgroup for containers, in every cgroup hierarchy.
-    #[arg(long, env = "SHOAL_CGROUP_PARENT", default_value = "shoal")]
-    cgroup_parent: String,
 }
 
 #[derive(Debug, Subcommand)]
