@@ -179,7 +179,7 @@ pub(super) fn become_and_exec(
 
     reset_signals();
     sys::cloexec_from(3).map_err(|e| format!("close descriptors: {e}"))?;
-    let filters = seccomp::default_filters().map_err(|e| e.to_string())?;
+    let filters = seccomp::default_filters().map_err(|e| chain(&e))?;
     for f in &filters {
         seccompiler::apply_filter(f).map_err(|e| format!("install seccomp filter: {e}"))?;
     }

@@ -13,8 +13,14 @@ use seccompiler::{
 
 /// Why the filter could not be built (a bug, never the user's input).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the default seccomp filter: {0}")]
-pub struct SeccompError(String);
+pub enum SeccompError {
+    /// seccompiler refused a condition, a rule or the filter.
+    #[error("cannot build the default seccomp filter")]
+    Build(#[from] seccompiler::BackendError),
+    /// No profile is written for this machine's architecture.
+    #[error("no default seccomp profile for {0}: Shoal refuses to run containers unconfined")]
+    UnsupportedArch(&'static str),
+}
 
 /// `CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
 /// CLONE_NEWPID | CLONE_NEWNET` (Docker's mask; CLONE_NEWTIME overlaps CSIGNAL there).
@@ -330,11 +336,11 @@ const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 const AF_VSOCK: u64 = 40;
 
 fn cond(arg: u8, op: Op, value: u64) -> Result<Cond, SeccompError> {
-    Cond::new(arg, Len::Qword, op, value).map_err(|e| SeccompError(e.to_string()))
+    Ok(Cond::new(arg, Len::Qword, op, value)?)
 }
 
 fn rule(conds: Vec<Cond>) -> Result<SeccompRule, SeccompError> {
-    SeccompRule::new(conds).map_err(|e| SeccompError(e.to_string()))
+    Ok(SeccompRule::new(conds)?)
 }
 
 fn compile(
@@ -342,10 +348,9 @@ fn compile(
     mismatch: SeccompAction,
     matched: SeccompAction,
 ) -> Result<BpfProgram, SeccompError> {
-    let err = |e: seccompiler::BackendError| SeccompError(e.to_string());
-    let arch = std::env::consts::ARCH.try_into().map_err(err)?;
-    let filter = SeccompFilter::new(rules, mismatch, matched, arch).map_err(err)?;
-    filter.try_into().map_err(err)
+    let arch = std::env::consts::ARCH.try_into()?;
+    let filter = SeccompFilter::new(rules, mismatch, matched, arch)?;
+    Ok(filter.try_into()?)
 }
 
 /// The filters to install, in order. The second one answers `clone3` with ENOSYS; the
@@ -373,7 +378,7 @@ pub fn default_filters() -> Result<Vec<BpfProgram>, SeccompError> {
 /// Other architectures have no profile yet; refuse rather than run unconfined.
 #[cfg(not(target_arch = "x86_64"))]
 pub fn default_filters() -> Result<Vec<BpfProgram>, SeccompError> {
-    Err(SeccompError(format!("no default profile for {}", std::env::consts::ARCH)))
+    Err(SeccompError::UnsupportedArch(std::env::consts::ARCH))
 }
 
 #[cfg(test)]
