@@ -130,14 +130,15 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 /// Why the log could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot open the Raft log {path}: {message}. If the file is damaged, restore this manager's data dir \
-     from a backup, or remove it and join the manager again (its state comes back from the others)"
+    "cannot open the Raft log {path} (if the file is damaged, restore this manager's data dir \
+     from a backup, or remove it and join the manager again: its state comes back from the others)"
 )]
 pub struct OpenError {
     /// The file.
     pub path: PathBuf,
-    /// What redb said.
-    pub message: String,
+    /// What redb or the file system said.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// The redb-backed log store. Clones share the database, the writer and the tail.
@@ -249,12 +250,12 @@ impl LogStore {
     /// Opens (creating) `dir/raft.redb`.
     pub fn open(dir: &Path) -> Result<LogStore, OpenError> {
         let path = dir.join("raft.redb");
-        let err = |e: &dyn std::fmt::Display| OpenError { path: path.clone(), message: e.to_string() };
-        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| OpenError { path: path.clone(), source: e };
+        std::fs::create_dir_all(dir).map_err(|e| err(e.into()))?;
         // redb would start an empty file afresh: a log truncated to nothing is lost
         // data, not a new manager.
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
-            return Err(err(&"the file is empty (truncated?)"));
+            return Err(err("the file is empty (truncated?)".into()));
         }
         // A manager restarted in the same process may find its previous instance's
         // tasks still closing the file: give them a moment.
@@ -265,14 +266,14 @@ impl LogStore {
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err(e) => return Err(err(&e)),
+                Err(e) => return Err(err(e.into())),
             }
         };
-        let tx = db.begin_write().map_err(|e| err(&e))?;
-        tx.open_table(RUNS).map_err(|e| err(&e))?;
-        tx.open_table(META).map_err(|e| err(&e))?;
-        migrate_old_log(&tx).map_err(|e| err(&e))?;
-        tx.commit().map_err(|e| err(&e))?;
+        let tx = db.begin_write().map_err(|e| err(e.into()))?;
+        tx.open_table(RUNS).map_err(|e| err(e.into()))?;
+        tx.open_table(META).map_err(|e| err(e.into()))?;
+        migrate_old_log(&tx).map_err(|e| err(e.into()))?;
+        tx.commit().map_err(|e| err(e.into()))?;
         let db = Arc::new(db);
         let (stats, tail) = (Arc::<LogStats>::default(), Arc::<std::sync::Mutex<Tail>>::default());
         let (writer, queue) = std::sync::mpsc::channel();
@@ -281,7 +282,7 @@ impl LogStore {
         std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || thread.run(&queue))
-            .map_err(|e| err(&e))?;
+            .map_err(|e| err(e.into()))?;
         Ok(LogStore { db, stats, tail, writer })
     }
 
@@ -838,11 +839,11 @@ mod tests {
         let len = std::fs::metadata(&path).unwrap().len();
         std::fs::write(&path, vec![0xAB; len as usize]).unwrap();
         let err = LogStore::open(dir.path()).unwrap_err();
-        let text = err.to_string();
+        let text = shoal_api::report::chain(&err);
         assert!(text.contains(&path.display().to_string()) && text.contains("restore"), "{text}");
         assert_eq!(std::fs::read(&path).unwrap(), vec![0xAB; len as usize], "the file is left as it was");
         std::fs::write(&path, b"").unwrap();
         let err = LogStore::open(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("empty"), "{err}");
+        assert!(err.source.to_string().contains("empty"), "{err}");
     }
 }
