@@ -80,8 +80,8 @@ fn blob(dir: &Path, digest: &str) -> PathBuf {
     dir.join("blobs").join(alg).join(hex)
 }
 
-fn bad(what: &str, e: impl ToString) -> ImportError {
-    ImportError::Store(ImageError::BadDocument { what: what.to_owned(), message: e.to_string() })
+fn bad(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ImportError {
+    ImportError::Store(ImageError::BadDocument { what: what.to_owned(), source: e.into() })
 }
 
 /// Whether a descriptor's platform suits this machine (no platform suits everyone).

@@ -69,12 +69,13 @@ pub enum ImageError {
         actual: String,
     },
     /// A manifest or config that cannot be read.
-    #[error("{what} is not a valid OCI document: {message}")]
+    #[error("{what} is not a valid OCI document")]
     BadDocument {
         /// Which document.
         what: String,
-        /// The parser's complaint.
-        message: String,
+        /// The parser's complaint, or what is wrong with it.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A layer could not be unpacked.
     #[error(transparent)]
@@ -212,8 +213,8 @@ impl ImageStore {
         let path = self.root.join("images.json");
         match fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| ImageError::BadDocument {
-                what: path.display().to_string(),
-                message: format!("{e}; move it away to start an empty store"),
+                what: format!("{} (move it away to start an empty store)", path.display()),
+                source: e.into(),
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Index::default()),
             Err(e) => Err(io_err("read images.json")(e)),
@@ -348,7 +349,7 @@ impl ImageStore {
         let bytes = fs::read(self.blob_path(id)).map_err(io_err(format!("read config {id}")))?;
         check_digest(&bytes, id, &format!("config {id}"))?;
         let config = ImageConfiguration::from_reader(&bytes[..])
-            .map_err(|e| ImageError::BadDocument { what: format!("config {id}"), message: e.to_string() })?;
+            .map_err(|e| ImageError::BadDocument { what: format!("config {id}"), source: e.into() })?;
         Ok((config, image_health_check(&bytes)))
     }
 

@@ -146,10 +146,8 @@ pub async fn pull(
         (bytes, digest) = client.pull_manifest_raw(&by_digest, &auth, &MANIFEST_TYPES).await.map_err(&err)?;
     }
     super::check_digest(&bytes, &digest, &format!("manifest of {name}"))?;
-    let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| ImageError::BadDocument {
-        what: format!("manifest of {name}"),
-        message: e.to_string(),
-    })?;
+    let manifest = ImageManifest::from_reader(&bytes[..])
+        .map_err(|e| ImageError::BadDocument { what: format!("manifest of {name}"), source: e.into() })?;
     store.put_blob(&bytes, Some(&digest), "manifest")?;
     let tmp = store.temp_dir()?;
     let mut wanted: Vec<String> = vec![manifest.config().digest().to_string()];
@@ -188,10 +186,8 @@ pub async fn push(
     let err = registry_err(&reference);
     client.auth(&reference, &auth, oci_client::RegistryOperation::Push).await.map_err(&err)?;
     let manifest_bytes = store.read_blob(&manifest_digest)?;
-    let manifest = ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| ImageError::BadDocument {
-        what: format!("manifest of {name}"),
-        message: e.to_string(),
-    })?;
+    let manifest = ImageManifest::from_reader(&manifest_bytes[..])
+        .map_err(|e| ImageError::BadDocument { what: format!("manifest of {name}"), source: e.into() })?;
     let mut blobs = vec![manifest.config().digest().to_string()];
     blobs.extend(manifest.layers().iter().map(|l| l.digest().to_string()));
     for blob in blobs {
