@@ -77,14 +77,16 @@ async fn tasks_stay(c: &Client, service: &str, window: Duration, what: &str, con
 }
 
 /// Four replicas of a task that runs until stopped; a failed task is not restarted,
-/// so each slot fails at most once and failures are counted exactly.
+/// so each slot fails at most once and failures are counted exactly. A new task that
+/// runs is followed by the next batch only after the delay (a task that exits at once
+/// has failed by then, so it is counted before the rollout moves on).
 fn four_replicas(name: &str, action: FailureAction) -> ServiceSpec {
     let mut spec = ServiceSpec::new(name, "shoal/busybox");
     spec.mode = ServiceMode::Replicated { replicas: 4 };
     spec.task_template.container.args = serve_forever();
     spec.task_template.restart_policy.condition = RestartCondition::None;
     spec.update_config.parallelism = 1;
-    spec.update_config.delay = Duration::ZERO;
+    spec.update_config.delay = Duration::from_secs(2);
     spec.update_config.monitor = Duration::from_secs(30);
     spec.update_config.max_failure_ratio = 0.5;
     spec.update_config.failure_action = action;
@@ -246,10 +248,9 @@ fn a_replicated_and_a_global_job_run_to_complete_and_stay_there() {
         }
         assert_eq!(most, 2, "max_concurrent 2: {ts:#?}");
 
-        let ts = tasks_until(&c, "once", Duration::from_secs(60), "the global job's completion", |ts| {
-            done(ts, 1)
-        })
-        .await;
+        let ts =
+            tasks_until(&c, "once", Duration::from_secs(60), "the global job's completion", |ts| done(ts, 1))
+                .await;
         assert_eq!(ts[0].slot, None);
 
         // Completed tasks are not restarted: the counts stay.
@@ -275,7 +276,13 @@ fn secrets_and_configs_reach_the_container_with_path_mode_and_owner() {
         let mut spec = ServiceSpec::new("files", "shoal/busybox");
         let container = &mut spec.task_template.container;
         container.secrets = vec![
-            FileReference { target: Some("pw".into()), uid: 1000, gid: 2000, mode: 0o400, ..FileReference::new("db_pw") },
+            FileReference {
+                target: Some("pw".into()),
+                uid: 1000,
+                gid: 2000,
+                mode: 0o400,
+                ..FileReference::new("db_pw")
+            },
             FileReference::new("db_pw"),
         ];
         container.configs = vec![
