@@ -77,16 +77,16 @@ async fn tasks_stay(c: &Client, service: &str, window: Duration, what: &str, con
 }
 
 /// Four replicas of a task that runs until stopped; a failed task is not restarted,
-/// so each slot fails at most once and failures are counted exactly. A new task that
-/// runs is followed by the next batch only after the delay (a task that exits at once
-/// has failed by then, so it is counted before the rollout moves on).
+/// so each slot fails at most once and failures are counted exactly.
 fn four_replicas(name: &str, action: FailureAction) -> ServiceSpec {
     let mut spec = ServiceSpec::new(name, "shoal/busybox");
     spec.mode = ServiceMode::Replicated { replicas: 4 };
     spec.task_template.container.args = serve_forever();
     spec.task_template.restart_policy.condition = RestartCondition::None;
     spec.update_config.parallelism = 1;
-    spec.update_config.delay = Duration::from_secs(2);
+    // Costs nothing when new tasks fail at once (a failed task does not hold up the next
+    // batch); a task that runs holds it up long enough for a quick exit to be counted.
+    spec.update_config.delay = Duration::from_secs(30);
     spec.update_config.monitor = Duration::from_secs(30);
     spec.update_config.max_failure_ratio = 0.5;
     spec.update_config.failure_action = action;
@@ -220,7 +220,7 @@ fn a_replicated_and_a_global_job_run_to_complete_and_stay_there() {
     block_on(async {
         let mut spec = ServiceSpec::new("batch", "shoal/busybox");
         spec.mode = ServiceMode::ReplicatedJob { max_concurrent: 2, total_completions: Some(5) };
-        spec.task_template.container.args = sh("sleep 1; echo done");
+        spec.task_template.container.args = sh("sleep 3; echo done");
         // A restart, were there one, would come quickly.
         spec.task_template.restart_policy.delay = Duration::from_millis(100);
         c.create_service(&spec).await.unwrap();
