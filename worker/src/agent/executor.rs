@@ -207,6 +207,7 @@ impl Executor {
         &self,
         files: &Path,
         kind: &str,
+        index: usize,
         r: &FileReference,
         default_dir: &str,
         payloads: &Payloads,
@@ -220,7 +221,9 @@ impl Executor {
             source,
         };
         std::fs::create_dir_all(files).map_err(io)?;
-        let path = files.join(format!("{kind}-{}", p.name));
+        // One file per reference: two references to one payload may differ in mode
+        // and owner.
+        let path = files.join(format!("{kind}-{index}-{}", p.name));
         std::fs::write(&path, &p.data).map_err(io)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(r.mode)).map_err(io)?;
         nix::unistd::chown(&path, Some(r.uid.into()), Some(r.gid.into())).map_err(|e| io(e.into()))?;
@@ -326,8 +329,8 @@ impl Node for Executor {
         let files = self.task_dir(&task.id).join("files");
         for (kind, refs, default_dir) in [("secret", &c.secrets, "/run/secrets"), ("config", &c.configs, "")]
         {
-            for r in refs {
-                mounts.push(self.payload_file(&files, kind, r, default_dir, payloads)?);
+            for (i, r) in refs.iter().enumerate() {
+                mounts.push(self.payload_file(&files, kind, i, r, default_dir, payloads)?);
             }
         }
         let r = &task.spec.resources.limits;
