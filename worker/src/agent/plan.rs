@@ -120,27 +120,9 @@ mod tests {
     use super::*;
 
     fn task(desired: TaskState, state: TaskState) -> Task {
-        let now = Utc::now();
-        Task {
-            id: "t1".into(),
-            meta: shoal_api::Meta::new(now),
-            service_id: "s".into(),
-            slot: Some(1),
-            node_id: Some("n".into()),
-            spec: shoal_api::TaskSpec {
-                container: shoal_api::ContainerSpec::for_image("busybox"),
-                resources: Default::default(),
-                restart_policy: Default::default(),
-                placement: Default::default(),
-                networks: Vec::new(),
-                force_update: 0,
-            },
-            spec_version: 1,
-            desired_state: desired,
-            status: TaskStatus::new(state, now, ""),
-            networks: Vec::new(),
-            job_iteration: None,
-        }
+        let mut t = crate::agent::tests::task("t1", desired);
+        t.status = TaskStatus::new(state, t.status.timestamp, "");
+        t
     }
 
     fn exited(code: i32) -> Local {

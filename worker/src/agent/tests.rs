@@ -12,7 +12,8 @@ use super::fake::{Call, FakeNode};
 use super::plan::Local;
 use super::reconciler::Reconciler;
 
-fn task(id: &str, desired: TaskState) -> Task {
+/// A task of service `s` on node `n`, assigned, running busybox.
+pub(super) fn task(id: &str, desired: TaskState) -> Task {
     let now = Utc::now();
     Task {
         id: id.into(),
