@@ -82,10 +82,10 @@ pub enum ManagerError {
     /// Another manager reported a full disk (its message, as sent).
     #[error("{0}")]
     RemoteDiskFull(String),
-    /// The manager's files could not be opened or made.
+    /// The manager's files could not be opened or made, or its port not bound.
     #[error("cannot {what}")]
-    Storage {
-        /// What was being done, e.g. "open the Raft log in /var/lib/shoal/manager".
+    Io {
+        /// What was being done, e.g. "listen on 127.0.0.1:2377".
         what: String,
         /// Why.
         #[source]
@@ -133,9 +133,9 @@ impl ManagerError {
         ManagerError::Rpc { addr: addr.to_owned(), source: Arc::new(e) }
     }
 
-    /// A failure to open or make the manager's files.
-    pub(crate) fn storage(what: String, e: impl std::error::Error + Send + Sync + 'static) -> ManagerError {
-        ManagerError::Storage { what, source: Arc::new(e) }
+    /// A failure to open or make the manager's files, or to bind its port.
+    pub(crate) fn io(what: String, e: impl std::error::Error + Send + Sync + 'static) -> ManagerError {
+        ManagerError::Io { what, source: Arc::new(e) }
     }
 
     /// The gRPC form, with a stable code.

@@ -111,10 +111,12 @@ impl Manager {
             .add_learner(raft_id, node, true)
             .await
             .map_err(|e| ManagerError::raft("add a learner", e))?;
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])), false)
-            .await
-            .map_err(|e| ManagerError::raft("make the new manager a voter", e))?;
+        self.change_membership(
+            ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])),
+            false,
+            "make the new manager a voter",
+        )
+        .await?;
         Ok(pb::JoinReply {
             cluster_id: cluster.id,
             node_id: req.node_id,
@@ -212,52 +214,45 @@ impl Manager {
         keep_as_learner: bool,
     ) -> Result<(), ManagerError> {
         if !self.is_leader() {
-            let req = pb::LeaveRequest { raft_id, force, keep_as_learner, learner: false, promote: false };
-            return self.leave_on_leader(req).await;
+            return self
+                .leave_on_leader(pb::LeaveRequest { raft_id, force, keep_as_learner, ..Default::default() })
+                .await;
         }
         let membership = self.raft.metrics().borrow_watched().membership_config.clone();
         let voters: BTreeSet<u64> = membership.membership().voter_ids().collect();
         check_quorum(&voters, raft_id, &self.reachable_managers(), force)?;
-        self.raft
-            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([raft_id])), keep_as_learner)
-            .await
-            .map_err(|e| ManagerError::raft("remove a voter", e))?;
-        Ok(())
+        self.change_membership(
+            ChangeMembers::RemoveVoters(BTreeSet::from([raft_id])),
+            keep_as_learner,
+            "remove a voter",
+        )
+        .await
     }
 
     /// Removes a demoted manager (a learner) from the group for good.
     pub async fn remove_learner(&self, raft_id: u64) -> Result<(), ManagerError> {
         if !self.is_leader() {
-            let req = pb::LeaveRequest {
-                raft_id,
-                force: false,
-                keep_as_learner: false,
-                learner: true,
-                promote: false,
-            };
-            return self.leave_on_leader(req).await;
+            return self
+                .leave_on_leader(pb::LeaveRequest { raft_id, learner: true, ..Default::default() })
+                .await;
         }
         if self.is_voter(raft_id) {
             return Err(ManagerError::StillVotes(raft_id));
         }
-        self.raft
-            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([raft_id])), false)
-            .await
-            .map_err(|e| ManagerError::raft("remove a learner", e))?;
-        Ok(())
+        self.change_membership(
+            ChangeMembers::RemoveNodes(BTreeSet::from([raft_id])),
+            false,
+            "remove a learner",
+        )
+        .await
     }
 
     /// Makes a demoted manager (a learner) a voter again.
     pub async fn promote_manager(&self, raft_id: u64) -> Result<(), ManagerError> {
         if !self.is_leader() {
-            let req = pb::LeaveRequest {
-                raft_id,
-                force: false,
-                keep_as_learner: false,
-                learner: false,
-                promote: true,
-            };
-            return self.leave_on_leader(req).await;
+            return self
+                .leave_on_leader(pb::LeaveRequest { raft_id, promote: true, ..Default::default() })
+                .await;
         }
         if !self.managers().contains_key(&raft_id) {
             return Err(ManagerError::Store(StoreError::NotFound {
@@ -265,10 +260,22 @@ impl Manager {
                 id: raft_id.to_string(),
             }));
         }
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])), false)
-            .await
-            .map_err(|e| ManagerError::raft("make a learner a voter", e))?;
+        self.change_membership(
+            ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])),
+            false,
+            "make a learner a voter",
+        )
+        .await
+    }
+
+    /// Changes the Raft group (on the leader); `retain` keeps removed voters as learners.
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<u64, BasicNode>,
+        retain: bool,
+        what: &'static str,
+    ) -> Result<(), ManagerError> {
+        self.raft.change_membership(change, retain).await.map_err(|e| ManagerError::raft(what, e))?;
         Ok(())
     }
 

@@ -90,18 +90,18 @@ impl Manager {
     pub async fn start(cfg: &ManagerConfig, advertise: String) -> Result<Arc<Manager>, ManagerError> {
         let dir = &cfg.data_dir;
         let id = manager_id(dir)
-            .map_err(|e| ManagerError::storage(format!("read the manager id in {}", dir.display()), e))?;
+            .map_err(|e| ManagerError::io(format!("read the manager id in {}", dir.display()), e))?;
         let mut log = LogStore::open(dir)
-            .map_err(|e| ManagerError::storage(format!("open the Raft log in {}", dir.display()), e))?;
+            .map_err(|e| ManagerError::io(format!("start the manager from {}", dir.display()), e))?;
         let log_stats = log.stats();
         let state_dir = dir.join("state");
         let sm = StateMachine::open(&state_dir, cfg.snapshot)
-            .map_err(|e| ManagerError::storage(format!("open the state in {}", state_dir.display()), e))?;
+            .map_err(|e| ManagerError::io(format!("open the state in {}", state_dir.display()), e))?;
         let shared = sm.shared();
         if cfg.force_new_cluster {
-            crate::raft::recovery::force_new_cluster(id, &advertise, &mut log, &sm).await.map_err(|e| {
-                ManagerError::storage(format!("force a new cluster from {}", dir.display()), e)
-            })?;
+            crate::raft::recovery::force_new_cluster(id, &advertise, &mut log, &sm)
+                .await
+                .map_err(|e| ManagerError::io(format!("force a new cluster from {}", dir.display()), e))?;
         }
         let config = cfg.raft().validate().map_err(|e| ManagerError::raft("accept its settings", e))?;
         // Subscribed before Raft starts: starting re-applies the log's committed tail,

@@ -35,10 +35,10 @@ pub struct Served {
 pub async fn start(cfg: ManagerConfig) -> Result<Served, ManagerError> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|e| ManagerError::storage(format!("listen on {}", cfg.listen), e))?;
+        .map_err(|e| ManagerError::io(format!("listen on {}", cfg.listen), e))?;
     let bound = listener
         .local_addr()
-        .map_err(|e| ManagerError::storage(format!("read the address bound for {}", cfg.listen), e))?;
+        .map_err(|e| ManagerError::io(format!("read the address bound for {}", cfg.listen), e))?;
     let advertise = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
     let manager = Manager::start(&cfg, advertise).await?;
     let dispatcher = Dispatcher::new(manager.clone());
