@@ -101,13 +101,7 @@ fn short(text: &str) -> Result<ShortPorts, PortProblem> {
     let ports = targets
         .iter()
         .enumerate()
-        .map(|(i, &target_port)| PortConfig {
-            name: None,
-            protocol,
-            target_port,
-            published_port: published.as_ref().map(|p| p[i]),
-            publish_mode: PublishMode::Ingress,
-        })
+        .map(|(i, &target)| PortConfig::ingress(target, published.as_ref().map(|p| p[i]), protocol))
         .collect();
     Ok(ShortPorts { ports, host_ip })
 }
@@ -145,13 +139,7 @@ fn publish(text: &str) -> Result<Vec<PortConfig>, PortProblem> {
         }
         return Ok(ports);
     }
-    let mut port = PortConfig {
-        name: None,
-        protocol: Protocol::Tcp,
-        target_port: 0,
-        published_port: None,
-        publish_mode: PublishMode::Ingress,
-    };
+    let mut port = PortConfig::ingress(0, None, Protocol::Tcp);
     for field in text.split(',') {
         let (k, v) = field.split_once('=').ok_or_else(|| PortProblem::NotKeyValue(field.to_owned()))?;
         match k {
@@ -232,13 +220,7 @@ mod tests {
 
     /// A port in ingress mode, as the short form makes them.
     fn port(target: u16, published: Option<u16>, protocol: Protocol) -> PortConfig {
-        PortConfig {
-            name: None,
-            protocol,
-            target_port: target,
-            published_port: published,
-            publish_mode: PublishMode::Ingress,
-        }
+        PortConfig::ingress(target, published, protocol)
     }
 
     #[test]

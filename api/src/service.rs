@@ -222,6 +222,14 @@ pub struct PortConfig {
     pub publish_mode: PublishMode,
 }
 
+impl PortConfig {
+    /// An unnamed port in ingress mode (every node answers), as `--publish` and
+    /// Compose's short form make them.
+    pub fn ingress(target_port: u16, published_port: Option<u16>, protocol: Protocol) -> PortConfig {
+        PortConfig { name: None, protocol, target_port, published_port, publish_mode: PublishMode::Ingress }
+    }
+}
+
 /// Transport protocol of a port.
 #[derive(
     Debug,

@@ -37,11 +37,10 @@ fn mount(s: &str) -> anyhow::Result<Mount> {
 
 /// Reads `--secret`/`--config`: `NAME` or `source=NAME,target=PATH,uid=…,gid=…,mode=…`.
 fn file_ref(s: &str) -> anyhow::Result<FileReference> {
-    let mut r = FileReference { source: String::new(), target: None, uid: 0, gid: 0, mode: 0o444 };
     if !s.contains('=') {
-        r.source = s.to_owned();
-        return Ok(r);
+        return Ok(FileReference::new(s));
     }
+    let mut r = FileReference::new("");
     for field in s.split(',') {
         let (k, v) = field.split_once('=').with_context(|| format!("{field:?} in {s:?} is not key=value"))?;
         match k {
@@ -327,13 +326,7 @@ mod tests {
     }
 
     fn port(target: u16, published: Option<u16>, protocol: Protocol) -> PortConfig {
-        PortConfig {
-            name: None,
-            protocol,
-            target_port: target,
-            published_port: published,
-            publish_mode: PublishMode::Ingress,
-        }
+        PortConfig::ingress(target, published, protocol)
     }
 
     fn strings(list: &[&str]) -> Vec<String> {
