@@ -1,7 +1,6 @@
 //! An in-memory [`Node`]: containers are entries in a map, starts and stops are
-//! instant, and every call is recorded. Tests drive the agent with it without root,
-//! and it can stand in for many simulated nodes at once. Failures are set up per
-//! image or per task.
+//! instant, and every call is recorded. Tests drive the agent with it without root.
+//! Failures are set up per image or per task.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;

@@ -33,8 +33,6 @@ pub enum Action {
     Start,
     /// Stop the container (stop signal, grace period, then SIGKILL).
     Stop,
-    /// Remove the container and its files.
-    Delete,
     /// Tell the manager.
     Report(TaskStatus),
 }

@@ -98,8 +98,6 @@ pub struct Reconciler<N: Node> {
     /// Bumped when reports are queued.
     reports: watch::Sender<u64>,
     starts: Arc<Semaphore>,
-    /// Actions spawned and not yet heard back from.
-    in_flight: usize,
 }
 
 impl<N: Node> Reconciler<N> {
@@ -108,15 +106,7 @@ impl<N: Node> Reconciler<N> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (reports, reports_rx) = watch::channel(0);
         let handle = Handle { tx: tx.clone(), reports: reports_rx };
-        let r = Reconciler {
-            node,
-            state: State::default(),
-            tx,
-            rx,
-            reports,
-            starts: start_slots(),
-            in_flight: 0,
-        };
+        let r = Reconciler { node, state: State::default(), tx, rx, reports, starts: start_slots() };
         (r, handle)
     }
 
@@ -187,7 +177,8 @@ impl<N: Node> Reconciler<N> {
     /// Handles messages until every action started has been heard back from (for
     /// tests: a pass and its consequences, without timing).
     pub async fn settle(&mut self) {
-        while self.in_flight > 0 {
+        // Every action spawned holds its task in `busy` until it is heard back from.
+        while !self.state.busy.is_empty() {
             let m = self.rx.recv().await.expect("the reconciler holds a sender");
             self.handle(m);
         }
@@ -202,12 +193,10 @@ impl<N: Node> Reconciler<N> {
             Msg::Assignments(msg) => (self.state.apply(msg), true),
             Msg::Report(id, status) => (self.state.queue(&id, status), false),
             Msg::Done(id) => {
-                self.in_flight -= 1;
                 self.state.busy.remove(&id);
                 (false, true)
             }
             Msg::Swept(id) => {
-                self.in_flight -= 1;
                 self.state.busy.remove(&id);
                 self.state.reported.remove(&id);
                 (false, false)
@@ -248,11 +237,9 @@ impl<N: Node> Reconciler<N> {
                 tokio::spawn(watch_health(node, tx, task));
             }
             Effect::Start(task) => {
-                self.in_flight += 1;
                 tokio::spawn(start(node, tx, self.starts.clone(), task));
             }
             Effect::Stop(task) => {
-                self.in_flight += 1;
                 tokio::spawn(async move {
                     let id = task.id.clone();
                     let stopped = tokio::task::spawn_blocking(move || node.stop(&task)).await;
@@ -262,16 +249,7 @@ impl<N: Node> Reconciler<N> {
                     let _ = tx.send(Msg::Done(id));
                 });
             }
-            Effect::Delete(id) => {
-                self.in_flight += 1;
-                tokio::spawn(async move {
-                    let id2 = id.clone();
-                    let _ = tokio::task::spawn_blocking(move || node.remove(&id2)).await;
-                    let _ = tx.send(Msg::Done(id));
-                });
-            }
             Effect::Sweep(id) => {
-                self.in_flight += 1;
                 tokio::spawn(async move {
                     let id2 = id.clone();
                     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || node.remove(&id2)).await {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use shoal_api::{Task, TaskState, TaskStatus};
 use shoal_proto::dispatcher as pb;
 
-use super::node::{Payload, Payloads, error_chain};
+use super::node::{Payload, Payloads, TaskError, error_chain, error_status};
 use super::plan::{self, Action, Local};
 
 /// Why an assignment could not be taken.
@@ -23,6 +23,16 @@ pub enum AssignmentError {
     Undecodable(#[source] serde_json::Error),
 }
 
+impl TaskError for AssignmentError {
+    fn task_state(&self) -> TaskState {
+        TaskState::Rejected
+    }
+
+    fn summary(&self) -> &'static str {
+        "undecodable task"
+    }
+}
+
 /// What the reconciler is to do after a pass.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -30,8 +40,6 @@ pub enum Effect {
     Start(Task),
     /// Stop the task's container.
     Stop(Task),
-    /// Remove an assigned task's container.
-    Delete(String),
     /// Remove the container of a task no longer assigned.
     Sweep(String),
     /// Watch the running task's health.
@@ -99,10 +107,7 @@ impl State {
                         match task_id(&json) {
                             Some(id) => {
                                 tracing::warn!(task = %id, error = %error_chain(&e), "task rejected");
-                                let mut s =
-                                    TaskStatus::new(TaskState::Rejected, Utc::now(), "undecodable task");
-                                s.error = Some(error_chain(&e));
-                                queued |= self.queue(&id, s);
+                                queued |= self.queue(&id, error_status(&e));
                             }
                             // Nothing names the task, so there is no one to tell.
                             None => {
@@ -169,7 +174,6 @@ impl State {
                     }
                     Action::Start => Effect::Start(task.clone()),
                     Action::Stop => Effect::Stop(task.clone()),
-                    Action::Delete => Effect::Delete(task.id.clone()),
                 };
                 if self.busy.insert(task.id.clone()) {
                     effects.push(effect);

@@ -15,8 +15,9 @@ use shoal_api::report::chain;
 
 use super::config::ContainerConfig;
 use super::init::{become_and_exec, find_program};
-use super::state::{Started, StateDir, read_json};
+use super::state::{Started, StateDir};
 use super::{sys, user};
+use crate::json_file::read_json;
 
 /// The hidden subcommand of the shoal binary that runs [`main`].
 pub const SUBCOMMAND: &str = "runtime-exec";

@@ -31,7 +31,9 @@ pub use config::{ContainerConfig, LogConfig, MountPoint, Process};
 pub use state::{Exited, Started};
 
 use crate::cgroups::{CgroupError, Driver, Limits};
-use state::{StateDir, read_json, write_json};
+use state::StateDir;
+
+use crate::json_file::{read_json, write_json};
 
 /// Errors of the runtime; each says which container and what to do.
 #[derive(Debug, thiserror::Error)]

@@ -25,9 +25,10 @@ use shoal_api::report::chain;
 use super::config::ContainerConfig;
 use super::init::{self, InitPipes};
 use super::logs::{LogWriter, Stream};
-use super::state::{Exited, Started, StateDir, read_json, write_json};
+use super::state::{Exited, Started, StateDir};
 use super::sys;
 use crate::cgroups::Cgroup;
+use crate::json_file::{read_json, write_json};
 
 /// The hidden subcommand of the shoal binary that runs [`main`].
 pub const SUBCOMMAND: &str = "runtime-shim";
