@@ -21,7 +21,6 @@ use shoal_proto::dispatcher as pb;
 use tonic::{Request, Response, Status};
 
 use crate::manager::{Manager, ManagerError};
-use crate::raft::network::channel;
 use crate::store::{Change, Kind, Object, Transaction};
 
 pub use monitor::NodeMonitor;
@@ -167,14 +166,13 @@ impl Dispatcher {
             return Ok(self.stream_logs(&task_ids, opts));
         }
         let leader = self.manager.leader_addr()?;
-        let channel = channel(&leader).map_err(|e| ManagerError::rpc(&leader, e))?;
         let req = pb::LogsRequest {
             task_ids,
             follow: opts.follow,
             tail: opts.tail,
             since_unix_nanos: opts.since_unix_nanos,
         };
-        let stream = pb::dispatcher_client::DispatcherClient::new(channel)
+        let stream = crate::manager::client::dispatcher(&leader)?
             .logs(req)
             .await
             .map_err(|s| ManagerError::rpc(&leader, s))?

@@ -12,6 +12,14 @@ pub(crate) fn raft(addr: &str) -> Result<pb::raft_client::RaftClient<Channel>, M
     Ok(pb::raft_client::RaftClient::new(channel(addr).map_err(|e| ManagerError::rpc(addr, e))?))
 }
 
+/// A client of the `Dispatcher` service of the manager at `addr`.
+pub(crate) fn dispatcher(
+    addr: &str,
+) -> Result<shoal_proto::dispatcher::dispatcher_client::DispatcherClient<Channel>, ManagerError> {
+    let channel = channel(addr).map_err(|e| ManagerError::rpc(addr, e))?;
+    Ok(shoal_proto::dispatcher::dispatcher_client::DispatcherClient::new(channel))
+}
+
 /// A client of the `Membership` service of the manager at `addr`.
 pub(crate) fn membership(
     addr: &str,

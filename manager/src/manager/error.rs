@@ -150,7 +150,21 @@ impl ManagerError {
                 ("disk_full", String::new(), String::new())
             }
             ManagerError::BadToken => ("unauthenticated", String::new(), String::new()),
-            _ => ("unavailable", String::new(), String::new()),
+            // Like the old `State` and `Raft` strings: the far side retries a while.
+            ManagerError::NoLeader
+            | ManagerError::AlreadyMember
+            | ManagerError::NotInitialized
+            | ManagerError::MalformedManagerId(_)
+            | ManagerError::MalformedNodeId(_)
+            | ManagerError::NoMajority { .. }
+            | ManagerError::StillVotes(_)
+            | ManagerError::NoSuchRole(_)
+            | ManagerError::Refused(_)
+            | ManagerError::Io { .. }
+            | ManagerError::Raft { .. }
+            | ManagerError::Rpc { .. }
+            | ManagerError::Remote(_)
+            | ManagerError::NotApplied(_) => ("unavailable", String::new(), String::new()),
         };
         let message = match self {
             // The store error travels whole, so the far side rebuilds it exactly.

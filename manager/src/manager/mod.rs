@@ -9,7 +9,7 @@
 //! Serving it over gRPC, with the dispatcher beside it, is [`crate::server`]'s job:
 //! nothing here knows the services that use a manager.
 
-mod client;
+pub(crate) mod client;
 pub mod config;
 pub mod error;
 mod membership;

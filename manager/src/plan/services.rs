@@ -160,7 +160,10 @@ pub fn assign_ports(
                 DYNAMIC_PORTS.clone().find(|port| !taken.contains(&(*port, p.protocol.as_str())))
             });
             let Some(port) = port else {
-                return Err(PlanError::PortsExhausted { first: 30000, last: 32767 });
+                return Err(PlanError::PortsExhausted {
+                    first: *DYNAMIC_PORTS.start(),
+                    last: *DYNAMIC_PORTS.end(),
+                });
             };
             p.published_port = Some(port);
         }

@@ -27,6 +27,10 @@ use super::types::TypeConfig;
 
 type C = TypeConfig;
 
+/// The largest gRPC message between managers, both ways (an AppendEntries batch may
+/// be larger than a snapshot chunk).
+pub const MAX_MESSAGE: usize = 64 << 20;
+
 /// Bytes per snapshot chunk (under the 4 MiB gRPC message cap).
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 
@@ -154,8 +158,8 @@ impl Client {
     fn client(&self) -> Result<pb::raft_client::RaftClient<Channel>, RPCError<C>> {
         let ch = self.channel.clone().ok_or_else(|| unreachable(format!("bad address {}", self.addr)))?;
         Ok(pb::raft_client::RaftClient::new(ch)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
     }
 
     fn request<T: serde::Serialize>(&self, rpc: &T) -> Result<pb::RaftRequest, RPCError<C>> {

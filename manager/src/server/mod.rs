@@ -16,10 +16,7 @@ use self::raft::RaftService;
 
 use crate::dispatcher::{Dispatcher, NodeMonitor};
 use crate::manager::{Manager, ManagerConfig, ManagerError};
-
-/// The largest gRPC message between managers (snapshots travel in 1 MiB chunks; an
-/// AppendEntries batch may be larger).
-const MAX_MESSAGE: usize = 64 << 20;
+use crate::raft::network::MAX_MESSAGE;
 
 /// A started manager and the dispatcher serving its workers.
 #[derive(Debug, Clone)]
