@@ -12,7 +12,7 @@ use shoal_api::client::{ClientError, PayloadKind};
 use shoal_api::service::ServiceMode;
 use shoal_api::wire::{EventQuery, ReadOptions, ServiceFilter, StackDeploy, TaskFilter};
 use shoal_api::{NetworkSpec, PayloadSpec, ServiceSpec};
-use support::daemons::{Daemon, block_on};
+use support::daemons::{Daemon, block_on, serve_forever};
 
 fn api_error(e: ClientError) -> (u16, String, Option<String>, String) {
     match e {
@@ -99,12 +99,6 @@ async fn tasks_until(
         assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {tasks:#?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A command that stops at once on SIGTERM (a shell as PID 1 ignores signals it
-/// has no trap for).
-fn serve_forever() -> Vec<String> {
-    ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"].map(String::from).to_vec()
 }
 
 #[test]

@@ -14,12 +14,7 @@ use shoal_api::service::{FailureAction, UpdateState};
 use shoal_api::task_spec::{FileReference, HealthCheck, RestartCondition};
 use shoal_api::wire::{LogQuery, TaskFilter};
 use shoal_api::{PayloadSpec, Service, ServiceMode, ServiceSpec, Task, TaskState};
-use support::daemons::{Daemon, block_on};
-
-/// A command that stops at once on SIGTERM.
-fn serve_forever() -> Vec<String> {
-    ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"].map(String::from).to_vec()
-}
+use support::daemons::{Daemon, block_on, serve_forever};
 
 fn sh(script: &str) -> Vec<String> {
     ["sh", "-c", script].map(String::from).to_vec()

@@ -150,7 +150,7 @@ impl ManagerError {
                 ("disk_full", String::new(), String::new())
             }
             ManagerError::BadToken => ("unauthenticated", String::new(), String::new()),
-            // Like the old `State` and `Raft` strings: the far side retries a while.
+            // The rest travel as "no leader": the far side retries a while.
             ManagerError::NoLeader
             | ManagerError::AlreadyMember
             | ManagerError::NotInitialized

@@ -11,6 +11,11 @@ use shoal_api::wire::ReadOptions;
 
 use super::wait_for;
 
+/// A task command that runs until SIGTERM, and exits 0 then.
+pub fn serve_forever() -> Vec<String> {
+    ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"].map(String::from).to_vec()
+}
+
 /// A free loopback `host:port`.
 pub fn free_addr() -> String {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
