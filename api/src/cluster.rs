@@ -43,7 +43,13 @@ pub struct ClusterSpec {
     pub raft: RaftConfig,
     /// Where overlay subnets come from when a network names none.
     pub default_address_pool: AddressPool,
+    /// UDP port of the overlay's VXLAN traffic between nodes. Default 4789 (the
+    /// IANA port, Swarm's `--data-path-port`).
+    pub data_path_port: u16,
 }
+
+/// The default VXLAN UDP port.
+pub const DATA_PATH_PORT: u16 = 4789;
 
 impl Default for ClusterSpec {
     fn default() -> Self {
@@ -54,6 +60,7 @@ impl Default for ClusterSpec {
             dispatcher: DispatcherConfig::default(),
             raft: RaftConfig::default(),
             default_address_pool: AddressPool::default(),
+            data_path_port: DATA_PATH_PORT,
         }
     }
 }

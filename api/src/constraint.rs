@@ -208,6 +208,7 @@ mod tests {
                 addr: "10.1.2.3".parse().unwrap(),
             },
             manager_status: None,
+            ingress: None,
         }
     }
 

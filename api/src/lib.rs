@@ -9,6 +9,7 @@
 //! - [`compose`]: Compose files to stacks of service and network specs;
 //! - [`constraint`], [`image`], [`duration`], [`units`], [`ports`]: the small languages inside
 //!   specs and flags;
+//! - [`netmap`]: what a worker is told of the cluster to wire its tasks;
 //! - [`decode`]: reading objects from JSON with errors that name the field;
 //! - [`report`]: an error and its causes as one line, for messages that leave the process;
 //! - [`stored`]: any stored object as one enum, and the events about them;
@@ -21,6 +22,7 @@ pub mod constraint;
 pub mod decode;
 pub mod duration;
 pub mod image;
+pub mod netmap;
 pub mod network;
 pub mod node;
 pub mod object;

@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::object::Meta;
 
+/// VXLAN's overhead on an IPv4 underlay: outer IP, UDP, VXLAN and inner Ethernet headers.
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// The smallest MTU an IPv4 interface may have (RFC 791).
+pub const MIN_MTU: u32 = 68;
+/// The name of the routing mesh's network.
+pub const INGRESS_NAME: &str = "ingress";
+
 /// The first VXLAN id handed out, as in Docker.
 pub const FIRST_VNI: u32 = 4096;
 /// The largest VXLAN id (24 bits).
@@ -37,9 +44,21 @@ pub struct NetworkSpec {
     /// Standalone containers may join it.
     #[serde(default)]
     pub attachable: bool,
-    /// No traffic leaves the overlay.
+    /// No traffic leaves the overlay: no gateway bridge, no forwarding of DNS queries.
     #[serde(default)]
     pub internal: bool,
+    /// The routing mesh's network: every node joins it, published ports reach tasks
+    /// over it. One at most; the managers make it when a service first publishes a
+    /// port, as Swarm's `ingress`.
+    #[serde(default)]
+    pub ingress: bool,
+    /// MTU of the overlay's interfaces; default: the underlay's minus VXLAN's 50 bytes.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// Driver options (`--opt k=v`). `encrypted` is refused until the cluster has
+    /// data-path keys.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 impl NetworkSpec {
@@ -53,6 +72,9 @@ impl NetworkSpec {
             gateway: None,
             attachable: false,
             internal: false,
+            ingress: false,
+            mtu: None,
+            options: BTreeMap::new(),
         }
     }
 }

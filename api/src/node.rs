@@ -25,6 +25,20 @@ pub struct Node {
     /// Raft membership, for managers.
     #[serde(default)]
     pub manager_status: Option<ManagerStatus>,
+    /// The node's own address on the ingress network (routing-mesh traffic it
+    /// forwards comes from it), given by the managers once that network exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<NodeAttachment>,
+}
+
+/// A node's own address on a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeAttachment {
+    /// Network id.
+    pub network_id: String,
+    /// The address with the network's prefix length.
+    #[schema(value_type = String)]
+    pub addr: ipnet::Ipv4Net,
 }
 
 /// What the operator sets on a node (`shoal node update`).

@@ -523,6 +523,32 @@ impl Validate for NetworkSpec {
         } else if self.gateway.is_some() {
             c.fail("gateway", "needs a subnet: give subnet too");
         }
+        if let Some(mtu) = self.mtu {
+            c.ensure((crate::network::MIN_MTU..=65_535 - crate::network::VXLAN_OVERHEAD).contains(&mtu), "mtu", || {
+                format!(
+                    "{mtu} is outside {}-{}: an overlay interface needs at least IPv4's minimum, and VXLAN adds {} bytes to every packet",
+                    crate::network::MIN_MTU,
+                    65_535 - crate::network::VXLAN_OVERHEAD,
+                    crate::network::VXLAN_OVERHEAD
+                )
+            });
+        }
+        for (k, _) in &self.options {
+            match k.as_str() {
+                "encrypted" => c.fail(
+                    "options.encrypted",
+                    "encrypted overlays are not supported yet: the cluster has no data-path keys until mutual TLS lands; leave the option out",
+                ),
+                other => c.fail(
+                    &format!("options.{other}"),
+                    "is not an overlay option Shoal knows (it knows: encrypted)",
+                ),
+            }
+        }
+        if self.ingress {
+            c.ensure(!self.internal, "internal", || "the ingress network cannot be internal".into());
+            c.ensure(!self.attachable, "attachable", || "the ingress network cannot be attachable".into());
+        }
     }
 }
 
@@ -551,6 +577,9 @@ impl Validate for ClusterSpec {
     fn check(&self, c: &mut Checker) {
         check_name(c, "name", &self.name);
         check_labels(c, "labels", &self.labels);
+        c.ensure((1024..=49151).contains(&self.data_path_port), "data_path_port", || {
+            format!("{} is outside 1024-49151, the range Swarm allows for VXLAN", self.data_path_port)
+        });
         let d = &self.dispatcher;
         c.ensure(
             (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d.heartbeat_period),

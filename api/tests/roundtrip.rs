@@ -135,6 +135,10 @@ fn node() {
                 leader: true,
                 reachability: Reachability::Reachable,
             }),
+            ingress: Some(shoal_api::node::NodeAttachment {
+                network_id: "n1".into(),
+                addr: "10.0.0.3/24".parse().unwrap(),
+            }),
         });
     }
 }

@@ -35,6 +35,7 @@ pub(crate) fn node(id: &str, labels: &[(&str, &str)]) -> Node {
             addr: "10.0.0.1".parse().expect("ip"),
         },
         manager_status: None,
+        ingress: None,
     }
 }
 

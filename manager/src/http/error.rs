@@ -84,6 +84,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             StoreError::Reference { .. } => ApiError::new(StatusCode::CONFLICT, "in_use", message),
+            StoreError::AddressTaken { .. } => ApiError::new(StatusCode::CONFLICT, "address_taken", message),
             StoreError::Invalid { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
             StoreError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message),
         }

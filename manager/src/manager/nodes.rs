@@ -65,6 +65,7 @@ pub(super) fn manager_node(
                 description: description.clone(),
                 status,
                 manager_status,
+                ingress: None,
             };
             (Change::Create { object: Object::Node(n.clone()) }, n)
         }
@@ -99,6 +100,7 @@ pub(super) fn joined_worker_node(node_id: &str, hostname: &str, advertise: &str,
             addr: worker_addr(advertise),
         },
         manager_status: None,
+        ingress: None,
     }
 }
 

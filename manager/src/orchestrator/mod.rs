@@ -6,11 +6,13 @@
 //! - [`restart`]: whether and when a stopped task is replaced (its policy, counted
 //!   from the task history in the store, so a new leader honours it);
 //! - [`update`]: rolling updates and rollbacks, a batch at a time;
+//! - [`allocator`]: overlay addresses for services, new tasks and nodes;
 //! - [`scheduler`]: pending tasks to nodes (filters, then spread);
 //! - [`reaper`]: removed tasks deleted, history kept to the cluster's limit.
 //!
 //! [`runner`] runs them while this manager leads and proposes what they decide.
 
+pub mod allocator;
 pub mod global;
 pub mod reaper;
 pub mod replicated;
@@ -30,7 +32,8 @@ pub(crate) fn is_live(t: &Task) -> bool {
         || (t.desired_state == TaskState::Complete && t.job_iteration.is_some())
 }
 
-/// A new task of `service`: pending, for the scheduler (or preassigned to `node`).
+/// A new task of `service`: pending, for the scheduler (or preassigned to `node`);
+/// NEW first if it needs overlay addresses, which the allocator gives it.
 pub(crate) fn new_task(service: &Service, slot: Option<u64>, node: Option<&str>, now: DateTime<Utc>) -> Task {
     let job = service.spec.mode.is_job();
     Task {
@@ -42,7 +45,11 @@ pub(crate) fn new_task(service: &Service, slot: Option<u64>, node: Option<&str>,
         spec: service.spec.task_template.clone(),
         spec_version: service.meta.version,
         desired_state: if job { TaskState::Complete } else { TaskState::Running },
-        status: TaskStatus::new(TaskState::Pending, now, "waiting for a node"),
+        status: if allocator::needs_addresses(service) {
+            TaskStatus::new(TaskState::New, now, "waiting for network addresses")
+        } else {
+            TaskStatus::new(TaskState::Pending, now, "waiting for a node")
+        },
         networks: Vec::new(),
         job_iteration: job.then_some(service.meta.version),
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{global, reaper, replicated, scheduler, update};
+use super::{allocator, global, reaper, replicated, scheduler, update};
 use crate::manager::{Manager, ManagerError};
 use crate::store::{Change, StoreError, Transaction};
 
@@ -90,16 +90,19 @@ type Controller<'a> = dyn Fn(&crate::store::Store) -> Vec<Change> + Sync + 'a;
 /// One pass of the controllers (all, or only the timed ones), each on the state its
 /// predecessor left.
 async fn round(manager: &Manager, full: bool) {
-    let limit = manager.cluster().map_or(5, |c| c.spec.task_history_limit);
-    let stages: [(&str, &Controller<'_>); 5] = [
+    let cluster = manager.cluster();
+    let limit = cluster.as_ref().map_or(5, |c| c.spec.task_history_limit);
+    let pool = cluster.map(|c| c.spec.default_address_pool).unwrap_or_default();
+    let stages: [(&str, &Controller<'_>); 6] = [
         ("replicated", &|s| replicated::reconcile(s, Utc::now())),
         ("global", &|s| global::reconcile(s, Utc::now())),
         ("update", &|s| update::reconcile(s, Utc::now())),
+        ("allocator", &|s| allocator::allocate(s, &pool, Utc::now())),
         ("scheduler", &|s| scheduler::schedule(s, Utc::now())),
         ("reaper", &|s| reaper::reap(s, limit, Utc::now())),
     ];
     for (name, stage) in stages {
-        if !full && matches!(name, "scheduler" | "reaper") {
+        if !full && matches!(name, "allocator" | "scheduler" | "reaper") {
             continue;
         }
         let changes = manager.read(stage);
@@ -111,7 +114,9 @@ async fn round(manager: &Manager, full: bool) {
             match manager.propose_local(Transaction { changes: chunk.to_vec() }).await {
                 Ok(index) => tracing::debug!(controller = name, changes = chunk.len(), index, "proposed"),
                 // Someone wrote the same objects meanwhile: the next round sees it.
-                Err(ManagerError::Store(StoreError::Conflict { .. } | StoreError::NotFound { .. })) => {
+                Err(ManagerError::Store(
+                    StoreError::Conflict { .. } | StoreError::NotFound { .. } | StoreError::AddressTaken { .. },
+                )) => {
                     tracing::debug!(controller = name, "conflict; retrying next round");
                 }
                 Err(ManagerError::NotLeader { .. } | ManagerError::NoLeader) => return,

@@ -8,6 +8,7 @@ pub mod queries;
 mod transaction;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,11 @@ pub struct Store {
     tasks_by_service: BTreeMap<String, BTreeSet<String>>,
     #[serde(skip)]
     tasks_by_node: BTreeMap<String, BTreeSet<String>>,
+    /// Overlay addresses held, (network id, address) → holder (a service's VIP, a
+    /// live task's address, a node's ingress address). A task that stopped for good
+    /// holds none: its address is free again.
+    #[serde(skip)]
+    addresses: HashMap<(String, Ipv4Addr), String>,
 }
 
 /// How to undo one applied change, for all-or-nothing transactions.
@@ -50,6 +56,7 @@ impl Store {
         self.names.clear();
         self.tasks_by_service.clear();
         self.tasks_by_node.clear();
+        self.addresses.clear();
         let all: Vec<Arc<Object>> = self.objects.values().flat_map(|m| m.values().cloned()).collect();
         for o in &all {
             self.index(o);
@@ -97,6 +104,11 @@ impl Store {
         self.tasks_by_service.get(service_id).into_iter().flatten().filter_map(|id| self.get(Kind::Task, id))
     }
 
+    /// Who holds `addr` on network `network_id`, if anyone.
+    pub fn address_holder(&self, network_id: &str, addr: Ipv4Addr) -> Option<&str> {
+        self.addresses.get(&(network_id.to_owned(), addr)).map(String::as_str)
+    }
+
     /// Tasks assigned to a node.
     pub fn tasks_on_node(&self, node_id: &str) -> impl Iterator<Item = &Object> {
         self.tasks_by_node.get(node_id).into_iter().flatten().filter_map(|id| self.get(Kind::Task, id))
@@ -105,6 +117,9 @@ impl Store {
     fn index(&mut self, o: &Object) {
         if let Some(name) = o.name() {
             self.names.entry(o.kind()).or_default().insert(name.to_owned(), o.id().to_owned());
+        }
+        for key in held_addresses(o) {
+            self.addresses.insert(key, o.id().to_owned());
         }
         if let Object::Task(t) = o {
             self.tasks_by_service.entry(t.service_id.clone()).or_default().insert(t.id.clone());
@@ -115,6 +130,11 @@ impl Store {
     }
 
     fn unindex(&mut self, o: &Object) {
+        for key in held_addresses(o) {
+            if self.addresses.get(&key).map(String::as_str) == Some(o.id()) {
+                self.addresses.remove(&key);
+            }
+        }
         if let Some(name) = o.name()
             && let Some(names) = self.names.get_mut(&o.kind())
             && names.get(name).map(String::as_str) == Some(o.id())
@@ -253,6 +273,7 @@ impl Store {
                         message: "there is one cluster object already".into(),
                     });
                 }
+                self.check_addresses(object)?;
                 self.check_name(object)
             }
             Change::Update { object, expected_version } => {
@@ -279,6 +300,7 @@ impl Store {
                         message: format!("task {id} is assigned to node {n}, which does not exist"),
                     });
                 }
+                self.check_addresses(object)?;
                 self.check_name(object)
             }
             Change::Delete { kind, id, expected_version } => {
@@ -344,6 +366,24 @@ impl Store {
         }
     }
 
+    /// No overlay address is held twice: the allocator picks free ones, and this
+    /// catches a race between two writers (the later one is refused and retried).
+    fn check_addresses(&self, o: &Object) -> Result<(), StoreError> {
+        for key in held_addresses(o) {
+            if let Some(holder) = self.addresses.get(&key)
+                && holder != o.id()
+            {
+                return Err(StoreError::AddressTaken {
+                    network: key.0,
+                    addr: key.1,
+                    holder: holder.clone(),
+                    id: o.id().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn check_name(&self, o: &Object) -> Result<(), StoreError> {
         if let Some(name) = o.name()
             && let Some(holder) = self.names.get(&o.kind()).and_then(|n| n.get(name))
@@ -406,6 +446,23 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// The overlay addresses an object holds: a service's VIPs, a live task's addresses,
+/// a node's ingress address.
+fn held_addresses(o: &Object) -> Vec<(String, Ipv4Addr)> {
+    match o {
+        Object::Service(s) => {
+            s.endpoint.virtual_ips.iter().map(|v| (v.network_id.clone(), v.addr.addr())).collect()
+        }
+        Object::Task(t) if !t.status.state.is_terminal() => t
+            .networks
+            .iter()
+            .flat_map(|n| n.addresses.iter().map(|a| (n.network_id.clone(), a.addr())))
+            .collect(),
+        Object::Node(n) => n.ingress.iter().map(|a| (a.network_id.clone(), a.addr.addr())).collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -71,6 +71,7 @@ fn node(id: &str) -> Object {
             addr: "127.0.0.1".parse().unwrap(),
         },
         manager_status: None,
+        ingress: None,
     })
 }
 

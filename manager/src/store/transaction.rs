@@ -149,6 +149,18 @@ pub enum StoreError {
         /// The object holding it.
         id: String,
     },
+    /// An overlay address someone else holds (two allocations raced: retry).
+    #[error("address {addr} on network {network} is held by {holder}, so {id} cannot have it: allocate again")]
+    AddressTaken {
+        /// Network id.
+        network: String,
+        /// The address.
+        addr: std::net::Ipv4Addr,
+        /// Who holds it.
+        holder: String,
+        /// Who asked for it.
+        id: String,
+    },
     /// The change would leave a reference dangling.
     #[error("{message}")]
     Reference {
