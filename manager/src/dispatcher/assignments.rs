@@ -1,5 +1,6 @@
-//! What a node is given: its tasks (once scheduled there) and the secrets and configs
-//! they use; and the difference between two such sets, for incremental updates.
+//! What a node is given: its tasks (once scheduled there), the secrets and configs
+//! they use, and its part of the network map; and the difference between two such
+//! sets, for incremental updates.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,8 @@ pub enum Item {
     Task(Box<Task>),
     /// A secret or config a task on the node uses.
     Payload(pb::Payload),
+    /// A piece of the network map, with its JSON (which is also its version).
+    Net(String),
 }
 
 impl Item {
@@ -22,6 +25,7 @@ impl Item {
         match self {
             Item::Task(t) => format!("{}:{:?}", t.meta.version, t.desired_state),
             Item::Payload(p) => format!("{}:{}", p.name, p.data.len()),
+            Item::Net(json) => json.clone(),
         }
     }
 
@@ -31,6 +35,7 @@ impl Item {
                 pb::assignment_change::Item::TaskJson(serde_json::to_vec(t).expect("tasks serialize"))
             }
             Item::Payload(p) => pb::assignment_change::Item::Payload(p.clone()),
+            Item::Net(json) => pb::assignment_change::Item::NetItemJson(json.clone().into_bytes()),
         };
         pb::AssignmentChange { action: action as i32, item: Some(item) }
     }
@@ -66,6 +71,9 @@ pub fn for_node(store: &Store, node_id: &str) -> BTreeMap<String, Item> {
         }
         out.insert(format!("task/{}", t.id), Item::Task(Box::new(t.clone())));
     }
+    for item in super::netmap::for_node(store, node_id) {
+        out.insert(item.key(), Item::Net(serde_json::to_string(&item).expect("network map items serialize")));
+    }
     out
 }
 
@@ -84,8 +92,9 @@ pub fn diff(sent: &mut BTreeMap<String, String>, now: &BTreeMap<String, Item>) -
     let gone: Vec<String> = sent.keys().filter(|k| !now.contains_key(*k)).cloned().collect();
     for key in gone {
         sent.remove(&key);
-        let (kind, id) = key.split_once('/').unwrap_or(("task", key.as_str()));
+        let (kind, id) = key.split_once('/').unwrap_or((key.as_str(), ""));
         let item = match kind {
+            "net" | "ep" | "svc" | "node" | "cluster" => pb::assignment_change::Item::NetKey(key.clone()),
             "task" => {
                 // A removal names the task only: the worker knows the rest.
                 pb::assignment_change::Item::TaskJson(
@@ -145,13 +154,13 @@ mod tests {
         let now = for_node(&store, "n1");
         assert_eq!(
             now.keys().cloned().collect::<Vec<_>>(),
-            ["secret/sec1", format!("task/{}", assigned.id).as_str()]
+            ["cluster", "secret/sec1", format!("task/{}", assigned.id).as_str()]
         );
         let mut sent = BTreeMap::new();
-        assert_eq!(diff(&mut sent, &now).len(), 2);
+        assert_eq!(diff(&mut sent, &now).len(), 3);
         assert!(diff(&mut sent, &now).is_empty());
         let changes = diff(&mut sent, &BTreeMap::new());
-        assert_eq!(changes.len(), 2);
+        assert_eq!(changes.len(), 3);
         assert!(changes.iter().all(|c| c.action == pb::assignment_change::Action::Remove as i32));
     }
 }

@@ -8,6 +8,7 @@
 pub mod assignments;
 pub mod logs;
 mod monitor;
+pub mod netmap;
 mod status;
 
 use std::collections::{BTreeMap, HashMap};
@@ -325,14 +326,17 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
                 return;
             }
             let mut leadership = me.manager.leadership();
+            let mut last_sent = tokio::time::Instant::now();
             while me.session_alive(&node, &session_id) {
                 tokio::select! {
                     e = events.recv() => {
                         if matches!(e, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
                             return;
                         }
-                        // Batch what arrives together (Swarm waits 100 ms).
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // The first change after a quiet spell goes out at once (a
+                        // load balancer waits on it); a burst gathers into one
+                        // message per 20 ms.
+                        tokio::time::sleep_until(last_sent + Duration::from_millis(20)).await;
                         while events.try_recv().is_ok() {}
                     }
                     _ = leadership.changed() => continue,
@@ -342,6 +346,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
                 }
                 let now = me.manager.read(|s| assignments::for_node(s, &node));
                 let changes = assignments::diff(&mut sent, &now);
+                last_sent = tokio::time::Instant::now();
                 if changes.is_empty() {
                     continue;
                 }

@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use shoal_api::service::PublishMode;
 
 pub use events::{Action, Event, EventLog, WatchError};
 pub use object::{Kind, Object};
@@ -322,6 +323,9 @@ impl Store {
                         }
                     }
                 }
+                if let Object::Network(net) = current {
+                    self.check_network_unused(net)?;
+                }
                 if let Some(expected) = expected_version
                     && current.meta().version != *expected
                 {
@@ -380,6 +384,42 @@ impl Store {
                     id: o.id().to_owned(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// A network goes only when nothing is on it: no live task has an address on it,
+    /// and for the ingress network, no service publishes a port through the mesh.
+    fn check_network_unused(&self, net: &shoal_api::Network) -> Result<(), StoreError> {
+        if net.spec.ingress
+            && let Some(s) = self.list(Kind::Service).find_map(|o| match o {
+                Object::Service(s)
+                    if s.spec.endpoint_spec.ports.iter().any(|p| p.publish_mode == PublishMode::Ingress) =>
+                {
+                    Some(s)
+                }
+                _ => None,
+            })
+        {
+            return Err(StoreError::Reference {
+                message: format!(
+                    "network {} is the routing mesh of service {}, which publishes a port: remove the port or the service first",
+                    net.spec.name, s.spec.name
+                ),
+            });
+        }
+        if let Some((holder, _)) = self
+            .addresses
+            .iter()
+            .map(|((n, _), holder)| (holder, n))
+            .find(|(holder, n)| *n == &net.id && self.get(Kind::Task, holder).is_some())
+        {
+            return Err(StoreError::Reference {
+                message: format!(
+                    "network {} is in use by task {holder}: stop it (remove or update its service) first",
+                    net.spec.name
+                ),
+            });
         }
         Ok(())
     }
