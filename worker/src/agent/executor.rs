@@ -4,10 +4,12 @@
 //! image store are synchronous) except the pull; the agent runs them on tokio's
 //! blocking pool.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use shoal_api::netmap::NetItem;
 use shoal_api::task_spec::{FileReference, HealthCheck, Mount};
 use shoal_api::{Task, TaskState};
 
@@ -15,6 +17,9 @@ use super::node::{Node, Payloads, TaskError};
 use super::plan::Local;
 use crate::image::registry::{self, RegistryError, RegistryOptions};
 use crate::image::{ImageDefaults, ImageError, ImageStore};
+use crate::network::NetworkError;
+use crate::network::dns::container_resolv_conf;
+use crate::network::wiring::Wiring;
 use crate::runtime::config::{self, ConfigError, MountPoint};
 use crate::runtime::{Helper, NewContainer, Runtime, RuntimeError, Status};
 
@@ -41,6 +46,9 @@ pub struct Executor {
     registry: RegistryOptions,
     /// Each image's HEALTHCHECK, by the name tasks use.
     image_checks: std::sync::Mutex<HashMap<String, Option<HealthCheck>>>,
+    /// The node's networking; without it, a task's container gets an empty network
+    /// namespace of its own (loopback only).
+    net: Option<Arc<Wiring>>,
 }
 
 /// Why the built-in runtime could not do what the agent asked.
@@ -130,6 +138,18 @@ pub enum ExecutorError {
     /// The task's files could not be removed.
     #[error("remove the task's files")]
     RemoveFiles(#[source] std::io::Error),
+    /// The task's network sandbox could not be wired.
+    #[error("wire the task's networks")]
+    Network(#[source] NetworkError),
+    /// The task's resolv.conf or hosts file could not be written.
+    #[error("write the task's {file}")]
+    NetworkFile {
+        /// `resolv.conf` or `hosts`.
+        file: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl TaskError for ExecutorError {
@@ -151,7 +171,9 @@ impl TaskError for ExecutorError {
             | E::Health(_)
             | E::Stop(_)
             | E::Remove(_)
-            | E::RemoveFiles(_) => TaskState::Failed,
+            | E::RemoveFiles(_)
+            | E::Network(_)
+            | E::NetworkFile { .. } => TaskState::Failed,
         }
     }
 
@@ -169,8 +191,15 @@ impl TaskError for ExecutorError {
             E::List(_) => "list failed",
             E::Stop(_) => "stop failed",
             E::Remove(_) | E::RemoveFiles(_) => "remove failed",
+            E::Network(_) | E::NetworkFile { .. } => "network failed",
         }
     }
+}
+
+/// The hostname of a task's container: the spec's, or the task id's first 12
+/// characters, as Docker's container id.
+fn hostname(task: &Task) -> String {
+    task.spec.container.hostname.clone().unwrap_or_else(|| task.id.chars().take(12).collect())
 }
 
 /// The container id of a task.
@@ -193,7 +222,36 @@ impl Executor {
             pull,
             registry: RegistryOptions::default(),
             image_checks: Default::default(),
+            net: None,
         })
+    }
+
+    /// Gives tasks' containers their networks through `wiring`.
+    pub fn with_network(mut self, wiring: Arc<Wiring>) -> Executor {
+        self.net = Some(wiring);
+        self
+    }
+
+    /// Writes the task's `resolv.conf` (Docker's: the host's search and options,
+    /// 127.0.0.11 as the only server) and `hosts`, to be mounted over the image's.
+    fn network_files(&self, task: &Task) -> Result<Vec<MountPoint>, ExecutorError> {
+        let dir = self.task_dir(&task.id).join("files");
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let hostname = hostname(task);
+        let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        if let Some(addr) = task.networks.iter().flat_map(|n| n.addresses.first()).next() {
+            hosts.push_str(&format!("{}\t{hostname}\n", addr.addr()));
+        }
+        let mut mounts = Vec::new();
+        for (file, text) in [("resolv.conf", container_resolv_conf(&host)), ("hosts", hosts)] {
+            let io = |source| ExecutorError::NetworkFile { file, source };
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            let path = dir.join(file);
+            std::fs::write(&path, text).map_err(io)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+            mounts.push(MountPoint::Bind { source: path, target: format!("/etc/{file}"), read_only: true });
+        }
+        Ok(mounts)
     }
 
     /// Registries this node pulls from over plain HTTP (host:port), besides
@@ -288,16 +346,18 @@ impl Node for Executor {
         let image = &task.spec.container.image;
         // Reads files: off the async threads, which a burst of starts would block.
         let (images, name) = (self.images.clone(), image.clone());
-        if tokio::task::spawn_blocking(move || images.resolve(&name).is_ok()).await.unwrap_or(false) {
-            return Ok(());
+        if !tokio::task::spawn_blocking(move || images.resolve(&name).is_ok()).await.unwrap_or(false) {
+            if self.pull == PullPolicy::Never {
+                return Err(ExecutorError::NotPulled { image: image.clone() });
+            }
+            registry::pull(&self.images, image, &self.registry)
+                .await
+                .map_err(|source| ExecutorError::Pull { image: image.clone(), source })?;
         }
-        if self.pull == PullPolicy::Never {
-            return Err(ExecutorError::NotPulled { image: image.clone() });
+        if let Some(net) = &self.net {
+            net.prepare(task).await.map_err(ExecutorError::Network)?;
         }
-        registry::pull(&self.images, image, &self.registry)
-            .await
-            .map(drop)
-            .map_err(|source| ExecutorError::Pull { image: image.clone(), source })
+        Ok(())
     }
 
     fn start(&self, task: &Task, payloads: &Payloads) -> Result<(), ExecutorError> {
@@ -333,12 +393,16 @@ impl Node for Executor {
                 mounts.push(self.payload_file(&files, kind, i, r, default_dir, payloads)?);
             }
         }
+        let netns = self.net.as_ref().and_then(|n| n.sandbox(&task.id));
+        if netns.is_some() {
+            mounts.extend(self.network_files(task)?);
+        }
         let r = &task.spec.resources.limits;
         let new = NewContainer {
             id: container_id(&task.id),
             layers: image.layer_dirs,
             process,
-            hostname: Some(c.hostname.clone().unwrap_or_else(|| task.id.chars().take(12).collect())),
+            hostname: Some(hostname(task)),
             mounts,
             read_only_root: c.read_only,
             limits: crate::cgroups::Limits {
@@ -346,7 +410,7 @@ impl Node for Executor {
                 nano_cpus: r.nano_cpus,
                 pids: r.pids,
             },
-            netns: None,
+            netns,
             userns: None,
             log: Default::default(),
         };
@@ -393,5 +457,18 @@ impl Node for Executor {
     fn log_path(&self, task_id: &str) -> Option<PathBuf> {
         let id = container_id(task_id);
         self.runtime.list().unwrap_or_default().contains(&id).then(|| self.runtime.log_path(&id))
+    }
+
+    fn set_network(&self, items: BTreeMap<String, NetItem>, tasks: Vec<Task>) {
+        if let Some(net) = &self.net {
+            net.set_view(items, tasks);
+        }
+    }
+
+    async fn wire_network(&self, full: bool) -> Result<(), ExecutorError> {
+        match &self.net {
+            Some(net) => net.wire(full).await.map_err(ExecutorError::Network),
+            None => Ok(()),
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use chrono::Utc;
+use shoal_api::netmap::NetItem;
 use shoal_api::task_spec::HealthCheck;
 use shoal_api::{Task, TaskState};
 
@@ -74,6 +75,9 @@ struct Inner {
     refused_starts: HashMap<String, String>,
     unhealthy: HashMap<String, String>,
     started_with: HashMap<String, Payloads>,
+    network: BTreeMap<String, NetItem>,
+    network_tasks: Vec<String>,
+    wirings: Vec<bool>,
 }
 
 /// A node that keeps its containers in memory.
@@ -117,6 +121,17 @@ impl FakeNode {
     /// The calls made so far, oldest first.
     pub fn calls(&self) -> Vec<Call> {
         self.inner().calls.clone()
+    }
+
+    /// The network map last handed over, and the ids of the tasks with it.
+    pub fn network(&self) -> (BTreeMap<String, NetItem>, Vec<String>) {
+        let inner = self.inner();
+        (inner.network.clone(), inner.network_tasks.clone())
+    }
+
+    /// The wirings asked for, oldest first (`true`: a full resync).
+    pub fn wirings(&self) -> Vec<bool> {
+        self.inner().wirings.clone()
     }
 
     /// The payloads a task's container was started with.
@@ -190,5 +205,16 @@ impl Node for FakeNode {
 
     fn log_path(&self, _task_id: &str) -> Option<PathBuf> {
         None
+    }
+
+    fn set_network(&self, items: BTreeMap<String, NetItem>, tasks: Vec<Task>) {
+        let mut inner = self.inner();
+        inner.network = items;
+        inner.network_tasks = tasks.into_iter().map(|t| t.id).collect();
+    }
+
+    async fn wire_network(&self, full: bool) -> Result<(), FakeError> {
+        self.inner().wirings.push(full);
+        Ok(())
     }
 }

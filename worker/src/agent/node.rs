@@ -2,14 +2,16 @@
 //! runs on (look at task containers, prepare and start them, check their health,
 //! stop and remove them, find their logs). The built-in runtime implements it
 //! ([`Executor`](super::executor::Executor)); so does an in-memory fake
-//! ([`FakeNode`](super::fake::FakeNode)) for tests and simulated agents. Attaching a
-//! task to its networks belongs here too when the agent gains networking.
+//! ([`FakeNode`](super::fake::FakeNode)) for tests and simulated agents. The node's
+//! networking is behind it too: the agent hands over the network map and its tasks,
+//! and the node wires them (its overlay data plane and resolvers for real).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 
 use chrono::Utc;
+use shoal_api::netmap::NetItem;
 use shoal_api::task_spec::HealthCheck;
 use shoal_api::{Task, TaskState, TaskStatus};
 
@@ -71,6 +73,15 @@ pub trait Node: Send + Sync + 'static {
 
     /// The log file of a task's container, if it has one here.
     fn log_path(&self, task_id: &str) -> Option<PathBuf>;
+
+    /// Takes the latest network map and the tasks assigned here. Cheap: the wiring
+    /// happens in [`wire_network`](Node::wire_network), and for a task's own
+    /// sandbox in [`prepare`](Node::prepare).
+    fn set_network(&self, items: BTreeMap<String, NetItem>, tasks: Vec<Task>);
+
+    /// Makes the node's networking match what it was last given; `full` re-reads
+    /// the host first instead of trusting what it applied (the periodic resync).
+    fn wire_network(&self, full: bool) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// The status a task gets from an error: its state and summary, and the error with

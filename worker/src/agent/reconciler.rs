@@ -18,6 +18,9 @@ use super::state::{Effect, State};
 
 /// How often a pass runs when nothing asks for one.
 const PERIOD: Duration = Duration::from_millis(500);
+/// How often the node's networking is checked against the host in full, besides
+/// every change of the network map.
+const RESYNC: Duration = Duration::from_secs(30);
 
 /// What the reconciler hears.
 #[derive(Debug)]
@@ -98,6 +101,8 @@ pub struct Reconciler<N: Node> {
     /// Bumped when reports are queued.
     reports: watch::Sender<u64>,
     starts: Arc<Semaphore>,
+    /// Bumped when the network map or the tasks changed: the wiring loop follows.
+    wire: watch::Sender<u64>,
 }
 
 impl<N: Node> Reconciler<N> {
@@ -106,7 +111,15 @@ impl<N: Node> Reconciler<N> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (reports, reports_rx) = watch::channel(0);
         let handle = Handle { tx: tx.clone(), reports: reports_rx };
-        let r = Reconciler { node, state: State::default(), tx, rx, reports, starts: start_slots() };
+        let r = Reconciler {
+            node,
+            state: State::default(),
+            tx,
+            rx,
+            reports,
+            starts: start_slots(),
+            wire: watch::channel(0).0,
+        };
         (r, handle)
     }
 
@@ -118,6 +131,8 @@ impl<N: Node> Reconciler<N> {
     /// Runs passes until aborted: after each message that may change the plan, and
     /// every 500 ms.
     pub async fn run(mut self) {
+        let wiring = tokio::spawn(wire_loop(self.node.clone(), self.wire.subscribe()));
+        let _stop_wiring = AbortOnDrop(wiring);
         loop {
             self.pass().await;
             let period = tokio::time::sleep(PERIOD);
@@ -164,6 +179,11 @@ impl<N: Node> Reconciler<N> {
                 return;
             }
         };
+        if std::mem::take(&mut self.state.net_dirty) {
+            let tasks = self.state.tasks.values().cloned().collect();
+            self.node.set_network(self.state.netmap.clone(), tasks);
+            self.wire.send_modify(|n| *n += 1);
+        }
         let node = self.node.clone();
         let (effects, queued) = self.state.pass(&locals, |t| node.health_check(t).is_some(), Utc::now());
         if queued {
@@ -258,6 +278,36 @@ impl<N: Node> Reconciler<N> {
                     let _ = tx.send(Msg::Swept(id));
                 });
             }
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Wires the node's networking after every change of the map (changes that arrive
+/// while it works gather into the next round), and in full every [`RESYNC`].
+async fn wire_loop<N: Node>(node: Arc<N>, mut changed: watch::Receiver<u64>) {
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.tick().await;
+    loop {
+        let full = tokio::select! {
+            c = changed.changed() => {
+                if c.is_err() {
+                    return;
+                }
+                false
+            }
+            _ = resync.tick() => true,
+        };
+        if let Err(e) = node.wire_network(full).await {
+            tracing::warn!(error = %error_chain(&e), full, "could not wire the node's networking; retrying at the next change or resync");
         }
     }
 }

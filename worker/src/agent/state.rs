@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use shoal_api::netmap::NetItem;
 use shoal_api::{Task, TaskState, TaskStatus};
 use shoal_proto::dispatcher as pb;
 
@@ -64,6 +65,10 @@ pub struct State {
     pub busy: HashSet<String>,
     /// Tasks whose health is being watched.
     pub watched: HashSet<String>,
+    /// The network map, by item key.
+    pub netmap: BTreeMap<String, NetItem>,
+    /// The map or the tasks changed since the node's networking was last told.
+    pub net_dirty: bool,
 }
 
 impl State {
@@ -88,7 +93,9 @@ impl State {
         if complete {
             self.tasks.clear();
             self.payloads.clear();
+            self.netmap.clear();
         }
+        self.net_dirty = true;
         let mut queued = false;
         for change in msg.changes {
             let remove = change.action == A::Remove as i32;
@@ -128,7 +135,19 @@ impl State {
                         self.payloads.insert(key, payload);
                     }
                 }
-                Some(Item::NetworkJson(_)) | None => {}
+                Some(Item::NetItemJson(json)) => match serde_json::from_slice::<NetItem>(&json) {
+                    Ok(item) => {
+                        self.netmap.insert(item.key(), item);
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "a network map item this worker cannot read: upgrade the worker to the managers' version"
+                    ),
+                },
+                Some(Item::NetKey(key)) => {
+                    self.netmap.remove(&key);
+                }
+                None => {}
             }
         }
         if complete {

@@ -312,3 +312,20 @@ async fn an_unhealthy_task_fails_and_is_stopped() {
     assert_eq!(node.calls().iter().filter(|c| matches!(c, Call::CheckHealth(_))).count(), 2);
     looping.abort();
 }
+
+#[tokio::test]
+async fn the_network_map_reaches_the_node_with_the_tasks_and_goes_with_a_removal() {
+    use shoal_api::netmap::{ClusterNet, NetItem};
+    let node = Arc::new(FakeNode::default());
+    let (mut r, _handle) = Reconciler::new(node.clone());
+    let item = NetItem::Cluster(ClusterNet { data_path_port: 4789 });
+    let net = pb::assignment_change::Item::NetItemJson(serde_json::to_vec(&item).unwrap());
+    r.apply(message(true, vec![change(false, task_json(&running("t1"))), change(false, net)]));
+    r.pass().await;
+    r.settle().await;
+    let (items, tasks) = node.network();
+    assert_eq!((items.get("cluster"), tasks), (Some(&item), ids(&["t1"])));
+    r.apply(message(false, vec![change(true, pb::assignment_change::Item::NetKey("cluster".into()))]));
+    r.pass().await;
+    assert!(node.network().0.is_empty(), "the removed item is gone from what the node holds");
+}
