@@ -398,6 +398,11 @@ impl Client {
         self.get(&format!("/networks/{}", seg(id_or_name)), &()).await
     }
 
+    /// A network with the tasks attached to it, by node.
+    pub async fn network_inspect(&self, id_or_name: &str) -> Result<crate::wire::NetworkInspect, ClientError> {
+        self.get(&format!("/networks/{}", seg(id_or_name)), &()).await
+    }
+
     /// Creates an overlay network; its subnet and VNI are allocated if not given.
     pub async fn create_network(&self, spec: &NetworkSpec) -> Result<Created, ClientError> {
         self.post("/networks", spec).await

@@ -382,3 +382,23 @@ pub struct LogRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// `GET /v1/networks/{id}`: the network and who is on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NetworkInspect {
+    /// The network.
+    #[serde(flatten)]
+    pub network: crate::Network,
+    /// Live tasks with an address on it, by node id (`""`: not scheduled yet).
+    pub attached: std::collections::BTreeMap<String, Vec<AttachedTask>>,
+}
+
+/// A task's address on a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttachedTask {
+    /// Task id.
+    pub task_id: String,
+    /// Its address, with the prefix length.
+    #[schema(value_type = String)]
+    pub addr: ipnet::Ipv4Net,
+}

@@ -114,6 +114,9 @@ impl Host {
             .args(["--hostname", &self.name, "--cgroup-parent", &self.cgroup_parent])
             // Tests never reach outside: the image is imported.
             .args(["--pull", "never"])
+            // Containers' DNS forwards nothing unless a test gives a resolver in a
+            // namespace it made (the network rule).
+            .args(["--dns-upstream", "none"])
             .args(&self.flags)
             .env("SHOAL_LOG", "info,openraft=warn")
             .stdout(Stdio::from(log("out")))
@@ -218,10 +221,44 @@ impl Host {
         for d in dirs {
             let _ = std::fs::remove_dir(d);
         }
+        // Network namespaces the node bound under its data dir (sandboxes, overlays):
+        // unmounted, deepest first, they go with the last process in them.
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .filter(|m| m.starts_with(&format!("{dir}/")))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").arg("-l").arg(&m).output();
+        }
         if self.small_disk {
             let _ = Command::new("umount").arg("-l").arg(self.dir.path()).output();
             self.small_disk = false;
         }
+    }
+
+    /// The path of a task's network namespace on this host.
+    pub fn sandbox(&self, task_id: &str) -> PathBuf {
+        self.dir.path().join("net").join("netns").join(task_id)
+    }
+
+    /// Runs a command in a task's container (`shoal container exec`); returns its
+    /// exit code and output.
+    pub fn exec(&self, task_id: &str, cmd: &[&str]) -> (i32, String) {
+        let id = format!("task.{task_id}");
+        let mut args = vec!["container", "exec", "--timeout", "20", &id];
+        args.extend_from_slice(cmd);
+        let out = self.shoal(&args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// Its network namespace's name (`/run/netns/<name>`).
+    pub fn netns(&self) -> &str {
+        &self.netns
     }
 }
 

@@ -54,6 +54,14 @@ impl Net {
     }
 }
 
+impl Net {
+    /// A namespace on the switch that runs no daemon: "the outside world" of the
+    /// cluster (address `.250`), for egress tests and an upstream resolver.
+    pub fn outside(&mut self) -> (String, String) {
+        self.host(250)
+    }
+}
+
 impl Default for Net {
     fn default() -> Self {
         Net::new()

@@ -4,10 +4,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use shoal_api::wire::{Created, ErrorBody, PayloadInfo, ReadOptions};
+use shoal_api::wire::{AttachedTask, Created, ErrorBody, NetworkInspect, PayloadInfo, ReadOptions};
 use shoal_api::{Config, Meta, Network, NetworkSpec, PayloadSpec, Secret, Validate};
 
 use super::{Api, ApiError, Body, Query, now};
+use crate::orchestrator::allocator;
 use crate::plan::{self, PlanError, find};
 use crate::store::{Change, Kind, Object, Store, Transaction};
 
@@ -111,16 +112,24 @@ pub(super) async fn create_network(
 /// Shows a network.
 #[utoipa::path(get, path = "/v1/networks/{id}", tag = "networks",
     params(("id" = String, Path, description = "Id, name or unique id prefix"), ReadOptions),
-    responses((status = 200, description = "The network", body = Network),
+    responses((status = 200, description = "The network and the tasks on it, by node", body = NetworkInspect),
               (status = 404, description = "No such network", body = ErrorBody)))]
 pub(super) async fn inspect_network(
     State(api): State<Api>,
     Path(key): Path<String>,
     Query(opts): Query<ReadOptions>,
-) -> Result<Json<Network>, ApiError> {
+) -> Result<Json<NetworkInspect>, ApiError> {
     let n = api
         .read(opts.consistent, |s| match find(s, Kind::Network, &key)? {
-            Object::Network(n) => Ok::<_, PlanError>(n.clone()),
+            Object::Network(n) => {
+                let attached = allocator::attached(s, &n.id)
+                    .into_iter()
+                    .map(|(node, tasks)| {
+                        (node, tasks.into_iter().map(|(task_id, addr)| AttachedTask { task_id, addr }).collect())
+                    })
+                    .collect();
+                Ok::<_, PlanError>(NetworkInspect { network: n.clone(), attached })
+            }
             _ => unreachable!("the network index holds networks"),
         })
         .await??;

@@ -76,6 +76,20 @@ pub(super) enum ContainerCommand {
         #[command(flatten)]
         node: NodeOpts,
     },
+    /// Run a command in a running container (its namespaces, user and cgroup);
+    /// prints the start of its output and exits with its code.
+    Exec {
+        /// Seconds before the command is killed.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        #[command(flatten)]
+        node: NodeOpts,
+        /// Container id (a task's is `task.<task id>`).
+        id: String,
+        /// Command and arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +234,16 @@ pub(super) fn run(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
             let opts = shoal_worker::runtime::logs::ReadOptions { tail, since: None };
             shoal_worker::runtime::logs::read(&rt.log_path(&id), opts, |e| print_entry(&e, timestamps))?;
             Ok(ExitCode::SUCCESS)
+        }
+        ContainerCommand::Exec { timeout, node, id, cmd } => {
+            let rt = runtime(&node)?;
+            let spec = shoal_worker::runtime::exec::ExecSpec { args: cmd };
+            let done = rt.exec(&id, &spec, Duration::from_secs(timeout))?;
+            print!("{}", done.output);
+            match done.code {
+                Some(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+                None => bail!("the command did not end within {timeout} s and was killed"),
+            }
         }
     }
 }

@@ -16,6 +16,8 @@ use shoal_manager::manager::{Manager, ManagerConfig};
 use shoal_manager::orchestrator::runner::Controllers;
 use shoal_manager::server;
 use shoal_worker::agent::{Agent, AgentConfig, Executor, PullPolicy};
+use shoal_worker::network::dns::DnsConfig;
+use shoal_worker::network::wiring::{Wiring, WiringConfig};
 
 /// Swarm's cluster management port, kept for habit.
 pub(super) const DEFAULT_LISTEN: &str = "0.0.0.0:2377";
@@ -69,9 +71,42 @@ pub(super) struct DaemonArgs {
     /// are. Repeat for several.
     #[arg(long, value_name = "HOST:PORT")]
     insecure_registry: Vec<String>,
+    /// Upstream resolver (IP or IP:PORT) the containers' DNS forwards names it does
+    /// not know to; repeat for several, or `none` to forward nothing. Default: the
+    /// nameservers of the host's /etc/resolv.conf. Queries are sent from the daemon's
+    /// network namespace.
+    #[arg(long, value_name = "ADDR")]
+    dns_upstream: Vec<String>,
+    /// The node-local subnet of the gateway bridge that gives containers egress.
+    #[arg(long, value_name = "CIDR", default_value = "172.18.0.0/16")]
+    gateway_pool: ipnet::Ipv4Net,
+    /// Give tasks no networks: each container gets an empty network namespace of
+    /// its own (loopback only), as before overlays. For tests that run several
+    /// daemons in one network namespace.
+    #[arg(long)]
+    no_networking: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// The resolvers the containers' DNS forwards to, from `--dns-upstream`.
+fn dns_upstreams(given: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    if given.is_empty() {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        return Ok(DnsConfig::upstreams_from_resolv_conf(&host));
+    }
+    // `none` forwards nothing, unless a resolver is given too (a later flag wins
+    // over a default that a wrapper put first).
+    given
+        .iter()
+        .filter(|g| *g != "none")
+        .map(|g| {
+            g.parse::<SocketAddr>()
+                .or_else(|_| g.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| anyhow::anyhow!("--dns-upstream {g:?} is not an IP or IP:PORT (or `none`)"))
+        })
+        .collect()
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -260,9 +295,20 @@ fn start_agent(
         Pull::Missing => PullPolicy::Missing,
         Pull::Never => PullPolicy::Never,
     };
-    let executor = Executor::new(&args.data_dir, &args.cgroup_parent, pull)
+    let mut executor = Executor::new(&args.data_dir, &args.cgroup_parent, pull)
         .context("set up the container runtime")?
         .with_insecure_registries(args.insecure_registry.clone());
+    if !args.no_networking {
+        let dns = DnsConfig { upstreams: dns_upstreams(&args.dns_upstream)?, ..DnsConfig::default() };
+        let wiring = Wiring::new(WiringConfig {
+            node_id: node_id.clone(),
+            run_dir: args.data_dir.join("net"),
+            prefix: "sh".into(),
+            gateway_pool: args.gateway_pool,
+            dns,
+        });
+        executor = executor.with_network(Arc::new(wiring));
+    }
     let cfg = AgentConfig { node_id, managers, addr: addr.to_string(), description };
     Ok(Agent::start(cfg, executor))
 }

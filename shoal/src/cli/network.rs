@@ -23,9 +23,15 @@ pub(super) enum NetworkCommand {
         /// Let standalone containers attach.
         #[arg(long)]
         attachable: bool,
-        /// No traffic to outside the network.
+        /// No traffic to outside the network (no gateway bridge, no DNS forwarding).
         #[arg(long)]
         internal: bool,
+        /// MTU of the overlay's interfaces (default: the underlay's minus 50).
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// Driver option (KEY=VALUE, or KEY alone); `encrypted` is refused for now.
+        #[arg(short = 'o', long = "opt")]
+        opts: Vec<String>,
         /// Label (KEY=VALUE).
         #[arg(short = 'l', long = "label")]
         labels: Vec<String>,
@@ -55,12 +61,20 @@ pub(super) fn run(cmd: NetworkCommand, conn: &Connection) -> anyhow::Result<()> 
     let client = conn.client()?;
     block_on(async move {
         match cmd {
-            NetworkCommand::Create { name, driver: _, subnet, gateway, attachable, internal, labels } => {
+            NetworkCommand::Create { name, driver: _, subnet, gateway, attachable, internal, mtu, opts, labels } => {
                 let mut spec = NetworkSpec::new(&name);
                 spec.subnet = subnet;
                 spec.gateway = gateway;
                 spec.attachable = attachable;
                 spec.internal = internal;
+                spec.mtu = mtu;
+                spec.options = opts
+                    .iter()
+                    .map(|o| match o.split_once('=') {
+                        Some((k, v)) => (k.to_owned(), v.to_owned()),
+                        None => (o.clone(), String::new()),
+                    })
+                    .collect();
                 spec.labels = labels_from(&labels)?;
                 println!("{}", client.create_network(&spec).await?.id);
             }
@@ -84,7 +98,7 @@ pub(super) fn run(cmd: NetworkCommand, conn: &Connection) -> anyhow::Result<()> 
             NetworkCommand::Inspect { networks } => {
                 let mut out = Vec::new();
                 for n in &networks {
-                    out.push(client.network(n).await?);
+                    out.push(client.network_inspect(n).await?);
                 }
                 print_json(&out)?;
             }

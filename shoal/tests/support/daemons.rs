@@ -59,6 +59,9 @@ impl Daemon {
             .args(["--hostname", &self.name, "--cgroup-parent", &self.node.cgroup_parent])
             // Tests never reach outside: images are imported (`import_busybox`).
             .args(["--pull", "never"])
+            // Several daemons share the machine's network namespace here; overlays
+            // are tested in cluster-tests, one namespace per host.
+            .arg("--no-networking")
             .args(extra)
             .env("SHOAL_LOG", "info")
             .stdout(Stdio::from(log("out")))
