@@ -394,6 +394,7 @@ const UPSTREAM_ANSWER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 /// gets; stops on drop.
 struct Upstream {
     queries: Arc<AtomicUsize>,
+    tcp: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -403,7 +404,8 @@ impl Upstream {
         let (queries, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
         let (tx, rx) = std::sync::mpsc::channel();
         let path = w.upstream.path.clone();
-        let (q, s) = (queries.clone(), stop.clone());
+        let tcp = Arc::new(AtomicUsize::new(0));
+        let (q, t, s) = (queries.clone(), tcp.clone(), stop.clone());
         let udp = std::thread::spawn(move || {
             enter(&path);
             let socket = UdpSocket::bind((ip, 53)).expect("bind the fake upstream");
@@ -427,6 +429,7 @@ impl Upstream {
                         let mut msg = vec![0; usize::from(u16::from_be_bytes(len))];
                         if stream.read_exact(&mut msg).is_ok() {
                             q.fetch_add(1, Ordering::SeqCst);
+                            t.fetch_add(1, Ordering::SeqCst);
                             if let Some(reply) = reply_to(&msg, mode) {
                                 let len = u16::try_from(reply.len()).expect("short");
                                 let _ = stream.write_all(&[&len.to_be_bytes()[..], &reply].concat());
@@ -437,11 +440,17 @@ impl Upstream {
             }
         });
         rx.recv().expect("the fake upstream starts");
-        Upstream { queries, stop, threads: vec![udp] }
+        Upstream { queries, tcp, stop, threads: vec![udp] }
     }
 
+    /// Queries received, over UDP and TCP.
     fn queries(&self) -> usize {
         self.queries.load(Ordering::SeqCst)
+    }
+
+    /// Queries received over TCP.
+    fn tcp_queries(&self) -> usize {
+        self.tcp.load(Ordering::SeqCst)
     }
 }
 
@@ -494,11 +503,11 @@ fn unknown_names_are_forwarded_from_the_daemons_namespace() {
         let got = ask("example.org", RecordType::A).send(sbx).await;
         assert_eq!((got.metadata.response_code, a_ips(&got)), (ResponseCode::NoError, vec![UPSTREAM_ANSWER]));
         assert_eq!(got.answers[0].ttl, 42, "the upstream's answer, as it came");
-        assert_eq!(up.queries(), 1);
+        assert_eq!((up.queries(), up.tcp_queries()), (1, 0));
 
         let tcp = ask("example.org", RecordType::A).tcp().send(sbx).await;
         assert_eq!(a_ips(&tcp), [UPSTREAM_ANSWER], "TCP is forwarded over TCP");
-        assert_eq!(up.queries(), 2);
+        assert_eq!((up.queries(), up.tcp_queries()), (2, 1));
 
         let known = ask("web", RecordType::AAAA).send(sbx).await;
         assert_eq!((known.metadata.response_code, known.answers.len()), (ResponseCode::NoError, 0));
