@@ -4,8 +4,8 @@
 //! upstream in turn: the next one on a timeout, an unreadable reply, SERVFAIL or
 //! REFUSED. UDP queries go over UDP and TCP queries over TCP, so an upstream's
 //! truncated UDP reply reaches the client with TC set and the client's retry over TCP
-//! is forwarded over TCP. At most `max_inflight` exchanges run at once (Docker's 1024);
-//! past that the query is refused at once.
+//! is forwarded over TCP. At most `max_inflight` exchanges of one sandbox run at once
+//! (Docker's 1024); past that the query is refused at once.
 //!
 //! The sockets are made on the runtime's threads, which are in the daemon's namespace:
 //! a host stub resolver on loopback (127.0.0.53) is reachable, as in Docker.
@@ -30,7 +30,7 @@ pub(crate) enum Failed {
     NoAnswer,
 }
 
-/// The upstreams and the limit on forwards in flight.
+/// The upstreams and the limit on one sandbox's forwards in flight.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
     upstreams: Vec<SocketAddr>,

@@ -32,7 +32,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use hickory_server::server::Server;
@@ -113,7 +113,8 @@ pub struct DnsConfig {
     pub upstreams: Vec<SocketAddr>,
     /// How long to wait for one upstream (Docker: 4 s).
     pub timeout: Duration,
-    /// Forwards in flight at once, over all sandboxes (Docker: 1024); more are REFUSED.
+    /// Forwards in flight at once per sandbox (Docker: 1024); more are REFUSED. Per
+    /// sandbox, as in Docker, so that one busy container cannot starve the others.
     pub max_inflight: usize,
 }
 
@@ -145,24 +146,20 @@ struct Running {
 /// The resolvers of this node's sandboxes.
 pub struct Dns {
     table: DnsTable,
-    forwarder: Arc<Forwarder>,
+    cfg: DnsConfig,
     servers: Mutex<HashMap<String, Running>>,
 }
 
 impl fmt::Debug for Dns {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dns").field("forwarder", &self.forwarder).field("running", &self.running()).finish()
+        f.debug_struct("Dns").field("cfg", &self.cfg).field("running", &self.running()).finish()
     }
 }
 
 impl Dns {
     /// Resolvers answering from `table`, forwarding as `cfg` says.
     pub fn new(table: DnsTable, cfg: DnsConfig) -> Dns {
-        Dns {
-            table,
-            forwarder: Arc::new(Forwarder::new(cfg.upstreams, cfg.timeout, cfg.max_inflight)),
-            servers: Mutex::new(HashMap::new()),
-        }
+        Dns { table, cfg, servers: Mutex::new(HashMap::new()) }
     }
 
     /// Serves `task_id`'s sandbox: binds UDP and TCP on `127.0.0.11:0` inside the
@@ -180,7 +177,7 @@ impl Dns {
         let resolver = SandboxResolver {
             task_id: task_id.into(),
             table: self.table.clone(),
-            forwarder: self.forwarder.clone(),
+            forwarder: Forwarder::new(self.cfg.upstreams.clone(), self.cfg.timeout, self.cfg.max_inflight),
         };
         let mut server = Server::new(resolver);
         server.register_socket(bound.udp);

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::sched::{CloneFlags, setns};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
@@ -48,16 +48,12 @@ fn bind_on_this_thread(netns: &Path) -> Result<(UdpSocket, TcpListener), DnsErro
     setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| DnsError::EnterNetns { path: path(), source })?;
     loopback_up().map_err(|source| DnsError::LoopbackUp { path: path(), source })?;
     let addr = SocketAddr::from((RESOLVER_IP, 0));
-    let bind_err = |proto| move |source| DnsError::Bind { path: path_of(netns), proto, source };
-    let udp = UdpSocket::bind(addr).map_err(bind_err("UDP"))?;
-    let tcp = TcpListener::bind(addr).map_err(bind_err("TCP"))?;
-    udp.set_nonblocking(true).map_err(bind_err("UDP"))?;
-    tcp.set_nonblocking(true).map_err(bind_err("TCP"))?;
+    let failed = |proto| move |source| DnsError::Bind { path: path(), proto, source };
+    let udp =
+        UdpSocket::bind(addr).and_then(|s| s.set_nonblocking(true).map(|()| s)).map_err(failed("UDP"))?;
+    let tcp =
+        TcpListener::bind(addr).and_then(|s| s.set_nonblocking(true).map(|()| s)).map_err(failed("TCP"))?;
     Ok((udp, tcp))
-}
-
-fn path_of(p: &Path) -> PathBuf {
-    p.to_path_buf()
 }
 
 /// Sets `lo` up in the calling thread's namespace if it is down (a fresh namespace's

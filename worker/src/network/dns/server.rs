@@ -39,7 +39,7 @@ use super::table::{DnsTable, Lookup};
 pub(crate) struct SandboxResolver {
     pub(crate) task_id: Arc<str>,
     pub(crate) table: DnsTable,
-    pub(crate) forwarder: Arc<Forwarder>,
+    pub(crate) forwarder: Forwarder,
 }
 
 #[async_trait::async_trait]
