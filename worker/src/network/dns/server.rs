@@ -54,27 +54,15 @@ impl RequestHandler for SandboxResolver {
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
-        let mut meta = Metadata::response_from_request(&request.metadata);
-        meta.recursion_available = true;
-
         if request.metadata.op_code != OpCode::Query {
-            return sent(
-                rh.send_response(builder.error_msg(&request.metadata, ResponseCode::NotImp)).await,
-                meta,
-            );
+            return reply_code(rh, builder, request, ResponseCode::NotImp).await;
         }
         let Ok(info) = request.request_info() else {
-            return sent(
-                rh.send_response(builder.error_msg(&request.metadata, ResponseCode::FormErr)).await,
-                meta,
-            );
+            return reply_code(rh, builder, request, ResponseCode::FormErr).await;
         };
         let Some(names) = self.table.get(&self.task_id) else {
             debug!(task = %self.task_id, "no names for this sandbox yet");
-            return sent(
-                rh.send_response(builder.error_msg(&request.metadata, ResponseCode::ServFail)).await,
-                meta,
-            );
+            return reply_code(rh, builder, request, ResponseCode::ServFail).await;
         };
         let query = info.query.original();
         let lookup = match query.query_class() {
@@ -103,24 +91,34 @@ impl RequestHandler for SandboxResolver {
                 let tcp = request.protocol() != Protocol::Udp;
                 return match self.forwarder.forward(request.as_slice(), request.metadata.id, tcp).await {
                     Ok(reply) => relay(rh, builder, request, &reply).await,
-                    Err(Failed::Busy) => sent(
-                        rh.send_response(builder.error_msg(&request.metadata, ResponseCode::Refused)).await,
-                        meta,
-                    ),
-                    Err(Failed::NoAnswer) => sent(
-                        rh.send_response(builder.error_msg(&request.metadata, ResponseCode::ServFail)).await,
-                        meta,
-                    ),
+                    Err(Failed::Busy) => reply_code(rh, builder, request, ResponseCode::Refused).await,
+                    Err(Failed::NoAnswer) => reply_code(rh, builder, request, ResponseCode::ServFail).await,
                 };
             }
-            Lookup::Unknown => {
-                let mut nx = meta;
-                nx.response_code = ResponseCode::NXDomain;
-                return sent(rh.send_response(builder.build_no_records(nx)).await, meta);
-            }
+            Lookup::Unknown => return reply_code(rh, builder, request, ResponseCode::NXDomain).await,
         };
+        let meta = response_meta(request, ResponseCode::NoError);
         sent(rh.send_response(builder.build(meta, records.iter(), [], [], [])).await, meta)
     }
+}
+
+/// A reply with no records.
+async fn reply_code<R: ResponseHandler>(
+    mut rh: R,
+    builder: MessageResponseBuilder<'_>,
+    request: &Request,
+    code: ResponseCode,
+) -> ResponseInfo {
+    let meta = response_meta(request, code);
+    sent(rh.send_response(builder.build_no_records(meta)).await, meta)
+}
+
+/// The header of our own replies: the request's id, opcode, RD and CD; RA set.
+fn response_meta(request: &Request, code: ResponseCode) -> Metadata {
+    let mut meta = Metadata::response_from_request(&request.metadata);
+    meta.recursion_available = true;
+    meta.response_code = code;
+    meta
 }
 
 /// Passes an upstream's reply back: its header and sections, the client's size limit.

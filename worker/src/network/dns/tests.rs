@@ -573,3 +573,17 @@ fn no_answer_is_servfail_and_too_many_in_flight_are_refused() {
     });
     assert_eq!(silent.queries(), 1);
 }
+
+#[tokio::test]
+async fn serve_says_which_namespace_is_wrong() {
+    let dns = Dns::new(DnsTable::default(), DnsConfig::default());
+    let missing = Path::new("/run/netns/shoal-dns-no-such-namespace");
+    let err = dns.serve("t1", missing).await.expect_err("no such namespace");
+    assert!(matches!(err, DnsError::OpenNetns { .. }), "{err:?}");
+    assert!(err.to_string().contains("shoal-dns-no-such-namespace"), "{err}");
+
+    let not_a_netns = tempfile::NamedTempFile::new().expect("a temporary file");
+    let err = dns.serve("t1", not_a_netns.path()).await.expect_err("not a namespace");
+    assert!(matches!(err, DnsError::EnterNetns { .. }), "{err:?}");
+    assert!(dns.running().is_empty());
+}
