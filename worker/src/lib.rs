@@ -11,9 +11,11 @@
 //! - [`image`] → [`json_file`]: the image store and registry pulls, never the runtime;
 //! - [`cgroups`]: cgroup v1 and v2;
 //! - [`json_file`]: small JSON state files written atomically;
+//! - [`network`]: the sandboxes' networking: the embedded DNS resolver ([`network::dns`]);
 
 pub mod agent;
 pub mod cgroups;
 pub mod image;
 pub mod json_file;
+pub mod network;
 pub mod runtime;
