@@ -33,14 +33,22 @@ pub struct Host {
     /// A tmpfs mounted on the data dir, for [`crate::faults::fill_disk`].
     small_disk: bool,
     cgroup_parent: String,
-    /// The flags of its first start (`--init`, `--join`), given again on restarts
+    /// The cluster's flags for every daemon, then those of its first start (`--init`,
+    /// `--join`), given again on restarts
     /// as a service manager would: the daemon starts from its state and ignores them.
     flags: Vec<String>,
     child: Option<Child>,
 }
 
 impl Host {
-    pub(crate) fn new(name: &str, role: Role, netns: String, addr: String, disk_mib: Option<u64>) -> Host {
+    pub(crate) fn new(
+        name: &str,
+        role: Role,
+        netns: String,
+        addr: String,
+        disk_mib: Option<u64>,
+        flags: Vec<String>,
+    ) -> Host {
         assert!(nix::unistd::geteuid().is_root(), "cluster tests run daemons and containers: run as root");
         let dir =
             tempfile::Builder::new().prefix("shoal-cluster-").tempdir_in("/var/tmp").expect("a data dir");
@@ -62,7 +70,7 @@ impl Host {
             dir,
             small_disk: disk_mib.is_some(),
             cgroup_parent: format!("shoal-test/{leaf}"),
-            flags: Vec::new(),
+            flags,
             child: None,
         };
         host.ok(&["image", "import", crate::busybox_layout().to_str().expect("a UTF-8 path")]);
@@ -85,7 +93,7 @@ impl Host {
 
     /// Starts its daemon for the first time, with `extra` flags (`--init`, `--join`).
     pub fn start(&mut self, extra: &[&str]) {
-        self.flags = extra.iter().map(|f| f.to_string()).collect();
+        self.flags.extend(extra.iter().map(|f| f.to_string()));
         self.spawn();
     }
 

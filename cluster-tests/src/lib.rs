@@ -83,6 +83,7 @@ pub struct Builder {
     workers: usize,
     heartbeat: Option<Duration>,
     small_disks: Vec<(usize, u64)>,
+    outside: bool,
 }
 
 impl Builder {
@@ -112,10 +113,23 @@ impl Builder {
         self
     }
 
+    /// Also an "outside" namespace on the switch ([`Net::outside`]), which every
+    /// daemon's containers forward DNS queries to (port 53 there).
+    pub fn outside(mut self) -> Self {
+        self.outside = true;
+        self
+    }
+
     /// Starts the cluster and waits until every node is ready.
     pub fn build(self) -> Cluster {
         let guard = exclusive();
-        let mut cluster = Cluster { hosts: Vec::new(), net: Net::new(), _exclusive: guard };
+        let mut cluster =
+            Cluster { hosts: Vec::new(), net: Net::new(), outside: None, flags: Vec::new(), _exclusive: guard };
+        if self.outside {
+            let (ns, addr) = cluster.net.outside();
+            cluster.flags = vec!["--dns-upstream".into(), format!("{addr}:53")];
+            cluster.outside = Some((ns, addr));
+        }
         let disk = |i: usize| self.small_disks.iter().find(|(h, _)| *h == i).map(|(_, m)| *m);
         cluster.add_host(Role::Manager, disk(0));
         cluster.hosts[0].start(&["--init"]);
@@ -146,6 +160,10 @@ pub struct Cluster {
     hosts: Vec<Host>,
     // Hosts go first (their daemons use the network), then the network.
     net: Net,
+    /// The outside namespace and its address, if asked for.
+    outside: Option<(String, String)>,
+    /// Flags every daemon gets.
+    flags: Vec<String>,
     _exclusive: MutexGuard<'static, ()>,
 }
 
@@ -158,7 +176,7 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// One manager, no workers, Shoal's defaults.
     pub fn builder() -> Builder {
-        Builder { managers: 1, workers: 0, heartbeat: None, small_disks: Vec::new() }
+        Builder { managers: 1, workers: 0, heartbeat: None, small_disks: Vec::new(), outside: false }
     }
 
     /// Every host, managers first.
@@ -250,7 +268,7 @@ impl Cluster {
             Role::Worker => format!("w{n}"),
         };
         let (ns, addr) = self.net.host(i as u8 + 1);
-        self.hosts.push(Host::new(&name, role, ns, addr, disk_mib));
+        self.hosts.push(Host::new(&name, role, ns, addr, disk_mib, self.flags.clone()));
         i
     }
 
@@ -277,6 +295,11 @@ impl Cluster {
     /// The test network (for faults).
     pub fn net(&self) -> &Net {
         &self.net
+    }
+
+    /// The outside namespace and its address ([`Builder::outside`]).
+    pub fn outside(&self) -> Option<(&str, &str)> {
+        self.outside.as_ref().map(|(ns, a)| (ns.as_str(), a.as_str()))
     }
 }
 
