@@ -280,3 +280,148 @@ pub fn names(view: &NetView, task: &Task) -> SandboxNames {
 
 /// The view as a shared value (what the agent hands its node).
 pub type SharedView = Arc<NetView>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_api::netmap::ClusterNet;
+    use shoal_api::node::NodeAttachment;
+    use shoal_api::service::PortConfig;
+    use shoal_api::task::NetworkAttachment;
+
+    fn net(id: &str, third: u8, internal: bool, ingress: bool) -> NetItem {
+        NetItem::Network(NetInfo {
+            id: id.into(),
+            name: format!("{id}-name"),
+            subnet: format!("10.0.{third}.0/24").parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 0, third, 1),
+            vni: 4096 + u32::from(third),
+            internal,
+            ingress,
+            mtu: None,
+        })
+    }
+
+    fn ep(task: &str, svc: &str, net: &str, addr: &str, node: &str, serving: bool) -> NetItem {
+        NetItem::Endpoint(Endpoint {
+            task_id: task.into(),
+            service_id: svc.into(),
+            network_id: net.into(),
+            addr: format!("{addr}/24").parse().unwrap(),
+            node_id: Some(node.into()),
+            serving,
+            name: format!("{svc}.1"),
+            aliases: vec![],
+        })
+    }
+
+    fn node(id: &str, addr: &str, ingress: Option<&str>) -> NetItem {
+        NetItem::Node(NodeRecord {
+            id: id.into(),
+            addr: addr.parse().unwrap(),
+            ingress: ingress.map(|a| NodeAttachment { network_id: "ing".into(), addr: format!("{a}/24").parse().unwrap() }),
+        })
+    }
+
+    fn svc(id: &str, vips: &[(&str, &str)], mode: EndpointMode, ports: Vec<PortConfig>) -> NetItem {
+        NetItem::Service(ServiceRecord {
+            id: id.into(),
+            name: id.into(),
+            mode,
+            vips: vips.iter().map(|(n, a)| ((*n).into(), a.parse().unwrap())).collect(),
+            aliases: [("front".to_string(), vec![format!("{id}-alias")])].into(),
+            ports,
+        })
+    }
+
+    fn task(id: &str, svc: &str, nets: &[(&str, &str)]) -> Task {
+        let mut t: Task = serde_json::from_value(serde_json::json!({
+            "id": id, "version": 1, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+            "service_id": svc, "slot": 1, "node_id": "me",
+            "spec": {"container": {"image": "busybox"}}, "spec_version": 1, "desired_state": "running",
+            "status": {"state": "running", "timestamp": "2026-01-01T00:00:00Z"}
+        }))
+        .unwrap();
+        t.networks = nets
+            .iter()
+            .map(|(n, a)| NetworkAttachment {
+                network_id: (*n).into(),
+                addresses: vec![format!("{a}/24").parse().unwrap()],
+                aliases: vec![],
+            })
+            .collect();
+        t
+    }
+
+    /// "me" runs a client on front; web has two serving tasks on other nodes and one
+    /// starting; db lives on the internal network back; web publishes 8080.
+    fn view() -> NetView {
+        let items = vec![
+            NetItem::Cluster(ClusterNet { data_path_port: 4789 }),
+            net("front", 1, false, false),
+            net("back", 2, true, false),
+            net("ing", 0, false, true),
+            node("me", "192.0.2.1", Some("10.0.0.10")),
+            node("n2", "192.0.2.2", Some("10.0.0.11")),
+            node("n3", "192.0.2.3", None),
+            svc("web", &[("front", "10.0.1.2"), ("ing", "10.0.0.2")], EndpointMode::Vip, vec![PortConfig::ingress(80, Some(8080), Default::default())]),
+            svc("rr", &[], EndpointMode::Dnsrr, vec![]),
+            svc("db", &[("back", "10.0.2.2")], EndpointMode::Vip, vec![]),
+            svc("client", &[("front", "10.0.1.3")], EndpointMode::Vip, vec![]),
+            ep("w1", "web", "front", "10.0.1.5", "n2", true),
+            ep("w1", "web", "ing", "10.0.0.5", "n2", true),
+            ep("w2", "web", "front", "10.0.1.6", "n3", true),
+            ep("w2", "web", "ing", "10.0.0.6", "n3", true),
+            ep("w3", "web", "front", "10.0.1.7", "n3", false),
+            ep("r1", "rr", "front", "10.0.1.8", "n2", true),
+            ep("d1", "db", "back", "10.0.2.5", "n2", true),
+            ep("c1", "client", "front", "10.0.1.9", "me", true),
+        ];
+        NetView {
+            node_id: "me".into(),
+            items: items.into_iter().map(|i| (i.key(), i)).collect(),
+            tasks: vec![task("c1", "client", &[("front", "10.0.1.9")])],
+        }
+    }
+
+    #[test]
+    fn the_node_wires_its_networks_with_remote_peers_and_serving_backends_only() {
+        let v = view();
+        let want = node_net(&v, &HashMap::from([("c1".to_string(), (1000, 1001))]), 1500);
+        assert_eq!(want.networks.keys().collect::<Vec<_>>(), ["front", "ing"], "back has no local task");
+        let front = &want.networks["front"];
+        assert_eq!(front.mtu, 1450);
+        assert!(!front.peers.contains_key(&"10.0.1.9".parse().unwrap()), "the local task is no peer");
+        assert_eq!(front.peers[&"10.0.1.7".parse().unwrap()], "192.0.2.3".parse::<Ipv4Addr>().unwrap(), "starting tasks are peers");
+        assert_eq!(want.networks["ing"].peers.get(&"10.0.0.11".parse().unwrap()), Some(&"192.0.2.2".parse().unwrap()), "other nodes' ingress addresses");
+        let sb = &want.sandboxes["c1"];
+        assert!(sb.egress);
+        assert_eq!(sb.dns_ports, Some((1000, 1001)));
+        let web = sb.lb.iter().find(|r| r.vip == "10.0.1.2".parse::<Ipv4Addr>().unwrap()).expect("web's VIP");
+        assert_eq!(web.backends, ["10.0.1.5".parse::<Ipv4Addr>().unwrap(), "10.0.1.6".parse().unwrap()]);
+        assert!(sb.lb.iter().all(|r| r.vip != "10.0.2.2".parse::<Ipv4Addr>().unwrap()), "db is not on front");
+        let ingress = want.ingress.expect("the mesh");
+        assert_eq!((ingress.addr.to_string(), ingress.ports.len()), ("10.0.0.10/24".into(), 1));
+        assert_eq!((ingress.ports[0].published, ingress.ports[0].target, ingress.ports[0].backends.len()), (8080, 80, 2));
+    }
+
+    #[test]
+    fn a_sandbox_resolves_names_of_its_own_networks_only() {
+        let v = view();
+        let names = names(&v, &v.tasks[0]);
+        let ips = |n: &str| names.names.get(n).map(|a| a.ips.iter().map(ToString::to_string).collect::<Vec<_>>());
+        assert_eq!(ips("web"), Some(vec!["10.0.1.2".into()]));
+        assert_eq!(ips("web.front-name"), Some(vec!["10.0.1.2".into()]));
+        assert_eq!(ips("web-alias"), Some(vec!["10.0.1.2".into()]));
+        assert_eq!(ips("tasks.web"), Some(vec!["10.0.1.5".into(), "10.0.1.6".into()]));
+        assert_eq!(ips("rr"), Some(vec!["10.0.1.8".into()]), "dnsrr answers its tasks");
+        assert_eq!(names.names["web"].ttl, VIP_TTL);
+        assert_eq!(names.names["tasks.web"].ttl, TASK_TTL);
+        assert_eq!(ips("db"), None, "db is on back only");
+        assert!(names.forward);
+        assert_eq!(names.reverse.get(&"10.0.1.2".parse().unwrap()).map(String::as_str), Some("web.front-name"));
+        let internal = task("d1", "db", &[("back", "10.0.2.5")]);
+        assert!(!egress(&internal, &v));
+        assert!(!super::names(&v, &internal).forward, "an internal network forwards nothing");
+    }
+}
