@@ -10,10 +10,13 @@
 //!   user namespaces), [`cgroups`], [`json_file`]: containers;
 //! - [`image`] → [`json_file`]: the image store and registry pulls, never the runtime;
 //! - [`cgroups`]: cgroup v1 and v2;
+//! - [`network`]: the overlay data plane (namespaces, VXLAN, veths, nftables LB and
+//!   routing mesh), applied level-triggered from a desired state;
 //! - [`json_file`]: small JSON state files written atomically;
 
 pub mod agent;
 pub mod cgroups;
 pub mod image;
 pub mod json_file;
+pub mod network;
 pub mod runtime;

@@ -1,0 +1,5 @@
+//! placeholder
+#[derive(Debug)]
+pub struct Dataplane;
+#[derive(Debug)]
+pub struct DataplaneConfig;
