@@ -127,16 +127,25 @@ enum Reservation {
 
 impl Dataplane {
     /// Checks the node can carry overlays (the VXLAN port is free, the underlay address
-    /// is here), turns on forwarding and raises the neighbour table's limits.
+    /// is here), turns on forwarding and raises the neighbour table's limits, all in the
+    /// namespace of the calling thread, which becomes "the daemon's namespace". The port
+    /// is not probed when overlay namespaces of ours exist already: their VXLAN devices
+    /// hold it.
     pub async fn start(cfg: DataplaneConfig) -> Result<Dataplane, NetworkError> {
-        if cfg.prefix.is_empty() || cfg.prefix.len() > 5 || !cfg.prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
+        if cfg.prefix.is_empty()
+            || cfg.prefix.len() > 5
+            || !cfg.prefix.chars().all(|c| c.is_ascii_alphanumeric())
+        {
             return Err(NetworkError::Config(format!(
                 "prefix {:?} must be 1 to 5 letters or digits (it starts link names of at most 15 characters)",
                 cfg.prefix
             )));
         }
         if cfg.gateway_pool.prefix_len() > 29 {
-            return Err(NetworkError::Config(format!("gateway pool {} is too small: use a /29 or larger", cfg.gateway_pool)));
+            return Err(NetworkError::Config(format!(
+                "gateway pool {} is too small: use a /29 or larger",
+                cfg.gateway_pool
+            )));
         }
         let host = Netns::current()?;
         let ours = netns::list(&cfg.run_dir.join("netns"))?.iter().any(|(n, _)| n.starts_with("ov-"));
@@ -166,11 +175,14 @@ impl Dataplane {
     }
 
     /// Makes the named network namespace for a task (before its container starts; the
-    /// runtime joins it by path). Idempotent.
+    /// runtime joins it by path), with `lo` up. Idempotent. A namespace made here but
+    /// never named in a desired state is removed by the next [`Dataplane::resync`].
     pub async fn create_sandbox(&self, task_id: &str) -> Result<PathBuf, NetworkError> {
         check_task_id(task_id)?;
         let path = self.sandbox_path(task_id);
-        netns::create(&path).await?;
+        let ns = netns::create(&path).await?;
+        // Up now, so that the embedded DNS server can bind 127.0.0.11 before any apply.
+        Nl::open(&ns).await?.set("lo", LinkUnspec::new_with_name("lo").up().build()).await?;
         Ok(path)
     }
 
@@ -245,7 +257,9 @@ impl Dataplane {
         rest == "gwbr"
             || rest == "ing"
             || rest.strip_prefix("vx").is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()))
-            || rest.strip_prefix('g').is_some_and(|v| v.len() == 8 && v.chars().all(|c| c.is_ascii_hexdigit()))
+            || rest
+                .strip_prefix('g')
+                .is_some_and(|v| v.len() == 8 && v.chars().all(|c| c.is_ascii_hexdigit()))
     }
 
     fn check(&self, want: &NodeNet) -> Result<(), NetworkError> {
@@ -255,7 +269,10 @@ impl Dataplane {
                 return Err(NetworkError::Mtu {
                     network: net.id.clone(),
                     mtu: net.mtu,
-                    why: format!("IPv4 needs at least {MIN_MTU}; use at most {room} (the underlay's {} less VXLAN's {VXLAN_OVERHEAD})", self.underlay_mtu),
+                    why: format!(
+                        "IPv4 needs at least {MIN_MTU}; use at most {room} (the underlay's {} less VXLAN's {VXLAN_OVERHEAD})",
+                        self.underlay_mtu
+                    ),
                 });
             }
             if net.mtu > room {
@@ -302,7 +319,12 @@ impl Dataplane {
                 self.make_overlay(net).await?;
                 st.nets.insert(
                     id.clone(),
-                    NetState { vni: net.vni, gateway: gateway_net(net), mtu: net.mtu, peers: BTreeMap::new() },
+                    NetState {
+                        vni: net.vni,
+                        gateway: gateway_net(net),
+                        mtu: net.mtu,
+                        peers: BTreeMap::new(),
+                    },
                 );
                 remade.insert(id.clone());
             }
@@ -314,7 +336,8 @@ impl Dataplane {
         }
 
         // Sandboxes.
-        let gone: Vec<String> = st.sandboxes.keys().filter(|t| !want.sandboxes.contains_key(*t)).cloned().collect();
+        let gone: Vec<String> =
+            st.sandboxes.keys().filter(|t| !want.sandboxes.contains_key(*t)).cloned().collect();
         for task in gone {
             netns::remove(&self.sandbox_path(&task))?;
             st.sandboxes.remove(&task);
@@ -342,7 +365,12 @@ impl Dataplane {
             .filter(|p| st.reserved.contains_key(&(p.protocol, p.published)))
             .filter_map(|p| {
                 let gw = st.sandboxes.get(&p.task_id)?.gw?;
-                Some(HostDnat { protocol: p.protocol, published: p.published, to: gw.addr(), target: p.target })
+                Some(HostDnat {
+                    protocol: p.protocol,
+                    published: p.published,
+                    to: gw.addr(),
+                    target: p.target,
+                })
             })
             .collect();
         let text = nft::host_nat(&self.cfg.prefix, &self.gw_bridge(), self.cfg.gateway_pool, &dnats);
@@ -451,16 +479,26 @@ impl Dataplane {
             sb.attachments.iter().map(|a| (a.network_id.clone(), a.addr)).collect();
         let cur = st.sandboxes.get(task);
         let relink = cur.is_none_or(|c| {
-            c.links != want_links || c.gw.is_some() != sb.egress || want_links.iter().any(|(n, _)| remade.contains(n))
+            c.links != want_links
+                || c.gw.is_some() != sb.egress
+                || want_links.iter().any(|(n, _)| remade.contains(n))
         });
         if relink {
             let keep_gw = cur.and_then(|c| c.gw);
-            let in_use: BTreeSet<Ipv4Addr> =
-                st.sandboxes.iter().filter(|(t, _)| t.as_str() != task).filter_map(|(_, s)| s.gw.map(|g| g.addr())).collect();
+            let in_use: BTreeSet<Ipv4Addr> = st
+                .sandboxes
+                .iter()
+                .filter(|(t, _)| t.as_str() != task)
+                .filter_map(|(_, s)| s.gw.map(|g| g.addr()))
+                .collect();
             let entry = st.sandboxes.entry(task.to_string()).or_default();
             entry.links.clear();
             entry.gw = None;
-            let gw = if sb.egress { Some(keep_gw.map_or_else(|| self.allocate_gw(task, &in_use), Ok)?) } else { None };
+            let gw = if sb.egress {
+                Some(keep_gw.map_or_else(|| self.allocate_gw(task, &in_use), Ok)?)
+            } else {
+                None
+            };
             self.link_sandbox(want, task, sb, ns, gw).await?;
             entry.links = want_links;
             entry.gw = gw;
@@ -469,7 +507,9 @@ impl Dataplane {
         let lb: Services = sb
             .lb
             .iter()
-            .map(|r| ((Some(r.vip), r.protocol, r.port), SvcTarget { backends: r.backends.clone(), port: r.port }))
+            .map(|r| {
+                ((Some(r.vip), r.protocol, r.port), SvcTarget { backends: r.backends.clone(), port: r.port })
+            })
             .collect();
         let mut text = String::new();
         if cur.lb.as_ref() != Some(&lb) {
@@ -546,7 +586,15 @@ impl Dataplane {
 
     /// Makes veth `name` in `nl`'s namespace whose peer `peer` lands in `peer_ns` with the
     /// MAC derived from `ip`; both ends get `mtu`.
-    async fn veth_into(&self, nl: &Nl, name: &str, peer_ns: &Netns, peer: &str, mtu: u32, ip: Ipv4Addr) -> Result<(), NetworkError> {
+    async fn veth_into(
+        &self,
+        nl: &Nl,
+        name: &str,
+        peer_ns: &Netns,
+        peer: &str,
+        mtu: u32,
+        ip: Ipv4Addr,
+    ) -> Result<(), NetworkError> {
         if let Some(old) = nl.link(name).await? {
             nl.del(&old).await?;
         }
@@ -555,7 +603,10 @@ impl Dataplane {
             .address(mac_for(ip).to_vec())
             .setns_by_fd(peer_ns.fd().as_raw_fd())
             .build();
-        let msg = LinkVeth::new(name, peer).mtu(mtu).set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg))).build();
+        let msg = LinkVeth::new(name, peer)
+            .mtu(mtu)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .build();
         nl.add(name, msg).await
     }
 
@@ -570,7 +621,8 @@ impl Dataplane {
             let off = 2 + (start + k) % usable;
             let addr = Ipv4Addr::from(((base + off) & 0xffff_ffff) as u32);
             if !in_use.contains(&addr) {
-                return Ipv4Net::new(addr, pool.prefix_len()).map_err(|e| NetworkError::Config(e.to_string()));
+                return Ipv4Net::new(addr, pool.prefix_len())
+                    .map_err(|e| NetworkError::Config(e.to_string()));
             }
         }
         Err(NetworkError::PoolExhausted(pool))
@@ -580,7 +632,8 @@ impl Dataplane {
     /// taking one fails instead of silently losing its traffic; a port a process holds
     /// already is an error.
     async fn reserve_ports(&self, st: &mut Applied, want: &NodeNet) -> Result<(), NetworkError> {
-        let mut ports: BTreeSet<(Proto, u16)> = want.host_ports.iter().map(|p| (p.protocol, p.published)).collect();
+        let mut ports: BTreeSet<(Proto, u16)> =
+            want.host_ports.iter().map(|p| (p.protocol, p.published)).collect();
         if let Some(ing) = &want.ingress {
             ports.extend(ing.ports.iter().map(|p| (p.protocol, p.published)));
         }
@@ -602,7 +655,11 @@ impl Dataplane {
                     st.reserved.insert((protocol, port), r);
                 }
                 Err(source) => {
-                    first_err.get_or_insert(NetworkError::PublishedPortTaken { port, protocol: protocol.as_str(), source });
+                    first_err.get_or_insert(NetworkError::PublishedPortTaken {
+                        port,
+                        protocol: protocol.as_str(),
+                        source,
+                    });
                 }
             }
         }
@@ -610,7 +667,12 @@ impl Dataplane {
     }
 
     /// The routing mesh: this node's veth into the ingress overlay and its DNAT table.
-    async fn sync_ingress(&self, st: &mut Applied, want: &NodeNet, remade: &BTreeSet<String>) -> Result<(), NetworkError> {
+    async fn sync_ingress(
+        &self,
+        st: &mut Applied,
+        want: &NodeNet,
+        remade: &BTreeSet<String>,
+    ) -> Result<(), NetworkError> {
         let link_name = self.ingress_link();
         let table = LbTable::ingress(&self.cfg.prefix, &link_name);
         let Some(ing) = &want.ingress else {
@@ -624,7 +686,10 @@ impl Dataplane {
             return Ok(());
         };
         let net = want.networks.get(&ing.network_id).ok_or_else(|| {
-            NetworkError::Config(format!("the ingress network {} is not among the node's networks", ing.network_id))
+            NetworkError::Config(format!(
+                "the ingress network {} is not among the node's networks",
+                ing.network_id
+            ))
         })?;
         let cur = st.ingress.get_or_insert_with(IngressState::default);
         if cur.addr != Some(ing.addr) || remade.contains(&ing.network_id) {
@@ -641,7 +706,8 @@ impl Dataplane {
             self.veth_into(&ovnl, INGRESS_PORT, &self.host, &link_name, net.mtu, ing.addr.addr()).await?;
             let br = self.host_link(&ovnl, BRIDGE).await?;
             let p = self.host_link(&ovnl, INGRESS_PORT).await?;
-            ovnl.set(INGRESS_PORT, LinkUnspec::new_with_index(p.index).controller(br.index).up().build()).await?;
+            ovnl.set(INGRESS_PORT, LinkUnspec::new_with_index(p.index).controller(br.index).up().build())
+                .await?;
             let l = self.host_link(&host, &link_name).await?;
             host.add_addr(l.index, ing.addr).await?;
             host.set(&link_name, LinkUnspec::new_with_index(l.index).up().build()).await?;
@@ -651,7 +717,9 @@ impl Dataplane {
             .ports
             .iter()
             .filter(|p| st.reserved.contains_key(&(p.protocol, p.published)))
-            .map(|p| ((None, p.protocol, p.published), SvcTarget { backends: p.backends.clone(), port: p.target }))
+            .map(|p| {
+                ((None, p.protocol, p.published), SvcTarget { backends: p.backends.clone(), port: p.target })
+            })
             .collect();
         let cur = st.ingress.get_or_insert_with(IngressState::default);
         if cur.table.as_ref() != Some(&services) {
@@ -696,7 +764,9 @@ impl Dataplane {
             if link.name == self.ingress_link() {
                 let ing = st.ingress.get_or_insert_with(IngressState::default);
                 ing.addr = nl.addrs(link.index).await?.first().copied();
-            } else if link.name.starts_with(&format!("{}vx", self.cfg.prefix)) && self.is_host_link(&link.name) {
+            } else if link.name.starts_with(&format!("{}vx", self.cfg.prefix))
+                && self.is_host_link(&link.name)
+            {
                 // Made but never moved into its overlay namespace: left by a crash.
                 nl.del(&link).await?;
             }
@@ -807,6 +877,17 @@ mod unit {
         for bad in ["", "..", "a/b", "a b"] {
             assert!(matches!(check_task_id(bad), Err(NetworkError::BadTaskId(_))), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_data_plane_can_be_shared_and_applied_from_spawned_tasks() {
+        fn shared<T: Send + Sync>() {}
+        fn sendable<T: Send>(_: &T) {}
+        shared::<Dataplane>();
+        let _ = |dp: &'static Dataplane, want: &'static NodeNet| {
+            sendable(&dp.apply(want));
+            sendable(&dp.resync(want));
+        };
     }
 
     #[test]

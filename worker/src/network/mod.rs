@@ -44,7 +44,9 @@ pub use desired::{Attachment, HostPort, Ingress, IngressPort, LbRule, NodeNet, O
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     /// The VXLAN UDP port is held by something else on this node.
-    #[error("the VXLAN UDP port {port} is already in use on this node: stop what holds it, or choose another port with --data-path-port (the same on every node)")]
+    #[error(
+        "the VXLAN UDP port {port} is already in use on this node: stop what holds it, or choose another port with --data-path-port (the same on every node)"
+    )]
     VxlanPortTaken {
         /// The port.
         port: u16,
@@ -53,7 +55,9 @@ pub enum NetworkError {
         source: io::Error,
     },
     /// A published port is bound by a process on this node.
-    #[error("published port {port}/{protocol} is already bound by a process on this node: stop that process or publish another port")]
+    #[error(
+        "published port {port}/{protocol} is already bound by a process on this node: stop that process or publish another port"
+    )]
     PublishedPortTaken {
         /// The port.
         port: u16,
@@ -74,7 +78,9 @@ pub enum NetworkError {
         why: String,
     },
     /// No interface holds the configured underlay address.
-    #[error("no interface in this node's network namespace has the address {0}: advertise an address of this node")]
+    #[error(
+        "no interface in this node's network namespace has the address {0}: advertise an address of this node"
+    )]
     NoUnderlay(Ipv4Addr),
     /// The configuration is unusable.
     #[error("data plane configuration: {0}")]
@@ -106,7 +112,9 @@ pub enum NetworkError {
         source: rtnetlink::Error,
     },
     /// `nft` refused a transaction.
-    #[error("nft in {ns} refused the ruleset ({stderr}); is the nftables package installed and the kernel's nf_tables available?")]
+    #[error(
+        "nft in {ns} refused the ruleset ({stderr}); is the nftables package installed and the kernel's nf_tables available?"
+    )]
     Nft {
         /// The namespace.
         ns: String,

@@ -100,11 +100,13 @@ impl Nl {
     /// Opens a connection whose socket lives in `ns`.
     pub(crate) async fn open(ns: &Netns) -> Result<Nl, NetworkError> {
         let fd: OwnedFd = ns
-            .run(|| Socket::new(NETLINK_ROUTE).map(|s| {
-                // SAFETY: into_raw_fd gives up the socket's ownership of the descriptor,
-                // which the OwnedFd then owns alone.
-                unsafe { OwnedFd::from_raw_fd(s.into_raw_fd()) }
-            }))
+            .run(|| {
+                Socket::new(NETLINK_ROUTE).map(|s| {
+                    // SAFETY: into_raw_fd gives up the socket's ownership of the descriptor,
+                    // which the OwnedFd then owns alone.
+                    unsafe { OwnedFd::from_raw_fd(s.into_raw_fd()) }
+                })
+            })
             .await?
             .map_err(|e| NetworkError::io("make a netlink socket", e))?;
         // SAFETY: the descriptor is a netlink socket nothing else owns; TokioSocket takes
@@ -121,14 +123,8 @@ impl Nl {
 
     /// All links.
     pub(crate) async fn links(&self) -> Result<Vec<Link>, NetworkError> {
-        let msgs: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| self.err("list links", e))?;
+        let msgs: Vec<LinkMessage> =
+            self.handle.link().get().execute().try_collect().await.map_err(|e| self.err("list links", e))?;
         Ok(msgs.iter().map(Link::parse).collect())
     }
 
@@ -210,7 +206,12 @@ impl Nl {
     }
 
     /// `ip neigh replace <ip> lladdr <mac> dev <index> nud permanent`.
-    pub(crate) async fn neigh_replace(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<(), NetworkError> {
+    pub(crate) async fn neigh_replace(
+        &self,
+        index: u32,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), NetworkError> {
         self.handle
             .neighbours()
             .add(index, IpAddr::V4(ip))
@@ -234,7 +235,12 @@ impl Nl {
     }
 
     /// `bridge fdb replace <mac> dev <index> dst <vtep> self permanent`.
-    pub(crate) async fn fdb_replace(&self, index: u32, mac: [u8; 6], vtep: Ipv4Addr) -> Result<(), NetworkError> {
+    pub(crate) async fn fdb_replace(
+        &self,
+        index: u32,
+        mac: [u8; 6],
+        vtep: Ipv4Addr,
+    ) -> Result<(), NetworkError> {
         let mut req = self.handle.neighbours().add_bridge(index, &mac).replace();
         let m = req.message_mut();
         m.header.flags = NeighbourFlags::Own;
@@ -268,7 +274,9 @@ impl Nl {
             .await
             .map_err(|e| self.err("list neighbours", e))?;
         let mut out = BTreeMap::new();
-        for m in msgs.iter().filter(|m| m.header.ifindex == index && m.header.state == NeighbourState::Permanent) {
+        for m in
+            msgs.iter().filter(|m| m.header.ifindex == index && m.header.state == NeighbourState::Permanent)
+        {
             let ip = m.attributes.iter().find_map(|a| match a {
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
                 _ => None,

@@ -88,12 +88,11 @@ where
             let _ = tx.send(f());
         })
         .map_err(|e| NetworkError::io("start a namespace thread", e))?;
-    rx.await.map_err(|_| {
-        NetworkError::io("a namespace thread", io::Error::other("it panicked; see the log"))
-    })
+    rx.await.map_err(|_| NetworkError::io("a namespace thread", io::Error::other("it panicked; see the log")))
 }
 
 /// Whether `path` is a mounted namespace file.
+#[allow(clippy::unnecessary_cast)] // the statfs type's width differs by architecture
 pub(crate) fn is_netns_mount(path: &Path) -> bool {
     nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
 }
@@ -108,8 +107,7 @@ pub(crate) async fn create(path: &Path) -> Result<Netns, NetworkError> {
     }
     let target = path.to_path_buf();
     spawn_thread(move || -> Result<(), NetworkError> {
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| NetworkError::netns(&target, "unshare", e.into()))?;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| NetworkError::netns(&target, "unshare", e.into()))?;
         File::create(&target).map_err(|e| NetworkError::netns(&target, "create the file", e))?;
         mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| NetworkError::netns(&target, "bind-mount", e.into()))

@@ -75,7 +75,8 @@ impl LbTable {
                 "chain pre { type nat hook prerouting priority -100; policy accept; }".into(),
                 "rule pre fib daddr type local meta l4proto . th dport vmap @svc".into(),
                 "chain out { type nat hook output priority -100; policy accept; }".into(),
-                "rule out ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @svc".into(),
+                "rule out ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @svc"
+                    .into(),
                 "chain post { type nat hook postrouting priority 100; policy accept; }".into(),
                 format!("rule post oifname \"{ingress_link}\" ct status dnat masquerade"),
             ],
@@ -91,11 +92,20 @@ impl LbTable {
         let old = match old {
             Some(old) => old,
             None => {
-                let key = if self.by_address { "ipv4_addr . inet_proto . inet_service" } else { "inet_proto . inet_service" };
+                let key = if self.by_address {
+                    "ipv4_addr . inet_proto . inet_service"
+                } else {
+                    "inet_proto . inet_service"
+                };
                 let _ = writeln!(out, "table ip {t} {{}}\ndelete table ip {t}\nadd table ip {t}");
                 let _ = writeln!(out, "add map ip {t} svc {{ type {key} : verdict; }}");
                 for b in &self.base {
-                    let _ = writeln!(out, "add {} ip {t} {}", b.split_whitespace().next().unwrap_or(""), b.split_once(' ').map_or("", |x| x.1));
+                    let _ = writeln!(
+                        out,
+                        "add {} ip {t} {}",
+                        b.split_whitespace().next().unwrap_or(""),
+                        b.split_once(' ').map_or("", |x| x.1)
+                    );
                 }
                 &empty
             }
@@ -139,7 +149,12 @@ fn backend_chains(out: &mut String, t: &str, chain: &str, proto: Proto, had: usi
         } else {
             let _ = writeln!(out, "add chain ip {t} {chain}_{i}");
         }
-        let _ = writeln!(out, "add rule ip {t} {chain}_{i} meta l4proto {} dnat to {b}:{}", proto.as_str(), target.port);
+        let _ = writeln!(
+            out,
+            "add rule ip {t} {chain}_{i} meta l4proto {} dnat to {b}:{}",
+            proto.as_str(),
+            target.port
+        );
     }
     for i in n..had {
         let _ = writeln!(out, "delete chain ip {t} {chain}_{i}");
@@ -177,9 +192,12 @@ pub(crate) fn dns(ports: Option<(u16, u16)>) -> String {
     let mut out = format!("table ip {t} {{}}\ndelete table ip {t}\n");
     if let Some((udp, tcp)) = ports {
         let _ = writeln!(out, "add table ip {t}");
-        let _ = writeln!(out, "add chain ip {t} out {{ type nat hook output priority -100; policy accept; }}");
-        let _ = writeln!(out, "add rule ip {t} out ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:{udp}");
-        let _ = writeln!(out, "add rule ip {t} out ip daddr 127.0.0.11 tcp dport 53 dnat to 127.0.0.11:{tcp}");
+        let _ =
+            writeln!(out, "add chain ip {t} out {{ type nat hook output priority -100; policy accept; }}");
+        let _ =
+            writeln!(out, "add rule ip {t} out ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:{udp}");
+        let _ =
+            writeln!(out, "add rule ip {t} out ip daddr 127.0.0.11 tcp dport 53 dnat to 127.0.0.11:{tcp}");
     }
     out
 }
@@ -198,9 +216,11 @@ pub(crate) struct HostDnat {
 pub(crate) fn host_nat(prefix: &str, gw_bridge: &str, pool: Ipv4Net, ports: &[HostDnat]) -> String {
     let t = format!("{prefix}-nat");
     let mut out = format!("table ip {t} {{}}\ndelete table ip {t}\nadd table ip {t}\n");
-    let _ = writeln!(out, "add chain ip {t} pre {{ type nat hook prerouting priority -100; policy accept; }}");
+    let _ =
+        writeln!(out, "add chain ip {t} pre {{ type nat hook prerouting priority -100; policy accept; }}");
     let _ = writeln!(out, "add chain ip {t} out {{ type nat hook output priority -100; policy accept; }}");
-    let _ = writeln!(out, "add chain ip {t} post {{ type nat hook postrouting priority 100; policy accept; }}");
+    let _ =
+        writeln!(out, "add chain ip {t} post {{ type nat hook postrouting priority 100; policy accept; }}");
     let _ = writeln!(out, "add rule ip {t} post ip saddr {pool} oifname != \"{gw_bridge}\" masquerade");
     for p in ports {
         let m = format!("{} dport {} dnat to {}:{}", p.protocol.as_str(), p.published, p.to, p.target);
@@ -235,11 +255,16 @@ pub(crate) async fn run(ns: &Netns, text: String) -> Result<(), NetworkError> {
             child.wait_with_output()
         })
         .await?
-        .map_err(|e| NetworkError::io(format!("run nft in {name} (is the nftables package installed?)"), e))?;
+        .map_err(|e| {
+            NetworkError::io(format!("run nft in {name} (is the nftables package installed?)"), e)
+        })?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(NetworkError::Nft { ns: name, stderr: String::from_utf8_lossy(&output.stderr).trim().to_string() })
+        Err(NetworkError::Nft {
+            ns: name,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -258,12 +283,28 @@ mod tests {
     fn a_fresh_table_is_remade_with_every_service() {
         let new: Services = [svc([10, 0, 0, 9], 80, &[[10, 0, 0, 3], [10, 0, 0, 4]])].into();
         let text = LbTable::vips().update(None, &new);
-        assert!(text.starts_with("table ip shoal-lb {}\ndelete table ip shoal-lb\nadd table ip shoal-lb\n"), "{text}");
-        assert!(text.contains("add map ip shoal-lb svc { type ipv4_addr . inet_proto . inet_service : verdict; }"));
-        assert!(text.contains("add rule ip shoal-lb out ip daddr . meta l4proto . th dport vmap @svc"), "{text}");
-        assert!(text.contains("add rule ip shoal-lb s_10_0_0_9_tcp_80_1 meta l4proto tcp dnat to 10.0.0.4:80"));
-        assert!(text.contains("numgen random mod 2 vmap { 0 : goto s_10_0_0_9_tcp_80_0, 1 : goto s_10_0_0_9_tcp_80_1 }"));
-        assert!(text.ends_with("add element ip shoal-lb svc { 10.0.0.9 . tcp . 80 : goto s_10_0_0_9_tcp_80 }\n"));
+        assert!(
+            text.starts_with("table ip shoal-lb {}\ndelete table ip shoal-lb\nadd table ip shoal-lb\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "add map ip shoal-lb svc { type ipv4_addr . inet_proto . inet_service : verdict; }"
+            )
+        );
+        assert!(
+            text.contains("add rule ip shoal-lb out ip daddr . meta l4proto . th dport vmap @svc"),
+            "{text}"
+        );
+        assert!(
+            text.contains("add rule ip shoal-lb s_10_0_0_9_tcp_80_1 meta l4proto tcp dnat to 10.0.0.4:80")
+        );
+        assert!(text.contains(
+            "numgen random mod 2 vmap { 0 : goto s_10_0_0_9_tcp_80_0, 1 : goto s_10_0_0_9_tcp_80_1 }"
+        ));
+        assert!(
+            text.ends_with("add element ip shoal-lb svc { 10.0.0.9 . tcp . 80 : goto s_10_0_0_9_tcp_80 }\n")
+        );
     }
 
     #[test]
@@ -289,7 +330,10 @@ mod tests {
         let old: Services = [svc([10, 0, 0, 9], 80, &[[10, 0, 0, 3]])].into();
         let none: Services = [svc([10, 0, 0, 9], 80, &[])].into();
         let text = LbTable::vips().update(Some(&old), &none);
-        assert!(text.contains("add rule ip shoal-lb s_10_0_0_9_tcp_80 meta l4proto tcp reject with tcp reset"), "{text}");
+        assert!(
+            text.contains("add rule ip shoal-lb s_10_0_0_9_tcp_80 meta l4proto tcp reject with tcp reset"),
+            "{text}"
+        );
         let text = LbTable::vips().update(Some(&none), &Services::new());
         assert_eq!(
             text,
@@ -301,10 +345,15 @@ mod tests {
 
     #[test]
     fn ingress_ports_are_keyed_by_protocol_and_port() {
-        let new: Services = [((None, Proto::Udp, 53), SvcTarget { backends: vec![[10, 255, 0, 5].into()], port: 5353 })].into();
+        let new: Services =
+            [((None, Proto::Udp, 53), SvcTarget { backends: vec![[10, 255, 0, 5].into()], port: 5353 })]
+                .into();
         let text = LbTable::ingress("sh", "shing").update(None, &new);
         assert!(text.contains("type inet_proto . inet_service : verdict"));
-        assert!(text.contains("add rule ip sh-ingress p_udp_53_0 meta l4proto udp dnat to 10.255.0.5:5353"), "{text}");
+        assert!(
+            text.contains("add rule ip sh-ingress p_udp_53_0 meta l4proto udp dnat to 10.255.0.5:5353"),
+            "{text}"
+        );
         assert!(text.contains("add element ip sh-ingress svc { udp . 53 : goto p_udp_53 }"));
         assert!(text.contains("oifname \"shing\" ct status dnat masquerade"));
     }

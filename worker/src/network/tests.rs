@@ -255,7 +255,7 @@ fn fetch(ns: &Path, to: &str) -> std::io::Result<String> {
 }
 
 #[test]
-fn sandboxes_on_two_hosts_reach_each_other_until_the_peer_goes_and_resync_adopts() {
+fn two_hosts_sandboxes_reach_each_other_until_the_peer_goes_and_resync_adopts() {
     if !is_root() {
         return eprintln!("skipped: needs root");
     }
@@ -268,7 +268,10 @@ fn sandboxes_on_two_hosts_reach_each_other_until_the_peer_goes_and_resync_adopts
         let t3 = dp1.create_sandbox("t3").await.expect("sandbox t3");
         let stale = dp1.create_sandbox("stale").await.expect("sandbox stale");
         let want1 = node(
-            vec![net(N1, 4097, "10.9.0.0/24", &[("10.9.0.3", "192.0.2.2")]), net(N2, 4098, "10.10.0.0/24", &[])],
+            vec![
+                net(N1, 4097, "10.9.0.0/24", &[("10.9.0.3", "192.0.2.2")]),
+                net(N2, 4098, "10.10.0.0/24", &[]),
+            ],
             vec![
                 sandbox("t1", &[(N1, "10.9.0.2/24")], false),
                 sandbox("t3", &[(N2, "10.10.0.2/24")], false),
@@ -370,7 +373,7 @@ fn a_vip_balances_over_its_backends_and_rejects_without_them() {
 }
 
 #[test]
-fn the_routing_mesh_egress_and_host_ports_work_and_internal_sandboxes_stay_in() {
+fn routing_mesh_egress_and_host_ports_work_and_internal_sandboxes_stay_in() {
     if !is_root() {
         return eprintln!("skipped: needs root");
     }
@@ -392,14 +395,18 @@ fn the_routing_mesh_egress_and_host_ports_work_and_internal_sandboxes_stay_in() 
                 net(ING, 4100, "10.255.0.0/24", &[("10.255.0.5", "192.0.2.2"), ("10.255.0.3", "192.0.2.2")]),
                 net(N1, 4097, "10.9.0.0/24", &[]),
             ],
-            vec![sandbox("out", &[(N1, "10.9.0.2/24")], true), sandbox("inner", &[(N1, "10.9.0.3/24")], false)],
+            vec![
+                sandbox("out", &[(N1, "10.9.0.2/24")], true),
+                sandbox("inner", &[(N1, "10.9.0.3/24")], false),
+            ],
         );
         want1.ingress = Some(Ingress {
             network_id: ING.into(),
             addr: "10.255.0.2/24".parse().expect("addr"),
             ports: vec![port(8000, 8080)],
         });
-        want1.host_ports = vec![HostPort { protocol: Proto::Tcp, published: 7000, target: 9090, task_id: "out".into() }];
+        want1.host_ports =
+            vec![HostPort { protocol: Proto::Tcp, published: 7000, target: 9090, task_id: "out".into() }];
         let tb = dp2.create_sandbox("tb").await.expect("sandbox");
         let mut want2 = node(
             vec![net(ING, 4100, "10.255.0.0/24", &[("10.255.0.2", "192.0.2.1")])],
@@ -438,7 +445,7 @@ fn the_routing_mesh_egress_and_host_ports_work_and_internal_sandboxes_stay_in() 
 }
 
 #[test]
-fn a_taken_vxlan_port_and_an_mtu_without_room_are_clear_errors() {
+fn clear_errors_for_a_taken_vxlan_port_and_an_mtu_without_room() {
     if !is_root() {
         return eprintln!("skipped: needs root");
     }
