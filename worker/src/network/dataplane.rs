@@ -11,7 +11,7 @@
 //! What a resync cannot read back cheaply (the nftables tables) it remakes atomically,
 //! table by table, in one `nft` transaction each.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -25,12 +25,9 @@ use super::NetworkError;
 use super::desired::{NodeNet, OverlayNet, Proto, Sandbox, mac_for};
 use super::netlink::{Link, Nl};
 use super::netns::{self, Netns};
-use super::nft::{self, HostDnat, LbTable, Services, SvcTarget};
+use super::nft::{self, LbTable};
+use super::plan::{self, Applied, IngressState, NetState, Reservation, SbState};
 
-/// VXLAN's overhead on an IPv4 underlay (outer IP, UDP, VXLAN and inner Ethernet headers).
-const VXLAN_OVERHEAD: u32 = 50;
-/// The smallest MTU IPv4 allows.
-const MIN_MTU: u32 = 68;
 /// The overlay namespace's bridge.
 const BRIDGE: &str = "br0";
 /// The overlay-side end of the node's own ingress veth.
@@ -73,56 +70,6 @@ pub struct Dataplane {
     host: Netns,
     underlay_mtu: u32,
     applied: Mutex<Applied>,
-}
-
-/// What was applied, as far as this process knows.
-#[derive(Debug, Default)]
-struct Applied {
-    gw_bridge: bool,
-    nets: BTreeMap<String, NetState>,
-    sandboxes: BTreeMap<String, SbState>,
-    /// The host NAT table's last text; `None` if unknown.
-    nat: Option<String>,
-    /// `Some` while an ingress link or table may exist.
-    ingress: Option<IngressState>,
-    /// Published ports held bound, so that no host process takes them.
-    reserved: BTreeMap<(Proto, u16), Reservation>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct NetState {
-    vni: u32,
-    /// The gateway with the subnet's prefix, as on `br0`.
-    gateway: Ipv4Net,
-    mtu: u32,
-    peers: BTreeMap<Ipv4Addr, Ipv4Addr>,
-}
-
-#[derive(Debug, Default)]
-struct SbState {
-    /// (network id, address) of eth0, eth1, ...
-    links: Vec<(String, Ipv4Net)>,
-    /// The gateway-bridge address (the last eth), if any.
-    gw: Option<Ipv4Net>,
-    /// The LB services in the sandbox; `None` if unknown.
-    lb: Option<Services>,
-    /// The DNS redirect; `None` if unknown.
-    dns: Option<Option<(u16, u16)>>,
-}
-
-#[derive(Debug, Default)]
-struct IngressState {
-    /// The node's address on the ingress link, if the link is there.
-    addr: Option<Ipv4Net>,
-    /// The ingress table's services; `None` if unknown.
-    table: Option<Services>,
-}
-
-#[derive(Debug)]
-#[allow(dead_code)] // held only to keep the port bound
-enum Reservation {
-    Tcp(TcpListener),
-    Udp(UdpSocket),
 }
 
 impl Dataplane {
@@ -178,7 +125,7 @@ impl Dataplane {
     /// runtime joins it by path), with `lo` up. Idempotent. A namespace made here but
     /// never named in a desired state is removed by the next [`Dataplane::resync`].
     pub async fn create_sandbox(&self, task_id: &str) -> Result<PathBuf, NetworkError> {
-        check_task_id(task_id)?;
+        plan::check_task_id(task_id)?;
         let path = self.sandbox_path(task_id);
         let ns = netns::create(&path).await?;
         // Up now, so that the embedded DNS server can bind 127.0.0.11 before any apply.
@@ -248,7 +195,7 @@ impl Dataplane {
     }
 
     fn gw_veth(&self, task_id: &str) -> String {
-        format!("{}g{:08x}", self.cfg.prefix, fnv(task_id))
+        format!("{}g{:08x}", self.cfg.prefix, plan::fnv(task_id))
     }
 
     /// Links of ours in the daemon's namespace.
@@ -262,38 +209,8 @@ impl Dataplane {
                 .is_some_and(|v| v.len() == 8 && v.chars().all(|c| c.is_ascii_hexdigit()))
     }
 
-    fn check(&self, want: &NodeNet) -> Result<(), NetworkError> {
-        for net in want.networks.values() {
-            let room = self.underlay_mtu.saturating_sub(VXLAN_OVERHEAD);
-            if net.mtu < MIN_MTU {
-                return Err(NetworkError::Mtu {
-                    network: net.id.clone(),
-                    mtu: net.mtu,
-                    why: format!(
-                        "IPv4 needs at least {MIN_MTU}; use at most {room} (the underlay's {} less VXLAN's {VXLAN_OVERHEAD})",
-                        self.underlay_mtu
-                    ),
-                });
-            }
-            if net.mtu > room {
-                return Err(NetworkError::Mtu {
-                    network: net.id.clone(),
-                    mtu: net.mtu,
-                    why: format!(
-                        "VXLAN needs {VXLAN_OVERHEAD} bytes of the underlay's {}: use at most {room}",
-                        self.underlay_mtu
-                    ),
-                });
-            }
-        }
-        for id in want.sandboxes.keys() {
-            check_task_id(id)?;
-        }
-        Ok(())
-    }
-
     async fn apply_locked(&self, st: &mut Applied, want: &NodeNet) -> Result<(), NetworkError> {
-        self.check(want)?;
+        plan::check(want, self.underlay_mtu)?;
         let mut first_err: Option<NetworkError> = None;
         if !st.gw_bridge {
             self.make_gw_bridge().await?;
@@ -302,13 +219,7 @@ impl Dataplane {
 
         // Overlay networks: remake those that changed shape, then sync peers.
         let mut remade = BTreeSet::new();
-        let stale: Vec<String> = st
-            .nets
-            .iter()
-            .filter(|(id, s)| want.networks.get(*id).is_none_or(|n| !same_shape(n, s)))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in stale {
+        for id in plan::stale_networks(st, want) {
             if let Some(s) = st.nets.remove(&id) {
                 netns::remove(&self.overlay_path(s.vni))?;
                 remade.insert(id);
@@ -317,15 +228,7 @@ impl Dataplane {
         for (id, net) in &want.networks {
             if !st.nets.contains_key(id) {
                 self.make_overlay(net).await?;
-                st.nets.insert(
-                    id.clone(),
-                    NetState {
-                        vni: net.vni,
-                        gateway: gateway_net(net),
-                        mtu: net.mtu,
-                        peers: BTreeMap::new(),
-                    },
-                );
+                st.nets.insert(id.clone(), NetState::new(net));
                 remade.insert(id.clone());
             }
             if let Some(s) = st.nets.get_mut(id)
@@ -359,20 +262,7 @@ impl Dataplane {
         if let Err(e) = self.sync_ingress(st, want, &remade).await {
             first_err.get_or_insert(e);
         }
-        let dnats: Vec<HostDnat> = want
-            .host_ports
-            .iter()
-            .filter(|p| st.reserved.contains_key(&(p.protocol, p.published)))
-            .filter_map(|p| {
-                let gw = st.sandboxes.get(&p.task_id)?.gw?;
-                Some(HostDnat {
-                    protocol: p.protocol,
-                    published: p.published,
-                    to: gw.addr(),
-                    target: p.target,
-                })
-            })
-            .collect();
+        let dnats = plan::host_dnats(want, st);
         let text = nft::host_nat(&self.cfg.prefix, &self.gw_bridge(), self.cfg.gateway_pool, &dnats);
         if st.nat.as_ref() != Some(&text) {
             st.nat = None;
@@ -417,7 +307,7 @@ impl Dataplane {
         ovnl.set("lo", LinkUnspec::new_with_name("lo").up().build()).await?;
         ovnl.add(BRIDGE, LinkBridge::new(BRIDGE).mtu(net.mtu).build()).await?;
         let br = self.host_link(&ovnl, BRIDGE).await?;
-        ovnl.add_addr(br.index, gateway_net(net)).await?;
+        ovnl.add_addr(br.index, plan::gateway_net(net)).await?;
         ovnl.set(BRIDGE, LinkUnspec::new_with_index(br.index).up().build()).await?;
 
         let vx = self.vxlan_name(net.vni);
@@ -448,20 +338,16 @@ impl Dataplane {
         })?;
         let nl = Nl::open(&ov).await?;
         let vx = self.host_link(&nl, &self.vxlan_name(net.vni)).await?;
-        let old: Vec<(Ipv4Addr, Ipv4Addr)> = s.peers.iter().map(|(a, b)| (*a, *b)).collect();
-        for (ip, vtep) in old {
-            if net.peers.get(&ip) != Some(&vtep) {
-                nl.neigh_del(vx.index, ip).await?;
-                nl.fdb_del(vx.index, mac_for(ip), vtep).await?;
-                s.peers.remove(&ip);
-            }
+        let (remove, add) = plan::peer_changes(&s.peers, &net.peers);
+        for (ip, vtep) in remove {
+            nl.neigh_del(vx.index, ip).await?;
+            nl.fdb_del(vx.index, mac_for(ip), vtep).await?;
+            s.peers.remove(&ip);
         }
-        for (ip, vtep) in &net.peers {
-            if s.peers.get(ip) != Some(vtep) {
-                nl.neigh_replace(vx.index, *ip, mac_for(*ip)).await?;
-                nl.fdb_replace(vx.index, mac_for(*ip), *vtep).await?;
-                s.peers.insert(*ip, *vtep);
-            }
+        for (ip, vtep) in add {
+            nl.neigh_replace(vx.index, ip, mac_for(ip)).await?;
+            nl.fdb_replace(vx.index, mac_for(ip), vtep).await?;
+            s.peers.insert(ip, vtep);
         }
         Ok(())
     }
@@ -478,12 +364,7 @@ impl Dataplane {
         let want_links: Vec<(String, Ipv4Net)> =
             sb.attachments.iter().map(|a| (a.network_id.clone(), a.addr)).collect();
         let cur = st.sandboxes.get(task);
-        let relink = cur.is_none_or(|c| {
-            c.links != want_links
-                || c.gw.is_some() != sb.egress
-                || want_links.iter().any(|(n, _)| remade.contains(n))
-        });
-        if relink {
+        if plan::needs_relink(cur, sb, remade) {
             let keep_gw = cur.and_then(|c| c.gw);
             let in_use: BTreeSet<Ipv4Addr> = st
                 .sandboxes
@@ -495,7 +376,7 @@ impl Dataplane {
             entry.links.clear();
             entry.gw = None;
             let gw = if sb.egress {
-                Some(keep_gw.map_or_else(|| self.allocate_gw(task, &in_use), Ok)?)
+                Some(keep_gw.map_or_else(|| plan::allocate_gw(self.cfg.gateway_pool, task, &in_use), Ok)?)
             } else {
                 None
             };
@@ -504,13 +385,7 @@ impl Dataplane {
             entry.gw = gw;
         }
         let Some(cur) = st.sandboxes.get_mut(task) else { return Ok(()) };
-        let lb: Services = sb
-            .lb
-            .iter()
-            .map(|r| {
-                ((Some(r.vip), r.protocol, r.port), SvcTarget { backends: r.backends.clone(), port: r.port })
-            })
-            .collect();
+        let lb = plan::lb_services(sb);
         let mut text = String::new();
         if cur.lb.as_ref() != Some(&lb) {
             text += &LbTable::vips().update(cur.lb.as_ref(), &lb);
@@ -545,7 +420,7 @@ impl Dataplane {
             }
         }
         nl.set("lo", LinkUnspec::new_with_name("lo").up().build()).await?;
-        let hash = fnv(task);
+        let hash = plan::fnv(task);
         for (i, att) in sb.attachments.iter().enumerate() {
             let net = want.networks.get(&att.network_id).ok_or_else(|| {
                 NetworkError::Config(format!(
@@ -610,33 +485,11 @@ impl Dataplane {
         nl.add(name, msg).await
     }
 
-    /// A gateway-bridge address for `task`: from a hash of its id, probing past `in_use`.
-    fn allocate_gw(&self, task: &str, in_use: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Net, NetworkError> {
-        let pool = self.cfg.gateway_pool;
-        let size = 1u64 << (32 - pool.prefix_len());
-        let usable = size - 3; // network, bridge, broadcast
-        let base = u64::from(u32::from(pool.network()));
-        let start = u64::from(fnv(task)) % usable;
-        for k in 0..usable {
-            let off = 2 + (start + k) % usable;
-            let addr = Ipv4Addr::from(((base + off) & 0xffff_ffff) as u32);
-            if !in_use.contains(&addr) {
-                return Ipv4Net::new(addr, pool.prefix_len())
-                    .map_err(|e| NetworkError::Config(e.to_string()));
-            }
-        }
-        Err(NetworkError::PoolExhausted(pool))
-    }
-
     /// Holds every published port (ingress and host mode) bound, so that a host process
     /// taking one fails instead of silently losing its traffic; a port a process holds
     /// already is an error.
     async fn reserve_ports(&self, st: &mut Applied, want: &NodeNet) -> Result<(), NetworkError> {
-        let mut ports: BTreeSet<(Proto, u16)> =
-            want.host_ports.iter().map(|p| (p.protocol, p.published)).collect();
-        if let Some(ing) = &want.ingress {
-            ports.extend(ing.ports.iter().map(|p| (p.protocol, p.published)));
-        }
+        let ports = plan::published_ports(want);
         st.reserved.retain(|k, _| ports.contains(k));
         let mut first_err = None;
         for (protocol, port) in ports {
@@ -713,14 +566,7 @@ impl Dataplane {
             host.set(&link_name, LinkUnspec::new_with_index(l.index).up().build()).await?;
             cur.addr = Some(ing.addr);
         }
-        let services: Services = ing
-            .ports
-            .iter()
-            .filter(|p| st.reserved.contains_key(&(p.protocol, p.published)))
-            .map(|p| {
-                ((None, p.protocol, p.published), SvcTarget { backends: p.backends.clone(), port: p.target })
-            })
-            .collect();
+        let services = plan::ingress_services(ing, &st.reserved);
         let cur = st.ingress.get_or_insert_with(IngressState::default);
         if cur.table.as_ref() != Some(&services) {
             let text = table.update(cur.table.as_ref(), &services);
@@ -783,18 +629,12 @@ impl Dataplane {
         let Some(gateway) = nl.addrs(br.index).await?.first().copied() else { return Ok(None) };
         let macs = nl.neighbours(vx.index).await?;
         let fdb = nl.fdb(vx.index).await?;
-        let mut peers = BTreeMap::new();
-        for (ip, mac) in &macs {
-            if let Some((_, vtep)) = fdb.iter().find(|(m, _)| m == mac) {
-                peers.insert(*ip, *vtep);
-            } else {
-                nl.neigh_del(vx.index, *ip).await?;
-            }
+        let (peers, lone_neighbours, lone_fdb) = plan::adopt_peers(&macs, &fdb);
+        for ip in lone_neighbours {
+            nl.neigh_del(vx.index, ip).await?;
         }
-        for (mac, vtep) in &fdb {
-            if !macs.values().any(|m| m == mac) {
-                nl.fdb_del(vx.index, *mac, *vtep).await?;
-            }
+        for (mac, vtep) in lone_fdb {
+            nl.fdb_del(vx.index, mac, vtep).await?;
         }
         Ok(Some(NetState { vni: net.vni, gateway, mtu: vx.mtu, peers }))
     }
@@ -809,24 +649,7 @@ impl Dataplane {
                 eths.push((n, addr));
             }
         }
-        eths.sort();
-        let mut s = SbState::default();
-        if let Some((_, last)) = eths.last()
-            && self.cfg.gateway_pool.contains(&last.addr())
-        {
-            s.gw = Some(*last);
-            eths.pop();
-        }
-        for (i, (n, addr)) in eths.iter().enumerate() {
-            // Adopt only what sits where `want` puts it; anything else is remade.
-            let id = sb
-                .attachments
-                .get(i)
-                .filter(|a| a.addr == *addr && *n as usize == i)
-                .map_or_else(String::new, |a| a.network_id.clone());
-            s.links.push((id, *addr));
-        }
-        Ok(s)
+        Ok(plan::adopt_sandbox(eths, sb, self.cfg.gateway_pool))
     }
 }
 
@@ -845,39 +668,9 @@ fn tune_sysctls() -> Result<(), NetworkError> {
     Ok(())
 }
 
-fn same_shape(n: &OverlayNet, s: &NetState) -> bool {
-    n.vni == s.vni && gateway_net(n) == s.gateway && n.mtu == s.mtu
-}
-
-fn gateway_net(n: &OverlayNet) -> Ipv4Net {
-    Ipv4Net::new(n.gateway, n.subnet.prefix_len()).unwrap_or_default()
-}
-
-fn check_task_id(id: &str) -> Result<(), NetworkError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id != "."
-        && id != ".."
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok { Ok(()) } else { Err(NetworkError::BadTaskId(id.to_string())) }
-}
-
-/// FNV-1a: a stable hash for names and addresses derived from task ids.
-fn fnv(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
-}
-
 #[cfg(test)]
 mod unit {
     use super::*;
-
-    #[test]
-    fn task_ids_must_be_file_names() {
-        assert!(check_task_id("abc-1.x_2").is_ok());
-        for bad in ["", "..", "a/b", "a b"] {
-            assert!(matches!(check_task_id(bad), Err(NetworkError::BadTaskId(_))), "{bad:?}");
-        }
-    }
 
     #[test]
     fn the_data_plane_can_be_shared_and_applied_from_spawned_tasks() {
@@ -888,11 +681,5 @@ mod unit {
             sendable(&dp.apply(want));
             sendable(&dp.resync(want));
         };
-    }
-
-    #[test]
-    fn the_hash_is_stable() {
-        assert_eq!(fnv(""), 0x811c_9dc5);
-        assert_eq!(fnv("a"), 0xe40c_292c);
     }
 }

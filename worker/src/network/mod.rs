@@ -30,6 +30,7 @@ pub mod desired;
 mod netlink;
 mod netns;
 mod nft;
+mod plan;
 #[cfg(test)]
 mod tests;
 
