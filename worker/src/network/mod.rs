@@ -22,8 +22,13 @@
 //! host-mode ports keep it. Ingress ports answer on this node's non-loopback
 //! addresses, from other hosts and from this host; `127.0.0.1:<port>` is not handled.
 //!
-//! Namespaces are entered only on short-lived threads ([`netns`]); "the daemon's
+//! Namespaces are entered only on short-lived threads (`netns`); "the daemon's
 //! namespace" is the one of the thread that called [`Dataplane::start`].
+//!
+//! Files: [`desired`] (the input), `plan` (the record of what was applied and the
+//! decisions taken from it, no IO), `netns` (namespaces off-thread), `netlink` (links,
+//! addresses, neighbours, FDB), `nft` (nftables transactions), [`dataplane`] (executes
+//! the plan).
 
 pub mod dataplane;
 pub mod desired;

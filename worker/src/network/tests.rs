@@ -205,6 +205,18 @@ fn ifindex(ns: &Path, dev: &str) -> String {
     String::from_utf8_lossy(&out.stdout).split(':').next().unwrap_or("").to_string()
 }
 
+/// The IPv4 address on `dev` inside `ns`, without its prefix.
+fn addr_of(ns: &Path, dev: &str) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["ip", "-o", "-4", "addr", "show", dev])
+        .output()
+        .expect("ip addr");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let cidr = text.split_whitespace().skip_while(|w| *w != "inet").nth(1).unwrap_or("");
+    cidr.split('/').next().unwrap_or("").to_string()
+}
+
 /// A TCP server inside a namespace answering every connection with `reply`.
 struct Server {
     stop: Arc<AtomicBool>,
@@ -390,6 +402,7 @@ fn routing_mesh_egress_and_host_ports_work_and_internal_sandboxes_stay_in() {
         // h1: no local backend, only the mesh; plus an egress and an internal sandbox.
         let out = dp1.create_sandbox("out").await.expect("sandbox");
         let inner = dp1.create_sandbox("inner").await.expect("sandbox");
+        let out2 = dp1.create_sandbox("out2").await.expect("sandbox");
         let mut want1 = node(
             vec![
                 net(ING, 4100, "10.255.0.0/24", &[("10.255.0.5", "192.0.2.2"), ("10.255.0.3", "192.0.2.2")]),
@@ -398,6 +411,7 @@ fn routing_mesh_egress_and_host_ports_work_and_internal_sandboxes_stay_in() {
             vec![
                 sandbox("out", &[(N1, "10.9.0.2/24")], true),
                 sandbox("inner", &[(N1, "10.9.0.3/24")], false),
+                sandbox("out2", &[(N1, "10.9.0.4/24")], true),
             ],
         );
         want1.ingress = Some(Ingress {
@@ -430,6 +444,10 @@ fn routing_mesh_egress_and_host_ports_work_and_internal_sandboxes_stay_in() {
         assert_eq!(fetch(&ext, "198.51.100.1:7000").expect("the host-mode port"), "out");
         eventually("the egress sandbox reaches outside", || ping(&out, "198.51.100.2"));
         assert!(!ping(&inner, "198.51.100.2"), "an internal sandbox reached outside");
+        assert!(ping(&out2, "198.51.100.2"), "the second egress sandbox reaches outside");
+        let out_gw = addr_of(&out, "eth1");
+        assert!(out_gw.starts_with("172.18."), "{out_gw}");
+        assert!(!ping(&out2, &out_gw), "sandboxes reach each other over the gateway bridge");
 
         // A published port held by a host process is a clear error.
         let holder = within(&h1, || TcpListener::bind("0.0.0.0:8001").expect("bind"));
