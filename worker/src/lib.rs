@@ -10,6 +10,8 @@
 //!   user namespaces), [`cgroups`], [`json_file`]: containers;
 //! - [`image`] → [`json_file`]: the image store and registry pulls, never the runtime;
 //! - [`cgroups`]: cgroup v1 and v2;
+//! - [`network`]: the overlay data plane (namespaces, VXLAN, veths, nftables LB and
+//!   routing mesh), applied level-triggered from a desired state;
 //! - [`json_file`]: small JSON state files written atomically;
 //! - [`network`]: the sandboxes' networking: the embedded DNS resolver ([`network::dns`]);
 

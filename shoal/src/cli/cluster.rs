@@ -21,6 +21,10 @@ pub(super) enum ClusterCommand {
         /// Ended tasks kept per slot (negative keeps all).
         #[arg(long, allow_negative_numbers = true)]
         task_history_limit: Option<i64>,
+        /// UDP port of the overlays' VXLAN traffic (1024-49151; default 4789). Nodes
+        /// take a new port when their overlays are next made.
+        #[arg(long)]
+        data_path_port: Option<u16>,
     },
     /// Show (or rotate) the command that adds a worker or a manager.
     JoinToken {
@@ -86,11 +90,14 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                         .collect(),
                 );
             }
-            ClusterCommand::Update { dispatcher_heartbeat, task_history_limit } => {
+            ClusterCommand::Update { dispatcher_heartbeat, task_history_limit, data_path_port } => {
                 let info = client.cluster(ReadOptions::default()).await?;
                 let mut spec = info.spec.clone();
                 if let Some(h) = dispatcher_heartbeat {
                     spec.dispatcher.heartbeat_period = h;
+                }
+                if let Some(p) = data_path_port {
+                    spec.data_path_port = p;
                 }
                 if let Some(l) = task_history_limit {
                     spec.task_history_limit = l;
