@@ -8,6 +8,10 @@
 //! for the transaction from old to new, so a change touches only the services that
 //! changed (one map element and a few chains), never the whole table. A service with no
 //! backends rejects (TCP reset, ICMP for UDP) instead of letting clients hang.
+//!
+//! A VIP balances every port and protocol, as Swarm's do (a service does not declare
+//! the ports it listens on): its key has port 0, its element goes in the map `vip`
+//! keyed by address alone, and its backends DNAT the address and keep the port.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -59,8 +63,10 @@ impl LbTable {
             name: LB_TABLE.into(),
             by_address: true,
             base: vec![
+                "map vip { type ipv4_addr : verdict; }".into(),
                 "chain out { type nat hook output priority -100; policy accept; }".into(),
                 "rule out ip daddr . meta l4proto . th dport vmap @svc".into(),
+                "rule out ip daddr vmap @vip".into(),
             ],
         }
     }
@@ -121,14 +127,14 @@ impl LbTable {
                 None => {
                     let _ = writeln!(out, "add chain ip {t} {chain}");
                     backend_chains(&mut out, t, &chain, key.1, 0, target);
-                    let _ = writeln!(out, "add element ip {t} svc {{ {} : goto {chain} }}", element(key));
+                    let _ = writeln!(out, "add element ip {t} {} {{ {} : goto {chain} }}", map_of(key), element(key));
                 }
             }
         }
         for (key, was) in old {
             if !new.contains_key(key) {
                 let chain = chain_name(key);
-                let _ = writeln!(out, "delete element ip {t} svc {{ {} }}", element(key));
+                let _ = writeln!(out, "delete element ip {t} {} {{ {} }}", map_of(key), element(key));
                 let _ = writeln!(out, "flush chain ip {t} {chain}");
                 for i in 0..was.backends.len() {
                     let _ = writeln!(out, "delete chain ip {t} {chain}_{i}");
@@ -149,30 +155,43 @@ fn backend_chains(out: &mut String, t: &str, chain: &str, proto: Proto, had: usi
         } else {
             let _ = writeln!(out, "add chain ip {t} {chain}_{i}");
         }
-        let _ = writeln!(
-            out,
-            "add rule ip {t} {chain}_{i} meta l4proto {} dnat to {b}:{}",
-            proto.as_str(),
-            target.port
-        );
+        if target.port == 0 {
+            let _ = writeln!(out, "add rule ip {t} {chain}_{i} dnat to {b}");
+        } else {
+            let _ = writeln!(
+                out,
+                "add rule ip {t} {chain}_{i} meta l4proto {} dnat to {b}:{}",
+                proto.as_str(),
+                target.port
+            );
+        }
     }
     for i in n..had {
         let _ = writeln!(out, "delete chain ip {t} {chain}_{i}");
     }
     if n == 0 {
-        let reject = match proto {
-            Proto::Tcp => "meta l4proto tcp reject with tcp reset",
-            Proto::Udp => "reject",
+        let reject = match (proto, target.port) {
+            (Proto::Tcp, _) | (_, 0) => "meta l4proto tcp reject with tcp reset",
+            (Proto::Udp, _) => "reject",
         };
         let _ = writeln!(out, "add rule ip {t} {chain} {reject}");
+        if target.port == 0 {
+            let _ = writeln!(out, "add rule ip {t} {chain} reject");
+        }
     } else {
         let arms: Vec<String> = (0..n).map(|i| format!("{i} : goto {chain}_{i}")).collect();
         let _ = writeln!(out, "add rule ip {t} {chain} numgen random mod {n} vmap {{ {} }}", arms.join(", "));
     }
 }
 
+/// The map a key's element lives in: `vip` for a whole VIP, `svc` otherwise.
+fn map_of((addr, _, port): &SvcKey) -> &'static str {
+    if addr.is_some() && *port == 0 { "vip" } else { "svc" }
+}
+
 fn chain_name((addr, proto, port): &SvcKey) -> String {
     match addr {
+        Some(a) if *port == 0 => format!("v_{}", a.to_string().replace('.', "_")),
         Some(a) => format!("s_{}_{}_{port}", a.to_string().replace('.', "_"), proto.as_str()),
         None => format!("p_{}_{port}", proto.as_str()),
     }
@@ -180,6 +199,7 @@ fn chain_name((addr, proto, port): &SvcKey) -> String {
 
 fn element((addr, proto, port): &SvcKey) -> String {
     match addr {
+        Some(a) if *port == 0 => a.to_string(),
         Some(a) => format!("{a} . {} . {port}", proto.as_str()),
         None => format!("{} . {port}", proto.as_str()),
     }
@@ -305,6 +325,20 @@ mod tests {
         assert!(
             text.ends_with("add element ip shoal-lb svc { 10.0.0.9 . tcp . 80 : goto s_10_0_0_9_tcp_80 }\n")
         );
+    }
+
+    #[test]
+    fn a_whole_vip_keeps_the_port_and_rejects_every_protocol_without_backends() {
+        let text = LbTable::vips().update(None, &[svc([10, 0, 0, 9], 0, &[[10, 0, 0, 3]])].into());
+        assert!(text.contains("add map ip shoal-lb vip { type ipv4_addr : verdict; }"), "{text}");
+        assert!(text.contains("add rule ip shoal-lb out ip daddr vmap @vip"), "{text}");
+        assert!(text.contains("add rule ip shoal-lb v_10_0_0_9_0 dnat to 10.0.0.3\n"), "{text}");
+        assert!(text.ends_with("add element ip shoal-lb vip { 10.0.0.9 : goto v_10_0_0_9 }\n"), "{text}");
+        let old: Services = [svc([10, 0, 0, 9], 0, &[[10, 0, 0, 3]])].into();
+        let text = LbTable::vips().update(Some(&old), &[svc([10, 0, 0, 9], 0, &[])].into());
+        assert!(text.contains("add rule ip shoal-lb v_10_0_0_9 meta l4proto tcp reject with tcp reset\nadd rule ip shoal-lb v_10_0_0_9 reject\n"), "{text}");
+        let text = LbTable::vips().update(Some(&old), &Services::new());
+        assert!(text.contains("delete element ip shoal-lb vip { 10.0.0.9 }"), "{text}");
     }
 
     #[test]
