@@ -250,7 +250,7 @@ impl Host {
 
     /// The path of a task's network namespace on this host.
     pub fn sandbox(&self, task_id: &str) -> PathBuf {
-        self.dir.path().join("net").join("netns").join(task_id)
+        self.dir.path().join("net").join("netns").join(format!("t-{task_id}"))
     }
 
     /// Runs a command in a task's container (`shoal container exec`); returns its

@@ -41,8 +41,9 @@ pub struct Wiring {
     dataplane: tokio::sync::OnceCell<Dataplane>,
     /// Resolver ports per task.
     ports: Mutex<HashMap<String, (u16, u16)>>,
-    /// One wiring at a time.
-    busy: tokio::sync::Mutex<()>,
+    /// One wiring at a time; holds whether one has read the host since the start
+    /// (the first always does: a restarted daemon adopts what it finds).
+    busy: tokio::sync::Mutex<bool>,
 }
 
 impl Wiring {
@@ -58,7 +59,7 @@ impl Wiring {
             view: Mutex::new(Arc::new(view)),
             dataplane: tokio::sync::OnceCell::new(),
             ports: Mutex::new(HashMap::new()),
-            busy: tokio::sync::Mutex::new(()),
+            busy: tokio::sync::Mutex::new(false),
         }
     }
 
@@ -112,7 +113,7 @@ impl Wiring {
     /// after a restart, stopped for tasks gone), their names, then the data plane
     /// (`full`: re-read from the host first).
     pub async fn wire(&self, full: bool) -> Result<(), NetworkError> {
-        let _one = self.busy.lock().await;
+        let mut synced = self.busy.lock().await;
         let view = self.current();
         let dp = match self.dataplane(&view).await {
             Ok(dp) => dp,
@@ -140,6 +141,12 @@ impl Wiring {
         }
         let ports = self.ports.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let want = view::node_net(&view, &ports, dp.underlay_mtu());
-        if full { dp.resync(&want).await } else { dp.apply(&want).await }
+        if full || !*synced {
+            dp.resync(&want).await?;
+            *synced = true;
+            Ok(())
+        } else {
+            dp.apply(&want).await
+        }
     }
 }
