@@ -122,7 +122,8 @@ impl From<PlanError> for ApiError {
             | PlanError::NodeIsUp { .. }
             | PlanError::Immutable { .. }
             | PlanError::SubnetOverlap { .. }
-            | PlanError::PoolExhausted { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            | PlanError::PoolExhausted { .. }
+            | PlanError::NameClash { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             PlanError::Compose(ComposeError::Invalid(problems)) => ApiError::invalid(problems),
             PlanError::Compose(ComposeError::Interpolate { path, .. }) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_field(path)

@@ -350,4 +350,26 @@ mod tests {
         let stuck = all.iter().find(|t| t.status.state == TaskState::New).expect("one left");
         assert!(stuck.status.message.contains("no free address on network tiny"), "{}", stuck.status.message);
     }
+
+    #[test]
+    fn a_network_in_use_is_not_removed() {
+        let mut store = Store::new();
+        let front = net(&mut store, "front");
+        let svc = service_on(&mut store, "web", &["front"], false);
+        apply(&mut store, vec![super::super::create(new_task(&svc, Some(1), None, now()))]);
+        let changes = allocate(&store, &AddressPool::default(), now());
+        apply(&mut store, changes);
+        // Even with its service gone (the task still runs until it is stopped).
+        apply(&mut store, vec![Change::Delete { kind: Kind::Service, id: svc.id.clone(), expected_version: None }]);
+        let delete = Change::Delete { kind: Kind::Network, id: front.id.clone(), expected_version: None };
+        let err = store
+            .apply(store.last_index() + 1, &Transaction { changes: vec![delete.clone()] })
+            .expect_err("in use");
+        assert!(err.to_string().contains("network front is in use by task"), "{err}");
+        let t = tasks(&store).remove(0);
+        let mut done = t.clone();
+        done.status.state = TaskState::Shutdown;
+        apply(&mut store, vec![Change::Update { object: Object::Task(done), expected_version: t.meta.version }]);
+        apply(&mut store, vec![delete]);
+    }
 }

@@ -132,6 +132,17 @@ pub enum PlanError {
         /// The network's name.
         name: String,
     },
+    /// A service name or network alias that another service already answers to on
+    /// a network both are on (DNS could not tell them apart).
+    #[error("{name:?} is already a name of service {other} on network {network}: choose another name or alias")]
+    NameClash {
+        /// The name or alias.
+        name: String,
+        /// The network both are on.
+        network: String,
+        /// The service that has it.
+        other: String,
+    },
     /// A Compose file that cannot become a stack.
     #[error("{0}")]
     Compose(ComposeError),

@@ -32,6 +32,7 @@ pub fn create_with(
         return Err(PlanError::NameTaken { kind: Kind::Service, name: spec.name, id: other.id().to_owned() });
     }
     let id = shoal_api::object::new_id();
+    check_dns_names(store, &id, &spec)?;
     let ports = assign_ports(store, &id, &spec.endpoint_spec.ports, &[], taken)?;
     Ok(Service {
         id,
@@ -51,6 +52,7 @@ pub fn update(
     now: DateTime<Utc>,
 ) -> Result<Service, PlanError> {
     check_service_update(&service.spec, &spec)?;
+    check_dns_names(store, &service.id, &spec)?;
     let ports = assign_ports(
         store,
         &service.id,
@@ -105,6 +107,44 @@ pub fn rollback(store: &Store, service: &Service, now: DateTime<Utc>) -> Result<
         message: "manually requested rollback".into(),
     });
     Ok(back)
+}
+
+/// The names a service answers to on each network it joins (its name and the
+/// aliases asked for there), by network id.
+fn dns_names(store: &Store, spec: &ServiceSpec) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for n in &spec.task_template.networks {
+        let Some(net) = crate::orchestrator::allocator::network(store, &n.target) else { continue };
+        for name in std::iter::once(&spec.name).chain(&n.aliases) {
+            out.push((net.id.clone(), net.spec.name.clone(), name.to_lowercase()));
+        }
+    }
+    out
+}
+
+/// Refuses a service whose name or alias another service answers to on a network
+/// both join.
+fn check_dns_names(store: &Store, id: &str, spec: &ServiceSpec) -> Result<(), PlanError> {
+    let mine = dns_names(store, spec);
+    if mine.is_empty() {
+        return Ok(());
+    }
+    for o in store.list(Kind::Service) {
+        let Object::Service(other) = o else { continue };
+        if other.id == id {
+            continue;
+        }
+        for (net, _, name) in dns_names(store, &other.spec) {
+            if let Some((_, net_name, clash)) = mine.iter().find(|(n, _, m)| *n == net && *m == name) {
+                return Err(PlanError::NameClash {
+                    name: clash.clone(),
+                    network: net_name.clone(),
+                    other: other.spec.name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The change that stores an updated service, if nobody wrote it since it was read.
@@ -245,5 +285,39 @@ mod tests {
         let mut g = a.clone();
         g.spec.mode = ServiceMode::Global;
         assert!(matches!(scale(&store, &g, 2, now()), Err(PlanError::NotScalable { .. })));
+    }
+
+    #[test]
+    fn a_name_or_alias_another_service_has_on_a_shared_network_is_refused() {
+        use shoal_api::task_spec::NetworkAttachmentConfig;
+        let mut store = Store::new();
+        for name in ["front", "back"] {
+            let n = crate::plan::networks::create(
+                &store,
+                shoal_api::NetworkSpec::new(name),
+                &shoal_api::cluster::AddressPool::default(),
+                &[],
+                now(),
+            )
+            .expect("net");
+            let index = store.last_index() + 1;
+            store
+                .apply(index, &Transaction { changes: vec![Change::Create { object: Object::Network(n) }] })
+                .expect("stored");
+        }
+        let on = |name: &str, net: &str, aliases: &[&str]| {
+            let mut spec = ServiceSpec::new(name, "busybox");
+            spec.task_template.networks = vec![NetworkAttachmentConfig {
+                target: net.into(),
+                aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+            }];
+            spec
+        };
+        let web = create(&store, on("web", "front", &["www"]), now()).expect("web");
+        stored(&mut store, &web);
+        let err = create(&store, on("www", "front", &[]), now()).expect_err("www is web's alias");
+        assert_eq!(err.to_string(), "\"www\" is already a name of service web on network front: choose another name or alias");
+        assert!(matches!(create(&store, on("api", "front", &["WEB"]), now()), Err(PlanError::NameClash { .. })));
+        create(&store, on("www", "back", &[]), now()).expect("another network: no clash");
     }
 }
