@@ -1,5 +1,20 @@
 //! Turns the typed Compose shape into Shoal specs, collecting warnings for every key it
 //! does not use and errors for every value it cannot use.
+//!
+//! Networks and ports, as they now work:
+//! - each network of the file becomes an overlay network `<stack>_<name>` (VXLAN between
+//!   the nodes, a subnet from the cluster's pool unless `ipam` gives one); a service
+//!   that names none joins `<stack>_default`, as with `docker stack deploy`;
+//! - a service answers on each of its networks to its full name (`<stack>_<name>`), to
+//!   its Compose name (added as an alias, so `web` resolves inside the stack) and to its
+//!   `aliases`; `tasks.<name>` answers the addresses of its running, healthy tasks; with
+//!   `endpoint_mode: dnsrr` the name answers those too, otherwise a VIP balanced over them;
+//! - `internal: true` networks have no egress and their containers' DNS forwards nothing;
+//!   `driver_opts` takes `com.docker.network.driver.mtu`, and `encrypted` is refused;
+//! - published ports in the default `ingress` mode answer on every node (the routing
+//!   mesh; the task sees the node's address, not the client's), `mode: host` ones only
+//!   on the node running the task, with the client's address kept; a host IP is not
+//!   supported.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -207,6 +222,22 @@ fn convert_networks(
         }
         spec.attachable = net.attachable.unwrap_or(false);
         spec.internal = net.internal.unwrap_or(false);
+        let opts_path = format!("{path}.driver_opts");
+        for (k, v) in labels(cx, &opts_path, net.driver_opts.as_ref()) {
+            match k.as_str() {
+                "com.docker.network.driver.mtu" => match v.parse() {
+                    Ok(mtu) => spec.mtu = Some(mtu),
+                    Err(_) => cx.error(format!("{opts_path}.{k}"), format!("{v:?} is not an MTU (a number of bytes)")),
+                },
+                "encrypted" => {
+                    spec.options.insert(k, v);
+                }
+                _ => cx.warn(
+                    opts_path.clone(),
+                    format!("option {k:?} is not an overlay option Shoal knows (it knows the MTU and encrypted); ignored"),
+                ),
+            }
+        }
         let user_labels = labels(cx, &format!("{path}.labels"), net.labels.as_ref());
         spec.labels = with_stack_label(user_labels, cx.src.stack);
         if let Some(ipam) = ipam {

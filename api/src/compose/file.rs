@@ -338,6 +338,7 @@ pub(crate) struct LongFileRef {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Network {
     pub(crate) driver: Option<String>,
+    pub(crate) driver_opts: Option<MapOrList>,
     pub(crate) ipam: Option<Ipam>,
     #[serde(default, deserialize_with = "flex::opt")]
     pub(crate) attachable: Option<bool>,
