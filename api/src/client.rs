@@ -399,7 +399,10 @@ impl Client {
     }
 
     /// A network with the tasks attached to it, by node.
-    pub async fn network_inspect(&self, id_or_name: &str) -> Result<crate::wire::NetworkInspect, ClientError> {
+    pub async fn network_inspect(
+        &self,
+        id_or_name: &str,
+    ) -> Result<crate::wire::NetworkInspect, ClientError> {
         self.get(&format!("/networks/{}", seg(id_or_name)), &()).await
     }
 

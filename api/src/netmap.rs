@@ -139,7 +139,8 @@ mod tests {
 
     #[test]
     fn items_round_trip_with_their_kind() {
-        let item = NetItem::Node(NodeRecord { id: "n1".into(), addr: "192.0.2.1".parse().unwrap(), ingress: None });
+        let item =
+            NetItem::Node(NodeRecord { id: "n1".into(), addr: "192.0.2.1".parse().unwrap(), ingress: None });
         let json = serde_json::to_string(&item).unwrap();
         assert!(json.contains(r#""kind":"node""#), "{json}");
         assert_eq!(serde_json::from_str::<NetItem>(&json).unwrap(), item);

@@ -533,7 +533,7 @@ impl Validate for NetworkSpec {
                 )
             });
         }
-        for (k, _) in &self.options {
+        for k in self.options.keys() {
             match k.as_str() {
                 "encrypted" => c.fail(
                     "options.encrypted",

@@ -260,7 +260,8 @@ impl Host {
         let mut args = vec!["container", "exec", "--timeout", "20", &id];
         args.extend_from_slice(cmd);
         let out = self.shoal(&args);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         (out.status.code().unwrap_or(-1), text)
     }
 

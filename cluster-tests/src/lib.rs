@@ -123,8 +123,13 @@ impl Builder {
     /// Starts the cluster and waits until every node is ready.
     pub fn build(self) -> Cluster {
         let guard = exclusive();
-        let mut cluster =
-            Cluster { hosts: Vec::new(), net: Net::new(), outside: None, flags: Vec::new(), _exclusive: guard };
+        let mut cluster = Cluster {
+            hosts: Vec::new(),
+            net: Net::new(),
+            outside: None,
+            flags: Vec::new(),
+            _exclusive: guard,
+        };
         if self.outside {
             let (ns, addr) = cluster.net.outside();
             cluster.flags = vec!["--dns-upstream".into(), format!("{addr}:53")];

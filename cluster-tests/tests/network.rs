@@ -30,9 +30,13 @@ const OUTSIDE_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 55);
 /// An HTTP server on :8080 answering its hostname (the task id's first 12 characters).
 fn web(name: &str, replicas: u64, network: &str) -> ServiceSpec {
     let mut s = on_workers(name, replicas);
-    s.task_template.container.args = ["sh", "-c", "mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
-        .map(String::from)
-        .to_vec();
+    s.task_template.container.args = [
+        "sh",
+        "-c",
+        "mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www",
+    ]
+    .map(String::from)
+    .to_vec();
     s.task_template.networks = vec![NetworkAttachmentConfig { target: network.into(), aliases: vec![] }];
     s
 }
@@ -58,7 +62,13 @@ fn wait_running(c: &Cluster, service: &str, n: usize) -> Vec<Task> {
 /// The host running a task.
 fn host_of<'a>(c: &'a Cluster, t: &Task) -> &'a Host {
     let nodes = block_on(c.client().nodes(ReadOptions::default())).expect("nodes");
-    let name = nodes.iter().find(|n| Some(&n.id) == t.node_id.as_ref()).expect("its node").description.hostname.clone();
+    let name = nodes
+        .iter()
+        .find(|n| Some(&n.id) == t.node_id.as_ref())
+        .expect("its node")
+        .description
+        .hostname
+        .clone();
     c.host(c.by_name(&name))
 }
 
@@ -86,7 +96,8 @@ fn lookup(c: &Cluster, t: &Task, name: &str) -> Vec<Ipv4Addr> {
 /// `count` GETs of `url` from inside a task's container: the answers, one per line.
 fn fetch(c: &Cluster, t: &Task, url: &str, count: usize) -> Vec<String> {
     // Busybox's `wget -T` crashes (Debian's busybox-static 1.35): `timeout` bounds it.
-    let script = format!("for i in $(seq {count}); do timeout 2 wget -q -O- {url} 2>/dev/null || echo FAILED; done");
+    let script =
+        format!("for i in $(seq {count}); do timeout 2 wget -q -O- {url} 2>/dev/null || echo FAILED; done");
     let (_, out) = host_of(c, t).exec(&t.id, &["sh", "-c", &script]);
     out.lines().map(str::to_owned).collect()
 }
@@ -227,7 +238,9 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
     task_ips.sort();
     let mut rr_ips: Vec<Ipv4Addr> = rr.iter().map(addr_of).collect();
     rr_ips.sort();
-    c.wait("the probe's resolver to know web", Duration::from_secs(20), |c| lookup(c, &probe, "web") == [vip]);
+    c.wait("the probe's resolver to know web", Duration::from_secs(20), |c| {
+        lookup(c, &probe, "web") == [vip]
+    });
     assert_eq!(lookup(&c, &probe, "www"), [vip], "the alias");
     assert_eq!(lookup(&c, &probe, "web.front"), [vip], "the name in its network");
     assert_eq!(lookup(&c, &probe, "tasks.web"), task_ips);
@@ -248,7 +261,11 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
         *m.entry(a.as_str()).or_default() += 1;
         m
     });
-    assert_eq!(seen.keys().map(|s| s.to_string()).collect::<BTreeSet<_>>(), hosts, "answers per replica: {seen:?}");
+    assert_eq!(
+        seen.keys().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        hosts,
+        "answers per replica: {seen:?}"
+    );
     let by_vip = fetch(&c, &probe, &format!("http://{vip}:8080/"), 6);
     assert!(by_vip.iter().all(|a| hosts.contains(a)), "{by_vip:?}");
 
@@ -263,7 +280,11 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
     let outside_url = format!("http://{outside_addr}:8081/");
     assert_eq!(fetch(&c, &probe, &outside_url, 1), ["the outside world"]);
     assert_eq!(fetch(&c, &db, &outside_url, 1), ["FAILED"], "db is on an internal network only");
-    assert_eq!(fetch(&c, &probe, &format!("http://{}:8080/", addr_of(&db)), 1), ["FAILED"], "front cannot reach back");
+    assert_eq!(
+        fetch(&c, &probe, &format!("http://{}:8080/", addr_of(&db)), 1),
+        ["FAILED"],
+        "front cannot reach back"
+    );
 
     // A killed replica stops getting traffic; its replacement gets it.
     let victim = webs.iter().find(|t| host_of(&c, t).name == "w2").expect("a web task on w2").clone();
@@ -282,14 +303,18 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
     let w1 = c.by_name("w1");
     faults::kill(&mut c, w1);
     let answers = fetch(&c, &probe, "http://web:8080/", 20);
-    assert!(answers.iter().all(|a| now.contains(a)), "every request answered with w1's daemon dead: {answers:?}");
+    assert!(
+        answers.iter().all(|a| now.contains(a)),
+        "every request answered with w1's daemon dead: {answers:?}"
+    );
     faults::restart(&mut c, w1);
     c.wait_ready(w1);
     c.wait("the probe to reach every replica after w1's restart", Duration::from_secs(20), |c| {
         let answers = fetch(c, &probe, "http://web:8080/", 20);
         answers.iter().all(|a| now.contains(a)) && answers.iter().collect::<BTreeSet<_>>().len() == 3
     });
-    let on_w1: Vec<Task> = running_tasks(&c, "web").into_iter().filter(|t| host_of(&c, t).name == "w1").collect();
+    let on_w1: Vec<Task> =
+        running_tasks(&c, "web").into_iter().filter(|t| host_of(&c, t).name == "w1").collect();
     for t in &on_w1 {
         c.wait("the resolver of a task on w1 to answer again", Duration::from_secs(10), |c| {
             lookup(c, t, "tasks.rr") == rr_ips
@@ -321,7 +346,9 @@ fn a_rolling_update_keeps_the_name_answering() {
     .expect("services");
     wait_running(&c, "web", 2);
     let probe = wait_running(&c, "probe", 1).remove(0);
-    c.wait("web to answer", Duration::from_secs(20), |c| fetch(c, &probe, "http://web:8080/", 1)[0] != "FAILED");
+    c.wait("web to answer", Duration::from_secs(20), |c| {
+        fetch(c, &probe, "http://web:8080/", 1)[0] != "FAILED"
+    });
     let svc = block_on(client.service("web")).expect("web");
     let mut spec = svc.spec.clone();
     spec.task_template.force_update += 1;

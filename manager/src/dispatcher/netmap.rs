@@ -148,7 +148,9 @@ mod tests {
         let on = |net: &str| {
             let net = net.to_owned();
             move |s: &mut shoal_api::ServiceSpec| {
-                s.task_template.networks.push(NetworkAttachmentConfig { target: net, aliases: vec!["w".into()] })
+                s.task_template
+                    .networks
+                    .push(NetworkAttachmentConfig { target: net, aliases: vec!["w".into()] })
             }
         };
         let web = service("web", on("front"));
@@ -183,7 +185,10 @@ mod tests {
                 _ => None,
             })
             .expect("web's record");
-        assert_eq!((svc.name.as_str(), svc.vips.len(), svc.aliases.values().next().map(Vec::len)), ("web", 1, Some(1)));
+        assert_eq!(
+            (svc.name.as_str(), svc.vips.len(), svc.aliases.values().next().map(Vec::len)),
+            ("web", 1, Some(1))
+        );
         assert!(items.iter().all(|i| !matches!(i, NetItem::Service(s) if s.name == "db")));
         assert_eq!(items.iter().filter(|i| matches!(i, NetItem::Node(_))).count(), 3);
         assert_eq!(for_node(&store, "n2").len(), items.len(), "n2 sees the same network");

@@ -125,7 +125,10 @@ pub(super) async fn inspect_network(
                 let attached = allocator::attached(s, &n.id)
                     .into_iter()
                     .map(|(node, tasks)| {
-                        (node, tasks.into_iter().map(|(task_id, addr)| AttachedTask { task_id, addr }).collect())
+                        (
+                            node,
+                            tasks.into_iter().map(|(task_id, addr)| AttachedTask { task_id, addr }).collect(),
+                        )
                     })
                     .collect();
                 Ok::<_, PlanError>(NetworkInspect { network: n.clone(), attached })

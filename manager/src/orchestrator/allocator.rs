@@ -66,7 +66,9 @@ impl Round<'_> {
         let last = u32::from(net.subnet.broadcast()).saturating_sub(1);
         (first..=last).map(Ipv4Addr::from).find_map(|ip| {
             let key = (net.id.clone(), ip);
-            if ip == net.gateway || self.store.address_holder(&net.id, ip).is_some() || self.given.contains(&key)
+            if ip == net.gateway
+                || self.store.address_holder(&net.id, ip).is_some()
+                || self.given.contains(&key)
             {
                 return None;
             }
@@ -138,7 +140,9 @@ pub fn allocate(store: &Store, pool: &AddressPool, now: DateTime<Utc>) -> Vec<Ch
                 Some(v) => vips.push(v.clone()),
                 None => match round.take(net) {
                     Some(addr) => vips.push(VirtualIp { network_id: net.id.clone(), addr }),
-                    None => tracing::warn!(service = %svc.spec.name, network = %net.spec.name, "no free address for a VIP"),
+                    None => {
+                        tracing::warn!(service = %svc.spec.name, network = %net.spec.name, "no free address for a VIP")
+                    }
                 },
             }
         }
@@ -181,7 +185,12 @@ pub fn allocate(store: &Store, pool: &AddressPool, now: DateTime<Utc>) -> Vec<Ch
 
 /// `task` with an address on each of `nets` and PENDING, or `None` if a subnet is full
 /// (the task stays NEW, and says so, until addresses free up).
-fn attach(round: &mut Round<'_>, task: &Task, nets: &[(&Network, Vec<String>)], now: DateTime<Utc>) -> Option<Task> {
+fn attach(
+    round: &mut Round<'_>,
+    task: &Task,
+    nets: &[(&Network, Vec<String>)],
+    now: DateTime<Utc>,
+) -> Option<Task> {
     let mut t = task.clone();
     t.networks.clear();
     for (net, aliases) in nets {
@@ -242,10 +251,16 @@ mod tests {
     fn service_on(store: &mut Store, name: &str, nets: &[&str], publish: bool) -> Service {
         let mut spec = ServiceSpec::new(name, "busybox");
         for n in nets {
-            spec.task_template.networks.push(NetworkAttachmentConfig { target: (*n).into(), aliases: vec![] });
+            spec.task_template
+                .networks
+                .push(NetworkAttachmentConfig { target: (*n).into(), aliases: vec![] });
         }
         if publish {
-            spec.endpoint_spec.ports.push(shoal_api::service::PortConfig::ingress(80, None, Default::default()));
+            spec.endpoint_spec.ports.push(shoal_api::service::PortConfig::ingress(
+                80,
+                None,
+                Default::default(),
+            ));
         }
         let svc = crate::plan::services::create(store, spec, now()).expect("service");
         apply(store, vec![Change::Create { object: Object::Service(svc.clone()) }]);
@@ -253,8 +268,9 @@ mod tests {
     }
 
     fn net(store: &mut Store, name: &str) -> Network {
-        let n = crate::plan::networks::create(store, NetworkSpec::new(name), &AddressPool::default(), &[], now())
-            .expect("network");
+        let n =
+            crate::plan::networks::create(store, NetworkSpec::new(name), &AddressPool::default(), &[], now())
+                .expect("network");
         apply(store, vec![Change::Create { object: Object::Network(n.clone()) }]);
         n
     }
@@ -291,7 +307,10 @@ mod tests {
         let changes = allocate(&store, &AddressPool::default(), now());
         apply(&mut store, changes);
         let ingress = ingress_network(&store).expect("made").clone();
-        assert_eq!((ingress.spec.name.as_str(), ingress.subnet.to_string()), ("ingress", "10.0.0.0/24".into()));
+        assert_eq!(
+            (ingress.spec.name.as_str(), ingress.subnet.to_string()),
+            ("ingress", "10.0.0.0/24".into())
+        );
         let changes = allocate(&store, &AddressPool::default(), now());
         apply(&mut store, changes);
         let Some(Object::Service(s)) = store.get(Kind::Service, &svc.id) else { panic!("service") };
@@ -322,7 +341,10 @@ mod tests {
         // Once the task fails, the address is free for the next task.
         let mut failed = t.clone();
         failed.status.state = TaskState::Failed;
-        apply(&mut store, vec![Change::Update { object: Object::Task(failed), expected_version: t.meta.version }]);
+        apply(
+            &mut store,
+            vec![Change::Update { object: Object::Task(failed), expected_version: t.meta.version }],
+        );
         assert_eq!(store.address_holder(&t.networks[0].network_id, addr.addr()), None);
         apply(&mut store, vec![super::super::create(new_task(&svc, Some(1), None, now()))]);
         let changes = allocate(&store, &AddressPool::default(), now());
@@ -336,7 +358,8 @@ mod tests {
         let mut store = Store::new();
         let mut spec = NetworkSpec::new("tiny");
         spec.subnet = Some("192.168.9.0/29".parse().expect("net"));
-        let n = crate::plan::networks::create(&store, spec, &AddressPool::default(), &[], now()).expect("net");
+        let n =
+            crate::plan::networks::create(&store, spec, &AddressPool::default(), &[], now()).expect("net");
         apply(&mut store, vec![Change::Create { object: Object::Network(n) }]);
         let svc = service_on(&mut store, "web", &["tiny"], false);
         // /29: 6 hosts, minus the gateway and the VIP leaves 4 for tasks.
@@ -360,7 +383,10 @@ mod tests {
         let changes = allocate(&store, &AddressPool::default(), now());
         apply(&mut store, changes);
         // Even with its service gone (the task still runs until it is stopped).
-        apply(&mut store, vec![Change::Delete { kind: Kind::Service, id: svc.id.clone(), expected_version: None }]);
+        apply(
+            &mut store,
+            vec![Change::Delete { kind: Kind::Service, id: svc.id.clone(), expected_version: None }],
+        );
         let delete = Change::Delete { kind: Kind::Network, id: front.id.clone(), expected_version: None };
         let err = store
             .apply(store.last_index() + 1, &Transaction { changes: vec![delete.clone()] })
@@ -369,7 +395,10 @@ mod tests {
         let t = tasks(&store).remove(0);
         let mut done = t.clone();
         done.status.state = TaskState::Shutdown;
-        apply(&mut store, vec![Change::Update { object: Object::Task(done), expected_version: t.meta.version }]);
+        apply(
+            &mut store,
+            vec![Change::Update { object: Object::Task(done), expected_version: t.meta.version }],
+        );
         apply(&mut store, vec![delete]);
     }
 }

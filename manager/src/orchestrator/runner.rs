@@ -115,7 +115,9 @@ async fn round(manager: &Manager, full: bool) {
                 Ok(index) => tracing::debug!(controller = name, changes = chunk.len(), index, "proposed"),
                 // Someone wrote the same objects meanwhile: the next round sees it.
                 Err(ManagerError::Store(
-                    StoreError::Conflict { .. } | StoreError::NotFound { .. } | StoreError::AddressTaken { .. },
+                    StoreError::Conflict { .. }
+                    | StoreError::NotFound { .. }
+                    | StoreError::AddressTaken { .. },
                 )) => {
                     tracing::debug!(controller = name, "conflict; retrying next round");
                 }

@@ -134,7 +134,9 @@ pub enum PlanError {
     },
     /// A service name or network alias that another service already answers to on
     /// a network both are on (DNS could not tell them apart).
-    #[error("{name:?} is already a name of service {other} on network {network}: choose another name or alias")]
+    #[error(
+        "{name:?} is already a name of service {other} on network {network}: choose another name or alias"
+    )]
     NameClash {
         /// The name or alias.
         name: String,

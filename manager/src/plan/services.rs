@@ -316,8 +316,14 @@ mod tests {
         let web = create(&store, on("web", "front", &["www"]), now()).expect("web");
         stored(&mut store, &web);
         let err = create(&store, on("www", "front", &[]), now()).expect_err("www is web's alias");
-        assert_eq!(err.to_string(), "\"www\" is already a name of service web on network front: choose another name or alias");
-        assert!(matches!(create(&store, on("api", "front", &["WEB"]), now()), Err(PlanError::NameClash { .. })));
+        assert_eq!(
+            err.to_string(),
+            "\"www\" is already a name of service web on network front: choose another name or alias"
+        );
+        assert!(matches!(
+            create(&store, on("api", "front", &["WEB"]), now()),
+            Err(PlanError::NameClash { .. })
+        ));
         create(&store, on("www", "back", &[]), now()).expect("another network: no clash");
     }
 }

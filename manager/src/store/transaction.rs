@@ -150,7 +150,9 @@ pub enum StoreError {
         id: String,
     },
     /// An overlay address someone else holds (two allocations raced: retry).
-    #[error("address {addr} on network {network} is held by {holder}, so {id} cannot have it: allocate again")]
+    #[error(
+        "address {addr} on network {network} is held by {holder}, so {id} cannot have it: allocate again"
+    )]
     AddressTaken {
         /// Network id.
         network: String,

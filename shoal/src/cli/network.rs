@@ -61,7 +61,17 @@ pub(super) fn run(cmd: NetworkCommand, conn: &Connection) -> anyhow::Result<()> 
     let client = conn.client()?;
     block_on(async move {
         match cmd {
-            NetworkCommand::Create { name, driver: _, subnet, gateway, attachable, internal, mtu, opts, labels } => {
+            NetworkCommand::Create {
+                name,
+                driver: _,
+                subnet,
+                gateway,
+                attachable,
+                internal,
+                mtu,
+                opts,
+                labels,
+            } => {
                 let mut spec = NetworkSpec::new(&name);
                 spec.subnet = subnet;
                 spec.gateway = gateway;

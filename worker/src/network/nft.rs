@@ -127,7 +127,12 @@ impl LbTable {
                 None => {
                     let _ = writeln!(out, "add chain ip {t} {chain}");
                     backend_chains(&mut out, t, &chain, key.1, 0, target);
-                    let _ = writeln!(out, "add element ip {t} {} {{ {} : goto {chain} }}", map_of(key), element(key));
+                    let _ = writeln!(
+                        out,
+                        "add element ip {t} {} {{ {} : goto {chain} }}",
+                        map_of(key),
+                        element(key)
+                    );
                 }
             }
         }

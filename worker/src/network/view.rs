@@ -16,11 +16,13 @@ use std::sync::Arc;
 
 use shoal_api::netmap::{Endpoint, NetInfo, NetItem, NodeRecord, ServiceRecord};
 use shoal_api::network::VXLAN_OVERHEAD;
-use shoal_api::service::{EndpointMode, PublishMode, Protocol};
+use shoal_api::service::{EndpointMode, Protocol, PublishMode};
 use shoal_api::{Task, TaskState};
 
+use super::desired::{
+    Attachment, HostPort, Ingress, IngressPort, LbRule, NodeNet, OverlayNet, Proto, Sandbox,
+};
 use super::dns::{NameAnswer, SandboxNames};
-use super::desired::{Attachment, HostPort, Ingress, IngressPort, LbRule, NodeNet, OverlayNet, Proto, Sandbox};
 
 /// TTL of VIP answers, in seconds.
 pub const VIP_TTL: u32 = 5;
@@ -124,8 +126,8 @@ pub fn keeps_sandbox(task: &Task) -> bool {
 /// is internal.
 pub fn egress(task: &Task, view: &NetView) -> bool {
     let map = Map::new(&view.items);
-    !(!task.networks.is_empty()
-        && task.networks.iter().all(|a| map.networks.get(a.network_id.as_str()).is_some_and(|n| n.internal)))
+    task.networks.is_empty()
+        || task.networks.iter().any(|a| !map.networks.get(a.network_id.as_str()).is_some_and(|n| n.internal))
 }
 
 fn proto(p: Protocol) -> Option<Proto> {
@@ -152,7 +154,8 @@ pub fn node_net(view: &NetView, dns_ports: &HashMap<String, (u16, u16)>, underla
             dns_ports: dns_ports.get(&task.id).copied(),
         };
         for a in &task.networks {
-            let (Some(net), Some(addr)) = (map.networks.get(a.network_id.as_str()), a.addresses.first()) else {
+            let (Some(net), Some(addr)) = (map.networks.get(a.network_id.as_str()), a.addresses.first())
+            else {
                 continue;
             };
             used.insert(&net.id);
@@ -173,13 +176,20 @@ pub fn node_net(view: &NetView, dns_ports: &HashMap<String, (u16, u16)>, underla
         if task.status.state <= TaskState::Running {
             for p in svc.ports.iter().filter(|p| p.publish_mode == PublishMode::Host) {
                 if let (Some(protocol), Some(published)) = (proto(p.protocol), p.published_port) {
-                    out.host_ports.push(HostPort { protocol, published, target: p.target_port, task_id: task.id.clone() });
+                    out.host_ports.push(HostPort {
+                        protocol,
+                        published,
+                        target: p.target_port,
+                        task_id: task.id.clone(),
+                    });
                 }
             }
         }
     }
     let mine = map.nodes.get(me).and_then(|n| n.ingress.clone());
-    if let (Some(net), Some(att)) = (map.ingress(), mine.filter(|a| map.networks.contains_key(a.network_id.as_str()))) {
+    if let (Some(net), Some(att)) =
+        (map.ingress(), mine.filter(|a| map.networks.contains_key(a.network_id.as_str())))
+    {
         used.insert(&net.id);
         let mut ports = Vec::new();
         for svc in map.services.values() {
@@ -244,8 +254,13 @@ pub fn names(view: &NetView, task: &Task) -> SandboxNames {
         let Some(net) = map.networks.get(a.network_id.as_str()) else { continue };
         let suffixes = ["".to_owned(), format!(".{}", net.name)];
         for svc in map.services.values() {
-            let eps: Vec<&&Endpoint> =
-                map.endpoints.get(net.id.as_str()).into_iter().flatten().filter(|e| e.service_id == svc.id).collect();
+            let eps: Vec<&&Endpoint> = map
+                .endpoints
+                .get(net.id.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|e| e.service_id == svc.id)
+                .collect();
             let vip = svc.vips.get(&net.id);
             if vip.is_none() && eps.is_empty() {
                 continue;
@@ -319,7 +334,10 @@ mod tests {
         NetItem::Node(NodeRecord {
             id: id.into(),
             addr: addr.parse().unwrap(),
-            ingress: ingress.map(|a| NodeAttachment { network_id: "ing".into(), addr: format!("{a}/24").parse().unwrap() }),
+            ingress: ingress.map(|a| NodeAttachment {
+                network_id: "ing".into(),
+                addr: format!("{a}/24").parse().unwrap(),
+            }),
         })
     }
 
@@ -364,7 +382,12 @@ mod tests {
             node("me", "192.0.2.1", Some("10.0.0.10")),
             node("n2", "192.0.2.2", Some("10.0.0.11")),
             node("n3", "192.0.2.3", None),
-            svc("web", &[("front", "10.0.1.2"), ("ing", "10.0.0.2")], EndpointMode::Vip, vec![PortConfig::ingress(80, Some(8080), Default::default())]),
+            svc(
+                "web",
+                &[("front", "10.0.1.2"), ("ing", "10.0.0.2")],
+                EndpointMode::Vip,
+                vec![PortConfig::ingress(80, Some(8080), Default::default())],
+            ),
             svc("rr", &[], EndpointMode::Dnsrr, vec![]),
             svc("db", &[("back", "10.0.2.2")], EndpointMode::Vip, vec![]),
             svc("client", &[("front", "10.0.1.3")], EndpointMode::Vip, vec![]),
@@ -392,8 +415,16 @@ mod tests {
         let front = &want.networks["front"];
         assert_eq!(front.mtu, 1450);
         assert!(!front.peers.contains_key(&"10.0.1.9".parse().unwrap()), "the local task is no peer");
-        assert_eq!(front.peers[&"10.0.1.7".parse().unwrap()], "192.0.2.3".parse::<Ipv4Addr>().unwrap(), "starting tasks are peers");
-        assert_eq!(want.networks["ing"].peers.get(&"10.0.0.11".parse().unwrap()), Some(&"192.0.2.2".parse().unwrap()), "other nodes' ingress addresses");
+        assert_eq!(
+            front.peers[&"10.0.1.7".parse().unwrap()],
+            "192.0.2.3".parse::<Ipv4Addr>().unwrap(),
+            "starting tasks are peers"
+        );
+        assert_eq!(
+            want.networks["ing"].peers.get(&"10.0.0.11".parse().unwrap()),
+            Some(&"192.0.2.2".parse().unwrap()),
+            "other nodes' ingress addresses"
+        );
         let sb = &want.sandboxes["c1"];
         assert!(sb.egress);
         assert_eq!(sb.dns_ports, Some((1000, 1001)));
@@ -402,14 +433,18 @@ mod tests {
         assert!(sb.lb.iter().all(|r| r.vip != "10.0.2.2".parse::<Ipv4Addr>().unwrap()), "db is not on front");
         let ingress = want.ingress.expect("the mesh");
         assert_eq!((ingress.addr.to_string(), ingress.ports.len()), ("10.0.0.10/24".into(), 1));
-        assert_eq!((ingress.ports[0].published, ingress.ports[0].target, ingress.ports[0].backends.len()), (8080, 80, 2));
+        assert_eq!(
+            (ingress.ports[0].published, ingress.ports[0].target, ingress.ports[0].backends.len()),
+            (8080, 80, 2)
+        );
     }
 
     #[test]
     fn a_sandbox_resolves_names_of_its_own_networks_only() {
         let v = view();
         let names = names(&v, &v.tasks[0]);
-        let ips = |n: &str| names.names.get(n).map(|a| a.ips.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let ips =
+            |n: &str| names.names.get(n).map(|a| a.ips.iter().map(ToString::to_string).collect::<Vec<_>>());
         assert_eq!(ips("web"), Some(vec!["10.0.1.2".into()]));
         assert_eq!(ips("web.front-name"), Some(vec!["10.0.1.2".into()]));
         assert_eq!(ips("web-alias"), Some(vec!["10.0.1.2".into()]));
@@ -419,7 +454,10 @@ mod tests {
         assert_eq!(names.names["tasks.web"].ttl, TASK_TTL);
         assert_eq!(ips("db"), None, "db is on back only");
         assert!(names.forward);
-        assert_eq!(names.reverse.get(&"10.0.1.2".parse().unwrap()).map(String::as_str), Some("web.front-name"));
+        assert_eq!(
+            names.reverse.get(&"10.0.1.2".parse().unwrap()).map(String::as_str),
+            Some("web.front-name")
+        );
         let internal = task("d1", "db", &[("back", "10.0.2.5")]);
         assert!(!egress(&internal, &v));
         assert!(!super::names(&v, &internal).forward, "an internal network forwards nothing");

@@ -77,7 +77,8 @@ impl Wiring {
     async fn dataplane(&self, view: &NetView) -> Result<&Dataplane, NetworkError> {
         self.dataplane
             .get_or_try_init(|| async {
-                let (Some(port), Some(underlay)) = (view::data_path_port(view), view::own_address(view)) else {
+                let (Some(port), Some(underlay)) = (view::data_path_port(view), view::own_address(view))
+                else {
                     return Err(NetworkError::NoMap);
                 };
                 Dataplane::start(DataplaneConfig {
