@@ -398,6 +398,23 @@ impl Client {
         self.get(&format!("/networks/{}", seg(id_or_name)), &()).await
     }
 
+    /// Puts a standalone container of `node` on an attachable network; returns its
+    /// address there.
+    pub async fn attach_container(
+        &self,
+        node: &str,
+        network: &str,
+        container_id: &str,
+    ) -> Result<crate::node::ContainerAttachment, ClientError> {
+        let body = crate::wire::AttachRequest { network: network.into(), container_id: container_id.into() };
+        self.post(&format!("/nodes/{}/attachments", seg(node)), &body).await
+    }
+
+    /// Takes a standalone container of `node` off its networks.
+    pub async fn detach_container(&self, node: &str, container_id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/nodes/{}/attachments/{}", seg(node), seg(container_id)), &()).await
+    }
+
     /// A network with the tasks attached to it, by node.
     pub async fn network_inspect(
         &self,

@@ -209,6 +209,7 @@ mod tests {
             },
             manager_status: None,
             ingress: None,
+            attachments: Vec::new(),
         }
     }
 

@@ -29,6 +29,22 @@ pub struct Node {
     /// forwards comes from it), given by the managers once that network exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<NodeAttachment>,
+    /// Standalone containers of this node on attachable networks
+    /// (`shoal container run --network`), with the addresses the managers gave them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<ContainerAttachment>,
+}
+
+/// A standalone container's address on an attachable network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ContainerAttachment {
+    /// The container's id on its node.
+    pub container_id: String,
+    /// Network id.
+    pub network_id: String,
+    /// The address with the network's prefix length.
+    #[schema(value_type = String)]
+    pub addr: ipnet::Ipv4Net,
 }
 
 /// A node's own address on a network.

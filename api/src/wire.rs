@@ -402,3 +402,14 @@ pub struct AttachedTask {
     #[schema(value_type = String)]
     pub addr: ipnet::Ipv4Net,
 }
+
+/// `POST /v1/nodes/{id}/attachments`: put a standalone container of the node on an
+/// attachable network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachRequest {
+    /// The network, by name or id.
+    pub network: String,
+    /// The container's id on the node.
+    pub container_id: String,
+}

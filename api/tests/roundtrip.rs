@@ -139,6 +139,11 @@ fn node() {
                 network_id: "n1".into(),
                 addr: "10.0.0.3/24".parse().unwrap(),
             }),
+            attachments: vec![shoal_api::node::ContainerAttachment {
+                container_id: "c1".into(),
+                network_id: "n2".into(),
+                addr: "10.0.1.3/24".parse().unwrap(),
+            }],
         });
     }
 }

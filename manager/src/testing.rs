@@ -36,6 +36,7 @@ pub(crate) fn node(id: &str, labels: &[(&str, &str)]) -> Node {
         },
         manager_status: None,
         ingress: None,
+        attachments: Vec::new(),
     }
 }
 

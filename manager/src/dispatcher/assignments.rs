@@ -154,13 +154,13 @@ mod tests {
         let now = for_node(&store, "n1");
         assert_eq!(
             now.keys().cloned().collect::<Vec<_>>(),
-            ["cluster", "secret/sec1", format!("task/{}", assigned.id).as_str()]
+            ["cluster", "node/n1", "secret/sec1", format!("task/{}", assigned.id).as_str()]
         );
         let mut sent = BTreeMap::new();
-        assert_eq!(diff(&mut sent, &now).len(), 3);
+        assert_eq!(diff(&mut sent, &now).len(), 4);
         assert!(diff(&mut sent, &now).is_empty());
         let changes = diff(&mut sent, &BTreeMap::new());
-        assert_eq!(changes.len(), 3);
+        assert_eq!(changes.len(), 4);
         assert!(changes.iter().all(|c| c.action == pb::assignment_change::Action::Remove as i32));
     }
 }

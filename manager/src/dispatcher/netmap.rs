@@ -1,6 +1,7 @@
 //! The part of the network map a node needs: the networks its tasks use (and the
 //! ingress network, which every node serves), every task address on them wherever
-//! the task runs, the services on them, and the nodes (their VTEPs). Cut from the
+//! the task runs, the services on them, the nodes (their VTEPs), and standalone
+//! containers on attachable networks. Cut from the
 //! store on every change and diffed per item by the session, so a worker's copy is
 //! the managers' state, not a stream of events it might have missed.
 
@@ -24,6 +25,9 @@ pub fn for_node(store: &Store, node_id: &str) -> Vec<NetItem> {
         }
         nets.extend(t.networks.iter().map(|n| n.network_id.as_str()));
     }
+    if let Some(Object::Node(me)) = store.get(Kind::Node, node_id) {
+        nets.extend(me.attachments.iter().map(|a| a.network_id.as_str()));
+    }
     let ingress = ingress_network(store);
     if let Some(n) = ingress {
         nets.insert(n.id.as_str());
@@ -37,6 +41,11 @@ pub fn for_node(store: &Store, node_id: &str) -> Vec<NetItem> {
         .unwrap_or(shoal_api::cluster::DATA_PATH_PORT);
     let mut items = vec![NetItem::Cluster(ClusterNet { data_path_port: port })];
     if nets.is_empty() {
+        // Its own record still: a task on no network gets a sandbox with egress, and
+        // the node's data plane starts from its address.
+        if let Some(Object::Node(n)) = store.get(Kind::Node, node_id) {
+            items.push(NetItem::Node(NodeRecord { id: n.id.clone(), addr: n.status.addr, ingress: n.ingress.clone() }));
+        }
         return items;
     }
     for id in &nets {
@@ -99,6 +108,20 @@ pub fn for_node(store: &Store, node_id: &str) -> Vec<NetItem> {
         items.push(NetItem::Service(record));
     }
     for n in nodes(store) {
+        // Standalone containers on attachable networks: reachable and named like tasks,
+        // never behind a VIP.
+        for a in n.attachments.iter().filter(|a| nets.contains(a.network_id.as_str())) {
+            items.push(NetItem::Endpoint(Endpoint {
+                task_id: a.container_id.clone(),
+                service_id: String::new(),
+                network_id: a.network_id.clone(),
+                addr: a.addr,
+                node_id: Some(n.id.clone()),
+                serving: false,
+                name: a.container_id.clone(),
+                aliases: Vec::new(),
+            }));
+        }
         items.push(NetItem::Node(NodeRecord {
             id: n.id.clone(),
             addr: n.status.addr,

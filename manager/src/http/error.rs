@@ -123,7 +123,8 @@ impl From<PlanError> for ApiError {
             | PlanError::Immutable { .. }
             | PlanError::SubnetOverlap { .. }
             | PlanError::PoolExhausted { .. }
-            | PlanError::NameClash { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            | PlanError::NameClash { .. }
+            | PlanError::NetworkFull { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             PlanError::Compose(ComposeError::Invalid(problems)) => ApiError::invalid(problems),
             PlanError::Compose(ComposeError::Interpolate { path, .. }) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_field(path)
@@ -132,6 +133,7 @@ impl From<PlanError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_field("compose")
             }
             PlanError::NotScalable { .. }
+            | PlanError::NotAttachable { .. }
             | PlanError::NoPreviousSpec { .. }
             | PlanError::NoExternalNetwork { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message)

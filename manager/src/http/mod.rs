@@ -195,6 +195,8 @@ fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(services::inspect_task))
         .routes(routes!(nodes::list))
         .routes(routes!(nodes::inspect, nodes::update, nodes::remove))
+        .routes(routes!(nodes::attach))
+        .routes(routes!(nodes::detach))
         .routes(routes!(objects::list_networks, objects::create_network))
         .routes(routes!(objects::inspect_network, objects::remove_network))
         .routes(routes!(objects::list_secrets, objects::create_secret))
@@ -362,7 +364,9 @@ impl Api {
             }
             match self.manager.propose(tx).await {
                 Ok(index) => return Ok((index, out)),
-                Err(ManagerError::Store(StoreError::Conflict { .. })) => consistent = true,
+                Err(ManagerError::Store(StoreError::Conflict { .. } | StoreError::AddressTaken { .. })) => {
+                    consistent = true
+                }
                 Err(e) => return Err(e.into()),
             }
         }

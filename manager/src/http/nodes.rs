@@ -1,18 +1,19 @@
 //! `/v1/nodes`: nodes with their live manager status; availability, labels and role
-//! changes (a role change of a manager is a Raft membership change); removal.
+//! changes (a role change of a manager is a Raft membership change); removal; and
+//! their standalone containers' attachments to attachable networks.
 
 use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use shoal_api::node::{NodeRole, NodeState, Reachability};
-use shoal_api::wire::{ErrorBody, NodeUpdate, ReadOptions, RemoveOptions, Written};
+use shoal_api::node::{ContainerAttachment, NodeRole, NodeState, Reachability};
+use shoal_api::wire::{AttachRequest, ErrorBody, NodeUpdate, ReadOptions, RemoveOptions, Written};
 use shoal_api::{Node, Validate};
 
 use super::{Api, ApiError, Body, Query, now};
 use crate::manager::Manager;
-use crate::plan::{PlanError, find};
+use crate::plan::{self, PlanError, find};
 use crate::store::{Change, Kind, Object, Store, Transaction};
 
 fn node<'a>(store: &'a Store, key: &str) -> Result<&'a Node, PlanError> {
@@ -147,5 +148,59 @@ pub(super) async fn remove(
     }
     let change = Change::Delete { kind: Kind::Node, id: current.id.clone(), expected_version: None };
     api.manager.propose(Transaction { changes: vec![change] }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Puts a standalone container of the node on an attachable network
+/// (`shoal container run --network`): the managers give it an address there, and the
+/// node wires it as it wires tasks.
+#[utoipa::path(post, path = "/v1/nodes/{id}/attachments", tag = "nodes", request_body = AttachRequest,
+    params(("id" = String, Path, description = "Id, hostname or unique id prefix")),
+    responses((status = 201, description = "Attached (or attached already)", body = ContainerAttachment),
+              (status = 404, description = "No such node or network", body = ErrorBody),
+              (status = 409, description = "The network is full", body = ErrorBody),
+              (status = 422, description = "The network is not attachable", body = ErrorBody)))]
+pub(super) async fn attach(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Body(req): Body<AttachRequest>,
+) -> Result<(StatusCode, Json<ContainerAttachment>), ApiError> {
+    let now = now();
+    let (_, a) = api
+        .modify(|s| {
+            let current = node(s, &key)?;
+            let (new, a) = plan::networks::attach(s, current, &req.network, &req.container_id, now)?;
+            let changes = if &new == current {
+                Vec::new()
+            } else {
+                vec![Change::Update { object: Object::Node(new), expected_version: current.meta.version }]
+            };
+            Ok((Transaction { changes }, a))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(a)))
+}
+
+/// Takes a standalone container of the node off its networks; its addresses are free
+/// again.
+#[utoipa::path(delete, path = "/v1/nodes/{id}/attachments/{container}", tag = "nodes",
+    params(("id" = String, Path, description = "Id, hostname or unique id prefix"),
+           ("container" = String, Path, description = "The container's id")),
+    responses((status = 204, description = "Detached (or was not attached)"),
+              (status = 404, description = "No such node", body = ErrorBody)))]
+pub(super) async fn detach(
+    State(api): State<Api>,
+    Path((key, container)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let now = now();
+    api.modify(|s| {
+        let current = node(s, &key)?;
+        let changes = plan::networks::detach(current, &container, now)
+            .map(|n| Change::Update { object: Object::Node(n), expected_version: current.meta.version })
+            .into_iter()
+            .collect();
+        Ok((Transaction { changes }, ()))
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -66,6 +66,7 @@ pub(super) fn manager_node(
                 status,
                 manager_status,
                 ingress: None,
+                attachments: Vec::new(),
             };
             (Change::Create { object: Object::Node(n.clone()) }, n)
         }
@@ -101,6 +102,7 @@ pub(super) fn joined_worker_node(node_id: &str, hostname: &str, advertise: &str,
         },
         manager_status: None,
         ingress: None,
+        attachments: Vec::new(),
     }
 }
 

@@ -55,13 +55,19 @@ pub fn network<'a>(store: &'a Store, target: &str) -> Option<&'a Network> {
 }
 
 /// The addresses handed out in one round, so one round never gives one out twice.
-struct Round<'a> {
+pub(crate) struct Round<'a> {
     store: &'a Store,
     given: HashSet<(String, Ipv4Addr)>,
 }
 
-impl Round<'_> {
-    fn take(&mut self, net: &Network) -> Option<Ipv4Net> {
+impl<'a> Round<'a> {
+    /// A round on `store`'s state.
+    pub(crate) fn new(store: &'a Store) -> Round<'a> {
+        Round { store, given: HashSet::new() }
+    }
+
+    /// The lowest free host address of `net` (with its prefix), now taken.
+    pub(crate) fn take(&mut self, net: &Network) -> Option<Ipv4Net> {
         let first = u32::from(net.subnet.network()).saturating_add(1);
         let last = u32::from(net.subnet.broadcast()).saturating_sub(1);
         (first..=last).map(Ipv4Addr::from).find_map(|ip| {
@@ -106,7 +112,7 @@ fn service_networks<'a>(
 /// ingress addresses, and addresses of new tasks (which then become PENDING).
 pub fn allocate(store: &Store, pool: &AddressPool, now: DateTime<Utc>) -> Vec<Change> {
     let mut changes = Vec::new();
-    let mut round = Round { store, given: HashSet::new() };
+    let mut round = Round::new(store);
     let made;
     let ingress = match ingress_network(store) {
         Some(n) => Some(n),
@@ -168,15 +174,21 @@ pub fn allocate(store: &Store, pool: &AddressPool, now: DateTime<Utc>) -> Vec<Ch
     for node in nodes(store) {
         let want = ingress.map(|n| n.id.as_str());
         let has = node.ingress.as_ref().map(|a| a.network_id.as_str());
-        if want == has {
+        // Standalone containers' attachments to networks that are gone go too.
+        let kept: Vec<_> =
+            node.attachments.iter().filter(|a| store.get(Kind::Network, &a.network_id).is_some()).cloned().collect();
+        if want == has && kept.len() == node.attachments.len() {
             continue;
         }
         let mut n = node.clone();
-        n.ingress = match ingress {
-            Some(net) => round.take(net).map(|addr| NodeAttachment { network_id: net.id.clone(), addr }),
-            None => None,
-        };
-        if n.ingress != node.ingress {
+        n.attachments = kept;
+        if want != has {
+            n.ingress = match ingress {
+                Some(net) => round.take(net).map(|addr| NodeAttachment { network_id: net.id.clone(), addr }),
+                None => None,
+            };
+        }
+        if n != *node {
             changes.push(Change::Update { object: Object::Node(n), expected_version: node.meta.version });
         }
     }

@@ -145,6 +145,20 @@ pub enum PlanError {
         /// The service that has it.
         other: String,
     },
+    /// Attaching a standalone container to a network made without `--attachable`.
+    #[error("network {network} is not attachable: only services may join it (create networks for standalone containers with --attachable)")]
+    NotAttachable {
+        /// The network.
+        network: String,
+    },
+    /// A network with no free address left.
+    #[error("no free address is left on network {network} ({subnet}): remove tasks or containers from it")]
+    NetworkFull {
+        /// The network.
+        network: String,
+        /// Its subnet.
+        subnet: ipnet::Ipv4Net,
+    },
     /// A Compose file that cannot become a stack.
     #[error("{0}")]
     Compose(ComposeError),

@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 use chrono::{DateTime, Utc};
 use ipnet::Ipv4Net;
 use shoal_api::cluster::AddressPool;
-use shoal_api::{Meta, Network, NetworkSpec, Validate};
+use shoal_api::node::ContainerAttachment;
+use shoal_api::{Meta, Network, NetworkSpec, Node, Validate};
 
 use super::PlanError;
 use crate::store::{Kind, Object, Store};
@@ -57,6 +58,44 @@ pub fn create(
         vni += 1;
     }
     Ok(Network { id: shoal_api::object::new_id(), meta: Meta::new(now), spec, subnet, gateway, vni })
+}
+
+/// `node` with standalone container `container_id` attached to the attachable network
+/// `target` at a free address (the node as it is, if the container is on it already).
+pub fn attach(
+    store: &Store,
+    node: &Node,
+    target: &str,
+    container_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(Node, ContainerAttachment), PlanError> {
+    let net = crate::orchestrator::allocator::network(store, target)
+        .ok_or_else(|| PlanError::NotFound { kind: Kind::Network, id: target.to_owned() })?;
+    if !net.spec.attachable {
+        return Err(PlanError::NotAttachable { network: net.spec.name.clone() });
+    }
+    if let Some(a) = node.attachments.iter().find(|a| a.container_id == container_id && a.network_id == net.id) {
+        return Ok((node.clone(), a.clone()));
+    }
+    let addr = crate::orchestrator::allocator::Round::new(store)
+        .take(net)
+        .ok_or_else(|| PlanError::NetworkFull { network: net.spec.name.clone(), subnet: net.subnet })?;
+    let a = ContainerAttachment { container_id: container_id.to_owned(), network_id: net.id.clone(), addr };
+    let mut n = node.clone();
+    n.attachments.push(a.clone());
+    n.meta.updated_at = now;
+    Ok((n, a))
+}
+
+/// `node` without standalone container `container_id`'s attachments, if it had any.
+pub fn detach(node: &Node, container_id: &str, now: DateTime<Utc>) -> Option<Node> {
+    if !node.attachments.iter().any(|a| a.container_id == container_id) {
+        return None;
+    }
+    let mut n = node.clone();
+    n.attachments.retain(|a| a.container_id != container_id);
+    n.meta.updated_at = now;
+    Some(n)
 }
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {

@@ -408,6 +408,19 @@ impl Store {
                 ),
             });
         }
+        if !net.spec.ingress
+            && let Some(node) = self.addresses.iter().find_map(|((n, _), holder)| match self.get(Kind::Node, holder) {
+                Some(Object::Node(node)) if n == &net.id => Some(node),
+                _ => None,
+            })
+        {
+            return Err(StoreError::Reference {
+                message: format!(
+                    "network {} is in use by a standalone container on node {}: remove the container first",
+                    net.spec.name, node.description.hostname
+                ),
+            });
+        }
         if let Some((holder, _)) = self
             .addresses
             .iter()
@@ -490,7 +503,7 @@ impl Store {
 }
 
 /// The overlay addresses an object holds: a service's VIPs, a live task's addresses,
-/// a node's ingress address.
+/// a node's ingress address and its standalone containers' addresses.
 fn held_addresses(o: &Object) -> Vec<(String, Ipv4Addr)> {
     match o {
         Object::Service(s) => {
@@ -501,7 +514,12 @@ fn held_addresses(o: &Object) -> Vec<(String, Ipv4Addr)> {
             .iter()
             .flat_map(|n| n.addresses.iter().map(|a| (n.network_id.clone(), a.addr())))
             .collect(),
-        Object::Node(n) => n.ingress.iter().map(|a| (a.network_id.clone(), a.addr.addr())).collect(),
+        Object::Node(n) => n
+            .ingress
+            .iter()
+            .map(|a| (a.network_id.clone(), a.addr.addr()))
+            .chain(n.attachments.iter().map(|a| (a.network_id.clone(), a.addr.addr())))
+            .collect(),
         _ => Vec::new(),
     }
 }

@@ -72,6 +72,7 @@ fn node(id: &str) -> Object {
         },
         manager_status: None,
         ingress: None,
+        attachments: Vec::new(),
     })
 }
 

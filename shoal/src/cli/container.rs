@@ -14,7 +14,9 @@ use shoal_worker::image::ImageStore;
 use shoal_worker::runtime::logs::{Follower, Stream};
 use shoal_worker::runtime::{Helper, MountPoint, NewContainer, Runtime, Status, config};
 
+use super::attach;
 use super::node_opts::NodeOpts;
+use super::remote::Connection;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ContainerCommand {
@@ -102,6 +104,10 @@ pub(super) struct RunArgs {
     /// Container id (default: random).
     #[arg(long)]
     name: Option<String>,
+    /// Join this attachable overlay network (`shoal network create --attachable`):
+    /// the managers give the container an address, this node's daemon wires it.
+    #[arg(long, conflicts_with = "netns")]
+    network: Option<String>,
     /// Run in the background and print the id.
     #[arg(short, long)]
     detach: bool,
@@ -158,9 +164,9 @@ fn runtime(node: &NodeOpts) -> anyhow::Result<Runtime> {
     Ok(Runtime::new(&node.data_dir, &node.cgroup_parent, Helper::Fork)?)
 }
 
-pub(super) fn run(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: ContainerCommand, conn: &Connection) -> anyhow::Result<ExitCode> {
     match cmd {
-        ContainerCommand::Run(args) => Ok(run_container(*args).unwrap_or_else(|e| {
+        ContainerCommand::Run(args) => Ok(run_container(*args, conn).unwrap_or_else(|e| {
             // As in `docker run`: 127 when the command is not in the image, 126 when it
             // cannot be executed, 125 for every other failure before it ran.
             let text = format!("{e:#}");
@@ -213,6 +219,9 @@ pub(super) fn run(cmd: ContainerCommand) -> anyhow::Result<ExitCode> {
             let rt = runtime(&node)?;
             for id in ids {
                 rt.delete(&id, force)?;
+                if let Err(e) = attach::detach(conn, &node, &id) {
+                    eprintln!("warning: {e:#}");
+                }
                 println!("{id}");
             }
             Ok(ExitCode::SUCCESS)
@@ -319,7 +328,7 @@ fn forward_signals() {
     }
 }
 
-fn run_container(args: RunArgs) -> anyhow::Result<ExitCode> {
+fn run_container(args: RunArgs, conn: &Connection) -> anyhow::Result<ExitCode> {
     let store = ImageStore::open(&args.node.data_dir)?;
     let image = store.resolve(&args.image)?;
     let mut spec = ContainerSpec::for_image(&args.image);
@@ -345,19 +354,35 @@ fn run_container(args: RunArgs) -> anyhow::Result<ExitCode> {
     limits.pids = args.pids_limit.unwrap_or(0);
     let id = args.name.clone().unwrap_or_else(|| hex::encode(rand::random::<[u8; 6]>()));
     let rt = runtime(&args.node)?;
+    let mut mounts = mounts(&args)?;
+    let mut netns = args.netns.clone();
+    let attached = match &args.network {
+        Some(net) => {
+            let a = attach::attach(conn, &args.node, net, &id)?;
+            mounts.extend(a.mounts.iter().cloned());
+            netns = Some(a.netns.clone());
+            Some(a)
+        }
+        None => None,
+    };
     let new = NewContainer {
         id: id.clone(),
         layers: image.layer_dirs,
         process,
-        hostname: args.hostname.clone(),
-        mounts: mounts(&args)?,
+        hostname: args.hostname.clone().or_else(|| attached.as_ref().map(|_| id.clone())),
+        mounts,
         read_only_root: args.read_only,
         limits,
-        netns: args.netns.clone(),
+        netns,
         userns: args.userns.as_deref().map(parse_userns).transpose()?,
         log: Default::default(),
     };
-    rt.run(new)?;
+    if let Err(e) = rt.run(new) {
+        if attached.is_some() {
+            let _ = attach::detach(conn, &args.node, &id);
+        }
+        return Err(e.into());
+    }
     if args.detach {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
@@ -396,6 +421,9 @@ fn run_container(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     if args.rm {
         rt.delete(&id, true)?;
+    }
+    if attached.is_some() && args.rm {
+        attach::detach(conn, &args.node, &id)?;
     }
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

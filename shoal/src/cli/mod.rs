@@ -2,6 +2,7 @@
 //! and `image` work on this node directly; the rest talk to a manager's API
 //! (`remote` holds what they share).
 
+mod attach;
 mod cluster;
 mod container;
 mod daemon;
@@ -74,7 +75,7 @@ enum Command {
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon(args) => daemon::run(*args).map(|()| ExitCode::SUCCESS),
-        Command::Container(cmd) => container::run(*cmd),
+        Command::Container(cmd) => container::run(*cmd, &cli.connection),
         Command::Image(cmd) => image::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Stack(cmd) => stack::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Service(cmd) => service::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use ipnet::Ipv4Net;
 use shoal_api::netmap::{Endpoint, NetInfo, NetItem, NodeRecord, ServiceRecord};
 use shoal_api::network::VXLAN_OVERHEAD;
 use shoal_api::service::{EndpointMode, Protocol, PublishMode};
@@ -122,12 +123,58 @@ pub fn keeps_sandbox(task: &Task) -> bool {
     !task.status.state.is_terminal()
 }
 
-/// Whether a task's container gets the gateway bridge: unless every network it is on
-/// is internal.
-pub fn egress(task: &Task, view: &NetView) -> bool {
-    let map = Map::new(&view.items);
-    task.networks.is_empty()
-        || task.networks.iter().any(|a| !map.networks.get(a.network_id.as_str()).is_some_and(|n| n.internal))
+/// A sandbox this node keeps: a task's, or a standalone container's on attachable
+/// networks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Local {
+    /// The task id, or the standalone container's id.
+    pub id: String,
+    /// The task (none for a standalone container).
+    pub task: Option<Task>,
+    /// Its addresses, by network id, in order (`eth0` first).
+    pub attachments: Vec<(String, Ipv4Net)>,
+}
+
+/// Every sandbox this node keeps: its tasks that have not stopped for good, and its
+/// standalone containers.
+pub fn locals(view: &NetView) -> Vec<Local> {
+    let mut out: Vec<Local> = view
+        .tasks
+        .iter()
+        .filter(|t| keeps_sandbox(t))
+        .map(|t| Local {
+            id: t.id.clone(),
+            task: Some(t.clone()),
+            attachments: t
+                .networks
+                .iter()
+                .filter_map(|a| a.addresses.first().map(|addr| (a.network_id.clone(), *addr)))
+                .collect(),
+        })
+        .collect();
+    for item in view.items.values() {
+        if let NetItem::Endpoint(e) = item
+            && e.service_id.is_empty()
+            && e.node_id.as_deref() == Some(view.node_id.as_str())
+        {
+            match out.iter_mut().find(|l| l.id == e.task_id && l.task.is_none()) {
+                Some(l) => l.attachments.push((e.network_id.clone(), e.addr)),
+                None => out.push(Local {
+                    id: e.task_id.clone(),
+                    task: None,
+                    attachments: vec![(e.network_id.clone(), e.addr)],
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// Whether a sandbox gets the gateway bridge: unless every network it is on is
+/// internal.
+fn egress_in(local: &Local, map: &Map<'_>) -> bool {
+    local.attachments.is_empty()
+        || local.attachments.iter().any(|(n, _)| !map.networks.get(n.as_str()).is_some_and(|n| n.internal))
 }
 
 fn proto(p: Protocol) -> Option<Proto> {
@@ -145,19 +192,16 @@ pub fn node_net(view: &NetView, dns_ports: &HashMap<String, (u16, u16)>, underla
     let me = view.node_id.as_str();
     let mut out = NodeNet::default();
     let mut used: BTreeSet<&str> = BTreeSet::new();
-    for task in view.tasks.iter().filter(|t| keeps_sandbox(t)) {
+    for local in locals(view) {
         let mut sandbox = Sandbox {
-            task_id: task.id.clone(),
+            task_id: local.id.clone(),
             attachments: Vec::new(),
-            egress: egress(task, view),
+            egress: egress_in(&local, &map),
             lb: Vec::new(),
-            dns_ports: dns_ports.get(&task.id).copied(),
+            dns_ports: dns_ports.get(&local.id).copied(),
         };
-        for a in &task.networks {
-            let (Some(net), Some(addr)) = (map.networks.get(a.network_id.as_str()), a.addresses.first())
-            else {
-                continue;
-            };
+        for (network_id, addr) in &local.attachments {
+            let Some(net) = map.networks.get(network_id.as_str()) else { continue };
             used.insert(&net.id);
             sandbox.attachments.push(Attachment { network_id: net.id.clone(), addr: *addr });
             for svc in map.services.values() {
@@ -171,17 +215,13 @@ pub fn node_net(view: &NetView, dns_ports: &HashMap<String, (u16, u16)>, underla
             }
         }
         sandbox.lb.sort_by_key(|r| r.vip);
-        out.sandboxes.insert(task.id.clone(), sandbox);
+        out.sandboxes.insert(local.id.clone(), sandbox);
+        let Some(task) = &local.task else { continue };
         let Some(svc) = map.services.get(task.service_id.as_str()) else { continue };
         if task.status.state <= TaskState::Running {
             for p in svc.ports.iter().filter(|p| p.publish_mode == PublishMode::Host) {
                 if let (Some(protocol), Some(published)) = (proto(p.protocol), p.published_port) {
-                    out.host_ports.push(HostPort {
-                        protocol,
-                        published,
-                        target: p.target_port,
-                        task_id: task.id.clone(),
-                    });
+                    out.host_ports.push(HostPort { protocol, published, target: p.target_port, task_id: task.id.clone() });
                 }
             }
         }
@@ -242,16 +282,16 @@ pub fn node_net(view: &NetView, dns_ports: &HashMap<String, (u16, u16)>, underla
     out
 }
 
-/// What one task's resolver answers: names on the networks the task is on only.
-pub fn names(view: &NetView, task: &Task) -> SandboxNames {
+/// What one sandbox's resolver answers: names on the networks it is on only.
+pub fn names(view: &NetView, local: &Local) -> SandboxNames {
     let map = Map::new(&view.items);
-    let mut out = SandboxNames { forward: egress(task, view), ..SandboxNames::default() };
+    let mut out = SandboxNames { forward: egress_in(local, &map), ..SandboxNames::default() };
     let mut add = |name: String, ips: Vec<Ipv4Addr>, ttl: u32| {
         out.names.entry(name.to_lowercase()).or_insert(NameAnswer { ips, ttl });
     };
     let mut reverse: HashMap<Ipv4Addr, String> = HashMap::new();
-    for a in &task.networks {
-        let Some(net) = map.networks.get(a.network_id.as_str()) else { continue };
+    for (network_id, _) in &local.attachments {
+        let Some(net) = map.networks.get(network_id.as_str()) else { continue };
         let suffixes = ["".to_owned(), format!(".{}", net.name)];
         for svc in map.services.values() {
             let eps: Vec<&&Endpoint> = map
@@ -287,6 +327,13 @@ pub fn names(view: &NetView, task: &Task) -> SandboxNames {
                 }
                 reverse.entry(e.addr.addr()).or_insert_with(|| format!("{}.{}", e.name, net.name));
             }
+        }
+        // Standalone containers answer to their ids.
+        for e in map.endpoints.get(net.id.as_str()).into_iter().flatten().filter(|e| e.service_id.is_empty()) {
+            for s in &suffixes {
+                add(format!("{}{s}", e.name), vec![e.addr.addr()], TASK_TTL);
+            }
+            reverse.entry(e.addr.addr()).or_insert_with(|| format!("{}.{}", e.name, net.name));
         }
     }
     out.reverse = reverse;
@@ -440,9 +487,26 @@ mod tests {
     }
 
     #[test]
+    fn a_standalone_container_gets_a_sandbox_and_answers_to_its_id() {
+        let mut v = view();
+        let mut c = ep("box1", "", "front", "10.0.1.20", "me", false);
+        if let NetItem::Endpoint(e) = &mut c {
+            e.name = "box1".into();
+        }
+        v.items.insert(c.key(), c);
+        let l = locals(&v).into_iter().find(|l| l.id == "box1").expect("a local sandbox for box1");
+        assert_eq!((l.task.is_none(), l.attachments.len()), (true, 1));
+        let want = node_net(&v, &HashMap::new(), 1500);
+        assert_eq!(want.sandboxes["box1"].attachments[0].addr.to_string(), "10.0.1.20/24");
+        assert!(want.sandboxes["box1"].lb.iter().any(|r| r.vip == "10.0.1.2".parse::<Ipv4Addr>().unwrap()), "VIPs balance for it too");
+        let client = locals(&v).into_iter().find(|l| l.id == "c1").expect("c1");
+        assert_eq!(names(&v, &client).names["box1"].ips, ["10.0.1.20".parse::<Ipv4Addr>().unwrap()]);
+    }
+
+    #[test]
     fn a_sandbox_resolves_names_of_its_own_networks_only() {
         let v = view();
-        let names = names(&v, &v.tasks[0]);
+        let names = names(&v, &locals(&v)[0]);
         let ips =
             |n: &str| names.names.get(n).map(|a| a.ips.iter().map(ToString::to_string).collect::<Vec<_>>());
         assert_eq!(ips("web"), Some(vec!["10.0.1.2".into()]));
@@ -458,8 +522,10 @@ mod tests {
             names.reverse.get(&"10.0.1.2".parse().unwrap()).map(String::as_str),
             Some("web.front-name")
         );
-        let internal = task("d1", "db", &[("back", "10.0.2.5")]);
-        assert!(!egress(&internal, &v));
-        assert!(!super::names(&v, &internal).forward, "an internal network forwards nothing");
+        let mut inside = v.clone();
+        inside.tasks = vec![task("d1", "db", &[("back", "10.0.2.5")])];
+        let internal = &locals(&inside)[0];
+        assert!(!super::names(&inside, internal).forward, "an internal network forwards nothing");
+        assert!(!node_net(&inside, &HashMap::new(), 1500).sandboxes["d1"].egress, "nor has it egress");
     }
 }

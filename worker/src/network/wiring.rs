@@ -119,11 +119,11 @@ impl Wiring {
         let dp = match self.dataplane(&view).await {
             Ok(dp) => dp,
             // Nothing to wire before the managers said where this node is.
-            Err(NetworkError::NoMap) if view.tasks.is_empty() => return Ok(()),
+            Err(NetworkError::NoMap) if view::locals(&view).is_empty() => return Ok(()),
             Err(e) => return Err(e),
         };
-        let keep: HashSet<&str> =
-            view.tasks.iter().filter(|t| view::keeps_sandbox(t)).map(|t| t.id.as_str()).collect();
+        let locals = view::locals(&view);
+        let keep: HashSet<&str> = locals.iter().map(|l| l.id.as_str()).collect();
         for id in self.dns.running() {
             if !keep.contains(id.as_str()) {
                 self.dns.stop(&id).await;
@@ -131,14 +131,19 @@ impl Wiring {
                 self.ports.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             }
         }
-        for task in view.tasks.iter().filter(|t| keep.contains(t.id.as_str())) {
-            let path = dp.sandbox_path(&task.id);
+        for local in &locals {
+            let mut path = dp.sandbox_path(&local.id);
             if !path.exists() {
-                continue;
+                // A task's sandbox is made when it is prepared; a standalone
+                // container's as soon as the managers gave it an address.
+                if local.task.is_some() {
+                    continue;
+                }
+                path = dp.create_sandbox(&local.id).await?;
             }
-            self.table.set(&task.id, view::names(&view, task));
-            let ports = self.dns.serve(&task.id, &path).await?;
-            self.ports.lock().unwrap_or_else(|p| p.into_inner()).insert(task.id.clone(), ports);
+            self.table.set(&local.id, view::names(&view, local));
+            let ports = self.dns.serve(&local.id, &path).await?;
+            self.ports.lock().unwrap_or_else(|p| p.into_inner()).insert(local.id.clone(), ports);
         }
         let ports = self.ports.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let want = view::node_net(&view, &ports, dp.underlay_mtu());
