@@ -256,8 +256,12 @@ impl Host {
     /// Runs a command in a task's container (`shoal container exec`); returns its
     /// exit code and output.
     pub fn exec(&self, task_id: &str, cmd: &[&str]) -> (i32, String) {
-        let id = format!("task.{task_id}");
-        let mut args = vec!["container", "exec", "--timeout", "20", &id];
+        self.exec_container(&format!("task.{task_id}"), cmd)
+    }
+
+    /// Runs a command in a container of this host; returns its exit code and output.
+    pub fn exec_container(&self, id: &str, cmd: &[&str]) -> (i32, String) {
+        let mut args = vec!["container", "exec", "--timeout", "20", id];
         args.extend_from_slice(cmd);
         let out = self.shoal(&args);
         let text =

@@ -207,7 +207,9 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
     let _outside_web = Httpd::start(&outside_ns, 8081, "the outside world");
     let client = c.client();
     block_on(async {
-        client.create_network(&NetworkSpec::new("front")).await?;
+        let mut front = NetworkSpec::new("front");
+        front.attachable = true;
+        client.create_network(&front).await?;
         let mut back = NetworkSpec::new("back");
         back.internal = true;
         client.create_network(&back).await?;
@@ -285,6 +287,25 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
         ["FAILED"],
         "front cannot reach back"
     );
+
+    // A standalone container on the attachable network: it reaches the service by
+    // name, and tasks reach it by its id; removed, it gives its address back.
+    let m1 = c.host(c.by_name("m1"));
+    let refused = m1.shoal(&["container", "run", "-d", "--network", "back", "--name", "nope", "shoal/busybox", "true"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("network back is not attachable"), "{err}");
+    let run = ["container", "run", "-d", "--network", "front", "--name", "box1", "shoal/busybox", "sh", "-c"];
+    let mut args = run.to_vec();
+    args.push("trap 'exit 0' TERM; while true; do sleep 0.2; done");
+    m1.ok(&args);
+    let (_, out) = m1.exec_container("box1", &["sh", "-c", "timeout 2 wget -q -O- http://web:8080/ 2>/dev/null"]);
+    assert!(hosts.contains(out.trim()), "box1 got {out:?}");
+    let node = block_on(client.node("m1")).expect("m1");
+    let box_ip = node.attachments.iter().find(|a| a.container_id == "box1").expect("box1's attachment").addr.addr();
+    assert_eq!(lookup(&c, &probe, "box1"), [box_ip]);
+    m1.ok(&["container", "rm", "-f", "box1"]);
+    let node = block_on(client.node("m1")).expect("m1");
+    assert!(node.attachments.is_empty(), "{:?}", node.attachments);
 
     // A killed replica stops getting traffic; its replacement gets it.
     let victim = webs.iter().find(|t| host_of(&c, t).name == "w2").expect("a web task on w2").clone();
