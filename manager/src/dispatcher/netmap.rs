@@ -11,8 +11,7 @@ use shoal_api::netmap::{ClusterNet, Endpoint, NetInfo, NetItem, NodeRecord, Serv
 use shoal_api::service::EndpointMode;
 use shoal_api::{Network, TaskState};
 
-use crate::orchestrator::allocator::{ingress_network, network, publishes_ingress};
-use crate::store::queries::{nodes, services};
+use crate::store::queries::{ingress_network, network, nodes, publishes_ingress, services};
 use crate::store::{Kind, Object, Store};
 
 /// The network map for `node_id`.

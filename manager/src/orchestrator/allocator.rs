@@ -11,77 +11,25 @@
 //! or a new leader working from an old read, can never hand one out twice; and a task
 //! that stopped for good holds none, so its address is free again.
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::Ipv4Addr;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use ipnet::Ipv4Net;
 use shoal_api::cluster::AddressPool;
 use shoal_api::network::INGRESS_NAME;
 use shoal_api::node::NodeAttachment;
-use shoal_api::service::{EndpointMode, PublishMode, VirtualIp};
+use shoal_api::service::{EndpointMode, VirtualIp};
 use shoal_api::task::NetworkAttachment;
 use shoal_api::{Network, NetworkSpec, Service, Task, TaskState};
 
 use super::is_live;
-use crate::store::queries::{nodes, services};
+use crate::plan::addresses::Round;
+use crate::store::queries::{ingress_network, network, nodes, publishes_ingress, services};
 use crate::store::{Change, Kind, Object, Store};
 
 /// Whether a service's tasks need addresses before they can be scheduled.
 pub fn needs_addresses(service: &Service) -> bool {
     !service.spec.task_template.networks.is_empty() || publishes_ingress(service)
-}
-
-/// Whether a service publishes a port through the routing mesh.
-pub fn publishes_ingress(service: &Service) -> bool {
-    service.spec.endpoint_spec.mode == EndpointMode::Vip
-        && service.spec.endpoint_spec.ports.iter().any(|p| p.publish_mode == PublishMode::Ingress)
-}
-
-/// The ingress network, if there is one.
-pub fn ingress_network(store: &Store) -> Option<&Network> {
-    store.list(Kind::Network).find_map(|o| match o {
-        Object::Network(n) if n.spec.ingress => Some(n),
-        _ => None,
-    })
-}
-
-/// A network by id or name.
-pub fn network<'a>(store: &'a Store, target: &str) -> Option<&'a Network> {
-    match store.get(Kind::Network, target).or_else(|| store.by_name(Kind::Network, target)) {
-        Some(Object::Network(n)) => Some(n),
-        _ => None,
-    }
-}
-
-/// The addresses handed out in one round, so one round never gives one out twice.
-pub(crate) struct Round<'a> {
-    store: &'a Store,
-    given: HashSet<(String, Ipv4Addr)>,
-}
-
-impl<'a> Round<'a> {
-    /// A round on `store`'s state.
-    pub(crate) fn new(store: &'a Store) -> Round<'a> {
-        Round { store, given: HashSet::new() }
-    }
-
-    /// The lowest free host address of `net` (with its prefix), now taken.
-    pub(crate) fn take(&mut self, net: &Network) -> Option<Ipv4Net> {
-        let first = u32::from(net.subnet.network()).saturating_add(1);
-        let last = u32::from(net.subnet.broadcast()).saturating_sub(1);
-        (first..=last).map(Ipv4Addr::from).find_map(|ip| {
-            let key = (net.id.clone(), ip);
-            if ip == net.gateway
-                || self.store.address_holder(&net.id, ip).is_some()
-                || self.given.contains(&key)
-            {
-                return None;
-            }
-            self.given.insert(key);
-            Ipv4Net::new(ip, net.subnet.prefix_len()).ok()
-        })
-    }
 }
 
 /// The networks (ids, in order, no repeats) a service's tasks and VIPs live on, with
@@ -119,7 +67,7 @@ pub fn allocate(store: &Store, pool: &AddressPool, now: DateTime<Utc>) -> Vec<Ch
         None if services(store).any(publishes_ingress) => {
             let mut spec = NetworkSpec::new(INGRESS_NAME);
             spec.ingress = true;
-            match super::super::plan::networks::create(store, spec, pool, &[], now) {
+            match crate::plan::networks::create(store, spec, pool, &[], now) {
                 Ok(n) => {
                     made = n;
                     changes.push(Change::Create { object: Object::Network(made.clone()) });

@@ -3,6 +3,7 @@
 //! propose, so it is tested without IO. Raft's compare-and-set on versions catches
 //! any write that raced with the read.
 
+pub mod addresses;
 pub mod networks;
 pub mod services;
 pub mod stacks;

@@ -69,7 +69,7 @@ pub fn attach(
     container_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(Node, ContainerAttachment), PlanError> {
-    let net = crate::orchestrator::allocator::network(store, target)
+    let net = crate::store::queries::network(store, target)
         .ok_or_else(|| PlanError::NotFound { kind: Kind::Network, id: target.to_owned() })?;
     if !net.spec.attachable {
         return Err(PlanError::NotAttachable { network: net.spec.name.clone() });
@@ -77,7 +77,7 @@ pub fn attach(
     if let Some(a) = node.attachments.iter().find(|a| a.container_id == container_id && a.network_id == net.id) {
         return Ok((node.clone(), a.clone()));
     }
-    let addr = crate::orchestrator::allocator::Round::new(store)
+    let addr = super::addresses::Round::new(store)
         .take(net)
         .ok_or_else(|| PlanError::NetworkFull { network: net.spec.name.clone(), subnet: net.subnet })?;
     let a = ContainerAttachment { container_id: container_id.to_owned(), network_id: net.id.clone(), addr };

@@ -114,7 +114,7 @@ pub fn rollback(store: &Store, service: &Service, now: DateTime<Utc>) -> Result<
 fn dns_names(store: &Store, spec: &ServiceSpec) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for n in &spec.task_template.networks {
-        let Some(net) = crate::orchestrator::allocator::network(store, &n.target) else { continue };
+        let Some(net) = crate::store::queries::network(store, &n.target) else { continue };
         for name in std::iter::once(&spec.name).chain(&n.aliases) {
             out.push((net.id.clone(), net.spec.name.clone(), name.to_lowercase()));
         }

@@ -1,8 +1,10 @@
 //! Questions many rooms ask of the store: its services, nodes and a service's
-//! tasks as typed objects, and whether a node takes or must give up tasks.
+//! tasks as typed objects, whether a node takes or must give up tasks, and its
+//! networks.
 
 use shoal_api::node::{Availability, NodeState};
-use shoal_api::{Node, Service, Task};
+use shoal_api::service::{EndpointMode, PublishMode};
+use shoal_api::{Network, Node, Service, Task};
 
 use super::{Kind, Object, Store};
 
@@ -42,5 +44,27 @@ pub fn must_leave(store: &Store, node_id: &str) -> bool {
             n.status.state == NodeState::Down || n.spec.availability == Availability::Drain
         }
         _ => true,
+    }
+}
+
+/// Whether a service publishes a port through the routing mesh.
+pub fn publishes_ingress(service: &Service) -> bool {
+    service.spec.endpoint_spec.mode == EndpointMode::Vip
+        && service.spec.endpoint_spec.ports.iter().any(|p| p.publish_mode == PublishMode::Ingress)
+}
+
+/// The ingress network, if there is one.
+pub fn ingress_network(store: &Store) -> Option<&Network> {
+    store.list(Kind::Network).find_map(|o| match o {
+        Object::Network(n) if n.spec.ingress => Some(n),
+        _ => None,
+    })
+}
+
+/// A network by id or name.
+pub fn network<'a>(store: &'a Store, target: &str) -> Option<&'a Network> {
+    match store.get(Kind::Network, target).or_else(|| store.by_name(Kind::Network, target)) {
+        Some(Object::Network(n)) => Some(n),
+        _ => None,
     }
 }
