@@ -49,8 +49,6 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-pub use dataplane::{Dataplane, DataplaneConfig};
-pub use desired::{Attachment, HostPort, Ingress, IngressPort, LbRule, NodeNet, OverlayNet, Proto, Sandbox};
 
 /// Errors of the data plane; each says what went wrong and what to do.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use nix::sched::{CloneFlags, setns};
 
+use super::dataplane::{Dataplane, DataplaneConfig};
+use super::desired::*;
 use super::*;
 
 const N1: &str = "net-one";

@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use shoal_api::netmap::{Endpoint, NetInfo, NetItem, NodeRecord, ServiceRecord};
@@ -339,9 +338,6 @@ pub fn names(view: &NetView, local: &Local) -> SandboxNames {
     out.reverse = reverse;
     out
 }
-
-/// The view as a shared value (what the agent hands its node).
-pub type SharedView = Arc<NetView>;
 
 #[cfg(test)]
 mod tests {
