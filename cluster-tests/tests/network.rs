@@ -223,7 +223,14 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
         client.create_service(&web("db", 1, "back")).await?;
         let mut rr = attached(on_workers("rr", 2), "front");
         rr.endpoint_spec.mode = EndpointMode::Dnsrr;
-        client.create_service(&rr).await
+        client.create_service(&rr).await?;
+        let mut on_w2 = web("hostport", 1, "front");
+        on_w2.task_template.placement.constraints = vec!["node.hostname==w2".into()];
+        on_w2.endpoint_spec.ports = vec![PortConfig {
+            publish_mode: shoal_api::service::PublishMode::Host,
+            ..PortConfig::ingress(8080, Some(8090), Default::default())
+        }];
+        client.create_service(&on_w2).await
     })
     .expect("networks and services");
     let webs = wait_running(&c, "web", 3);
@@ -234,6 +241,14 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
     let vip = svc.endpoint.virtual_ips.iter().find(|v| v.network_id == webs[0].networks[0].network_id);
     let vip = vip.expect("a VIP on front").addr.addr();
     assert!(svc.endpoint.virtual_ips.len() == 2, "a VIP on front and one on ingress: {:?}", svc.endpoint);
+
+    // The CLI shows them: VIPs in `service inspect`, addresses in `task inspect`,
+    // who is on a network in `network inspect`.
+    let m1 = c.host(c.by_name("m1"));
+    assert!(m1.ok(&["service", "inspect", "web"]).contains(&vip.to_string()));
+    assert!(m1.ok(&["task", "inspect", &webs[0].id]).contains(&addr_of(&webs[0]).to_string()));
+    let inspect = m1.ok(&["network", "inspect", "front"]);
+    assert!(webs.iter().all(|t| inspect.contains(&t.id)), "{inspect}");
 
     // DNS: every name form, only on shared networks, the rest forwarded.
     let mut task_ips: Vec<Ipv4Addr> = webs.iter().map(addr_of).collect();
@@ -278,6 +293,12 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
         assert!(body.as_ref().is_some_and(|b| hosts.contains(b)), "{} answered {body:?}", h.name);
     }
 
+    // Host mode: only the task's own node answers.
+    wait_running(&c, "hostport", 1);
+    let addr = |name: &str| c.host(c.by_name(name)).addr.clone();
+    assert!(wget_from(&outside_ns, &format!("http://{}:8090/", addr("w2"))).is_some(), "w2 runs it");
+    assert_eq!(wget_from(&outside_ns, &format!("http://{}:8090/", addr("w1"))), None, "w1 does not");
+
     // Egress to the outside, but not from an internal network; networks are apart.
     let outside_url = format!("http://{outside_addr}:8081/");
     assert_eq!(fetch(&c, &probe, &outside_url, 1), ["the outside world"]);
@@ -290,18 +311,20 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
 
     // A standalone container on the attachable network: it reaches the service by
     // name, and tasks reach it by its id; removed, it gives its address back.
-    let m1 = c.host(c.by_name("m1"));
-    let refused = m1.shoal(&["container", "run", "-d", "--network", "back", "--name", "nope", "shoal/busybox", "true"]);
+    let refused =
+        m1.shoal(&["container", "run", "-d", "--network", "back", "--name", "nope", "shoal/busybox", "true"]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("network back is not attachable"), "{err}");
     let run = ["container", "run", "-d", "--network", "front", "--name", "box1", "shoal/busybox", "sh", "-c"];
     let mut args = run.to_vec();
     args.push("trap 'exit 0' TERM; while true; do sleep 0.2; done");
     m1.ok(&args);
-    let (_, out) = m1.exec_container("box1", &["sh", "-c", "timeout 2 wget -q -O- http://web:8080/ 2>/dev/null"]);
+    let (_, out) =
+        m1.exec_container("box1", &["sh", "-c", "timeout 2 wget -q -O- http://web:8080/ 2>/dev/null"]);
     assert!(hosts.contains(out.trim()), "box1 got {out:?}");
     let node = block_on(client.node("m1")).expect("m1");
-    let box_ip = node.attachments.iter().find(|a| a.container_id == "box1").expect("box1's attachment").addr.addr();
+    let box_ip =
+        node.attachments.iter().find(|a| a.container_id == "box1").expect("box1's attachment").addr.addr();
     assert_eq!(lookup(&c, &probe, "box1"), [box_ip]);
     m1.ok(&["container", "rm", "-f", "box1"]);
     let node = block_on(client.node("m1")).expect("m1");
@@ -310,10 +333,26 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
     // A killed replica stops getting traffic; its replacement gets it.
     let victim = webs.iter().find(|t| host_of(&c, t).name == "w2").expect("a web task on w2").clone();
     host_of(&c, &victim).ok(&["container", "stop", "-t", "1", &format!("task.{}", victim.id)]);
-    c.wait("the killed replica to be replaced", Duration::from_secs(30), |c| {
-        let now = running_tasks(c, "web");
-        now.len() == 3 && now.iter().all(|t| t.id != victim.id)
-    });
+    // Polled back to back (each poll is an API read and one exec, ~0.1 s), so the lag
+    // is measured to about that.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first_answer = None;
+    let mut replacement = None;
+    while first_answer.is_none() {
+        assert!(Instant::now() < deadline, "no replacement answered within 30 s");
+        let answers = fetch(&c, &probe, "http://web:8080/", 6);
+        let now = chrono::Utc::now();
+        if let Some(r) = running_tasks(&c, "web").into_iter().find(|t| !webs.iter().any(|w| w.id == t.id)) {
+            if answers.contains(&hostname(&r)) {
+                first_answer = Some(now);
+            }
+            replacement = Some(r);
+        }
+    }
+    let replacement = replacement.expect("a replacement");
+    let lag = first_answer.expect("answered") - replacement.status.timestamp;
+    println!("the replacement answered by name {} ms after it was RUNNING", lag.num_milliseconds());
+    assert!(lag <= chrono::TimeDelta::seconds(1), "the moved task answered {lag} after RUNNING");
     let now: BTreeSet<String> = running_tasks(&c, "web").iter().map(hostname).collect();
     c.wait("the probe to reach every live replica", Duration::from_secs(10), |c| {
         let answers = fetch(c, &probe, "http://web:8080/", 20);

@@ -43,7 +43,11 @@ pub fn for_node(store: &Store, node_id: &str) -> Vec<NetItem> {
         // Its own record still: a task on no network gets a sandbox with egress, and
         // the node's data plane starts from its address.
         if let Some(Object::Node(n)) = store.get(Kind::Node, node_id) {
-            items.push(NetItem::Node(NodeRecord { id: n.id.clone(), addr: n.status.addr, ingress: n.ingress.clone() }));
+            items.push(NetItem::Node(NodeRecord {
+                id: n.id.clone(),
+                addr: n.status.addr,
+                ingress: n.ingress.clone(),
+            }));
         }
         return items;
     }

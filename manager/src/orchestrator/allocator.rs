@@ -123,8 +123,12 @@ pub fn allocate(store: &Store, pool: &AddressPool, now: DateTime<Utc>) -> Vec<Ch
         let want = ingress.map(|n| n.id.as_str());
         let has = node.ingress.as_ref().map(|a| a.network_id.as_str());
         // Standalone containers' attachments to networks that are gone go too.
-        let kept: Vec<_> =
-            node.attachments.iter().filter(|a| store.get(Kind::Network, &a.network_id).is_some()).cloned().collect();
+        let kept: Vec<_> = node
+            .attachments
+            .iter()
+            .filter(|a| store.get(Kind::Network, &a.network_id).is_some())
+            .cloned()
+            .collect();
         if want == has && kept.len() == node.attachments.len() {
             continue;
         }

@@ -147,7 +147,9 @@ pub enum PlanError {
         other: String,
     },
     /// Attaching a standalone container to a network made without `--attachable`.
-    #[error("network {network} is not attachable: only services may join it (create networks for standalone containers with --attachable)")]
+    #[error(
+        "network {network} is not attachable: only services may join it (create networks for standalone containers with --attachable)"
+    )]
     NotAttachable {
         /// The network.
         network: String,

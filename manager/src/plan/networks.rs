@@ -74,7 +74,9 @@ pub fn attach(
     if !net.spec.attachable {
         return Err(PlanError::NotAttachable { network: net.spec.name.clone() });
     }
-    if let Some(a) = node.attachments.iter().find(|a| a.container_id == container_id && a.network_id == net.id) {
+    if let Some(a) =
+        node.attachments.iter().find(|a| a.container_id == container_id && a.network_id == net.id)
+    {
         return Ok((node.clone(), a.clone()));
     }
     let addr = super::addresses::Round::new(store)

@@ -409,10 +409,11 @@ impl Store {
             });
         }
         if !net.spec.ingress
-            && let Some(node) = self.addresses.iter().find_map(|((n, _), holder)| match self.get(Kind::Node, holder) {
-                Some(Object::Node(node)) if n == &net.id => Some(node),
-                _ => None,
-            })
+            && let Some(node) =
+                self.addresses.iter().find_map(|((n, _), holder)| match self.get(Kind::Node, holder) {
+                    Some(Object::Node(node)) if n == &net.id => Some(node),
+                    _ => None,
+                })
         {
             return Err(StoreError::Reference {
                 message: format!(

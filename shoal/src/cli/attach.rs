@@ -30,12 +30,20 @@ pub(super) struct Attached {
 fn node_id(node: &NodeOpts) -> anyhow::Result<String> {
     let path = node.data_dir.join("node-id");
     std::fs::read_to_string(&path).map(|s| s.trim().to_owned()).with_context(|| {
-        format!("this node has not joined a cluster ({} is missing): start `shoal daemon` first", path.display())
+        format!(
+            "this node has not joined a cluster ({} is missing): start `shoal daemon` first",
+            path.display()
+        )
     })
 }
 
 /// Attaches container `id` to `network` and waits until the node wired its sandbox.
-pub(super) fn attach(conn: &Connection, node: &NodeOpts, network: &str, id: &str) -> anyhow::Result<Attached> {
+pub(super) fn attach(
+    conn: &Connection,
+    node: &NodeOpts,
+    network: &str,
+    id: &str,
+) -> anyhow::Result<Attached> {
     let node_id = node_id(node)?;
     let client = conn.client()?;
     let a = block_on(client.attach_container(&node_id, network, id))?
@@ -55,7 +63,8 @@ pub(super) fn attach(conn: &Connection, node: &NodeOpts, network: &str, id: &str
     let files = node.data_dir.join("net").join("files").join(id);
     std::fs::create_dir_all(&files).with_context(|| format!("create {}", files.display()))?;
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{id}\n", a.addr.addr());
+    let hosts =
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{id}\n", a.addr.addr());
     let mut mounts = Vec::new();
     for (name, text) in [("resolv.conf", container_resolv_conf(&host)), ("hosts", hosts)] {
         let path = files.join(name);

@@ -15,6 +15,7 @@ mod payload;
 mod remote;
 mod service;
 mod stack;
+mod task;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,9 @@ enum Command {
     /// Manage services.
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Look at tasks.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
     /// Manage nodes.
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -80,6 +84,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stack(cmd) => stack::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Service(cmd) => service::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Node(cmd) => node::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Task(cmd) => task::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Network(cmd) => network::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Secret(cmd) => {
             payload::run(PayloadKind::Secret, cmd, &cli.connection).map(|()| ExitCode::SUCCESS)

@@ -49,7 +49,6 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-
 /// Errors of the data plane; each says what went wrong and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {

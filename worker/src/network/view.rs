@@ -220,7 +220,12 @@ pub fn node_net(view: &NetView, dns_ports: &HashMap<String, (u16, u16)>, underla
         if task.status.state <= TaskState::Running {
             for p in svc.ports.iter().filter(|p| p.publish_mode == PublishMode::Host) {
                 if let (Some(protocol), Some(published)) = (proto(p.protocol), p.published_port) {
-                    out.host_ports.push(HostPort { protocol, published, target: p.target_port, task_id: task.id.clone() });
+                    out.host_ports.push(HostPort {
+                        protocol,
+                        published,
+                        target: p.target_port,
+                        task_id: task.id.clone(),
+                    });
                 }
             }
         }
@@ -328,7 +333,8 @@ pub fn names(view: &NetView, local: &Local) -> SandboxNames {
             }
         }
         // Standalone containers answer to their ids.
-        for e in map.endpoints.get(net.id.as_str()).into_iter().flatten().filter(|e| e.service_id.is_empty()) {
+        for e in map.endpoints.get(net.id.as_str()).into_iter().flatten().filter(|e| e.service_id.is_empty())
+        {
             for s in &suffixes {
                 add(format!("{}{s}", e.name), vec![e.addr.addr()], TASK_TTL);
             }
@@ -494,7 +500,10 @@ mod tests {
         assert_eq!((l.task.is_none(), l.attachments.len()), (true, 1));
         let want = node_net(&v, &HashMap::new(), 1500);
         assert_eq!(want.sandboxes["box1"].attachments[0].addr.to_string(), "10.0.1.20/24");
-        assert!(want.sandboxes["box1"].lb.iter().any(|r| r.vip == "10.0.1.2".parse::<Ipv4Addr>().unwrap()), "VIPs balance for it too");
+        assert!(
+            want.sandboxes["box1"].lb.iter().any(|r| r.vip == "10.0.1.2".parse::<Ipv4Addr>().unwrap()),
+            "VIPs balance for it too"
+        );
         let client = locals(&v).into_iter().find(|l| l.id == "c1").expect("c1");
         assert_eq!(names(&v, &client).names["box1"].ips, ["10.0.1.20".parse::<Ipv4Addr>().unwrap()]);
     }
