@@ -146,6 +146,41 @@ impl Dataplane {
         self.apply_locked(&mut applied, want).await
     }
 
+    /// As [`apply`](Dataplane::apply), for one sandbox only: its networks (made if
+    /// missing, peers synced) and its own interfaces, balancer and DNS redirect. A task
+    /// being started needs no more; the other sandboxes learn of it at the next full
+    /// `apply`, which gathers every change that came meanwhile. (Every sandbox holds
+    /// every VIP of its networks, so wiring all of them for each task that starts would
+    /// cost sandboxes × tasks `nft` runs.)
+    pub async fn apply_one(&self, want: &NodeNet, task: &str) -> Result<(), NetworkError> {
+        let Some(sb) = want.sandboxes.get(task) else { return Ok(()) };
+        plan::check(want, self.underlay_mtu)?;
+        let mut st = self.applied.lock().await;
+        if !st.gw_bridge {
+            self.make_gw_bridge().await?;
+            st.gw_bridge = true;
+        }
+        let stale = plan::stale_networks(&st, want);
+        let mut remade = BTreeSet::new();
+        for att in &sb.attachments {
+            let Some(net) = want.networks.get(&att.network_id) else { continue };
+            if stale.contains(&att.network_id) {
+                // Remade with another shape: the full apply does it, with its sandboxes.
+                return self.apply_locked(&mut st, want).await;
+            }
+            if !st.nets.contains_key(&att.network_id) {
+                self.make_overlay(net).await?;
+                st.nets.insert(att.network_id.clone(), NetState::new(net));
+                remade.insert(att.network_id.clone());
+            }
+            if let Some(s) = st.nets.get_mut(&att.network_id) {
+                self.sync_peers(net, s).await?;
+            }
+        }
+        let Some(ns) = Netns::open(&self.sandbox_path(task))? else { return Ok(()) };
+        self.sync_sandbox(&mut st, want, task, sb, &ns, &remade).await
+    }
+
     /// As [`Dataplane::apply`], but first forgets what was applied and reads what is on
     /// the host: adopts what matches, deletes what is stale.
     pub async fn resync(&self, want: &NodeNet) -> Result<(), NetworkError> {
