@@ -83,6 +83,8 @@ def stats(xs):
 out = []
 for p, (a_t, b_t) in phases.items():
     a = acc[p]
+    if b_t <= a_t:
+        continue  # a phase not run
     held = sum(x for k in ("dns", "view", "apply") for x in a[k] if x is not None)
     out.append({
         "phase": p, "tasks_started": a["started"],
