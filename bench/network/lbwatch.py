@@ -114,6 +114,7 @@ def wait_seen(node, match, deadline):
     return None
 
 
+wall_offset = time.time() - time.monotonic()  # to match the daemons' logs (UTC wall clock)
 out = open(out_path, "w")
 k = 0
 i = 0
@@ -136,7 +137,8 @@ while k < changes:
             rec["error"] = "no commit seen in 30 s"
         else:
             t_c, idx, task_id, addr = c
-            rec.update(index=idx, task=task_id, addr=addr, commit_after_cmd_ms=round((t_c - t_cmd) * 1e3, 3))
+            rec.update(index=idx, task=task_id, addr=addr, commit_after_cmd_ms=round((t_c - t_cmd) * 1e3, 3),
+                       commit_wall=round(t_c + wall_offset, 6))
             chain0 = info["chain"] + "_0"
             if want:
                 match = lambda line, a=addr, ch=chain0: ch in line and f"dnat to {a}" in line
