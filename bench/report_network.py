@@ -364,6 +364,7 @@ section = "\n".join([
     "",
     "![networking benchmark](img/network.png)",
     "",
+    "",
 ])
 replace_section(doc, "## Networking: Shoal's overlay", section)
 print(json.dumps({k: ({kk: vv for kk, vv in v.items() if kk != "rounds"} if isinstance(v, dict) else v)

@@ -316,7 +316,9 @@ def profile_text():
                f"sandbox on the network: the data plane rewrites it in each of them, one `nft` process per sandbox, "
                f"so {conv['tasks_started']} tasks made {conv['nft_runs_in_sandboxes']} `nft` runs in sandboxes "
                f"(≈ {conv['nft_runs_in_sandboxes'] / conv['tasks_started']:.0f} per task), and every task's "
-               "preparation waits for the node's wiring, which runs one at a time.")
+               "preparation waits for the node's wiring, which runs one at a time (`Wiring::prepare` calls "
+               "`Wiring::wire`, worker/src/network/wiring.rs). The cost is quadratic in the tasks on a network on "
+               "one node; Docker's, measured the same way, is not.")
     return ("Where Shoal's time goes (a separate run of the single node, same commands, with debug timings in its "
             "log, `shoal-profile.json`; not in the table): " + "; ".join(out) + "." + why)
 
@@ -333,7 +335,8 @@ section = "\n".join([
     "reported running. Times start just before the command (or the kill). Docker "
     f"{meta['docker_version']} (Debian `docker.io`) with Swarm's defaults otherwise; Shoal with its defaults.",
     "",
-    f"- **Convergence** (one node: one Shoal manager on loopback; Docker `swarm init`): `service create --replicas "
+    f"- **Convergence** (one node: one Shoal manager in a network namespace of its own; Docker `swarm init` in "
+    f"this host's namespace): `service create --replicas "
     f"{n}` until {n} tasks run.",
     f"- **Rolling update** (the same service, after {meta['settle_s']:g} s of quiet): `service update --env-add V=2` "
     f"with `--update-parallelism {meta['update']['parallelism']} --update-delay {meta['update']['delay']} "
@@ -390,6 +393,7 @@ section = "\n".join([
     "`bench/results/orchestration-raw/`.",
     "",
     "![orchestration benchmark](img/orchestration.png)",
+    "",
     "",
 ])
 replace_section(doc, "## Orchestration: Shoal vs Docker swarm", section)
