@@ -317,8 +317,8 @@ def profile_text():
                f"so {conv['tasks_started']} tasks made {conv['nft_runs_in_sandboxes']} `nft` runs in sandboxes "
                f"(≈ {conv['nft_runs_in_sandboxes'] / conv['tasks_started']:.0f} per task), and every task's "
                "preparation waits for the node's wiring, which runs one at a time (`Wiring::prepare` calls "
-               "`Wiring::wire`, worker/src/network/wiring.rs). The cost is quadratic in the tasks on a network on "
-               "one node; Docker's, measured the same way, is not.")
+               "`Wiring::wire`, worker/src/network/wiring.rs). So the cost grows with the square of the tasks of "
+               "one network on one node: the first 10 tasks run within about a second.")
     return ("Where Shoal's time goes (a separate run of the single node, same commands, with debug timings in its "
             "log, `shoal-profile.json`; not in the table): " + "; ".join(out) + "." + why)
 
