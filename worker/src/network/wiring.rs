@@ -157,9 +157,15 @@ impl Wiring {
         };
         // Timings for benchmarks: waiting for the previous wiring, the resolvers, the
         // desired state, the data plane.
-        tracing::debug!(full, sandboxes = want.sandboxes.len(), lock_us = t_lock.as_micros() as u64,
-            dns_us = (t_dns - t_lock).as_micros() as u64, view_us = (t_view - t_dns).as_micros() as u64,
-            apply_us = (t0.elapsed() - t_view).as_micros() as u64, "wired");
+        tracing::debug!(
+            full,
+            sandboxes = want.sandboxes.len(),
+            lock_us = t_lock.as_micros() as u64,
+            dns_us = (t_dns - t_lock).as_micros() as u64,
+            view_us = (t_view - t_dns).as_micros() as u64,
+            apply_us = (t0.elapsed() - t_view).as_micros() as u64,
+            "wired"
+        );
         r
     }
 }
