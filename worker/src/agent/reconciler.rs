@@ -321,7 +321,12 @@ async fn start<N: Node>(node: Arc<N>, tx: mpsc::UnboundedSender<Msg>, slots: Arc
     };
     let _slot = slots.acquire().await.expect("never closed");
     report(TaskStatus::new(TaskState::Preparing, Utc::now(), "preparing"));
-    match node.prepare(&task).await {
+    let t0 = std::time::Instant::now();
+    let prepared = node.prepare(&task).await;
+    // Timings for benchmarks (bench/orchestration): preparing (image, network) and
+    // starting the container.
+    tracing::debug!(task = %id, prepare_us = t0.elapsed().as_micros() as u64, "task prepared");
+    match prepared {
         Err(e) => {
             tracing::warn!(task = %id, error = %error_chain(&e), "task not prepared");
             report(error_status(&e));
@@ -332,7 +337,10 @@ async fn start<N: Node>(node: Arc<N>, tx: mpsc::UnboundedSender<Msg>, slots: Arc
             let _ = tx.send(Msg::Payloads(ptx));
             let payloads = prx.await.unwrap_or_default();
             let (n, t) = (node.clone(), task.clone());
-            match tokio::task::spawn_blocking(move || n.start(&t, &payloads)).await {
+            let t1 = std::time::Instant::now();
+            let started = tokio::task::spawn_blocking(move || n.start(&t, &payloads)).await;
+            tracing::debug!(task = %id, start_us = t1.elapsed().as_micros() as u64, "container start returned");
+            match started {
                 Ok(Ok(())) if node.health_check(&task).is_some() => {
                     tracing::info!(task = %id, service = %task.service_id, "task started; waiting until healthy");
                 }

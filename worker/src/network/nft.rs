@@ -266,6 +266,7 @@ pub(crate) async fn run(ns: &Netns, text: String) -> Result<(), NetworkError> {
         return Ok(());
     }
     let name = ns.name().to_string();
+    let (t0, bytes) = (std::time::Instant::now(), text.len());
     let output = ns
         .run(move || -> std::io::Result<std::process::Output> {
             let mut child = Command::new("nft")
@@ -283,6 +284,8 @@ pub(crate) async fn run(ns: &Netns, text: String) -> Result<(), NetworkError> {
         .map_err(|e| {
             NetworkError::io(format!("run nft in {name} (is the nftables package installed?)"), e)
         })?;
+    // Timings for benchmarks: one `nft` process per transaction.
+    tracing::debug!(ns = %name, bytes, us = t0.elapsed().as_micros() as u64, "nft");
     if output.status.success() {
         Ok(())
     } else {

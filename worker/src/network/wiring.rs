@@ -96,10 +96,15 @@ impl Wiring {
     /// Makes a task's sandbox, with its resolver and its interfaces, before its
     /// container starts in it; returns the namespace's path.
     pub async fn prepare(&self, task: &Task) -> Result<PathBuf, NetworkError> {
+        let t0 = std::time::Instant::now();
         let view = self.current();
         let dp = self.dataplane(&view).await?;
         let path = dp.create_sandbox(&task.id).await?;
+        let sandbox = t0.elapsed();
         self.wire(false).await?;
+        // Timings for benchmarks (bench/orchestration): where a task's start goes.
+        tracing::debug!(task = %task.id, sandbox_us = sandbox.as_micros() as u64,
+            wire_us = (t0.elapsed() - sandbox).as_micros() as u64, "sandbox prepared");
         Ok(path)
     }
 
@@ -114,7 +119,9 @@ impl Wiring {
     /// after a restart, stopped for tasks gone), their names, then the data plane
     /// (`full`: re-read from the host first).
     pub async fn wire(&self, full: bool) -> Result<(), NetworkError> {
+        let t0 = std::time::Instant::now();
         let mut synced = self.busy.lock().await;
+        let t_lock = t0.elapsed();
         let view = self.current();
         let dp = match self.dataplane(&view).await {
             Ok(dp) => dp,
@@ -145,14 +152,26 @@ impl Wiring {
             let ports = self.dns.serve(&local.id, &path).await?;
             self.ports.lock().unwrap_or_else(|p| p.into_inner()).insert(local.id.clone(), ports);
         }
+        let t_dns = t0.elapsed();
         let ports = self.ports.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let want = view::node_net(&view, &ports, dp.underlay_mtu());
-        if full || !*synced {
-            dp.resync(&want).await?;
-            *synced = true;
-            Ok(())
+        let t_view = t0.elapsed();
+        let r = if full || !*synced {
+            dp.resync(&want).await.map(|()| *synced = true)
         } else {
             dp.apply(&want).await
-        }
+        };
+        // Timings for benchmarks: waiting for the previous wiring, the resolvers, the
+        // desired state, the data plane.
+        tracing::debug!(
+            full,
+            sandboxes = want.sandboxes.len(),
+            lock_us = t_lock.as_micros() as u64,
+            dns_us = (t_dns - t_lock).as_micros() as u64,
+            view_us = (t_view - t_dns).as_micros() as u64,
+            apply_us = (t0.elapsed() - t_view).as_micros() as u64,
+            "wired"
+        );
+        r
     }
 }
