@@ -97,11 +97,32 @@ impl Wiring {
     /// container starts in it; returns the namespace's path.
     pub async fn prepare(&self, task: &Task) -> Result<PathBuf, NetworkError> {
         let t0 = std::time::Instant::now();
-        let view = self.current();
+        // A daemon that just started reads the host back first: remaking an overlay
+        // that already exists would cut the containers already in it off.
+        if !*self.busy.lock().await {
+            self.wire(false).await?;
+        }
+        let mut view = (*self.current()).clone();
+        if !view.tasks.iter().any(|t| t.id == task.id) {
+            view.tasks.push(task.clone());
+        }
         let dp = self.dataplane(&view).await?;
         let path = dp.create_sandbox(&task.id).await?;
         let sandbox = t0.elapsed();
-        self.wire(false).await?;
+        let local = view::locals(&view).into_iter().find(|l| l.id == task.id);
+        if let Some(local) = &local {
+            self.table.set(&task.id, view::names(&view, local));
+        }
+        let ports = self.dns.serve(&task.id, &path).await?;
+        let ports = {
+            let mut all = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+            all.insert(task.id.clone(), ports);
+            all.clone()
+        };
+        // Only this sandbox: the others learn of the task from the next wiring, which
+        // gathers every change that came meanwhile.
+        let want = view::node_net(&view, &ports, dp.underlay_mtu());
+        dp.apply_one(&want, &task.id).await?;
         // Timings for benchmarks (bench/orchestration): where a task's start goes.
         tracing::debug!(task = %task.id, sandbox_us = sandbox.as_micros() as u64,
             wire_us = (t0.elapsed() - sandbox).as_micros() as u64, "sandbox prepared");
@@ -149,8 +170,14 @@ impl Wiring {
                 path = dp.create_sandbox(&local.id).await?;
             }
             self.table.set(&local.id, view::names(&view, local));
-            let ports = self.dns.serve(&local.id, &path).await?;
-            self.ports.lock().unwrap_or_else(|p| p.into_inner()).insert(local.id.clone(), ports);
+            // One sandbox's resolver failing must not keep the others unwired: it is
+            // tried again at the next wiring.
+            match self.dns.serve(&local.id, &path).await {
+                Ok(ports) => {
+                    self.ports.lock().unwrap_or_else(|p| p.into_inner()).insert(local.id.clone(), ports);
+                }
+                Err(e) => tracing::warn!(task = %local.id, error = %shoal_api::report::chain(&e), "resolver not started; retrying at the next wiring"),
+            }
         }
         let t_dns = t0.elapsed();
         let ports = self.ports.lock().unwrap_or_else(|p| p.into_inner()).clone();
