@@ -176,7 +176,9 @@ impl Wiring {
                 Ok(ports) => {
                     self.ports.lock().unwrap_or_else(|p| p.into_inner()).insert(local.id.clone(), ports);
                 }
-                Err(e) => tracing::warn!(task = %local.id, error = %shoal_api::report::chain(&e), "resolver not started; retrying at the next wiring"),
+                Err(e) => {
+                    tracing::warn!(task = %local.id, error = %shoal_api::report::chain(&e), "resolver not started; retrying at the next wiring")
+                }
             }
         }
         let t_dns = t0.elapsed();
