@@ -315,10 +315,12 @@ def profile_text():
         why = (f" Each task that starts adds a backend to its service's VIP, and the VIP's chain is in every "
                f"sandbox on the network: the data plane rewrites it in each of them, one `nft` process per sandbox, "
                f"so {conv['tasks_started']} tasks made {conv['nft_runs_in_sandboxes']} `nft` runs in sandboxes "
-               f"(≈ {conv['nft_runs_in_sandboxes'] / conv['tasks_started']:.0f} per task), and every task's "
-               "preparation waits for the node's wiring, which runs one at a time (`Wiring::prepare` calls "
-               "`Wiring::wire`, worker/src/network/wiring.rs). So the cost grows with the square of the tasks of "
-               "one network on one node: the first 10 tasks run within about a second.")
+               f"(≈ {conv['nft_runs_in_sandboxes'] / conv['tasks_started']:.0f} per task). A task's own sandbox is "
+               "wired alone (`Wiring::prepare` → `Dataplane::apply_one`, worker/src/network/wiring.rs), but it waits "
+               "for the data plane while a full wiring of the node holds it; full wirings run one at a time and "
+               "gather the changes that came meanwhile. So the cost still grows with the square of the tasks of "
+               "one network on one node, bounded by how many full wirings fit in the burst: one `nft` process "
+               "(~20 ms) per sandbox is what to remove next (nftables over netlink, or the eBPF connect4 option).")
     return ("Where Shoal's time goes (a separate run of the single node, same commands, with debug timings in its "
             "log, `shoal-profile.json`; not in the table): " + "; ".join(out) + "." + why)
 
