@@ -37,8 +37,7 @@ fn web(name: &str, replicas: u64, network: &str) -> ServiceSpec {
     ]
     .map(String::from)
     .to_vec();
-    s.task_template.networks = vec![NetworkAttachmentConfig { target: network.into(), aliases: vec![] }];
-    s
+    attached(s, network)
 }
 
 fn attached(mut s: ServiceSpec, network: &str) -> ServiceSpec {

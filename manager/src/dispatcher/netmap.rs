@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use shoal_api::netmap::{ClusterNet, Endpoint, NetInfo, NetItem, NodeRecord, ServiceRecord};
 use shoal_api::service::EndpointMode;
-use shoal_api::{Network, TaskState};
+use shoal_api::{Network, Node, TaskState};
 
 use crate::store::queries::{ingress_network, network, nodes, publishes_ingress, services};
 use crate::store::{Kind, Object, Store};
@@ -125,13 +125,14 @@ pub fn for_node(store: &Store, node_id: &str) -> Vec<NetItem> {
                 aliases: Vec::new(),
             }));
         }
-        items.push(NetItem::Node(NodeRecord {
-            id: n.id.clone(),
-            addr: n.status.addr,
-            ingress: n.ingress.clone(),
-        }));
+        items.push(record(n));
     }
     items
+}
+
+/// A node as the others see it on the overlay.
+fn record(n: &Node) -> NetItem {
+    NetItem::Node(NodeRecord { id: n.id.clone(), addr: n.status.addr, ingress: n.ingress.clone() })
 }
 
 fn info(n: &Network) -> NetInfo {

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use shoal_worker::network::dns::container_resolv_conf;
 use shoal_worker::runtime::MountPoint;
 
 use super::node_opts::NodeOpts;
@@ -60,17 +59,11 @@ pub(super) fn attach(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let files = node.data_dir.join("net").join("files").join(id);
-    std::fs::create_dir_all(&files).with_context(|| format!("create {}", files.display()))?;
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let hosts =
-        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{id}\n", a.addr.addr());
-    let mut mounts = Vec::new();
-    for (name, text) in [("resolv.conf", container_resolv_conf(&host)), ("hosts", hosts)] {
-        let path = files.join(name);
-        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
-        mounts.push(MountPoint::Bind { source: path, target: format!("/etc/{name}"), read_only: true });
-    }
+    let dir = node.data_dir.join("net").join("files").join(id);
+    let mounts = shoal_worker::network::files::write(&dir, id, Some(a.addr.addr()))?
+        .into_iter()
+        .map(|(source, target)| MountPoint::Bind { source, target, read_only: true })
+        .collect();
     Ok(Attached { netns, mounts })
 }
 

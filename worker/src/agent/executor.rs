@@ -18,7 +18,6 @@ use super::plan::Local;
 use crate::image::registry::{self, RegistryError, RegistryOptions};
 use crate::image::{ImageDefaults, ImageError, ImageStore};
 use crate::network::NetworkError;
-use crate::network::dns::container_resolv_conf;
 use crate::network::wiring::Wiring;
 use crate::runtime::config::{self, ConfigError, MountPoint};
 use crate::runtime::{Helper, NewContainer, Runtime, RuntimeError, Status};
@@ -141,15 +140,6 @@ pub enum ExecutorError {
     /// The task's network sandbox could not be wired.
     #[error("wire the task's networks")]
     Network(#[source] NetworkError),
-    /// The task's resolv.conf or hosts file could not be written.
-    #[error("write the task's {file}")]
-    NetworkFile {
-        /// `resolv.conf` or `hosts`.
-        file: &'static str,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl TaskError for ExecutorError {
@@ -172,8 +162,7 @@ impl TaskError for ExecutorError {
             | E::Stop(_)
             | E::Remove(_)
             | E::RemoveFiles(_)
-            | E::Network(_)
-            | E::NetworkFile { .. } => TaskState::Failed,
+            | E::Network(_) => TaskState::Failed,
         }
     }
 
@@ -191,7 +180,7 @@ impl TaskError for ExecutorError {
             E::List(_) => "list failed",
             E::Stop(_) => "stop failed",
             E::Remove(_) | E::RemoveFiles(_) => "remove failed",
-            E::Network(_) | E::NetworkFile { .. } => "network failed",
+            E::Network(_) => "network failed",
         }
     }
 }
@@ -230,28 +219,6 @@ impl Executor {
     pub fn with_network(mut self, wiring: Arc<Wiring>) -> Executor {
         self.net = Some(wiring);
         self
-    }
-
-    /// Writes the task's `resolv.conf` (Docker's: the host's search and options,
-    /// 127.0.0.11 as the only server) and `hosts`, to be mounted over the image's.
-    fn network_files(&self, task: &Task) -> Result<Vec<MountPoint>, ExecutorError> {
-        let dir = self.task_dir(&task.id).join("files");
-        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let hostname = hostname(task);
-        let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        if let Some(addr) = task.networks.iter().flat_map(|n| n.addresses.first()).next() {
-            hosts.push_str(&format!("{}\t{hostname}\n", addr.addr()));
-        }
-        let mut mounts = Vec::new();
-        for (file, text) in [("resolv.conf", container_resolv_conf(&host)), ("hosts", hosts)] {
-            let io = |source| ExecutorError::NetworkFile { file, source };
-            std::fs::create_dir_all(&dir).map_err(io)?;
-            let path = dir.join(file);
-            std::fs::write(&path, text).map_err(io)?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
-            mounts.push(MountPoint::Bind { source: path, target: format!("/etc/{file}"), read_only: true });
-        }
-        Ok(mounts)
     }
 
     /// Registries this node pulls from over plain HTTP (host:port), besides
@@ -395,7 +362,15 @@ impl Node for Executor {
         }
         let netns = self.net.as_ref().and_then(|n| n.sandbox(&task.id));
         if netns.is_some() {
-            mounts.extend(self.network_files(task)?);
+            let addr = task.networks.iter().flat_map(|n| n.addresses.first()).next().map(|a| a.addr());
+            let dir = self.task_dir(&task.id).join("files");
+            let files =
+                crate::network::files::write(&dir, &hostname(task), addr).map_err(ExecutorError::Network)?;
+            mounts.extend(files.into_iter().map(|(source, target)| MountPoint::Bind {
+                source,
+                target,
+                read_only: true,
+            }));
         }
         let r = &task.spec.resources.limits;
         let new = NewContainer {

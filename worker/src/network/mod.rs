@@ -30,12 +30,13 @@
 //! record of what was applied and the decisions taken from it, no IO), `netns`
 //! (namespaces off-thread), `netlink` (links, addresses, neighbours, FDB), `nft`
 //! (nftables transactions), [`dataplane`] (executes the plan), [`dns`] (the embedded
-//! resolvers at 127.0.0.11), [`wiring`] (all of it for the agent's node: the latest
+//! resolvers at 127.0.0.11), [`files`] (a container's resolv.conf and hosts), [`wiring`] (all of it for the agent's node: the latest
 //! map, the data plane and the resolvers).
 
 pub mod dataplane;
 pub mod desired;
 pub mod dns;
+pub mod files;
 mod netlink;
 mod netns;
 mod nft;
@@ -57,6 +58,15 @@ pub enum NetworkError {
         "the network map has not arrived from the managers yet (this node's address, the VXLAN port): wait for the node to be ready"
     )]
     NoMap,
+    /// A container's resolv.conf or hosts file could not be written.
+    #[error("write the container's {file}")]
+    ContainerFile {
+        /// `resolv.conf` or `hosts`.
+        file: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A sandbox's resolver could not start.
     #[error("start the task's DNS resolver")]
     Dns(#[from] dns::DnsError),

@@ -288,8 +288,17 @@ pub fn node_net(view: &NetView, dns_ports: &HashMap<String, (u16, u16)>, underla
 
 /// What one sandbox's resolver answers: names on the networks it is on only.
 pub fn names(view: &NetView, local: &Local) -> SandboxNames {
+    names_in(&Map::new(&view.items), local)
+}
+
+/// [`names`] of every sandbox in `locals`, indexing the map once.
+pub fn names_of_all(view: &NetView, locals: &[Local]) -> Vec<SandboxNames> {
     let map = Map::new(&view.items);
-    let mut out = SandboxNames { forward: egress_in(local, &map), ..SandboxNames::default() };
+    locals.iter().map(|l| names_in(&map, l)).collect()
+}
+
+fn names_in(map: &Map<'_>, local: &Local) -> SandboxNames {
+    let mut out = SandboxNames { forward: egress_in(local, map), ..SandboxNames::default() };
     let mut add = |name: String, ips: Vec<Ipv4Addr>, ttl: u32| {
         out.names.entry(name.to_lowercase()).or_insert(NameAnswer { ips, ttl });
     };

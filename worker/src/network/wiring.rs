@@ -159,7 +159,8 @@ impl Wiring {
                 self.ports.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             }
         }
-        for local in &locals {
+        let names = view::names_of_all(&view, &locals);
+        for (local, names) in locals.iter().zip(names) {
             let mut path = dp.sandbox_path(&local.id);
             if !path.exists() {
                 // A task's sandbox is made when it is prepared; a standalone
@@ -169,7 +170,7 @@ impl Wiring {
                 }
                 path = dp.create_sandbox(&local.id).await?;
             }
-            self.table.set(&local.id, view::names(&view, local));
+            self.table.set(&local.id, names);
             // One sandbox's resolver failing must not keep the others unwired: it is
             // tried again at the next wiring.
             match self.dns.serve(&local.id, &path).await {
