@@ -21,9 +21,69 @@ pub struct Cluster {
     pub spec: ClusterSpec,
     /// Tokens that let nodes join; secret, never returned except by `join-token`.
     pub join_tokens: JoinTokens,
-    /// Bearer token the API's TCP listeners require; secret like the join tokens.
+    /// Bearer token the API's TCP listeners require, for everything (admin);
+    /// secret like the join tokens.
     #[serde(default)]
     pub api_token: String,
+    /// Bearer token that may only read (dashboards); secret too.
+    #[serde(default)]
+    pub read_only_api_token: String,
+    /// The certificate authority; its key is secret and never shown.
+    #[serde(default)]
+    pub ca: ClusterCa,
+}
+
+/// The cluster's certificate authority, as the managers keep it in the store.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct ClusterCa {
+    /// The roots every node trusts, PEM: one, or two during a rotation.
+    pub roots_pem: String,
+    /// The CA certificate that signs node certificates now, PEM.
+    pub signer_cert: String,
+    /// Its private key, PEM. Secret: emptied in every API answer.
+    pub signer_key: String,
+    /// During a rotation, the new root signed by the old one: sent after each new
+    /// leaf so nodes that trust only the old root accept it. Empty otherwise.
+    pub cross_signed: String,
+    /// Nodes removed from the cluster: their certificates are refused from the
+    /// moment they are removed, whatever their expiry.
+    pub revoked_nodes: std::collections::BTreeSet<String>,
+}
+
+impl std::fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCa")
+            .field("roots_pem", &self.roots_pem)
+            .field("signer_cert", &self.signer_cert)
+            .field("signer_key", &"<redacted>")
+            .field("cross_signed", &self.cross_signed)
+            .field("revoked_nodes", &self.revoked_nodes)
+            .finish()
+    }
+}
+
+/// Certificate settings (`shoal cluster update --cert-expiry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaConfig {
+    /// How long node certificates are valid. Default 90 days (Swarm's 2160h);
+    /// nodes renew at a random point between 50 % and 80 % of it. At least 1m
+    /// (Swarm's floor is 1h; Shoal allows less so renewal can be watched in tests).
+    #[schema(value_type = String, example = "2160h")]
+    #[serde(with = "duration")]
+    pub node_cert_expiry: Duration,
+}
+
+/// The default node certificate validity: 90 days.
+pub const NODE_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The shortest node certificate validity allowed.
+pub const MIN_NODE_CERT_EXPIRY: Duration = Duration::from_secs(60);
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        CaConfig { node_cert_expiry: NODE_CERT_EXPIRY }
+    }
 }
 
 /// Cluster-wide settings (`shoal cluster update`). Defaults are Swarm's.
@@ -46,6 +106,8 @@ pub struct ClusterSpec {
     /// UDP port of the overlay's VXLAN traffic between nodes. Default 4789 (the
     /// IANA port, Swarm's `--data-path-port`).
     pub data_path_port: u16,
+    /// Node certificates.
+    pub ca_config: CaConfig,
 }
 
 /// The default VXLAN UDP port.
@@ -61,6 +123,7 @@ impl Default for ClusterSpec {
             raft: RaftConfig::default(),
             default_address_pool: AddressPool::default(),
             data_path_port: DATA_PATH_PORT,
+            ca_config: CaConfig::default(),
         }
     }
 }

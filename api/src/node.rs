@@ -33,6 +33,22 @@ pub struct Node {
     /// (`shoal container run --network`), with the addresses the managers gave them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<ContainerAttachment>,
+    /// The certificate the managers last issued the node (Docker's TLS info).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<NodeCertificate>,
+}
+
+/// A node certificate as the managers issued it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeCertificate {
+    /// Serial number, hex.
+    pub serial: String,
+    /// The issuing CA's subject.
+    pub issuer: String,
+    /// The role it names.
+    pub role: NodeRole,
+    /// End of validity.
+    pub not_after: chrono::DateTime<chrono::Utc>,
 }
 
 /// A standalone container's address on an attachable network.

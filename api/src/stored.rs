@@ -141,6 +141,8 @@ impl Object {
                 c.join_tokens.worker.clear();
                 c.join_tokens.manager.clear();
                 c.api_token.clear();
+                c.read_only_api_token.clear();
+                c.ca.signer_key.clear();
             }
             _ => {}
         }

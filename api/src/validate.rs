@@ -580,6 +580,11 @@ impl Validate for ClusterSpec {
         c.ensure((1024..=49151).contains(&self.data_path_port), "data_path_port", || {
             format!("{} is outside 1024-49151, the range Swarm allows for VXLAN", self.data_path_port)
         });
+        c.ensure(
+            self.ca_config.node_cert_expiry >= crate::cluster::MIN_NODE_CERT_EXPIRY,
+            "ca_config.node_cert_expiry",
+            || "must be at least 1m".to_owned(),
+        );
         let d = &self.dispatcher;
         c.ensure(
             (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d.heartbeat_period),

@@ -156,11 +156,19 @@ async fn three_managers_replicate_and_forward() {
     c.m(follower).propose(create_service("api")).await.unwrap();
     let n = c.m(other).read_linearizable(|s| s.count(Kind::Service)).await.unwrap();
     assert_eq!(n, 2);
-    // A wrong token is refused.
+    // A token with the right CA digest but a wrong secret is refused by the managers.
     let stranger_dir = tempfile::tempdir().unwrap();
     let stranger = server::start(ManagerConfig::new(stranger_dir.path(), free_addr())).await.unwrap().manager;
-    let err = stranger.join(c.m(0).addr(), "SHTKN-1-bogus").await.unwrap_err();
+    let wrong_secret = format!("{}M{}", &c.token[..c.token.len() - 26], "0".repeat(25));
+    let err = stranger.join(c.m(0).addr(), &wrong_secret).await.unwrap_err();
     assert!(matches!(err, ManagerError::BadToken), "{err}");
+    // A token pinning another CA is refused by the joiner itself, before it sends
+    // the secret: it names both digests.
+    let other_ca = shoal_pki::CaKeys::generate("elsewhere").unwrap();
+    let wrong_ca =
+        shoal_pki::JoinToken::generate(shoal_pki::Role::Manager, &other_ca.digest().unwrap()).to_string();
+    let err = stranger.join(c.m(0).addr(), &wrong_ca).await.unwrap_err().to_string();
+    assert!(err.contains("does not match the join token"), "{err}");
     // A rotated token: the old one no longer admits anyone, the new one does.
     let rotated = c.m(follower).rotate_join_token("manager").await.unwrap();
     assert_ne!(rotated.join_tokens.manager, c.token);
@@ -310,6 +318,10 @@ async fn no_acknowledged_write_is_lost_across_leader_kills() {
     }
     let children = Arc::new(Mutex::new(children));
     let leader = |children: &[Child]| children.iter().position(Child::leads);
+    // The writers call Raft's Propose, which only managers may: they use the first
+    // manager's certificate.
+    let creds =
+        shoal_pki::Credentials::load(&dirs[0].path().join("certs")).unwrap().expect("its certificate");
 
     // Writers send to whichever manager leads, all the time, each write once.
     let writes = Arc::new(Mutex::new(Writes { by_round: vec![0; 4], ..Default::default() }));
@@ -319,6 +331,7 @@ async fn no_acknowledged_write_is_lost_across_leader_kills() {
         .map(|_| {
             let (children, writes, round, stop, next) =
                 (children.clone(), writes.clone(), round.clone(), stop.clone(), next.clone());
+            let creds = creds.clone();
             tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
                     let addr = {
@@ -338,8 +351,8 @@ async fn no_acknowledged_write_is_lost_across_leader_kills() {
                         w.in_flight += 1;
                     }
                     let answer = tokio::time::timeout(Duration::from_secs(5), async {
-                        let mut client =
-                            pb::raft_client::RaftClient::connect(format!("http://{addr}")).await.ok()?;
+                        let channel = shoal_pki::enroll::channel(&addr.to_string(), &creds).ok()?;
+                        let mut client = pb::raft_client::RaftClient::new(channel);
                         client.propose(pb::ProposeRequest { transaction: tx }).await.ok()
                     })
                     .await;
@@ -577,7 +590,8 @@ async fn stale_votes_and_misaddressed_rpcs_are_refused() {
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let target = c.m((leader + 1) % 3);
     let term = target.status().term;
-    let mut client = pb::raft_client::RaftClient::connect(format!("http://{}", target.addr())).await.unwrap();
+    let channel = shoal_pki::enroll::channel(target.addr(), c.m(leader).credentials()).unwrap();
+    let mut client = pb::raft_client::RaftClient::new(channel);
     // A candidate from an old term (term 0) with no log: not granted, and the reply
     // tells it the current term.
     let vote = openraft::type_config::alias::VoteOf::<TypeConfig>::new(0, 424242);
@@ -619,4 +633,83 @@ async fn stale_votes_and_misaddressed_rpcs_are_refused() {
     }
     // The cluster is undisturbed.
     assert_eq!(c.m(leader).status().term, term);
+}
+
+/// A worker's certificate and key, copied to another machine, can do what that
+/// worker may and nothing more: no Raft, no joining as a manager, nothing for
+/// another node; and once the node is removed, nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_worker_certificate_cannot_call_raft_join_as_a_manager_or_act_for_another_node() {
+    use shoal_pki::enroll::{JoinRequest, channel, enroll};
+    use shoal_proto::dispatcher as dpb;
+    use shoal_proto::raft as pb;
+
+    let c = Cluster::start(1, 10_000).await;
+    c.wait_leader(Duration::from_secs(10)).await;
+    let addr = c.m(0).addr().to_owned();
+    let tokens = c.m(0).cluster().unwrap().join_tokens;
+    let join = |id: &str| JoinRequest {
+        node_id: id.to_owned(),
+        hostname: id.to_owned(),
+        advertise_addr: "127.0.0.1:1".into(),
+        raft_id: 0,
+    };
+    let (id1, id2) = (shoal_api::object::new_id(), shoal_api::object::new_id());
+    let w1 = enroll(&addr, &tokens.worker, join(&id1)).await.unwrap();
+    let w2 = enroll(&addr, &tokens.worker, join(&id2)).await.unwrap();
+    // Copied elsewhere: saved, and read back in another directory.
+    let elsewhere = tempfile::tempdir().unwrap();
+    w1.credentials.save(elsewhere.path()).unwrap();
+    let stolen = shoal_pki::Credentials::load(elsewhere.path()).unwrap().unwrap();
+    let denied = |s: tonic::Status, why: &str| {
+        assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+        assert!(s.message().contains(why), "{}", s.message());
+    };
+
+    // Raft: neither a vote nor a proposal.
+    let mut raft = pb::raft_client::RaftClient::new(channel(&addr, &stolen).unwrap());
+    let vote = pb::RaftRequest { target: c.m(0).id(), from: 1, payload: b"{}".to_vec() };
+    denied(raft.vote(vote).await.unwrap_err(), "worker certificate");
+    let tx = serde_json::to_vec(&create_service("mine")).unwrap();
+    denied(raft.propose(pb::ProposeRequest { transaction: tx }).await.unwrap_err(), "worker certificate");
+    // Joining as a manager, even with the manager token.
+    let mut membership = pb::membership_client::MembershipClient::new(channel(&addr, &stolen).unwrap());
+    let join_raft = pb::JoinRequest {
+        token: tokens.manager.clone(),
+        node_id: "99".into(),
+        hostname: String::new(),
+        advertise_addr: "127.0.0.1:1".into(),
+    };
+    denied(membership.join(join_raft).await.unwrap_err(), "worker certificate");
+    // Renewing gives a worker certificate still: the role comes from the store.
+    let key = shoal_pki::keys::generate_key().unwrap();
+    let csr = shoal_pki::keys::csr(&key).unwrap();
+    let renewed = membership.renew_certificate(pb::RenewRequest { csr_pem: csr }).await.unwrap().into_inner();
+    assert_eq!(renewed.role, "worker");
+    // The dispatcher: no session as the other worker, and none of its assignments
+    // (where its secrets travel) through its session id.
+    let mut as_w1 = dpb::dispatcher_client::DispatcherClient::new(channel(&addr, &stolen).unwrap());
+    let session = |id: &str| {
+        dpb::SessionRequest {
+        node_id: id.to_owned(),
+        description_json: br#"{"hostname":"h","platform":{"os":"linux","arch":"x86_64"},"resources":{"nano_cpus":1,"memory_bytes":1}}"#.to_vec(),
+        addr: "127.0.0.1".into(),
+    }
+    };
+    denied(as_w1.session(session(&id2)).await.unwrap_err(), &format!("may not act for node {id2}"));
+    let mut as_w2 = dpb::dispatcher_client::DispatcherClient::new(channel(&addr, &w2.credentials).unwrap());
+    let mut own = as_w2.session(session(&id2)).await.unwrap().into_inner();
+    let session_id = own.message().await.unwrap().unwrap().session_id;
+    let e = as_w1.assignments(dpb::AssignmentsRequest { session_id }).await.unwrap_err();
+    denied(e, &format!("may not act for node {id2}"));
+    // Its own session works...
+    let mut mine = as_w1.session(session(&id1)).await.unwrap().into_inner();
+    assert!(mine.message().await.unwrap().is_some());
+    // ...until the node is removed: then its certificate counts for nothing.
+    c.m(0).remove_node(&id1).await.unwrap();
+    let e = as_w1.session(session(&id1)).await.unwrap_err();
+    denied(e, "revoked");
+    let key = shoal_pki::keys::generate_key().unwrap();
+    let csr = shoal_pki::keys::csr(&key).unwrap();
+    denied(membership.renew_certificate(pb::RenewRequest { csr_pem: csr }).await.unwrap_err(), "revoked");
 }

@@ -50,7 +50,8 @@ impl CaKeys {
         params.distinguished_name.push(DnType::CommonName, format!("shoal-ca-{tag:08x}"));
         params.distinguished_name.push(DnType::OrganizationName, cluster_id);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - BACKDATE;
         params.not_after = now + ROOT_VALIDITY;
@@ -66,7 +67,9 @@ impl CaKeys {
         let (_, cert) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| PkiError::Certificate(format!("the CA certificate: {e}")))?;
         if !cert.is_ca() {
-            return Err(PkiError::Certificate("the CA certificate is not a CA (no basicConstraints CA:true)".into()));
+            return Err(PkiError::Certificate(
+                "the CA certificate is not a CA (no basicConstraints CA:true)".into(),
+            ));
         }
         let key = KeyPair::from_pem(key_pem).map_err(PkiError::rcgen("read the CA key"))?;
         if key.der_bytes() != cert.public_key().subject_public_key.data.as_ref() {
@@ -127,7 +130,8 @@ impl CaKeys {
             Role::Manager => MANAGER_NAME,
             Role::Worker => WORKER_NAME,
         };
-        let mut names = vec![SanType::DnsName(role_name.try_into().map_err(PkiError::rcgen("name the role"))?)];
+        let mut names =
+            vec![SanType::DnsName(role_name.try_into().map_err(PkiError::rcgen("name the role"))?)];
         for n in extra_names {
             names.push(match n.parse::<std::net::IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
@@ -136,7 +140,8 @@ impl CaKeys {
         }
         params.subject_alt_names = names;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.not_before = not_before;
         params.not_after = not_after;
         params.serial_number = Some(serial());
@@ -157,18 +162,21 @@ impl CaKeys {
         params.distinguished_name = rcgen::DistinguishedName::new();
         for attr in cert.subject().iter_attributes() {
             let oid: Vec<u64> = attr.attr_type().iter().map(|i| i.collect()).unwrap_or_default();
-            let value = attr.as_str().map_err(|e| PkiError::Certificate(format!("the new CA's name: {e}")))?;
+            let value =
+                attr.as_str().map_err(|e| PkiError::Certificate(format!("the new CA's name: {e}")))?;
             params.distinguished_name.push(DnType::from_oid(&oid), value);
         }
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.not_before = OffsetDateTime::from_unix_timestamp(cert.validity().not_before.timestamp())
             .map_err(|e| PkiError::Certificate(e.to_string()))?;
         params.not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
             .map_err(|e| PkiError::Certificate(e.to_string()))?;
         params.serial_number = Some(serial());
         let key = KeyPair::from_pem(&successor.key_pem).map_err(PkiError::rcgen("read the new CA key"))?;
-        let cert = params.signed_by(&key, &self.issuer()?).map_err(PkiError::rcgen("cross-sign the new CA"))?;
+        let cert =
+            params.signed_by(&key, &self.issuer()?).map_err(PkiError::rcgen("cross-sign the new CA"))?;
         Ok(cert.pem())
     }
 }
@@ -183,4 +191,15 @@ pub fn certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PkiError::Pem { what, why: e.to_string() })
+}
+
+/// A CA made on the spot and credentials it issued to `node_id` with `role`, trusting
+/// only that CA: for tests that need real TLS between parts of one process.
+pub fn throwaway(node_id: &str, role: Role) -> Result<(CaKeys, crate::Credentials), PkiError> {
+    let ca = CaKeys::generate("throwaway")?;
+    let key = crate::keys::generate_key()?;
+    let subject = Subject { node_id: node_id.to_owned(), role, cluster_id: "throwaway".to_owned() };
+    let cert = ca.issue(&crate::keys::csr(&key)?, &subject, std::time::Duration::from_secs(3600), &[])?;
+    let creds = crate::Credentials::new(&ca.cert_pem, &cert, &key)?;
+    Ok((ca, creds))
 }

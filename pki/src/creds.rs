@@ -8,10 +8,13 @@ use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
@@ -25,7 +28,7 @@ struct State {
     roots_pem: String,
     identity: Option<Identity>,
     client_verifier: Arc<dyn ClientCertVerifier>,
-    server_verifier: Arc<WebPkiServerVerifier>,
+    server_verifier: Arc<dyn ServerCertVerifier>,
 }
 
 #[derive(Debug)]
@@ -52,9 +55,9 @@ pub struct Credentials {
     state: Arc<RwLock<State>>,
 }
 
-fn verifiers(
-    roots: &[CertificateDer<'static>],
-) -> Result<(Arc<dyn ClientCertVerifier>, Arc<WebPkiServerVerifier>), PkiError> {
+type Verifiers = (Arc<dyn ClientCertVerifier>, Arc<dyn ServerCertVerifier>);
+
+fn verifiers(roots: &[CertificateDer<'static>]) -> Result<Verifiers, PkiError> {
     let mut store = RootCertStore::empty();
     for r in roots {
         store.add(r.clone()).map_err(|e| PkiError::Verifier(format!("a trusted root is unusable: {e}")))?;
@@ -73,6 +76,20 @@ fn verifiers(
 }
 
 impl Credentials {
+    /// Credentials that trust nothing and hold nothing yet (a manager before it
+    /// starts or joins a cluster): every handshake fails.
+    pub fn empty() -> Credentials {
+        let refuse = Arc::new(Refuse);
+        let state = State {
+            roots: Vec::new(),
+            roots_pem: String::new(),
+            identity: None,
+            client_verifier: refuse.clone(),
+            server_verifier: refuse,
+        };
+        Credentials { state: Arc::new(RwLock::new(state)) }
+    }
+
     /// Credentials that trust the roots in `roots_pem` and hold no certificate yet.
     pub fn trusting(roots_pem: &str) -> Result<Credentials, PkiError> {
         let roots = certs(roots_pem, "the trusted roots")?;
@@ -80,7 +97,13 @@ impl Credentials {
             return Err(PkiError::Pem { what: "the trusted roots", why: "no certificate in it".into() });
         }
         let (client_verifier, server_verifier) = verifiers(&roots)?;
-        let state = State { roots, roots_pem: roots_pem.to_owned(), identity: None, client_verifier, server_verifier };
+        let state = State {
+            roots,
+            roots_pem: roots_pem.to_owned(),
+            identity: None,
+            client_verifier,
+            server_verifier,
+        };
         Ok(Credentials { state: Arc::new(RwLock::new(state)) })
     }
 
@@ -95,12 +118,15 @@ impl Credentials {
     /// Replaces the certificate and key (after a join or a renewal).
     pub fn set_identity(&self, chain_pem: &str, key_pem: &str) -> Result<(), PkiError> {
         let chain = certs(chain_pem, "the node certificate")?;
-        let leaf = chain.first().ok_or(PkiError::Pem { what: "the node certificate", why: "no certificate in it".into() })?;
+        let leaf = chain
+            .first()
+            .ok_or(PkiError::Pem { what: "the node certificate", why: "no certificate in it".into() })?;
         let info = CertInfo::parse(leaf)?;
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|e| PkiError::Pem { what: "the node key", why: e.to_string() })?;
         let key = Arc::new(CertifiedKey::from_der(chain, key, &provider())?);
-        let identity = Identity { key, info, chain_pem: chain_pem.to_owned(), key_pem: Zeroed(key_pem.to_owned()) };
+        let identity =
+            Identity { key, info, chain_pem: chain_pem.to_owned(), key_pem: Zeroed(key_pem.to_owned()) };
         self.state.write().expect("credentials lock").identity = Some(identity);
         Ok(())
     }
@@ -130,6 +156,12 @@ impl Credentials {
         self.state.read().expect("credentials lock").identity.as_ref().map(|i| i.info.clone())
     }
 
+    /// The private key, PEM, once there is one (to hand to a process's other
+    /// credentials; never logged).
+    pub fn key_pem(&self) -> Option<String> {
+        self.state.read().expect("credentials lock").identity.as_ref().map(|i| i.key_pem.0.clone())
+    }
+
     /// The chain, PEM, once there is one.
     pub fn chain_pem(&self) -> Option<String> {
         self.state.read().expect("credentials lock").identity.as_ref().map(|i| i.chain_pem.clone())
@@ -156,7 +188,11 @@ impl Credentials {
             let id = s.identity.as_ref();
             (s.roots_pem.clone(), id.map(|i| i.chain_pem.clone()), id.map(|i| i.key_pem.0.clone()))
         };
-        std::fs::create_dir_all(dir).map_err(|source| PkiError::Io { what: "create", path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+            what: "create",
+            path: dir.into(),
+            source,
+        })?;
         write_file(&dir.join(Self::ROOTS), &roots, 0o644)?;
         if let (Some(chain), Some(key)) = (chain, key) {
             write_file(&dir.join(Self::KEY), &key, 0o600)?;
@@ -175,7 +211,9 @@ impl Credentials {
                 Err(source) => Err(PkiError::Io { what: "read", path, source }),
             }
         };
-        let (Some(roots), Some(chain), Some(key)) = (read(Self::ROOTS)?, read(Self::CHAIN)?, read(Self::KEY)?) else {
+        let (Some(roots), Some(chain), Some(key)) =
+            (read(Self::ROOTS)?, read(Self::CHAIN)?, read(Self::KEY)?)
+        else {
             return Ok(None);
         };
         Credentials::new(&roots, &chain, &key).map(Some)
@@ -245,7 +283,7 @@ impl Dynamic {
     fn client_verifier(&self) -> Arc<dyn ClientCertVerifier> {
         self.0.state.read().expect("credentials lock").client_verifier.clone()
     }
-    fn server_verifier(&self) -> Arc<WebPkiServerVerifier> {
+    fn server_verifier(&self) -> Arc<dyn ServerCertVerifier> {
         self.0.state.read().expect("credentials lock").server_verifier.clone()
     }
 }
@@ -365,6 +403,82 @@ impl ServerCertVerifier for AnyServer {
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         let p = provider();
         rustls::crypto::verify_tls13_signature(message, cert, dss, &p.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Refuses every certificate: the verifier of credentials that trust nothing yet.
+#[derive(Debug)]
+struct Refuse;
+
+fn no_roots() -> rustls::Error {
+    rustls::Error::General("this node trusts no CA yet: it has not started or joined a cluster".into())
+}
+
+impl ClientCertVerifier for Refuse {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Err(no_roots())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for Refuse {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Err(no_roots())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         provider().signature_verification_algorithms.supported_schemes()

@@ -9,13 +9,17 @@
 //! - [`token`]: join tokens (`SHTKN-1-<CA digest>-<secret>`) and CA digests.
 //! - [`creds`]: a node's credentials (trusted roots, its chain, its key), swappable
 //!   while connections use them, and the rustls configurations built on them.
+//! - [`enroll`]: joining (CA checked against the token first) and renewing.
+//! - [`renew`]: renewal at 50–80 % of a certificate's life, or at once on a role or CA change.
 //! - [`transport`]: TLS over TCP for tonic servers and channels and for the API:
 //!   accepted connections carry the peer's certificate subject.
 
 pub mod ca;
 pub mod creds;
+pub mod enroll;
 pub mod error;
 pub mod keys;
+pub mod renew;
 pub mod subject;
 pub mod token;
 pub mod transport;

@@ -78,12 +78,14 @@ impl CertInfo {
         let first = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| {
             it.next().and_then(|a| a.as_str().ok()).map(str::to_owned)
         };
-        let node_id = first(&mut name.iter_common_name()).ok_or_else(|| PkiError::NotANode("no CN".into()))?;
+        let node_id =
+            first(&mut name.iter_common_name()).ok_or_else(|| PkiError::NotANode("no CN".into()))?;
         let unit = first(&mut name.iter_organizational_unit())
             .ok_or_else(|| PkiError::NotANode("no OU (role)".into()))?;
-        let role = Role::from_unit(&unit).ok_or_else(|| PkiError::NotANode(format!("unknown role {unit:?}")))?;
-        let cluster_id =
-            first(&mut name.iter_organization()).ok_or_else(|| PkiError::NotANode("no O (cluster)".into()))?;
+        let role =
+            Role::from_unit(&unit).ok_or_else(|| PkiError::NotANode(format!("unknown role {unit:?}")))?;
+        let cluster_id = first(&mut name.iter_organization())
+            .ok_or_else(|| PkiError::NotANode("no O (cluster)".into()))?;
         Ok(CertInfo {
             subject: Subject { node_id, role, cluster_id },
             not_before: cert.validity().not_before.timestamp(),

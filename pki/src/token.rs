@@ -65,7 +65,11 @@ impl JoinToken {
             Role::Worker => 'W',
             Role::Manager => 'M',
         };
-        JoinToken { ca_digest: ca_digest.to_owned(), role, secret: format!("{kind}{}", base36(&secret, SECRET_LEN)) }
+        JoinToken {
+            ca_digest: ca_digest.to_owned(),
+            role,
+            secret: format!("{kind}{}", base36(&secret, SECRET_LEN)),
+        }
     }
 
     /// The same secret pinning another CA (after a CA rotation).
@@ -78,7 +82,8 @@ impl JoinToken {
         let bad = |why: &str| PkiError::MalformedToken(why.to_owned());
         let rest = text.trim().strip_prefix(PREFIX).ok_or_else(|| bad("it does not start with SHTKN-1-"))?;
         let (digest, secret) = rest.split_once('-').ok_or_else(|| bad("no secret after the CA digest"))?;
-        if digest.len() != DIGEST_LEN || !digest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()) {
+        if digest.len() != DIGEST_LEN || !digest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        {
             return Err(bad("the CA digest is not 50 base-36 digits"));
         }
         let role = match secret.chars().next() {
@@ -86,7 +91,9 @@ impl JoinToken {
             Some('M') => Role::Manager,
             _ => return Err(bad("the secret does not start with W (worker) or M (manager)")),
         };
-        if secret.len() != SECRET_LEN + 1 || !secret[1..].bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()) {
+        if secret.len() != SECRET_LEN + 1
+            || !secret[1..].bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        {
             return Err(bad("the secret is not 25 base-36 digits"));
         }
         Ok(JoinToken { ca_digest: digest.to_owned(), role, secret: secret.to_owned() })

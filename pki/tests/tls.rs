@@ -33,7 +33,10 @@ async fn serve(creds: &Credentials) -> std::net::SocketAddr {
         while let Some(Ok(mut conn)) = conns.next().await {
             let peer: Peer = conn.peer().clone();
             tokio::spawn(async move {
-                let who = peer.cert.map(|c| format!("{} {}", c.subject.node_id, c.subject.role)).unwrap_or("-".into());
+                let who = peer
+                    .cert
+                    .map(|c| format!("{} {}", c.subject.node_id, c.subject.role))
+                    .unwrap_or("-".into());
                 let _ = conn.write_all(who.as_bytes()).await;
                 let _ = conn.shutdown().await;
             });
@@ -43,7 +46,10 @@ async fn serve(creds: &Credentials) -> std::net::SocketAddr {
 }
 
 /// Connects as `config` and reads what the server says.
-async fn ask(config: Arc<rustls::ClientConfig>, addr: std::net::SocketAddr) -> Result<String, std::io::Error> {
+async fn ask(
+    config: Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+) -> Result<String, std::io::Error> {
     use tower_service::Service as _;
     let uri: http::Uri = format!("http://{addr}").parse().unwrap();
     let io = Connector::new(config).call(uri).await?;
@@ -83,18 +89,33 @@ async fn certificates_of_another_cluster_ca_and_expired_ones_are_refused() {
     // Another CA's node: the manager refuses its certificate.
     let other = CaKeys::generate("c2").unwrap();
     let stranger = node(&other, &ca.cert_pem, "x1", Role::Manager);
-    assert!(ask(stranger.client_config(&[]).unwrap(), addr).await.is_err(), "a stranger's certificate got in");
+    assert!(
+        ask(stranger.client_config(&[]).unwrap(), addr).await.is_err(),
+        "a stranger's certificate got in"
+    );
     // An expired certificate from the right CA.
     let key = generate_key().unwrap();
     let now = time::OffsetDateTime::now_utc();
     let old = ca
-        .issue_between(&csr(&key).unwrap(), &subject("w9", Role::Worker), now - time::Duration::days(2), now - time::Duration::days(1), &[])
+        .issue_between(
+            &csr(&key).unwrap(),
+            &subject("w9", Role::Worker),
+            now - time::Duration::days(2),
+            now - time::Duration::days(1),
+            &[],
+        )
         .unwrap();
     let expired = Credentials::new(&ca.cert_pem, &old, &key).unwrap();
     let e = ask(expired.client_config(&[]).unwrap(), addr).await;
     assert!(e.is_err(), "an expired certificate got in: {e:?}");
     // The same node, renewed, gets in.
-    expired.set_identity(&ca.issue(&csr(&key).unwrap(), &subject("w9", Role::Worker), Duration::from_secs(60), &[]).unwrap(), &key).unwrap();
+    expired
+        .set_identity(
+            &ca.issue(&csr(&key).unwrap(), &subject("w9", Role::Worker), Duration::from_secs(60), &[])
+                .unwrap(),
+            &key,
+        )
+        .unwrap();
     assert_eq!(ask(expired.client_config(&[]).unwrap(), addr).await.unwrap(), "w9 worker");
 }
 
@@ -105,7 +126,9 @@ async fn during_a_rotation_the_cross_signed_chain_bridges_old_and_new_roots() {
     let cross = old.cross_sign(&new).unwrap();
     // A manager renewed under the new CA presents leaf + cross-signed certificate.
     let key = generate_key().unwrap();
-    let leaf = new.issue(&csr(&key).unwrap(), &subject("m1", Role::Manager), Duration::from_secs(3600), &[]).unwrap();
+    let leaf = new
+        .issue(&csr(&key).unwrap(), &subject("m1", Role::Manager), Duration::from_secs(3600), &[])
+        .unwrap();
     let both = format!("{}{}", old.cert_pem, new.cert_pem);
     let manager = Credentials::new(&both, &format!("{leaf}{cross}"), &key).unwrap();
     let addr = serve(&manager).await;
@@ -141,7 +164,8 @@ fn an_external_ca_is_checked_to_be_a_ca_with_its_own_key() {
     let e = CaKeys::from_pem(&ca.cert_pem, &other.key_pem).unwrap_err();
     assert!(e.to_string().contains("does not belong"), "{e}");
     let key = generate_key().unwrap();
-    let leaf = ca.issue(&csr(&key).unwrap(), &subject("n", Role::Worker), Duration::from_secs(60), &[]).unwrap();
+    let leaf =
+        ca.issue(&csr(&key).unwrap(), &subject("n", Role::Worker), Duration::from_secs(60), &[]).unwrap();
     let e = CaKeys::from_pem(&leaf, &key).unwrap_err();
     assert!(e.to_string().contains("not a CA"), "{e}");
 }

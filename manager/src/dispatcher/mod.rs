@@ -21,7 +21,7 @@ use shoal_api::node::{NodeDescription, NodeState};
 use shoal_proto::dispatcher as pb;
 use tonic::{Request, Response, Status};
 
-use crate::manager::{Manager, ManagerError};
+use crate::manager::{Manager, ManagerError, Need};
 use crate::store::{Change, Kind, Object, Transaction};
 
 pub use monitor::NodeMonitor;
@@ -83,17 +83,39 @@ impl Dispatcher {
         Err(status)
     }
 
-    /// The node of a live session, or `Unauthenticated` (the worker registers again).
-    fn session_node(&self, session_id: &str) -> Result<String, Status> {
+    /// The node of a live session, or `Unauthenticated` (the worker registers
+    /// again); the caller's certificate must name that node.
+    fn session_node<T>(&self, request: &Request<T>, session_id: &str) -> Result<String, Status> {
         self.require_leader()?;
-        let mut sessions = self.sessions.lock().expect("sessions lock");
-        for (node, s) in sessions.iter_mut() {
-            if s.id == session_id {
-                s.last_seen = Instant::now();
-                return Ok(node.clone());
-            }
-        }
-        Err(Status::unauthenticated("unknown session: register again"))
+        let node = {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            let found = sessions.iter_mut().find(|(_, s)| s.id == session_id);
+            let Some((node, s)) = found else {
+                return Err(Status::unauthenticated("unknown session: register again"));
+            };
+            s.last_seen = Instant::now();
+            node.clone()
+        };
+        self.caller_is(request, Need::Node(node.clone()))?;
+        Ok(node)
+    }
+
+    /// Refuses a caller whose certificate does not meet `need`.
+    fn caller_is<T>(&self, request: &Request<T>, need: Need) -> Result<(), Status> {
+        self.manager.authorize(shoal_pki::Peer::of(request), need).map(drop).map_err(|e| e.to_status())
+    }
+
+    /// What the session tells the node about its certificate: its role in the
+    /// store, the trusted roots and the signing CA's subject.
+    fn certificate_news(&self, node_id: &str) -> (String, String, String) {
+        let role = self.manager.read(|s| match s.get(Kind::Node, node_id) {
+            Some(Object::Node(n)) => match n.spec.role {
+                shoal_api::node::NodeRole::Manager => "manager",
+                shoal_api::node::NodeRole::Worker => "worker",
+            },
+            _ => "",
+        });
+        (role.to_owned(), self.manager.roots_pem(), self.manager.ca_subject())
     }
 
     fn session_alive(&self, node: &str, session_id: &str) -> bool {
@@ -173,7 +195,7 @@ impl Dispatcher {
             tail: opts.tail,
             since_unix_nanos: opts.since_unix_nanos,
         };
-        let stream = crate::manager::client::dispatcher(&leader)?
+        let stream = crate::manager::client::dispatcher(self.manager.credentials(), &leader)?
             .logs(req)
             .await
             .map_err(|s| ManagerError::rpc(&leader, s))?
@@ -240,6 +262,8 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         request: Request<pb::SessionRequest>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         self.require_leader()?;
+        let req = request.get_ref();
+        self.caller_is(&request, Need::Node(req.node_id.clone()))?;
         let req = request.into_inner();
         let description: NodeDescription = serde_json::from_slice(&req.description_json)
             .map_err(|e| Status::invalid_argument(format!("malformed node description: {e}")))?;
@@ -257,21 +281,34 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
             m.insert(0, leader);
             m
         };
+        let (role, roots_pem, ca_subject) = self.certificate_news(&req.node_id);
         let first = pb::SessionMessage {
             session_id: session_id.clone(),
             node_id: req.node_id.clone(),
             managers,
             heartbeat_period_ms: period.as_millis() as u64,
+            role,
+            roots_pem,
+            ca_subject,
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let _ = tx.send(Ok(first)).await;
+        let _ = tx.send(Ok(first.clone())).await;
         let me = self.clone();
         let node = req.node_id;
         tokio::spawn(async move {
             // The stream lives as long as the session: it ends when the session is
-            // replaced, the leader steps down, or the worker goes away.
+            // replaced, the leader steps down, or the worker goes away. It tells the
+            // node again when its role or the cluster's CA changes.
             let mut leadership = me.manager.leadership();
+            let mut told = first;
             while me.session_alive(&node, &session_id) {
+                let (role, roots_pem, ca_subject) = me.certificate_news(&node);
+                if (&role, &roots_pem, &ca_subject) != (&told.role, &told.roots_pem, &told.ca_subject) {
+                    told = pb::SessionMessage { role, roots_pem, ca_subject, ..told };
+                    if tx.send(Ok(told.clone())).await.is_err() {
+                        return;
+                    }
+                }
                 tokio::select! {
                     _ = me.replaced.notified() => {}
                     _ = leadership.changed() => {}
@@ -287,7 +324,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatReply>, Status> {
-        let node = self.session_node(&request.into_inner().session_id)?;
+        let node = self.session_node(&request, &request.get_ref().session_id)?;
         let (period, _) = self.heartbeat();
         // ±10 % jitter, as Swarm: heartbeats of many nodes do not line up.
         let next = period.mul_f64(rand::random_range(0.9..1.1));
@@ -301,8 +338,8 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         &self,
         request: Request<pb::AssignmentsRequest>,
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
+        let node = self.session_node(&request, &request.get_ref().session_id)?;
         let session_id = request.into_inner().session_id;
-        let node = self.session_node(&session_id)?;
         let from = self.manager.read(|s| s.last_index());
         let (_, mut events) = self
             .manager
@@ -369,8 +406,8 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         &self,
         request: Request<pb::UpdateTaskStatusRequest>,
     ) -> Result<Response<pb::UpdateTaskStatusReply>, Status> {
+        let node = self.session_node(&request, &request.get_ref().session_id)?;
         let req = request.into_inner();
-        let node = self.session_node(&req.session_id)?;
         status::apply(&self.manager, &node, &req.updates).await?;
         Ok(Response::new(pb::UpdateTaskStatusReply {}))
     }
@@ -379,7 +416,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         &self,
         request: Request<pb::ListenLogSubscriptionsRequest>,
     ) -> Result<Response<Self::ListenLogSubscriptionsStream>, Status> {
-        let node = self.session_node(&request.into_inner().session_id)?;
+        let node = self.session_node(&request, &request.get_ref().session_id)?;
         let rx = self.logs.listen(&node);
         let stream = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
         Ok(Response::new(Box::pin(stream)))
@@ -389,6 +426,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         &self,
         request: Request<tonic::Streaming<pb::PublishLogsMessage>>,
     ) -> Result<Response<pb::PublishLogsReply>, Status> {
+        self.caller_is(&request, Need::AnyNode)?;
         let mut stream = request.into_inner();
         while let Some(msg) = stream.message().await? {
             self.logs.publish(msg).await;
@@ -398,6 +436,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
 
     async fn logs(&self, request: Request<pb::LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
         self.require_leader()?;
+        self.caller_is(&request, Need::Manager)?;
         let req = request.into_inner();
         let opts =
             logs::LogOptions { follow: req.follow, tail: req.tail, since_unix_nanos: req.since_unix_nanos };

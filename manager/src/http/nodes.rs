@@ -146,8 +146,9 @@ pub(super) async fn remove(
     } else if current.status.state == NodeState::Ready && !opts.force {
         return Err(PlanError::NodeIsUp { hostname: current.description.hostname.clone() }.into());
     }
-    let change = Change::Delete { kind: Kind::Node, id: current.id.clone(), expected_version: None };
-    api.manager.propose(Transaction { changes: vec![change] }).await?;
+    // Its certificate is revoked in the same write: from this index on, no manager
+    // accepts it, however long it had left to run.
+    api.manager.remove_node(&current.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -28,13 +28,24 @@ pub struct ManagerConfig {
     /// Recovery after losing quorum for good: keep this manager's committed state and
     /// make it the only member of a new one-manager cluster (`--force-new-cluster`).
     pub force_new_cluster: bool,
+    /// Where the node's certificate, key and trusted roots live (shared with the
+    /// node's agent). Default `<data_dir>/certs`.
+    pub certs_dir: PathBuf,
+    /// The node id its certificate names. Default: the Raft id.
+    pub node_id: Option<String>,
+    /// At `--init`: an external CA's certificate and key to use instead of a new one.
+    pub external_ca: Option<shoal_pki::CaKeys>,
 }
 
 impl ManagerConfig {
     /// Defaults for a manager keeping its state in `data_dir` and listening on `listen`.
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> ManagerConfig {
+        let data_dir: PathBuf = data_dir.into();
         ManagerConfig {
-            data_dir: data_dir.into(),
+            certs_dir: data_dir.join("certs"),
+            node_id: None,
+            external_ca: None,
+            data_dir,
             listen,
             advertise: None,
             heartbeat_ms: 250,

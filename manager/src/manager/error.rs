@@ -117,6 +117,15 @@ pub enum ManagerError {
     /// the leader had committed.
     #[error("this manager did not apply index {0} in time; retry")]
     NotApplied(u64),
+    /// Certificates, keys or TLS setup failed.
+    #[error(transparent)]
+    Pki(#[from] shoal_pki::PkiError),
+    /// Getting this manager's certificate from the cluster failed.
+    #[error(transparent)]
+    Enroll(#[from] shoal_pki::enroll::EnrollError),
+    /// The caller's certificate does not allow the call.
+    #[error("permission denied: {0}")]
+    Forbidden(String),
 }
 
 impl ManagerError {
@@ -150,6 +159,7 @@ impl ManagerError {
                 ("disk_full", String::new(), String::new())
             }
             ManagerError::BadToken => ("unauthenticated", String::new(), String::new()),
+            ManagerError::Forbidden(_) => ("forbidden", String::new(), String::new()),
             // The rest travel as "no leader": the far side retries a while.
             ManagerError::NoLeader
             | ManagerError::AlreadyMember
@@ -164,7 +174,9 @@ impl ManagerError {
             | ManagerError::Raft { .. }
             | ManagerError::Rpc { .. }
             | ManagerError::Remote(_)
-            | ManagerError::NotApplied(_) => ("unavailable", String::new(), String::new()),
+            | ManagerError::NotApplied(_)
+            | ManagerError::Pki(_)
+            | ManagerError::Enroll(_) => ("unavailable", String::new(), String::new()),
         };
         let message = match self {
             // The store error travels whole, so the far side rebuilds it exactly.
@@ -180,6 +192,7 @@ impl ManagerError {
             "not_leader" => ManagerError::NotLeader { leader_addr: e.leader_addr },
             "unavailable" => ManagerError::NoLeader,
             "unauthenticated" => ManagerError::BadToken,
+            "forbidden" => ManagerError::Forbidden(e.message),
             "disk_full" => ManagerError::RemoteDiskFull(e.message),
             _ => match serde_json::from_str::<StoreError>(&e.message) {
                 Ok(s) => ManagerError::Store(s),
@@ -193,6 +206,7 @@ impl ManagerError {
         let message = shoal_api::report::chain(self);
         match self {
             ManagerError::BadToken => tonic::Status::unauthenticated(message),
+            ManagerError::Forbidden(_) => tonic::Status::permission_denied(message),
             ManagerError::NotLeader { .. } | ManagerError::NoLeader => tonic::Status::unavailable(message),
             e if e.is_refusal() => tonic::Status::failed_precondition(message),
             _ => tonic::Status::internal(message),
@@ -204,6 +218,7 @@ impl ManagerError {
     pub(crate) fn from_status(addr: &str, s: tonic::Status) -> ManagerError {
         match s.code() {
             tonic::Code::Unauthenticated => ManagerError::BadToken,
+            tonic::Code::PermissionDenied => ManagerError::Forbidden(s.message().to_owned()),
             tonic::Code::Unavailable => ManagerError::NoLeader,
             tonic::Code::FailedPrecondition => ManagerError::Refused(s.message().to_owned()),
             _ => ManagerError::rpc(addr, s),

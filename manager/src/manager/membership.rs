@@ -8,12 +8,12 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ChangeMembers};
 use shoal_api::Meta;
-use shoal_api::cluster::{Cluster, ClusterSpec, JoinTokens};
+use shoal_api::cluster::{Cluster, ClusterSpec};
 use shoal_proto::raft as pb;
 
+use super::certs::{Need, new_tokens};
 use super::error::ManagerError;
-use super::nodes::joined_worker_node;
-use super::tokens::{Role, api_token, join_token};
+use super::tokens::{api_token, read_only_api_token};
 use super::{Manager, client};
 use crate::store::{Change, Kind, Object, StoreError, Transaction};
 
@@ -52,15 +52,15 @@ impl Manager {
         self.raft.initialize(members).await.map_err(|e| ManagerError::raft("start a new cluster", e))?;
         self.wait_leader(Duration::from_secs(30)).await?;
         let cluster_id = shoal_api::object::new_id();
+        let (ca, root) = self.make_ca(&cluster_id)?;
         let cluster = Cluster {
             id: cluster_id.clone(),
             meta: Meta::new(chrono::Utc::now()),
             spec: ClusterSpec::default(),
-            join_tokens: JoinTokens {
-                worker: join_token(Role::Worker, &cluster_id),
-                manager: join_token(Role::Manager, &cluster_id),
-            },
+            join_tokens: new_tokens(&root)?,
             api_token: api_token(),
+            read_only_api_token: read_only_api_token(),
+            ca,
         };
         self.propose(Transaction {
             changes: vec![Change::Create { object: Object::Cluster(cluster.clone()) }],
@@ -69,10 +69,13 @@ impl Manager {
         Ok(cluster)
     }
 
-    /// Joins the cluster a manager at `addr` belongs to, with a manager join token.
-    /// Returns once this manager is a voter.
+    /// Joins the cluster a manager at `addr` belongs to, with a manager join token:
+    /// first a manager certificate (the CA checked against the token before the
+    /// token is sent), then a place in the Raft group. Returns once this manager is
+    /// a voter.
     pub async fn join(&self, addr: &str, join_token: &str) -> Result<(), ManagerError> {
-        let mut client = client::membership(addr)?;
+        self.enroll(addr, join_token).await?;
+        let mut client = client::membership(&self.creds, addr)?;
         let req = pb::JoinRequest {
             token: join_token.to_owned(),
             node_id: self.id.to_string(),
@@ -83,13 +86,19 @@ impl Manager {
         Ok(())
     }
 
-    /// Admits a node asking to join: a worker with the worker token is stored as a
-    /// node; a manager with the manager token is added as a learner, caught up, then
-    /// made a voter.
-    pub async fn admit(&self, req: pb::JoinRequest) -> Result<pb::JoinReply, ManagerError> {
+    /// Admits a manager asking to join the Raft group, holding a manager
+    /// certificate (or a manager forwarding its request) and the manager token: it
+    /// is added as a learner, caught up, then made a voter. (Workers join with
+    /// [`Manager::issue_certificate`] alone.)
+    pub async fn admit(
+        &self,
+        peer: Option<&shoal_pki::Peer>,
+        req: pb::JoinRequest,
+    ) -> Result<pb::JoinReply, ManagerError> {
+        self.authorize(peer, Need::Manager)?;
         if !self.is_leader() {
             let leader = self.leader_addr()?;
-            let mut client = client::membership(&leader)?;
+            let mut client = client::membership(&self.creds, &leader)?;
             return client
                 .join(req)
                 .await
@@ -97,10 +106,7 @@ impl Manager {
                 .map_err(|s| ManagerError::from_status(&leader, s));
         }
         let cluster = self.cluster().ok_or(ManagerError::NotInitialized)?;
-        if req.token == cluster.join_tokens.worker && !req.token.is_empty() {
-            return self.admit_worker(req, cluster).await;
-        }
-        if req.token != cluster.join_tokens.manager {
+        if req.token != cluster.join_tokens.manager || req.token.is_empty() {
             tracing::warn!(addr = %req.advertise_addr, "refused a join with a wrong token");
             return Err(ManagerError::BadToken);
         }
@@ -122,33 +128,6 @@ impl Manager {
             node_id: req.node_id,
             role: "manager".into(),
             raft_id,
-            managers: self.managers().into_values().collect(),
-        })
-    }
-
-    /// Admits a worker: its node is stored (role worker, state unknown until its
-    /// first session) unless it is there already (a worker joining again).
-    async fn admit_worker(
-        &self,
-        req: pb::JoinRequest,
-        cluster: Cluster,
-    ) -> Result<pb::JoinReply, ManagerError> {
-        if !shoal_api::object::looks_like_id(&req.node_id) {
-            return Err(ManagerError::MalformedNodeId(req.node_id));
-        }
-        let exists = self.read(|s| s.get(Kind::Node, &req.node_id).is_some());
-        if !exists {
-            let node =
-                joined_worker_node(&req.node_id, &req.hostname, &req.advertise_addr, chrono::Utc::now());
-            self.propose(Transaction { changes: vec![Change::Create { object: Object::Node(node) }] })
-                .await?;
-            tracing::info!(node = %req.node_id, hostname = %req.hostname, "worker joined");
-        }
-        Ok(pb::JoinReply {
-            cluster_id: cluster.id,
-            node_id: req.node_id,
-            role: "worker".into(),
-            raft_id: 0,
             managers: self.managers().into_values().collect(),
         })
     }
@@ -199,7 +178,7 @@ impl Manager {
             return Some(self.reachable_managers());
         }
         let addr = self.leader_addr().ok()?;
-        let mut client = client::raft(&addr).ok()?;
+        let mut client = client::raft(&self.creds, &addr).ok()?;
         let mut req = tonic::Request::new(pb::ReadIndexRequest {});
         req.set_timeout(Duration::from_secs(2));
         let reply = client.read_index(req).await.ok()?.into_inner();
@@ -282,7 +261,7 @@ impl Manager {
     /// Sends a membership change to the leader.
     async fn leave_on_leader(&self, req: pb::LeaveRequest) -> Result<(), ManagerError> {
         let leader = self.leader_addr()?;
-        let mut client = client::membership(&leader)?;
+        let mut client = client::membership(&self.creds, &leader)?;
         client.leave(req).await.map(drop).map_err(|s| ManagerError::from_status(&leader, s))
     }
 }

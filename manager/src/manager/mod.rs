@@ -9,6 +9,7 @@
 //! Serving it over gRPC, with the dispatcher beside it, is [`crate::server`]'s job:
 //! nothing here knows the services that use a manager.
 
+mod certs;
 pub(crate) mod client;
 pub mod config;
 pub mod error;
@@ -27,6 +28,7 @@ use shoal_api::cluster::Cluster;
 use shoal_proto::raft as pb;
 use tokio::sync::watch;
 
+pub use certs::{Need, check};
 pub use config::ManagerConfig;
 pub use error::ManagerError;
 pub use room::MIN_FREE_BYTES;
@@ -62,6 +64,14 @@ pub struct Manager {
     attached: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Tells attached servers to stop taking calls.
     stop: tokio::sync::watch::Sender<bool>,
+    /// The node's TLS credentials (shared with its agent and its servers).
+    creds: shoal_pki::Credentials,
+    /// Where they are saved.
+    certs_dir: std::path::PathBuf,
+    /// The node id the certificate names.
+    node_id: String,
+    /// At `--init`: the external CA to use.
+    external_ca: Option<shoal_pki::CaKeys>,
 }
 
 /// Reads (or makes) the manager's Raft id, kept in the data dir for its lifetime. Ids
@@ -107,7 +117,12 @@ impl Manager {
         // Subscribed before Raft starts: starting re-applies the log's committed tail,
         // which may already make a snapshot due.
         let due = shared.snapshot_due();
-        let raft = Raft::new(id, Arc::new(config), Network::new(id), log, sm)
+        let creds = match shoal_pki::Credentials::load(&cfg.certs_dir) {
+            Ok(Some(c)) => c,
+            Ok(None) => shoal_pki::Credentials::empty(),
+            Err(e) => return Err(ManagerError::Pki(e)),
+        };
+        let raft = Raft::new(id, Arc::new(config), Network::new(id, creds.clone()), log, sm)
             .await
             .map_err(|e| ManagerError::raft("start", e))?;
 
@@ -149,6 +164,10 @@ impl Manager {
             unreachable_after: Duration::from_millis(cfg.election_ms.1 * 2),
             attached: Mutex::new(Vec::new()),
             stop: tokio::sync::watch::channel(false).0,
+            creds,
+            certs_dir: cfg.certs_dir.clone(),
+            node_id: cfg.node_id.clone().unwrap_or_else(|| id.to_string()),
+            external_ca: cfg.external_ca.clone(),
         }))
     }
 
@@ -258,7 +277,7 @@ impl Manager {
 
     /// Sends `tx` to the leader at `leader_addr`.
     async fn forward(&self, leader_addr: &str, proposal: &Proposal) -> Result<u64, ManagerError> {
-        let mut client = client::raft(leader_addr)?;
+        let mut client = client::raft(&self.creds, leader_addr)?;
         let req = pb::ProposeRequest { transaction: proposal.json().to_vec() };
         let reply = client.propose(req).await.map_err(|s| ManagerError::rpc(leader_addr, s))?;
         match reply.into_inner().result {
@@ -347,7 +366,7 @@ impl Manager {
     }
 
     async fn read_index_remote(&self, leader_addr: &str) -> Result<u64, ManagerError> {
-        let mut client = client::raft(leader_addr)?;
+        let mut client = client::raft(&self.creds, leader_addr)?;
         let reply = client
             .read_index(pb::ReadIndexRequest {})
             .await

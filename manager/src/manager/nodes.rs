@@ -67,6 +67,7 @@ pub(super) fn manager_node(
                 manager_status,
                 ingress: None,
                 attachments: Vec::new(),
+                certificate: None,
             };
             (Change::Create { object: Object::Node(n.clone()) }, n)
         }
@@ -103,6 +104,7 @@ pub(super) fn joined_worker_node(node_id: &str, hostname: &str, advertise: &str,
         manager_status: None,
         ingress: None,
         attachments: Vec::new(),
+        certificate: None,
     }
 }
 

@@ -1,6 +1,7 @@
-//! Join tokens and the API token: how they are made and rotated. A join token names
-//! the cluster and the role it admits (`SHTKN-1-<cluster id>-<W|M><secret>`); the
-//! API token is a bearer secret for the API's TCP listeners.
+//! Join tokens and the API tokens: how they are made and rotated. A join token pins
+//! the cluster's CA and carries the role it admits (`SHTKN-1-<CA digest>-<W|M><secret>`,
+//! see `shoal_pki::token`); the API tokens are bearer secrets for the API's TCP
+//! listeners, one that may do everything and one that may only read.
 
 use shoal_api::cluster::Cluster;
 
@@ -34,18 +35,24 @@ fn secret(n: usize) -> String {
     (0..n).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
 }
 
-/// A new join token for `role` in the cluster `cluster_id`.
-pub(super) fn join_token(role: Role, cluster_id: &str) -> String {
-    let kind = match role {
-        Role::Worker => "W",
-        Role::Manager => "M",
+/// A new join token for `role` pinning the CA whose certificate is `ca_pem`.
+fn join_token(role: Role, ca_pem: &str) -> Result<String, ManagerError> {
+    let ca = shoal_pki::ca::first_cert(ca_pem, "the cluster CA")?;
+    let role = match role {
+        Role::Worker => shoal_pki::Role::Worker,
+        Role::Manager => shoal_pki::Role::Manager,
     };
-    format!("SHTKN-1-{cluster_id}-{kind}{}", secret(16))
+    Ok(shoal_pki::JoinToken::generate(role, &shoal_pki::token::digest(&ca)).to_string())
 }
 
-/// A new bearer token for the API's TCP listeners.
+/// A new bearer token for the API's TCP listeners that may do everything.
 pub(super) fn api_token() -> String {
     format!("SHAPI-1-{}", secret(24))
+}
+
+/// A new bearer token that may only read.
+pub(super) fn read_only_api_token() -> String {
+    format!("SHRO-1-{}", secret(24))
 }
 
 impl Manager {
@@ -53,9 +60,11 @@ impl Manager {
     /// that joined with the old token are not affected.
     pub async fn rotate_join_token(&self, role: &str) -> Result<Cluster, ManagerError> {
         let role: Role = role.parse()?;
+        let cluster = self.cluster().ok_or(ManagerError::NotInitialized)?;
+        let token = join_token(role, &cluster.ca.signer_cert)?;
         self.update_cluster(|c| match role {
-            Role::Worker => c.join_tokens.worker = join_token(role, &c.id),
-            Role::Manager => c.join_tokens.manager = join_token(role, &c.id),
+            Role::Worker => c.join_tokens.worker = token,
+            Role::Manager => c.join_tokens.manager = token,
         })
         .await
     }
@@ -65,8 +74,13 @@ impl Manager {
         self.update_cluster(|c| c.api_token = api_token()).await
     }
 
+    /// Replaces the read-only API token.
+    pub async fn rotate_read_only_api_token(&self) -> Result<Cluster, ManagerError> {
+        self.update_cluster(|c| c.read_only_api_token = read_only_api_token()).await
+    }
+
     /// Changes the cluster object with `f` and stores it.
-    async fn update_cluster(&self, f: impl FnOnce(&mut Cluster)) -> Result<Cluster, ManagerError> {
+    pub(super) async fn update_cluster(&self, f: impl FnOnce(&mut Cluster)) -> Result<Cluster, ManagerError> {
         let mut cluster = self.cluster().ok_or(ManagerError::NotInitialized)?;
         let version = cluster.meta.version;
         f(&mut cluster);
@@ -82,14 +96,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_name_the_cluster_and_role_and_never_repeat() {
-        let w = join_token(Role::Worker, "c1");
-        let m = join_token(Role::Manager, "c1");
-        assert!(w.starts_with("SHTKN-1-c1-W") && w.len() == "SHTKN-1-c1-W".len() + 32, "{w}");
-        assert!(m.starts_with("SHTKN-1-c1-M"), "{m}");
-        assert_ne!(w, join_token(Role::Worker, "c1"));
+    fn join_tokens_pin_the_ca_and_name_their_role_and_api_tokens_their_scope() {
+        let ca = shoal_pki::CaKeys::generate("c1").unwrap();
+        let w = join_token(Role::Worker, &ca.cert_pem).unwrap();
+        let parsed = shoal_pki::JoinToken::parse(&w).unwrap();
+        assert_eq!(parsed.ca_digest, ca.digest().unwrap());
+        assert_eq!(parsed.role, shoal_pki::Role::Worker);
+        let m = shoal_pki::JoinToken::parse(&join_token(Role::Manager, &ca.cert_pem).unwrap()).unwrap();
+        assert_eq!(m.role, shoal_pki::Role::Manager);
+        assert_ne!(w, join_token(Role::Worker, &ca.cert_pem).unwrap());
         let a = api_token();
         assert!(a.starts_with("SHAPI-1-") && a.len() == "SHAPI-1-".len() + 48, "{a}");
+        assert!(read_only_api_token().starts_with("SHRO-1-"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use openraft::raft::{
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
 use shoal_proto::raft as pb;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::types::TypeConfig;
 
@@ -35,12 +35,8 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 
 /// A lazily connected channel to `addr` (`host:port`).
-pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .connect_lazy())
+pub fn channel(addr: &str, creds: &shoal_pki::Credentials) -> Result<Channel, shoal_pki::PkiError> {
+    shoal_pki::enroll::channel(addr, creds)
 }
 
 /// How long a peer that does not answer `StreamAppend` (a manager of an earlier
@@ -98,13 +94,14 @@ impl Outstanding {
 #[derive(Debug, Clone)]
 pub struct Network {
     me: u64,
+    creds: shoal_pki::Credentials,
     channels: Arc<Mutex<Peers>>,
 }
 
 impl Network {
-    /// The network of manager `me`.
-    pub fn new(me: u64) -> Network {
-        Network { me, channels: Arc::default() }
+    /// The network of manager `me`, dialing peers over mutual TLS with `creds`.
+    pub fn new(me: u64, creds: shoal_pki::Credentials) -> Network {
+        Network { me, creds, channels: Arc::default() }
     }
 
     fn channel(&self, addr: &str) -> (Option<Channel>, Arc<Streaming>) {
@@ -112,7 +109,7 @@ impl Network {
         if let Some((c, s)) = cache.get(addr) {
             return (Some(c.clone()), s.clone());
         }
-        let Ok(c) = channel(addr) else { return (None, Arc::default()) };
+        let Ok(c) = channel(addr, &self.creds) else { return (None, Arc::default()) };
         let s = Arc::<Streaming>::default();
         cache.insert(addr.to_owned(), (c.clone(), s.clone()));
         (Some(c), s)
@@ -377,10 +374,17 @@ mod tests {
     async fn serve(peer: Earlier) -> (String, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let tls = creds().server_config(&[b"h2"]).unwrap();
         let server = tonic::transport::Server::builder()
             .add_service(pb::raft_server::RaftServer::new(peer))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+            .serve_with_incoming(shoal_pki::transport::incoming(listener, tls));
         (addr, tokio::spawn(async move { server.await.unwrap() }))
+    }
+
+    /// One manager's credentials, shared by both ends.
+    fn creds() -> shoal_pki::Credentials {
+        static CREDS: std::sync::OnceLock<shoal_pki::Credentials> = std::sync::OnceLock::new();
+        CREDS.get_or_init(|| shoal_pki::ca::throwaway("1", shoal_pki::Role::Manager).unwrap().1).clone()
     }
 
     fn request() -> AppendEntriesRequest<C> {
@@ -395,7 +399,7 @@ mod tests {
     #[tokio::test]
     async fn a_hung_peer_is_unreachable_within_the_timeout_even_after_an_idle_stream() {
         let (addr, server) = serve(Earlier { silent: true }).await;
-        let mut client = Network::new(1).new_client(2, &BasicNode::new(addr)).await;
+        let mut client = Network::new(1, creds()).new_client(2, &BasicNode::new(addr)).await;
         // The stream opens idle; a request goes out a while later, as openraft sends
         // when new entries come.
         let (tx, rx) = futures::channel::mpsc::unbounded();
@@ -414,7 +418,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_without_the_replication_stream_is_sent_one_request_at_a_time() {
         let (addr, server) = serve(Earlier { silent: false }).await;
-        let mut net = Network::new(1);
+        let mut net = Network::new(1, creds());
         let mut client = net.new_client(2, &BasicNode::new(addr.clone())).await;
         let option = || RPCOption::new(Duration::from_secs(5));
         let refused = matches!(

@@ -9,7 +9,7 @@ use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use shoal_proto::raft as pb;
 use tonic::{Request, Response, Status};
 
-use crate::manager::Manager;
+use crate::manager::{Manager, Need};
 use crate::raft::TypeConfig;
 use crate::raft::proposal::Proposal;
 
@@ -25,6 +25,15 @@ impl RaftService {
     /// The service of `manager`.
     pub fn new(manager: Arc<Manager>) -> RaftService {
         RaftService { manager }
+    }
+
+    /// Refuses a caller whose certificate is not a current manager's of this
+    /// cluster.
+    fn manager_only<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.manager
+            .authorize(shoal_pki::Peer::of(request), Need::Manager)
+            .map(drop)
+            .map_err(|e| e.to_status())
     }
 
     fn check_target(&self, target: u64) -> Option<pb::RaftReply> {
@@ -65,6 +74,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
+        self.manager_only(&request)?;
         let req = request.into_inner();
         if let Some(r) = self.check_target(req.target) {
             return Ok(Response::new(r));
@@ -79,6 +89,9 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<tonic::Streaming<pb::RaftRequest>>,
     ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        // Checked once per stream: a revoked manager's stream is ended by the leader
+        // it no longer is (a removed manager leaves the membership).
+        self.manager_only(&request)?;
         // Requests up to the first that cannot be read or is meant for another manager:
         // the stream ends there, and the leader starts a new one.
         let service = self.clone();
@@ -97,6 +110,7 @@ impl pb::raft_server::Raft for RaftService {
     }
 
     async fn vote(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        self.manager_only(&request)?;
         let req = request.into_inner();
         if let Some(r) = self.check_target(req.target) {
             return Ok(Response::new(r));
@@ -109,6 +123,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<tonic::Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::RaftReply>, Status> {
+        self.manager_only(&request)?;
         let mut stream = request.into_inner();
         let first =
             stream.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
@@ -138,8 +153,9 @@ impl pb::raft_server::Raft for RaftService {
 
     async fn transfer_leader(
         &self,
-        _request: Request<pb::RaftRequest>,
+        request: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
+        self.manager_only(&request)?;
         Err(Status::unimplemented("leadership transfer is not offered by this manager yet"))
     }
 
@@ -147,6 +163,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::ProposeRequest>,
     ) -> Result<Response<pb::ProposeReply>, Status> {
+        self.manager_only(&request)?;
         let result = match Proposal::from_json(&request.into_inner().transaction) {
             Ok(p) => self.manager.propose_encoded(p).await,
             Err(e) => Err(e.into()),
@@ -160,8 +177,9 @@ impl pb::raft_server::Raft for RaftService {
 
     async fn read_index(
         &self,
-        _request: Request<pb::ReadIndexRequest>,
+        request: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexReply>, Status> {
+        self.manager_only(&request)?;
         let result = match self.manager.read_index_local().await {
             Ok(index) => pb::read_index_reply::Result::Index(index),
             Err(e) => pb::read_index_reply::Result::Error(e.to_pb()),
@@ -173,12 +191,42 @@ impl pb::raft_server::Raft for RaftService {
 
 #[tonic::async_trait]
 impl pb::membership_server::Membership for RaftService {
-    async fn join(&self, request: Request<pb::JoinRequest>) -> Result<Response<pb::JoinReply>, Status> {
+    async fn get_root_ca(
+        &self,
+        _request: Request<pb::GetRootCaRequest>,
+    ) -> Result<Response<pb::GetRootCaReply>, Status> {
+        let roots_pem = self.manager.roots_pem();
+        if roots_pem.is_empty() {
+            return Err(Status::unavailable("this manager has no cluster yet"));
+        }
+        Ok(Response::new(pb::GetRootCaReply { roots_pem }))
+    }
+
+    async fn issue_certificate(
+        &self,
+        request: Request<pb::IssueRequest>,
+    ) -> Result<Response<pb::IssueReply>, Status> {
         let req = request.into_inner();
-        self.manager.admit(req).await.map(Response::new).map_err(|e| e.to_status())
+        self.manager.issue_certificate(req).await.map(Response::new).map_err(|e| e.to_status())
+    }
+
+    async fn renew_certificate(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::IssueReply>, Status> {
+        let peer = shoal_pki::Peer::of(&request).cloned();
+        let req = request.into_inner();
+        self.manager.renew_certificate(peer.as_ref(), req).await.map(Response::new).map_err(|e| e.to_status())
+    }
+
+    async fn join(&self, request: Request<pb::JoinRequest>) -> Result<Response<pb::JoinReply>, Status> {
+        let peer = shoal_pki::Peer::of(&request).cloned();
+        let req = request.into_inner();
+        self.manager.admit(peer.as_ref(), req).await.map(Response::new).map_err(|e| e.to_status())
     }
 
     async fn leave(&self, request: Request<pb::LeaveRequest>) -> Result<Response<pb::LeaveReply>, Status> {
+        self.manager_only(&request)?;
         let req = request.into_inner();
         let result = if req.promote {
             self.manager.promote_manager(req.raft_id).await

@@ -15,6 +15,8 @@ use shoal_manager::http::{ApiOptions, ApiServer};
 use shoal_manager::manager::{Manager, ManagerConfig};
 use shoal_manager::orchestrator::runner::Controllers;
 use shoal_manager::server;
+use shoal_pki::renew::Renewer;
+use shoal_pki::{CaKeys, Credentials};
 use shoal_worker::agent::{Agent, AgentConfig, Executor, PullPolicy};
 use shoal_worker::network::dns::DnsConfig;
 use shoal_worker::network::wiring::{Wiring, WiringConfig};
@@ -37,6 +39,13 @@ pub(super) struct DaemonArgs {
     /// make it the only manager of a new cluster.
     #[arg(long)]
     force_new_cluster: bool,
+    /// With --init: use this external CA certificate (PEM) for the cluster instead
+    /// of making one; needs --ca-key.
+    #[arg(long, value_name = "FILE", requires_all = ["init", "ca_key"])]
+    ca_cert: Option<PathBuf>,
+    /// The external CA's private key (PEM), with --ca-cert.
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
     /// The node's data directory.
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
     data_dir: PathBuf,
@@ -175,6 +184,9 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let mut cfg = ManagerConfig::new(args.data_dir.join("manager"), args.listen_addr);
     cfg.advertise = advertise;
     cfg.force_new_cluster = args.force_new_cluster;
+    cfg.certs_dir = args.data_dir.join("certs");
+    cfg.node_id = Some(node_id(&args.data_dir)?);
+    cfg.external_ca = external_ca(&args)?;
     let served = server::start(cfg)
         .await
         .with_context(|| format!("start the manager (data in {})", args.data_dir.display()))?;
@@ -212,8 +224,11 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let (description, addr) = describe_node(&args)?;
     let node = node_id(&args.data_dir)?;
     let registration = tokio::spawn(register(manager.clone(), (description.clone(), addr), node.clone()));
+    let managers = vec![manager.addr().to_owned()];
+    let renewer = Renewer::new(manager.credentials().clone(), args.data_dir.join("certs"), managers.clone());
+    let renewing = tokio::spawn(renewer.clone().run());
     // Managers run tasks too, as in Swarm (drain a manager to keep it free of them).
-    let agent = start_agent(&args, node, vec![manager.addr().to_owned()], description, addr)?;
+    let agent = start_agent(&args, node, managers, description, addr, renewer)?;
     let mut leadership = manager.leadership();
     loop {
         tokio::select! {
@@ -231,6 +246,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     }
     tracing::info!(manager = manager.id(), "shutting down");
     registration.abort();
+    renewing.abort();
     agent.stop().await;
     controllers.stop().await;
     api.shutdown().await;
@@ -248,10 +264,11 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
     if args.join.is_some() && join.is_none() {
         tracing::info!(state = %path.display(), "already a worker of a cluster: --join ignored");
     }
-    let managers = match join {
+    let certs = args.data_dir.join("certs");
+    let (managers, creds) = match join {
         Some(through) => {
             let token = args.token.as_deref().unwrap_or_default();
-            let managers = shoal_worker::agent::join::join(
+            let enrolled = shoal_worker::agent::join::join(
                 through,
                 token,
                 &node,
@@ -260,26 +277,34 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
             )
             .await
             .with_context(|| format!("join the cluster through {through}"))?;
+            enrolled.credentials.save(&certs).context("save the node's certificate")?;
+            let managers = enrolled.managers;
             let managers = if managers.is_empty() { vec![through.clone()] } else { managers };
             let state = serde_json::to_vec(&WorkerState { managers: managers.clone() })?;
             std::fs::write(&path, state).with_context(|| format!("write {}", path.display()))?;
             println!("joined the cluster through {through} as a worker");
-            managers
+            (managers, enrolled.credentials)
         }
         None => {
             let text = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
             let state: WorkerState = serde_json::from_slice(&text)
                 .with_context(|| format!("{} is damaged: join the cluster again", path.display()))?;
-            state.managers
+            let creds = Credentials::load(&certs)
+                .with_context(|| format!("read the node's certificate in {}", certs.display()))?
+                .with_context(|| format!("no certificate in {}: join the cluster again", certs.display()))?;
+            (state.managers, creds)
         }
     };
     tracing::info!(node = %node, managers = ?managers, "worker started");
-    let agent = start_agent(&args, node.clone(), managers, description, addr)?;
+    let renewer = Renewer::new(creds, certs, managers.clone());
+    let renewing = tokio::spawn(renewer.clone().run());
+    let agent = start_agent(&args, node.clone(), managers, description, addr, renewer)?;
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!(node = %node, "shutting down; the node's containers keep running");
+    renewing.abort();
     agent.stop().await;
     Ok(())
 }
@@ -290,6 +315,7 @@ fn start_agent(
     managers: Vec<String>,
     description: NodeDescription,
     addr: IpAddr,
+    renewer: Renewer,
 ) -> anyhow::Result<Agent> {
     let pull = match args.pull {
         Pull::Missing => PullPolicy::Missing,
@@ -309,8 +335,17 @@ fn start_agent(
         });
         executor = executor.with_network(Arc::new(wiring));
     }
-    let cfg = AgentConfig { node_id, managers, addr: addr.to_string(), description };
+    let cfg = AgentConfig { node_id, managers, addr: addr.to_string(), description, renewer };
     Ok(Agent::start(cfg, executor))
+}
+
+/// The external CA of `--ca-cert` and `--ca-key`, checked.
+fn external_ca(args: &DaemonArgs) -> anyhow::Result<Option<CaKeys>> {
+    let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) else { return Ok(None) };
+    let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()));
+    let ca = CaKeys::from_pem(&read(cert)?, &read(key)?)
+        .with_context(|| format!("use {} and {} as the cluster's CA", cert.display(), key.display()))?;
+    Ok(Some(ca))
 }
 
 /// The node's id, made on its first start and kept in its data dir.

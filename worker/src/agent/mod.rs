@@ -42,6 +42,8 @@ pub struct AgentConfig {
     pub addr: String,
     /// What the node is.
     pub description: NodeDescription,
+    /// The node's certificate, kept current (sessions use its credentials).
+    pub renewer: shoal_pki::renew::Renewer,
 }
 
 /// A running agent.

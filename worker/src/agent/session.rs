@@ -68,11 +68,9 @@ fn ended(status: tonic::Status) -> Ended {
 
 /// One session with the manager at `addr`, until it breaks.
 async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, node: &Arc<N>) -> Ended {
-    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-        Ok(e) => e.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true),
-        Err(e) => return Ended::Broken(e.to_string()),
-    };
-    let channel = match endpoint.connect().await {
+    // Mutual TLS with the node's certificate: the dispatcher checks it names this
+    // node.
+    let channel = match shoal_pki::enroll::channel(addr, cfg.renewer.credentials()) {
         Ok(c) => c,
         Err(e) => return Ended::Broken(e.to_string()),
     };
@@ -92,6 +90,7 @@ async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, no
         Err(s) => return ended(s),
     };
     let session_id = first.session_id.clone();
+    cfg.renewer.observe(&first.role, &first.roots_pem, &first.ca_subject, &first.managers);
     let mut period = Duration::from_millis(first.heartbeat_period_ms.max(100));
     tracing::info!(manager = %addr, session = %session_id, node = %cfg.node_id, "session with the dispatcher");
     let mut assignments =
@@ -113,7 +112,7 @@ async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, no
     loop {
         tokio::select! {
             m = stream.message() => match m {
-                Ok(Some(_)) => {}
+                Ok(Some(news)) => cfg.renewer.observe(&news.role, &news.roots_pem, &news.ca_subject, &news.managers),
                 Ok(None) => return Ended::Closed(first.managers.clone()),
                 Err(s) => return ended(s),
             },
