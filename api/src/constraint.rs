@@ -210,6 +210,7 @@ mod tests {
             manager_status: None,
             ingress: None,
             attachments: Vec::new(),
+            certificate: None,
         }
     }
 

@@ -144,6 +144,12 @@ fn node() {
                 network_id: "n2".into(),
                 addr: "10.0.1.3/24".parse().unwrap(),
             }],
+            certificate: Some(shoal_api::node::NodeCertificate {
+                serial: "0a".into(),
+                issuer: "CN=shoal-ca-1".into(),
+                role: NodeRole::Worker,
+                not_after: chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap(),
+            }),
         });
     }
 }
@@ -174,6 +180,14 @@ fn network_secret_config_cluster() {
         spec: ClusterSpec { task_history_limit: -1, ..ClusterSpec::default() },
         join_tokens: JoinTokens { worker: "SHTKN-1-a-w".into(), manager: "SHTKN-1-a-m".into() },
         api_token: "SHAPI-1-x".into(),
+        read_only_api_token: "SHRO-1-x".into(),
+        ca: shoal_api::cluster::ClusterCa {
+            roots_pem: "r".into(),
+            signer_cert: "c".into(),
+            signer_key: "k".into(),
+            cross_signed: String::new(),
+            revoked_nodes: ["n9".to_owned()].into(),
+        },
     });
 }
 

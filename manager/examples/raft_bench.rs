@@ -6,7 +6,7 @@
 //! ```text
 //! raft_bench serve DATA_DIR ADDR init               prints the manager join token
 //! raft_bench serve DATA_DIR ADDR join LEADER TOKEN
-//! raft_bench shoal LEADER_ADDR CLIENTS SECONDS
+//! raft_bench shoal LEADER_ADDR CLIENTS SECONDS CERTS_DIR   (a manager's certs: mutual TLS)
 //! raft_bench etcd ENDPOINT CLIENTS SECONDS
 //! ```
 
@@ -127,8 +127,11 @@ async fn main() {
             }
             std::future::pending::<()>().await;
         }
-        ["shoal", leader, clients, seconds] => {
-            let channel = shoal_manager::raft::network::channel(leader).unwrap();
+        ["shoal", leader, clients, seconds, certs] => {
+            // Propose is for managers only: the bench dials with a manager's certificate.
+            let creds =
+                shoal_pki::Credentials::load(std::path::Path::new(certs)).expect("certs").expect("no certs");
+            let channel = shoal_manager::raft::network::channel(leader, &creds).unwrap();
             drive(clients.parse().unwrap(), seconds.parse().unwrap(), move |c, i| {
                 let mut client = pb::raft_client::RaftClient::new(channel.clone());
                 async move {
@@ -143,7 +146,10 @@ async fn main() {
             .await;
         }
         ["etcd", endpoint, clients, seconds] => {
-            let channel = shoal_manager::raft::network::channel(endpoint).unwrap();
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+                .unwrap()
+                .tcp_nodelay(true)
+                .connect_lazy();
             drive(clients.parse().unwrap(), seconds.parse().unwrap(), move |c, i| {
                 let mut grpc = tonic::client::Grpc::new(channel.clone());
                 // The same payload as Shoal's: a service object of the same size.

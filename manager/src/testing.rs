@@ -37,6 +37,7 @@ pub(crate) fn node(id: &str, labels: &[(&str, &str)]) -> Node {
         manager_status: None,
         ingress: None,
         attachments: Vec::new(),
+        certificate: None,
     }
 }
 

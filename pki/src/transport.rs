@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::stream::FuturesUnordered;
 use hyper_util::rt::TokioIo;
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::{CertInfo, MANAGER_NAME};
@@ -91,58 +91,87 @@ impl AsyncWrite for TlsConn {
     }
 }
 
-/// The TLS connections accepted on `listener`, handshaken with `config`. The accept
-/// loop ends, and the listener closes, when the stream is dropped. Failed
-/// handshakes are logged (without what the client sent) and skipped.
-pub fn incoming(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-) -> impl futures_core::Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
-    let (tx, rx) = mpsc::channel::<Result<TlsConn, io::Error>>(64);
-    let acceptor = TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, addr) = tokio::select! {
-                _ = tx.closed() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let cert = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .and_then(|leaf| CertInfo::parse(leaf).ok());
-                        let _ = tx.send(Ok(TlsConn { stream, peer: Peer { addr, cert } })).await;
-                    }
-                    Ok(Err(e)) => tracing::info!(peer = %addr, error = %e, "TLS handshake refused"),
-                    Err(_) => tracing::info!(peer = %addr, "TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    Receiver(rx)
+/// The TLS connections accepted on `listener`, handshaken with `config`. The
+/// stream owns the listener: dropping it closes the port at once. Handshakes run
+/// side by side (a slow client holds up no one); failed ones are logged (without
+/// what the client sent) and skipped.
+pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>) -> Incoming {
+    Incoming { listener, acceptor: TlsAcceptor::from(config), handshakes: FuturesUnordered::new() }
 }
 
-/// The channel's receiving end as a stream.
-struct Receiver(mpsc::Receiver<Result<TlsConn, io::Error>>);
+type Handshake = Pin<Box<dyn Future<Output = Option<TlsConn>> + Send>>;
 
-impl futures_core::Stream for Receiver {
+/// See [`incoming`].
+pub struct Incoming {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    handshakes: FuturesUnordered<Handshake>,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("listener", &self.listener)
+            .field("handshakes", &self.handshakes.len())
+            .finish()
+    }
+}
+
+async fn handshake(acceptor: TlsAcceptor, tcp: TcpStream, addr: SocketAddr) -> Option<TlsConn> {
+    let _ = tcp.set_nodelay(true);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|leaf| CertInfo::parse(leaf).ok());
+            Some(TlsConn { stream, peer: Peer { addr, cert } })
+        }
+        Ok(Err(e)) => {
+            tracing::info!(peer = %addr, error = %e, "TLS handshake refused");
+            None
+        }
+        Err(_) => {
+            tracing::info!(peer = %addr, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+impl futures_core::Stream for Incoming {
     type Item = Result<TlsConn, io::Error>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        // Take every connection waiting, then hand out a finished handshake.
+        loop {
+            match this.listener.poll_accept(cx) {
+                Poll::Ready(Ok((tcp, addr))) => {
+                    this.handshakes.push(Box::pin(handshake(this.acceptor.clone(), tcp, addr)));
+                }
+                // Out of file descriptors and the like: keep serving what is open,
+                // and try accepting again a little later.
+                Poll::Ready(Err(e)) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    let waker = cx.waker().clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        waker.wake();
+                    });
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        loop {
+            match Pin::new(&mut this.handshakes).poll_next(cx) {
+                Poll::Ready(Some(Some(conn))) => return Poll::Ready(Some(Ok(conn))),
+                Poll::Ready(Some(None)) => continue,
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 

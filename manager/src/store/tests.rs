@@ -73,6 +73,7 @@ fn node(id: &str) -> Object {
         manager_status: None,
         ingress: None,
         attachments: Vec::new(),
+        certificate: None,
     })
 }
 
