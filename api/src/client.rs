@@ -32,7 +32,7 @@ pub const DEFAULT_SOCKET: &str = "/run/shoal/shoal.sock";
 pub enum Endpoint {
     /// A unix socket on this machine (its file permissions are the access control).
     Unix(PathBuf),
-    /// `host:port` over TCP, with the cluster's API token.
+    /// `host:port` over TCP (HTTPS), with an API token or a client certificate.
     Tcp {
         /// `host:port`.
         addr: String,
@@ -42,14 +42,16 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// Reads `unix:///path`, `/path`, `tcp://host:port` or `host:port`.
+    /// Reads `unix:///path`, `/path`, `https://host:port`, `tcp://host:port` or
+    /// `host:port` (the last three are HTTPS).
     pub fn parse(host: &str, token: Option<String>) -> Endpoint {
         if let Some(path) = host.strip_prefix("unix://") {
             Endpoint::Unix(path.into())
         } else if host.starts_with('/') || host.starts_with('.') {
             Endpoint::Unix(host.into())
         } else {
-            let addr = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")).unwrap_or(host);
+            let addr =
+                ["tcp://", "https://", "http://"].iter().find_map(|p| host.strip_prefix(p)).unwrap_or(host);
             Endpoint::Tcp { addr: addr.trim_end_matches('/').to_owned(), token }
         }
     }
@@ -163,13 +165,30 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the API at `endpoint`. Nothing is sent until the first call.
+    /// A client of the API at a unix socket. Nothing is sent until the first call.
+    /// TCP endpoints are HTTPS: they need [`Client::with_tls`].
     pub fn new(endpoint: Endpoint) -> Result<Client, ClientError> {
+        Client::with_tls(endpoint, None)
+    }
+
+    /// A client of the API at `endpoint`; `tls` (trusting the cluster's CA, maybe
+    /// with a client certificate) is what HTTPS endpoints need.
+    pub fn with_tls(endpoint: Endpoint, tls: Option<rustls::ClientConfig>) -> Result<Client, ClientError> {
         let builder = reqwest::Client::builder().no_proxy().tcp_nodelay(true);
-        let (builder, base) = match &endpoint {
+        let (builder, base) = match (&endpoint, tls) {
             // The host part is not used to connect; it only fills the Host header.
-            Endpoint::Unix(path) => (builder.unix_socket(path.clone()), "http://shoal".to_owned()),
-            Endpoint::Tcp { addr, .. } => (builder, format!("http://{addr}")),
+            (Endpoint::Unix(path), _) => (builder.unix_socket(path.clone()), "http://shoal".to_owned()),
+            (Endpoint::Tcp { addr, .. }, Some(tls)) => {
+                (builder.tls_backend_preconfigured(tls), format!("https://{addr}"))
+            }
+            (Endpoint::Tcp { .. }, None) => {
+                return Err(ClientError::Connect {
+                    endpoint: endpoint.to_string(),
+                    reason: "the API over TCP is HTTPS, and no CA to check the manager against was given"
+                        .into(),
+                    hint: "set SHOAL_CA (or --tlscacert) to a file holding `shoal cluster ca` of the cluster",
+                });
+            }
         };
         let http = builder.build().map_err(|e| ClientError::Connect {
             endpoint: endpoint.to_string(),
@@ -300,6 +319,29 @@ impl Client {
     /// Replaces the API token; clients with the old one are refused from now on.
     pub async fn rotate_api_token(&self) -> Result<ApiToken, ClientError> {
         self.post("/cluster/api-token/rotate", &()).await
+    }
+
+    /// The read-only API token (dashboards).
+    pub async fn read_only_api_token(&self) -> Result<ApiToken, ClientError> {
+        self.get("/cluster/api-token?scope=read_only", &()).await
+    }
+
+    /// Replaces the read-only API token.
+    pub async fn rotate_read_only_api_token(&self) -> Result<ApiToken, ClientError> {
+        self.post("/cluster/api-token/rotate?scope=read_only", &()).await
+    }
+
+    /// The cluster's CA: the roots HTTPS clients need.
+    pub async fn ca(&self) -> Result<crate::wire::CaInfo, ClientError> {
+        self.get("/cluster/ca", &()).await
+    }
+
+    /// Starts a CA rotation (to `rotation`'s CA, or a new one).
+    pub async fn rotate_ca(
+        &self,
+        rotation: &crate::wire::CaRotation,
+    ) -> Result<crate::wire::CaInfo, ClientError> {
+        self.post("/cluster/ca/rotate", rotation).await
     }
 
     /// The OpenAPI document the manager serves.

@@ -346,6 +346,37 @@ pub struct ApiToken {
     pub token: String,
 }
 
+/// Which API token: `admin` (everything, the default) or `read_only` (reads,
+/// for dashboards).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenScope {
+    /// `admin` or `read_only`.
+    pub scope: Option<String>,
+}
+
+/// The cluster's certificate authority as anyone may see it (never its key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CaInfo {
+    /// The roots nodes trust, PEM (two during a rotation): what HTTPS clients of
+    /// the API need (`SHOAL_CA`).
+    pub roots_pem: String,
+    /// The subject of the CA that signs node certificates now.
+    pub signer_subject: String,
+    /// Whether a rotation is under way (nodes still renewing).
+    pub rotating: bool,
+}
+
+/// A CA rotation: to a new CA made by the managers, or to the one given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaRotation {
+    /// An external CA certificate, PEM (with `key_pem`).
+    pub cert_pem: Option<String>,
+    /// Its private key, PEM.
+    pub key_pem: Option<String>,
+}
+
 /// Query of `GET /v1/services/{id}/logs` and `GET /v1/tasks/{id}/logs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -764,6 +764,66 @@ fn tcp_needs_the_token_and_rotation_revokes_it() {
     });
 }
 
+/// The TCP listener is HTTPS with the manager's certificate from the cluster CA; a
+/// read-only token reads and nothing more; a manager's certificate stands in for the
+/// admin token; an address that keeps failing is turned away for a while.
+#[test]
+fn tcp_is_https_with_scoped_tokens_client_certificates_and_a_limit_on_failures() {
+    let d = Daemon::init("m1");
+    // Plain HTTP gets no HTTP answer.
+    {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&d.api_addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /v1/services HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        assert!(!got.starts_with(b"HTTP/"), "plain HTTP was answered: {}", String::from_utf8_lossy(&got));
+    }
+    // Without the CA there is no client at all.
+    let e = shoal_api::client::Client::new(shoal_api::client::Endpoint::Tcp {
+        addr: d.api_addr.clone(),
+        token: None,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("SHOAL_CA"), "{e}");
+    block_on(async {
+        let read_only = d.client().read_only_api_token().await.unwrap().token;
+        assert!(read_only.starts_with("SHRO-1-"), "{read_only}");
+        let reader = d.tcp_client(Some(&read_only));
+        assert!(reader.services(&ServiceFilter::default()).await.unwrap().is_empty());
+        assert_eq!(reader.nodes(ReadOptions::default()).await.unwrap().len(), 1);
+        let spec = shoal_api::service::ServiceSpec::new("web", "busybox");
+        let (status, code, _, _) = api_error(reader.create_service(&spec).await.unwrap_err());
+        assert_eq!((status, code.as_str()), (403, "forbidden"));
+        assert_eq!(api_error(reader.rotate_api_token().await.unwrap_err()).0, 403);
+        assert_eq!(api_error(reader.join_tokens().await.unwrap_err()).0, 403, "tokens are secrets");
+        assert_eq!(api_error(reader.api_token().await.unwrap_err()).0, 403);
+        // The manager's own certificate (a client certificate from the cluster CA).
+        let certs = d.dir.join("certs");
+        let manager = shoal_pki::Credentials::load(&certs).unwrap().unwrap();
+        let admin = d.tls_client(None, &manager);
+        admin.create_service(&spec).await.unwrap();
+        assert_eq!(reader.services(&ServiceFilter::default()).await.unwrap().len(), 1);
+        // A rotated read-only token stops working.
+        let rotated = d.client().rotate_read_only_api_token().await.unwrap().token;
+        assert_eq!(api_error(reader.nodes(ReadOptions::default()).await.unwrap_err()).0, 401);
+        // Failures past the limit: the address is turned away, good token or not.
+        for _ in 0..10 {
+            let e = d.tcp_client(Some("SHAPI-1-wrong")).nodes(ReadOptions::default()).await.unwrap_err();
+            assert_eq!(api_error(e).0, 401);
+        }
+        let e = d.tcp_client(Some(&rotated)).nodes(ReadOptions::default()).await.unwrap_err();
+        let (status, code, _, message) = api_error(e);
+        assert_eq!((status, code.as_str()), (429, "too_many_failures"), "{message}");
+    });
+    // The refusals were logged, without the token.
+    let log = std::fs::read_to_string(d.dir.join("err")).unwrap();
+    assert!(log.contains("refused an API call"), "no log of refusals");
+    assert!(!log.contains("SHAPI-1-wrong"), "a token was logged");
+}
+
 #[test]
 fn the_served_openapi_document_is_the_committed_one() {
     let d = Daemon::init("m1");

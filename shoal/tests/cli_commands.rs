@@ -196,6 +196,7 @@ fn network_secret_config_stack_cluster_and_events_commands() {
     assert_ne!(token, rotated);
     let tcp = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["--host", &format!("tcp://{}", d.api_addr), "--token", rotated.trim(), "cluster", "info"])
+        .args(["--tlscacert", d.ca_file().to_str().unwrap()])
         .output()
         .unwrap();
     assert!(tcp.status.success(), "{}", String::from_utf8_lossy(&tcp.stderr));

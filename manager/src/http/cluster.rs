@@ -1,14 +1,16 @@
-//! `/v1/cluster`: who manages the cluster and what it holds; join and API tokens.
+//! `/v1/cluster`: who manages the cluster and what it holds; join and API tokens;
+//! its CA and the CA's rotation.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use shoal_api::Validate;
 use shoal_api::cluster::JoinTokens;
 use shoal_api::wire::{
-    ApiToken, ClusterInfo, ClusterUpdate, Counts, ErrorBody, ManagerInfo, RaftInfo, ReadOptions, Written,
+    ApiToken, CaInfo, CaRotation, ClusterInfo, ClusterUpdate, Counts, ErrorBody, ManagerInfo, RaftInfo,
+    ReadOptions, TokenScope, Written,
 };
 
-use super::{Api, ApiError};
+use super::{Api, ApiError, Body, Query};
 use crate::manager::ManagerError;
 use crate::store::{Kind, Object};
 
@@ -129,16 +131,75 @@ pub(super) async fn rotate_join_token(
     Ok(Json(api.manager.rotate_join_token(&role).await?.join_tokens))
 }
 
-/// Shows the API token the TCP listeners require.
-#[utoipa::path(get, path = "/v1/cluster/api-token", tag = "cluster",
-    responses((status = 200, description = "The token", body = ApiToken)))]
-pub(super) async fn api_token(State(api): State<Api>) -> Result<Json<ApiToken>, ApiError> {
-    Ok(Json(ApiToken { token: api.manager.cluster().ok_or_else(not_initialized)?.api_token }))
+fn read_only(scope: &TokenScope) -> Result<bool, ApiError> {
+    match scope.scope.as_deref() {
+        None | Some("admin") => Ok(false),
+        Some("read_only") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("scope {other:?} is not admin or read_only"))),
+    }
 }
 
-/// Replaces the API token; callers with the old one are refused from now on.
-#[utoipa::path(post, path = "/v1/cluster/api-token/rotate", tag = "cluster",
+/// Shows an API token the TCP listener takes: the admin one, or (`scope=read_only`)
+/// the one that may only read.
+#[utoipa::path(get, path = "/v1/cluster/api-token", tag = "cluster", params(TokenScope),
+    responses((status = 200, description = "The token", body = ApiToken)))]
+pub(super) async fn api_token(
+    State(api): State<Api>,
+    Query(scope): Query<TokenScope>,
+) -> Result<Json<ApiToken>, ApiError> {
+    let cluster = api.manager.cluster().ok_or_else(not_initialized)?;
+    let token = if read_only(&scope)? { cluster.read_only_api_token } else { cluster.api_token };
+    Ok(Json(ApiToken { token }))
+}
+
+/// Replaces an API token; callers with the old one are refused from now on.
+#[utoipa::path(post, path = "/v1/cluster/api-token/rotate", tag = "cluster", params(TokenScope),
     responses((status = 200, description = "The new token", body = ApiToken)))]
-pub(super) async fn rotate_api_token(State(api): State<Api>) -> Result<Json<ApiToken>, ApiError> {
-    Ok(Json(ApiToken { token: api.manager.rotate_api_token().await?.api_token }))
+pub(super) async fn rotate_api_token(
+    State(api): State<Api>,
+    Query(scope): Query<TokenScope>,
+) -> Result<Json<ApiToken>, ApiError> {
+    let token = if read_only(&scope)? {
+        api.manager.rotate_read_only_api_token().await?.read_only_api_token
+    } else {
+        api.manager.rotate_api_token().await?.api_token
+    };
+    Ok(Json(ApiToken { token }))
+}
+
+fn ca_info(api: &Api) -> Result<CaInfo, ApiError> {
+    let cluster = api.manager.cluster().ok_or_else(not_initialized)?;
+    Ok(CaInfo {
+        roots_pem: cluster.ca.roots_pem,
+        signer_subject: api.manager.ca_subject(),
+        rotating: !cluster.ca.cross_signed.is_empty(),
+    })
+}
+
+/// Shows the cluster's CA (its certificates, never its key).
+#[utoipa::path(get, path = "/v1/cluster/ca", tag = "cluster",
+    responses((status = 200, description = "The CA", body = CaInfo)))]
+pub(super) async fn ca(State(api): State<Api>) -> Result<Json<CaInfo>, ApiError> {
+    Ok(Json(ca_info(&api)?))
+}
+
+/// Replaces the cluster's CA without downtime: with the one given, or a new one.
+/// Nodes renew from it as they hear of it; once all that are up have, the old root
+/// is dropped. The join tokens change their CA digest, not their secrets.
+#[utoipa::path(post, path = "/v1/cluster/ca/rotate", tag = "cluster", request_body = CaRotation,
+    responses((status = 200, description = "The rotation started", body = CaInfo),
+              (status = 400, description = "The given CA is unusable", body = ErrorBody)))]
+pub(super) async fn rotate_ca(
+    State(api): State<Api>,
+    Body(req): Body<CaRotation>,
+) -> Result<Json<CaInfo>, ApiError> {
+    let given = match (req.cert_pem, req.key_pem) {
+        (Some(cert), Some(key)) => {
+            Some(shoal_pki::CaKeys::from_pem(&cert, &key).map_err(|e| ApiError::bad_request(e.to_string()))?)
+        }
+        (None, None) => None,
+        _ => return Err(ApiError::bad_request("give both cert_pem and key_pem, or neither")),
+    };
+    api.manager.rotate_ca(given).await?;
+    Ok(Json(ca_info(&api)?))
 }

@@ -1,10 +1,12 @@
 //! The cluster API: HTTP/JSON under `/v1` (axum), served by every manager on a unix
-//! socket (its permissions are the access control) and optionally on TCP (a bearer
-//! token required). Reads come from the local store unless `?consistent=true`;
+//! socket (its permissions are the access control) and optionally on TCP, as HTTPS
+//! with the manager's certificate from the cluster's CA (a token or a client
+//! certificate required, see [`access`]). Reads come from the local store unless `?consistent=true`;
 //! writes become store transactions, forwarded to the leader from a follower. The
 //! OpenAPI document is generated from the handlers' annotations. Logs stream from the
 //! workers through the leader.
 
+pub mod access;
 mod cluster;
 mod error;
 mod events;
@@ -21,10 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -49,7 +50,8 @@ pub const MAX_BODY_BYTES: usize = 4 << 20;
 pub struct ApiOptions {
     /// A unix socket, made mode 0660 (any old socket file there is replaced).
     pub socket: Option<PathBuf>,
-    /// A TCP address; callers must send the cluster's API token.
+    /// A TCP address, served as HTTPS; callers need an API token or a client
+    /// certificate from the cluster's CA.
     pub tcp: Option<SocketAddr>,
 }
 
@@ -75,6 +77,9 @@ pub enum ServeError {
         /// The system's reason.
         source: std::io::Error,
     },
+    /// The manager's certificate could not be used for HTTPS.
+    #[error("cannot serve HTTPS: {0}")]
+    Tls(#[from] shoal_pki::PkiError),
 }
 
 /// What every handler gets: the manager, and the JSON of objects already rendered.
@@ -83,6 +88,7 @@ pub(crate) struct Api {
     manager: Arc<Manager>,
     dispatcher: Dispatcher,
     rendered: Arc<Rendered>,
+    failures: Arc<access::Failures>,
 }
 
 /// Objects as JSON, by id, with the version they were rendered at. Stored objects
@@ -185,6 +191,8 @@ fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(cluster::rotate_join_token))
         .routes(routes!(cluster::api_token))
         .routes(routes!(cluster::rotate_api_token))
+        .routes(routes!(cluster::ca))
+        .routes(routes!(cluster::rotate_ca))
         .routes(routes!(services::list, services::create))
         .routes(routes!(services::inspect, services::update, services::remove))
         .routes(routes!(services::scale))
@@ -233,37 +241,11 @@ fn router(api: Api, auth: bool) -> Router {
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     let router = if auth {
-        router.layer(axum::middleware::from_fn_with_state(api.clone(), require_token))
+        router.layer(axum::middleware::from_fn_with_state(api.clone(), access::require_access))
     } else {
         router
     };
     router.with_state(api)
-}
-
-/// Refuses calls without the cluster's current API token.
-async fn require_token(State(api): State<Api>, req: Request, next: Next) -> Response {
-    let expected = api.manager.cluster().map(|c| c.api_token).unwrap_or_default();
-    let given = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if !expected.is_empty() && constant_time_eq(t.as_bytes(), expected.as_bytes()) => {
-            next.run(req).await
-        }
-        _ => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this listener needs the cluster's API token: send `Authorization: Bearer <token>` \
-             (`shoal cluster api-token` on a manager shows it)",
-        )
-        .into_response(),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl ApiServer {
@@ -273,6 +255,7 @@ impl ApiServer {
             manager: served.manager.clone(),
             dispatcher: served.dispatcher.clone(),
             rendered: Arc::default(),
+            failures: Arc::default(),
         };
         let stop = Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
@@ -288,6 +271,10 @@ impl ApiServer {
             }
             let listener = tokio::net::UnixListener::bind(path).map_err(listen)?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(listen)?;
+            // Members of a `shoal` group may use it, as `docker` works for Docker.
+            if let Ok(Some(group)) = nix::unistd::Group::from_name("shoal") {
+                nix::unistd::chown(path, None, Some(group.gid)).map_err(|e| listen(e.into()))?;
+            }
             let app = router(api.clone(), false);
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
@@ -300,17 +287,12 @@ impl ApiServer {
             let listen = |source| ServeError::Listen { what: addr.to_string(), source };
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
             tcp = Some(listener.local_addr().map_err(listen)?);
-            // No Nagle: a small reply held back for a delayed ACK costs ~40 ms.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
-                let _ = s.set_nodelay(true);
-            });
+            // HTTPS with the manager's certificate (read at each handshake, so a
+            // renewal needs no restart); a client may offer its own.
+            let tls = served.manager.credentials().server_config(&[b"http/1.1"])?;
+            let incoming = shoal_pki::transport::incoming(listener, tls);
             let app = router(api.clone(), true);
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, app.into_make_service())
-                    .with_graceful_shutdown(async move { stop.notified().await })
-                    .await;
-            }));
+            tasks.push(tokio::spawn(serve_https(incoming, app, stop.clone())));
         }
         Ok(ApiServer { socket: opts.socket.clone(), tcp, tasks, stop })
     }
@@ -328,6 +310,40 @@ impl ApiServer {
         if let Some(path) = &self.socket {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// Serves the API on accepted TLS connections until `stop`; each request carries
+/// the connection's [`shoal_pki::Peer`] for the access check.
+async fn serve_https(
+    mut incoming: shoal_pki::transport::Incoming,
+    app: Router,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    use futures::StreamExt as _;
+    use tower::ServiceExt as _;
+    loop {
+        let conn = tokio::select! {
+            _ = stop.notified() => return,
+            c = incoming.next() => match c {
+                Some(Ok(c)) => c,
+                _ => return,
+            },
+        };
+        let peer = conn.peer().clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let io = hyper_util::rt::TokioIo::new(conn);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .with_upgrades()
+                .await;
+        });
     }
 }
 

@@ -1,4 +1,5 @@
-//! `shoal cluster …`: what the cluster is and who manages it; join and API tokens.
+//! `shoal cluster …`: what the cluster is and who manages it; join and API tokens;
+//! the CA.
 
 use clap::Subcommand;
 use shoal_api::wire::ReadOptions;
@@ -25,6 +26,10 @@ pub(super) enum ClusterCommand {
         /// take a new port when their overlays are next made.
         #[arg(long)]
         data_path_port: Option<u16>,
+        /// How long node certificates are valid (e.g. 2160h; at least 1m). Nodes
+        /// renew at 50-80 % of it.
+        #[arg(long, value_parser = |s: &str| shoal_api::duration::parse(s).map_err(|e| e.to_string()))]
+        cert_expiry: Option<std::time::Duration>,
     },
     /// Show (or rotate) the command that adds a worker or a manager.
     JoinToken {
@@ -38,11 +43,28 @@ pub(super) enum ClusterCommand {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Show (or rotate) the token TCP clients of the API need.
+    /// Show (or rotate) a token TCP clients of the API use: the admin one, or the
+    /// read-only one for dashboards.
     ApiToken {
         /// Replace the token; clients with the old one are refused.
         #[arg(long)]
         rotate: bool,
+        /// The token that may only read.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Print the cluster's CA certificates (what HTTPS clients of the API need as
+    /// SHOAL_CA), or rotate the CA without downtime.
+    Ca {
+        /// Replace the CA: nodes renew from the new one, then the old is dropped.
+        #[arg(long)]
+        rotate: bool,
+        /// With --rotate: use this CA certificate (PEM) instead of a new one.
+        #[arg(long, value_name = "FILE", requires_all = ["rotate", "ca_key"])]
+        ca_cert: Option<std::path::PathBuf>,
+        /// Its private key.
+        #[arg(long, value_name = "FILE", requires = "ca_cert")]
+        ca_key: Option<std::path::PathBuf>,
     },
 }
 
@@ -90,7 +112,12 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                         .collect(),
                 );
             }
-            ClusterCommand::Update { dispatcher_heartbeat, task_history_limit, data_path_port } => {
+            ClusterCommand::Update {
+                dispatcher_heartbeat,
+                task_history_limit,
+                data_path_port,
+                cert_expiry,
+            } => {
                 let info = client.cluster(ReadOptions::default()).await?;
                 let mut spec = info.spec.clone();
                 if let Some(h) = dispatcher_heartbeat {
@@ -101,6 +128,9 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                 }
                 if let Some(l) = task_history_limit {
                     spec.task_history_limit = l;
+                }
+                if let Some(e) = cert_expiry {
+                    spec.ca_config.node_cert_expiry = e;
                 }
                 let update = shoal_api::wire::ClusterUpdate { version: info.meta.version, spec };
                 client.update_cluster(&update).await?;
@@ -124,9 +154,33 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                     );
                 }
             }
-            ClusterCommand::ApiToken { rotate } => {
-                let t = if rotate { client.rotate_api_token().await? } else { client.api_token().await? };
+            ClusterCommand::ApiToken { rotate, read_only } => {
+                let t = match (rotate, read_only) {
+                    (true, true) => client.rotate_read_only_api_token().await?,
+                    (true, false) => client.rotate_api_token().await?,
+                    (false, true) => client.read_only_api_token().await?,
+                    (false, false) => client.api_token().await?,
+                };
                 println!("{}", t.token);
+            }
+            ClusterCommand::Ca { rotate, ca_cert, ca_key } => {
+                if !rotate {
+                    print!("{}", client.ca().await?.roots_pem);
+                    return Ok(());
+                }
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))
+                };
+                let rotation = shoal_api::wire::CaRotation {
+                    cert_pem: ca_cert.as_deref().map(read).transpose()?,
+                    key_pem: ca_key.as_deref().map(read).transpose()?,
+                };
+                let ca = client.rotate_ca(&rotation).await?;
+                println!(
+                    "CA rotation started: nodes renew from {}; the old root is dropped once all have",
+                    ca.signer_subject
+                );
+                println!("(the join tokens now pin the new CA: `shoal cluster join-token worker|manager`)");
             }
         }
         Ok(())

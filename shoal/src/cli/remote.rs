@@ -16,15 +16,45 @@ pub(crate) struct Connection {
     /// The manager's API: unix:///path/to.sock, /path/to.sock or tcp://HOST:PORT.
     #[arg(short = 'H', long, env = "SHOAL_HOST", global = true, default_value_t = format!("unix://{DEFAULT_SOCKET}"))]
     host: String,
-    /// The cluster's API token, for tcp:// hosts.
+    /// An API token, for tcp:// hosts (the admin one, or the read-only one).
     #[arg(long, env = "SHOAL_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// The cluster's CA certificates (`shoal cluster ca` prints them), to check a
+    /// tcp:// manager against: the API over TCP is HTTPS.
+    #[arg(long, env = "SHOAL_CA", global = true, value_name = "FILE")]
+    tlscacert: Option<std::path::PathBuf>,
+    /// A client certificate from the cluster's CA (a node's `certs/node.pem`), in
+    /// place of a token: a manager's may do everything, a worker's only read.
+    #[arg(long, env = "SHOAL_CERT", global = true, value_name = "FILE", requires = "tlskey")]
+    tlscert: Option<std::path::PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, env = "SHOAL_KEY", global = true, value_name = "FILE", requires = "tlscert")]
+    tlskey: Option<std::path::PathBuf>,
 }
 
 impl Connection {
     /// A client of the API this connection names.
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(Endpoint::parse(&self.host, self.token.clone()))?)
+        let endpoint = Endpoint::parse(&self.host, self.token.clone());
+        let tls = match (&endpoint, &self.tlscacert) {
+            (Endpoint::Tcp { .. }, Some(ca)) => Some(self.tls(ca)?),
+            _ => None,
+        };
+        Ok(Client::with_tls(endpoint, tls)?)
+    }
+
+    /// The TLS setup of an HTTPS client: the CA in `ca`, and the client certificate
+    /// if one was given.
+    fn tls(&self, ca: &std::path::Path) -> anyhow::Result<rustls::ClientConfig> {
+        let read =
+            |p: &std::path::Path| std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()));
+        let roots = read(ca)?;
+        let creds = match (&self.tlscert, &self.tlskey) {
+            (Some(cert), Some(key)) => shoal_pki::Credentials::new(&roots, &read(cert)?, &read(key)?),
+            _ => shoal_pki::Credentials::trusting(&roots),
+        }
+        .context("set up TLS for the API")?;
+        Ok(creds.client_config(&[b"http/1.1"]).context("set up TLS for the API")?.as_ref().clone())
     }
 }
 

@@ -124,9 +124,23 @@ impl Daemon {
         Client::new(Endpoint::Unix(self.socket.clone())).unwrap()
     }
 
-    /// A client of its TCP listener.
+    /// The cluster's CA as this node keeps it.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("certs/ca.pem")
+    }
+
+    /// A client of its TCP listener (HTTPS, checked against the cluster's CA).
     pub fn tcp_client(&self, token: Option<&str>) -> Client {
-        Client::new(Endpoint::Tcp { addr: self.api_addr.clone(), token: token.map(str::to_owned) }).unwrap()
+        let roots = std::fs::read_to_string(self.ca_file()).unwrap();
+        let creds = shoal_pki::Credentials::trusting(&roots).unwrap();
+        self.tls_client(token, &creds)
+    }
+
+    /// A client of its TCP listener presenting `creds`' certificate, if any.
+    pub fn tls_client(&self, token: Option<&str>, creds: &shoal_pki::Credentials) -> Client {
+        let tls = creds.client_config(&[b"http/1.1"]).unwrap().as_ref().clone();
+        let endpoint = Endpoint::Tcp { addr: self.api_addr.clone(), token: token.map(str::to_owned) };
+        Client::with_tls(endpoint, Some(tls)).unwrap()
     }
 
     /// Runs `shoal ARGS` against this daemon's socket.

@@ -195,7 +195,6 @@ pub fn node_net(view: &NetView, dns_ports: &HashMap<String, (u16, u16)>, underla
         let mut sandbox = Sandbox {
             task_id: local.id.clone(),
             attachments: Vec::new(),
-            certificate: None,
             egress: egress_in(&local, &map),
             lb: Vec::new(),
             dns_ports: dns_ports.get(&local.id).copied(),
