@@ -10,8 +10,8 @@ use crate::object::Meta;
 /// The largest secret or config payload, as in Swarm (500 KiB).
 pub const MAX_PAYLOAD_BYTES: usize = 500 * 1024;
 
-/// What a user declares for a secret or a config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// What a user declares for a secret or a config. Its Debug leaves the data out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayloadSpec {
     /// Unique name among objects of its kind.
@@ -23,6 +23,16 @@ pub struct PayloadSpec {
     #[schema(value_type = String, format = Byte)]
     #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for PayloadSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadSpec")
+            .field("name", &self.name)
+            .field("labels", &self.labels)
+            .field("data", &format_args!("<{} bytes redacted>", self.data.len()))
+            .finish()
+    }
 }
 
 /// A stored secret. Its data is encrypted at rest and never returned by the API.
@@ -60,11 +70,45 @@ pub mod base64_bytes {
         s.serialize_str(&STANDARD.encode(data))
     }
 
-    /// Reads base64 text.
+    /// Reads base64 text. The error names no byte of it (base64's own error
+    /// would quote the offending character, a piece of the secret).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        use base64::DecodeError as E;
         let text = String::deserialize(d)?;
-        STANDARD
-            .decode(text.trim())
-            .map_err(|e| serde::de::Error::custom(format!("data is not valid base64: {e}")))
+        STANDARD.decode(text.trim()).map_err(|e| {
+            let why = match e {
+                E::InvalidByte(at, _) => format!("a character that is not base64 at offset {at}"),
+                E::InvalidLength(n) => format!("a length ({n} symbols) that base64 cannot have"),
+                E::InvalidLastSymbol(at, _) => {
+                    format!("a last symbol at offset {at} that base64 cannot end with")
+                }
+                E::InvalidPadding => "bad padding".to_owned(),
+            };
+            serde::de::Error::custom(format!("data is not valid base64: {why}; encode it with `base64 -w0`"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_shows_nowhere_in_debug_or_decode_errors() {
+        let spec = PayloadSpec { name: "pw".into(), labels: Default::default(), data: b"hunter2".to_vec() };
+        let secret = Secret { id: "s1".into(), meta: crate::Meta::new(chrono::Utc::now()), spec };
+        let shown = format!("{secret:?} {secret:#?}");
+        assert!(shown.contains("<7 bytes redacted>"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("104, 117"), "{shown}");
+        // Not base64: the error must not quote the bad character, nor the rest.
+        for bad in ["hunter2!", "aHVudGVyMg=x", "aHVudGVyM"] {
+            let body = format!(r#"{{"name":"pw","data":"{bad}"}}"#);
+            let e = crate::decode::from_json::<PayloadSpec>(body.as_bytes()).unwrap_err().to_string();
+            assert!(e.starts_with("data: data is not valid base64"), "{e}");
+            assert!(
+                !e.contains('!') && !e.contains("'x'") && !e.contains("hunter") && !e.contains(bad),
+                "{e}"
+            );
+        }
     }
 }
