@@ -310,17 +310,25 @@ impl Store {
                     .ok_or_else(|| StoreError::NotFound { kind: *kind, id: id.clone() })?;
                 if matches!(kind, Kind::Network | Kind::Secret | Kind::Config) {
                     let name = current.name().map(str::to_owned);
-                    for svc in self.list(Kind::Service) {
-                        if let Object::Service(s) = svc
-                            && service_uses(s, *kind, id, name.as_deref())
-                        {
-                            return Err(StoreError::Reference {
-                                message: format!(
-                                    "{kind} {id} is used by service {}: update or remove the service first",
-                                    s.spec.name
-                                ),
-                            });
-                        }
+                    let mut users: Vec<&str> = self
+                        .list(Kind::Service)
+                        .filter_map(|o| match o {
+                            Object::Service(s) if service_uses(s, *kind, id, name.as_deref()) => {
+                                Some(s.spec.name.as_str())
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    users.sort_unstable();
+                    if !users.is_empty() {
+                        let (noun, them) = if users.len() == 1 { ("service", "it") } else { ("services", "them") };
+                        return Err(StoreError::Reference {
+                            message: format!(
+                                "{kind} {} is used by {noun} {}: update or remove {them} first",
+                                name.as_deref().unwrap_or(id),
+                                users.join(", ")
+                            ),
+                        });
                     }
                 }
                 if let Object::Network(net) = current {
