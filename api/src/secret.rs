@@ -35,6 +35,53 @@ impl std::fmt::Debug for PayloadSpec {
     }
 }
 
+impl PayloadSpec {
+    /// Reads a spec from a request body, with errors that repeat nothing of the
+    /// body: serde's own would quote an unknown key, a number given as the data, or a
+    /// bare string given as the body, any of which may be the secret.
+    pub fn from_json(body: &[u8]) -> Result<PayloadSpec, crate::decode::DecodeError> {
+        use crate::decode::DecodeError;
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let (field, message) = match field.as_str() {
+                _ if inner.is_syntax() || inner.is_eof() => {
+                    // Positions only ("expected `,` or `}` at line 1 column 9").
+                    (String::new(), inner.to_string())
+                }
+                // Names and labels are not secret; their errors stay as serde says.
+                "name" => (field, strip_position(&inner.to_string())),
+                f if f.starts_with("labels") => (field, strip_position(&inner.to_string())),
+                // Our own message names no byte of the data.
+                "data" if inner.to_string().starts_with("data is not valid base64") => {
+                    (field, strip_position(&inner.to_string()))
+                }
+                "data" => (field, "must be the data as base64 text".to_owned()),
+                "." | "?" | "" => (
+                    String::new(),
+                    "the body must be a JSON object with name, labels and data (base64)".to_owned(),
+                ),
+                _ => (
+                    String::new(),
+                    "an unknown field (not repeated here: it may be secret); give only name, labels \
+                     and data (base64)"
+                        .to_owned(),
+                ),
+            };
+            DecodeError { field, message }
+        })
+    }
+}
+
+/// serde_json appends " at line L column C"; the field says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
 /// A stored secret. Its data is encrypted at rest and never returned by the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Secret {

@@ -381,34 +381,52 @@ impl Api {
 /// A JSON body read with errors that name the field, and a size limit.
 pub(crate) struct Body<T>(pub T);
 
+/// The bytes of a request's body, refused past the size limit.
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than the {} MiB the API takes", MAX_BODY_BYTES >> 20),
+        )
+    };
+    // Refused from the header, before reading a byte of it.
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("the body could not be read: {}", e.body_text()))
+        }
+    })
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the body is larger than the {} MiB the API takes", MAX_BODY_BYTES >> 20),
-            )
-        };
-        // Refused from the header, before reading a byte of it.
-        let declared = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-            return Err(too_large());
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::bad_request(format!("the body could not be read: {}", e.body_text()))
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         Ok(Body(shoal_api::decode::from_json(&bytes)?))
+    }
+}
+
+/// A secret's or config's spec, read with errors that repeat nothing of the body
+/// ([`PayloadSpec::from_json`](shoal_api::PayloadSpec::from_json)).
+pub(crate) struct PayloadBody(pub shoal_api::PayloadSpec);
+
+impl<S: Send + Sync> FromRequest<S> for PayloadBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        Ok(PayloadBody(shoal_api::PayloadSpec::from_json(&bytes)?))
     }
 }
 

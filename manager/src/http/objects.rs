@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use shoal_api::wire::{AttachedTask, Created, ErrorBody, NetworkInspect, PayloadInfo, ReadOptions};
 use shoal_api::{Config, Meta, Network, NetworkSpec, PayloadSpec, Secret, Validate};
 
-use super::{Api, ApiError, Body, Query, now};
+use super::{Api, ApiError, Body, PayloadBody, Query, now};
 use crate::orchestrator::allocator;
 use crate::plan::{self, PlanError, find};
 use crate::store::{Change, Kind, Object, Store, Transaction};
@@ -170,7 +170,7 @@ pub(super) async fn list_secrets(
               (status = 422, description = "An invalid name or data over 500 KiB", body = ErrorBody)))]
 pub(super) async fn create_secret(
     State(api): State<Api>,
-    Body(spec): Body<PayloadSpec>,
+    PayloadBody(spec): PayloadBody,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     create_payload(&api, Kind::Secret, spec).await
 }
@@ -219,7 +219,7 @@ pub(super) async fn list_configs(
               (status = 422, description = "An invalid name or data over 500 KiB", body = ErrorBody)))]
 pub(super) async fn create_config(
     State(api): State<Api>,
-    Body(spec): Body<PayloadSpec>,
+    PayloadBody(spec): PayloadBody,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     create_payload(&api, Kind::Config, spec).await
 }
