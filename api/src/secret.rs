@@ -37,48 +37,62 @@ impl std::fmt::Debug for PayloadSpec {
 
 impl PayloadSpec {
     /// Reads a spec from a request body, with errors that repeat nothing of the
-    /// body: serde's own would quote an unknown key, a number given as the data, or a
-    /// bare string given as the body, any of which may be the secret.
+    /// body but its name and labels ([`decode::from_json_redacted`](crate::decode::from_json_redacted)).
     pub fn from_json(body: &[u8]) -> Result<PayloadSpec, crate::decode::DecodeError> {
-        use crate::decode::DecodeError;
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let inner = e.into_inner();
-            let (field, message) = match field.as_str() {
-                _ if inner.is_syntax() || inner.is_eof() => {
-                    // Positions only ("expected `,` or `}` at line 1 column 9").
-                    (String::new(), inner.to_string())
-                }
-                // Names and labels are not secret; their errors stay as serde says.
-                "name" => (field, strip_position(&inner.to_string())),
-                f if f.starts_with("labels") => (field, strip_position(&inner.to_string())),
-                // Our own message names no byte of the data.
-                "data" if inner.to_string().starts_with("data is not valid base64") => {
-                    (field, strip_position(&inner.to_string()))
-                }
-                "data" => (field, "must be the data as base64 text".to_owned()),
-                "." | "?" | "" => (
-                    String::new(),
-                    "the body must be a JSON object with name, labels and data (base64)".to_owned(),
-                ),
-                _ => (
-                    String::new(),
-                    "an unknown field (not repeated here: it may be secret); give only name, labels \
-                     and data (base64)"
-                        .to_owned(),
-                ),
-            };
-            DecodeError { field, message }
-        })
+        crate::decode::from_json_redacted(body, &["name", "labels"], "name, labels and data (base64)")
     }
 }
 
-/// serde_json appends " at line L column C"; the field says more.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
+/// New labels for a secret or config, valid only if it is still at `version`.
+/// Nothing else of it can change: data given here must be what it holds, and other
+/// data is refused (create a new one and update the services instead).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadUpdate {
+    /// The version read.
+    pub version: u64,
+    /// Its labels, all of them.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Its data (base64), if given: it must be unchanged.
+    #[schema(value_type = Option<String>, format = Byte)]
+    #[serde(default, with = "base64_opt", skip_serializing_if = "Option::is_none")]
+    pub data: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PayloadUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadUpdate")
+            .field("version", &self.version)
+            .field("labels", &self.labels)
+            .field("data", &self.data.as_ref().map(|d| format!("<{} bytes redacted>", d.len())))
+            .finish()
+    }
+}
+
+impl PayloadUpdate {
+    /// Reads an update from a request body, with errors that repeat nothing of it
+    /// but its version and labels.
+    pub fn from_json(body: &[u8]) -> Result<PayloadUpdate, crate::decode::DecodeError> {
+        crate::decode::from_json_redacted(body, &["version", "labels"], "version, labels and data (base64)")
+    }
+}
+
+/// Serde for optional bytes as standard base64 text.
+mod base64_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(data: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match data {
+            Some(d) => super::base64_bytes::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::base64_bytes")] Vec<u8>);
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
     }
 }
 
@@ -150,12 +164,45 @@ mod tests {
         // Not base64: the error must not quote the bad character, nor the rest.
         for bad in ["hunter2!", "aHVudGVyMg=x", "aHVudGVyM"] {
             let body = format!(r#"{{"name":"pw","data":"{bad}"}}"#);
-            let e = crate::decode::from_json::<PayloadSpec>(body.as_bytes()).unwrap_err().to_string();
-            assert!(e.starts_with("data: data is not valid base64"), "{e}");
-            assert!(
-                !e.contains('!') && !e.contains("'x'") && !e.contains("hunter") && !e.contains(bad),
-                "{e}"
-            );
+            for e in [
+                crate::decode::from_json::<PayloadSpec>(body.as_bytes()).unwrap_err().to_string(),
+                PayloadSpec::from_json(body.as_bytes()).unwrap_err().to_string(),
+            ] {
+                assert!(e.starts_with("data: data is not valid base64"), "{e}");
+                assert!(
+                    !e.contains('!') && !e.contains("'x'") && !e.contains("hunter") && !e.contains(bad),
+                    "{e}"
+                );
+            }
+        }
+        // Whatever the shape, the body's values are not repeated.
+        for (body, says) in [
+            (r#"{"name":"pw","hunter2":"aGk="}"#, "an unknown field"),
+            (r#"{"name":"pw","data":123456789}"#, "data: must be the data as base64 text"),
+            (r#""hunter2""#, "the body must be a JSON object"),
+            (r#"{"name":"pw","data":"hunter2"#, "EOF"),
+        ] {
+            let e = PayloadSpec::from_json(body.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(says), "{body}: {e}");
+            assert!(!e.contains("hunter2") && !e.contains("123456789"), "{body}: {e}");
+        }
+        // Not secret: the name's and labels' errors say what was wrong with them.
+        let e = PayloadSpec::from_json(br#"{"name":7,"data":"aGk="}"#).unwrap_err().to_string();
+        assert!(e.starts_with("name: invalid type: integer `7`"), "{e}");
+        assert_eq!(PayloadSpec::from_json(br#"{"name":"pw","data":"aGk="}"#).unwrap().data, b"hi");
+        // An update, likewise.
+        let u = PayloadUpdate::from_json(br#"{"version":3,"labels":{"a":"b"}}"#).unwrap();
+        assert_eq!((u.version, u.data), (3, None));
+        let u = PayloadUpdate::from_json(br#"{"version":3,"data":"aGk="}"#).unwrap();
+        assert_eq!(u.data.as_deref(), Some(&b"hi"[..]));
+        assert!(!format!("{u:?}").contains("104"), "{u:?}");
+        for body in [
+            r#"{"version":3,"data":"hunter2!"}"#,
+            r#"{"version":3,"hunter2":1}"#,
+            r#"{"version":3,"data":1234567}"#,
+        ] {
+            let e = PayloadUpdate::from_json(body.as_bytes()).unwrap_err().to_string();
+            assert!(!e.contains("hunter2") && !e.contains("1234567"), "{body}: {e}");
         }
     }
 }

@@ -403,10 +403,12 @@ fn secrets_live_on_a_tmpfs_of_the_task_that_survives_a_crash_and_goes_with_the_t
     // The running task, other than `not`.
     let running_task = |not: &str| {
         let live = |t: &Task| t.status.state == TaskState::Running && t.id != not;
-        block_on(tasks_until(&c, "files", Duration::from_secs(60), "a running task", |ts| ts.iter().any(live)))
-            .into_iter()
-            .find(live)
-            .unwrap()
+        block_on(tasks_until(&c, "files", Duration::from_secs(60), "a running task", |ts| {
+            ts.iter().any(live)
+        }))
+        .into_iter()
+        .find(live)
+        .unwrap()
     };
     // The container never prints them: whatever holds them on disk is a leak.
     let read = |d: &Daemon, task: &Task| {

@@ -200,9 +200,9 @@ fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(objects::list_networks, objects::create_network))
         .routes(routes!(objects::inspect_network, objects::remove_network))
         .routes(routes!(objects::list_secrets, objects::create_secret))
-        .routes(routes!(objects::inspect_secret, objects::remove_secret))
+        .routes(routes!(objects::inspect_secret, objects::update_secret, objects::remove_secret))
         .routes(routes!(objects::list_configs, objects::create_config))
-        .routes(routes!(objects::inspect_config, objects::remove_config))
+        .routes(routes!(objects::inspect_config, objects::update_config, objects::remove_config))
         .routes(routes!(stacks::list))
         .routes(routes!(stacks::deploy, stacks::remove))
         .routes(routes!(events::events))
@@ -417,16 +417,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// A secret's or config's spec, read with errors that repeat nothing of the body
-/// ([`PayloadSpec::from_json`](shoal_api::PayloadSpec::from_json)).
-pub(crate) struct PayloadBody(pub shoal_api::PayloadSpec);
+/// A body that holds a secret (a secret's or config's spec, or an update of one),
+/// read with errors that repeat nothing of it
+/// ([`from_json_redacted`](shoal_api::decode::from_json_redacted)).
+pub(crate) struct PayloadBody<T>(pub T);
 
-impl<S: Send + Sync> FromRequest<S> for PayloadBody {
+/// Bodies read as [`PayloadBody`].
+pub(crate) trait RedactedJson: Sized {
+    fn read(body: &[u8]) -> Result<Self, shoal_api::decode::DecodeError>;
+}
+
+impl RedactedJson for shoal_api::PayloadSpec {
+    fn read(body: &[u8]) -> Result<Self, shoal_api::decode::DecodeError> {
+        shoal_api::PayloadSpec::from_json(body)
+    }
+}
+
+impl RedactedJson for shoal_api::PayloadUpdate {
+    fn read(body: &[u8]) -> Result<Self, shoal_api::decode::DecodeError> {
+        shoal_api::PayloadUpdate::from_json(body)
+    }
+}
+
+impl<S: Send + Sync, T: RedactedJson> FromRequest<S> for PayloadBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = body_bytes(req, state).await?;
-        Ok(PayloadBody(shoal_api::PayloadSpec::from_json(&bytes)?))
+        Ok(PayloadBody(T::read(&bytes)?))
     }
 }
 
