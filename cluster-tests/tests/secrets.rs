@@ -190,7 +190,8 @@ fn a_secret_reaches_only_its_task_and_is_found_nowhere_else() {
     assert_eq!(out, expected);
 
     // Only w1 received them; the logs name them and never show them.
-    let log = |i: usize| plain(&std::fs::read_to_string(c.host(i).data_dir().join("log")).unwrap_or_default());
+    let log =
+        |i: usize| plain(&std::fs::read_to_string(c.host(i).data_dir().join("log")).unwrap_or_default());
     let received = |i: usize, name: &str| {
         log(i).lines().any(|l| l.contains("received a payload") && l.contains(&format!("name={name}")))
     };
