@@ -161,6 +161,8 @@ mod tests {
         let shown = format!("{secret:?} {secret:#?}");
         assert!(shown.contains("<7 bytes redacted>"), "{shown}");
         assert!(!shown.contains("hunter2") && !shown.contains("104, 117"), "{shown}");
+        let files = crate::wire::Base64(b"hunter2".to_vec());
+        assert_eq!(format!("{files:?}"), "Base64(<7 bytes redacted>)");
         // Not base64: the error must not quote the bad character, nor the rest.
         for bad in ["hunter2!", "aHVudGVyMg=x", "aHVudGVyM"] {
             let body = format!(r#"{{"name":"pw","data":"{bad}"}}"#);
