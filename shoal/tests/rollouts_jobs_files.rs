@@ -481,6 +481,12 @@ fn secrets_live_on_a_tmpfs_of_the_task_that_survives_a_crash_and_goes_with_the_t
     assert!(read(&d, &next).contains(&config_value));
     assert_eq!(task_mounts(&tasks_dir).len(), 1);
 
+    // The container goes behind the daemon's back while it runs: the task fails and
+    // is replaced, and what is left of it goes once it is no longer assigned.
+    d.node.ok(&["container", "rm", "-f", &format!("task.{}", next.id)]);
+    let third = running_task(&next.id);
+    assert!(read(&d, &third).contains(&secret_value));
+
     // The service goes: so do its tasks' tmpfs and directories.
     block_on(c.remove_service("files")).unwrap();
     support::wait_for("every task's tmpfs to go", Duration::from_secs(30), || {

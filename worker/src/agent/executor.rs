@@ -228,9 +228,18 @@ impl Executor {
 impl Node for Executor {
     type Error = ExecutorError;
 
+    /// Task containers, and tasks whose container is gone but whose files (and
+    /// secrets' tmpfs) are left: a task no longer assigned is swept either way.
     fn containers(&self) -> Result<Vec<String>, ExecutorError> {
         let ids = self.runtime.list().map_err(ExecutorError::List)?;
-        Ok(ids.into_iter().filter_map(|id| id.strip_prefix(PREFIX).map(str::to_owned)).collect())
+        let mut out: Vec<String> =
+            ids.into_iter().filter_map(|id| id.strip_prefix(PREFIX).map(str::to_owned)).collect();
+        if let Ok(dirs) = std::fs::read_dir(self.data_dir.join("tasks")) {
+            out.extend(dirs.flatten().filter_map(|e| e.file_name().into_string().ok()));
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     fn inspect(&self, task_id: &str) -> Local {

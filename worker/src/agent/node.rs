@@ -57,7 +57,8 @@ pub trait Node: Send + Sync + 'static {
     /// Why a call failed.
     type Error: TaskError;
 
-    /// Ids of the tasks that have a container on this node.
+    /// Ids of the tasks that have a container on this node (or what is left of
+    /// one: its files).
     fn containers(&self) -> Result<Vec<String>, Self::Error>;
 
     /// What a task's container is doing (no container reads as `Absent`).
