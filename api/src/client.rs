@@ -494,6 +494,17 @@ impl Client {
         self.post(&format!("/{}", kind.path()), spec).await
     }
 
+    /// Replaces a secret's or config's labels (`update.version` must be current).
+    pub async fn update_payload(
+        &self,
+        kind: PayloadKind,
+        id_or_name: &str,
+        update: &crate::PayloadUpdate,
+    ) -> Result<Written, ClientError> {
+        let path = format!("/{}/{}", kind.path(), seg(id_or_name));
+        self.json(self.request(Method::PUT, &path).json(update)).await
+    }
+
     /// Removes a secret or config no service uses.
     pub async fn remove_payload(&self, kind: PayloadKind, id_or_name: &str) -> Result<(), ClientError> {
         self.delete(&format!("/{}/{}", kind.path(), seg(id_or_name)), &()).await

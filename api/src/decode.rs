@@ -26,6 +26,41 @@ pub fn from_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, DecodeError> {
     })
 }
 
+/// Reads `T` from JSON text that holds a secret, with errors that repeat nothing
+/// of it: serde's own would quote an unknown key, a number given as the data, or a
+/// bare string given as the body, any of which may be the secret. Errors of the
+/// fields in `shown` (and under them) are serde's; `data` says only that it must be
+/// base64 (or which offset is not); the rest say the body must have `fields`.
+pub fn from_json_redacted<T: DeserializeOwned>(
+    text: &[u8],
+    shown: &[&str],
+    fields: &str,
+) -> Result<T, DecodeError> {
+    let de = &mut serde_json::Deserializer::from_slice(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = path_string(e.path());
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        let is_shown = |f: &str| shown.iter().any(|s| f == *s || f.starts_with(&format!("{s}.")));
+        let (field, message) = if inner.is_syntax() || inner.is_eof() {
+            // Positions only ("expected `,` or `}` at line 1 column 9").
+            (String::new(), message)
+        } else if is_shown(&field) {
+            (field, strip_position(&message))
+        } else if field == "data" && message.starts_with("data is not valid base64") {
+            // Our own message, which names no byte of the data.
+            (field, strip_position(&message))
+        } else if field == "data" {
+            (field, "must be the data as base64 text".to_owned())
+        } else if field.is_empty() {
+            (field, format!("the body must be a JSON object with {fields}"))
+        } else {
+            (String::new(), format!("an unknown field (not repeated here: it may be secret); give {fields}"))
+        };
+        DecodeError { field, message }
+    })
+}
+
 /// Reads `T` from a YAML value tree, naming the failing field on error.
 pub fn from_yaml_value<T: DeserializeOwned>(value: serde_yaml_ng::Value) -> Result<T, DecodeError> {
     serde_path_to_error::deserialize(value)

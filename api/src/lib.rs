@@ -41,7 +41,7 @@ pub use cluster::{Cluster, ClusterSpec};
 pub use network::{Network, NetworkSpec};
 pub use node::{Node, NodeSpec};
 pub use object::Meta;
-pub use secret::{Config, PayloadSpec, Secret};
+pub use secret::{Config, PayloadSpec, PayloadUpdate, Secret};
 pub use service::{Service, ServiceMode, ServiceSpec};
 pub use task::{Task, TaskState, TaskStatus};
 pub use task_spec::{ContainerSpec, TaskSpec};

@@ -232,10 +232,17 @@ pub struct StackDeploy {
     pub files: BTreeMap<String, Base64>,
 }
 
-/// Bytes that are base64 text in JSON.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Bytes that are base64 text in JSON (a stack's files: its secrets' data). Its
+/// Debug says only how many.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Base64(#[serde(with = "crate::secret::base64_bytes")] pub Vec<u8>);
+
+impl std::fmt::Debug for Base64 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Base64(<{} bytes redacted>)", self.0.len())
+    }
+}
 
 /// What a stack deploy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

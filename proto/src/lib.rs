@@ -14,6 +14,19 @@ pub mod dispatcher {
     tonic::include_proto!("shoal.dispatcher");
 }
 
+/// Says how many bytes a payload holds, never what they are, so a logged message
+/// (`?msg`) cannot carry a secret.
+impl std::fmt::Debug for dispatcher::Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("data", &format_args!("<{} bytes redacted>", self.data.len()))
+            .finish()
+    }
+}
+
 /// The metadata key under which a follower names the leader, on the status it
 /// refuses a worker's session with.
 pub const LEADER_KEY: &str = "shoal-leader";
@@ -26,6 +39,24 @@ mod tests {
     use prost::Message;
 
     use super::*;
+
+    #[test]
+    fn a_payload_debugs_without_its_data() {
+        let p = dispatcher::Payload {
+            kind: "secret".into(),
+            id: "s1".into(),
+            name: "pw".into(),
+            data: b"hunter2".to_vec(),
+        };
+        let msg = dispatcher::AssignmentChange {
+            action: 0,
+            item: Some(dispatcher::assignment_change::Item::Payload(p)),
+        };
+        let shown = format!("{msg:?} {msg:#?}");
+        assert!(shown.contains("pw") && shown.contains("<7 bytes redacted>"), "{shown}");
+        // Neither the text nor the bytes as Debug prints them for a Vec<u8>.
+        assert!(!shown.contains("hunter2") && !shown.contains("104, 117"), "{shown}");
+    }
 
     #[test]
     fn messages_round_trip() {

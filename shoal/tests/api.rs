@@ -617,6 +617,30 @@ fn networks_secrets_configs_and_stacks() {
             .unwrap();
         assert_eq!(c.payloads(PayloadKind::Config).await.unwrap().len(), 1);
 
+        // Only labels change; other data is refused with what to do instead.
+        let labels = BTreeMap::from([("team".to_owned(), "a".to_owned())]);
+        let update =
+            shoal_api::PayloadUpdate { version: info.meta.version, labels: labels.clone(), data: None };
+        c.update_payload(PayloadKind::Secret, "pw", &update).await.unwrap();
+        let now = c.payload(PayloadKind::Secret, "pw").await.unwrap();
+        assert_eq!((now.labels, now.size), (labels, 7));
+        let (status, code, _, message) =
+            api_error(c.update_payload(PayloadKind::Secret, "pw", &update).await.unwrap_err());
+        assert_eq!((status, code.as_str()), (409, "conflict"), "{message}");
+        let changed = shoal_api::PayloadUpdate {
+            version: now.meta.version,
+            labels: BTreeMap::new(),
+            data: Some(b"hunter3".to_vec()),
+        };
+        let (status, _, _, message) =
+            api_error(c.update_payload(PayloadKind::Secret, "pw", &changed).await.unwrap_err());
+        assert_eq!(status, 409, "{message}");
+        assert!(message.contains("secrets cannot change: create a new secret"), "{message}");
+        assert!(message.contains("update the services") && !message.contains("hunter"), "{message}");
+        let same = shoal_api::PayloadUpdate { data: Some(b"hunter2".to_vec()), ..changed };
+        c.update_payload(PayloadKind::Secret, "pw", &same).await.unwrap();
+        assert!(c.payload(PayloadKind::Secret, "pw").await.unwrap().labels.is_empty());
+
         // What uses a network or secret keeps it.
         let mut spec = ServiceSpec::new("web", "shoal/busybox");
         spec.task_template

@@ -1,7 +1,9 @@
 //! Claims checked with real containers on a real `shoal daemon`: a rollout decided by
 //! `max_failure_ratio` (pause, rollback) and by `progress_deadline`; a replicated and
 //! a global job running to COMPLETE and staying there; secrets and configs reaching
-//! the container with their content, path, mode and owner, as seen from inside.
+//! the container with their content, path, mode and owner, as seen from inside,
+//! from a tmpfs of the task's own that outlives a daemon crash while the task runs,
+//! goes with the task, and leaves no byte of them on the node's disk.
 
 mod support;
 
@@ -328,4 +330,168 @@ fn secrets_and_configs_reach_the_container_with_path_mode_and_owner() {
             ]
         );
     });
+}
+
+/// Mounts as this process or a container sees them: (mount point, fs type, options
+/// of the mount and of the superblock).
+fn mounts(mountinfo: &str) -> Vec<(String, String, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let dash = f.iter().position(|x| *x == "-")?;
+            Some((f[4].to_owned(), f.get(dash + 1)?.to_string(), format!("{},{}", f[5], f.get(dash + 3)?)))
+        })
+        .collect()
+}
+
+/// Files under `dir` (not following links nor entering other mounts, which are
+/// not the node's disk) whose bytes contain one of `needles`: (path, needle). The
+/// manager's Raft log and snapshot are left out: they hold the secrets by design,
+/// encrypted at rest (cluster-tests' secrets test greps them too).
+fn files_containing(dir: &std::path::Path, needles: &[&str]) -> Vec<(String, String)> {
+    let raft = [dir.join("manager/raft.redb"), dir.join("manager/snapshot.json")];
+    let skip = support::mounts_under(dir);
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if skip.contains(&path) || raft.contains(&path) {
+                continue;
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                for n in needles {
+                    if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
+                        found.push((path.display().to_string(), (*n).to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn secrets_live_on_a_tmpfs_of_the_task_that_survives_a_crash_and_goes_with_the_task() {
+    let mut d = Daemon::init("m1");
+    d.import_busybox();
+    let c = d.client();
+    let secret_value = format!("s3cret-{:016x}", rand::random::<u64>());
+    let config_value = format!("c0nfig-{:016x}", rand::random::<u64>());
+    let spec = |name: &str, data: &str| PayloadSpec {
+        name: name.into(),
+        labels: BTreeMap::new(),
+        data: data.as_bytes().to_vec(),
+    };
+    let (secret, config) = (spec("pw", &secret_value), spec("conf", &config_value));
+    let b64 = |s: &PayloadSpec| serde_json::to_value(s).unwrap()["data"].as_str().unwrap().to_owned();
+    let (secret_b64, config_b64) = (b64(&secret), b64(&config));
+    let needles = [secret_value.as_str(), secret_b64.as_str(), config_value.as_str(), config_b64.as_str()];
+    let tasks_dir = d.dir.join("tasks");
+    let task_mounts = |under: &std::path::Path| {
+        mounts(&std::fs::read_to_string("/proc/self/mountinfo").unwrap())
+            .into_iter()
+            .filter(|(m, _, _)| m.starts_with(under.to_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    // The running task, other than `not`.
+    let running_task = |not: &str| {
+        let live = |t: &Task| t.status.state == TaskState::Running && t.id != not;
+        block_on(tasks_until(&c, "files", Duration::from_secs(60), "a running task", |ts| {
+            ts.iter().any(live)
+        }))
+        .into_iter()
+        .find(live)
+        .unwrap()
+    };
+    // The container never prints them: whatever holds them on disk is a leak.
+    let read = |d: &Daemon, task: &Task| {
+        d.node.ok(&["container", "exec", &format!("task.{}", task.id), "sh", "-c",
+            "stat -c '%n %a %u %g' /run/secrets/pw /etc/app.conf; cat /run/secrets/pw; echo; cat /etc/app.conf; echo; cat /proc/self/mountinfo"])
+    };
+
+    block_on(async {
+        c.create_payload(PayloadKind::Secret, &secret).await.unwrap();
+        c.create_payload(PayloadKind::Config, &config).await.unwrap();
+        let mut svc = ServiceSpec::new("files", "shoal/busybox");
+        svc.task_template.container.args = sh("trap 'exit 0' TERM; while true; do sleep 0.2; done");
+        svc.task_template.container.secrets =
+            vec![FileReference { uid: 1000, gid: 2000, mode: 0o400, ..FileReference::new("pw") }];
+        svc.task_template.container.configs = vec![FileReference {
+            target: Some("/etc/app.conf".into()),
+            uid: 33,
+            gid: 44,
+            mode: 0o640,
+            ..FileReference::new("conf")
+        }];
+        c.create_service(&svc).await.unwrap();
+    });
+    let task = running_task("");
+
+    // Inside: content, mode, owner; /run/secrets and the config are read-only
+    // binds of a tmpfs that is noexec, nosuid, nodev.
+    let out = read(&d, &task);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("/run/secrets/pw 400 1000 2000"), "{out}");
+    assert_eq!(lines.next(), Some("/etc/app.conf 640 33 44"), "{out}");
+    assert_eq!(lines.next(), Some(secret_value.as_str()), "{out}");
+    assert_eq!(lines.next(), Some(config_value.as_str()), "{out}");
+    let inside = mounts(&out);
+    for target in ["/run/secrets", "/etc/app.conf"] {
+        let (_, fs, opts) =
+            inside.iter().find(|(m, _, _)| m == target).unwrap_or_else(|| panic!("no {target} in {out}"));
+        assert_eq!(fs, "tmpfs", "{target}: {out}");
+        for flag in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(opts.split(',').any(|o| o == flag), "{target} is not {flag}: {opts}");
+        }
+    }
+    // On the host: one read-only tmpfs under the task's dir, nothing on disk.
+    let on_host = task_mounts(&tasks_dir);
+    assert_eq!(on_host.len(), 1, "{on_host:?}");
+    assert_eq!(on_host[0].0, tasks_dir.join(&task.id).join("payloads").to_str().unwrap());
+    assert!(on_host[0].1 == "tmpfs" && on_host[0].2.contains("mode=700"), "{on_host:?}");
+    assert_eq!(files_containing(&d.dir, &needles), []);
+
+    // A crash: the running task keeps its tmpfs, before and after the restart.
+    d.kill();
+    assert_eq!(task_mounts(&tasks_dir).len(), 1);
+    d.start(&[]);
+    d.wait_registered(1);
+    assert_eq!(running_task("").id, task.id);
+    assert!(read(&d, &task).contains(&secret_value));
+    assert_eq!(task_mounts(&tasks_dir).len(), 1);
+
+    // A crash, and the container goes while the daemon is down: its tmpfs is
+    // swept when the daemon starts, and the replacement task gets a new one.
+    d.kill();
+    d.node.ok(&["container", "rm", "-f", &format!("task.{}", task.id)]);
+    assert_eq!(task_mounts(&tasks_dir).len(), 1, "the daemon was down: nothing took it yet");
+    d.start(&[]);
+    d.wait_registered(1);
+    support::wait_for("the gone task's tmpfs to go", Duration::from_secs(30), || {
+        task_mounts(&tasks_dir.join(&task.id)).is_empty() && !tasks_dir.join(&task.id).exists()
+    });
+    let next = running_task(&task.id);
+    assert!(read(&d, &next).contains(&config_value));
+    assert_eq!(task_mounts(&tasks_dir).len(), 1);
+
+    // The container goes behind the daemon's back while it runs: the task fails and
+    // is replaced, and what is left of it goes once it is no longer assigned.
+    d.node.ok(&["container", "rm", "-f", &format!("task.{}", next.id)]);
+    let third = running_task(&next.id);
+    assert!(read(&d, &third).contains(&secret_value));
+
+    // The service goes: so do its tasks' tmpfs and directories.
+    block_on(c.remove_service("files")).unwrap();
+    support::wait_for("every task's tmpfs to go", Duration::from_secs(30), || {
+        task_mounts(&tasks_dir).is_empty()
+            && std::fs::read_dir(&tasks_dir).map(|mut e| e.next().is_none()).unwrap_or(true)
+    });
+    assert_eq!(files_containing(&d.dir, &needles), [], "log: {}", d.log());
 }

@@ -41,12 +41,28 @@ impl Item {
     }
 }
 
-/// Everything assigned to `node_id` now.
+/// Whether a task on a node may still start its container, so the node needs its
+/// secrets and configs: scheduled there and not yet past RUNNING, and still meant
+/// to run. A task that ended, or is being stopped, needs none: the node is told to
+/// forget payloads no other task there needs.
+pub fn needs_payloads(t: &Task) -> bool {
+    (TaskState::Assigned..=TaskState::Running).contains(&t.status.state)
+        && t.desired_state <= TaskState::Running
+}
+
+/// Everything assigned to `node_id` now: its tasks once scheduled there, the
+/// secrets and configs of those that [need them](needs_payloads), and its part of
+/// the network map. A payload no task of the node needs is not here, so a node
+/// gets only what its tasks use.
 pub fn for_node(store: &Store, node_id: &str) -> BTreeMap<String, Item> {
     let mut out = BTreeMap::new();
     for o in store.tasks_on_node(node_id) {
         let Object::Task(t) = o else { continue };
         if t.status.state < TaskState::Assigned {
+            continue;
+        }
+        out.insert(format!("task/{}", t.id), Item::Task(Box::new(t.clone())));
+        if !needs_payloads(t) {
             continue;
         }
         let c = &t.spec.container;
@@ -69,7 +85,6 @@ pub fn for_node(store: &Store, node_id: &str) -> BTreeMap<String, Item> {
                 }
             }
         }
-        out.insert(format!("task/{}", t.id), Item::Task(Box::new(t.clone())));
     }
     for item in super::netmap::for_node(store, node_id) {
         out.insert(item.key(), Item::Net(serde_json::to_string(&item).expect("network map items serialize")));
@@ -162,5 +177,120 @@ mod tests {
         let changes = diff(&mut sent, &BTreeMap::new());
         assert_eq!(changes.len(), 4);
         assert!(changes.iter().all(|c| c.action == pb::assignment_change::Action::Remove as i32));
+    }
+
+    fn payload(kind: Kind, id: &str, name: &str, data: &[u8]) -> Object {
+        let spec =
+            shoal_api::PayloadSpec { name: name.into(), labels: Default::default(), data: data.to_vec() };
+        let meta = shoal_api::Meta::new(t0());
+        match kind {
+            Kind::Secret => Object::Secret(shoal_api::Secret { id: id.into(), meta, spec }),
+            _ => Object::Config(shoal_api::Config { id: id.into(), meta, spec }),
+        }
+    }
+
+    fn keys(now: &BTreeMap<String, Item>, prefix: &str) -> Vec<String> {
+        now.keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+    }
+
+    fn set_state(store: &mut Store, task: &mut Task, state: TaskState, desired: TaskState) {
+        let Some(Object::Task(stored)) = store.get(Kind::Task, &task.id) else {
+            panic!("no task {}", task.id)
+        };
+        task.meta = stored.meta.clone();
+        task.status.state = state;
+        task.desired_state = desired;
+        let object = Object::Task(task.clone());
+        apply(store, vec![crate::store::Change::Update { object, expected_version: task.meta.version }]);
+    }
+
+    #[test]
+    fn payloads_go_only_where_a_live_task_uses_them_and_are_forgotten_after() {
+        use pb::assignment_change::{Action, Item as PbItem};
+        // Two services: "db" uses secret pw (by name) and config conf (by id); "web"
+        // uses pw too. n1 runs a db task, n2 a web task, n3 a task with none.
+        let db = service("db", |s| {
+            s.task_template.container.secrets.push(shoal_api::task_spec::FileReference::new("pw"));
+            s.task_template.container.configs.push(shoal_api::task_spec::FileReference::new("cfg1"));
+        });
+        let web = service("web", |s| {
+            s.task_template.container.secrets.push(shoal_api::task_spec::FileReference::new("sec1"));
+        });
+        let plain = service("plain", |_| {});
+        let mut store = store_with(vec![node("n1", &[]), node("n2", &[]), node("n3", &[])], vec![]);
+        apply(
+            &mut store,
+            vec![
+                crate::store::Change::Create { object: payload(Kind::Secret, "sec1", "pw", b"hunter2") },
+                crate::store::Change::Create { object: payload(Kind::Config, "cfg1", "conf", b"a=1") },
+                crate::store::Change::Create { object: payload(Kind::Secret, "sec2", "unused", b"zzz") },
+            ],
+        );
+        for s in [&db, &web, &plain] {
+            apply(&mut store, vec![crate::store::Change::Create { object: Object::Service(s.clone()) }]);
+        }
+        let mut on_n1 = new_task(&db, Some(1), Some("n1"), t0());
+        on_n1.status.state = TaskState::Assigned;
+        let mut on_n2 = new_task(&web, Some(1), Some("n2"), t0());
+        on_n2.status.state = TaskState::Assigned;
+        let mut on_n3 = new_task(&plain, Some(1), Some("n3"), t0());
+        on_n3.status.state = TaskState::Assigned;
+        apply(&mut store, vec![create(on_n1.clone()), create(on_n2.clone()), create(on_n3.clone())]);
+
+        assert_eq!(keys(&for_node(&store, "n1"), "secret/"), ["secret/sec1"]);
+        assert_eq!(keys(&for_node(&store, "n1"), "config/"), ["config/cfg1"]);
+        assert_eq!(keys(&for_node(&store, "n2"), "secret/"), ["secret/sec1"]);
+        assert!(keys(&for_node(&store, "n2"), "config/").is_empty());
+        assert!(
+            keys(&for_node(&store, "n3"), "secret/").is_empty()
+                && keys(&for_node(&store, "n3"), "config/").is_empty()
+        );
+        // What goes on the wire to n1 carries the data; nothing goes for sec2 anywhere.
+        let mut sent = BTreeMap::new();
+        let first = diff(&mut sent, &for_node(&store, "n1"));
+        let data: Vec<&[u8]> = first
+            .iter()
+            .filter_map(|c| match &c.item {
+                Some(PbItem::Payload(p)) => Some(p.data.as_slice()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(data, [&b"a=1"[..], &b"hunter2"[..]]);
+
+        // Running still needs them: nothing changes for n1.
+        set_state(&mut store, &mut on_n1, TaskState::Running, TaskState::Running);
+        assert!(
+            diff(&mut sent, &for_node(&store, "n1"))
+                .iter()
+                .all(|c| !matches!(c.item, Some(PbItem::Payload(_))))
+        );
+
+        // Being stopped (desired SHUTDOWN): the task stays, its payloads are forgotten.
+        set_state(&mut store, &mut on_n1, TaskState::Running, TaskState::Shutdown);
+        let changes = diff(&mut sent, &for_node(&store, "n1"));
+        let removed: Vec<(String, String)> = changes
+            .iter()
+            .filter(|c| c.action == Action::Remove as i32)
+            .filter_map(|c| match &c.item {
+                Some(PbItem::Payload(p)) => {
+                    assert!(p.data.is_empty(), "a removal carries no data");
+                    Some((p.kind.clone(), p.id.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            removed,
+            [("config".to_owned(), "cfg1".to_owned()), ("secret".to_owned(), "sec1".to_owned())]
+        );
+        assert!(sent.contains_key(&format!("task/{}", on_n1.id)), "the task itself is still assigned");
+
+        // Ended tasks need none either, even if still meant to run.
+        set_state(&mut store, &mut on_n2, TaskState::Failed, TaskState::Running);
+        assert!(keys(&for_node(&store, "n2"), "secret/").is_empty());
+        // A task not yet accepted by its node, or not scheduled, gets nothing.
+        let pending = new_task(&db, Some(2), Some("n3"), t0());
+        apply(&mut store, vec![create(pending)]);
+        assert!(keys(&for_node(&store, "n3"), "secret/").is_empty());
     }
 }

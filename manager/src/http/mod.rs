@@ -208,9 +208,9 @@ fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(objects::list_networks, objects::create_network))
         .routes(routes!(objects::inspect_network, objects::remove_network))
         .routes(routes!(objects::list_secrets, objects::create_secret))
-        .routes(routes!(objects::inspect_secret, objects::remove_secret))
+        .routes(routes!(objects::inspect_secret, objects::update_secret, objects::remove_secret))
         .routes(routes!(objects::list_configs, objects::create_config))
-        .routes(routes!(objects::inspect_config, objects::remove_config))
+        .routes(routes!(objects::inspect_config, objects::update_config, objects::remove_config))
         .routes(routes!(stacks::list))
         .routes(routes!(stacks::deploy, stacks::remove))
         .routes(routes!(events::events))
@@ -397,34 +397,70 @@ impl Api {
 /// A JSON body read with errors that name the field, and a size limit.
 pub(crate) struct Body<T>(pub T);
 
+/// The bytes of a request's body, refused past the size limit.
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than the {} MiB the API takes", MAX_BODY_BYTES >> 20),
+        )
+    };
+    // Refused from the header, before reading a byte of it.
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("the body could not be read: {}", e.body_text()))
+        }
+    })
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the body is larger than the {} MiB the API takes", MAX_BODY_BYTES >> 20),
-            )
-        };
-        // Refused from the header, before reading a byte of it.
-        let declared = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-            return Err(too_large());
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::bad_request(format!("the body could not be read: {}", e.body_text()))
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         Ok(Body(shoal_api::decode::from_json(&bytes)?))
+    }
+}
+
+/// A body that holds a secret (a secret's or config's spec, or an update of one),
+/// read with errors that repeat nothing of it
+/// ([`from_json_redacted`](shoal_api::decode::from_json_redacted)).
+pub(crate) struct PayloadBody<T>(pub T);
+
+/// Bodies read as [`PayloadBody`].
+pub(crate) trait RedactedJson: Sized {
+    fn read(body: &[u8]) -> Result<Self, shoal_api::decode::DecodeError>;
+}
+
+impl RedactedJson for shoal_api::PayloadSpec {
+    fn read(body: &[u8]) -> Result<Self, shoal_api::decode::DecodeError> {
+        shoal_api::PayloadSpec::from_json(body)
+    }
+}
+
+impl RedactedJson for shoal_api::PayloadUpdate {
+    fn read(body: &[u8]) -> Result<Self, shoal_api::decode::DecodeError> {
+        shoal_api::PayloadUpdate::from_json(body)
+    }
+}
+
+impl<S: Send + Sync, T: RedactedJson> FromRequest<S> for PayloadBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        Ok(PayloadBody(T::read(&bytes)?))
     }
 }
 

@@ -1,13 +1,15 @@
-//! `/v1/networks`, `/v1/secrets` and `/v1/configs`: create, list, inspect, remove.
-//! Secret and config data go in and never come out.
+//! `/v1/networks`, `/v1/secrets` and `/v1/configs`: create, list, inspect, remove;
+//! and a secret's or config's labels, the one thing of them that can change.
+//! Secret and config data go in and never come out: configs' data neither, unlike
+//! Docker's (one rule for both; a config may hold what is worth keeping too).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use shoal_api::wire::{AttachedTask, Created, ErrorBody, NetworkInspect, PayloadInfo, ReadOptions};
-use shoal_api::{Config, Meta, Network, NetworkSpec, PayloadSpec, Secret, Validate};
+use shoal_api::wire::{AttachedTask, Created, ErrorBody, NetworkInspect, PayloadInfo, ReadOptions, Written};
+use shoal_api::{Config, Meta, Network, NetworkSpec, PayloadSpec, PayloadUpdate, Secret, Validate};
 
-use super::{Api, ApiError, Body, Query, now};
+use super::{Api, ApiError, Body, PayloadBody, Query, now};
 use crate::orchestrator::allocator;
 use crate::plan::{self, PlanError, find};
 use crate::store::{Change, Kind, Object, Store, Transaction};
@@ -66,6 +68,43 @@ async fn create_payload(
     };
     let version = api.manager.propose(Transaction { changes: vec![Change::Create { object }] }).await?;
     Ok((StatusCode::CREATED, Json(Created { id, version, warnings: Vec::new() })))
+}
+
+async fn update_payload(
+    api: &Api,
+    kind: Kind,
+    key: &str,
+    req: PayloadUpdate,
+) -> Result<Json<Written>, ApiError> {
+    let now = now();
+    let (version, id) = api
+        .modify(|s| {
+            let current = find(s, kind, key)?;
+            let mut new = current.clone();
+            let spec = match &mut new {
+                Object::Secret(x) => &mut x.spec,
+                Object::Config(x) => &mut x.spec,
+                _ => unreachable!("the {kind} index holds {kind}s"),
+            };
+            let read = current.meta().version;
+            if read != req.version {
+                return Err(PlanError::Stale {
+                    what: format!("{kind} {}", spec.name),
+                    version: read,
+                    read: req.version,
+                });
+            }
+            if req.data.as_ref().is_some_and(|d| *d != spec.data) {
+                return Err(PlanError::Immutable { kind, name: spec.name.clone() });
+            }
+            spec.labels = req.labels.clone();
+            spec.validate()?;
+            new.meta_mut().updated_at = now;
+            let id = new.id().to_owned();
+            Ok((Transaction { changes: vec![Change::Update { object: new, expected_version: read }] }, id))
+        })
+        .await?;
+    Ok(Json(Written { id, version }))
 }
 
 /// Lists networks.
@@ -170,7 +209,7 @@ pub(super) async fn list_secrets(
               (status = 422, description = "An invalid name or data over 500 KiB", body = ErrorBody)))]
 pub(super) async fn create_secret(
     State(api): State<Api>,
-    Body(spec): Body<PayloadSpec>,
+    PayloadBody(spec): PayloadBody<PayloadSpec>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     create_payload(&api, Kind::Secret, spec).await
 }
@@ -186,6 +225,23 @@ pub(super) async fn inspect_secret(
     Query(opts): Query<ReadOptions>,
 ) -> Result<Json<PayloadInfo>, ApiError> {
     inspect_payload(&api, Kind::Secret, &key, opts.consistent).await
+}
+
+/// Replaces a secret's labels, the one thing of it that can change: other data is
+/// refused (create a new secret and update the services to use it).
+#[utoipa::path(put, path = "/v1/secrets/{id}", tag = "secrets", request_body = PayloadUpdate,
+    params(("id" = String, Path, description = "Id, name or unique id prefix")),
+    responses((status = 200, description = "Updated", body = Written),
+              (status = 400, description = "Malformed JSON, data that is not base64", body = ErrorBody),
+              (status = 404, description = "No such secret", body = ErrorBody),
+              (status = 409, description = "It changed since `version`, or the data differs", body = ErrorBody),
+              (status = 422, description = "Invalid labels", body = ErrorBody)))]
+pub(super) async fn update_secret(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    PayloadBody(req): PayloadBody<PayloadUpdate>,
+) -> Result<Json<Written>, ApiError> {
+    update_payload(&api, Kind::Secret, &key, req).await
 }
 
 /// Removes a secret no service uses.
@@ -219,7 +275,7 @@ pub(super) async fn list_configs(
               (status = 422, description = "An invalid name or data over 500 KiB", body = ErrorBody)))]
 pub(super) async fn create_config(
     State(api): State<Api>,
-    Body(spec): Body<PayloadSpec>,
+    PayloadBody(spec): PayloadBody<PayloadSpec>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     create_payload(&api, Kind::Config, spec).await
 }
@@ -235,6 +291,23 @@ pub(super) async fn inspect_config(
     Query(opts): Query<ReadOptions>,
 ) -> Result<Json<PayloadInfo>, ApiError> {
     inspect_payload(&api, Kind::Config, &key, opts.consistent).await
+}
+
+/// Replaces a config's labels, the one thing of it that can change: other data is
+/// refused (create a new config and update the services to use it).
+#[utoipa::path(put, path = "/v1/configs/{id}", tag = "configs", request_body = PayloadUpdate,
+    params(("id" = String, Path, description = "Id, name or unique id prefix")),
+    responses((status = 200, description = "Updated", body = Written),
+              (status = 400, description = "Malformed JSON, data that is not base64", body = ErrorBody),
+              (status = 404, description = "No such config", body = ErrorBody),
+              (status = 409, description = "It changed since `version`, or the data differs", body = ErrorBody),
+              (status = 422, description = "Invalid labels", body = ErrorBody)))]
+pub(super) async fn update_config(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    PayloadBody(req): PayloadBody<PayloadUpdate>,
+) -> Result<Json<Written>, ApiError> {
+    update_payload(&api, Kind::Config, &key, req).await
 }
 
 /// Removes a config no service uses.

@@ -88,7 +88,10 @@ pub enum PlanError {
         hostname: String,
     },
     /// A secret or config of a stack whose data changed (they cannot change).
-    #[error("{kind} {name} exists with other data, and {kind}s cannot change: give the new data a new name")]
+    #[error(
+        "{kind} {name} exists with other data, and {kind}s cannot change: create a new {kind} under another \
+         name and update the services to use it"
+    )]
     Immutable {
         /// Secret or config.
         kind: Kind,

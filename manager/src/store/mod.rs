@@ -290,6 +290,23 @@ impl Store {
                         actual,
                     });
                 }
+                // Secrets and configs are immutable but for their labels, as in Swarm.
+                let payloads = match (object, current) {
+                    (Object::Secret(n), Object::Secret(o)) => Some((&n.spec, &o.spec)),
+                    (Object::Config(n), Object::Config(o)) => Some((&n.spec, &o.spec)),
+                    _ => None,
+                };
+                if let Some((new, old)) = payloads
+                    && (new.name != old.name || new.data != old.data)
+                {
+                    return Err(StoreError::Invalid {
+                        message: format!(
+                            "{kind} {} cannot change, only its labels can: create a new {kind} with the new \
+                             data and update the service to use it",
+                            old.name
+                        ),
+                    });
+                }
                 // A task may keep naming a node that was removed (to be stopped and
                 // reaped), but may not be moved to one that does not exist.
                 if let (Object::Task(new), Object::Task(old)) = (object, current)
@@ -310,17 +327,26 @@ impl Store {
                     .ok_or_else(|| StoreError::NotFound { kind: *kind, id: id.clone() })?;
                 if matches!(kind, Kind::Network | Kind::Secret | Kind::Config) {
                     let name = current.name().map(str::to_owned);
-                    for svc in self.list(Kind::Service) {
-                        if let Object::Service(s) = svc
-                            && service_uses(s, *kind, id, name.as_deref())
-                        {
-                            return Err(StoreError::Reference {
-                                message: format!(
-                                    "{kind} {id} is used by service {}: update or remove the service first",
-                                    s.spec.name
-                                ),
-                            });
-                        }
+                    let mut users: Vec<&str> = self
+                        .list(Kind::Service)
+                        .filter_map(|o| match o {
+                            Object::Service(s) if service_uses(s, *kind, id, name.as_deref()) => {
+                                Some(s.spec.name.as_str())
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    users.sort_unstable();
+                    if !users.is_empty() {
+                        let (noun, them) =
+                            if users.len() == 1 { ("service", "it") } else { ("services", "them") };
+                        return Err(StoreError::Reference {
+                            message: format!(
+                                "{kind} {} is used by {noun} {}: update or remove {them} first",
+                                name.as_deref().unwrap_or(id),
+                                users.join(", ")
+                            ),
+                        });
                     }
                 }
                 if let Object::Network(net) = current {

@@ -278,3 +278,65 @@ fn checking_one_change_refuses_what_applying_it_refuses() {
         }
     }
 }
+
+#[test]
+fn a_secret_in_use_cannot_go_and_the_error_names_every_user() {
+    let mut s = Store::new();
+    let secret = Object::Secret(shoal_api::Secret {
+        id: "sec1".into(),
+        meta: meta(),
+        spec: shoal_api::PayloadSpec {
+            name: "pw".into(),
+            labels: Default::default(),
+            data: b"hunter2".to_vec(),
+        },
+    });
+    let user = |id: &str, name: &str, source: &str| {
+        let mut svc = service(id, name);
+        if let Object::Service(x) = &mut svc {
+            x.spec.task_template.container.secrets.push(shoal_api::task_spec::FileReference::new(source));
+        }
+        svc
+    };
+    // One refers to it by name, the other by id.
+    s.apply(1, &tx(vec![create(secret), create(user("s1", "web", "pw")), create(user("s2", "api", "sec1"))]))
+        .unwrap();
+    let delete =
+        || tx(vec![Change::Delete { kind: Kind::Secret, id: "sec1".into(), expected_version: None }]);
+    let err = s.apply(2, &delete()).unwrap_err().to_string();
+    assert!(err.contains("secret pw is used by services api, web: update or remove them first"), "{err}");
+    assert!(!err.contains("hunter2"));
+    s.apply(3, &tx(vec![Change::Delete { kind: Kind::Service, id: "s2".into(), expected_version: None }]))
+        .unwrap();
+    let err = s.apply(4, &delete()).unwrap_err().to_string();
+    assert!(err.contains("secret pw is used by service web: update or remove it first"), "{err}");
+    s.apply(5, &tx(vec![Change::Delete { kind: Kind::Service, id: "s1".into(), expected_version: None }]))
+        .unwrap();
+    s.apply(6, &delete()).unwrap();
+}
+
+#[test]
+fn a_secret_changes_only_its_labels() {
+    let mut s = Store::new();
+    let spec =
+        shoal_api::PayloadSpec { name: "pw".into(), labels: Default::default(), data: b"hunter2".to_vec() };
+    let secret = shoal_api::Secret { id: "sec1".into(), meta: meta(), spec };
+    s.apply(1, &tx(vec![create(Object::Secret(secret.clone()))])).unwrap();
+    let update = |s: &Store, f: &dyn Fn(&mut shoal_api::Secret)| {
+        let Some(Object::Secret(mut x)) = s.get(Kind::Secret, "sec1").cloned() else { panic!("no secret") };
+        f(&mut x);
+        let expected_version = x.meta.version;
+        tx(vec![Change::Update { object: Object::Secret(x), expected_version }])
+    };
+    let err = s.apply(2, &update(&s, &|x| x.spec.data = b"hunter3".to_vec())).unwrap_err().to_string();
+    assert!(err.contains("secret pw cannot change, only its labels can: create a new secret"), "{err}");
+    assert!(err.contains("update the service") && !err.contains("hunter"), "{err}");
+    assert!(s.apply(2, &update(&s, &|x| x.spec.name = "pw2".into())).is_err());
+    s.apply(
+        2,
+        &update(&s, &|x| {
+            x.spec.labels.insert("team".into(), "a".into());
+        }),
+    )
+    .unwrap();
+}

@@ -183,7 +183,24 @@ impl Drop for Node {
         for d in dirs {
             let _ = std::fs::remove_dir(d);
         }
+        // Mounts left under the data dir (a task's tmpfs of secrets when a test
+        // failed before its task went), deepest first, so the dir can go.
+        for m in mounts_under(self.data_dir()) {
+            let _ = nix::mount::umount2(m.as_path(), nix::mount::MntFlags::MNT_DETACH);
+        }
     }
+}
+
+/// Mount points under `dir` (from /proc/self/mountinfo), deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
+        .filter(|m| m.starts_with(dir) && m != dir)
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    out
 }
 
 /// Polls `cond` until it holds or `timeout` passes; panics with `what` on timeout.

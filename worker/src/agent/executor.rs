@@ -1,19 +1,19 @@
 //! The agent's hands on a real node, the [`Node`] the daemon uses: containers for
-//! tasks through the built-in runtime, images found locally or pulled, secret and
-//! config files written for the task. Every call here blocks (the runtime and the
+//! tasks through the built-in runtime, images found locally or pulled, secrets and
+//! configs on a tmpfs of the task's own ([`payloads`](super::payloads)). Every call here blocks (the runtime and the
 //! image store are synchronous) except the pull; the agent runs them on tokio's
 //! blocking pool.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use shoal_api::netmap::NetItem;
-use shoal_api::task_spec::{FileReference, HealthCheck, Mount};
+use shoal_api::task_spec::{HealthCheck, Mount};
 use shoal_api::{Task, TaskState};
 
 use super::node::{Node, Payloads, TaskError};
+use super::payloads::{self, PayloadError};
 use super::plan::Local;
 use crate::image::registry::{self, RegistryError, RegistryOptions};
 use crate::image::{ImageDefaults, ImageError, ImageStore};
@@ -103,25 +103,9 @@ pub enum ExecutorError {
         #[source]
         source: std::io::Error,
     },
-    /// The manager did not send a secret or config the task uses.
-    #[error("the {kind} {name} was not sent to this node")]
-    MissingPayload {
-        /// `secret` or `config`.
-        kind: String,
-        /// Its name or id, as the task refers to it.
-        name: String,
-    },
-    /// A secret or config file could not be written.
-    #[error("write the {kind} {name}")]
-    WritePayload {
-        /// `secret` or `config`.
-        kind: String,
-        /// Its name.
-        name: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The task's secrets and configs could not be given to it.
+    #[error("give the task its secrets and configs")]
+    Payloads(#[source] PayloadError),
     /// The container did not start.
     #[error("start the task's container")]
     Start(#[source] RuntimeError),
@@ -151,8 +135,7 @@ impl TaskError for ExecutorError {
             | E::Image { .. }
             | E::Spec(_)
             | E::Volume { .. }
-            | E::MissingPayload { .. }
-            | E::WritePayload { .. } => TaskState::Rejected,
+            | E::Payloads(_) => TaskState::Rejected,
             E::Seal(_)
             | E::Runtime(_)
             | E::Images(_)
@@ -173,8 +156,8 @@ impl TaskError for ExecutorError {
             E::Pull { .. } => "pull failed",
             E::Spec(_) => "bad spec",
             E::Volume { .. } => "volume",
-            E::MissingPayload { .. } => "missing payload",
-            E::WritePayload { .. } => "payload",
+            E::Payloads(PayloadError::Missing { .. }) => "missing payload",
+            E::Payloads(_) => "payload",
             E::Start(_) | E::Seal(_) | E::Runtime(_) | E::Images(_) => "start failed",
             E::Health(_) => "health check failed",
             E::List(_) => "list failed",
@@ -204,6 +187,15 @@ impl Executor {
         let helper = Helper::sealed_self().map_err(ExecutorError::Seal)?;
         let runtime = Runtime::new(data_dir, cgroup_parent, helper).map_err(ExecutorError::Runtime)?;
         let images = ImageStore::open(data_dir).map_err(ExecutorError::Images)?;
+        // Tasks whose container went while the daemon was down leave their files and
+        // their secrets' tmpfs: they go now. Running tasks keep theirs.
+        let containers = runtime.list().map_err(ExecutorError::List)?;
+        let tasks: Vec<String> =
+            containers.iter().filter_map(|id| id.strip_prefix(PREFIX).map(str::to_owned)).collect();
+        let swept = payloads::sweep(&data_dir.join("tasks"), &tasks);
+        if !swept.is_empty() {
+            tracing::info!(tasks = ?swept, "removed the files of tasks whose containers are gone");
+        }
         Ok(Executor {
             runtime,
             images,
@@ -228,38 +220,6 @@ impl Executor {
         self
     }
 
-    fn payload_file(
-        &self,
-        files: &Path,
-        kind: &str,
-        index: usize,
-        r: &FileReference,
-        default_dir: &str,
-        payloads: &Payloads,
-    ) -> Result<MountPoint, ExecutorError> {
-        let p = payloads
-            .get(&format!("{kind}/{}", r.source))
-            .ok_or_else(|| ExecutorError::MissingPayload { kind: kind.to_owned(), name: r.source.clone() })?;
-        let io = |source: std::io::Error| ExecutorError::WritePayload {
-            kind: kind.to_owned(),
-            name: p.name.clone(),
-            source,
-        };
-        std::fs::create_dir_all(files).map_err(io)?;
-        // One file per reference: two references to one payload may differ in mode
-        // and owner.
-        let path = files.join(format!("{kind}-{index}-{}", p.name));
-        std::fs::write(&path, &p.data).map_err(io)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(r.mode)).map_err(io)?;
-        nix::unistd::chown(&path, Some(r.uid.into()), Some(r.gid.into())).map_err(|e| io(e.into()))?;
-        let target = match &r.target {
-            Some(t) if t.starts_with('/') => t.clone(),
-            Some(t) => format!("{default_dir}/{t}"),
-            None => format!("{default_dir}/{}", p.name),
-        };
-        Ok(MountPoint::Bind { source: path, target, read_only: true })
-    }
-
     fn task_dir(&self, task_id: &str) -> PathBuf {
         self.data_dir.join("tasks").join(task_id)
     }
@@ -268,9 +228,18 @@ impl Executor {
 impl Node for Executor {
     type Error = ExecutorError;
 
+    /// Task containers, and tasks whose container is gone but whose files (and
+    /// secrets' tmpfs) are left: a task no longer assigned is swept either way.
     fn containers(&self) -> Result<Vec<String>, ExecutorError> {
         let ids = self.runtime.list().map_err(ExecutorError::List)?;
-        Ok(ids.into_iter().filter_map(|id| id.strip_prefix(PREFIX).map(str::to_owned)).collect())
+        let mut out: Vec<String> =
+            ids.into_iter().filter_map(|id| id.strip_prefix(PREFIX).map(str::to_owned)).collect();
+        if let Ok(dirs) = std::fs::read_dir(self.data_dir.join("tasks")) {
+            out.extend(dirs.flatten().filter_map(|e| e.file_name().into_string().ok()));
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     fn inspect(&self, task_id: &str) -> Local {
@@ -353,13 +322,6 @@ impl Node for Executor {
                 },
             });
         }
-        let files = self.task_dir(&task.id).join("files");
-        for (kind, refs, default_dir) in [("secret", &c.secrets, "/run/secrets"), ("config", &c.configs, "")]
-        {
-            for (i, r) in refs.iter().enumerate() {
-                mounts.push(self.payload_file(&files, kind, i, r, default_dir, payloads)?);
-            }
-        }
         let netns = self.net.as_ref().and_then(|n| n.sandbox(&task.id));
         if netns.is_some() {
             let addr = task.networks.iter().flat_map(|n| n.addresses.first()).next().map(|a| a.addr());
@@ -372,6 +334,9 @@ impl Node for Executor {
                 read_only: true,
             }));
         }
+        // Last, so that no error between its mount and the container's start leaves it.
+        let task_dir = self.task_dir(&task.id);
+        mounts.extend(payloads::mount(&task_dir, c, payloads).map_err(ExecutorError::Payloads)?);
         let r = &task.spec.resources.limits;
         let new = NewContainer {
             id: container_id(&task.id),
@@ -389,7 +354,12 @@ impl Node for Executor {
             userns: None,
             log: Default::default(),
         };
-        self.runtime.run(new).map(drop).map_err(ExecutorError::Start)
+        let started = self.runtime.run(new).map(drop).map_err(ExecutorError::Start);
+        if started.is_err() {
+            // No container holds the tmpfs: it goes now.
+            let _ = payloads::unmount(&task_dir);
+        }
+        started
     }
 
     fn check_health(&self, task: &Task) -> Result<Option<String>, ExecutorError> {
@@ -423,6 +393,7 @@ impl Node for Executor {
         if self.runtime.list().unwrap_or_default().contains(&id) {
             self.runtime.delete(&id, true).map_err(ExecutorError::Remove)?;
         }
+        payloads::unmount(&self.task_dir(task_id)).map_err(ExecutorError::Payloads)?;
         match std::fs::remove_dir_all(self.task_dir(task_id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ExecutorError::RemoveFiles(e)),
             _ => Ok(()),

@@ -6,6 +6,7 @@
 //! - [`node`]: the seam, what the agent asks of its node (trait [`Node`]);
 //! - [`executor`]: the real node, the built-in runtime and the image store;
 //! - [`fake`]: an in-memory node for tests and simulated agents;
+//! - [`payloads`]: a task's secrets and configs on a tmpfs of its own, bound into its container;
 //! - [`plan`]: what to do about one task (pure);
 //! - [`state`]: the agent's state, applying assignments and planning a pass (pure);
 //! - [`reconciler`]: the one owner of that state, running passes and their actions;
@@ -16,6 +17,7 @@ pub mod executor;
 pub mod fake;
 pub mod join;
 pub mod node;
+pub mod payloads;
 pub mod plan;
 pub mod reconciler;
 pub mod session;

@@ -17,8 +17,9 @@ use shoal_api::{Task, TaskState, TaskStatus};
 
 use super::plan::Local;
 
-/// A secret or config payload the manager sent for this node's tasks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A secret or config payload the manager sent for this node's tasks. Its Debug
+/// leaves the data out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Payload {
     /// `secret` or `config`.
     pub kind: String,
@@ -26,6 +27,16 @@ pub struct Payload {
     pub name: String,
     /// Its data.
     pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("data", &format_args!("<{} bytes redacted>", self.data.len()))
+            .finish()
+    }
 }
 
 /// Payloads by `kind/id`, and by `kind/name` too (references use either).
@@ -46,7 +57,8 @@ pub trait Node: Send + Sync + 'static {
     /// Why a call failed.
     type Error: TaskError;
 
-    /// Ids of the tasks that have a container on this node.
+    /// Ids of the tasks that have a container on this node (or what is left of
+    /// one: its files).
     fn containers(&self) -> Result<Vec<String>, Self::Error>;
 
     /// What a task's container is doing (no container reads as `Absent`).

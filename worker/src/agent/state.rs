@@ -125,11 +125,16 @@ impl State {
                 },
                 Some(Item::Payload(p)) => {
                     let key = format!("{}/{}", p.kind, p.id);
+                    // Names only: the data is never logged.
                     if remove {
                         if let Some(old) = self.payloads.remove(&key) {
+                            tracing::info!(kind = %old.kind, name = %old.name, "forgot a payload no task here needs");
                             self.payloads.remove(&format!("{}/{}", old.kind, old.name));
                         }
                     } else {
+                        if !self.payloads.contains_key(&key) {
+                            tracing::info!(kind = %p.kind, name = %p.name, "received a payload for a task here");
+                        }
                         let payload = Payload { kind: p.kind.clone(), name: p.name.clone(), data: p.data };
                         self.payloads.insert(format!("{}/{}", p.kind, p.name), payload.clone());
                         self.payloads.insert(key, payload);

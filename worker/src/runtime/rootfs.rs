@@ -82,6 +82,25 @@ fn do_mount(
     })
 }
 
+/// The `nosuid`, `nodev` and `noexec` of the mount `source` is on, which a
+/// read-only remount of its bind keeps (a remount sets every flag anew; a task's
+/// secrets come from a `noexec,nosuid,nodev` tmpfs and stay so).
+fn kept_flags(source: &Path) -> MsFlags {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    let Ok(st) = statvfs(source) else { return MsFlags::empty() };
+    let mut flags = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if st.flags().contains(fs) {
+            flags |= ms;
+        }
+    }
+    flags
+}
+
 fn mkdir_all(path: &Path) -> Result<(), RootfsError> {
     fs::create_dir_all(path).map_err(|source| RootfsError::Create { path: path.to_owned(), source })
 }
@@ -229,7 +248,7 @@ pub fn prepare(cfg: &ContainerConfig, state_dir: &Path, root: &Path) -> Result<(
                 do_mount(source.to_str(), &dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
                 if *read_only {
                     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                    do_mount(None, &dest, None, flags, None)?;
+                    do_mount(None, &dest, None, flags | kept_flags(source), None)?;
                 }
             }
             MountPoint::Tmpfs { target, size_bytes, mode } => {
