@@ -141,6 +141,7 @@ impl Object {
                 c.join_tokens.worker.clear();
                 c.join_tokens.manager.clear();
                 c.api_token.clear();
+                c.data_path_keys = Default::default();
             }
             _ => {}
         }

@@ -372,6 +372,7 @@ mod tests {
             internal,
             ingress,
             mtu: None,
+            encrypted: false,
         })
     }
 
@@ -433,7 +434,7 @@ mod tests {
     /// starting; db lives on the internal network back; web publishes 8080.
     fn view() -> NetView {
         let items = vec![
-            NetItem::Cluster(ClusterNet { data_path_port: 4789 }),
+            NetItem::Cluster(ClusterNet { data_path_port: 4789, keys: Default::default() }),
             net("front", 1, false, false),
             net("back", 2, true, false),
             net("ing", 0, false, true),
