@@ -544,11 +544,15 @@ impl Capture {
             tx.send(()).expect("started");
             let mut frames = Vec::new();
             let mut buf = vec![0u8; 65_536];
-            while !flag.load(Ordering::SeqCst) {
+            loop {
+                let stopping = flag.load(Ordering::SeqCst);
                 // SAFETY: reads into a buffer we own, of its length.
                 let n = unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), 0) };
                 if n > 0 {
                     frames.push(buf[..n as usize].to_vec());
+                } else if stopping {
+                    // Asked to stop and nothing more queued: every frame is read.
+                    break;
                 }
             }
             frames
@@ -627,7 +631,11 @@ fn an_encrypted_overlay_carries_no_plaintext_between_hosts() {
     assert!(answers.iter().all(|a| *a == marker), "{answers:?}");
     let port = shoal_api::cluster::DATA_PATH_PORT;
     let carried = udp_to(&frames, port + 1);
-    println!("encrypted: {} frames on w2's underlay, {carried} sealed", frames.len());
+    println!(
+        "encrypted: {} frames on w2's underlay, {carried} sealed, {} plain VXLAN",
+        frames.len(),
+        udp_to(&frames, port)
+    );
     assert!(carried >= 5, "the answers crossed sealed ({carried} sealed packets)");
     assert_eq!(udp_to(&frames, port), 0, "nothing went over plain VXLAN");
     assert!(!contains(&frames, marker.as_bytes()), "the marker crossed the underlay in the clear");
