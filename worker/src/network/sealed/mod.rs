@@ -16,7 +16,7 @@
 
 pub mod frame;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -66,16 +66,23 @@ struct Net {
 pub struct Forwarder {
     shared: Arc<Shared>,
     receiver: JoinHandle<()>,
-    readers: Mutex<HashMap<u32, (JoinHandle<()>, std::collections::BTreeMap<Ipv4Addr, Ipv4Addr>)>>,
+    readers: Mutex<HashMap<u32, Reader>>,
     ring: Mutex<DataPathKeys>,
+}
+
+/// One overlay's reader task and the peers last given for it.
+#[derive(Debug)]
+struct Reader {
+    task: JoinHandle<()>,
+    peers: BTreeMap<Ipv4Addr, Ipv4Addr>,
 }
 
 impl Drop for Forwarder {
     fn drop(&mut self) {
         self.receiver.abort();
         if let Ok(r) = self.readers.lock() {
-            for (task, _) in r.values() {
-                task.abort();
+            for reader in r.values() {
+                reader.task.abort();
             }
         }
     }
@@ -146,8 +153,8 @@ impl Forwarder {
         self.shared.nets.write().unwrap_or_else(|e| e.into_inner()).insert(vni, net.clone());
         let task = tokio::spawn(send(self.shared.clone(), vni, net));
         let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((old, _)) = readers.insert(vni, (task, Default::default())) {
-            old.abort();
+        if let Some(old) = readers.insert(vni, Reader { task, peers: BTreeMap::new() }) {
+            old.task.abort();
         }
         Ok(())
     }
@@ -158,33 +165,33 @@ impl Forwarder {
     }
 
     /// The peers of overlay `vni` as last set.
-    pub fn peers(&self, vni: u32) -> std::collections::BTreeMap<Ipv4Addr, Ipv4Addr> {
+    pub fn peers(&self, vni: u32) -> BTreeMap<Ipv4Addr, Ipv4Addr> {
         self.readers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&vni)
-            .map(|(_, p)| p.clone())
+            .map(|r| r.peers.clone())
             .unwrap_or_default()
     }
 
     /// Overlay `vni`'s remote endpoints: overlay address → VTEP.
-    pub fn set_peers(&self, vni: u32, peers: &std::collections::BTreeMap<Ipv4Addr, Ipv4Addr>) {
+    pub fn set_peers(&self, vni: u32, peers: &BTreeMap<Ipv4Addr, Ipv4Addr>) {
         let nets = self.shared.nets.read().unwrap_or_else(|e| e.into_inner());
         if let Some(net) = nets.get(&vni) {
             *net.peers.write().unwrap_or_else(|e| e.into_inner()) = Peers::new(peers);
         }
-        if let Some((_, p)) = self.readers.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&vni) {
-            p.clone_from(peers);
+        if let Some(r) = self.readers.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&vni) {
+            r.peers.clone_from(peers);
         }
     }
 
     /// Stops carrying every overlay but `keep`.
     pub fn retain(&self, keep: &[u32]) {
         self.shared.nets.write().unwrap_or_else(|e| e.into_inner()).retain(|vni, _| keep.contains(vni));
-        self.readers.lock().unwrap_or_else(|e| e.into_inner()).retain(|vni, (task, _)| {
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).retain(|vni, r| {
             let k = keep.contains(vni);
             if !k {
-                task.abort();
+                r.task.abort();
             }
             k
         });
