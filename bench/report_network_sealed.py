@@ -35,6 +35,13 @@ med_p = statistics.median([p for _, _, p in rows if p])
 ratio = statistics.median(ratios)
 
 
+DEBUG_NOTE = (
+    "; **a debug build**: the forwarder's Rust is unoptimised, so this overstates the cost"
+    if "debug" in meta.get("shoal_binary", "")
+    else ""
+)
+
+
 def f(x):
     return f"{x:.2f}"
 
@@ -67,7 +74,8 @@ section = "\n".join([
     f"The machine is shared with other engineers' builds and tests; the run held the bench and root locks "
     f"(load average {meta['loadavg_at_end']} at its end). Run {meta['date']} on {meta['cpu']} ({meta['cores']} "
     f"cores), kernel {meta['kernel']}; Shoal at {meta['commit']} (its sources last changed in "
-    f"{meta['source_commit']}) ({meta['shoal_version']}, binary built {meta['shoal_binary_mtime']}). Raw results: "
+    f"{meta['source_commit']}) ({meta['shoal_version']}, `{meta.get('shoal_binary', 'target/release/shoal')}` built "
+    f"{meta['shoal_binary_mtime']}{DEBUG_NOTE}). Raw results: "
     "`bench/results/network-sealed-raw/`.",
     "",
 ])
