@@ -36,8 +36,8 @@ ratio = statistics.median(ratios)
 
 
 DEBUG_NOTE = (
-    "; **a debug build**: the forwarder's Rust is unoptimised, so this overstates the cost"
-    if "debug" in meta.get("shoal_binary", "")
+    "; **not a release build** (the dev profile; see the note above on what that costs)"
+    if "release" not in meta.get("shoal_binary", "target/release/shoal")
     else ""
 )
 

@@ -99,6 +99,7 @@ impl Forwarder {
             .run(move || {
                 let s = StdUdpSocket::bind((underlay, port))?;
                 s.set_nonblocking(true)?;
+                grow_buffers(&s);
                 Ok::<_, io::Error>(s)
             })
             .await?
@@ -281,6 +282,28 @@ async fn receive(shared: Arc<Shared>) {
         if let Some(net) = net {
             // A full TAP queue drops the frame.
             let _ = write(net.tap.get_ref(), frame);
+        }
+    }
+}
+
+/// Socket buffers of 4 MiB each way, past `net.core.[rw]mem_max` (the daemon has
+/// CAP_NET_ADMIN): the default 208 KiB overflows in a burst while the receiver is off the
+/// CPU, and every drop costs the TCP stream inside a retransmission. Best effort.
+fn grow_buffers(s: &StdUdpSocket) {
+    let size: libc::c_int = 4 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+        // SAFETY: sets an int option of its size on a socket we own.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            tracing::debug!(error = %io::Error::last_os_error(), "could not grow the encrypted overlay's socket buffer");
         }
     }
 }
