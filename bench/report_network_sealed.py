@@ -36,7 +36,8 @@ ratio = statistics.median(ratios)
 
 
 DEBUG_NOTE = (
-    "; **not a release build** (the dev profile; see the note above on what that costs)"
+    "; **not a release build**: the dev profile, with only the crates named in the binary's name optimised, "
+    "so the forwarder's other code (tokio among it) runs unoptimised and this overstates its cost"
     if "release" not in meta.get("shoal_binary", "target/release/shoal")
     else ""
 )
@@ -46,6 +47,11 @@ def f(x):
     return f"{x:.2f}"
 
 
+retrans = sum(
+    json.loads((raw / f"iperf-sealed-{r}.json").read_text())["end"]["sum_sent"].get("retransmits", 0)
+    for r, s, _ in rows
+    if s
+)
 per_round = ", ".join(f"{f(s)}/{f(p)}" for _, s, p in rows if s and p)
 section = "\n".join([
     "## Networking: the encrypted overlay",
@@ -66,10 +72,18 @@ section = "\n".join([
     "",
     f"Per round, encrypted/plain Gbit/s: {per_round}.",
     "",
-    "Where the cost comes from: every frame crosses into userspace twice per host (a TAP read on the sender, a "
-    "UDP receive and a TAP write on the receiver), one system call per frame, with no segmentation offload "
-    "(the TAP hands over MTU-sized frames); the AEAD itself is AES-NI. The kernel's ESP, WireGuard or MACsec "
-    "would avoid the copies, but this kernel has none of them (docs/networking.md).",
+    f"Where the cost comes from: {f(med_s)} Gbit/s of {meta['mtu_sealed']}-byte frames is about "
+    f"{med_s * 1e9 / 8 / meta['mtu_sealed'] / 1000:.0f}k frames/s, with {retrans} TCP retransmissions over all the "
+    "encrypted rounds: nothing is lost, the forwarder's time per frame is the limit. Each frame is handled in "
+    "userspace on both hosts, one frame per system call and no segmentation offload (the TAP hands over "
+    "MTU-sized frames): a TAP read, the seal and a UDP send on the sender; a UDP receive, the open and a TAP "
+    "write on the receiver. The AEAD is ring's AES-NI code. Both hosts' forwarders, iperf3 and the kernel's "
+    "side of the plain overlay share the machine's 2 cores with other engineers' builds, and the plain overlay "
+    "runs in softirq, ahead of any process. The kernel's ESP, WireGuard or MACsec would avoid the userspace "
+    "trips, but this kernel has none of them (docs/networking.md). Next steps, in the order they should pay: "
+    "batches of frames per system call (`recvmmsg`/`sendmmsg`, `IFF_MULTI_QUEUE` TAPs with a reader per "
+    "core), `IFF_VNET_HDR` so the TAP carries 64 KiB TCP segments sealed as one datagram that the kernel "
+    "fragments on the underlay.",
     "",
     f"The machine is shared with other engineers' builds and tests; the run held the bench and root locks "
     f"(load average {meta['loadavg_at_end']} at its end). Run {meta['date']} on {meta['cpu']} ({meta['cores']} "
