@@ -36,8 +36,9 @@ ratio = statistics.median(ratios)
 
 
 DEBUG_NOTE = (
-    "; **not a release build**: the dev profile, with only the crates named in the binary's name optimised, "
-    "so the forwarder's other code (tokio among it) runs unoptimised and this overstates its cost"
+    "; **not a release build** (a release build did not finish on the shared machine in time): the dev "
+    "profile with only the crates named in the binary's name at opt-level 3 (`cargo build --config "
+    "'profile.dev.package.<crate>.opt-level=3'`), every other crate unoptimised, so this overstates the cost"
     if "release" not in meta.get("shoal_binary", "target/release/shoal")
     else ""
 )
