@@ -6,7 +6,8 @@
 //! daemon dies keeps its containers' networking and rebuilds on restart; a rolling
 //! update never leaves the name unanswered for more than a second; a leader failover
 //! in the middle of network changes hands out no address twice; an encrypted overlay
-//! (issue 17) carries services' traffic between hosts with no plaintext on the wire.
+//! (issue 17) carries services' traffic between hosts with no plaintext on the wire,
+//! through the node's periodic full wiring and a restart of its daemon.
 
 mod common;
 
@@ -650,4 +651,26 @@ fn an_encrypted_overlay_carries_no_plaintext_between_hosts() {
     assert!(answers.iter().all(|a| *a == marker), "{answers:?}");
     assert!(udp_to(&frames, port) >= 5, "the plain overlay is VXLAN");
     assert!(contains(&frames, marker.as_bytes()), "a plain overlay shows the marker");
+
+    // The node's full wiring (every 30 s) adopts the encrypted overlay its forwarder
+    // carries instead of making it again: the network's namespace stays the same one.
+    let vni = block_on(client.network("sealed")).expect("the network").vni;
+    let w1 = c.by_name("w1");
+    let ov = c.host(w1).data_dir().join(format!("net/netns/ov-{vni:06x}"));
+    let inode = |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).expect("ns"));
+    let before = inode(&ov);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(35) {
+        assert_eq!(fetch(&c, &sprobe, "http://sweb:8080/", 1), [marker.clone()], "through a full wiring");
+    }
+    assert_eq!(inode(&ov), before, "the full wiring remade the encrypted overlay");
+
+    // A restarted daemon makes it again (its TAP died with the old process).
+    let mut c = c;
+    faults::kill(&mut c, w1);
+    faults::restart(&mut c, w1);
+    c.wait_ready(w1);
+    c.wait("the encrypted network to answer after w1's restart", Duration::from_secs(30), |c| {
+        fetch(c, &sprobe, "http://sweb:8080/", 1) == [marker.clone()]
+    });
 }
