@@ -31,6 +31,10 @@ pub struct Cluster {
     /// The certificate authority; its key is secret and never shown.
     #[serde(default)]
     pub ca: ClusterCa,
+    /// The keys that seal encrypted overlays' traffic between nodes: made and rotated by
+    /// the leader, sent only to nodes on an encrypted network; secret, never returned.
+    #[serde(default)]
+    pub data_path_keys: DataPathKeys,
 }
 
 /// The cluster's certificate authority, as the managers keep it in the store.
@@ -83,6 +87,51 @@ pub const MIN_NODE_CERT_EXPIRY: Duration = Duration::from_secs(60);
 impl Default for CaConfig {
     fn default() -> Self {
         CaConfig { node_cert_expiry: NODE_CERT_EXPIRY }
+    }
+
+/// The data-path keyring: AES-128-GCM keys, oldest first, at most
+/// [`DataPathKeys::KEEP`]. Nodes seal with `primary` and open with any key of the
+/// ring, so a packet sealed just before or after a rotation is never refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DataPathKeys {
+    /// The keys, oldest first.
+    pub keys: Vec<DataPathKey>,
+    /// The id of the key nodes seal with (0 while there is none).
+    pub primary: u32,
+}
+
+impl DataPathKeys {
+    /// Keys kept in the ring, as in Swarm: the previous, the current and the next.
+    pub const KEEP: usize = 3;
+    /// Bytes of a key (AES-128).
+    pub const KEY_LEN: usize = 16;
+
+    /// The key nodes seal with.
+    pub fn primary(&self) -> Option<&DataPathKey> {
+        self.keys.iter().find(|k| k.id == self.primary)
+    }
+}
+
+/// One data-path key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DataPathKey {
+    /// Its id, carried in every sealed packet; increasing, never 0.
+    pub id: u32,
+    /// The AES-128-GCM key.
+    #[schema(value_type = String, format = Byte)]
+    #[serde(with = "crate::secret::base64_bytes")]
+    pub key: Vec<u8>,
+    /// When the leader made it.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Debug for DataPathKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPathKey")
+            .field("id", &self.id)
+            .field("key", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .finish()
     }
 }
 

@@ -31,8 +31,11 @@ pub enum NetItem {
 /// Cluster-wide data-path settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterNet {
-    /// VXLAN UDP port.
+    /// VXLAN UDP port. Encrypted overlays use the next one.
     pub data_path_port: u16,
+    /// The data-path keyring; empty unless the node is on an encrypted network.
+    #[serde(default)]
+    pub keys: crate::cluster::DataPathKeys,
 }
 
 impl NetItem {
@@ -68,6 +71,9 @@ pub struct NetInfo {
     pub ingress: bool,
     /// MTU override.
     pub mtu: Option<u32>,
+    /// Traffic between nodes is sealed with the cluster's data-path keys.
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// A task's address on a network.

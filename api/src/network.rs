@@ -11,6 +11,9 @@ use crate::object::Meta;
 
 /// VXLAN's overhead on an IPv4 underlay: outer IP, UDP, VXLAN and inner Ethernet headers.
 pub const VXLAN_OVERHEAD: u32 = 50;
+/// An encrypted overlay's overhead: outer IP, UDP, Shoal's sealed header (20 bytes),
+/// the AEAD tag (16) and the inner Ethernet header.
+pub const ENCRYPTED_OVERHEAD: u32 = 20 + 8 + 20 + 16 + 14;
 /// The smallest MTU an IPv4 interface may have (RFC 791).
 pub const MIN_MTU: u32 = 68;
 /// The name of the routing mesh's network.
@@ -55,13 +58,18 @@ pub struct NetworkSpec {
     /// MTU of the overlay's interfaces; default: the underlay's minus VXLAN's 50 bytes.
     #[serde(default)]
     pub mtu: Option<u32>,
-    /// Driver options (`--opt k=v`). `encrypted` is refused until the cluster has
-    /// data-path keys.
+    /// Driver options (`--opt k=v`). `encrypted` (any value) seals the network's
+    /// traffic between nodes with the cluster's data-path keys.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
 
 impl NetworkSpec {
+    /// Whether traffic between nodes is sealed (`--opt encrypted`).
+    pub fn encrypted(&self) -> bool {
+        self.options.contains_key("encrypted")
+    }
+
     /// An overlay network named `name` with every other field at its default.
     pub fn new(name: impl Into<String>) -> Self {
         NetworkSpec {

@@ -143,6 +143,7 @@ impl Object {
                 c.api_token.clear();
                 c.read_only_api_token.clear();
                 c.ca.signer_key.clear();
+                c.data_path_keys = Default::default();
             }
             _ => {}
         }

@@ -188,7 +188,36 @@ fn network_secret_config_cluster() {
             cross_signed: String::new(),
             revoked_nodes: ["n9".to_owned()].into(),
         },
+        data_path_keys: keyring(),
     });
+}
+
+fn keyring() -> shoal_api::cluster::DataPathKeys {
+    shoal_api::cluster::DataPathKeys {
+        keys: vec![shoal_api::cluster::DataPathKey {
+            id: 7,
+            key: b"0123456789abcdef".to_vec(),
+            created_at: meta().created_at,
+        }],
+        primary: 7,
+    }
+}
+
+#[test]
+fn data_path_keys_stay_out_of_debug_output_and_redacted_objects() {
+    let keys = keyring();
+    let shown = format!("{keys:?}");
+    assert!(!shown.contains("0123456789abcdef") && !shown.contains("48, 49, 50"), "{shown}");
+    let cluster = Cluster {
+        id: "cl1".into(),
+        meta: meta(),
+        spec: ClusterSpec::default(),
+        join_tokens: JoinTokens { worker: String::new(), manager: String::new() },
+        api_token: String::new(),
+        data_path_keys: keys,
+    };
+    let json = serde_json::to_string(&shoal_api::stored::Object::Cluster(cluster).redacted()).unwrap();
+    assert!(!json.contains("MDEyMzQ1Njc4OWFiY2RlZg"), "the key's base64 is gone: {json}");
 }
 
 #[test]

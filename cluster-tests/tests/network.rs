@@ -5,7 +5,9 @@
 //! isolated from each other; killed replicas stop getting traffic; a worker whose
 //! daemon dies keeps its containers' networking and rebuilds on restart; a rolling
 //! update never leaves the name unanswered for more than a second; a leader failover
-//! in the middle of network changes hands out no address twice.
+//! in the middle of network changes hands out no address twice; an encrypted overlay
+//! (issue 17) carries services' traffic between hosts with no plaintext on the wire,
+//! through the node's periodic full wiring and a restart of its daemon.
 
 mod common;
 
@@ -487,4 +489,188 @@ fn a_leader_failover_during_network_changes_hands_out_no_address_twice() {
         }
     }
     assert!(held.len() > 36 + 9, "{} addresses held", held.len());
+}
+
+/// Every frame on a host's underlay (`eth0` of its namespace) while it runs: an
+/// AF_PACKET socket on a thread inside that namespace.
+struct Capture {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Vec<u8>>>,
+}
+
+impl Capture {
+    fn start(netns: &str) -> Capture {
+        let path = format!("/run/netns/{netns}");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("the host's namespace");
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("enter it");
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: a plain socket(2) call; the result is checked.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+            assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+            // SAFETY: `fd` was just opened and nothing else owns it.
+            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            // SAFETY: a NUL-terminated name.
+            let index = unsafe { libc::if_nametoindex(c"eth0".as_ptr()) };
+            assert!(index > 0, "the host's eth0");
+            // SAFETY: sockaddr_ll is plain data; all zero is a valid start.
+            let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_protocol = proto;
+            addr.sll_ifindex = index as i32;
+            // SAFETY: binds `fd` to an address of the size given.
+            let r = unsafe {
+                libc::bind(
+                    raw,
+                    (&addr as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(r, 0, "bind to eth0: {}", std::io::Error::last_os_error());
+            let timeout = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
+            // SAFETY: sets a timeval option of its size.
+            unsafe {
+                libc::setsockopt(
+                    raw,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&timeout as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as u32,
+                )
+            };
+            tx.send(()).expect("started");
+            let mut frames = Vec::new();
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                let stopping = flag.load(Ordering::SeqCst);
+                // SAFETY: reads into a buffer we own, of its length.
+                let n = unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n > 0 {
+                    frames.push(buf[..n as usize].to_vec());
+                } else if stopping {
+                    // Asked to stop and nothing more queued: every frame is read.
+                    break;
+                }
+            }
+            frames
+        });
+        rx.recv().expect("the capture started");
+        Capture { stop, thread }
+    }
+
+    fn finish(self) -> Vec<Vec<u8>> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("the capture thread")
+    }
+}
+
+/// Frames that are IPv4 UDP to `port`.
+fn udp_to(frames: &[Vec<u8>], port: u16) -> usize {
+    frames
+        .iter()
+        .filter(|f| {
+            f.len() > 38 && f[12..14] == [0x08, 0x00] && f[23] == 17 && {
+                let ihl = usize::from(f[14] & 0x0f) * 4;
+                f.get(14 + ihl + 2..14 + ihl + 4) == Some(&port.to_be_bytes()[..])
+            }
+        })
+        .count()
+}
+
+fn contains(frames: &[Vec<u8>], marker: &[u8]) -> bool {
+    frames.iter().any(|f| f.windows(marker.len()).any(|w| w == marker))
+}
+
+#[test]
+fn an_encrypted_overlay_carries_no_plaintext_between_hosts() {
+    let c = Cluster::builder().managers(1).workers(2).heartbeat(Duration::from_secs(1)).build();
+    let client = c.client();
+    let marker = format!("SHOAL-MARKER-{:016x}", rand::random::<u64>());
+    let server = |name: &str, network: &str| {
+        let mut s = web(name, 1, network);
+        let script = format!(
+            "mkdir -p /tmp/www && echo {marker} > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
+        );
+        s.task_template.container.args = ["sh", "-c", &script].map(String::from).to_vec();
+        s.task_template.placement.constraints = vec!["node.hostname==w1".into()];
+        s
+    };
+    let probe = |name: &str, network: &str| {
+        let mut s = attached(replicated(name, 1), network);
+        s.task_template.placement.constraints = vec!["node.hostname==w2".into()];
+        s
+    };
+    block_on(async {
+        let mut sealed = NetworkSpec::new("sealed");
+        sealed.options.insert("encrypted".into(), String::new());
+        client.create_network(&sealed).await?;
+        client.create_network(&NetworkSpec::new("plain")).await?;
+        client.create_service(&server("sweb", "sealed")).await?;
+        client.create_service(&probe("sprobe", "sealed")).await?;
+        client.create_service(&server("pweb", "plain")).await?;
+        client.create_service(&probe("pprobe", "plain")).await
+    })
+    .expect("networks and services");
+    let sprobe = wait_running(&c, "sprobe", 1).remove(0);
+    let pprobe = wait_running(&c, "pprobe", 1).remove(0);
+    wait_running(&c, "sweb", 1);
+    wait_running(&c, "pweb", 1);
+    let w2 = c.host(c.by_name("w2"));
+    assert_eq!(host_of(&c, &sprobe).name, "w2");
+
+    // By name, across hosts, on the encrypted network.
+    c.wait("the encrypted network to carry web's answer by name", Duration::from_secs(30), |c| {
+        fetch(c, &sprobe, "http://sweb:8080/", 1) == [marker.clone()]
+    });
+    let sealed = Capture::start(w2.netns());
+    let answers = fetch(&c, &sprobe, "http://sweb:8080/", 5);
+    let frames = sealed.finish();
+    assert!(answers.iter().all(|a| *a == marker), "{answers:?}");
+    let port = shoal_api::cluster::DATA_PATH_PORT;
+    let carried = udp_to(&frames, port + 1);
+    println!(
+        "encrypted: {} frames on w2's underlay, {carried} sealed, {} plain VXLAN",
+        frames.len(),
+        udp_to(&frames, port)
+    );
+    assert!(carried >= 5, "the answers crossed sealed ({carried} sealed packets)");
+    assert_eq!(udp_to(&frames, port), 0, "nothing went over plain VXLAN");
+    assert!(!contains(&frames, marker.as_bytes()), "the marker crossed the underlay in the clear");
+
+    // The same capture sees the marker on a plain overlay: it would catch a leak.
+    c.wait("the plain network to carry web's answer", Duration::from_secs(30), |c| {
+        fetch(c, &pprobe, "http://pweb:8080/", 1) == [marker.clone()]
+    });
+    let plain = Capture::start(w2.netns());
+    let answers = fetch(&c, &pprobe, "http://pweb:8080/", 5);
+    let frames = plain.finish();
+    assert!(answers.iter().all(|a| *a == marker), "{answers:?}");
+    assert!(udp_to(&frames, port) >= 5, "the plain overlay is VXLAN");
+    assert!(contains(&frames, marker.as_bytes()), "a plain overlay shows the marker");
+
+    // The node's full wiring (every 30 s) adopts the encrypted overlay its forwarder
+    // carries instead of making it again: the network's namespace stays the same one.
+    let vni = block_on(client.network("sealed")).expect("the network").vni;
+    let w1 = c.by_name("w1");
+    let ov = c.host(w1).data_dir().join(format!("net/netns/ov-{vni:06x}"));
+    let inode = |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).expect("ns"));
+    let before = inode(&ov);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(35) {
+        assert_eq!(fetch(&c, &sprobe, "http://sweb:8080/", 1), [marker.clone()], "through a full wiring");
+    }
+    assert_eq!(inode(&ov), before, "the full wiring remade the encrypted overlay");
+
+    // A restarted daemon makes it again (its TAP died with the old process).
+    let mut c = c;
+    faults::kill(&mut c, w1);
+    faults::restart(&mut c, w1);
+    c.wait_ready(w1);
+    c.wait("the encrypted network to answer after w1's restart", Duration::from_secs(30), |c| {
+        fetch(c, &sprobe, "http://sweb:8080/", 1) == [marker.clone()]
+    });
 }

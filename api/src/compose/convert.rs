@@ -10,7 +10,8 @@
 //!   `aliases`; `tasks.<name>` answers the addresses of its running, healthy tasks; with
 //!   `endpoint_mode: dnsrr` the name answers those too, otherwise a VIP balanced over them;
 //! - `internal: true` networks have no egress and their containers' DNS forwards nothing;
-//!   `driver_opts` takes `com.docker.network.driver.mtu`, and `encrypted` is refused;
+//!   `driver_opts` takes `com.docker.network.driver.mtu` and `encrypted` (traffic between
+//!   nodes sealed with the cluster's data-path keys);
 //! - published ports in the default `ingress` mode answer on every node (the routing
 //!   mesh; the task sees the node's address, not the client's), `mode: host` ones only
 //!   on the node running the task, with the client's address kept; a host IP is not

@@ -31,14 +31,20 @@ pub fn for_node(store: &Store, node_id: &str) -> Vec<NetItem> {
     if let Some(n) = ingress {
         nets.insert(n.id.as_str());
     }
-    let port = store
-        .list(Kind::Cluster)
-        .find_map(|o| match o {
-            Object::Cluster(c) => Some(c.spec.data_path_port),
-            _ => None,
-        })
-        .unwrap_or(shoal_api::cluster::DATA_PATH_PORT);
-    let mut items = vec![NetItem::Cluster(ClusterNet { data_path_port: port })];
+    let cluster = store.list(Kind::Cluster).find_map(|o| match o {
+        Object::Cluster(c) => Some(c),
+        _ => None,
+    });
+    let port = cluster.map_or(shoal_api::cluster::DATA_PATH_PORT, |c| c.spec.data_path_port);
+    // The data-path keys go only to nodes on an encrypted network.
+    let sealed = nets
+        .iter()
+        .any(|id| matches!(store.get(Kind::Network, id), Some(Object::Network(n)) if n.spec.encrypted()));
+    let keys = match cluster {
+        Some(c) if sealed => c.data_path_keys.clone(),
+        _ => Default::default(),
+    };
+    let mut items = vec![NetItem::Cluster(ClusterNet { data_path_port: port, keys })];
     if nets.is_empty() {
         // Its own record still: a task on no network gets a sandbox with egress, and
         // the node's data plane starts from its address.
@@ -145,6 +151,7 @@ fn info(n: &Network) -> NetInfo {
         internal: n.spec.internal,
         ingress: n.spec.ingress,
         mtu: n.spec.mtu,
+        encrypted: n.spec.encrypted(),
     }
 }
 
@@ -219,5 +226,63 @@ mod tests {
         assert!(items.iter().all(|i| !matches!(i, NetItem::Service(s) if s.name == "db")));
         assert_eq!(items.iter().filter(|i| matches!(i, NetItem::Node(_))).count(), 3);
         assert_eq!(for_node(&store, "n2").len(), items.len(), "n2 sees the same network");
+    }
+
+    #[test]
+    fn only_nodes_on_an_encrypted_network_get_the_data_path_keys() {
+        let mut store = store_with(vec![node("n1", &[]), node("n2", &[])], vec![]);
+        let cluster = shoal_api::Cluster {
+            id: "c".into(),
+            meta: shoal_api::Meta::new(t0()),
+            spec: Default::default(),
+            join_tokens: shoal_api::cluster::JoinTokens { worker: String::new(), manager: String::new() },
+            api_token: String::new(),
+            data_path_keys: Default::default(),
+        };
+        apply(&mut store, vec![Change::Create { object: Object::Cluster(cluster) }]);
+        let changes = crate::orchestrator::keys::rotate(&store, t0(), || vec![9; 16]);
+        apply(&mut store, changes);
+        for (name, encrypted) in [("sealed", true), ("plain", false)] {
+            let mut spec = shoal_api::NetworkSpec::new(name);
+            if encrypted {
+                spec.options.insert("encrypted".into(), String::new());
+            }
+            let n =
+                crate::plan::networks::create(&store, spec, &AddressPool::default(), &[], t0()).expect("net");
+            apply(&mut store, vec![Change::Create { object: Object::Network(n) }]);
+        }
+        let on = |net: &str| {
+            let net = net.to_owned();
+            move |s: &mut shoal_api::ServiceSpec| {
+                s.task_template.networks.push(NetworkAttachmentConfig { target: net, aliases: vec![] })
+            }
+        };
+        let a = service("a", on("sealed"));
+        let b = service("b", on("plain"));
+        apply(&mut store, vec![Change::Create { object: Object::Service(a.clone()) }]);
+        apply(&mut store, vec![Change::Create { object: Object::Service(b.clone()) }]);
+        apply(
+            &mut store,
+            vec![
+                create(new_task(&a, Some(1), Some("n1"), t0())),
+                create(new_task(&b, Some(1), Some("n2"), t0())),
+            ],
+        );
+        let changes = allocate(&store, &AddressPool::default(), t0());
+        apply(&mut store, changes);
+        let keys_of = |node: &str| {
+            for_node(&store, node)
+                .into_iter()
+                .find_map(|i| match i {
+                    NetItem::Cluster(c) => Some(c.keys),
+                    _ => None,
+                })
+                .expect("the cluster item")
+        };
+        assert_eq!(keys_of("n1").keys.len(), 1, "n1 runs a task on the encrypted network");
+        assert!(keys_of("n2").keys.is_empty(), "n2 does not");
+        let sealed =
+            for_node(&store, "n1").into_iter().any(|i| matches!(i, NetItem::Network(n) if n.encrypted));
+        assert!(sealed, "the network says it is encrypted");
     }
 }

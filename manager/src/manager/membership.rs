@@ -61,6 +61,7 @@ impl Manager {
             api_token: api_token(),
             read_only_api_token: read_only_api_token(),
             ca,
+            data_path_keys: Default::default(),
         };
         self.propose(Transaction {
             changes: vec![Change::Create { object: Object::Cluster(cluster.clone()) }],

@@ -8,12 +8,14 @@
 //! - [`update`]: rolling updates and rollbacks, a batch at a time;
 //! - [`allocator`]: overlay addresses for services, new tasks and nodes;
 //! - [`scheduler`]: pending tasks to nodes (filters, then spread);
-//! - [`reaper`]: removed tasks deleted, history kept to the cluster's limit.
+//! - [`reaper`]: removed tasks deleted, history kept to the cluster's limit;
+//! - [`keys`]: the data-path keys of encrypted overlays, made and rotated.
 //!
 //! [`runner`] runs them while this manager leads and proposes what they decide.
 
 pub mod allocator;
 pub mod global;
+pub mod keys;
 pub mod reaper;
 pub mod replicated;
 pub mod restart;

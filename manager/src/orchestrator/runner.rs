@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{allocator, global, reaper, replicated, scheduler, update};
+use super::{allocator, global, keys, reaper, replicated, scheduler, update};
 use crate::manager::{Manager, ManagerError};
 use crate::store::{Change, StoreError, Transaction};
 
@@ -93,13 +93,14 @@ async fn round(manager: &Manager, full: bool) {
     let cluster = manager.cluster();
     let limit = cluster.as_ref().map_or(5, |c| c.spec.task_history_limit);
     let pool = cluster.map(|c| c.spec.default_address_pool).unwrap_or_default();
-    let stages: [(&str, &Controller<'_>); 6] = [
+    let stages: [(&str, &Controller<'_>); 7] = [
         ("replicated", &|s| replicated::reconcile(s, Utc::now())),
         ("global", &|s| global::reconcile(s, Utc::now())),
         ("update", &|s| update::reconcile(s, Utc::now())),
         ("allocator", &|s| allocator::allocate(s, &pool, Utc::now())),
         ("scheduler", &|s| scheduler::schedule(s, Utc::now())),
         ("reaper", &|s| reaper::reap(s, limit, Utc::now())),
+        ("keys", &|s| keys::rotate(s, Utc::now(), keys::random_key)),
     ];
     for (name, stage) in stages {
         if !full && matches!(name, "allocator" | "scheduler" | "reaper") {

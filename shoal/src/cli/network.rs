@@ -29,7 +29,7 @@ pub(super) enum NetworkCommand {
         /// MTU of the overlay's interfaces (default: the underlay's minus 50).
         #[arg(long)]
         mtu: Option<u32>,
-        /// Driver option (KEY=VALUE, or KEY alone); `encrypted` is refused for now.
+        /// Driver option (KEY=VALUE, or KEY alone); `encrypted` seals the traffic between nodes.
         #[arg(short = 'o', long = "opt")]
         opts: Vec<String>,
         /// Label (KEY=VALUE).

@@ -318,7 +318,7 @@ async fn the_network_map_reaches_the_node_with_the_tasks_and_goes_with_a_removal
     use shoal_api::netmap::{ClusterNet, NetItem};
     let node = Arc::new(FakeNode::default());
     let (mut r, _handle) = Reconciler::new(node.clone());
-    let item = NetItem::Cluster(ClusterNet { data_path_port: 4789 });
+    let item = NetItem::Cluster(ClusterNet { data_path_port: 4789, keys: Default::default() });
     let net = pb::assignment_change::Item::NetItemJson(serde_json::to_vec(&item).unwrap());
     r.apply(message(true, vec![change(false, task_json(&running("t1"))), change(false, net)]));
     r.pass().await;

@@ -27,6 +27,7 @@ use super::netlink::{Link, Nl};
 use super::netns::{self, Netns};
 use super::nft::{self, LbTable};
 use super::plan::{self, Applied, IngressState, NetState, Reservation, SbState};
+use super::sealed::{self, Forwarder};
 
 /// The overlay namespace's bridge.
 const BRIDGE: &str = "br0";
@@ -70,6 +71,8 @@ pub struct Dataplane {
     host: Netns,
     underlay_mtu: u32,
     applied: Mutex<Applied>,
+    /// The encrypted overlays' forwarder, started with the first of them.
+    sealed: tokio::sync::OnceCell<Forwarder>,
 }
 
 impl Dataplane {
@@ -113,7 +116,13 @@ impl Dataplane {
             }
         }
         let underlay_mtu = underlay_mtu.ok_or(NetworkError::NoUnderlay(cfg.underlay))?;
-        Ok(Dataplane { cfg, host, underlay_mtu, applied: Mutex::new(Applied::default()) })
+        Ok(Dataplane {
+            cfg,
+            host,
+            underlay_mtu,
+            applied: Mutex::new(Applied::default()),
+            sealed: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// The MTU of the interface holding the underlay address.
@@ -156,6 +165,7 @@ impl Dataplane {
         let Some(sb) = want.sandboxes.get(task) else { return Ok(()) };
         plan::check(want, self.underlay_mtu)?;
         let mut st = self.applied.lock().await;
+        self.sync_sealed(want).await?;
         if !st.gw_bridge {
             self.make_gw_bridge().await?;
             st.gw_bridge = true;
@@ -195,6 +205,9 @@ impl Dataplane {
     pub async fn teardown(&self) -> Result<(), NetworkError> {
         let mut applied = self.applied.lock().await;
         *applied = Applied::default();
+        if let Some(f) = self.sealed.get() {
+            f.retain(&[]);
+        }
         for (_, path) in netns::list(&self.netns_dir())? {
             netns::remove(&path)?;
         }
@@ -244,8 +257,27 @@ impl Dataplane {
                 .is_some_and(|v| v.len() == 8 && v.chars().all(|c| c.is_ascii_hexdigit()))
     }
 
+    /// The encrypted overlays' forwarder, started on first use.
+    async fn forwarder(&self) -> Result<&Forwarder, NetworkError> {
+        let port = sealed::port_for(self.cfg.vxlan_port);
+        self.sealed.get_or_try_init(|| Forwarder::start(&self.host, self.cfg.underlay, port)).await
+    }
+
+    /// Hands the keys to the forwarder, and stops it carrying overlays that are gone.
+    async fn sync_sealed(&self, want: &NodeNet) -> Result<(), NetworkError> {
+        let wanted: Vec<u32> = want.networks.values().filter(|n| n.encrypted).map(|n| n.vni).collect();
+        if wanted.is_empty() && self.sealed.get().is_none() {
+            return Ok(());
+        }
+        let fwd = self.forwarder().await?;
+        fwd.set_keys(&want.keys)?;
+        fwd.retain(&wanted);
+        Ok(())
+    }
+
     async fn apply_locked(&self, st: &mut Applied, want: &NodeNet) -> Result<(), NetworkError> {
         plan::check(want, self.underlay_mtu)?;
+        self.sync_sealed(want).await?;
         let mut first_err: Option<NetworkError> = None;
         if !st.gw_bridge {
             self.make_gw_bridge().await?;
@@ -345,6 +377,18 @@ impl Dataplane {
         ovnl.add_addr(br.index, plan::gateway_net(net)).await?;
         ovnl.set(BRIDGE, LinkUnspec::new_with_index(br.index).up().build()).await?;
 
+        if net.encrypted {
+            // A TAP on the bridge; the forwarder seals what it reads from it.
+            let fwd = self.forwarder().await?;
+            let tap = ov.run(|| sealed::open_tap(sealed::TAP)).await?.map_err(|e| {
+                NetworkError::io(format!("make the encrypted overlay's TAP device in {}", path.display()), e)
+            })?;
+            let link = self.host_link(&ovnl, sealed::TAP).await?;
+            let msg = LinkUnspec::new_with_index(link.index).mtu(net.mtu).controller(br.index).up().build();
+            ovnl.set(sealed::TAP, msg).await?;
+            return fwd.add(net.vni, tap);
+        }
+
         let vx = self.vxlan_name(net.vni);
         let nl = Nl::open(&self.host).await?;
         if let Some(old) = nl.link(&vx).await? {
@@ -366,6 +410,11 @@ impl Dataplane {
     /// Makes the overlay's remote peers match, entry by entry.
     async fn sync_peers(&self, net: &OverlayNet, s: &mut NetState) -> Result<(), NetworkError> {
         if s.peers == net.peers {
+            return Ok(());
+        }
+        if net.encrypted {
+            self.forwarder().await?.set_peers(net.vni, &net.peers);
+            s.peers.clone_from(&net.peers);
             return Ok(());
         }
         let ov = Netns::open(&self.overlay_path(net.vni))?.ok_or_else(|| {
@@ -659,6 +708,17 @@ impl Dataplane {
         let nl = Nl::open(ns).await?;
         let links = nl.links().await?;
         let br = links.iter().find(|l| l.name == BRIDGE);
+        if net.encrypted {
+            // Adopted only if this process still carries it: a TAP dies with its process.
+            let tap = links.iter().find(|l| l.name == sealed::TAP);
+            let (Some(br), Some(tap), Some(fwd)) = (br, tap, self.sealed.get()) else { return Ok(None) };
+            if !fwd.has(net.vni) {
+                return Ok(None);
+            }
+            let Some(gateway) = nl.addrs(br.index).await?.first().copied() else { return Ok(None) };
+            let peers = fwd.peers(net.vni);
+            return Ok(Some(NetState { vni: net.vni, gateway, mtu: tap.mtu, encrypted: true, peers }));
+        }
         let vx = links.iter().find(|l| l.name == self.vxlan_name(net.vni) && l.vni == Some(net.vni));
         let (Some(br), Some(vx)) = (br, vx) else { return Ok(None) };
         let Some(gateway) = nl.addrs(br.index).await?.first().copied() else { return Ok(None) };
@@ -671,7 +731,7 @@ impl Dataplane {
         for (mac, vtep) in lone_fdb {
             nl.fdb_del(vx.index, mac, vtep).await?;
         }
-        Ok(Some(NetState { vni: net.vni, gateway, mtu: vx.mtu, peers }))
+        Ok(Some(NetState { vni: net.vni, gateway, mtu: vx.mtu, encrypted: false, peers }))
     }
 
     async fn observe_sandbox(&self, sb: &Sandbox, ns: &Netns) -> Result<SbState, NetworkError> {

@@ -19,6 +19,9 @@ pub struct NodeNet {
     pub ingress: Option<Ingress>,
     /// Host-mode published ports of local tasks.
     pub host_ports: Vec<HostPort>,
+    /// The data-path keys that seal encrypted overlays (empty unless this node is on
+    /// one); their `Debug` shows no key.
+    pub keys: shoal_api::cluster::DataPathKeys,
 }
 
 /// One overlay network as this node needs it.
@@ -36,6 +39,9 @@ pub struct OverlayNet {
     pub mtu: u32,
     /// No egress for sandboxes only on internal networks (the agent decides `egress`).
     pub internal: bool,
+    /// Carried sealed by the userspace forwarder over a TAP device instead of by a
+    /// kernel VXLAN device (`--opt encrypted`).
+    pub encrypted: bool,
     /// Remote endpoints: overlay IP -> the VTEP (underlay address of the node that has
     /// it). Never local ones.
     pub peers: BTreeMap<Ipv4Addr, Ipv4Addr>,

@@ -29,7 +29,8 @@
 //! [`NodeNet`] and each sandbox's names, no IO), [`desired`] (that input), `plan` (the
 //! record of what was applied and the decisions taken from it, no IO), `netns`
 //! (namespaces off-thread), `netlink` (links, addresses, neighbours, FDB), `nft`
-//! (nftables transactions), [`dataplane`] (executes the plan), [`dns`] (the embedded
+//! (nftables transactions), [`sealed`] (the encrypted overlays' userspace forwarder:
+//! TAP devices, AES-128-GCM over UDP), [`dataplane`] (executes the plan), [`dns`] (the embedded
 //! resolvers at 127.0.0.11), [`files`] (a container's resolv.conf and hosts), [`wiring`] (all of it for the agent's node: the latest
 //! map, the data plane and the resolvers).
 
@@ -41,6 +42,7 @@ mod netlink;
 mod netns;
 mod nft;
 mod plan;
+pub mod sealed;
 #[cfg(test)]
 mod tests;
 pub mod view;

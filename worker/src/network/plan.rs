@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 
 use ipnet::Ipv4Net;
+use shoal_api::network::ENCRYPTED_OVERHEAD;
 
 use super::NetworkError;
 use super::desired::{Ingress, NodeNet, OverlayNet, Proto, Sandbox};
@@ -44,13 +45,21 @@ pub(crate) struct NetState {
     /// The gateway with the subnet's prefix, as on `br0`.
     pub(crate) gateway: Ipv4Net,
     pub(crate) mtu: u32,
+    /// Carried by the forwarder over a TAP, not by a VXLAN device.
+    pub(crate) encrypted: bool,
     pub(crate) peers: BTreeMap<Ipv4Addr, Ipv4Addr>,
 }
 
 impl NetState {
     /// A freshly made overlay: no peers yet.
     pub(crate) fn new(net: &OverlayNet) -> NetState {
-        NetState { vni: net.vni, gateway: gateway_net(net), mtu: net.mtu, peers: BTreeMap::new() }
+        NetState {
+            vni: net.vni,
+            gateway: gateway_net(net),
+            mtu: net.mtu,
+            encrypted: net.encrypted,
+            peers: BTreeMap::new(),
+        }
     }
 }
 
@@ -87,14 +96,19 @@ pub(crate) enum Reservation {
 /// Refuses a desired state the kernel cannot carry: MTUs without room for VXLAN, task
 /// ids that cannot name a file.
 pub(crate) fn check(want: &NodeNet, underlay_mtu: u32) -> Result<(), NetworkError> {
-    let room = underlay_mtu.saturating_sub(VXLAN_OVERHEAD);
     for net in want.networks.values() {
+        let (what, overhead) = if net.encrypted {
+            ("an encrypted overlay", ENCRYPTED_OVERHEAD)
+        } else {
+            ("VXLAN", VXLAN_OVERHEAD)
+        };
+        let room = underlay_mtu.saturating_sub(overhead);
         let why = if net.mtu < MIN_MTU {
             format!(
-                "IPv4 needs at least {MIN_MTU}; use at most {room} (the underlay's {underlay_mtu} less VXLAN's {VXLAN_OVERHEAD})"
+                "IPv4 needs at least {MIN_MTU}; use at most {room} (the underlay's {underlay_mtu} less {what}'s {overhead})"
             )
         } else if net.mtu > room {
-            format!("VXLAN needs {VXLAN_OVERHEAD} bytes of the underlay's {underlay_mtu}: use at most {room}")
+            format!("{what} needs {overhead} bytes of the underlay's {underlay_mtu}: use at most {room}")
         } else {
             continue;
         };
@@ -113,9 +127,9 @@ pub(crate) fn stale_networks(applied: &Applied, want: &NodeNet) -> Vec<String> {
         .nets
         .iter()
         .filter(|(id, s)| {
-            want.networks
-                .get(*id)
-                .is_none_or(|n| n.vni != s.vni || gateway_net(n) != s.gateway || n.mtu != s.mtu)
+            want.networks.get(*id).is_none_or(|n| {
+                n.vni != s.vni || gateway_net(n) != s.gateway || n.mtu != s.mtu || n.encrypted != s.encrypted
+            })
         })
         .map(|(id, _)| id.clone())
         .collect()
@@ -291,6 +305,7 @@ mod tests {
             gateway: ip("10.9.0.1"),
             mtu,
             internal: false,
+            encrypted: false,
             peers: BTreeMap::new(),
         }
     }

@@ -174,6 +174,7 @@ fn net(id: &str, vni: u32, subnet: &str, peers: &[(&str, &str)]) -> OverlayNet {
         gateway: subnet.hosts().next().expect("a host"),
         mtu: 1450,
         internal: false,
+        encrypted: false,
         peers: peers.iter().map(|(a, b)| (a.parse().expect("ip"), b.parse().expect("ip"))).collect(),
     }
 }

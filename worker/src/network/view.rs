@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use shoal_api::netmap::{Endpoint, NetInfo, NetItem, NodeRecord, ServiceRecord};
-use shoal_api::network::VXLAN_OVERHEAD;
+use shoal_api::network::{ENCRYPTED_OVERHEAD, VXLAN_OVERHEAD};
 use shoal_api::service::{EndpointMode, Protocol, PublishMode};
 use shoal_api::{Task, TaskState};
 
@@ -251,6 +251,11 @@ pub fn node_net(view: &NetView, dns_ports: &HashMap<String, (u16, u16)>, underla
         ports.sort_by_key(|p| (p.published, p.protocol.as_str()));
         out.ingress = Some(Ingress { network_id: net.id.clone(), addr: att.addr, ports });
     }
+    if let Some(NetItem::Cluster(c)) = view.items.get("cluster")
+        && used.iter().any(|id| map.networks[id].encrypted)
+    {
+        out.keys = c.keys.clone();
+    }
     for id in used {
         let net = map.networks[id];
         let mut peers = BTreeMap::new();
@@ -277,8 +282,13 @@ pub fn node_net(view: &NetView, dns_ports: &HashMap<String, (u16, u16)>, underla
                 vni: net.vni,
                 subnet: net.subnet,
                 gateway: net.gateway,
-                mtu: net.mtu.unwrap_or(underlay_mtu.saturating_sub(VXLAN_OVERHEAD)),
+                mtu: net.mtu.unwrap_or(underlay_mtu.saturating_sub(if net.encrypted {
+                    ENCRYPTED_OVERHEAD
+                } else {
+                    VXLAN_OVERHEAD
+                })),
                 internal: net.internal,
+                encrypted: net.encrypted,
                 peers,
             },
         );
@@ -372,6 +382,7 @@ mod tests {
             internal,
             ingress,
             mtu: None,
+            encrypted: false,
         })
     }
 
@@ -433,7 +444,7 @@ mod tests {
     /// starting; db lives on the internal network back; web publishes 8080.
     fn view() -> NetView {
         let items = vec![
-            NetItem::Cluster(ClusterNet { data_path_port: 4789 }),
+            NetItem::Cluster(ClusterNet { data_path_port: 4789, keys: Default::default() }),
             net("front", 1, false, false),
             net("back", 2, true, false),
             net("ing", 0, false, true),
@@ -463,6 +474,35 @@ mod tests {
             items: items.into_iter().map(|i| (i.key(), i)).collect(),
             tasks: vec![task("c1", "client", &[("front", "10.0.1.9")])],
         }
+    }
+
+    #[test]
+    fn an_encrypted_network_takes_the_keys_and_leaves_room_for_the_seal() {
+        let keys = shoal_api::cluster::DataPathKeys {
+            keys: vec![shoal_api::cluster::DataPathKey {
+                id: 1,
+                key: vec![7; 16],
+                created_at: chrono::Utc::now(),
+            }],
+            primary: 1,
+        };
+        let mut v = view();
+        v.items.insert(
+            "cluster".into(),
+            NetItem::Cluster(ClusterNet { data_path_port: 4789, keys: keys.clone() }),
+        );
+        let plain = node_net(&v, &HashMap::new(), 1500);
+        assert!(plain.keys.keys.is_empty(), "no encrypted network here: no keys held");
+        if let Some(NetItem::Network(n)) = v.items.get_mut("net/front") {
+            n.encrypted = true;
+        }
+        let want = node_net(&v, &HashMap::new(), 1500);
+        assert_eq!(want.keys, keys);
+        let front = &want.networks["front"];
+        assert!(front.encrypted);
+        assert_eq!(front.mtu, 1500 - 78);
+        assert!(!want.networks["ing"].encrypted);
+        assert_eq!(want.networks["ing"].mtu, 1450);
     }
 
     #[test]
