@@ -88,6 +88,7 @@ impl Default for CaConfig {
     fn default() -> Self {
         CaConfig { node_cert_expiry: NODE_CERT_EXPIRY }
     }
+}
 
 /// The data-path keyring: AES-128-GCM keys, oldest first, at most
 /// [`DataPathKeys::KEEP`]. Nodes seal with `primary` and open with any key of the
