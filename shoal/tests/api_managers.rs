@@ -69,12 +69,20 @@ fn followers_forward_writes_and_read_consistently() {
         f2.client().update_node(&f1.name, &NodeUpdate { version: node.meta.version, spec }).await.unwrap();
         let info = leader.client().cluster(ReadOptions { consistent: true }).await.unwrap();
         assert_eq!(info.managers.iter().filter(|m| m.voter).count(), 2, "{:?}", info.managers);
+        // A demoted manager's certificate no longer counts: its writes are refused at
+        // once (and it soon renews into a worker's certificate).
+        let e = f1.client().create_service(&ServiceSpec::new("demoted", "shoal/busybox")).await.unwrap_err();
+        assert_eq!(e.status(), Some(403), "{e}");
 
         // Demote the other follower too; the leader, last voter, cannot be demoted.
-        let other = f1.client().node(&f2.name).await.unwrap();
+        let other = leader.client().node(&f2.name).await.unwrap();
         let mut spec = other.spec.clone();
         spec.role = NodeRole::Worker;
-        f1.client().update_node(&f2.name, &NodeUpdate { version: other.meta.version, spec }).await.unwrap();
+        leader
+            .client()
+            .update_node(&f2.name, &NodeUpdate { version: other.meta.version, spec })
+            .await
+            .unwrap();
         let last = f2.client().node(&leader.name).await.unwrap();
         let mut spec = last.spec.clone();
         spec.role = NodeRole::Worker;
@@ -92,16 +100,34 @@ fn followers_forward_writes_and_read_consistently() {
             "nothing stored"
         );
 
+        // Promotion goes through a manager; the promoted nodes renew into manager
+        // certificates and take writes again.
         for f in [f1, f2] {
             let node = leader.client().node(&f.name).await.unwrap();
             let mut spec = node.spec.clone();
             spec.role = NodeRole::Manager;
-            f.client().update_node(&f.name, &NodeUpdate { version: node.meta.version, spec }).await.unwrap();
+            leader
+                .client()
+                .update_node(&f.name, &NodeUpdate { version: node.meta.version, spec })
+                .await
+                .unwrap();
         }
         let info = leader.client().cluster(ReadOptions { consistent: true }).await.unwrap();
         assert_eq!(info.managers.iter().filter(|m| m.voter).count(), 3);
-        // Promoted managers take writes again.
-        f1.client().create_service(&ServiceSpec::new("after", "shoal/busybox")).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match f1.client().create_service(&ServiceSpec::new("after", "shoal/busybox")).await {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert_eq!(e.status(), Some(403), "{e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("the promoted manager never took writes: {e}"),
+            }
+        }
+        let cert =
+            leader.client().node(&f1.name).await.unwrap().certificate.expect("a certificate on record");
+        assert_eq!(cert.role, NodeRole::Manager, "promotion issued a manager certificate");
 
         // A manager cannot be removed while it votes.
         let e = f1.client().remove_node(&f2.name, true).await.unwrap_err();

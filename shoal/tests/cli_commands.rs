@@ -116,7 +116,7 @@ fn service_commands() {
 
     // Where nothing listens, the error says which address and what to check.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["--host", "tcp://127.0.0.1:1", "service", "ls"])
+        .args(["--host", "tcp://127.0.0.1:1", "--tlscacert", d.ca_file().to_str().unwrap(), "service", "ls"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

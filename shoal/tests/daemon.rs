@@ -57,7 +57,35 @@ fn init_join_stop_and_restart() {
         read(&l2.with_extension("out")).contains("joined the cluster")
     });
 
-    // A wrong token is refused with a message that says what to do.
+    // A token that pins another CA: the joiner refuses it before it sends the
+    // secret, and says so.
+    let other_ca = shoal_pki::CaKeys::generate("elsewhere").unwrap();
+    let pinned_elsewhere =
+        shoal_pki::JoinToken::generate(shoal_pki::Role::Worker, &other_ca.digest().unwrap()).to_string();
+    let refused = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "daemon",
+            "--data-dir",
+            tmp.path().join("n4").to_str().unwrap(),
+            "--listen-addr",
+            &free_addr(),
+        ])
+        .args([
+            "--api-socket",
+            tmp.path().join("n4.sock").to_str().unwrap(),
+            "--cgroup-parent",
+            "shoal-test/daemon",
+        ])
+        .args(["--join", &a1, "--token", &pinned_elsewhere])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("does not match the join token"), "{stderr}");
+    assert!(!tmp.path().join("n4/certs/node.pem").exists(), "no certificate was taken");
+    // A wrong secret (the right CA) is refused by the managers with a message that
+    // says what to do.
+    let wrong_secret = format!("{}M{}", &token[..token.len() - 26], "0".repeat(25));
     let bad = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args([
             "daemon",
@@ -70,7 +98,7 @@ fn init_join_stop_and_restart() {
             "--cgroup-parent",
             "shoal-test/daemon",
         ])
-        .args(["--join", &a1, "--token", "SHTKN-1-wrong"])
+        .args(["--join", &a1, "--token", &wrong_secret])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));

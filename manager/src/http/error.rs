@@ -98,6 +98,7 @@ impl From<ManagerError> for ApiError {
         match e {
             ManagerError::Store(s) => s.into(),
             ManagerError::BadToken => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
+            ManagerError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             ManagerError::DiskFull { .. } | ManagerError::RemoteDiskFull(_) => {
                 ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", message)
             }

@@ -142,6 +142,15 @@ impl ManagerError {
         ManagerError::Rpc { addr: addr.to_owned(), source: Arc::new(e) }
     }
 
+    /// A call carried to the leader failed: a refusal of this manager's certificate
+    /// is said as such, anything else names the leader.
+    pub(crate) fn forwarded(addr: &str, s: tonic::Status) -> ManagerError {
+        match s.code() {
+            tonic::Code::PermissionDenied => ManagerError::Forbidden(s.message().to_owned()),
+            _ => ManagerError::rpc(addr, s),
+        }
+    }
+
     /// A failure to open or make the manager's files, or to bind its port.
     pub(crate) fn io(what: String, e: impl std::error::Error + Send + Sync + 'static) -> ManagerError {
         ManagerError::Io { what, source: Arc::new(e) }

@@ -279,7 +279,7 @@ impl Manager {
     async fn forward(&self, leader_addr: &str, proposal: &Proposal) -> Result<u64, ManagerError> {
         let mut client = client::raft(&self.creds, leader_addr)?;
         let req = pb::ProposeRequest { transaction: proposal.json().to_vec() };
-        let reply = client.propose(req).await.map_err(|s| ManagerError::rpc(leader_addr, s))?;
+        let reply = client.propose(req).await.map_err(|s| ManagerError::forwarded(leader_addr, s))?;
         match reply.into_inner().result {
             Some(pb::propose_reply::Result::Index(i)) => Ok(i),
             Some(pb::propose_reply::Result::Error(e)) => Err(ManagerError::from_pb(e)),
@@ -370,7 +370,7 @@ impl Manager {
         let reply = client
             .read_index(pb::ReadIndexRequest {})
             .await
-            .map_err(|s| ManagerError::rpc(leader_addr, s))?;
+            .map_err(|s| ManagerError::forwarded(leader_addr, s))?;
         match reply.into_inner().result {
             Some(pb::read_index_reply::Result::Index(i)) => Ok(i),
             Some(pb::read_index_reply::Result::Error(e)) => Err(ManagerError::from_pb(e)),
