@@ -214,6 +214,8 @@ fn data_path_keys_stay_out_of_debug_output_and_redacted_objects() {
         spec: ClusterSpec::default(),
         join_tokens: JoinTokens { worker: String::new(), manager: String::new() },
         api_token: String::new(),
+        read_only_api_token: String::new(),
+        ca: Default::default(),
         data_path_keys: keys,
     };
     let json = serde_json::to_string(&shoal_api::stored::Object::Cluster(cluster).redacted()).unwrap();
