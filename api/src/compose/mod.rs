@@ -135,11 +135,36 @@ pub fn load(src: &Source<'_>) -> Result<Stack, ComposeError> {
     names.finish().map_err(|e| ComposeError::Invalid(e.0))?;
     let mut value: Value = serde_yaml_ng::from_str(src.text).map_err(|e| ComposeError::Yaml(e.into()))?;
     value.apply_merge().map_err(|e| ComposeError::Yaml(e.into()))?;
+    if !value.is_mapping() {
+        return Err(ComposeError::Invalid(vec![FieldError {
+            field: TOP_LEVEL.to_owned(),
+            message: format!(
+                "the file holds {}, not a mapping of top-level keys (services:, networks:, …)",
+                shape(&value)
+            ),
+        }]));
+    }
     let mut warnings = Vec::new();
     interpolate_tree(&mut value, &mut String::new(), src.env, &mut warnings)?;
     let parsed: file::ComposeFile = crate::decode::from_yaml_value(value)
         .map_err(|e| ComposeError::Invalid(vec![FieldError { field: e.field, message: e.message }]))?;
     convert::convert(src, parsed, warnings)
+}
+
+/// The field named when the file as a whole is wrong.
+pub const TOP_LEVEL: &str = "(top level)";
+
+/// What a YAML value is, for a message.
+fn shape(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
 }
 
 /// Interpolates every string value below `value`; `path` is its place in the file.
