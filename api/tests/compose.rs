@@ -363,6 +363,14 @@ fn a_file_that_is_not_a_mapping_names_the_top_level() {
             "{text:?}"
         );
     }
+    // Found by the fuzzer too: "?" is a mapping whose one key is null.
+    for (text, key) in [("?", "nothing"), ("1: x\nservices: {}", "a number"), ("[a]: x", "a list")] {
+        assert_eq!(
+            error_fields(text),
+            [format!("(top level): a top-level key is {key}: keys are names such as services:")],
+            "{text:?}"
+        );
+    }
 }
 
 #[test]

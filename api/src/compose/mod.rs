@@ -135,15 +135,7 @@ pub fn load(src: &Source<'_>) -> Result<Stack, ComposeError> {
     names.finish().map_err(|e| ComposeError::Invalid(e.0))?;
     let mut value: Value = serde_yaml_ng::from_str(src.text).map_err(|e| ComposeError::Yaml(e.into()))?;
     value.apply_merge().map_err(|e| ComposeError::Yaml(e.into()))?;
-    if !value.is_mapping() {
-        return Err(ComposeError::Invalid(vec![FieldError {
-            field: TOP_LEVEL.to_owned(),
-            message: format!(
-                "the file holds {}, not a mapping of top-level keys (services:, networks:, …)",
-                shape(&value)
-            ),
-        }]));
-    }
+    check_top_level(&value)?;
     let mut warnings = Vec::new();
     interpolate_tree(&mut value, &mut String::new(), src.env, &mut warnings)?;
     let parsed: file::ComposeFile = crate::decode::from_yaml_value(value)
@@ -153,6 +145,22 @@ pub fn load(src: &Source<'_>) -> Result<Stack, ComposeError> {
 
 /// The field named when the file as a whole is wrong.
 pub const TOP_LEVEL: &str = "(top level)";
+
+/// The file must be a mapping with names for keys; the typed reading below would
+/// otherwise refuse it with no field to point at.
+fn check_top_level(value: &Value) -> Result<(), ComposeError> {
+    let problem = match value {
+        Value::Mapping(map) => match map.keys().find(|k| !k.is_string()) {
+            Some(key) => format!("a top-level key is {}: keys are names such as services:", shape(key)),
+            None => return Ok(()),
+        },
+        other => format!(
+            "the file holds {}, not a mapping of top-level keys (services:, networks:, …)",
+            shape(other)
+        ),
+    };
+    Err(ComposeError::Invalid(vec![FieldError { field: TOP_LEVEL.to_owned(), message: problem }]))
+}
 
 /// What a YAML value is, for a message.
 fn shape(value: &Value) -> &'static str {

@@ -8,6 +8,8 @@
 mod cluster;
 mod error;
 mod events;
+#[cfg(test)]
+mod fuzz;
 mod logs;
 mod nodes;
 mod objects;
