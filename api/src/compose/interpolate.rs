@@ -37,7 +37,7 @@ pub enum InterpolateError {
 /// How deeply `${…}` may nest inside defaults (`${A:-${B:-…}}`). Each level is a
 /// recursion: without a bound, a file (or an API body) nesting a few thousand levels
 /// overflowed the stack and aborted the process.
-pub const MAX_NESTING: usize = 32;
+pub(crate) const MAX_NESTING: usize = 32;
 
 /// Replaces variables in `input`, looking them up with `lookup`.
 pub(crate) fn interpolate(
