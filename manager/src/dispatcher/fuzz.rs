@@ -96,7 +96,7 @@ fn update(ids: Vec<String>) -> impl Strategy<Value = pb::TaskStatusUpdate> {
     let mut pool = ids;
     pool.extend(["nope".to_owned(), String::new(), "x".repeat(100_000)]);
     let body = prop_oneof![
-        4 => status().prop_map(|s| serde_json::to_vec(&s).unwrap()),
+        12 => status().prop_map(|s| serde_json::to_vec(&s).unwrap()),
         2 => (status(), fuzz_support::ops()).prop_map(|(s, ops)| {
             serde_json::to_vec(&fuzz_support::mutate(serde_json::to_value(&s).unwrap(), &ops)).unwrap()
         }),
@@ -158,13 +158,17 @@ fn run_batch(store: &mut Store, updates: &[pb::TaskStatusUpdate]) -> Result<(), 
         }
     }
     prop_assert_eq!(others_before, others(store), "a report changed something that is not a task");
+    // What the leader's controllers then compute from the reports must not fail them.
+    for t in after.values() {
+        crate::orchestrator::restart::decide(t, &[], false, t0());
+    }
     Ok(())
 }
 
 #[test]
 fn status_batches_never_corrupt_the_store() {
     let (_, ids) = fixture();
-    let strategy = proptest::collection::vec(proptest::collection::vec(update(ids), 0..8), 1..4);
+    let strategy = proptest::collection::vec(proptest::collection::vec(update(ids), 0..6), 1..4);
     let mut runner = TestRunner::new(fuzz_support::config(file!(), 48));
     runner
         .run(&strategy, |batches| {
@@ -233,6 +237,29 @@ fn large_batches_are_split() {
     for g in &groups {
         assert!(Proposal::new(Transaction { changes: status::changes(&store, "n1", g) }).is_ok());
     }
+}
+
+/// Found while adding the restart policy to `status_batches_never_corrupt_the_store`'s
+/// checks: a worker reporting a failure at the end of chrono's calendar (which JSON
+/// carries, `+262142-12-31T…`) made the leader's restart policy overflow adding its
+/// delay, a panic in the orchestrator. Timestamps outside years 1970-9999 are refused,
+/// and the controllers add durations with a check.
+#[test]
+fn timestamps_off_the_calendar_are_refused() {
+    let (_, ids) = fixture();
+    for at in [DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MIN_UTC, DateTime::from_timestamp(-1, 0).unwrap()] {
+        let s = TaskStatus::new(TaskState::Failed, at, "");
+        let update =
+            pb::TaskStatusUpdate { task_id: ids[0].clone(), status_json: serde_json::to_vec(&s).unwrap() };
+        let e = status::parse(&[update]).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{at}");
+        assert!(e.message().contains("timestamp"), "{e}");
+    }
+    // And the restart policy itself never overflows, whatever the store holds.
+    let (store, ids) = fixture();
+    let mut t = tasks_by_id(&store).remove(&ids[2]).unwrap();
+    t.status.timestamp = DateTime::<Utc>::MAX_UTC;
+    let _ = crate::orchestrator::restart::decide(&t, &[], false, t0());
 }
 
 /// Log lines from a worker for a subscription nobody holds are dropped.

@@ -1,7 +1,7 @@
 //! Task status reports from workers, applied as one transaction per batch (split
 //! when one would be too large): only the node's own tasks, only forward in the state
-//! order, never a step back, never a state only the manager sets, and never text so
-//! long that the store would refuse it.
+//! order, never a step back, never a state only the manager sets, never a time off
+//! the calendar, and never text so long that the store would refuse it.
 
 use std::collections::BTreeSet;
 
@@ -35,6 +35,12 @@ pub(super) fn parse(updates: &[pb::TaskStatusUpdate]) -> Result<Vec<(String, Tas
                     "a task status names a container id longer than {MAX_CONTAINER_ID} bytes"
                 )));
             }
+            if !sane_time(s.timestamp) {
+                return Err(Status::invalid_argument(format!(
+                    "a task status has the timestamp {}: check the worker's clock (years 1970 to 9999 are taken)",
+                    s.timestamp
+                )));
+            }
             cut(&mut s.message);
             if let Some(e) = &mut s.error {
                 cut(e);
@@ -42,6 +48,13 @@ pub(super) fn parse(updates: &[pb::TaskStatusUpdate]) -> Result<Vec<(String, Tas
             Ok((u.task_id.clone(), s))
         })
         .collect()
+}
+
+/// Years 1970 to 9999: the controllers add delays to a report's time, and chrono
+/// panics past its calendar's end (year 262143).
+fn sane_time(t: chrono::DateTime<chrono::Utc>) -> bool {
+    use chrono::Datelike as _;
+    (1970..=9999).contains(&t.year())
 }
 
 /// Cuts `text` to at most [`MAX_STATUS_TEXT`] bytes, on a character boundary, saying so.
