@@ -19,9 +19,12 @@ pub fn from_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, DecodeError> {
     let de = &mut serde_json::Deserializer::from_slice(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = path_string(e.path());
+        let message = e.inner().to_string();
+        if let Some(e) = missing(&field, &strip_position(&message)) {
+            return e;
+        }
         // Without a field, the line and column are the only pointer to the problem.
-        let message =
-            if field.is_empty() { e.inner().to_string() } else { strip_position(&e.inner().to_string()) };
+        let message = if field.is_empty() { message } else { strip_position(&message) };
         DecodeError { field, message }
     })
 }
@@ -63,15 +66,44 @@ pub fn from_json_redacted<T: DeserializeOwned>(
 
 /// Reads `T` from a YAML value tree, naming the failing field on error.
 pub fn from_yaml_value<T: DeserializeOwned>(value: serde_yaml_ng::Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(value)
-        .map_err(|e| DecodeError { field: path_string(e.path()), message: e.inner().to_string() })
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = path_string(e.path());
+        let message = e.inner().to_string();
+        missing(&field, &message).unwrap_or(DecodeError { field, message })
+    })
 }
 
-/// `a.b[2].c` from serde_path_to_error's path (`.` for the root and `?` for a place
-/// it could not name are left out).
+/// serde reports a missing field at its parent (`missing field `image`` at
+/// `task_template.container`, or at the root with no path at all): name the field
+/// itself, so that every refusal of an object says which field to fix.
+fn missing(parent: &str, message: &str) -> Option<DecodeError> {
+    let name = message.strip_prefix("missing field `")?.strip_suffix('`')?;
+    let field = if parent.is_empty() { name.to_owned() } else { format!("{parent}.{name}") };
+    Some(DecodeError { field, message: "is required".to_owned() })
+}
+
+/// `a.b[2].c` from serde_path_to_error's path (a place it could not name, `?`, is left
+/// out). A key that is empty reads `""`, so that even it is named.
 fn path_string(path: &serde_path_to_error::Path) -> String {
-    let s = path.to_string();
-    if s == "." || s == "?" { String::new() } else { s.trim_end_matches(".?").to_owned() }
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        let name = match segment {
+            Segment::Seq { index } => {
+                out.push_str(&format!("[{index}]"));
+                continue;
+            }
+            Segment::Map { key } if key.is_empty() => "\"\"",
+            Segment::Map { key } => key,
+            Segment::Enum { variant } => variant,
+            Segment::Unknown => continue,
+        };
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(name);
+    }
+    out
 }
 
 /// serde_json appends " at line L column C"; the field path says more.
@@ -102,6 +134,29 @@ mod tests {
         let e = from_json::<ServiceSpec>(body).unwrap_err();
         assert_eq!(e.field, "task_template.container.imgae");
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    /// Found by the fuzzer (tests/fuzz.rs): `{}` was refused with no field at all.
+    #[test]
+    fn names_missing_fields_even_at_the_root() {
+        let e = from_json::<ServiceSpec>(b"{}").unwrap_err();
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("name", "is required"));
+        let e = from_json::<ServiceSpec>(br#"{"name":"web","task_template":{"container":{}}}"#).unwrap_err();
+        assert_eq!(e.field, "task_template.container.image");
+        assert_eq!(e.to_string(), "task_template.container.image: is required");
+        let e = from_yaml_value::<ServiceSpec>(serde_yaml_ng::from_str("name: web").unwrap()).unwrap_err();
+        assert_eq!(e.field, "task_template");
+    }
+
+    /// Found by the fuzzer (tests/fuzz.rs): an unknown key that is empty was refused
+    /// with no field.
+    #[test]
+    fn names_an_empty_unknown_key() {
+        let e = from_json::<ServiceSpec>(br#"{"":null}"#).unwrap_err();
+        assert_eq!(e.field, r#""""#);
+        assert!(e.message.starts_with("unknown field ``"), "{e}");
+        let body = br#"{"name":"web","task_template":{"container":{"image":"busybox","":1}}}"#;
+        assert_eq!(from_json::<ServiceSpec>(body).unwrap_err().field, r#"task_template.container."""#);
     }
 
     #[test]

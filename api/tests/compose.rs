@@ -349,6 +349,30 @@ fn bad_files_name_the_problem() {
     }
 }
 
+/// Found by the fuzzer (tests/fuzz.rs): a file whose top level is not a mapping was
+/// refused with an error that named no field.
+#[test]
+fn a_file_that_is_not_a_mapping_names_the_top_level() {
+    for (text, holds) in [("a", "a string"), ("false", "a boolean"), ("", "nothing"), ("- x", "a list")] {
+        let errors = error_fields(text);
+        assert_eq!(
+            errors,
+            [format!(
+                "(top level): the file holds {holds}, not a mapping of top-level keys (services:, networks:, …)"
+            )],
+            "{text:?}"
+        );
+    }
+    // Found by the fuzzer too: "?" is a mapping whose one key is null.
+    for (text, key) in [("?", "nothing"), ("1: x\nservices: {}", "a number"), ("[a]: x", "a list")] {
+        assert_eq!(
+            error_fields(text),
+            [format!("(top level): a top-level key is {key}: keys are names such as services:")],
+            "{text:?}"
+        );
+    }
+}
+
 #[test]
 fn yaml_and_interpolation_errors() {
     match load_with("services: [", &[]) {

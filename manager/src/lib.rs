@@ -16,5 +16,9 @@ pub mod raft;
 pub mod server;
 pub mod store;
 
+/// Generators shared with shoal-api's fuzz tests (JSON trees, mutations of seeds).
+#[cfg(test)]
+#[path = "../../api/tests/fuzz_support/mod.rs"]
+pub(crate) mod fuzz_support;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -21,6 +21,9 @@ pub enum InterpolateError {
     /// `${}` or a name that is not a variable name.
     #[error("{0:?} is not a valid variable reference (names are letters, digits and '_')")]
     BadName(String),
+    /// Defaults nested deeper than [`MAX_NESTING`].
+    #[error("\"${{…}}\" is nested more than {MAX_NESTING} levels deep in defaults: flatten it")]
+    TooDeep,
     /// `${VAR:?message}` with VAR unset (or empty).
     #[error("required variable {name} is not set: {message}")]
     Required {
@@ -31,11 +34,28 @@ pub enum InterpolateError {
     },
 }
 
+/// How deeply `${…}` may nest inside defaults (`${A:-${B:-…}}`). Each level is a
+/// recursion: without a bound, a file (or an API body) nesting a few thousand levels
+/// overflowed the stack and aborted the process.
+pub(crate) const MAX_NESTING: usize = 32;
+
 /// Replaces variables in `input`, looking them up with `lookup`.
 pub(crate) fn interpolate(
     input: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Outcome, InterpolateError> {
+    interpolate_at(input, lookup, 0)
+}
+
+/// [`interpolate`] at `depth` levels of nesting.
+fn interpolate_at(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<Outcome, InterpolateError> {
+    if depth > MAX_NESTING {
+        return Err(InterpolateError::TooDeep);
+    }
     let mut out = Outcome::default();
     let mut rest = input;
     while let Some(pos) = rest.find('$') {
@@ -47,7 +67,7 @@ pub(crate) fn interpolate(
         } else if let Some(body_and_tail) = after.strip_prefix('{') {
             let close =
                 matching_brace(body_and_tail).ok_or_else(|| InterpolateError::Unclosed(input.to_owned()))?;
-            let value = expand_braced(&body_and_tail[..close], lookup, &mut out.unset)?;
+            let value = expand_braced(&body_and_tail[..close], lookup, &mut out.unset, depth)?;
             out.text.push_str(&value);
             rest = &body_and_tail[close + 1..];
         } else {
@@ -95,6 +115,7 @@ fn expand_braced(
     body: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     unset: &mut Vec<String>,
+    depth: usize,
 ) -> Result<String, InterpolateError> {
     let op_at = body.find([':', '-', '?', '+']).unwrap_or(body.len());
     let name = &body[..op_at];
@@ -113,7 +134,7 @@ fn expand_braced(
         None => false,
     };
     let mut nested = |text: &str| -> Result<String, InterpolateError> {
-        let o = interpolate(text, lookup)?;
+        let o = interpolate_at(text, lookup, depth + 1)?;
         unset.extend(o.unset);
         Ok(o.text)
     };
@@ -204,5 +225,18 @@ mod tests {
         let e = interpolate("${DB_PASSWORD:?set it in .env}", &env).unwrap_err();
         assert_eq!(e.to_string(), "required variable DB_PASSWORD is not set: set it in .env");
         assert!(interpolate("${EMPTY?x}", &env).is_ok());
+    }
+
+    /// Found by the fuzzer (tests/fuzz.rs): defaults nested a thousand levels deep
+    /// overflowed the stack, aborting the process (a manager, through `PUT
+    /// /v1/stacks`).
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |depth: usize| format!("{}x{}", "${MISSING:-".repeat(depth), "}".repeat(depth));
+        assert_eq!(run(&nested(MAX_NESTING)).text, "x");
+        assert_eq!(interpolate(&nested(MAX_NESTING + 1), &env), Err(InterpolateError::TooDeep));
+        assert_eq!(interpolate(&nested(100_000), &env), Err(InterpolateError::TooDeep));
+        // Set variables stop the descent: their defaults are never read.
+        assert_eq!(run(&format!("${{TAG:-{}}}", nested(100_000))).text, "1.2");
     }
 }

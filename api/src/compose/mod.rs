@@ -135,11 +135,44 @@ pub fn load(src: &Source<'_>) -> Result<Stack, ComposeError> {
     names.finish().map_err(|e| ComposeError::Invalid(e.0))?;
     let mut value: Value = serde_yaml_ng::from_str(src.text).map_err(|e| ComposeError::Yaml(e.into()))?;
     value.apply_merge().map_err(|e| ComposeError::Yaml(e.into()))?;
+    check_top_level(&value)?;
     let mut warnings = Vec::new();
     interpolate_tree(&mut value, &mut String::new(), src.env, &mut warnings)?;
     let parsed: file::ComposeFile = crate::decode::from_yaml_value(value)
         .map_err(|e| ComposeError::Invalid(vec![FieldError { field: e.field, message: e.message }]))?;
     convert::convert(src, parsed, warnings)
+}
+
+/// The field named when the file as a whole is wrong.
+pub const TOP_LEVEL: &str = "(top level)";
+
+/// The file must be a mapping with names for keys; the typed reading below would
+/// otherwise refuse it with no field to point at.
+fn check_top_level(value: &Value) -> Result<(), ComposeError> {
+    let problem = match value {
+        Value::Mapping(map) => match map.keys().find(|k| !k.is_string()) {
+            Some(key) => format!("a top-level key is {}: keys are names such as services:", shape(key)),
+            None => return Ok(()),
+        },
+        other => format!(
+            "the file holds {}, not a mapping of top-level keys (services:, networks:, …)",
+            shape(other)
+        ),
+    };
+    Err(ComposeError::Invalid(vec![FieldError { field: TOP_LEVEL.to_owned(), message: problem }]))
+}
+
+/// What a YAML value is, for a message.
+fn shape(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
 }
 
 /// Interpolates every string value below `value`; `path` is its place in the file.

@@ -6,6 +6,8 @@
 //! leader's address so the worker reconnects there.
 
 pub mod assignments;
+#[cfg(test)]
+mod fuzz;
 pub mod logs;
 mod monitor;
 pub mod netmap;

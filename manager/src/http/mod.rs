@@ -10,6 +10,8 @@ pub mod access;
 mod cluster;
 mod error;
 mod events;
+#[cfg(test)]
+mod fuzz;
 mod logs;
 mod nodes;
 mod objects;

@@ -52,8 +52,11 @@ pub fn decide(task: &Task, earlier: &[&Task], node_lost: bool, now: DateTime<Utc
             return Verdict::GiveUp;
         }
     }
-    let at =
-        task.status.timestamp + chrono::Duration::from_std(policy.delay).unwrap_or(chrono::Duration::MAX);
+    // Checked: the time is a worker's report, and a far one must not overflow.
+    let at = chrono::Duration::from_std(policy.delay)
+        .ok()
+        .and_then(|d| task.status.timestamp.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     if now >= at { Verdict::Replace } else { Verdict::ReplaceAt(at) }
 }
 

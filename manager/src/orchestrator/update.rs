@@ -150,7 +150,7 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
             tasks_of(store, &svc.id)
                 .filter(of_rollout)
                 .filter(|t| t.status.state == TaskState::Running)
-                .map(|t| t.status.started_at.unwrap_or(t.status.timestamp) + duration(cfg.monitor))
+                .map(|t| later(t.status.started_at.unwrap_or(t.status.timestamp), cfg.monitor))
                 .max()
         };
         if rolling && watched_until().is_some_and(|until| now < until) {
@@ -192,7 +192,7 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
         return;
     }
     if let Some(ran) = last_ran
-        && now < ran + duration(cfg.delay)
+        && now < later(ran, cfg.delay)
     {
         return;
     }
@@ -211,7 +211,12 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
 /// or it stopped within `monitor` of starting. A later failure is the restart
 /// policy's business, as in Swarm.
 fn failed_while_watched(t: &Task, monitor: std::time::Duration) -> bool {
-    t.status.started_at.is_none_or(|started| t.status.timestamp <= started + duration(monitor))
+    t.status.started_at.is_none_or(|started| t.status.timestamp <= later(started, monitor))
+}
+
+/// `t + d`, or the end of time where that overflows (times come from workers' reports).
+fn later(t: chrono::DateTime<chrono::Utc>, d: std::time::Duration) -> chrono::DateTime<chrono::Utc> {
+    t.checked_add_signed(duration(d)).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
 fn duration(d: std::time::Duration) -> chrono::Duration {

@@ -75,9 +75,10 @@ pub(super) fn import(
     }
 }
 
-fn blob(dir: &Path, digest: &str) -> PathBuf {
+/// The file of a blob in an OCI layout, which must be inside it (see [`inside`]).
+fn blob(dir: &Path, digest: &str) -> Result<PathBuf, ImportError> {
     let (alg, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
-    dir.join("blobs").join(alg).join(hex)
+    inside(dir, &format!("blobs/{alg}/{hex}"), "index.json")
 }
 
 fn bad(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ImportError {
@@ -114,7 +115,7 @@ fn import_oci_layout(
             .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned())
             .or(inherited_name);
         let digest = desc.digest().to_string();
-        let bytes = read(&blob(dir, &digest))?;
+        let bytes = read(&blob(dir, &digest)?)?;
         super::check_digest(&bytes, &digest, &format!("manifest {digest}"))?;
         match desc.media_type() {
             MediaType::ImageIndex => {
@@ -126,7 +127,7 @@ fn import_oci_layout(
                 let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| bad(&digest, e))?;
                 store.put_blob(&bytes, Some(&digest), "manifest")?;
                 let names = image_names(name, ref_name.as_deref())?;
-                out.push(store_manifest(store, &manifest, Some(&digest), |d| Ok(blob(dir, d)), &names)?);
+                out.push(store_manifest(store, &manifest, Some(&digest), |d| blob(dir, d), &names)?);
             }
         }
     }
@@ -210,7 +211,7 @@ fn import_docker_save(
         serde_json::from_slice(&read(&dir.join("manifest.json"))?).map_err(|e| bad("manifest.json", e))?;
     let mut out = Vec::new();
     for entry in entries {
-        let config_path = inside(dir, &entry.config)?;
+        let config_path = inside(dir, &entry.config, "manifest.json")?;
         let config_bytes = read(&config_path)?;
         let config_digest = store.put_blob(&config_bytes, None, "image config")?;
         let config = ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| bad(&entry.config, e))?;
@@ -221,7 +222,7 @@ fn import_docker_save(
         let mut parent: Option<String> = None;
         let mut chain = Vec::new();
         for (layer, diff_id) in entry.layers.iter().zip(diff_ids) {
-            let path = inside(dir, layer)?;
+            let path = inside(dir, layer, "manifest.json")?;
             let mut head = [0u8; 4];
             let n = File::open(&path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
             let file = File::open(&path).map_err(|source| ImportError::Io { path: path.clone(), source })?;
@@ -240,11 +241,23 @@ fn import_docker_save(
     Ok(out)
 }
 
-/// A path named by the archive, which must stay inside it.
-fn inside(dir: &Path, rel: &str) -> Result<PathBuf, ImportError> {
+/// A path named by the archive, which must stay inside it: relative, without `..`,
+/// and through no symbolic link (the archive may hold links to anywhere, and what
+/// they point at would be read into the store).
+fn inside(dir: &Path, rel: &str, what: &str) -> Result<PathBuf, ImportError> {
     let p = Path::new(rel);
     if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(bad("manifest.json", format!("{rel:?} points outside the archive")));
+        return Err(bad(what, format!("{rel:?} points outside the archive")));
     }
-    Ok(dir.join(p))
+    let mut at = dir.to_path_buf();
+    for c in p.components() {
+        at.push(c);
+        if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(bad(
+                what,
+                format!("{rel:?} goes through a symbolic link: an archive's files must be inside it"),
+            ));
+        }
+    }
+    Ok(at)
 }

@@ -10,6 +10,8 @@
 //! images.json                 image records and names (written atomically, under a lock)
 //! ```
 
+#[cfg(test)]
+mod fuzz;
 mod import;
 pub mod layer;
 pub mod registry;
@@ -76,6 +78,17 @@ pub enum ImageError {
         /// The parser's complaint, or what is wrong with it.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A DiffID (or a layer's parent) that is not `sha256:` and 64 hex digits: it
+    /// names a folder of the store, so nothing else may pass.
+    #[error(
+        "{what} {value:?} is not a sha256 digest (sha256: and 64 hex digits): the image is corrupt or hostile"
+    )]
+    BadDigest {
+        /// Which field.
+        what: &'static str,
+        /// Its value.
+        value: String,
     },
     /// A layer could not be unpacked.
     #[error(transparent)]
@@ -150,6 +163,15 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 }
 
 /// Checks that `bytes` have the digest `expected`; `what` names them in the error.
+/// Refuses anything but `sha256:<64 lowercase hex>`: digests from documents become
+/// paths in the store (`layers/<hex>`), so `sha256:../../x` must never pass.
+fn check_digest_form(value: &str, what: &'static str) -> Result<(), ImageError> {
+    let ok = value.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if ok { Ok(()) } else { Err(ImageError::BadDigest { what, value: value.to_owned() }) }
+}
+
 pub(crate) fn check_digest(bytes: &[u8], expected: &str, what: &str) -> Result<(), ImageError> {
     let actual = sha256_digest(bytes);
     if actual == expected {
@@ -270,6 +292,10 @@ impl ImageStore {
         diff_id: &str,
         parent: Option<&str>,
     ) -> Result<String, ImageError> {
+        check_digest_form(diff_id, "the image config's diff_id")?;
+        if let Some(p) = parent {
+            check_digest_form(p, "the parent layer")?;
+        }
         let chain_id = match parent {
             None => diff_id.to_owned(),
             Some(p) => sha256_digest(format!("{p} {diff_id}").as_bytes()),
