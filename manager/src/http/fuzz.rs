@@ -55,6 +55,7 @@ async fn fixture() -> Fixture {
         manager: manager.clone(),
         dispatcher: Dispatcher::new(manager.clone()),
         rendered: Arc::default(),
+        failures: Arc::default(),
     };
     let app = router(api, false);
     let mut f = Fixture { _dir: dir, manager, app, seeds: Vec::new() };

@@ -169,6 +169,8 @@ mod tests {
             spec: Default::default(),
             join_tokens: shoal_api::cluster::JoinTokens { worker: String::new(), manager: String::new() },
             api_token: String::new(),
+            read_only_api_token: String::new(),
+            ca: Default::default(),
             data_path_keys: Default::default(),
         };
         apply(&mut store, vec![Change::Create { object: Object::Cluster(cluster) }]);
