@@ -31,7 +31,9 @@ fn certificates_renew_and_the_ca_rotates_under_a_running_service_without_losing_
     let mut c = Cluster::builder().managers(3).workers(1).heartbeat(Duration::from_secs(1)).build();
     let client = c.client();
     block_on(client.create_service(&replicated("web", 8))).unwrap();
-    placement_until(&c, "web", "8 web tasks on the 4 nodes", |p| p.values().sum::<usize>() == 8 && p.len() == 4);
+    placement_until(&c, "web", "8 web tasks on the 4 nodes", |p| {
+        p.values().sum::<usize>() == 8 && p.len() == 4
+    });
     let tasks = running_ids(&c, "web");
     let m1 = c.by_name("m1");
     let opened = sessions_opened(&c);
