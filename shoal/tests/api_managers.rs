@@ -86,7 +86,7 @@ fn followers_forward_writes_and_read_consistently() {
         let last = f2.client().node(&leader.name).await.unwrap();
         let mut spec = last.spec.clone();
         spec.role = NodeRole::Worker;
-        let e = f2
+        let e = leader
             .client()
             .update_node(&leader.name, &NodeUpdate { version: last.meta.version, spec })
             .await

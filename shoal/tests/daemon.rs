@@ -14,7 +14,18 @@ fn free_addr() -> String {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
 }
 
-fn daemon(dir: &Path, addr: &str, extra: &[&str], log: &Path) -> Child {
+/// A daemon process, killed if the test ends (or fails) with it still running, so
+/// no daemon outlives its test holding ports, files or locks.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon(dir: &Path, addr: &str, extra: &[&str], log: &Path) -> Running {
     let out = std::fs::File::create(log.with_extension("out")).unwrap();
     let err = std::fs::File::create(log.with_extension("err")).unwrap();
     Command::new(env!("CARGO_BIN_EXE_shoal"))
@@ -26,6 +37,7 @@ fn daemon(dir: &Path, addr: &str, extra: &[&str], log: &Path) -> Child {
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()
+        .map(Running)
         .unwrap()
 }
 
@@ -33,9 +45,10 @@ fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-fn terminate(child: &mut Child) -> Option<i32> {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGTERM).unwrap();
-    child.wait().unwrap().code()
+fn terminate(child: &mut Running) -> Option<i32> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::SIGTERM)
+        .unwrap();
+    child.0.wait().unwrap().code()
 }
 
 #[test]

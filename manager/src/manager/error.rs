@@ -146,9 +146,15 @@ impl ManagerError {
     /// is said as such, anything else names the leader.
     pub(crate) fn forwarded(addr: &str, s: tonic::Status) -> ManagerError {
         match s.code() {
-            tonic::Code::PermissionDenied => ManagerError::Forbidden(s.message().to_owned()),
+            tonic::Code::PermissionDenied => ManagerError::forbidden_from(s.message()),
             _ => ManagerError::rpc(addr, s),
         }
+    }
+
+    /// The refusal another manager sent, without its "permission denied: " prefix
+    /// (this error adds its own).
+    fn forbidden_from(message: &str) -> ManagerError {
+        ManagerError::Forbidden(message.strip_prefix("permission denied: ").unwrap_or(message).to_owned())
     }
 
     /// A failure to open or make the manager's files, or to bind its port.
@@ -201,7 +207,7 @@ impl ManagerError {
             "not_leader" => ManagerError::NotLeader { leader_addr: e.leader_addr },
             "unavailable" => ManagerError::NoLeader,
             "unauthenticated" => ManagerError::BadToken,
-            "forbidden" => ManagerError::Forbidden(e.message),
+            "forbidden" => ManagerError::forbidden_from(&e.message),
             "disk_full" => ManagerError::RemoteDiskFull(e.message),
             _ => match serde_json::from_str::<StoreError>(&e.message) {
                 Ok(s) => ManagerError::Store(s),
@@ -227,7 +233,7 @@ impl ManagerError {
     pub(crate) fn from_status(addr: &str, s: tonic::Status) -> ManagerError {
         match s.code() {
             tonic::Code::Unauthenticated => ManagerError::BadToken,
-            tonic::Code::PermissionDenied => ManagerError::Forbidden(s.message().to_owned()),
+            tonic::Code::PermissionDenied => ManagerError::forbidden_from(s.message()),
             tonic::Code::Unavailable => ManagerError::NoLeader,
             tonic::Code::FailedPrecondition => ManagerError::Refused(s.message().to_owned()),
             _ => ManagerError::rpc(addr, s),
