@@ -24,6 +24,11 @@ pub struct Cluster {
     /// Bearer token the API's TCP listeners require; secret like the join tokens.
     #[serde(default)]
     pub api_token: String,
+    /// The unlock key (`SHKEY-1-...`) that wraps every manager's data key while
+    /// `spec.autolock` is on; empty while it is off. Secret: shown only by
+    /// `shoal cluster unlock-key`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unlock_key: String,
 }
 
 /// Cluster-wide settings (`shoal cluster update`). Defaults are Swarm's.
@@ -46,6 +51,9 @@ pub struct ClusterSpec {
     /// UDP port of the overlay's VXLAN traffic between nodes. Default 4789 (the
     /// IANA port, Swarm's `--data-path-port`).
     pub data_path_port: u16,
+    /// Whether managers need the unlock key to start (`--autolock`): their data key is
+    /// kept sealed by it. Default off.
+    pub autolock: bool,
 }
 
 /// The default VXLAN UDP port.
@@ -61,6 +69,7 @@ impl Default for ClusterSpec {
             raft: RaftConfig::default(),
             default_address_pool: AddressPool::default(),
             data_path_port: DATA_PATH_PORT,
+            autolock: false,
         }
     }
 }

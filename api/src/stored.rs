@@ -141,6 +141,7 @@ impl Object {
                 c.join_tokens.worker.clear();
                 c.join_tokens.manager.clear();
                 c.api_token.clear();
+                c.unlock_key.clear();
             }
             _ => {}
         }

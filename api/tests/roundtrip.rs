@@ -174,6 +174,7 @@ fn network_secret_config_cluster() {
         spec: ClusterSpec { task_history_limit: -1, ..ClusterSpec::default() },
         join_tokens: JoinTokens { worker: "SHTKN-1-a-w".into(), manager: "SHTKN-1-a-m".into() },
         api_token: "SHAPI-1-x".into(),
+        unlock_key: String::new(),
     });
 }
 

@@ -8,6 +8,7 @@
 mod cluster;
 mod error;
 mod events;
+pub mod locked;
 mod logs;
 mod nodes;
 mod objects;
@@ -185,6 +186,9 @@ fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(cluster::rotate_join_token))
         .routes(routes!(cluster::api_token))
         .routes(routes!(cluster::rotate_api_token))
+        .routes(routes!(cluster::unlock_key))
+        .routes(routes!(cluster::rotate_unlock_key))
+        .routes(routes!(cluster::unlock))
         .routes(routes!(services::list, services::create))
         .routes(routes!(services::inspect, services::update, services::remove))
         .routes(routes!(services::scale))
@@ -266,6 +270,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Binds the unix socket at `path`, mode 0660, replacing any old socket file there.
+fn bind_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, ServeError> {
+    let listen = |source| ServeError::Listen { what: path.display().to_string(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(listen)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(listen(e)),
+        _ => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(listen)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(listen)?;
+    Ok(listener)
+}
+
 impl ApiServer {
     /// Starts the listeners of `opts` for `manager`.
     pub async fn start(served: &Served, opts: &ApiOptions) -> Result<ApiServer, ServeError> {
@@ -278,16 +297,7 @@ impl ApiServer {
         let mut tasks = Vec::new();
         let mut tcp = None;
         if let Some(path) = &opts.socket {
-            let listen = |source| ServeError::Listen { what: path.display().to_string(), source };
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(listen)?;
-            }
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(listen(e)),
-                _ => {}
-            }
-            let listener = tokio::net::UnixListener::bind(path).map_err(listen)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(listen)?;
+            let listener = bind_socket(path)?;
             let app = router(api.clone(), false);
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {

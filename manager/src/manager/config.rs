@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::lock::UnlockKey;
 use crate::raft::state_machine::SnapshotPolicy;
 
 /// Settings of one manager.
@@ -28,6 +29,9 @@ pub struct ManagerConfig {
     /// Recovery after losing quorum for good: keep this manager's committed state and
     /// make it the only member of a new one-manager cluster (`--force-new-cluster`).
     pub force_new_cluster: bool,
+    /// The cluster's unlock key, for a manager whose data key autolock sealed
+    /// (`shoal cluster unlock`); see [`super::lock`].
+    pub unlock_key: Option<UnlockKey>,
 }
 
 impl ManagerConfig {
@@ -42,6 +46,7 @@ impl ManagerConfig {
             snapshot: SnapshotPolicy::default(),
             keep_after_snapshot: 500,
             force_new_cluster: false,
+            unlock_key: None,
         }
     }
 

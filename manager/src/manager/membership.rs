@@ -61,6 +61,7 @@ impl Manager {
                 manager: join_token(Role::Manager, &cluster_id),
             },
             api_token: api_token(),
+            unlock_key: String::new(),
         };
         self.propose(Transaction {
             changes: vec![Change::Create { object: Object::Cluster(cluster.clone()) }],

@@ -1,4 +1,5 @@
-//! `shoal cluster …`: what the cluster is and who manages it; join and API tokens.
+//! `shoal cluster …`: what the cluster is and who manages it; join and API tokens;
+//! autolock's unlock key.
 
 use clap::Subcommand;
 use shoal_api::wire::ReadOptions;
@@ -25,6 +26,9 @@ pub(super) enum ClusterCommand {
         /// take a new port when their overlays are next made.
         #[arg(long)]
         data_path_port: Option<u16>,
+        /// Whether restarted managers need the unlock key (`shoal cluster unlock`).
+        #[arg(long, value_name = "true|false")]
+        autolock: Option<bool>,
     },
     /// Show (or rotate) the command that adds a worker or a manager.
     JoinToken {
@@ -38,6 +42,17 @@ pub(super) enum ClusterCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Show (or rotate) the key that unlocks a restarted manager (autolock).
+    UnlockKey {
+        /// Replace the key; the old one no longer unlocks any manager.
+        #[arg(long)]
+        rotate: bool,
+        /// Print only the key.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Give a locked manager the unlock key (read from stdin, or prompted for).
+    Unlock,
     /// Show (or rotate) the token TCP clients of the API need.
     ApiToken {
         /// Replace the token; clients with the old one are refused.
@@ -90,7 +105,7 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                         .collect(),
                 );
             }
-            ClusterCommand::Update { dispatcher_heartbeat, task_history_limit, data_path_port } => {
+            ClusterCommand::Update { dispatcher_heartbeat, task_history_limit, data_path_port, autolock } => {
                 let info = client.cluster(ReadOptions::default()).await?;
                 let mut spec = info.spec.clone();
                 if let Some(h) = dispatcher_heartbeat {
@@ -102,9 +117,15 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                 if let Some(l) = task_history_limit {
                     spec.task_history_limit = l;
                 }
+                if let Some(a) = autolock {
+                    spec.autolock = a;
+                }
                 let update = shoal_api::wire::ClusterUpdate { version: info.meta.version, spec };
                 client.update_cluster(&update).await?;
                 println!("cluster {} updated", info.spec.name);
+                if autolock == Some(true) && !info.spec.autolock {
+                    println!("autolock is on: `shoal cluster unlock-key` shows the key (keep it safe)");
+                }
             }
             ClusterCommand::JoinToken { role, rotate, quiet } => {
                 let tokens = if rotate {
@@ -123,6 +144,23 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                         "To add a {role} to this cluster, run on it:\n\n    shoal daemon --join {addr} --token {token}\n"
                     );
                 }
+            }
+            ClusterCommand::UnlockKey { rotate, quiet } => {
+                let k = if rotate { client.rotate_unlock_key().await? } else { client.unlock_key().await? };
+                if quiet {
+                    println!("{}", k.key);
+                } else {
+                    println!(
+                        "To unlock a manager after it restarts, run `shoal cluster unlock` on it and give \
+                         this key:\n\n    {}\n\nKeep it safe: without it a restarted manager cannot start.",
+                        k.key
+                    );
+                }
+            }
+            ClusterCommand::Unlock => {
+                let key = super::unlock::read_key()?;
+                client.unlock(&shoal_api::wire::UnlockKey { key }).await?;
+                println!("unlocked: the manager is starting");
             }
             ClusterCommand::ApiToken { rotate } => {
                 let t = if rotate { client.rotate_api_token().await? } else { client.api_token().await? };

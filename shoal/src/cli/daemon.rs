@@ -37,6 +37,10 @@ pub(super) struct DaemonArgs {
     /// make it the only manager of a new cluster.
     #[arg(long)]
     force_new_cluster: bool,
+    /// With --init: turn autolock on, so a restarted manager needs the unlock key
+    /// (`shoal cluster unlock-key` shows it; `shoal cluster unlock` gives it).
+    #[arg(long, requires = "init")]
+    autolock: bool,
     /// The node's data directory.
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
     data_dir: PathBuf,
@@ -175,6 +179,11 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let mut cfg = ManagerConfig::new(args.data_dir.join("manager"), args.listen_addr);
     cfg.advertise = advertise;
     cfg.force_new_cluster = args.force_new_cluster;
+    // Autolock: a locked manager waits here for `shoal cluster unlock`.
+    match super::unlock::wait_until_unlocked(&cfg.data_dir, &args.api_socket, &mut term).await? {
+        Some(key) => cfg.unlock_key = key,
+        None => return Ok(()),
+    }
     let served = server::start(cfg)
         .await
         .with_context(|| format!("start the manager (data in {})", args.data_dir.display()))?;
@@ -199,6 +208,13 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
             cluster.join_tokens.worker
         );
         println!("API token for TCP clients (SHOAL_TOKEN): {}", cluster.api_token);
+        if args.autolock {
+            manager.set_autolock(true).await.context("turn autolock on")?;
+            println!(
+                "autolock is on: a restarted manager needs `shoal cluster unlock`; \
+                 `shoal cluster unlock-key` shows the key (keep it safe)"
+            );
+        }
     } else if let Some(addr) = &args.join {
         manager.join(addr, token).await.with_context(|| format!("join the cluster through {addr}"))?;
         println!("joined the cluster through {addr} as a manager");
