@@ -931,6 +931,53 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_plain_log_is_sealed_at_open_and_then_refuses_plain_entries_and_other_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        let entries: Vec<Entry> = (1..=4).map(|i| blank_ent::<C>(1, 1, i)).collect();
+        {
+            // A log as Shoal kept it before sealing: runs of plain entries, no check value.
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut runs = tx.open_table(RUNS).unwrap();
+                let plain: Vec<Vec<u8>> = entries.iter().map(|e| encode(e).unwrap()).collect();
+                let (k, v) = run_of(1, plain.iter().map(Vec::as_slice));
+                runs.insert(k, v.as_slice()).unwrap();
+                tx.open_table(META).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        assert_eq!(on_disk(dir.path(), 0..=100).await, vec![1, 2, 3, 4], "read back after sealing");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_read().unwrap();
+            let runs = tx.open_table(RUNS).unwrap();
+            let (k, v) = runs.first().unwrap().unwrap();
+            for (_, e) in run_entries(k.value(), v.value()).unwrap() {
+                assert_eq!(e[0], FORMAT_SEALED, "every entry is sealed");
+            }
+        }
+        let err = LogStore::open(dir.path(), Sealer::new(&Key::from_bytes([8; 32]))).unwrap_err();
+        assert!(shoal_api::report::chain(&err).contains("another data key"), "{err}");
+        {
+            // A plain entry slipped into the sealed log is refused.
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut runs = tx.open_table(RUNS).unwrap();
+                let plain = encode(&blank_ent::<C>(1, 1, 5)).unwrap();
+                let (k, v) = run_of(5, [plain.as_slice()]);
+                runs.insert(k, v.as_slice()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let mut log = LogStore::open(dir.path(), sealer()).unwrap();
+        let err = log.try_get_log_entries(5..=5).await.unwrap_err();
+        assert!(err.to_string().contains("stored unsealed"), "{err}");
+    }
+
     #[test]
     fn a_damaged_file_is_named_and_never_reset() {
         let dir = tempfile::tempdir().unwrap();

@@ -407,3 +407,53 @@ impl RaftStateMachine<C> for StateMachine {
         Ok(Some(SnapshotOf::<C, Vec<u8>> { meta, snapshot }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::seal::Key;
+    use crate::store::{Change, Object, Transaction};
+
+    fn config(data: &[u8]) -> Object {
+        Object::Config(shoal_api::secret::Config {
+            id: "c1".into(),
+            meta: shoal_api::Meta::new(chrono::DateTime::UNIX_EPOCH),
+            spec: shoal_api::secret::PayloadSpec { name: "conf".into(), labels: Default::default(), data: data.to_vec() },
+        })
+    }
+
+    #[test]
+    fn a_plain_snapshot_is_sealed_at_open_and_a_wrong_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new();
+        store.apply(1, &Transaction { changes: vec![Change::Create { object: config(b"plain-probe-42") }] }).unwrap();
+        let meta = SnapshotMetaOf::<C> {
+            last_log_id: Some(openraft::testing::log_id::<C>(1, 1, 1)),
+            last_membership: StoredMembership::default(),
+        };
+        let json = Encoder::default().encode(&meta, &store).unwrap();
+        std::fs::write(dir.path().join("snapshot.json"), &json).unwrap();
+
+        let key = Key::random();
+        let sm = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&key)).unwrap();
+        assert_eq!(sm.shared().read(|s| s.clone()), store, "the plain snapshot's state is restored");
+        assert!(!dir.path().join("snapshot.json").exists(), "the plain file is gone");
+        let sealed = std::fs::read(dir.path().join("snapshot.sealed")).unwrap();
+        let probe = base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, b"plain-probe-42");
+        assert!(!sealed.windows(probe.len()).any(|w| w == probe.as_bytes()), "sealed on disk");
+        drop(sm);
+
+        // Opened again with its key, then with another.
+        let sm = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&key)).unwrap();
+        assert_eq!(sm.shared().read(|s| s.clone()), store);
+        let err = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&Key::random())).unwrap_err();
+        assert!(err.to_string().contains("sealed with another key"), "{err}");
+        // A changed byte is refused, never read as garbage.
+        let mut bad = sealed.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        std::fs::write(dir.path().join("snapshot.sealed"), &bad).unwrap();
+        let err = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&key)).unwrap_err();
+        assert!(err.to_string().contains("does not open with this key"), "{err}");
+    }
+}
