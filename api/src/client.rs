@@ -314,7 +314,9 @@ impl Client {
 
     /// Gives a locked manager the unlock key, so it starts.
     pub async fn unlock(&self, key: &crate::wire::UnlockKey) -> Result<(), ClientError> {
-        self.json::<serde_json::Value>(self.request(Method::POST, "/cluster/unlock").json(key)).await.map(|_| ())
+        self.json::<serde_json::Value>(self.request(Method::POST, "/cluster/unlock").json(key))
+            .await
+            .map(|_| ())
     }
 
     /// The OpenAPI document the manager serves.

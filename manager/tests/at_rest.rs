@@ -51,7 +51,11 @@ fn secret_object(name: &str, data: &[u8]) -> Transaction {
     let secret = shoal_api::secret::Secret {
         id: shoal_api::object::new_id(),
         meta: shoal_api::Meta::new(chrono::Utc::now()),
-        spec: shoal_api::secret::PayloadSpec { name: name.into(), labels: Default::default(), data: data.to_vec() },
+        spec: shoal_api::secret::PayloadSpec {
+            name: name.into(),
+            labels: Default::default(),
+            data: data.to_vec(),
+        },
     };
     Transaction { changes: vec![Change::Create { object: Object::Secret(secret) }] }
 }

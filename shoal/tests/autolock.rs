@@ -15,9 +15,14 @@ use support::wait_for;
 fn wait_wrapped(d: &Daemon, key: Option<&str>) {
     let path = d.dir.join("manager").join(lock::DEK_FILE);
     let kek = key.map(|k| UnlockKey::parse(k).unwrap());
-    wait_for(&format!("the data key wrapped as the cluster says ({})", d.log()), Duration::from_secs(30), || {
-        lock::is_sealed(&path).is_ok_and(|s| s == kek.is_some()) && lock::read_secret(&path, kek.as_ref()).is_ok()
-    });
+    wait_for(
+        &format!("the data key wrapped as the cluster says ({})", d.log()),
+        Duration::from_secs(30),
+        || {
+            lock::is_sealed(&path).is_ok_and(|s| s == kek.is_some())
+                && lock::read_secret(&path, kek.as_ref()).is_ok()
+        },
+    );
 }
 
 /// Waits until the restarted daemon answers, locked.

@@ -76,11 +76,9 @@ async fn unlock(State(gate): State<Arc<Gate>>, Body(body): Body<UnlockBody>) -> 
             Ok(Json(()))
         }
         Err(e @ LockError::WrongKey) => Err(refused(e)),
-        Err(e) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            shoal_api::report::chain(&e),
-        )),
+        Err(e) => {
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", shoal_api::report::chain(&e)))
+        }
     }
 }
 
@@ -92,10 +90,7 @@ async fn locked() -> axum::response::Response {
 /// that unlocked it.
 fn router(dir: &Path, opened: tokio::sync::watch::Sender<Option<UnlockKey>>) -> Router {
     let gate = Arc::new(Gate { dir: dir.to_owned(), backoff: Mutex::default(), opened });
-    Router::new()
-        .route("/v1/cluster/unlock", axum::routing::post(unlock))
-        .fallback(locked)
-        .with_state(gate)
+    Router::new().route("/v1/cluster/unlock", axum::routing::post(unlock)).fallback(locked).with_state(gate)
 }
 
 /// Serves the locked API on the unix socket `socket` for the manager whose data dir

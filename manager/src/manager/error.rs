@@ -83,7 +83,9 @@ pub enum ManagerError {
     #[error(transparent)]
     Lock(#[from] super::lock::LockError),
     /// `unlock-key --rotate` while autolock is off.
-    #[error("autolock is off, so there is no unlock key: turn it on with `shoal cluster update --autolock true`")]
+    #[error(
+        "autolock is off, so there is no unlock key: turn it on with `shoal cluster update --autolock true`"
+    )]
     AutolockOff,
     /// Another manager reported a full disk (its message, as sent).
     #[error("{0}")]

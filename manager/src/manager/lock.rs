@@ -30,7 +30,9 @@ const UNLOCK_PREFIX: &str = "SHKEY-1-";
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// The DEK is sealed and no unlock key was given.
-    #[error("this manager is locked (autolock is on): run `shoal cluster unlock` and give it the cluster's unlock key")]
+    #[error(
+        "this manager is locked (autolock is on): run `shoal cluster unlock` and give it the cluster's unlock key"
+    )]
     Locked,
     /// The given unlock key does not open the DEK.
     #[error(
@@ -151,12 +153,17 @@ pub fn write_secret(path: &Path, secret: &[u8], kek: Option<&UnlockKey>) -> Resu
     use std::os::unix::fs::OpenOptionsExt;
     let file = match kek {
         None => KeyFile { version: 1, plain: Some(STANDARD.encode(secret)), sealed: None },
-        Some(k) => KeyFile { version: 1, plain: None, sealed: Some(STANDARD.encode(k.sealer().seal(&aad(path), secret))) },
+        Some(k) => KeyFile {
+            version: 1,
+            plain: None,
+            sealed: Some(STANDARD.encode(k.sealer().seal(&aad(path), secret))),
+        },
     };
     let io = |source| LockError::Io { path: path.to_owned(), source };
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
     f.write_all(&serde_json::to_vec(&file).expect("key files serialize")).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
@@ -172,7 +179,8 @@ pub fn load_dek(dir: &Path, kek: Option<&UnlockKey>) -> Result<Key, LockError> {
     let path = dir.join(DEK_FILE);
     match read_secret(&path, kek)? {
         Some(bytes) => {
-            let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| LockError::Damaged { path: path.clone() })?;
+            let bytes: [u8; KEY_LEN] =
+                bytes.try_into().map_err(|_| LockError::Damaged { path: path.clone() })?;
             Ok(Key::from_bytes(bytes))
         }
         None => {
@@ -227,7 +235,8 @@ mod tests {
         assert!(text.starts_with("SHKEY-1-") && text.len() == "SHKEY-1-".len() + 43, "{text}");
         assert_eq!(UnlockKey::parse(&format!(" {text}\n")).unwrap(), k);
         assert_eq!(format!("{k:?}"), "UnlockKey(..)");
-        for bad in ["", "SHKEY-1-", "SHKEY-2-abc", &text[..text.len() - 1], &text.replace("SHKEY", "SWMKEY")] {
+        for bad in ["", "SHKEY-1-", "SHKEY-2-abc", &text[..text.len() - 1], &text.replace("SHKEY", "SWMKEY")]
+        {
             assert!(matches!(UnlockKey::parse(bad), Err(LockError::NotAKey)), "{bad}");
         }
     }

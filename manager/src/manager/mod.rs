@@ -95,7 +95,8 @@ impl Manager {
             .map_err(|e| ManagerError::io(format!("read the manager id in {}", dir.display()), e))?;
         // Before anything is read: a locked manager stops here.
         let dek = lock::load_dek(dir, cfg.unlock_key.as_ref())?;
-        let wrapped_by = cfg.unlock_key.clone().filter(|_| lock::is_sealed(&dir.join(lock::DEK_FILE)).unwrap_or(false));
+        let wrapped_by =
+            cfg.unlock_key.clone().filter(|_| lock::is_sealed(&dir.join(lock::DEK_FILE)).unwrap_or(false));
         let sealer = crate::raft::seal::Sealer::new(&dek);
         let mut log = LogStore::open(dir, sealer.clone())
             .map_err(|e| ManagerError::io(format!("start the manager from {}", dir.display()), e))?;
@@ -452,7 +453,8 @@ async fn follow_unlock_key(shared: std::sync::Weak<Shared>, mut guard: lock::Dek
             _ => None,
         })
     };
-    let Some(mut live) = shared.upgrade().and_then(|s| s.events().watch(u64::MAX).ok().map(|(_, rx)| rx)) else {
+    let Some(mut live) = shared.upgrade().and_then(|s| s.events().watch(u64::MAX).ok().map(|(_, rx)| rx))
+    else {
         return;
     };
     let mut followed: Option<String> = None;
@@ -466,11 +468,16 @@ async fn follow_unlock_key(shared: std::sync::Weak<Shared>, mut guard: lock::Dek
                 Ok(changed) => {
                     if changed {
                         let autolock = !key.is_empty();
-                        tracing::info!(autolock, "this manager's data key is now wrapped as the cluster says");
+                        tracing::info!(
+                            autolock,
+                            "this manager's data key is now wrapped as the cluster says"
+                        );
                     }
                     followed = Some(key);
                 }
-                Err(e) => tracing::error!(error = %shoal_api::report::chain(&e), "cannot re-wrap this manager's data key; retrying"),
+                Err(e) => {
+                    tracing::error!(error = %shoal_api::report::chain(&e), "cannot re-wrap this manager's data key; retrying")
+                }
             }
         }
         drop(s);

@@ -15,7 +15,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = LogStore::open(dir.path(), Sealer::new(&Key::random())).expect("open log");
-        let sm = StateMachine::open(&dir.path().join("sm"), Default::default(), Sealer::new(&Key::random())).expect("open state machine");
+        let sm = StateMachine::open(&dir.path().join("sm"), Default::default(), Sealer::new(&Key::random()))
+            .expect("open state machine");
         Ok((dir, log, sm))
     }
 }

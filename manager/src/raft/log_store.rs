@@ -78,15 +78,17 @@ fn open_entry(sealer: &Sealer, index: u64, bytes: &[u8]) -> io::Result<Entry> {
             let json = sealer.open(&entry_aad(index), sealed).map_err(|e| {
                 io::Error::new(io::ErrorKind::InvalidData, format!("{} cannot be opened: {e}", what()))
             })?;
-            serde_json::from_slice(&json).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("corrupt {}: {e}", what()))
-            })
+            serde_json::from_slice(&json)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("corrupt {}: {e}", what())))
         }
         Some((&FORMAT_V1, _)) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{} is stored unsealed in a sealed log: the file was changed", what()),
         )),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} has an unknown format version", what()))),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} has an unknown format version", what()),
+        )),
     }
 }
 

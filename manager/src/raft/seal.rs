@@ -124,7 +124,12 @@ impl Sealer {
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
         let mut plain = ciphertext.to_vec();
         self.cipher
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut plain, chacha20poly1305::Tag::from_slice(tag))
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                aad,
+                &mut plain,
+                chacha20poly1305::Tag::from_slice(tag),
+            )
             .map_err(|_| SealError::Rejected)?;
         Ok(plain)
     }

@@ -257,7 +257,10 @@ fn seal_plain_snapshot(dir: &Path, sealed: &Path, sealer: &Sealer) -> io::Result
     };
     if !sealed.exists() {
         snapshot::decode(&json).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{} is damaged ({e}): move it away", plain.display()))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is damaged ({e}): move it away", plain.display()),
+            )
         })?;
         let tmp = sealed.with_extension("tmp-seal");
         snapshot::write_temp(&tmp, &snapshot::seal_file(sealer, &json))?;
@@ -418,7 +421,11 @@ mod tests {
         Object::Config(shoal_api::secret::Config {
             id: "c1".into(),
             meta: shoal_api::Meta::new(chrono::DateTime::UNIX_EPOCH),
-            spec: shoal_api::secret::PayloadSpec { name: "conf".into(), labels: Default::default(), data: data.to_vec() },
+            spec: shoal_api::secret::PayloadSpec {
+                name: "conf".into(),
+                labels: Default::default(),
+                data: data.to_vec(),
+            },
         })
     }
 
@@ -426,7 +433,9 @@ mod tests {
     fn a_plain_snapshot_is_sealed_at_open_and_a_wrong_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::new();
-        store.apply(1, &Transaction { changes: vec![Change::Create { object: config(b"plain-probe-42") }] }).unwrap();
+        store
+            .apply(1, &Transaction { changes: vec![Change::Create { object: config(b"plain-probe-42") }] })
+            .unwrap();
         let meta = SnapshotMetaOf::<C> {
             last_log_id: Some(openraft::testing::log_id::<C>(1, 1, 1)),
             last_membership: StoredMembership::default(),
@@ -439,14 +448,16 @@ mod tests {
         assert_eq!(sm.shared().read(|s| s.clone()), store, "the plain snapshot's state is restored");
         assert!(!dir.path().join("snapshot.json").exists(), "the plain file is gone");
         let sealed = std::fs::read(dir.path().join("snapshot.sealed")).unwrap();
-        let probe = base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, b"plain-probe-42");
+        let probe =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, b"plain-probe-42");
         assert!(!sealed.windows(probe.len()).any(|w| w == probe.as_bytes()), "sealed on disk");
         drop(sm);
 
         // Opened again with its key, then with another.
         let sm = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&key)).unwrap();
         assert_eq!(sm.shared().read(|s| s.clone()), store);
-        let err = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&Key::random())).unwrap_err();
+        let err = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&Key::random()))
+            .unwrap_err();
         assert!(err.to_string().contains("sealed with another key"), "{err}");
         // A changed byte is refused, never read as garbage.
         let mut bad = sealed.clone();
