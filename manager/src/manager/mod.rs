@@ -130,7 +130,6 @@ impl Manager {
             }
         });
         tokio::spawn(ask_for_snapshots(raft.clone(), Arc::downgrade(&shared), due));
-        tokio::spawn(follow_unlock_key(Arc::downgrade(&shared), lock::DekGuard::new(dir, dek, wrapped_by)));
 
         // After a restart, local reads wait (a while) for the state to catch up with
         // what the cluster committed before it.
@@ -141,6 +140,8 @@ impl Manager {
                 recovered_tx.send_replace(true);
             }
         });
+        let guard = lock::DekGuard::new(dir, dek, wrapped_by);
+        tokio::spawn(follow_unlock_key(Arc::downgrade(&shared), recovered.clone(), guard));
 
         Ok(Arc::new(Manager {
             id,
@@ -444,9 +445,17 @@ fn leads_with_full_state(m: &openraft::RaftMetrics<crate::raft::TypeConfig>) -> 
 
 /// Keeps this manager's DEK file wrapped by the cluster's current unlock key (plain
 /// while autolock is off): checked at each change of the cluster object, and every few
-/// seconds for a change that came in a snapshot (which publishes no events). Ends with
+/// seconds for a change that came in a snapshot (which publishes no events). Starts
+/// once the state has caught up after a restart: an older cluster object re-applied
+/// from the log must not wrap the key with an unlock key since rotated away. Ends with
 /// the state machine.
-async fn follow_unlock_key(shared: std::sync::Weak<Shared>, mut guard: lock::DekGuard) {
+async fn follow_unlock_key(
+    shared: std::sync::Weak<Shared>,
+    mut recovered: watch::Receiver<bool>,
+    mut guard: lock::DekGuard,
+) {
+    // Recovery that fails (Raft stopped) ends this below, when the events close.
+    let _ = recovered.wait_for(|r| *r).await;
     let unlock_key = |s: &Shared| {
         s.read(|s| match s.list(Kind::Cluster).next() {
             Some(Object::Cluster(c)) => Some(c.unlock_key.clone()),
@@ -491,9 +500,9 @@ async fn follow_unlock_key(shared: std::sync::Weak<Shared>, mut guard: lock::Dek
                 }
             }
         };
-        match tokio::time::timeout(Duration::from_secs(3), wait).await {
-            Ok(false) => return,
-            Ok(true) | Err(_) => {}
+        // Closed events: the state machine is gone.
+        if let Ok(false) = tokio::time::timeout(Duration::from_secs(3), wait).await {
+            return;
         }
     }
 }
