@@ -344,6 +344,23 @@ impl Client {
         self.post("/cluster/ca/rotate", rotation).await
     }
 
+    /// The cluster's unlock key (autolock on only).
+    pub async fn unlock_key(&self) -> Result<crate::wire::UnlockKey, ClientError> {
+        self.get("/cluster/unlock-key", &()).await
+    }
+
+    /// Replaces the unlock key; every manager re-wraps its data key with the new one.
+    pub async fn rotate_unlock_key(&self) -> Result<crate::wire::UnlockKey, ClientError> {
+        self.post("/cluster/unlock-key/rotate", &()).await
+    }
+
+    /// Gives a locked manager the unlock key, so it starts.
+    pub async fn unlock(&self, key: &crate::wire::UnlockKey) -> Result<(), ClientError> {
+        self.json::<serde_json::Value>(self.request(Method::POST, "/cluster/unlock").json(key))
+            .await
+            .map(|_| ())
+    }
+
     /// The OpenAPI document the manager serves.
     pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
         self.get("/openapi.json", &()).await

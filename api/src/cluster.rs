@@ -35,6 +35,11 @@ pub struct Cluster {
     /// the leader, sent only to nodes on an encrypted network; secret, never returned.
     #[serde(default)]
     pub data_path_keys: DataPathKeys,
+    /// The unlock key (`SHKEY-1-...`) that wraps every manager's data key while
+    /// `spec.autolock` is on; empty while it is off. Secret: shown only by
+    /// `shoal cluster unlock-key`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unlock_key: String,
 }
 
 /// The cluster's certificate authority, as the managers keep it in the store.
@@ -158,6 +163,9 @@ pub struct ClusterSpec {
     pub data_path_port: u16,
     /// Node certificates.
     pub ca_config: CaConfig,
+    /// Whether managers need the unlock key to start (`--autolock`): their data key is
+    /// kept sealed by it. Default off.
+    pub autolock: bool,
 }
 
 /// The default VXLAN UDP port.
@@ -174,6 +182,7 @@ impl Default for ClusterSpec {
             default_address_pool: AddressPool::default(),
             data_path_port: DATA_PATH_PORT,
             ca_config: CaConfig::default(),
+            autolock: false,
         }
     }
 }

@@ -144,6 +144,7 @@ impl Object {
                 c.read_only_api_token.clear();
                 c.ca.signer_key.clear();
                 c.data_path_keys = Default::default();
+                c.unlock_key.clear();
             }
             _ => {}
         }

@@ -384,6 +384,20 @@ pub struct CaRotation {
     pub key_pem: Option<String>,
 }
 
+/// The cluster's unlock key (`GET`/`POST /v1/cluster/unlock-key`): what
+/// `shoal cluster unlock` needs to start a manager of an autolocked cluster.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UnlockKey {
+    /// `SHKEY-1-...`.
+    pub key: String,
+}
+
+impl std::fmt::Debug for UnlockKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnlockKey { .. }")
+    }
+}
+
 /// Query of `GET /v1/services/{id}/logs` and `GET /v1/tasks/{id}/logs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
 #[into_params(parameter_in = Query)]

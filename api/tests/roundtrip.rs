@@ -189,6 +189,7 @@ fn network_secret_config_cluster() {
             revoked_nodes: ["n9".to_owned()].into(),
         },
         data_path_keys: keyring(),
+        unlock_key: String::new(),
     });
 }
 

@@ -7,7 +7,7 @@ use shoal_api::Validate;
 use shoal_api::cluster::JoinTokens;
 use shoal_api::wire::{
     ApiToken, CaInfo, CaRotation, ClusterInfo, ClusterUpdate, Counts, ErrorBody, ManagerInfo, RaftInfo,
-    ReadOptions, TokenScope, Written,
+    ReadOptions, TokenScope, UnlockKey, Written,
 };
 
 use super::{Api, ApiError, Body, Query};
@@ -84,7 +84,9 @@ pub(super) async fn info(
 }
 
 /// Replaces the cluster's settings (heartbeat period, task history, Raft, address
-/// pool); the version read must still be current.
+/// pool, autolock); the version read must still be current. Turning autolock on makes
+/// an unlock key (`GET /v1/cluster/unlock-key` shows it); turning it off drops it, and
+/// every manager keeps its data key unwrapped again.
 #[utoipa::path(put, path = "/v1/cluster", tag = "cluster", request_body = ClusterUpdate,
     responses((status = 200, description = "Updated", body = Written),
               (status = 409, description = "The cluster changed since `version`", body = ErrorBody),
@@ -104,6 +106,7 @@ pub(super) async fn update(
         .into());
     }
     cluster.spec = req.spec;
+    crate::manager::tokens::apply_autolock(&mut cluster);
     cluster.meta.updated_at = chrono::Utc::now();
     let id = cluster.id.clone();
     let change =
@@ -202,4 +205,37 @@ pub(super) async fn rotate_ca(
     };
     api.manager.rotate_ca(given).await?;
     Ok(Json(ca_info(&api)?))
+}
+
+/// Shows the unlock key a restarted manager needs while autolock is on.
+#[utoipa::path(get, path = "/v1/cluster/unlock-key", tag = "cluster",
+    responses((status = 200, description = "The key", body = UnlockKey),
+              (status = 409, description = "Autolock is off", body = ErrorBody)))]
+pub(super) async fn unlock_key(State(api): State<Api>) -> Result<Json<UnlockKey>, ApiError> {
+    let cluster = api.manager.cluster().ok_or_else(not_initialized)?;
+    if !cluster.spec.autolock {
+        return Err(ManagerError::AutolockOff.into());
+    }
+    Ok(Json(UnlockKey { key: cluster.unlock_key }))
+}
+
+/// Replaces the unlock key: every manager re-wraps its data key with the new one, and
+/// the old key no longer unlocks any of them.
+#[utoipa::path(post, path = "/v1/cluster/unlock-key/rotate", tag = "cluster",
+    responses((status = 200, description = "The new key", body = UnlockKey),
+              (status = 409, description = "Autolock is off", body = ErrorBody)))]
+pub(super) async fn rotate_unlock_key(State(api): State<Api>) -> Result<Json<UnlockKey>, ApiError> {
+    Ok(Json(UnlockKey { key: api.manager.rotate_unlock_key().await?.unlock_key }))
+}
+
+/// Gives a locked manager the unlock key. A manager that answers here is running,
+/// so it is not locked: a locked one serves only this call (every other one is
+/// refused with 503 until then).
+#[utoipa::path(post, path = "/v1/cluster/unlock", tag = "cluster", request_body = UnlockKey,
+    responses((status = 200, description = "Unlocked; the manager starts"),
+              (status = 403, description = "Not the cluster's unlock key", body = ErrorBody),
+              (status = 409, description = "This manager is not locked", body = ErrorBody),
+              (status = 429, description = "Too many wrong keys: wait", body = ErrorBody)))]
+pub(super) async fn unlock(super::Body(_req): super::Body<UnlockKey>) -> Result<Json<()>, ApiError> {
+    Err(ApiError::new(axum::http::StatusCode::CONFLICT, "not_locked", "this manager is not locked"))
 }

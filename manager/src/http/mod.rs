@@ -12,6 +12,7 @@ mod error;
 mod events;
 #[cfg(test)]
 mod fuzz;
+pub mod locked;
 mod logs;
 mod nodes;
 mod objects;
@@ -195,6 +196,9 @@ fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(cluster::rotate_api_token))
         .routes(routes!(cluster::ca))
         .routes(routes!(cluster::rotate_ca))
+        .routes(routes!(cluster::unlock_key))
+        .routes(routes!(cluster::rotate_unlock_key))
+        .routes(routes!(cluster::unlock))
         .routes(routes!(services::list, services::create))
         .routes(routes!(services::inspect, services::update, services::remove))
         .routes(routes!(services::scale))
@@ -250,6 +254,25 @@ fn router(api: Api, auth: bool) -> Router {
     router.with_state(api)
 }
 
+/// Binds the unix socket at `path`, mode 0660, replacing any old socket file there.
+fn bind_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, ServeError> {
+    let listen = |source| ServeError::Listen { what: path.display().to_string(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(listen)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(listen(e)),
+        _ => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(listen)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(listen)?;
+    // Members of a `shoal` group may use it, as `docker` works for Docker.
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("shoal") {
+        nix::unistd::chown(path, None, Some(group.gid)).map_err(|e| listen(e.into()))?;
+    }
+    Ok(listener)
+}
+
 impl ApiServer {
     /// Starts the listeners of `opts` for `manager`.
     pub async fn start(served: &Served, opts: &ApiOptions) -> Result<ApiServer, ServeError> {
@@ -263,20 +286,7 @@ impl ApiServer {
         let mut tasks = Vec::new();
         let mut tcp = None;
         if let Some(path) = &opts.socket {
-            let listen = |source| ServeError::Listen { what: path.display().to_string(), source };
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(listen)?;
-            }
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(listen(e)),
-                _ => {}
-            }
-            let listener = tokio::net::UnixListener::bind(path).map_err(listen)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(listen)?;
-            // Members of a `shoal` group may use it, as `docker` works for Docker.
-            if let Ok(Some(group)) = nix::unistd::Group::from_name("shoal") {
-                nix::unistd::chown(path, None, Some(group.gid)).map_err(|e| listen(e.into()))?;
-            }
+            let listener = bind_socket(path)?;
             let app = router(api.clone(), false);
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {

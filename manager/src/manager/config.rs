@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::lock::UnlockKey;
 use crate::raft::state_machine::SnapshotPolicy;
 
 /// Settings of one manager.
@@ -35,6 +36,9 @@ pub struct ManagerConfig {
     pub node_id: Option<String>,
     /// At `--init`: an external CA's certificate and key to use instead of a new one.
     pub external_ca: Option<shoal_pki::CaKeys>,
+    /// The cluster's unlock key, for a manager whose data key autolock sealed
+    /// (`shoal cluster unlock`); see [`super::lock`].
+    pub unlock_key: Option<UnlockKey>,
 }
 
 impl ManagerConfig {
@@ -53,6 +57,7 @@ impl ManagerConfig {
             snapshot: SnapshotPolicy::default(),
             keep_after_snapshot: 500,
             force_new_cluster: false,
+            unlock_key: None,
         }
     }
 

@@ -79,6 +79,14 @@ pub enum ManagerError {
         /// MiB a leader keeps free.
         keep_mib: f64,
     },
+    /// The manager's keys at rest: locked, a wrong unlock key, a damaged key file.
+    #[error(transparent)]
+    Lock(#[from] super::lock::LockError),
+    /// `unlock-key --rotate` while autolock is off.
+    #[error(
+        "autolock is off, so there is no unlock key: turn it on with `shoal cluster update --autolock true`"
+    )]
+    AutolockOff,
     /// Another manager reported a full disk (its message, as sent).
     #[error("{0}")]
     RemoteDiskFull(String),
@@ -186,6 +194,8 @@ impl ManagerError {
             | ManagerError::NoSuchRole(_)
             | ManagerError::Refused(_)
             | ManagerError::Io { .. }
+            | ManagerError::Lock(_)
+            | ManagerError::AutolockOff
             | ManagerError::Raft { .. }
             | ManagerError::Rpc { .. }
             | ManagerError::Remote(_)
@@ -253,6 +263,7 @@ impl ManagerError {
                 | ManagerError::StillVotes(_)
                 | ManagerError::NoSuchRole(_)
                 | ManagerError::Refused(_)
+                | ManagerError::AutolockOff
         )
     }
 }

@@ -62,6 +62,7 @@ impl Manager {
             read_only_api_token: read_only_api_token(),
             ca,
             data_path_keys: Default::default(),
+            unlock_key: String::new(),
         };
         self.propose(Transaction {
             changes: vec![Change::Create { object: Object::Cluster(cluster.clone()) }],

@@ -4,7 +4,8 @@
 //!
 //! Its other concerns live in rooms beside it: [`config`], [`error`] (and the
 //! errors' wire forms), [`membership`] (init, joins, demotion and removal),
-//! [`nodes`] (the members' node objects), [`tokens`] (join and API tokens), the
+//! [`nodes`] (the members' node objects), [`tokens`] (join and API tokens), [`lock`]
+//! (the data key that seals the log and snapshots, and autolock's unlock key), the
 //! leader's disk guard ([`room`]) and the clients of other managers ([`client`]).
 //! Serving it over gRPC, with the dispatcher beside it, is [`crate::server`]'s job:
 //! nothing here knows the services that use a manager.
@@ -13,6 +14,7 @@ mod certs;
 pub(crate) mod client;
 pub mod config;
 pub mod error;
+pub mod lock;
 mod membership;
 mod nodes;
 mod room;
@@ -101,11 +103,16 @@ impl Manager {
         let dir = &cfg.data_dir;
         let id = manager_id(dir)
             .map_err(|e| ManagerError::io(format!("read the manager id in {}", dir.display()), e))?;
-        let mut log = LogStore::open(dir)
+        // Before anything is read: a locked manager stops here.
+        let dek = lock::load_dek(dir, cfg.unlock_key.as_ref())?;
+        let wrapped_by =
+            cfg.unlock_key.clone().filter(|_| lock::is_sealed(&dir.join(lock::DEK_FILE)).unwrap_or(false));
+        let sealer = crate::raft::seal::Sealer::new(&dek);
+        let mut log = LogStore::open(dir, sealer.clone())
             .map_err(|e| ManagerError::io(format!("start the manager from {}", dir.display()), e))?;
         let log_stats = log.stats();
         let state_dir = dir.join("state");
-        let sm = StateMachine::open(&state_dir, cfg.snapshot)
+        let sm = StateMachine::open(&state_dir, cfg.snapshot, sealer)
             .map_err(|e| ManagerError::io(format!("open the state in {}", state_dir.display()), e))?;
         let shared = sm.shared();
         if cfg.force_new_cluster {
@@ -148,6 +155,8 @@ impl Manager {
                 recovered_tx.send_replace(true);
             }
         });
+        let guard = lock::DekGuard::new(dir, dek, wrapped_by);
+        tokio::spawn(follow_unlock_key(Arc::downgrade(&shared), recovered.clone(), guard));
 
         Ok(Arc::new(Manager {
             id,
@@ -451,6 +460,70 @@ pub struct Status {
 fn leads_with_full_state(m: &openraft::RaftMetrics<crate::raft::TypeConfig>) -> bool {
     m.state == ServerState::Leader
         && m.last_applied.as_ref().is_some_and(|l| l.leader_id.term == m.current_term)
+}
+
+/// Keeps this manager's DEK file wrapped by the cluster's current unlock key (plain
+/// while autolock is off): checked at each change of the cluster object, and every few
+/// seconds for a change that came in a snapshot (which publishes no events). Starts
+/// once the state has caught up after a restart: an older cluster object re-applied
+/// from the log must not wrap the key with an unlock key since rotated away. Ends with
+/// the state machine.
+async fn follow_unlock_key(
+    shared: std::sync::Weak<Shared>,
+    mut recovered: watch::Receiver<bool>,
+    mut guard: lock::DekGuard,
+) {
+    // Recovery that fails (Raft stopped) ends this below, when the events close.
+    let _ = recovered.wait_for(|r| *r).await;
+    let unlock_key = |s: &Shared| {
+        s.read(|s| match s.list(Kind::Cluster).next() {
+            Some(Object::Cluster(c)) => Some(c.unlock_key.clone()),
+            _ => None,
+        })
+    };
+    let Some(mut live) = shared.upgrade().and_then(|s| s.events().watch(u64::MAX).ok().map(|(_, rx)| rx))
+    else {
+        return;
+    };
+    let mut followed: Option<String> = None;
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        // Before the cluster object exists there is nothing to follow.
+        if let Some(key) = unlock_key(&s)
+            && followed.as_ref() != Some(&key)
+        {
+            match guard.follow(&key) {
+                Ok(changed) => {
+                    if changed {
+                        let autolock = !key.is_empty();
+                        tracing::info!(
+                            autolock,
+                            "this manager's data key is now wrapped as the cluster says"
+                        );
+                    }
+                    followed = Some(key);
+                }
+                Err(e) => {
+                    tracing::error!(error = %shoal_api::report::chain(&e), "cannot re-wrap this manager's data key; retrying")
+                }
+            }
+        }
+        drop(s);
+        let wait = async {
+            loop {
+                match live.recv().await {
+                    Ok(e) if e.kind() == Kind::Cluster => return true,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        };
+        // Closed events: the state machine is gone.
+        if let Ok(false) = tokio::time::timeout(Duration::from_secs(3), wait).await {
+            return;
+        }
+    }
 }
 
 /// Asks Raft for a snapshot when the state machine says one is due. openraft

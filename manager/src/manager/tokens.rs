@@ -1,12 +1,14 @@
 //! Join tokens and the API tokens: how they are made and rotated. A join token pins
 //! the cluster's CA and carries the role it admits (`SHTKN-1-<CA digest>-<W|M><secret>`,
 //! see `shoal_pki::token`); the API tokens are bearer secrets for the API's TCP
-//! listeners, one that may do everything and one that may only read.
+//! listeners, one that may do everything and one that may only read. The unlock key
+//! (autolock's KEK, see [`super::lock`]) is kept beside them in the cluster object.
 
 use shoal_api::cluster::Cluster;
 
 use super::Manager;
 use super::error::ManagerError;
+use super::lock::UnlockKey;
 use crate::store::{Change, Object, Transaction};
 
 /// A role a join token admits.
@@ -55,7 +57,37 @@ pub(super) fn read_only_api_token() -> String {
     format!("SHRO-1-{}", secret(24))
 }
 
+/// Makes the cluster's unlock key follow `spec.autolock`: a new key when autolock is
+/// turned on, none when it is off, the same one otherwise.
+pub(crate) fn apply_autolock(c: &mut Cluster) {
+    match (c.spec.autolock, c.unlock_key.is_empty()) {
+        (true, true) => c.unlock_key = UnlockKey::random().reveal(),
+        (false, false) => c.unlock_key.clear(),
+        _ => {}
+    }
+}
+
 impl Manager {
+    /// Turns autolock on (with a new unlock key) or off; every manager re-wraps its
+    /// data key when it applies the change.
+    pub async fn set_autolock(&self, on: bool) -> Result<Cluster, ManagerError> {
+        self.update_cluster(|c| {
+            c.spec.autolock = on;
+            apply_autolock(c);
+        })
+        .await
+    }
+
+    /// Replaces the unlock key; every manager re-wraps its data key with the new one
+    /// when it applies the change, and the old key stops opening it. Refused while
+    /// autolock is off.
+    pub async fn rotate_unlock_key(&self) -> Result<Cluster, ManagerError> {
+        if !self.cluster().ok_or(ManagerError::NotInitialized)?.spec.autolock {
+            return Err(ManagerError::AutolockOff);
+        }
+        self.update_cluster(|c| c.unlock_key = UnlockKey::random().reveal()).await
+    }
+
     /// Replaces the join token of `role` ("worker" or "manager") with a new one; nodes
     /// that joined with the old token are not affected.
     pub async fn rotate_join_token(&self, role: &str) -> Result<Cluster, ManagerError> {
@@ -108,6 +140,26 @@ mod tests {
         let a = api_token();
         assert!(a.starts_with("SHAPI-1-") && a.len() == "SHAPI-1-".len() + 48, "{a}");
         assert!(read_only_api_token().starts_with("SHRO-1-"));
+    }
+
+    #[test]
+    fn the_unlock_key_follows_autolock() {
+        let mut c: Cluster = serde_json::from_value(serde_json::json!({
+            "id": "c", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+            "version": 1, "spec": {}, "join_tokens": {"worker": "", "manager": ""}
+        }))
+        .unwrap();
+        apply_autolock(&mut c);
+        assert!(c.unlock_key.is_empty(), "off by default");
+        c.spec.autolock = true;
+        apply_autolock(&mut c);
+        let key = c.unlock_key.clone();
+        assert!(UnlockKey::parse(&key).is_ok(), "{key}");
+        apply_autolock(&mut c);
+        assert_eq!(c.unlock_key, key, "kept while autolock stays on");
+        c.spec.autolock = false;
+        apply_autolock(&mut c);
+        assert!(c.unlock_key.is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 
 use super::log_store::LogStore;
+use super::seal::{Key, Sealer};
 use super::state_machine::StateMachine;
 use super::types::TypeConfig;
 
@@ -13,8 +14,9 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = LogStore::open(dir.path()).expect("open log");
-        let sm = StateMachine::open(&dir.path().join("sm"), Default::default()).expect("open state machine");
+        let log = LogStore::open(dir.path(), Sealer::new(&Key::random())).expect("open log");
+        let sm = StateMachine::open(&dir.path().join("sm"), Default::default(), Sealer::new(&Key::random()))
+            .expect("open state machine");
         Ok((dir, log, sm))
     }
 }

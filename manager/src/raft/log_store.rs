@@ -5,6 +5,14 @@
 //! together are stored as one value (a run of consecutive entries keyed by its first
 //! index), so a commit inserts one key, not one per entry. Appended entries are
 //! readable at once, from memory.
+//!
+//! Every entry is sealed on its own (see [`super::seal`]) with this manager's data
+//! key, bound to its index: runs are cut and rewritten by purges and truncations
+//! without opening what they hold, and a read opens only the entries it returns.
+//! Sealing a whole run would save 40 bytes per entry but make every cut re-seal up to
+//! 4 MiB. The META values (vote, commit index, purge point) hold only terms, indexes
+//! and node ids, and stay plain. A log written before sealing (plain entries) is
+//! sealed in place the first time it is opened; after that a plain entry is refused.
 
 use std::fmt::Debug;
 use std::io;
@@ -16,6 +24,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, RaftTypeConfig};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::seal::{self, Sealer};
 use super::types::TypeConfig;
 
 type C = TypeConfig;
@@ -34,6 +43,54 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// openraft's serde forms are not a stable format across versions, so the envelope is
 /// ours.
 const FORMAT_V1: u8 = 1;
+
+/// Format of a sealed entry: this byte, then its [`FORMAT_V1`] JSON sealed for its
+/// index ([`entry_aad`]).
+const FORMAT_SEALED: u8 = 3;
+
+/// The META key of a value sealed at the log's creation (or its first sealing): it
+/// tells a wrong key at open, before any entry is read.
+const SEAL_CHECK: &str = "seal_check";
+const SEAL_CHECK_TEXT: &[u8] = b"shoal raft log";
+
+/// What an entry's sealing is bound to: its index.
+fn entry_aad(index: u64) -> [u8; 18] {
+    let mut aad = [0u8; 18];
+    aad[..10].copy_from_slice(b"raft entry");
+    aad[10..].copy_from_slice(&index.to_le_bytes());
+    aad
+}
+
+/// The stored form of `entry` at `index`: sealed JSON.
+fn seal_entry(sealer: &Sealer, index: u64, entry: &Entry) -> io::Result<Vec<u8>> {
+    let json = serde_json::to_vec(entry).map_err(io::Error::other)?;
+    let mut out = Vec::with_capacity(1 + seal::OVERHEAD + json.len());
+    out.push(FORMAT_SEALED);
+    sealer.seal_into(&entry_aad(index), &json, &mut out);
+    Ok(out)
+}
+
+/// The entry stored at `index` as `bytes` (sealed; a plain one is refused).
+fn open_entry(sealer: &Sealer, index: u64, bytes: &[u8]) -> io::Result<Entry> {
+    let what = || format!("log entry {index}");
+    match bytes.split_first() {
+        Some((&FORMAT_SEALED, sealed)) => {
+            let json = sealer.open(&entry_aad(index), sealed).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{} cannot be opened: {e}", what()))
+            })?;
+            serde_json::from_slice(&json)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("corrupt {}: {e}", what())))
+        }
+        Some((&FORMAT_V1, _)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is stored unsealed in a sealed log: the file was changed", what()),
+        )),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} has an unknown format version", what()),
+        )),
+    }
+}
 
 /// Format of a run: this byte, the entry count (u32 LE), then each entry as its length
 /// (u32 LE) and its [`FORMAT_V1`] encoding.
@@ -145,6 +202,7 @@ pub struct OpenError {
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    sealer: Arc<Sealer>,
     stats: Arc<LogStats>,
     tail: Arc<std::sync::Mutex<Tail>>,
     writer: std::sync::mpsc::Sender<Write>,
@@ -247,8 +305,9 @@ pub struct LogStats {
 }
 
 impl LogStore {
-    /// Opens (creating) `dir/raft.redb`.
-    pub fn open(dir: &Path) -> Result<LogStore, OpenError> {
+    /// Opens (creating) `dir/raft.redb`, whose entries `sealer` seals and opens. A log
+    /// kept unsealed is sealed first; a log sealed with another key is refused.
+    pub fn open(dir: &Path, sealer: Sealer) -> Result<LogStore, OpenError> {
         let path = dir.join("raft.redb");
         let err = |e: Box<dyn std::error::Error + Send + Sync>| OpenError { path: path.clone(), source: e };
         std::fs::create_dir_all(dir).map_err(|e| err(e.into()))?;
@@ -273,6 +332,7 @@ impl LogStore {
         tx.open_table(RUNS).map_err(|e| err(e.into()))?;
         tx.open_table(META).map_err(|e| err(e.into()))?;
         migrate_old_log(&tx).map_err(|e| err(e.into()))?;
+        seal_log(&tx, &sealer).map_err(|e| err(e.into()))?;
         tx.commit().map_err(|e| err(e.into()))?;
         let db = Arc::new(db);
         let (stats, tail) = (Arc::<LogStats>::default(), Arc::<std::sync::Mutex<Tail>>::default());
@@ -283,7 +343,7 @@ impl LogStore {
             .name("raft-log-writer".into())
             .spawn(move || thread.run(&queue))
             .map_err(|e| err(e.into()))?;
-        Ok(LogStore { db, stats, tail, writer })
+        Ok(LogStore { db, sealer: Arc::new(sealer), stats, tail, writer })
     }
 
     /// Write counters, shared by clones.
@@ -570,6 +630,37 @@ fn migrate_old_log(tx: &redb::WriteTransaction) -> io::Result<()> {
     Ok(())
 }
 
+/// Checks that `sealer` has the log's key, or seals a log kept unsealed (every entry,
+/// in `tx`) and records the check value.
+fn seal_log(tx: &redb::WriteTransaction, sealer: &Sealer) -> io::Result<()> {
+    let mut meta = tx.open_table(META).map_err(other)?;
+    if let Some(check) = meta.get(SEAL_CHECK).map_err(other)? {
+        return match sealer.open(SEAL_CHECK.as_bytes(), check.value()) {
+            Ok(text) if text == SEAL_CHECK_TEXT => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the log was sealed with another data key (was this manager's raft-dek file replaced?)",
+            )),
+        };
+    }
+    let mut runs = tx.open_table(RUNS).map_err(other)?;
+    let mut sealed = Vec::new();
+    for item in runs.iter().map_err(other)? {
+        let (k, v) = item.map_err(other)?;
+        let mut entries = Vec::new();
+        for (i, bytes) in run_entries(k.value(), v.value())? {
+            let entry: Entry = decode(bytes, &format!("log entry {i}"))?;
+            entries.push(seal_entry(sealer, i, &entry)?);
+        }
+        sealed.push(run_of(k.value(), entries.iter().map(Vec::as_slice)));
+    }
+    for (k, v) in sealed {
+        runs.insert(k, v.as_slice()).map_err(other)?;
+    }
+    meta.insert(SEAL_CHECK, sealer.seal(SEAL_CHECK.as_bytes(), SEAL_CHECK_TEXT).as_slice()).map_err(other)?;
+    Ok(())
+}
+
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
     let start = match range.start_bound() {
         Bound::Included(&s) => s,
@@ -603,6 +694,7 @@ impl RaftLogReader<C> for LogStore {
             Some(f) => Some(end.map_or(f - 1, |e| e.min(f - 1))),
             None => end,
         };
+        let sealer = self.sealer.clone();
         let mut out = self
             .blocking(move |db| {
                 let tx = db.begin_read().map_err(other)?;
@@ -621,7 +713,7 @@ impl RaftLogReader<C> for LogStore {
                             break 'runs;
                         }
                         if i >= start {
-                            out.push(decode::<Entry>(bytes, &format!("log entry {i}"))?);
+                            out.push(open_entry(&sealer, i, bytes)?);
                         }
                     }
                 }
@@ -648,12 +740,13 @@ impl RaftLogStorage<C> for LogStore {
         let last_entry = match newest {
             Some(e) => Some(e),
             None => {
-                self.blocking(|db| {
+                let sealer = self.sealer.clone();
+                self.blocking(move |db| {
                     let tx = db.begin_read().map_err(other)?;
                     let table = tx.open_table(RUNS).map_err(other)?;
                     match table.last().map_err(other)? {
                         Some((k, v)) => match run_entries(k.value(), v.value())?.last() {
-                            Some((i, bytes)) => decode::<Entry>(bytes, &format!("log entry {i}")).map(Some),
+                            Some((i, bytes)) => open_entry(&sealer, *i, bytes).map(Some),
                             None => Ok(None),
                         },
                         None => Ok(None),
@@ -701,7 +794,10 @@ impl RaftLogStorage<C> for LogStore {
         };
         let encoded: Vec<(u64, Vec<u8>)> = entries
             .iter()
-            .map(|e| Ok((openraft::entry::RaftEntry::index(e), encode(e)?)))
+            .map(|e| {
+                let index = openraft::entry::RaftEntry::index(e);
+                Ok((index, seal_entry(&self.sealer, index, e)?))
+            })
             .collect::<io::Result<_>>()?;
         let generation = {
             // Readable from now on, synced or not.
@@ -740,6 +836,12 @@ mod tests {
     use redb::ReadableTableMetadata;
 
     use super::*;
+    use crate::raft::seal::Key;
+
+    /// The sealer of these tests' logs: one fixed key.
+    fn sealer() -> Sealer {
+        Sealer::new(&Key::from_bytes([7; 32]))
+    }
 
     /// Appends blank entries `from..=to` (term 1) as one call, and waits for the sync.
     async fn append(log: &mut LogStore, from: u64, to: u64) {
@@ -751,7 +853,7 @@ mod tests {
 
     /// The indexes of every entry in `range`, as read from the disk (a fresh store).
     async fn on_disk(dir: &Path, range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
-        let mut log = LogStore::open(dir).unwrap();
+        let mut log = LogStore::open(dir, sealer()).unwrap();
         log.try_get_log_entries(range).await.unwrap().iter().map(RaftEntry::index).collect()
     }
 
@@ -759,7 +861,7 @@ mod tests {
     async fn runs_are_cut_by_purges_and_truncations_and_read_back_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut log = LogStore::open(dir.path()).unwrap();
+            let mut log = LogStore::open(dir.path(), sealer()).unwrap();
             append(&mut log, 1, 10).await;
             append(&mut log, 11, 12).await;
             log.purge(openraft::testing::log_id::<C>(1, 1, 3)).await.unwrap();
@@ -768,7 +870,7 @@ mod tests {
         }
         assert_eq!(on_disk(dir.path(), 0..=100).await, (4..=8).collect::<Vec<_>>());
         assert_eq!(on_disk(dir.path(), 5..=6).await, vec![5, 6], "a range inside a run");
-        let mut log = LogStore::open(dir.path()).unwrap();
+        let mut log = LogStore::open(dir.path(), sealer()).unwrap();
         let state = log.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id.map(|l| l.index()), Some(8));
         assert_eq!(state.last_purged_log_id.map(|l| l.index()), Some(3));
@@ -804,7 +906,7 @@ mod tests {
     async fn the_commit_index_costs_no_sync_of_its_own_while_writes_flow() {
         use std::sync::atomic::Ordering::Relaxed;
         let dir = tempfile::tempdir().unwrap();
-        let mut log = LogStore::open(dir.path()).unwrap();
+        let mut log = LogStore::open(dir.path(), sealer()).unwrap();
         let stats = log.stats();
         append(&mut log, 1, 3).await;
         let before = stats.syncs.load(Relaxed);
@@ -826,24 +928,71 @@ mod tests {
         assert_eq!(log.read_committed().await.unwrap().map(|l| l.index()), Some(4));
         drop(log);
         assert_eq!(
-            LogStore::open(dir.path()).unwrap().read_committed().await.unwrap().map(|l| l.index()),
+            LogStore::open(dir.path(), sealer()).unwrap().read_committed().await.unwrap().map(|l| l.index()),
             Some(4)
         );
+    }
+
+    #[tokio::test]
+    async fn a_plain_log_is_sealed_at_open_and_then_refuses_plain_entries_and_other_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        let entries: Vec<Entry> = (1..=4).map(|i| blank_ent::<C>(1, 1, i)).collect();
+        {
+            // A log as Shoal kept it before sealing: runs of plain entries, no check value.
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut runs = tx.open_table(RUNS).unwrap();
+                let plain: Vec<Vec<u8>> = entries.iter().map(|e| encode(e).unwrap()).collect();
+                let (k, v) = run_of(1, plain.iter().map(Vec::as_slice));
+                runs.insert(k, v.as_slice()).unwrap();
+                tx.open_table(META).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        assert_eq!(on_disk(dir.path(), 0..=100).await, vec![1, 2, 3, 4], "read back after sealing");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_read().unwrap();
+            let runs = tx.open_table(RUNS).unwrap();
+            let (k, v) = runs.first().unwrap().unwrap();
+            for (_, e) in run_entries(k.value(), v.value()).unwrap() {
+                assert_eq!(e[0], FORMAT_SEALED, "every entry is sealed");
+            }
+        }
+        let err = LogStore::open(dir.path(), Sealer::new(&Key::from_bytes([8; 32]))).unwrap_err();
+        assert!(shoal_api::report::chain(&err).contains("another data key"), "{err}");
+        {
+            // A plain entry slipped into the sealed log is refused.
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut runs = tx.open_table(RUNS).unwrap();
+                let plain = encode(&blank_ent::<C>(1, 1, 5)).unwrap();
+                let (k, v) = run_of(5, [plain.as_slice()]);
+                runs.insert(k, v.as_slice()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let mut log = LogStore::open(dir.path(), sealer()).unwrap();
+        let err = log.try_get_log_entries(5..=5).await.unwrap_err();
+        assert!(err.to_string().contains("stored unsealed"), "{err}");
     }
 
     #[test]
     fn a_damaged_file_is_named_and_never_reset() {
         let dir = tempfile::tempdir().unwrap();
-        LogStore::open(dir.path()).unwrap();
+        LogStore::open(dir.path(), sealer()).unwrap();
         let path = dir.path().join("raft.redb");
         let len = std::fs::metadata(&path).unwrap().len();
         std::fs::write(&path, vec![0xAB; len as usize]).unwrap();
-        let err = LogStore::open(dir.path()).unwrap_err();
+        let err = LogStore::open(dir.path(), sealer()).unwrap_err();
         let text = shoal_api::report::chain(&err);
         assert!(text.contains(&path.display().to_string()) && text.contains("restore"), "{text}");
         assert_eq!(std::fs::read(&path).unwrap(), vec![0xAB; len as usize], "the file is left as it was");
         std::fs::write(&path, b"").unwrap();
-        let err = LogStore::open(dir.path()).unwrap_err();
+        let err = LogStore::open(dir.path(), sealer()).unwrap_err();
         assert!(err.source.to_string().contains("empty"), "{err}");
     }
 }

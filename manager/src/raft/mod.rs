@@ -4,6 +4,7 @@ pub mod log_store;
 pub mod network;
 pub mod proposal;
 pub mod recovery;
+pub mod seal;
 mod snapshot;
 pub mod state_machine;
 pub mod types;

@@ -80,8 +80,9 @@ mod tests {
     #[tokio::test]
     async fn a_forced_new_cluster_keeps_entries_not_known_to_be_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = LogStore::open(&dir.path().join("raft")).unwrap();
-        let sm = StateMachine::open(&dir.path().join("state"), SnapshotPolicy::default()).unwrap();
+        let sealer = crate::raft::seal::Sealer::new(&crate::raft::seal::Key::random());
+        let mut log = LogStore::open(&dir.path().join("raft"), sealer.clone()).unwrap();
+        let sm = StateMachine::open(&dir.path().join("state"), SnapshotPolicy::default(), sealer).unwrap();
         let (tx, synced) = C::oneshot();
         log.append((1..=3).map(create_service), IOFlushed::signal(tx)).await.unwrap();
         synced.await.unwrap().unwrap();

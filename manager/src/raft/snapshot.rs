@@ -2,6 +2,11 @@
 //! leaves the old file or the new one. Each object's JSON is kept from one snapshot to
 //! the next and reused while the object is unchanged, so a snapshot costs the objects
 //! written since the last one plus a copy, not a fresh encoding of the whole store.
+//!
+//! On disk the file is sealed whole with the manager's data key ([`seal_file`]): it is
+//! written and read whole anyway, and costs one pass of the cipher (about 1 GB/s).
+//! What openraft sends to other managers is the plain JSON (each manager has its own
+//! key; the transport protects it on the way).
 
 use std::io;
 use std::path::Path;
@@ -11,6 +16,7 @@ use openraft::type_config::alias::SnapshotMetaOf;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::seal::Sealer;
 use super::types::TypeConfig;
 use crate::store::{Object, Store};
 
@@ -95,6 +101,27 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotFile, serde_json::Error> {
     let mut file: SnapshotFile = serde_json::from_slice(bytes)?;
     file.store.reindex();
     Ok(file)
+}
+
+/// The first bytes of a sealed snapshot file; the sealed JSON follows.
+const SEALED_MAGIC: &[u8] = b"shoal sealed snapshot 1\n";
+/// What a snapshot's sealing is bound to.
+const SNAPSHOT_AAD: &[u8] = b"raft snapshot";
+
+/// The file that holds the snapshot `json`.
+pub(crate) fn seal_file(sealer: &Sealer, json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SEALED_MAGIC.len() + super::seal::OVERHEAD + json.len());
+    out.extend_from_slice(SEALED_MAGIC);
+    sealer.seal_into(SNAPSHOT_AAD, json, &mut out);
+    out
+}
+
+/// The JSON held by a snapshot file written by [`seal_file`].
+pub(crate) fn open_file(sealer: &Sealer, file: &[u8]) -> io::Result<Vec<u8>> {
+    let sealed = file.strip_prefix(SEALED_MAGIC).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, "it is not a sealed snapshot (its first bytes are wrong)")
+    })?;
+    sealer.open(SNAPSHOT_AAD, sealed).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// How much of a snapshot file is written back to disk at a time.

@@ -2,7 +2,8 @@
 //! events published; snapshots are the store serialized (see [`super::snapshot`]),
 //! built from a copy taken under a short read lock (off the apply path), kept on disk,
 //! and installed atomically. It also says when the next snapshot is due
-//! ([`SnapshotPolicy`]).
+//! ([`SnapshotPolicy`]). The file on disk is sealed ([`snapshot::seal_file`]); a
+//! plain `snapshot.json` left by an older Shoal is sealed the first time it is opened.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
 
+use super::seal::Sealer;
 use super::snapshot::{self, Encoder};
 use super::types::{Applied, TypeConfig};
 use crate::store::{EventLog, Store};
@@ -62,6 +64,8 @@ pub struct Shared {
     applied: RwLock<(Option<LogIdOf<C>>, StoredMembershipOf<C>)>,
     events: EventLog,
     snapshot_path: PathBuf,
+    /// Seals and opens the snapshot file.
+    sealer: Sealer,
     /// What the snapshot on disk covers (none yet: no file). Held only to put a new
     /// file in place or to read the current one; an older snapshot never replaces a
     /// newer one (builds and installs run concurrently).
@@ -147,20 +151,27 @@ pub struct StateMachine {
 pub const EVENT_RING: usize = 10_000;
 
 impl StateMachine {
-    /// A state machine whose snapshots live in `dir`, taken by `policy`; restores the
-    /// last one found.
-    pub fn open(dir: &Path, policy: SnapshotPolicy) -> io::Result<StateMachine> {
+    /// A state machine whose snapshots live in `dir`, sealed by `sealer`, taken by
+    /// `policy`; restores the last one found.
+    pub fn open(dir: &Path, policy: SnapshotPolicy, sealer: Sealer) -> io::Result<StateMachine> {
         std::fs::create_dir_all(dir)?;
-        let snapshot_path = dir.join("snapshot.json");
+        let snapshot_path = dir.join("snapshot.sealed");
+        seal_plain_snapshot(dir, &snapshot_path, &sealer)?;
         let mut snapshot_bytes = 0;
+        let damaged = |e: &dyn std::fmt::Display| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is damaged or sealed with another key ({e}): move it away; the state comes back \
+                     from the log and the other managers",
+                    snapshot_path.display()
+                ),
+            )
+        };
         let (store, applied, meta) = match std::fs::read(&snapshot_path) {
-            Ok(bytes) => {
-                let file = snapshot::decode(&bytes).map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{} is damaged ({e}): move it away; the state comes back from the log and the other managers", snapshot_path.display()),
-                    )
-                })?;
+            Ok(file) => {
+                let bytes = snapshot::open_file(&sealer, &file).map_err(|e| damaged(&e))?;
+                let file = snapshot::decode(&bytes).map_err(|e| damaged(&e))?;
                 let applied = (file.meta.last_log_id, file.meta.last_membership.clone());
                 snapshot_bytes = bytes.len() as u64;
                 (file.store, applied, Some(file.meta))
@@ -182,6 +193,7 @@ impl StateMachine {
                 applied: RwLock::new(applied),
                 events,
                 snapshot_path,
+                sealer,
                 policy,
                 since: SinceSnapshot { snapshot_bytes: snapshot_bytes.into(), ..Default::default() },
                 due: tokio::sync::watch::Sender::new(()),
@@ -212,11 +224,11 @@ impl StateMachine {
         let path = &self.shared.snapshot_path;
         let bytes = file()?;
         let tmp = path.with_extension(tmp);
-        snapshot::write_temp(&tmp, &bytes)?;
+        snapshot::write_temp(&tmp, &snapshot::seal_file(&self.shared.sealer, &bytes))?;
         let mut on_disk = self.shared.on_disk.lock().expect("snapshot lock");
         if let Some(newer) = on_disk.as_ref().filter(|m| m.last_log_id > meta.last_log_id) {
             let _ = std::fs::remove_file(&tmp);
-            let snapshot = std::fs::read(path)?;
+            let snapshot = self.shared.read_snapshot()?;
             return Ok(SnapshotOf::<C, Vec<u8>> { meta: newer.clone(), snapshot });
         }
         snapshot::replace(&tmp, path)?;
@@ -224,6 +236,38 @@ impl StateMachine {
         self.shared.since.snapshot_bytes.store(bytes.len() as u64, Ordering::Relaxed);
         Ok(SnapshotOf::<C, Vec<u8>> { meta, snapshot: bytes })
     }
+}
+
+impl Shared {
+    /// The JSON of the snapshot file on disk.
+    fn read_snapshot(&self) -> io::Result<Vec<u8>> {
+        snapshot::open_file(&self.sealer, &std::fs::read(&self.snapshot_path)?)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.snapshot_path.display())))
+    }
+}
+
+/// Seals a plain `snapshot.json` (written before snapshots were sealed) into `sealed`
+/// and removes it; a crash in between leaves both, and the next open finishes.
+fn seal_plain_snapshot(dir: &Path, sealed: &Path, sealer: &Sealer) -> io::Result<()> {
+    let plain = dir.join("snapshot.json");
+    let json = match std::fs::read(&plain) {
+        Ok(json) => json,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !sealed.exists() {
+        snapshot::decode(&json).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is damaged ({e}): move it away", plain.display()),
+            )
+        })?;
+        let tmp = sealed.with_extension("tmp-seal");
+        snapshot::write_temp(&tmp, &snapshot::seal_file(sealer, &json))?;
+        snapshot::replace(&tmp, sealed)?;
+    }
+    std::fs::remove_file(&plain)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Lowers the calling thread's CPU priority to nice 10.
@@ -362,7 +406,65 @@ impl RaftStateMachine<C> for StateMachine {
         // Under the lock: a file put in place meanwhile cannot pair with the old meta.
         let on_disk = self.shared.on_disk.lock().expect("snapshot lock");
         let Some(meta) = on_disk.clone() else { return Ok(None) };
-        let snapshot = std::fs::read(&self.shared.snapshot_path)?;
+        let snapshot = self.shared.read_snapshot()?;
         Ok(Some(SnapshotOf::<C, Vec<u8>> { meta, snapshot }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::seal::Key;
+    use crate::store::{Change, Object, Transaction};
+
+    fn config(data: &[u8]) -> Object {
+        Object::Config(shoal_api::secret::Config {
+            id: "c1".into(),
+            meta: shoal_api::Meta::new(chrono::DateTime::UNIX_EPOCH),
+            spec: shoal_api::secret::PayloadSpec {
+                name: "conf".into(),
+                labels: Default::default(),
+                data: data.to_vec(),
+            },
+        })
+    }
+
+    #[test]
+    fn a_plain_snapshot_is_sealed_at_open_and_a_wrong_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new();
+        store
+            .apply(1, &Transaction { changes: vec![Change::Create { object: config(b"plain-probe-42") }] })
+            .unwrap();
+        let meta = SnapshotMetaOf::<C> {
+            last_log_id: Some(openraft::testing::log_id::<C>(1, 1, 1)),
+            last_membership: StoredMembership::default(),
+        };
+        let json = Encoder::default().encode(&meta, &store).unwrap();
+        std::fs::write(dir.path().join("snapshot.json"), &json).unwrap();
+
+        let key = Key::random();
+        let sm = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&key)).unwrap();
+        assert_eq!(sm.shared().read(|s| s.clone()), store, "the plain snapshot's state is restored");
+        assert!(!dir.path().join("snapshot.json").exists(), "the plain file is gone");
+        let sealed = std::fs::read(dir.path().join("snapshot.sealed")).unwrap();
+        let probe =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, b"plain-probe-42");
+        assert!(!sealed.windows(probe.len()).any(|w| w == probe.as_bytes()), "sealed on disk");
+        drop(sm);
+
+        // Opened again with its key, then with another.
+        let sm = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&key)).unwrap();
+        assert_eq!(sm.shared().read(|s| s.clone()), store);
+        let err = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&Key::random()))
+            .unwrap_err();
+        assert!(err.to_string().contains("sealed with another key"), "{err}");
+        // A changed byte is refused, never read as garbage.
+        let mut bad = sealed.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        std::fs::write(dir.path().join("snapshot.sealed"), &bad).unwrap();
+        let err = StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&key)).unwrap_err();
+        assert!(err.to_string().contains("does not open with this key"), "{err}");
     }
 }

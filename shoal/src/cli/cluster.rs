@@ -1,5 +1,5 @@
 //! `shoal cluster …`: what the cluster is and who manages it; join and API tokens;
-//! the CA.
+//! the CA; autolock's unlock key.
 
 use clap::Subcommand;
 use shoal_api::wire::ReadOptions;
@@ -30,6 +30,9 @@ pub(super) enum ClusterCommand {
         /// renew at 50-80 % of it.
         #[arg(long, value_parser = |s: &str| shoal_api::duration::parse(s).map_err(|e| e.to_string()))]
         cert_expiry: Option<std::time::Duration>,
+        /// Whether restarted managers need the unlock key (`shoal cluster unlock`).
+        #[arg(long, value_name = "true|false")]
+        autolock: Option<bool>,
     },
     /// Show (or rotate) the command that adds a worker or a manager.
     JoinToken {
@@ -43,6 +46,17 @@ pub(super) enum ClusterCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Show (or rotate) the key that unlocks a restarted manager (autolock).
+    UnlockKey {
+        /// Replace the key; the old one no longer unlocks any manager.
+        #[arg(long)]
+        rotate: bool,
+        /// Print only the key.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Give a locked manager the unlock key (read from stdin, or prompted for).
+    Unlock,
     /// Show (or rotate) a token TCP clients of the API use: the admin one, or the
     /// read-only one for dashboards.
     ApiToken {
@@ -117,6 +131,7 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                 task_history_limit,
                 data_path_port,
                 cert_expiry,
+                autolock,
             } => {
                 let info = client.cluster(ReadOptions::default()).await?;
                 let mut spec = info.spec.clone();
@@ -132,9 +147,15 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                 if let Some(e) = cert_expiry {
                     spec.ca_config.node_cert_expiry = e;
                 }
+                if let Some(a) = autolock {
+                    spec.autolock = a;
+                }
                 let update = shoal_api::wire::ClusterUpdate { version: info.meta.version, spec };
                 client.update_cluster(&update).await?;
                 println!("cluster {} updated", info.spec.name);
+                if autolock == Some(true) && !info.spec.autolock {
+                    println!("autolock is on: `shoal cluster unlock-key` shows the key (keep it safe)");
+                }
             }
             ClusterCommand::JoinToken { role, rotate, quiet } => {
                 let tokens = if rotate {
@@ -153,6 +174,23 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                         "To add a {role} to this cluster, run on it:\n\n    shoal daemon --join {addr} --token {token}\n"
                     );
                 }
+            }
+            ClusterCommand::UnlockKey { rotate, quiet } => {
+                let k = if rotate { client.rotate_unlock_key().await? } else { client.unlock_key().await? };
+                if quiet {
+                    println!("{}", k.key);
+                } else {
+                    println!(
+                        "To unlock a manager after it restarts, run `shoal cluster unlock` on it and give \
+                         this key:\n\n    {}\n\nKeep it safe: without it a restarted manager cannot start.",
+                        k.key
+                    );
+                }
+            }
+            ClusterCommand::Unlock => {
+                let key = super::unlock::read_key()?;
+                client.unlock(&shoal_api::wire::UnlockKey { key }).await?;
+                println!("unlocked: the manager is starting");
             }
             ClusterCommand::ApiToken { rotate, read_only } => {
                 let t = match (rotate, read_only) {

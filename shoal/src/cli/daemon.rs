@@ -46,6 +46,10 @@ pub(super) struct DaemonArgs {
     /// The external CA's private key (PEM), with --ca-cert.
     #[arg(long, value_name = "FILE", requires = "ca_cert")]
     ca_key: Option<PathBuf>,
+    /// With --init: turn autolock on, so a restarted manager needs the unlock key
+    /// (`shoal cluster unlock-key` shows it; `shoal cluster unlock` gives it).
+    #[arg(long, requires = "init")]
+    autolock: bool,
     /// The node's data directory.
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
     data_dir: PathBuf,
@@ -187,6 +191,11 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     cfg.certs_dir = args.data_dir.join("certs");
     cfg.node_id = Some(node_id(&args.data_dir)?);
     cfg.external_ca = external_ca(&args)?;
+    // Autolock: a locked manager waits here for `shoal cluster unlock`.
+    match super::unlock::wait_until_unlocked(&cfg.data_dir, &args.api_socket, &mut term).await? {
+        Some(key) => cfg.unlock_key = key,
+        None => return Ok(()),
+    }
     let served = server::start(cfg)
         .await
         .with_context(|| format!("start the manager (data in {})", args.data_dir.display()))?;
@@ -211,6 +220,13 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
             cluster.join_tokens.worker
         );
         println!("API token for TCP clients (SHOAL_TOKEN): {}", cluster.api_token);
+        if args.autolock {
+            manager.set_autolock(true).await.context("turn autolock on")?;
+            println!(
+                "autolock is on: a restarted manager needs `shoal cluster unlock`; \
+                 `shoal cluster unlock-key` shows the key (keep it safe)"
+            );
+        }
     } else if let Some(addr) = &args.join {
         manager.join(addr, token).await.with_context(|| format!("join the cluster through {addr}"))?;
         println!("joined the cluster through {addr} as a manager");

@@ -16,6 +16,7 @@ mod remote;
 mod service;
 mod stack;
 mod task;
+mod unlock;
 
 use std::process::ExitCode;
 

@@ -86,6 +86,14 @@ impl Daemon {
         d
     }
 
+    /// A new cluster's first manager started with `extra` flags beside `--init`, once
+    /// its API answers and it is registered.
+    pub fn init_with(name: &str, extra: &[&str]) -> Daemon {
+        let d = Daemon::spawn(name, &[&["--init"], extra].concat());
+        d.wait_registered(1);
+        d
+    }
+
     /// A manager joining `through`'s cluster, once it is registered.
     pub fn join(name: &str, through: &Daemon) -> Daemon {
         let token = block_on(through.client().join_tokens()).unwrap().manager;
@@ -151,6 +159,22 @@ impl Daemon {
             .env_remove("SHOAL_TOKEN")
             .output()
             .unwrap()
+    }
+
+    /// Runs `shoal ARGS` with `input` on its standard input.
+    pub fn cli_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(args)
+            .env("SHOAL_HOST", format!("unix://{}", self.socket.display()))
+            .env_remove("SHOAL_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// Runs `shoal ARGS`, asserting success; returns standard output.
