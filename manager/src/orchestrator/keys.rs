@@ -172,6 +172,7 @@ mod tests {
             read_only_api_token: String::new(),
             ca: Default::default(),
             data_path_keys: Default::default(),
+            unlock_key: String::new(),
         };
         apply(&mut store, vec![Change::Create { object: Object::Cluster(cluster) }]);
         let changes = rotate(&store, t0(), random_key);
