@@ -218,6 +218,7 @@ fn data_path_keys_stay_out_of_debug_output_and_redacted_objects() {
         read_only_api_token: String::new(),
         ca: Default::default(),
         data_path_keys: keys,
+        unlock_key: String::new(),
     };
     let json = serde_json::to_string(&shoal_api::stored::Object::Cluster(cluster).redacted()).unwrap();
     assert!(!json.contains("MDEyMzQ1Njc4OWFiY2RlZg"), "the key's base64 is gone: {json}");

@@ -661,7 +661,11 @@ fn an_encrypted_overlay_carries_no_plaintext_between_hosts() {
     let before = inode(&ov);
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(35) {
-        assert_eq!(fetch(&c, &sprobe, "http://sweb:8080/", 1), [marker.clone()], "through a full wiring");
+        assert_eq!(
+            fetch(&c, &sprobe, "http://sweb:8080/", 1),
+            std::slice::from_ref(&marker),
+            "through a full wiring"
+        );
     }
     assert_eq!(inode(&ov), before, "the full wiring remade the encrypted overlay");
 
