@@ -14,7 +14,9 @@ from pathlib import Path
 from benchdoc import replace_section
 
 raw, out_json, doc = (Path(a) for a in sys.argv[1:4])
-meta = json.loads((raw / "meta.json").read_text())
+parts = {p: json.loads((raw / f"meta-{p}.json").read_text()) for p in ("raft", "orchestration") if (raw / f"meta-{p}.json").exists()}
+meta = next(iter(parts.values()))
+when = "; ".join(f"{p} {m['date']}, load {m['load_at_end']} at its end" for p, m in parts.items())
 
 # measure -> round -> {"tls": value, "plain": value}
 rounds = {}
@@ -44,7 +46,7 @@ for d in sorted(raw.glob("orch-*-r*")):
         if run["outcome"] == "done":
             rounds.setdefault(measure, {}).setdefault(r, {})[sys_] = run["seconds"]
 
-summary = {"meta": meta, "raft_errors": errors, "orchestration_outcomes": orch_outcomes, "measures": {}}
+summary = {"meta": parts, "raft_errors": errors, "orchestration_outcomes": orch_outcomes, "measures": {}}
 for measure, per_round in rounds.items():
     paired = {r: v for r, v in sorted(per_round.items()) if "tls" in v and "plain" in v}
     ratios = [v["tls"] / v["plain"] for v in paired.values() if v["plain"]]
@@ -95,8 +97,8 @@ for measure in [m for m in ORDER if m in ms]:
 failed = [o for o in orch_outcomes if o["outcome"] != "done"]
 section = f"""## Cost of mutual TLS
 
-Written by `bench/tls/run` ({meta['date']}; {meta['cpu']}, {meta['cores']} cores shared with
-other work, load {meta['load_at_end']} at the end). Shoal with mutual TLS between every node
+Written by `bench/tls/run` ({when}; {meta['cpu']}, {meta['cores']} cores shared with
+other work). Shoal with mutual TLS between every node
 (commit `{meta['tls_commit']}`: rustls, crate `pki/`; the Raft and dispatcher gRPC and the
 bench's client all on mutual TLS) against the last commit before it (`{meta['plain_commit']}`:
 the same gRPC in plain text). Only TLS differs: the same machine, the same benches, the same
@@ -107,7 +109,7 @@ times, faster for writes/s), and each build's median.
 
 - Raft: `bench/raft`'s Shoal side, 3 fresh managers on loopback per build and round, unary
   `Propose` of one service object with 1 and 64 clients on one HTTP/2 connection for
-  {meta['raft_seconds_per_run']} s (errors: plain {errors['plain']}, TLS {errors['tls']}).
+  {parts.get('raft', meta)['raft_seconds_per_run']} s (errors: plain {errors['plain']}, TLS {errors['tls']}).
 - Orchestration: `bench/orchestration/run` with `PEERS=shoal ONLY="converge update"
   SHOAL_BIN=…`, one manager in a network namespace: 100 replicas created until all run, then
   `service update --env-add V=2` (parallelism 10, monitor 1 s) until the rollout completes.
