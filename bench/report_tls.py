@@ -122,6 +122,17 @@ times, faster for writes/s), and each build's median.
 if failed:
     section += "\nRuns that did not complete (left out): " + ", ".join(
         f"{o['build']} round {o['round']} {o['measure']}: {o['outcome']}" for o in failed) + ".\n"
+# Which differences stand out from the round-to-round noise: those whose every round
+# falls on the same side of 1×.
+clear = [label(m) + f" {ms[m]['median_ratio']:.2f}×" for m in ORDER if m in ms and (ms[m]["min_ratio"] > 1 or ms[m]["max_ratio"] < 1)]
+noisy = [label(m) for m in ORDER if m in ms and ms[m]["min_ratio"] <= 1 <= ms[m]["max_ratio"]]
+section += (
+    "\nReading: every round on the same side of 1× (TLS consistently different): "
+    + (", ".join(clear) if clear else "none")
+    + ". Rounds on both sides of 1× (the difference is within this machine's round-to-round "
+    "noise; the median ratio is the best estimate, not a bound): "
+    + (", ".join(noisy) if noisy else "none") + ".\n"
+)
 section += "\nRaw runs: `bench/results/tls-raw/`; summary: `bench/results/tls.json`.\n"
 replace_section(doc, "## Cost of mutual TLS", section)
 print(json.dumps({k: {x: v[x] for x in ("median_plain", "median_tls", "median_ratio", "min_ratio", "max_ratio")} for k, v in ms.items()}, indent=1))
