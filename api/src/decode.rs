@@ -58,7 +58,11 @@ pub fn from_json_redacted<T: DeserializeOwned>(
         } else if field.is_empty() {
             (field, format!("the body must be a JSON object with {fields}"))
         } else {
-            (String::new(), format!("an unknown field (not repeated here: it may be secret); give {fields}"))
+            // Named by what it is, not by its key (which may be the secret).
+            (
+                "(unknown field)".to_owned(),
+                format!("an unknown field (not repeated here: it may be secret); give {fields}"),
+            )
         };
         DecodeError { field, message }
     })

@@ -82,7 +82,7 @@ impl Failures {
     fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let map = self.0.lock().expect("failures lock");
         let (since, count) = map.get(&ip)?;
-        let left = WINDOW.checked_sub(now.duration_since(*since))?;
+        let left = WINDOW.checked_sub(now.duration_since(*since)).filter(|l| !l.is_zero())?;
         (*count >= MAX_FAILURES).then_some(left)
     }
 
