@@ -62,10 +62,14 @@ fn certificates_renew_and_the_ca_rotates_under_a_running_service_without_losing_
         assert_ne!(before.get(&n.description.hostname), Some(&cert.serial));
     }
     // What a worker keeps on disk trusts only the new root, and its certificate
-    // chains to it.
+    // chains to it (it hears of the dropped root through its session, within a second
+    // or so of the leader dropping it).
     let w1 = c.host(c.by_name("w1")).data_dir().join("certs");
-    let kept = shoal_pki::Credentials::load(&w1).unwrap().expect("w1's certificate");
-    assert_eq!(kept.roots_pem().trim(), ca.roots_pem.trim());
+    let load = || shoal_pki::Credentials::load(&w1).ok().flatten();
+    c.wait("w1 to keep only the new root", Duration::from_secs(30), |_| {
+        load().is_some_and(|k| k.roots_pem().trim() == ca.roots_pem.trim())
+    });
+    let kept = load().expect("w1's certificate");
     let only_new = shoal_pki::Credentials::trusting(&ca.roots_pem).unwrap();
     let chain = shoal_pki::ca::certs(&kept.chain_pem().unwrap(), "w1's chain").unwrap();
     only_new.verify(&chain).expect("w1's certificate chains to the new root");
