@@ -105,8 +105,12 @@ impl CaKeys {
         extra_names: &[String],
     ) -> Result<String, PkiError> {
         let now = OffsetDateTime::now_utc();
-        let until = now + Duration::try_from(validity).unwrap_or(Duration::days(90));
-        self.issue_between(csr_pem, subject, now - BACKDATE, until, extra_names)
+        let validity = Duration::try_from(validity).unwrap_or(Duration::days(90));
+        // Backdated for clocks a little behind, but by no more than a tenth of the
+        // life: renewal is timed from the start, and a short certificate backdated
+        // by minutes would be due at once.
+        let back = BACKDATE.min(validity / 10);
+        self.issue_between(csr_pem, subject, now - back, now + validity, extra_names)
     }
 
     /// [`CaKeys::issue`] with the validity given outright (tests make expired

@@ -69,7 +69,8 @@ impl Renewer {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_secs() as i64)
                         .unwrap_or(0);
-                    Duration::from_secs(at.saturating_sub(now).max(0) as u64)
+                    // At least a second between renewals, whatever the clock says.
+                    Duration::from_secs(at.saturating_sub(now).max(1) as u64)
                 }
                 None => Duration::from_secs(3600),
             };

@@ -90,6 +90,16 @@ fn node_role(role: Role) -> NodeRole {
     }
 }
 
+/// What the store notes of a node's certificate.
+pub(super) fn record_of(info: &CertInfo) -> NodeCertificate {
+    NodeCertificate {
+        serial: info.serial.clone(),
+        issuer: info.issuer.clone(),
+        role: node_role(info.subject.role),
+        not_after: chrono::DateTime::from_timestamp(info.not_after, 0).unwrap_or_default(),
+    }
+}
+
 /// The signing CA of `ca`.
 fn signer(ca: &ClusterCa) -> CaKeys {
     CaKeys { cert_pem: ca.signer_cert.clone(), key_pem: ca.signer_key.clone() }
@@ -327,12 +337,7 @@ impl Manager {
     async fn record_certificate(&self, node_id: &str, chain: &str) {
         let Ok(leaf) = shoal_pki::ca::first_cert(chain, "the node certificate") else { return };
         let Ok(info) = CertInfo::parse(&leaf) else { return };
-        let record = NodeCertificate {
-            serial: info.serial.clone(),
-            issuer: info.issuer.clone(),
-            role: node_role(info.subject.role),
-            not_after: chrono::DateTime::from_timestamp(info.not_after, 0).unwrap_or_default(),
-        };
+        let record = record_of(&info);
         for _ in 0..5 {
             let Some(mut node) = self.read(|s| match s.get(Kind::Node, node_id) {
                 Some(Object::Node(n)) => Some(n.clone()),

@@ -27,6 +27,8 @@ pub(super) struct ManagerIdentity<'a> {
     pub raft_id: u64,
     /// The address other managers reach it at.
     pub advertise: &'a str,
+    /// The certificate it holds, noted on its node.
+    pub certificate: Option<shoal_api::node::NodeCertificate>,
 }
 
 /// The change that stores a manager's node: `existing` refreshed (a restart), or a
@@ -54,6 +56,9 @@ pub(super) fn manager_node(
             n.status = status;
             n.manager_status = manager_status;
             n.spec.role = NodeRole::Manager;
+            if me.certificate.is_some() {
+                n.certificate = me.certificate.clone();
+            }
             n.meta.updated_at = now;
             (Change::Update { object: Object::Node(n.clone()), expected_version: version }, n)
         }
@@ -67,7 +72,7 @@ pub(super) fn manager_node(
                 manager_status,
                 ingress: None,
                 attachments: Vec::new(),
-                certificate: None,
+                certificate: me.certificate.clone(),
             };
             (Change::Create { object: Object::Node(n.clone()) }, n)
         }
@@ -118,7 +123,8 @@ impl Manager {
         description: NodeDescription,
         addr: IpAddr,
     ) -> Result<Node, ManagerError> {
-        let me = ManagerIdentity { node_id, raft_id: self.id(), advertise: self.addr() };
+        let certificate = self.credentials().info().map(|i| super::certs::record_of(&i));
+        let me = ManagerIdentity { node_id, raft_id: self.id(), advertise: self.addr(), certificate };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let existing = self.read_linearizable(|s| s.get(Kind::Node, node_id).cloned()).await?;
@@ -163,7 +169,7 @@ mod tests {
     }
 
     const ME: ManagerIdentity<'static> =
-        ManagerIdentity { node_id: "n1", raft_id: 7, advertise: "10.0.0.1:2377" };
+        ManagerIdentity { node_id: "n1", raft_id: 7, advertise: "10.0.0.1:2377", certificate: None };
 
     #[test]
     fn a_new_manager_node_is_created_ready_with_its_raft_identity() {
