@@ -48,7 +48,7 @@ pub fn from_json_redacted<T: DeserializeOwned>(
         let (field, message) = if inner.is_syntax() || inner.is_eof() {
             // Positions only ("expected `,` or `}` at line 1 column 9").
             (String::new(), message)
-        } else if let Some(m) = missing(&field, &message) {
+        } else if let Some(m) = missing(&field, &strip_position(&message)) {
             // A missing field is named by the schema, not by the body.
             (m.field, m.message)
         } else if is_shown(&field) {
