@@ -174,6 +174,9 @@ impl Client {
     /// A client of the API at `endpoint`; `tls` (trusting the cluster's CA, maybe
     /// with a client certificate) is what HTTPS endpoints need.
     pub fn with_tls(endpoint: Endpoint, tls: Option<rustls::ClientConfig>) -> Result<Client, ClientError> {
+        // reqwest needs a process-wide crypto provider even for a unix socket; the
+        // same one the TLS setup uses (ring), unless the process chose one already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = reqwest::Client::builder().no_proxy().tcp_nodelay(true);
         let (builder, base) = match (&endpoint, tls) {
             // The host part is not used to connect; it only fills the Host header.
