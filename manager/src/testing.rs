@@ -83,3 +83,18 @@ pub(crate) fn tasks(store: &Store) -> Vec<Task> {
         })
         .collect()
 }
+
+/// The cluster object `id` with every default: no tokens, no CA, no keys.
+pub(crate) fn cluster(id: &str) -> shoal_api::Cluster {
+    shoal_api::Cluster {
+        id: id.into(),
+        meta: shoal_api::Meta::new(t0()),
+        spec: Default::default(),
+        join_tokens: shoal_api::cluster::JoinTokens { worker: String::new(), manager: String::new() },
+        api_token: String::new(),
+        read_only_api_token: String::new(),
+        ca: Default::default(),
+        data_path_keys: Default::default(),
+        unlock_key: String::new(),
+    }
+}

@@ -231,17 +231,7 @@ mod tests {
     #[test]
     fn only_nodes_on_an_encrypted_network_get_the_data_path_keys() {
         let mut store = store_with(vec![node("n1", &[]), node("n2", &[])], vec![]);
-        let cluster = shoal_api::Cluster {
-            id: "c".into(),
-            meta: shoal_api::Meta::new(t0()),
-            spec: Default::default(),
-            join_tokens: shoal_api::cluster::JoinTokens { worker: String::new(), manager: String::new() },
-            api_token: String::new(),
-            read_only_api_token: String::new(),
-            ca: Default::default(),
-            data_path_keys: Default::default(),
-            unlock_key: String::new(),
-        };
+        let cluster = crate::testing::cluster("c");
         apply(&mut store, vec![Change::Create { object: Object::Cluster(cluster) }]);
         let changes = crate::orchestrator::keys::rotate(&store, t0(), || vec![9; 16]);
         apply(&mut store, changes);

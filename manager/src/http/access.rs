@@ -147,11 +147,7 @@ mod tests {
     use super::*;
 
     fn cluster() -> Cluster {
-        let mut c: Cluster = serde_json::from_value(serde_json::json!({
-            "id": "c1", "version": 1, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-            "spec": {}, "join_tokens": {"worker": "", "manager": ""}
-        }))
-        .unwrap();
+        let mut c = crate::testing::cluster("c1");
         c.api_token = "SHAPI-1-admin".into();
         c.read_only_api_token = "SHRO-1-read".into();
         c.ca.revoked_nodes.insert("gone".into());

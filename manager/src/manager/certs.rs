@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use shoal_api::cluster::{Cluster, ClusterCa, JoinTokens};
-use shoal_api::node::{Node, NodeCertificate, NodeRole, NodeState};
+use shoal_api::node::{Node, NodeRole, NodeState};
 use shoal_pki::keys::{csr, generate_key};
 use shoal_pki::{CaKeys, CertInfo, Credentials, JoinToken, Peer, Role, Subject};
 use shoal_proto::raft as pb;
 
 use super::error::ManagerError;
-use super::nodes::joined_worker_node;
+use super::nodes::{joined_worker_node, record_of};
 use super::{Manager, client};
 use crate::store::{Change, Kind, Object, StoreError, Transaction};
 
@@ -80,23 +80,6 @@ fn role_of(role: NodeRole) -> Role {
     match role {
         NodeRole::Manager => Role::Manager,
         NodeRole::Worker => Role::Worker,
-    }
-}
-
-fn node_role(role: Role) -> NodeRole {
-    match role {
-        Role::Manager => NodeRole::Manager,
-        Role::Worker => NodeRole::Worker,
-    }
-}
-
-/// What the store notes of a node's certificate.
-pub(super) fn record_of(info: &CertInfo) -> NodeCertificate {
-    NodeCertificate {
-        serial: info.serial.clone(),
-        issuer: info.issuer.clone(),
-        role: node_role(info.subject.role),
-        not_after: chrono::DateTime::from_timestamp(info.not_after, 0).unwrap_or_default(),
     }
 }
 
@@ -262,13 +245,7 @@ impl Manager {
             }
         }
         self.record_certificate(&req.node_id, &chain).await;
-        Ok(pb::IssueReply {
-            chain_pem: chain,
-            roots_pem: cluster.ca.roots_pem.clone(),
-            role: role.to_string(),
-            managers: self.managers().into_values().collect(),
-            cluster_id: cluster.id,
-        })
+        Ok(self.issued(cluster, chain, role))
     }
 
     /// Renews the certificate of the node `peer` names; the role is the one the
@@ -308,13 +285,19 @@ impl Manager {
         let chain = self.sign(&cluster, csr_pem, &subject, &names)?;
         self.record_certificate(node_id, &chain).await;
         tracing::info!(node = %node_id, role = %role, "node certificate renewed");
-        Ok(pb::IssueReply {
+        Ok(self.issued(cluster, chain, role))
+    }
+
+    /// The answer to a node that was issued `chain`: with the roots to trust and the
+    /// managers to reach.
+    fn issued(&self, cluster: Cluster, chain: String, role: Role) -> pb::IssueReply {
+        pb::IssueReply {
             chain_pem: chain,
-            roots_pem: cluster.ca.roots_pem.clone(),
+            roots_pem: cluster.ca.roots_pem,
             role: role.to_string(),
             managers: self.managers().into_values().collect(),
             cluster_id: cluster.id,
-        })
+        }
     }
 
     /// A certificate for `subject` from the signing CA, with the cross-signed new
@@ -464,11 +447,7 @@ mod tests {
     }
 
     fn cluster() -> Cluster {
-        let mut c: Cluster = serde_json::from_value(serde_json::json!({
-            "id": "c1", "version": 1, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-            "spec": {}, "join_tokens": {"worker": "", "manager": ""}
-        }))
-        .unwrap();
+        let mut c = crate::testing::cluster("c1");
         c.ca.revoked_nodes.insert("gone".into());
         c
     }
@@ -532,7 +511,7 @@ mod tests {
         let with = |id: &str, from: &CaKeys, state: NodeState| {
             let mut n = node(id, NodeRole::Worker);
             n.status.state = state;
-            n.certificate = Some(NodeCertificate {
+            n.certificate = Some(shoal_api::node::NodeCertificate {
                 serial: "1".into(),
                 issuer: issuer(from),
                 role: NodeRole::Worker,

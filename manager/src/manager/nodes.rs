@@ -88,6 +88,19 @@ fn worker_addr(advertise: &str) -> IpAddr {
 }
 
 /// A worker's node as it joins: role worker, state unknown until its first session
+/// What the store notes of a node's certificate.
+pub(super) fn record_of(info: &shoal_pki::CertInfo) -> shoal_api::node::NodeCertificate {
+    shoal_api::node::NodeCertificate {
+        serial: info.serial.clone(),
+        issuer: info.issuer.clone(),
+        role: match info.subject.role {
+            shoal_pki::Role::Manager => NodeRole::Manager,
+            shoal_pki::Role::Worker => NodeRole::Worker,
+        },
+        not_after: chrono::DateTime::from_timestamp(info.not_after, 0).unwrap_or_default(),
+    }
+}
+
 /// tells what it runs on.
 pub(super) fn joined_worker_node(node_id: &str, hostname: &str, advertise: &str, now: DateTime<Utc>) -> Node {
     Node {
@@ -123,7 +136,7 @@ impl Manager {
         description: NodeDescription,
         addr: IpAddr,
     ) -> Result<Node, ManagerError> {
-        let certificate = self.credentials().info().map(|i| super::certs::record_of(&i));
+        let certificate = self.creds.info().map(|i| record_of(&i));
         let me = ManagerIdentity { node_id, raft_id: self.id(), advertise: self.addr(), certificate };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

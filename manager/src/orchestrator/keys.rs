@@ -163,17 +163,7 @@ mod tests {
     #[test]
     fn the_controller_writes_the_cluster_object_compare_and_set() {
         let mut store = store_with(vec![], vec![]);
-        let cluster = shoal_api::Cluster {
-            id: "c".into(),
-            meta: shoal_api::Meta::new(t0()),
-            spec: Default::default(),
-            join_tokens: shoal_api::cluster::JoinTokens { worker: String::new(), manager: String::new() },
-            api_token: String::new(),
-            read_only_api_token: String::new(),
-            ca: Default::default(),
-            data_path_keys: Default::default(),
-            unlock_key: String::new(),
-        };
+        let cluster = crate::testing::cluster("c");
         apply(&mut store, vec![Change::Create { object: Object::Cluster(cluster) }]);
         let changes = rotate(&store, t0(), random_key);
         assert_eq!(changes.len(), 1);
