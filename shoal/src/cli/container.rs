@@ -228,12 +228,21 @@ pub(super) fn run(cmd: ContainerCommand, conn: &Connection) -> anyhow::Result<Ex
         }
         ContainerCommand::Stats { ids, node } => {
             let rt = runtime(&node)?;
-            println!("{:<24} {:>12} {:>12} {:>6} {:>10}", "ID", "MEMORY", "CPU TIME", "PIDS", "OOM KILLS");
+            println!(
+                "{:<24} {:>22} {:>12} {:>6} {:>10}",
+                "ID", "MEM USAGE / LIMIT", "CPU TIME", "PIDS", "OOM KILLS"
+            );
             for id in ids {
                 let s = rt.stats(&id)?;
-                let mem = shoal_api::units::format_bytes(s.memory_bytes / 1024 * 1024);
+                let limit = match rt.config(&id)?.limits.memory_bytes {
+                    0 => {
+                        super::human::host_memory().map_or_else(|| "-".to_owned(), super::human::binary_size)
+                    }
+                    l => super::human::binary_size(l),
+                };
+                let mem = format!("{} / {limit}", super::human::binary_size(s.memory_bytes));
                 let cpu = shoal_api::duration::format(Duration::from_micros(s.cpu_nanos / 1000));
-                println!("{id:<24} {mem:>12} {cpu:>12} {:>6} {:>10}", s.pids, s.oom_kills);
+                println!("{id:<24} {mem:>22} {cpu:>12} {:>6} {:>10}", s.pids, s.oom_kills);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -8,7 +8,10 @@ use shoal_worker::image::ImageStore;
 use shoal_worker::image::registry::{self, RegistryOptions};
 use shoal_worker::runtime::Runtime;
 
+use super::format::Column;
+use super::human;
 use super::node_opts::NodeOpts;
+use super::remote::Output;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ImageCommand {
@@ -45,9 +48,8 @@ pub(super) enum ImageCommand {
     /// List images.
     #[command(alias = "list")]
     Ls {
-        /// Only print image ids.
-        #[arg(short, long)]
-        quiet: bool,
+        #[command(flatten)]
+        out: Output,
         #[command(flatten)]
         node: NodeOpts,
     },
@@ -60,6 +62,14 @@ pub(super) enum ImageCommand {
         #[command(flatten)]
         node: NodeOpts,
     },
+}
+
+/// One line of `image ls`: an image under one of its names.
+#[derive(Debug, serde::Serialize)]
+struct Listed {
+    name: String,
+    #[serde(flatten)]
+    record: shoal_worker::image::ImageRecord,
 }
 
 /// How to reach a registry.
@@ -115,24 +125,36 @@ pub(super) fn run(cmd: ImageCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ImageCommand::Ls { quiet, node } => {
+        ImageCommand::Ls { out, node } => {
             let store = ImageStore::open(&node.data_dir)?;
-            let images = store.list()?;
-            if quiet {
-                images.iter().for_each(|(r, _)| println!("{}", r.id));
-                return Ok(());
-            }
-            println!("{:<40} {:<14} {:>10}  CREATED", "NAME", "IMAGE ID", "SIZE");
-            for (r, names) in images {
-                let short = r.id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
-                let size = shoal_api::units::format_bytes(r.size);
-                let created = r.created.format("%Y-%m-%d %H:%M:%S");
-                let names = if names.is_empty() { vec!["<none>".to_owned()] } else { names };
-                for n in names {
-                    println!("{n:<40} {short:<14} {size:>10}  {created}");
+            let mut listed = Vec::new();
+            for (record, names) in store.list()? {
+                if out.quiet {
+                    listed.push(Listed { name: String::new(), record });
+                    continue;
                 }
+                let names = if names.is_empty() { vec!["<none>".to_owned()] } else { names };
+                listed.extend(names.into_iter().map(|name| Listed { name, record: record.clone() }));
             }
-            Ok(())
+            let columns = [
+                Column::from_header("NAME"),
+                Column::named("IMAGE ID", "ID"),
+                Column::from_header("SIZE"),
+                Column::named("CREATED", "CreatedAt"),
+            ];
+            out.print_columns(
+                &listed,
+                |l| l.record.id.clone(),
+                &columns,
+                |l| {
+                    vec![
+                        l.name.clone(),
+                        l.record.id.trim_start_matches("sha256:").chars().take(12).collect(),
+                        human::decimal_size(l.record.size),
+                        l.record.created.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    ]
+                },
+            )
         }
         ImageCommand::Rm { images, node } => {
             let store = ImageStore::open(&node.data_dir)?;

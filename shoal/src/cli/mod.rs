@@ -7,6 +7,8 @@ mod cluster;
 mod container;
 mod daemon;
 mod events;
+mod format;
+mod human;
 mod image;
 mod network;
 mod node;

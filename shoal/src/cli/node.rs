@@ -117,7 +117,14 @@ pub(super) fn run(cmd: NodeCommand, conn: &Connection) -> anyhow::Result<()> {
             }
             NodeCommand::Ps { node, out } => {
                 let tasks = client.tasks(&TaskFilter { node: Some(node), ..Default::default() }).await?;
-                super::service::print_tasks(&client, &tasks, &out).await?;
+                super::service::print_tasks(
+                    &client,
+                    tasks,
+                    &out,
+                    &super::service::TaskFilters::default(),
+                    false,
+                )
+                .await?;
             }
             NodeCommand::Update { node, availability, label_add, label_rm, role } => {
                 let n = client.node(&node).await?;

@@ -6,9 +6,11 @@ use std::future::Future;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 use shoal_api::client::{Client, DEFAULT_SOCKET, Endpoint};
+
+use super::format::{self, Column, Format};
 
 /// Where the cluster API is.
 #[derive(Debug, Clone, Args)]
@@ -65,21 +67,12 @@ pub(crate) fn block_on<F: Future>(f: F) -> anyhow::Result<F::Output> {
     Ok(rt.block_on(f))
 }
 
-/// How a listing is printed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Format {
-    /// Aligned columns.
-    #[default]
-    Table,
-    /// The objects as JSON, for scripts.
-    Json,
-}
-
 /// Output options of listing commands.
-#[derive(Debug, Clone, Copy, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct Output {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    /// Output format: table, json, or a Go template ('{{.Name}} {{.Replicas}}'; one
+    /// starting with `table` prints headers and aligned columns).
+    #[arg(long, default_value = "table")]
     pub(crate) format: Format,
     /// Print only ids.
     #[arg(short, long)]
@@ -87,7 +80,13 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    /// Prints `items` as ids, JSON, or a table of `columns` built by `row`.
+    /// Whether rows are printed (so the data behind the columns is needed).
+    pub(crate) fn shows_rows(&self) -> bool {
+        !self.quiet && self.format != Format::Json
+    }
+
+    /// Prints `items` as ids, JSON, or rows of `columns` built by `row` (a table or
+    /// the template); a column's template field is its header in docker's style.
     pub(crate) fn print<T: Serialize>(
         &self,
         items: &[T],
@@ -95,14 +94,34 @@ impl Output {
         columns: &[&str],
         row: impl Fn(&T) -> Vec<String>,
     ) -> anyhow::Result<()> {
+        let columns: Vec<Column> = columns.iter().map(|h| Column::from_header(h)).collect();
+        self.print_columns(items, id, &columns, row)
+    }
+
+    /// [`Output::print`] with columns whose field names are given.
+    pub(crate) fn print_columns<T: Serialize>(
+        &self,
+        items: &[T],
+        id: impl Fn(&T) -> String,
+        columns: &[Column],
+        row: impl Fn(&T) -> Vec<String>,
+    ) -> anyhow::Result<()> {
         if self.quiet {
             for i in items {
                 println!("{}", id(i));
             }
-        } else if self.format == Format::Json {
-            println!("{}", serde_json::to_string_pretty(items)?);
-        } else {
-            table(columns, items.iter().map(row).collect());
+            return Ok(());
+        }
+        match &self.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(items)?),
+            Format::Table => {
+                let headers: Vec<&str> = columns.iter().map(|c| c.header.as_str()).collect();
+                table(&headers, items.iter().map(row).collect());
+            }
+            Format::Template(source) => {
+                let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+                print!("{}", format::render(source, columns, &rows).map_err(anyhow::Error::msg)?);
+            }
         }
         Ok(())
     }

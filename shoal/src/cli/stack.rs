@@ -130,7 +130,14 @@ pub(super) fn run(cmd: StackCommand, conn: &Connection) -> anyhow::Result<()> {
             let client = conn.client()?;
             block_on(async move {
                 let tasks = client.tasks(&TaskFilter { stack: Some(name), ..Default::default() }).await?;
-                super::service::print_tasks(&client, &tasks, &out).await
+                super::service::print_tasks(
+                    &client,
+                    tasks,
+                    &out,
+                    &super::service::TaskFilters::default(),
+                    false,
+                )
+                .await
             })?
         }
         StackCommand::Services { name, out } => {

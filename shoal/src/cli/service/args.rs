@@ -166,9 +166,12 @@ pub(crate) struct CreateArgs {
     /// Give a config: NAME or source=NAME,target=PATH.
     #[arg(long = "config")]
     pub(super) configs: Vec<String>,
-    /// Print only the id.
+    /// Print only the id, and no progress.
     #[arg(short, long)]
     pub(super) quiet: bool,
+    /// Return at once instead of waiting for the service to converge.
+    #[arg(short, long)]
+    pub(super) detach: bool,
     /// The image.
     pub(super) image: String,
     /// Arguments (the image's command, replaced).
@@ -243,9 +246,12 @@ pub(crate) struct UpdateArgs {
     /// Go back to the previous spec (the same as `service rollback`).
     #[arg(long)]
     pub(super) rollback: bool,
-    /// Print only the id.
+    /// Print only the id, and no progress.
     #[arg(short, long)]
     pub(super) quiet: bool,
+    /// Return at once instead of waiting for the service to converge.
+    #[arg(short, long)]
+    pub(super) detach: bool,
 }
 
 /// Reads an enum from the name the API uses for it (`on-failure`, `start-first`…).

@@ -1,11 +1,14 @@
 //! `shoal service …`: create, list, inspect, update, scale, roll back and remove
 //! services, with `docker service`'s flag names. This module holds the subcommands and
-//! runs them; [`args`] holds the flags, [`spec`] turns them into specs, [`print`] and
-//! [`logs`] show what the API returns.
+//! runs them; [`args`] holds the flags, [`spec`] turns them into specs, [`print`],
+//! [`ps`] and [`logs`] show what the API returns, and [`progress`] waits for a
+//! changed service to converge.
 
 mod args;
 mod logs;
 mod print;
+mod progress;
+mod ps;
 mod spec;
 
 use anyhow::bail;
@@ -15,6 +18,8 @@ use shoal_api::wire::{ServiceFilter, TaskFilter};
 use self::args::{CreateArgs, UpdateArgs};
 use self::logs::LogStyle;
 pub(super) use self::print::{print_services, print_tasks};
+use self::progress::{Show, Tracker};
+pub(super) use self::ps::TaskFilters;
 use super::remote::{Connection, Output, block_on, print_json};
 
 /// `shoal service`'s subcommands.
@@ -39,9 +44,16 @@ pub(super) enum ServiceCommand {
         /// Services, by name or id.
         #[arg(required = true)]
         services: Vec<String>,
-        /// Only tasks that should be running.
+        /// Only tasks that should be running (`--filter desired-state=running`).
         #[arg(long)]
         running: bool,
+        /// Filter: id=, name=, node=, desired-state= (running, shutdown, accepted…);
+        /// repeat a key for any of its values.
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filters: Vec<String>,
+        /// Full ids and errors.
+        #[arg(long)]
+        no_trunc: bool,
         #[command(flatten)]
         out: Output,
     },
@@ -56,6 +68,9 @@ pub(super) enum ServiceCommand {
         /// SERVICE=REPLICAS pairs.
         #[arg(required = true, value_parser = parse_scale)]
         pairs: Vec<(String, u64)>,
+        /// Return at once instead of waiting for the services to converge.
+        #[arg(short, long)]
+        detach: bool,
     },
     /// Update a service.
     Update(Box<UpdateArgs>),
@@ -63,6 +78,12 @@ pub(super) enum ServiceCommand {
     Rollback {
         /// The service.
         service: String,
+        /// Return at once instead of waiting for the service to converge.
+        #[arg(short, long)]
+        detach: bool,
+        /// No progress.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Show the output of a service's tasks (or of one task).
     Logs {
@@ -100,6 +121,11 @@ fn parse_scale(s: &str) -> Result<(String, u64), String> {
     Ok((name.to_owned(), n))
 }
 
+/// Progress unless `--quiet`.
+fn show(quiet: bool) -> Show {
+    if quiet { Show::Nothing } else { Show::Progress }
+}
+
 pub(super) fn run(cmd: ServiceCommand, conn: &Connection) -> anyhow::Result<()> {
     let client = conn.client()?;
     block_on(async move {
@@ -113,15 +139,23 @@ pub(super) fn run(cmd: ServiceCommand, conn: &Connection) -> anyhow::Result<()> 
                         eprintln!("warning: {w}");
                     }
                 }
+                if !a.detach {
+                    let tracker = Tracker::new(&spec.name, None, false);
+                    progress::follow(&client, &created.id, tracker, show(a.quiet)).await?;
+                }
             }
             ServiceCommand::Ls { name, label, out } => {
                 let services = client.services(&ServiceFilter { name, label, ..Default::default() }).await?;
                 print_services(&client, &services, &out).await?;
             }
-            ServiceCommand::Ps { services, running, out } => {
+            ServiceCommand::Ps { services, running, mut filters, no_trunc, out } => {
+                if running {
+                    filters.push("desired-state=running".into());
+                }
+                let filters = TaskFilters::parse(&filters).map_err(anyhow::Error::msg)?;
                 let mut tasks = Vec::new();
                 for s in &services {
-                    let desired_state = running.then(|| "running".to_owned());
+                    let desired_state = filters.only_desired().map(|d| d.as_str().to_owned());
                     tasks.extend(
                         client
                             .tasks(&TaskFilter {
@@ -132,7 +166,7 @@ pub(super) fn run(cmd: ServiceCommand, conn: &Connection) -> anyhow::Result<()> 
                             .await?,
                     );
                 }
-                print_tasks(&client, &tasks, &out).await?;
+                print_tasks(&client, tasks, &out, &filters, no_trunc).await?;
             }
             ServiceCommand::Inspect { services } => {
                 let mut out = Vec::new();
@@ -141,10 +175,17 @@ pub(super) fn run(cmd: ServiceCommand, conn: &Connection) -> anyhow::Result<()> 
                 }
                 print_json(&out)?;
             }
-            ServiceCommand::Scale { pairs } => {
+            ServiceCommand::Scale { pairs, detach } => {
+                let mut scaled = Vec::new();
                 for (name, n) in pairs {
+                    let before = client.service(&name).await?;
                     client.scale_service(&name, n).await?;
                     println!("{name} scaled to {n}");
+                    scaled.push((name, before.update_status));
+                }
+                for (name, stale) in scaled.into_iter().filter(|_| !detach) {
+                    progress::follow(&client, &name, Tracker::new(&name, stale, false), Show::Progress)
+                        .await?;
                 }
             }
             ServiceCommand::Update(a) => {
@@ -155,11 +196,20 @@ pub(super) fn run(cmd: ServiceCommand, conn: &Connection) -> anyhow::Result<()> 
                     let spec = spec::updated_spec(&a, &svc.spec)?;
                     client.update_service(&svc.id, svc.meta.version, &spec).await?
                 };
-                println!("{}", if a.quiet { written.id } else { svc.spec.name });
+                println!("{}", if a.quiet { written.id.clone() } else { svc.spec.name.clone() });
+                if !a.detach {
+                    let tracker = Tracker::new(&a.service, svc.update_status, a.rollback);
+                    progress::follow(&client, &written.id, tracker, show(a.quiet)).await?;
+                }
             }
-            ServiceCommand::Rollback { service } => {
+            ServiceCommand::Rollback { service, detach, quiet } => {
+                let before = client.service(&service).await?;
                 client.rollback_service(&service).await?;
                 println!("{service}: rolled back to the previous spec");
+                if !detach {
+                    let tracker = Tracker::new(&service, before.update_status, true);
+                    progress::follow(&client, &before.id, tracker, show(quiet)).await?;
+                }
             }
             ServiceCommand::Logs { target, follow, tail, since, timestamps, no_task_ids } => {
                 let query = shoal_api::wire::LogQuery { follow, tail, since };

@@ -4,7 +4,8 @@ use shoal_api::client::Client;
 use shoal_api::wire::{ServiceFilter, TaskFilter};
 use shoal_api::{Service, ServiceMode, Task, TaskState};
 
-use crate::cli::remote::{Format, Output, ago, short};
+use super::ps::{PsLine, TaskFilters, arrange, error_cell};
+use crate::cli::remote::{Output, ago, short};
 
 /// The REPLICAS column: running out of wanted (and completed, for jobs).
 fn replicas(s: &Service, tasks: &[Task]) -> String {
@@ -45,11 +46,7 @@ pub(crate) async fn print_services(
     services: &[Service],
     out: &Output,
 ) -> anyhow::Result<()> {
-    let tasks = if out.quiet || out.format != Format::Table {
-        Vec::new()
-    } else {
-        client.tasks(&TaskFilter::default()).await?
-    };
+    let tasks = if !out.shows_rows() { Vec::new() } else { client.tasks(&TaskFilter::default()).await? };
     out.print(
         services,
         |s| s.id.clone(),
@@ -67,12 +64,20 @@ pub(crate) async fn print_services(
     )
 }
 
-/// Prints tasks as `docker service ps` does.
-pub(crate) async fn print_tasks(client: &Client, tasks: &[Task], out: &Output) -> anyhow::Result<()> {
-    let (services, nodes) = if out.quiet || out.format != Format::Table {
-        (Vec::new(), Vec::new())
-    } else {
+/// Prints tasks as `docker service ps` does: those `filters` keep, each slot's
+/// current task first and its older ones nested under it; ids and errors cut unless
+/// `no_trunc`.
+pub(crate) async fn print_tasks(
+    client: &Client,
+    tasks: Vec<Task>,
+    out: &Output,
+    filters: &TaskFilters,
+    no_trunc: bool,
+) -> anyhow::Result<()> {
+    let (services, nodes) = if out.shows_rows() || *filters != TaskFilters::default() {
         (client.services(&ServiceFilter::default()).await?, client.nodes(Default::default()).await?)
+    } else {
+        (Vec::new(), Vec::new())
     };
     let service_name =
         |id: &str| services.iter().find(|s| s.id == id).map_or_else(|| short(id), |s| s.spec.name.clone());
@@ -81,19 +86,33 @@ pub(crate) async fn print_tasks(client: &Client, tasks: &[Task], out: &Output) -
             nodes.iter().find(|n| &n.id == id).map_or_else(|| short(id), |n| n.description.hostname.clone())
         })
     };
+    let id = |s: &str| if no_trunc { s.to_owned() } else { short(s) };
+    let lines: Vec<PsLine> = arrange(tasks, service_name)
+        .into_iter()
+        .filter(|l| {
+            filters.keep(
+                &l.task,
+                &l.task.display_name(&service_name(&l.task.service_id)),
+                &node_name(&l.task.node_id),
+            )
+        })
+        .collect();
+    let tasks: Vec<&Task> = lines.iter().map(|l| &l.task).collect();
     out.print(
-        tasks,
-        |t| t.id.clone(),
+        &tasks,
+        |t| id(&t.id),
         &["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"],
         |t| {
+            let nested = lines.iter().any(|l| l.task.id == t.id && l.nested);
+            let name = t.display_name(&service_name(&t.service_id));
             vec![
-                short(&t.id),
-                t.display_name(&service_name(&t.service_id)),
+                id(&t.id),
+                if nested { format!(" \\_ {name}") } else { name },
                 t.spec.container.image.clone(),
                 node_name(&t.node_id),
                 t.desired_state.as_str().to_owned(),
                 format!("{} {}", t.status.state.as_str(), ago(t.status.timestamp)),
-                t.status.error.clone().unwrap_or_default(),
+                error_cell(t.status.error.as_deref(), no_trunc),
             ]
         },
     )
