@@ -12,9 +12,11 @@ fn lines(s: &str) -> Vec<&str> {
 #[test]
 fn service_commands() {
     let d = Daemon::init("m1");
+    // Detached: no task can run here (no image), so waiting would never end.
     let id = d.ok(&[
         "service",
         "create",
+        "--detach",
         "--name",
         "web",
         "--replicas",
@@ -73,6 +75,7 @@ fn service_commands() {
         "service",
         "update",
         "web",
+        "-d",
         "--image",
         "shoal/busybox:2",
         "--env-add",
@@ -90,10 +93,10 @@ fn service_commands() {
     let spec: serde_json::Value = serde_json::from_str(&d.ok(&["service", "inspect", "web"])).unwrap();
     assert_eq!(spec[0]["spec"]["task_template"]["container"]["env"], serde_json::json!(["B=2"]));
     assert_eq!(spec[0]["spec"]["endpoint_spec"]["ports"], serde_json::json!([]));
-    assert_eq!(d.ok(&["service", "scale", "web=5"]).trim(), "web scaled to 5");
+    assert_eq!(d.ok(&["service", "scale", "-d", "web=5"]).trim(), "web scaled to 5");
     let ls = d.ok(&["service", "ls"]);
     assert!(ls.contains("0/5"), "{ls}");
-    assert!(d.ok(&["service", "rollback", "web"]).contains("rolled back"));
+    assert!(d.ok(&["service", "rollback", "-d", "web"]).contains("rolled back"));
     assert!(d.ok(&["service", "ls"]).contains("0/3"), "the spec before the scale");
 
     let ps = d.ok(&["service", "ps", "web"]);

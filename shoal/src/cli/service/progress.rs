@@ -162,7 +162,7 @@ impl Tracker {
                     _ => Outcome::Done,
                 };
             } else {
-                let left = (monitor - waited).as_millis().div_ceil(1000);
+                let left = (monitor - waited).as_millis().div_ceil(1000).max(1);
                 self.verify = Some(format!("Waiting {left} seconds to verify that tasks are stable..."));
             }
         } else if self.converged_at.take().is_some() {
