@@ -123,7 +123,8 @@ fn service_commands_wait_for_convergence_and_report_failures() {
         d.cli(&["service", "update", "web", "--args", "sh -c 'exit 1'", "--update-failure-action", "pause"]);
     let shown = text(&out);
     assert!(!out.status.success(), "{shown}");
-    assert!(shown.contains("error: service update paused: task "), "{shown}");
     let errors: Vec<String> = tasks(&d).into_iter().filter_map(|t| t.status.error).collect();
-    assert!(errors.iter().any(|e| shown.contains(e.as_str())), "none of {errors:?} in:\n{shown}");
+    let last = shown.lines().last().unwrap_or("");
+    assert!(last.starts_with("error: service update paused: task "), "{shown}");
+    assert!(errors.iter().any(|e| last.ends_with(&format!(": {e})"))), "none of {errors:?} in:\n{shown}");
 }
