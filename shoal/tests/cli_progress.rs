@@ -104,6 +104,33 @@ fn service_commands_wait_for_convergence_and_report_failures() {
         "table {{.Name}}\\t{{upper .DesiredState}}",
     ]);
     assert_eq!(table, "NAME    DESIRED STATE\nweb.1   RUNNING\nweb.2   RUNNING\n");
+    assert_eq!(
+        d.ok(&["node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.ManagerStatus}}"]),
+        "m1 Ready Leader\n"
+    );
+
+    // Sizes for people: an image in decimal units, memory in binary ones.
+    let sizes = d.node.ok(&["image", "ls", "--format", "{{.Name}} {{.Size}}"]);
+    let size =
+        sizes.trim().strip_prefix("docker.io/shoal/busybox:latest ").unwrap_or_else(|| panic!("{sizes}"));
+    let (number, unit) = size.split_at(size.find(|c: char| c.is_ascii_alphabetic()).unwrap());
+    assert!(
+        ["B", "kB", "MB"].contains(&unit) && number.parse::<f64>().is_ok() && number.len() <= 4,
+        "{sizes}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&d.node.ok(&["image", "ls", "--format", "json"])).unwrap();
+    assert_eq!(json[0]["name"], "docker.io/shoal/busybox:latest", "{json}");
+    let listed = d.node.ok(&["container", "ls", "-q"]);
+    let container = listed.lines().next().unwrap_or_else(|| panic!("no container: {listed}"));
+    let stats = d.node.ok(&["container", "stats", container]);
+    let row = stats.lines().nth(1).unwrap_or_default();
+    assert!(stats.starts_with("ID") && stats.contains("MEM USAGE / LIMIT"), "{stats}");
+    assert!(
+        row.contains("iB / ") && row.trim_end().split_whitespace().nth(3).is_some_and(|l| l.ends_with("iB")),
+        "{stats}"
+    );
+
     let err = d.fails(&["service", "ls", "--format", "{{.Nmae}}"]);
     assert!(err.contains("no field .Nmae") && err.contains(".Replicas"), "{err}");
 
