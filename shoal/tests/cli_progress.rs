@@ -127,7 +127,7 @@ fn service_commands_wait_for_convergence_and_report_failures() {
     let row = stats.lines().nth(1).unwrap_or_default();
     assert!(stats.starts_with("ID") && stats.contains("MEM USAGE / LIMIT"), "{stats}");
     assert!(
-        row.contains("iB / ") && row.trim_end().split_whitespace().nth(3).is_some_and(|l| l.ends_with("iB")),
+        row.contains("iB / ") && row.split_whitespace().nth(3).is_some_and(|l| l.ends_with("iB")),
         "{stats}"
     );
 

@@ -1,5 +1,7 @@
 //! Tables of services and tasks, as `docker service ls` and `docker service ps` print them.
 
+use std::collections::BTreeSet;
+
 use shoal_api::client::Client;
 use shoal_api::wire::{ServiceFilter, TaskFilter};
 use shoal_api::{Service, ServiceMode, Task, TaskState};
@@ -87,27 +89,22 @@ pub(crate) async fn print_tasks(
         })
     };
     let id = |s: &str| if no_trunc { s.to_owned() } else { short(s) };
-    let lines: Vec<PsLine> = arrange(tasks, service_name)
+    let kept: Vec<Task> = tasks
         .into_iter()
-        .filter(|l| {
-            filters.keep(
-                &l.task,
-                &l.task.display_name(&service_name(&l.task.service_id)),
-                &node_name(&l.task.node_id),
-            )
-        })
+        .filter(|t| filters.keep(t, &t.display_name(&service_name(&t.service_id)), &node_name(&t.node_id)))
         .collect();
+    let lines: Vec<PsLine> = arrange(kept, service_name);
+    let nested: BTreeSet<&str> = lines.iter().filter(|l| l.nested).map(|l| l.task.id.as_str()).collect();
     let tasks: Vec<&Task> = lines.iter().map(|l| &l.task).collect();
     out.print(
         &tasks,
         |t| id(&t.id),
         &["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"],
         |t| {
-            let nested = lines.iter().any(|l| l.task.id == t.id && l.nested);
             let name = t.display_name(&service_name(&t.service_id));
             vec![
                 id(&t.id),
-                if nested { format!(" \\_ {name}") } else { name },
+                if nested.contains(t.id.as_str()) { format!(" \\_ {name}") } else { name },
                 t.spec.container.image.clone(),
                 node_name(&t.node_id),
                 t.desired_state.as_str().to_owned(),

@@ -371,16 +371,21 @@ impl Screen {
             }
             Screen::Bars { multi, bars } => {
                 for l in lines {
-                    let bar = bars.entry(l.key.clone()).or_insert_with(|| {
-                        let b = multi.add(ProgressBar::new(STATE_STEPS));
-                        b.set_prefix(l.key.clone());
-                        b
-                    });
                     let template =
                         if l.bar.is_some() { "{prefix}: {msg:<9} {bar:50}" } else { "{prefix}: {msg}" };
-                    if let Ok(style) = ProgressStyle::with_template(template) {
-                        bar.set_style(style.progress_chars("=> "));
-                    }
+                    let style = ProgressStyle::with_template(template)
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> ");
+                    let bar = bars.entry(l.key.clone()).or_insert_with(|| {
+                        multi.add(
+                            ProgressBar::new(STATE_STEPS)
+                                .with_style(style.clone())
+                                .with_prefix(l.key.clone())
+                                .with_message(l.text.clone())
+                                .with_position(l.bar.unwrap_or(0)),
+                        )
+                    });
+                    bar.set_style(style);
                     bar.set_position(l.bar.unwrap_or(0));
                     bar.set_message(l.text.clone());
                 }
