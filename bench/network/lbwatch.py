@@ -129,7 +129,7 @@ while k < changes:
             while not q.empty():
                 q.get_nowait()
         t_cmd = time.monotonic()
-        sh("service", "scale", f"{name}={replicas}")
+        sh("service", "scale", "--detach", f"{name}={replicas}")
         c = wait_commit(info["id"], want, time.monotonic() + 30)
         rec = {"change": k, "service": name, "vip": info["vip"], "op": "add" if want else "remove",
                "t_cmd": t_cmd}
