@@ -121,8 +121,12 @@ fn service_commands_wait_for_convergence_and_report_failures() {
     let json: serde_json::Value =
         serde_json::from_str(&d.node.ok(&["image", "ls", "--format", "json"])).unwrap();
     assert_eq!(json[0]["name"], "docker.io/shoal/busybox:latest", "{json}");
-    let listed = d.node.ok(&["container", "ls", "-q"]);
-    let container = listed.lines().next().unwrap_or_else(|| panic!("no container: {listed}"));
+    let listed = d.node.ok(&["container", "ls", "--format", "{{.ID}} {{.Status}}"]);
+    let container = listed
+        .lines()
+        .find_map(|l| l.split_once(" running since ").map(|(id, _)| id))
+        .unwrap_or_else(|| panic!("no running container: {listed}"));
+    assert!(d.node.ok(&["container", "ls", "-q"]).lines().any(|l| l == container), "{listed}");
     let stats = d.node.ok(&["container", "stats", container]);
     let row = stats.lines().nth(1).unwrap_or_default();
     assert!(stats.starts_with("ID") && stats.contains("MEM USAGE / LIMIT"), "{stats}");

@@ -25,9 +25,8 @@ pub(super) enum ContainerCommand {
     /// List containers on this node.
     #[command(alias = "list")]
     Ls {
-        /// Only print ids.
-        #[arg(short, long)]
-        quiet: bool,
+        #[command(flatten)]
+        out: super::remote::Output,
         #[command(flatten)]
         node: NodeOpts,
     },
@@ -159,6 +158,15 @@ pub(super) struct RunArgs {
     node: NodeOpts,
 }
 
+/// One line of `container ls`.
+#[derive(Debug, serde::Serialize)]
+struct Listed {
+    id: String,
+    pid: String,
+    status: String,
+    command: String,
+}
+
 /// The runtime: this command is single-threaded, so it forks shims itself.
 fn runtime(node: &NodeOpts) -> anyhow::Result<Runtime> {
     Ok(Runtime::new(&node.data_dir, &node.cgroup_parent, Helper::Fork)?)
@@ -180,17 +188,11 @@ pub(super) fn run(cmd: ContainerCommand, conn: &Connection) -> anyhow::Result<Ex
             };
             ExitCode::from(code)
         })),
-        ContainerCommand::Ls { quiet, node } => {
+        ContainerCommand::Ls { out, node } => {
             let rt = runtime(&node)?;
-            if !quiet {
-                println!("{:<24} {:<10} {:<30} COMMAND", "ID", "PID", "STATUS");
-            }
+            let mut listed = Vec::new();
             for id in rt.list()? {
-                if quiet {
-                    println!("{id}");
-                    continue;
-                }
-                let cmd = rt.config(&id).map(|c| c.process.args.join(" ")).unwrap_or_default();
+                let command = rt.config(&id).map(|c| c.process.args.join(" ")).unwrap_or_default();
                 let (pid, status) = match rt.status(&id)? {
                     Status::Running(s) => {
                         (s.init_pid.to_string(), format!("running since {}", s.started_at.format("%H:%M:%S")))
@@ -198,8 +200,14 @@ pub(super) fn run(cmd: ContainerCommand, conn: &Connection) -> anyhow::Result<Ex
                     Status::Exited(e) => ("-".into(), format!("exited ({})", e.describe())),
                     Status::Lost => ("-".into(), "lost (its shim was killed)".into()),
                 };
-                println!("{id:<24} {pid:<10} {status:<30} {cmd}");
+                listed.push(Listed { id, pid, status, command });
             }
+            out.print(
+                &listed,
+                |c| c.id.clone(),
+                &["ID", "PID", "STATUS", "COMMAND"],
+                |c| vec![c.id.clone(), c.pid.clone(), c.status.clone(), c.command.clone()],
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         ContainerCommand::Stop { ids, time, signal, node } => {
