@@ -143,7 +143,7 @@ fn compile(source: &str) -> Result<Template, String> {
         .func("pad", pad)
         .func("truncate", truncate)
         .parse(&text)
-        .map_err(|e| format!("--format {source:?} is not a valid template: {e}"))
+        .map_err(|e| format!("not a valid template: {e}"))
 }
 
 /// A failed run in words: a missing field names the fields there are.
@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn bad_templates_say_what_is_wrong() {
         let err = "{{.Name".parse::<Format>().unwrap_err();
-        assert!(err.contains("is not a valid template"), "{err}");
+        assert!(err.starts_with("not a valid template: ") && err.contains("unclosed action"), "{err}");
         let err = render("{{.Nmae}}", &columns(), &rows()).unwrap_err();
         assert!(err.contains("no field .Nmae") && err.contains(".Name, .Replicas"), "{err}");
         let err = render("{{nosuch .Name}}", &columns(), &rows()).unwrap_err();
