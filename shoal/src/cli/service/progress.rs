@@ -110,9 +110,10 @@ impl Tracker {
             lines.push(Line::plain("rollback", s.message.clone()));
         }
         let job = matches!(svc.spec.mode, ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob);
+        let global = matches!(svc.spec.mode, ServiceMode::Global | ServiceMode::GlobalJob);
         let (done, total, slot_lines) = self.slots(snap, job);
         let overall = if rolling_back { "rolling back update" } else { "overall progress" };
-        let text = if total == 0 && matches!(svc.spec.mode, ServiceMode::Global | ServiceMode::GlobalJob) {
+        let text = if total == 0 && global {
             "waiting for new tasks".to_owned()
         } else if job {
             format!("{done} out of {total} tasks complete")
@@ -138,8 +139,8 @@ impl Tracker {
             _ => {}
         }
 
-        let converged =
-            total > 0 && done >= total || total == 0 && !matches!(svc.spec.mode, ServiceMode::Global);
+        // No replica wanted is converged; no node with a task of a global service is not yet.
+        let converged = if total == 0 { !global } else { done >= total };
         if job {
             if converged {
                 lines.push(Line::plain("job", "job complete"));
@@ -593,6 +594,14 @@ mod tests {
         a.node_id = Some("abcdefghijklmnopqrstuvwxy".into());
         let (lines, _) = run(&mut t, &svc, &[a], 0);
         assert_eq!(lines[..2], ["overall progress: 1 out of 1 tasks", "abcdefghijkl: running [9/9]"]);
+    }
+
+    #[test]
+    fn a_global_job_waits_for_its_tasks() {
+        let mut svc = service(1, "v1");
+        svc.spec.mode = ServiceMode::GlobalJob;
+        let mut t = Tracker::new("web", None, false);
+        assert_eq!(run(&mut t, &svc, &[], 0).1, Outcome::Waiting);
     }
 
     #[test]
