@@ -109,16 +109,19 @@ pub(super) async fn list(
                     after.as_ref(),
                     f.limit,
                 );
-                let status = |id: &str| {
-                    let svc = page.iter().find(|svc| svc.id == id)?;
-                    let counts = serde_json::to_string(&service_status(s, svc)).expect("counts serialize");
-                    Some(format!("\"service_status\":{counts}"))
-                };
-                let extra = |id: &str| if f.status { status(id) } else { None };
+                let mut statuses: std::collections::HashMap<&str, String> = page
+                    .iter()
+                    .filter(|_| f.status)
+                    .map(|svc| {
+                        let counts =
+                            serde_json::to_string(&service_status(s, svc)).expect("counts serialize");
+                        (svc.id.as_str(), format!("\"service_status\":{counts}"))
+                    })
+                    .collect();
                 let body = rendered.list(
                     page.iter().map(|svc| (svc.id.as_str(), svc.meta.version, *svc)),
                     fields.as_deref(),
-                    extra,
+                    |id| statuses.remove(id),
                 );
                 (body, next)
             })
