@@ -106,7 +106,7 @@ pub(crate) struct Rendered {
     /// Whole list replies by path and query (paging and fields included, the wait
     /// left out), with the per-kind index they show and their next page's cursor:
     /// polling the same list between two changes of its kinds costs a reference count.
-    lists: std::sync::Mutex<std::collections::HashMap<String, (u64, Bytes, Option<String>)>>,
+    lists: std::sync::Mutex<std::collections::HashMap<String, polling::Listed>>,
 }
 
 impl Rendered {
@@ -118,19 +118,19 @@ impl Rendered {
         index: u64,
         render: impl FnOnce() -> (Vec<u8>, Option<String>),
     ) -> polling::Listed {
-        if let Some((i, body, next)) = self.lists.lock().expect("list cache lock").get(&key)
-            && *i == index
+        if let Some(listed) = self.lists.lock().expect("list cache lock").get(&key)
+            && listed.index == index
         {
-            return polling::Listed { body: body.clone(), index, next: next.clone() };
+            return listed.clone();
         }
         let (body, next) = render();
-        let body = Bytes::from(body);
+        let listed = polling::Listed { body: Bytes::from(body), index, next };
         let mut lists = self.lists.lock().expect("list cache lock");
         if lists.len() >= 256 {
             lists.clear();
         }
-        lists.insert(key, (index, body.clone(), next.clone()));
-        polling::Listed { body, index, next }
+        lists.insert(key, listed.clone());
+        listed
     }
 
     /// A JSON array of `items` (id, version, object), rendering only what changed;

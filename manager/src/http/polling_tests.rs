@@ -160,7 +160,7 @@ async fn pages_walk_every_task_once_while_tasks_come_and_go() {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 f.create(&format!("churn-{i}"), ServiceMode::Replicated { replicas: 3 }).await;
-                let replicas = if i % 2 == 0 { 8 } else { 2 };
+                let replicas = if i.is_multiple_of(2) { 8 } else { 2 };
                 let body = serde_json::json!({ "replicas": replicas });
                 let path = format!("/v1/services/steady-{}/scale", i % 4);
                 let r = f.call(Method::POST, &path, Some(body), &[]).await;
@@ -304,7 +304,7 @@ async fn counts_states_fields_etags_and_bad_paging_input() {
     let r = f.get("/v1/tasks?state=running").await;
     let running: BTreeSet<String> = r.ids().into_iter().collect();
     assert_eq!(running, [&web[0].id, &web[1].id, &agent.id].into_iter().cloned().collect());
-    assert_eq!(f.get("/v1/tasks?state=running&service=agent").await.ids(), [agent.id.clone()]);
+    assert_eq!(f.get("/v1/tasks?state=running&service=agent").await.ids(), std::slice::from_ref(&agent.id));
     assert!(f.get("/v1/tasks?state=failed,complete").await.ids().is_empty());
     let others = f.get(&format!("/v1/tasks?state={}", web[2].status.state.as_str())).await.ids();
     assert!(others.contains(&web[2].id) && !others.contains(&web[0].id), "{others:?}");
