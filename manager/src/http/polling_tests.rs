@@ -240,7 +240,7 @@ async fn a_blocking_query_wakes_on_a_change_of_its_kind_and_times_out_otherwise(
     assert_eq!(status, StatusCode::OK);
     assert_eq!(index, quiet, "no service changed");
     assert!(took >= Duration::from_secs(1), "it waited the second asked ({took:?})");
-    assert!(took < Duration::from_millis(1000 + 1000 / 16 + 500), "and not much more ({took:?})");
+    assert!(took < Duration::from_millis(1000 + 1000 / 16 + 1500), "and not much more ({took:?})");
 
     // A task list waiting on the same index wakes for the task's change at once.
     let r = f.get(&format!("/v1/tasks?wait_index={quiet}&wait=30s")).await;
