@@ -19,10 +19,23 @@ use crate::stored::Event;
 use crate::task::Task;
 use crate::validate::FieldError;
 use crate::wire::{
-    ApiToken, ClusterInfo, Created, ErrorBody, EventQuery, LogQuery, LogRecord, NodeUpdate, PayloadInfo,
-    ReadOptions, RemoveOptions, Scale, ServiceFilter, ServiceUpdate, StackDeploy, StackDeployed, StackInfo,
-    TaskFilter, Written,
+    ApiToken, ClusterInfo, Created, ErrorBody, EventQuery, ListOptions, LogQuery, LogRecord, NodeUpdate,
+    PayloadInfo, ReadOptions, RemoveOptions, Scale, ServiceFilter, ServiceUpdate, ServiceWithStatus,
+    StackDeploy, StackDeployed, StackInfo, TaskFilter, Written,
 };
+
+/// One answer of a list: its items, the store index it reflects (`X-Shoal-Index`:
+/// pass it as `wait_index` to wait for the next change), and the cursor of the next
+/// page (`None` on the last).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The index the answer reflects.
+    pub index: u64,
+    /// The next page's `cursor`.
+    pub next_cursor: Option<String>,
+}
 
 /// Where the default daemon listens.
 pub const DEFAULT_SOCKET: &str = "/run/shoal/shoal.sock";
@@ -280,6 +293,23 @@ impl Client {
         self.json(self.request(Method::GET, path).query(query)).await
     }
 
+    /// A list answer with its index and next cursor.
+    async fn get_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &(impl Serialize + ?Sized),
+    ) -> Result<Page<T>, ClientError> {
+        let resp = self.send(self.request(Method::GET, path).query(query)).await?;
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let index = header("x-shoal-index")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| self.protocol_error(format!("the answer of {path} has no X-Shoal-Index")))?;
+        let next_cursor = header("x-shoal-next-cursor");
+        let bytes = resp.bytes().await.map_err(|e| self.connect_error(e))?;
+        let items = serde_json::from_slice(&bytes).map_err(|e| self.protocol_error(e))?;
+        Ok(Page { items, index, next_cursor })
+    }
+
     async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -376,6 +406,16 @@ impl Client {
         self.get("/services", filter).await
     }
 
+    /// A page of services (`filter.limit`, `filter.cursor`), with their task counts
+    /// when `filter.status`; with `filter.wait_index`, answered once services changed
+    /// past it (or `filter.wait` ran out).
+    pub async fn services_page(
+        &self,
+        filter: &ServiceFilter,
+    ) -> Result<Page<ServiceWithStatus>, ClientError> {
+        self.get_page("/services", filter).await
+    }
+
     /// One service, by id or name.
     pub async fn service(&self, id_or_name: &str) -> Result<Service, ClientError> {
         self.get(&format!("/services/{}", seg(id_or_name)), &()).await
@@ -417,6 +457,27 @@ impl Client {
         self.get("/tasks", filter).await
     }
 
+    /// A page of tasks (`filter.limit`, `filter.cursor`); with `filter.wait_index`,
+    /// answered once tasks changed past it (or `filter.wait` ran out).
+    pub async fn tasks_page(&self, filter: &TaskFilter) -> Result<Page<Task>, ClientError> {
+        self.get_page("/tasks", filter).await
+    }
+
+    /// Every task matching `filter`, read a page of `limit` at a time (`filter.limit`
+    /// and `filter.cursor` are replaced).
+    pub async fn tasks_paged(&self, filter: &TaskFilter, limit: usize) -> Result<Vec<Task>, ClientError> {
+        let mut filter = TaskFilter { limit: Some(limit), cursor: None, ..filter.clone() };
+        let mut all = Vec::new();
+        loop {
+            let page = self.tasks_page(&filter).await?;
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(c) => filter.cursor = Some(c),
+                None => return Ok(all),
+            }
+        }
+    }
+
     /// One task.
     pub async fn task(&self, id: &str) -> Result<Task, ClientError> {
         self.get(&format!("/tasks/{}", seg(id)), &()).await
@@ -427,6 +488,11 @@ impl Client {
     /// Every node.
     pub async fn nodes(&self, opts: ReadOptions) -> Result<Vec<Node>, ClientError> {
         self.get("/nodes", &opts).await
+    }
+
+    /// A page of nodes; with `opts.wait_index`, once nodes changed past it.
+    pub async fn nodes_page(&self, opts: &ListOptions) -> Result<Page<Node>, ClientError> {
+        self.get_page("/nodes", opts).await
     }
 
     /// One node, by id or hostname.
@@ -453,6 +519,11 @@ impl Client {
     /// Every network.
     pub async fn networks(&self) -> Result<Vec<Network>, ClientError> {
         self.get("/networks", &()).await
+    }
+
+    /// A page of networks; with `opts.wait_index`, once networks changed past it.
+    pub async fn networks_page(&self, opts: &ListOptions) -> Result<Page<Network>, ClientError> {
+        self.get_page("/networks", opts).await
     }
 
     /// One network, by id or name.
@@ -500,6 +571,15 @@ impl Client {
         self.get(&format!("/{}", kind.path()), &()).await
     }
 
+    /// A page of secrets or configs; with `opts.wait_index`, once they changed past it.
+    pub async fn payloads_page(
+        &self,
+        kind: PayloadKind,
+        opts: &ListOptions,
+    ) -> Result<Page<PayloadInfo>, ClientError> {
+        self.get_page(&format!("/{}", kind.path()), opts).await
+    }
+
     /// One secret or config, by id or name.
     pub async fn payload(&self, kind: PayloadKind, id_or_name: &str) -> Result<PayloadInfo, ClientError> {
         self.get(&format!("/{}/{}", kind.path(), seg(id_or_name)), &()).await
@@ -535,6 +615,11 @@ impl Client {
     /// Every stack.
     pub async fn stacks(&self) -> Result<Vec<StackInfo>, ClientError> {
         self.get("/stacks", &()).await
+    }
+
+    /// A page of stacks; with `opts.wait_index`, once their objects changed past it.
+    pub async fn stacks_page(&self, opts: &ListOptions) -> Result<Page<StackInfo>, ClientError> {
+        self.get_page("/stacks", opts).await
     }
 
     /// Creates or updates a stack from a Compose file, all in one change.

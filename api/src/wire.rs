@@ -153,6 +153,31 @@ pub struct ServiceFilter {
     /// Read through the leader: see every write acknowledged before the call.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub consistent: bool,
+    /// Add `service_status` (running, desired and completed task counts) to each
+    /// service, as Docker's `?status=true` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status: bool,
+    /// Only these top-level fields of each item, comma-separated (`id,status`); names
+    /// an item does not have are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<String>,
+    /// Page size: at most this many items; `X-Shoal-Next-Cursor` then names the
+    /// next page (absent on the last one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Where the page starts: an `X-Shoal-Next-Cursor` of an earlier answer. Pages are
+    /// in key order at the latest state: an item created later past the cursor shows
+    /// on a later page, a removed one is not returned, none is returned twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Blocking query: answer once the list's index (`X-Shoal-Index`) passes this,
+    /// or when `wait` runs out (the answer is then the same list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_index: Option<u64>,
+    /// How long a blocking query waits at most: `"30s"`, `"5m"` (the default);
+    /// at most 10m. Up to a sixteenth more is added at random, so pollers spread out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
 }
 
 /// Filters of `GET /v1/tasks`.
@@ -172,9 +197,34 @@ pub struct TaskFilter {
     /// Only tasks of this stack's services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
+    /// Only tasks in one of these observed states, comma-separated (`running`,
+    /// `failed,rejected`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
     /// Read through the leader.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub consistent: bool,
+    /// Only these top-level fields of each item, comma-separated (`id,status`); names
+    /// an item does not have are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<String>,
+    /// Page size: at most this many items; `X-Shoal-Next-Cursor` then names the
+    /// next page (absent on the last one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Where the page starts: an `X-Shoal-Next-Cursor` of an earlier answer. Pages are
+    /// in key order at the latest state: an item created later past the cursor shows
+    /// on a later page, a removed one is not returned, none is returned twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Blocking query: answer once the list's index (`X-Shoal-Index`) passes this,
+    /// or when `wait` runs out (the answer is then the same list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_index: Option<u64>,
+    /// How long a blocking query waits at most: `"30s"`, `"5m"` (the default);
+    /// at most 10m. Up to a sixteenth more is added at random, so pollers spread out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
 }
 
 /// Filters of the other lists: only `consistent`.
@@ -185,6 +235,59 @@ pub struct ReadOptions {
     /// Read through the leader: see every write acknowledged before the call.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub consistent: bool,
+}
+
+/// Options of the lists of nodes, networks, secrets, configs and stacks: paging and
+/// blocking queries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListOptions {
+    /// Read through the leader: see every write acknowledged before the call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub consistent: bool,
+    /// Page size: at most this many items; `X-Shoal-Next-Cursor` then names the
+    /// next page (absent on the last one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Where the page starts: an `X-Shoal-Next-Cursor` of an earlier answer. Pages are
+    /// in key order at the latest state: an item created later past the cursor shows
+    /// on a later page, a removed one is not returned, none is returned twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Blocking query: answer once the list's index (`X-Shoal-Index`) passes this,
+    /// or when `wait` runs out (the answer is then the same list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_index: Option<u64>,
+    /// How long a blocking query waits at most: `"30s"`, `"5m"` (the default);
+    /// at most 10m. Up to a sixteenth more is added at random, so pollers spread out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
+}
+
+/// A service's task counts (`GET /v1/services?status=true`), as Docker's
+/// `ServiceStatus`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceStatus {
+    /// Tasks observed running whose desired state is running (or complete, for jobs).
+    pub running_tasks: u64,
+    /// Tasks wanted: the replicas of a replicated service; for a global service,
+    /// the nodes given a task to run; for a replicated job, the tasks it may still
+    /// run at once.
+    pub desired_tasks: u64,
+    /// Tasks of a job that completed.
+    pub completed_tasks: u64,
+}
+
+/// A service with its task counts, as `GET /v1/services?status=true` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceWithStatus {
+    /// The service.
+    #[serde(flatten)]
+    pub service: crate::service::Service,
+    /// Its task counts (present when `status=true` was asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_status: Option<ServiceStatus>,
 }
 
 /// Options of removals that can be forced.

@@ -868,3 +868,50 @@ fn the_served_openapi_document_is_the_committed_one() {
         assert!(served["paths"][path].is_object(), "{path} is documented");
     }
 }
+
+#[test]
+fn the_client_pages_counts_and_long_polls_a_daemon() {
+    let d = Daemon::init("m1");
+    let c = d.client();
+    block_on(async {
+        for name in ["a", "b", "c"] {
+            let mut spec = ServiceSpec::new(name, "shoal/busybox");
+            spec.mode = ServiceMode::Replicated { replicas: 2 };
+            c.create_service(&spec).await.unwrap();
+        }
+        // Pages of two: a cursor on the first, none on the last.
+        let first = c
+            .services_page(&ServiceFilter { limit: Some(2), status: true, ..Default::default() })
+            .await
+            .unwrap();
+        let names = |p: &shoal_api::client::Page<shoal_api::wire::ServiceWithStatus>| -> Vec<String> {
+            p.items.iter().map(|s| s.service.spec.name.clone()).collect()
+        };
+        assert_eq!(names(&first), ["a", "b"]);
+        assert_eq!(first.items[0].service_status.unwrap().desired_tasks, 2);
+        let cursor = first.next_cursor.clone().expect("a next page");
+        let last = c
+            .services_page(&ServiceFilter { limit: Some(2), cursor: Some(cursor), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!((names(&last), last.next_cursor), (vec!["c".to_owned()], None));
+
+        // Every task, a page of one at a time, once each.
+        let paged = c.tasks_paged(&TaskFilter::default(), 1).await.unwrap();
+        let ids: std::collections::BTreeSet<&str> = paged.iter().map(|t| t.id.as_str()).collect();
+        assert!(!paged.is_empty());
+        assert_eq!(paged.len(), ids.len(), "no task twice");
+
+        // A long poll: nothing changes a service, so it comes back at its timeout
+        // with the same index; a bad cursor is a 400 naming it.
+        let filter =
+            ServiceFilter { wait_index: Some(first.index), wait: Some("1s".into()), ..Default::default() };
+        let started = std::time::Instant::now();
+        let same = c.services_page(&filter).await.unwrap();
+        assert_eq!(same.index, first.index);
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        let bad = TaskFilter { cursor: Some("v1.nope".into()), ..Default::default() };
+        let (status, _, field, _) = api_error(c.tasks_page(&bad).await.unwrap_err());
+        assert_eq!((status, field.as_deref()), (400, Some("cursor")));
+    });
+}

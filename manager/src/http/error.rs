@@ -37,7 +37,8 @@ impl ApiError {
         }
     }
 
-    fn with_field(mut self, field: impl Into<String>) -> ApiError {
+    /// The same error, naming the field (or query parameter) at fault.
+    pub(crate) fn with_field(mut self, field: impl Into<String>) -> ApiError {
         let field = field.into();
         if !field.is_empty() {
             self.detail.field = Some(field);

@@ -16,6 +16,9 @@ pub mod locked;
 mod logs;
 mod nodes;
 mod objects;
+mod polling;
+#[cfg(test)]
+mod polling_tests;
 mod services;
 mod stacks;
 
@@ -29,7 +32,6 @@ use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi as _;
@@ -99,33 +101,46 @@ pub(crate) struct Api {
 /// objects joined: most of a `GET /v1/tasks` is a copy, not serialization.
 #[derive(Debug, Default)]
 pub(crate) struct Rendered {
+    /// By id (and the fields asked for, if some were).
     json: std::sync::Mutex<std::collections::HashMap<String, (u64, Bytes)>>,
-    /// Whole list replies by path and query, with the store index they show: polling
-    /// the same list between two writes costs a reference count.
-    lists: std::sync::Mutex<std::collections::HashMap<String, (u64, Bytes)>>,
+    /// Whole list replies by path and query (paging and fields included, the wait
+    /// left out), with the per-kind index they show and their next page's cursor:
+    /// polling the same list between two changes of its kinds costs a reference count.
+    lists: std::sync::Mutex<std::collections::HashMap<String, polling::Listed>>,
 }
 
 impl Rendered {
-    /// The reply for `key` at store `index`, rendered by `render` unless it is known.
-    fn cached_list(&self, key: String, index: u64, render: impl FnOnce() -> Vec<u8>) -> Bytes {
-        if let Some((i, body)) = self.lists.lock().expect("list cache lock").get(&key)
-            && *i == index
+    /// The page for `key` at `index`, rendered by `render` (body, next cursor) unless
+    /// it is known.
+    fn cached_list(
+        &self,
+        key: String,
+        index: u64,
+        render: impl FnOnce() -> (Vec<u8>, Option<String>),
+    ) -> polling::Listed {
+        if let Some(listed) = self.lists.lock().expect("list cache lock").get(&key)
+            && listed.index == index
         {
-            return body.clone();
+            return listed.clone();
         }
-        let body = Bytes::from(render());
+        let (body, next) = render();
+        let listed = polling::Listed { body: Bytes::from(body), index, next };
         let mut lists = self.lists.lock().expect("list cache lock");
         if lists.len() >= 256 {
             lists.clear();
         }
-        lists.insert(key, (index, body.clone()));
-        body
+        lists.insert(key, listed.clone());
+        listed
     }
 
-    /// A JSON array of `items` (id, version, object), rendering only what changed.
+    /// A JSON array of `items` (id, version, object), rendering only what changed;
+    /// with `fields`, only those fields of each; `extra` may add a `"name":value`
+    /// member to an item (by id).
     fn list<'a, T: serde::Serialize + 'a>(
         &self,
         items: impl Iterator<Item = (&'a str, u64, &'a T)>,
+        fields: Option<&[String]>,
+        mut extra: impl FnMut(&str) -> Option<String>,
     ) -> Vec<u8> {
         let mut json = self.json.lock().expect("render cache lock");
         let mut out = Vec::with_capacity(64 * 1024);
@@ -136,13 +151,29 @@ impl Rendered {
                 out.push(b',');
             }
             seen += 1;
-            match json.get(id) {
-                Some((v, bytes)) if *v == version => out.extend_from_slice(bytes),
+            let key = match fields {
+                None => std::borrow::Cow::Borrowed(id),
+                Some(f) => std::borrow::Cow::Owned(format!("{id}?{}", f.join(","))),
+            };
+            let bytes = match json.get(key.as_ref()) {
+                Some((v, bytes)) if *v == version => bytes.clone(),
                 _ => {
-                    let bytes = Bytes::from(serde_json::to_vec(item).expect("objects serialize"));
-                    out.extend_from_slice(&bytes);
-                    json.insert(id.to_owned(), (version, bytes));
+                    let bytes = Bytes::from(polling::render_fields(item, fields));
+                    json.insert(key.into_owned(), (version, bytes.clone()));
+                    bytes
                 }
+            };
+            match extra(id) {
+                // An object's JSON ends with its closing brace: the member goes before it.
+                Some(member) => {
+                    out.extend_from_slice(&bytes[..bytes.len() - 1]);
+                    if bytes.len() > 2 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(member.as_bytes());
+                    out.push(b'}');
+                }
+                None => out.extend_from_slice(&bytes),
             }
         }
         out.push(b']');
@@ -152,11 +183,6 @@ impl Rendered {
         }
         out
     }
-}
-
-/// A JSON body that is already rendered.
-fn json_response(body: Bytes) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[derive(utoipa::OpenApi)]

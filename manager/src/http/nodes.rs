@@ -6,15 +6,19 @@ use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::response::Response;
 use shoal_api::node::{ContainerAttachment, NodeRole, NodeState, Reachability};
-use shoal_api::wire::{AttachRequest, ErrorBody, NodeUpdate, ReadOptions, RemoveOptions, Written};
+use shoal_api::wire::{
+    AttachRequest, ErrorBody, ListOptions, NodeUpdate, ReadOptions, RemoveOptions, Written,
+};
 use shoal_api::{Node, Validate};
 
-use super::{Api, ApiError, Body, Query, now};
+use super::{Api, ApiError, Body, Query, now, polling};
 use crate::manager::Manager;
 use crate::plan::{self, PlanError, find};
-use crate::store::{Change, Kind, Object, Store, Transaction};
+use crate::store::{Change, Kind, Object, Store, Transaction, queries};
 
 fn node<'a>(store: &'a Store, key: &str) -> Result<&'a Node, PlanError> {
     match find(store, Kind::Node, key)? {
@@ -46,27 +50,36 @@ async fn reachability(manager: &Manager, mut nodes: impl Iterator<Item = &Node>)
     if nodes.any(|n| n.manager_status.is_some()) { manager.reachable_anywhere().await } else { None }
 }
 
-/// Lists nodes.
-#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", params(ReadOptions),
-    responses((status = 200, description = "Every node, by hostname", body = Vec<Node>)))]
+/// Lists nodes, a page at a time with `limit`; with `wait_index`, once nodes changed
+/// past it.
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", params(ListOptions),
+    responses((status = 200, description = "Nodes, by hostname then id. `X-Shoal-Index`: the last index that \
+                 changed a node; `X-Shoal-Next-Cursor`: the next page's `cursor`", body = Vec<Node>),
+              (status = 400, description = "A malformed cursor, limit or wait", body = ErrorBody)))]
 pub(super) async fn list(
     State(api): State<Api>,
-    Query(opts): Query<ReadOptions>,
-) -> Result<Json<Vec<Node>>, ApiError> {
-    let nodes = api
+    headers: HeaderMap,
+    Query(opts): Query<ListOptions>,
+) -> Result<Response, ApiError> {
+    let after: Option<(String, String)> = polling::decode_cursor(opts.cursor.as_deref())?;
+    polling::check_limit(opts.limit)?;
+    api.block(&[Kind::Node], opts.wait_index, opts.wait.as_deref()).await?;
+    let ((nodes, next), index) = api
         .read(opts.consistent, |s| {
-            s.list(Kind::Node)
-                .filter_map(|o| match o {
-                    Object::Node(n) => Some(n.clone()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
+            let page = polling::page(
+                queries::nodes(s).cloned(),
+                |n| (n.description.hostname.clone(), n.id.clone()),
+                after.as_ref(),
+                opts.limit,
+            );
+            (page, s.indexes().of(&[Kind::Node]))
         })
         .await?;
     let reachable = reachability(&api.manager, nodes.iter()).await;
-    let mut nodes: Vec<Node> = nodes.into_iter().map(|n| live(&api.manager, reachable.as_ref(), n)).collect();
-    nodes.sort_by(|a, b| (&a.description.hostname, &a.id).cmp(&(&b.description.hostname, &b.id)));
-    Ok(Json(nodes))
+    let nodes: Vec<Node> = nodes.into_iter().map(|n| live(&api.manager, reachable.as_ref(), n)).collect();
+    let body = bytes::Bytes::from(serde_json::to_vec(&nodes).expect("nodes serialize"));
+    // No ETag: the leader and reachability shown are not in the store.
+    Ok(polling::reply(&headers, polling::Listed { body, index, next }, false))
 }
 
 /// Shows a node.
@@ -76,12 +89,15 @@ pub(super) async fn list(
               (status = 404, description = "No such node", body = ErrorBody)))]
 pub(super) async fn inspect(
     State(api): State<Api>,
+    headers: HeaderMap,
     Path(key): Path<String>,
     Query(opts): Query<ReadOptions>,
-) -> Result<Json<Node>, ApiError> {
-    let n = api.read(opts.consistent, |s| node(s, &key).cloned()).await??;
+) -> Result<Response, ApiError> {
+    let (n, index) = api
+        .read(opts.consistent, |s| node(s, &key).map(|n| (n.clone(), s.indexes().of(&[Kind::Node]))))
+        .await??;
     let reachable = reachability(&api.manager, std::iter::once(&n)).await;
-    Ok(Json(live(&api.manager, reachable.as_ref(), n)))
+    Ok(polling::reply_json(&headers, &live(&api.manager, reachable.as_ref(), n), index, false))
 }
 
 /// Replaces a node's spec: availability, labels, role.

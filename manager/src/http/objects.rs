@@ -5,11 +5,15 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use shoal_api::wire::{AttachedTask, Created, ErrorBody, NetworkInspect, PayloadInfo, ReadOptions, Written};
+use axum::response::Response;
+use shoal_api::wire::{
+    AttachedTask, Created, ErrorBody, ListOptions, NetworkInspect, PayloadInfo, ReadOptions, Written,
+};
 use shoal_api::{Config, Meta, Network, NetworkSpec, PayloadSpec, PayloadUpdate, Secret, Validate};
 
-use super::{Api, ApiError, Body, PayloadBody, Query, now};
+use super::{Api, ApiError, Body, PayloadBody, Query, now, polling};
 use crate::orchestrator::allocator;
 use crate::plan::{self, PlanError, find};
 use crate::store::{Change, Kind, Object, Store, Transaction};
@@ -36,22 +40,50 @@ async fn remove_object(api: &Api, kind: Kind, key: &str) -> Result<StatusCode, A
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_payloads(api: &Api, kind: Kind, consistent: bool) -> Result<Json<Vec<PayloadInfo>>, ApiError> {
-    let mut out = api.read(consistent, |s| list_of(s, kind, payload_info)).await?;
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Json(out))
+/// A page of the objects of `kind` (by name then id, as `item` shows them), at the
+/// index of `kind`, once it passes `wait_index`.
+async fn list_named<T: serde::Serialize>(
+    api: &Api,
+    headers: &HeaderMap,
+    kind: Kind,
+    opts: &ListOptions,
+    item: impl Fn(&Object) -> Option<T>,
+    name: impl Fn(&T) -> (String, String),
+) -> Result<Response, ApiError> {
+    let after: Option<(String, String)> = polling::decode_cursor(opts.cursor.as_deref())?;
+    polling::check_limit(opts.limit)?;
+    api.block(&[kind], opts.wait_index, opts.wait.as_deref()).await?;
+    let ((page, next), index) = api
+        .read(opts.consistent, |s| {
+            (polling::page(list_of(s, kind, item), name, after.as_ref(), opts.limit), s.indexes().of(&[kind]))
+        })
+        .await?;
+    let body = bytes::Bytes::from(serde_json::to_vec(&page).expect("objects serialize"));
+    Ok(polling::reply(headers, polling::Listed { body, index, next }, true))
+}
+
+async fn list_payloads(
+    api: &Api,
+    headers: &HeaderMap,
+    kind: Kind,
+    opts: &ListOptions,
+) -> Result<Response, ApiError> {
+    list_named(api, headers, kind, opts, payload_info, |p| (p.name.clone(), p.id.clone())).await
 }
 
 async fn inspect_payload(
     api: &Api,
+    headers: &HeaderMap,
     kind: Kind,
     key: &str,
     consistent: bool,
-) -> Result<Json<PayloadInfo>, ApiError> {
-    let info = api
-        .read(consistent, |s| find(s, kind, key).map(|o| payload_info(o).expect("a payload kind")))
+) -> Result<Response, ApiError> {
+    let (info, index) = api
+        .read(consistent, |s| {
+            find(s, kind, key).map(|o| (payload_info(o).expect("a payload kind"), s.indexes().of(&[kind])))
+        })
         .await??;
-    Ok(Json(info))
+    Ok(polling::reply_json(headers, &info, index, true))
 }
 
 async fn create_payload(
@@ -107,23 +139,26 @@ async fn update_payload(
     Ok(Json(Written { id, version }))
 }
 
-/// Lists networks.
-#[utoipa::path(get, path = "/v1/networks", tag = "networks", params(ReadOptions),
-    responses((status = 200, description = "Every network, by name", body = Vec<Network>)))]
+/// Lists networks, a page at a time with `limit`; with `wait_index`, once networks
+/// changed past it.
+#[utoipa::path(get, path = "/v1/networks", tag = "networks", params(ListOptions),
+    responses((status = 200, description = "Networks, by name then id. `X-Shoal-Index`: the last index that changed \
+                 a network; `X-Shoal-Next-Cursor`: the next page's `cursor`", body = Vec<Network>),
+              (status = 304, description = "`If-None-Match` holds the `ETag`: nothing changed"),
+              (status = 400, description = "A malformed cursor, limit or wait", body = ErrorBody)))]
 pub(super) async fn list_networks(
     State(api): State<Api>,
-    Query(opts): Query<ReadOptions>,
-) -> Result<Json<Vec<Network>>, ApiError> {
-    let mut out = api
-        .read(opts.consistent, |s| {
-            list_of(s, Kind::Network, |o| match o {
-                Object::Network(n) => Some(n.clone()),
-                _ => None,
-            })
-        })
-        .await?;
-    out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-    Ok(Json(out))
+    headers: HeaderMap,
+    Query(opts): Query<ListOptions>,
+) -> Result<Response, ApiError> {
+    let network = |o: &Object| match o {
+        Object::Network(n) => Some(n.clone()),
+        _ => None,
+    };
+    list_named(&api, &headers, Kind::Network, &opts, network, |n: &Network| {
+        (n.spec.name.clone(), n.id.clone())
+    })
+    .await
 }
 
 /// Creates an overlay network; a subnet and a VXLAN id are allocated.
@@ -155,9 +190,10 @@ pub(super) async fn create_network(
               (status = 404, description = "No such network", body = ErrorBody)))]
 pub(super) async fn inspect_network(
     State(api): State<Api>,
+    headers: HeaderMap,
     Path(key): Path<String>,
     Query(opts): Query<ReadOptions>,
-) -> Result<Json<NetworkInspect>, ApiError> {
+) -> Result<Response, ApiError> {
     let n = api
         .read(opts.consistent, |s| match find(s, Kind::Network, &key)? {
             Object::Network(n) => {
@@ -170,12 +206,13 @@ pub(super) async fn inspect_network(
                         )
                     })
                     .collect();
-                Ok::<_, PlanError>(NetworkInspect { network: n.clone(), attached })
+                let index = s.indexes().of(&[Kind::Network, Kind::Task, Kind::Node]);
+                Ok::<_, PlanError>((NetworkInspect { network: n.clone(), attached }, index))
             }
             _ => unreachable!("the network index holds networks"),
         })
         .await??;
-    Ok(Json(n))
+    Ok(polling::reply_json(&headers, &n.0, n.1, true))
 }
 
 /// Removes a network no service uses.
@@ -191,14 +228,19 @@ pub(super) async fn remove_network(
     remove_object(&api, Kind::Network, &key).await
 }
 
-/// Lists secrets (never their data).
-#[utoipa::path(get, path = "/v1/secrets", tag = "secrets", params(ReadOptions),
-    responses((status = 200, description = "Every secret, by name", body = Vec<PayloadInfo>)))]
+/// Lists secrets (never their data), a page at a time with `limit`; with
+/// `wait_index`, once secrets changed past it.
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets", params(ListOptions),
+    responses((status = 200, description = "Secrets, by name then id. `X-Shoal-Index`: the last index that changed a \
+                 secret; `X-Shoal-Next-Cursor`: the next page's `cursor`", body = Vec<PayloadInfo>),
+              (status = 304, description = "`If-None-Match` holds the `ETag`: nothing changed"),
+              (status = 400, description = "A malformed cursor, limit or wait", body = ErrorBody)))]
 pub(super) async fn list_secrets(
     State(api): State<Api>,
-    Query(opts): Query<ReadOptions>,
-) -> Result<Json<Vec<PayloadInfo>>, ApiError> {
-    list_payloads(&api, Kind::Secret, opts.consistent).await
+    headers: HeaderMap,
+    Query(opts): Query<ListOptions>,
+) -> Result<Response, ApiError> {
+    list_payloads(&api, &headers, Kind::Secret, &opts).await
 }
 
 /// Creates a secret.
@@ -221,10 +263,11 @@ pub(super) async fn create_secret(
               (status = 404, description = "No such secret", body = ErrorBody)))]
 pub(super) async fn inspect_secret(
     State(api): State<Api>,
+    headers: HeaderMap,
     Path(key): Path<String>,
     Query(opts): Query<ReadOptions>,
-) -> Result<Json<PayloadInfo>, ApiError> {
-    inspect_payload(&api, Kind::Secret, &key, opts.consistent).await
+) -> Result<Response, ApiError> {
+    inspect_payload(&api, &headers, Kind::Secret, &key, opts.consistent).await
 }
 
 /// Replaces a secret's labels, the one thing of it that can change: other data is
@@ -257,14 +300,19 @@ pub(super) async fn remove_secret(
     remove_object(&api, Kind::Secret, &key).await
 }
 
-/// Lists configs (never their data).
-#[utoipa::path(get, path = "/v1/configs", tag = "configs", params(ReadOptions),
-    responses((status = 200, description = "Every config, by name", body = Vec<PayloadInfo>)))]
+/// Lists configs (never their data), a page at a time with `limit`; with
+/// `wait_index`, once configs changed past it.
+#[utoipa::path(get, path = "/v1/configs", tag = "configs", params(ListOptions),
+    responses((status = 200, description = "Configs, by name then id. `X-Shoal-Index`: the last index that changed a \
+                 config; `X-Shoal-Next-Cursor`: the next page's `cursor`", body = Vec<PayloadInfo>),
+              (status = 304, description = "`If-None-Match` holds the `ETag`: nothing changed"),
+              (status = 400, description = "A malformed cursor, limit or wait", body = ErrorBody)))]
 pub(super) async fn list_configs(
     State(api): State<Api>,
-    Query(opts): Query<ReadOptions>,
-) -> Result<Json<Vec<PayloadInfo>>, ApiError> {
-    list_payloads(&api, Kind::Config, opts.consistent).await
+    headers: HeaderMap,
+    Query(opts): Query<ListOptions>,
+) -> Result<Response, ApiError> {
+    list_payloads(&api, &headers, Kind::Config, &opts).await
 }
 
 /// Creates a config.
@@ -287,10 +335,11 @@ pub(super) async fn create_config(
               (status = 404, description = "No such config", body = ErrorBody)))]
 pub(super) async fn inspect_config(
     State(api): State<Api>,
+    headers: HeaderMap,
     Path(key): Path<String>,
     Query(opts): Query<ReadOptions>,
-) -> Result<Json<PayloadInfo>, ApiError> {
-    inspect_payload(&api, Kind::Config, &key, opts.consistent).await
+) -> Result<Response, ApiError> {
+    inspect_payload(&api, &headers, Kind::Config, &key, opts.consistent).await
 }
 
 /// Replaces a config's labels, the one thing of it that can change: other data is

@@ -2,17 +2,20 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use shoal_api::wire::{
-    Created, ErrorBody, ReadOptions, Scale, ServiceFilter, ServiceUpdate, TaskFilter, Written,
-};
-use shoal_api::{Service, ServiceSpec, Task};
-
 use axum::response::Response;
+use shoal_api::node::NodeState;
+use shoal_api::service::ServiceMode;
+use shoal_api::wire::{
+    Created, ErrorBody, ReadOptions, Scale, ServiceFilter, ServiceStatus, ServiceUpdate, ServiceWithStatus,
+    TaskFilter, Written,
+};
+use shoal_api::{Service, ServiceSpec, Task, TaskState};
 
-use super::{Api, ApiError, Body, Query, json_response, now};
+use super::{Api, ApiError, Body, Query, now, polling};
 use crate::plan::{self, PlanError, find, stack_of};
-use crate::store::{Change, Kind, Object, Store, Transaction};
+use crate::store::{Change, Kind, Object, Store, Transaction, queries};
 
 fn service<'a>(store: &'a Store, key: &str) -> Result<&'a Service, PlanError> {
     match find(store, Kind::Service, key)? {
@@ -28,35 +31,103 @@ fn label_matches(labels: &std::collections::BTreeMap<String, String>, filter: &s
     }
 }
 
-/// Lists services.
+/// The key services are listed and paged by: name, then id.
+type ServiceKey = (String, String);
+
+/// The kinds a services list shows: with `status`, tasks and nodes count too.
+fn service_kinds(f: &ServiceFilter) -> &'static [Kind] {
+    if f.status { &[Kind::Service, Kind::Task, Kind::Node] } else { &[Kind::Service] }
+}
+
+/// A service's task counts, as Docker's `ServiceStatus`.
+fn service_status(s: &Store, svc: &Service) -> ServiceStatus {
+    let tasks: Vec<&Task> = queries::tasks_of(s, &svc.id).collect();
+    let wanted = |t: &Task| matches!(t.desired_state, TaskState::Running | TaskState::Complete);
+    let running_tasks =
+        tasks.iter().filter(|t| t.status.state == TaskState::Running && wanted(t)).count() as u64;
+    let completed_tasks = match svc.spec.mode {
+        ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob => {
+            tasks.iter().filter(|t| t.status.state == TaskState::Complete).count() as u64
+        }
+        _ => 0,
+    };
+    // Global kinds: the nodes, not down, that were given a task to run.
+    let nodes_with_a_task = |desired: TaskState| {
+        tasks
+            .iter()
+            .filter(|t| t.desired_state == desired)
+            .filter_map(|t| t.node_id.as_deref())
+            .filter(|n| matches!(s.get(Kind::Node, n), Some(Object::Node(node)) if node.status.state != NodeState::Down))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as u64
+    };
+    let desired_tasks = match svc.spec.mode {
+        ServiceMode::Replicated { replicas } => replicas,
+        ServiceMode::Global => nodes_with_a_task(TaskState::Running),
+        ServiceMode::ReplicatedJob { max_concurrent, total_completions } => {
+            max_concurrent.min(total_completions.unwrap_or(max_concurrent).saturating_sub(completed_tasks))
+        }
+        ServiceMode::GlobalJob => nodes_with_a_task(TaskState::Complete),
+    };
+    ServiceStatus { running_tasks, desired_tasks, completed_tasks }
+}
+
+/// Lists services, a page at a time with `limit`, each with its task counts with
+/// `status`; with `wait_index`, once the services (with `status`, also their tasks
+/// or the nodes) changed past it.
 #[utoipa::path(get, path = "/v1/services", tag = "services", params(ServiceFilter),
-    responses((status = 200, description = "Services matching every filter, by name", body = Vec<Service>),
-              (status = 400, description = "A malformed filter", body = ErrorBody)))]
+    responses((status = 200, description = "Services matching every filter, by name then id; `service_status` with \
+                 `status=true`. `X-Shoal-Index`: the last index that changed a service (or, with `status`, a task or \
+                 node); `X-Shoal-Next-Cursor`: the next page's `cursor`", body = Vec<ServiceWithStatus>),
+              (status = 304, description = "`If-None-Match` holds the `ETag` (`W/\"<index>\"`): nothing changed"),
+              (status = 400, description = "A malformed filter, cursor, limit, fields or wait", body = ErrorBody)))]
 pub(super) async fn list(
     State(api): State<Api>,
+    headers: HeaderMap,
     Query(f): Query<ServiceFilter>,
 ) -> Result<Response, ApiError> {
+    let fields = polling::parse_fields(f.fields.as_deref())?;
+    let after: Option<ServiceKey> = polling::decode_cursor(f.cursor.as_deref())?;
+    polling::check_limit(f.limit)?;
+    let kinds = service_kinds(&f);
+    api.block(kinds, f.wait_index, f.wait.as_deref()).await?;
     let rendered = api.rendered.clone();
-    let key = format!("services?{}", serde_urlencoded::to_string(&f).unwrap_or_default());
-    let body = api
+    let key = {
+        let unwaited = ServiceFilter { wait_index: None, wait: None, ..f.clone() };
+        format!("services?{}", serde_urlencoded::to_string(&unwaited).unwrap_or_default())
+    };
+    let listed = api
         .read(f.consistent, |s| {
-            rendered.cached_list(key, s.last_index(), || {
-                let mut services: Vec<&Service> = s
-                    .list(Kind::Service)
-                    .filter_map(|o| match o {
-                        Object::Service(svc) => Some(svc),
-                        _ => None,
-                    })
+            rendered.cached_list(key, s.indexes().of(kinds), || {
+                let services = queries::services(s)
                     .filter(|svc| f.name.as_deref().is_none_or(|n| svc.spec.name.starts_with(n)))
                     .filter(|svc| f.label.as_deref().is_none_or(|l| label_matches(&svc.spec.labels, l)))
-                    .filter(|svc| f.stack.as_deref().is_none_or(|st| stack_of(&svc.spec.labels) == Some(st)))
+                    .filter(|svc| f.stack.as_deref().is_none_or(|st| stack_of(&svc.spec.labels) == Some(st)));
+                let (page, next) = polling::page(
+                    services,
+                    |svc| (svc.spec.name.clone(), svc.id.clone()),
+                    after.as_ref(),
+                    f.limit,
+                );
+                let mut statuses: std::collections::HashMap<&str, String> = page
+                    .iter()
+                    .filter(|_| f.status)
+                    .map(|svc| {
+                        let counts =
+                            serde_json::to_string(&service_status(s, svc)).expect("counts serialize");
+                        (svc.id.as_str(), format!("\"service_status\":{counts}"))
+                    })
                     .collect();
-                services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-                rendered.list(services.into_iter().map(|svc| (svc.id.as_str(), svc.meta.version, svc)))
+                let body = rendered.list(
+                    page.iter().map(|svc| (svc.id.as_str(), svc.meta.version, *svc)),
+                    fields.as_deref(),
+                    |id| statuses.remove(id),
+                );
+                (body, next)
             })
         })
         .await?;
-    Ok(json_response(body))
+    Ok(polling::reply(&headers, listed, true))
 }
 
 /// Creates a service.
@@ -87,10 +158,16 @@ pub(super) async fn create(
               (status = 404, description = "No such service", body = ErrorBody)))]
 pub(super) async fn inspect(
     State(api): State<Api>,
+    headers: HeaderMap,
     Path(key): Path<String>,
     Query(opts): Query<ReadOptions>,
-) -> Result<Json<Service>, ApiError> {
-    Ok(Json(api.read(opts.consistent, |s| service(s, &key).cloned()).await??))
+) -> Result<Response, ApiError> {
+    let (svc, index) = api
+        .read(opts.consistent, |s| {
+            service(s, &key).map(|svc| (svc.clone(), s.indexes().of(&[Kind::Service])))
+        })
+        .await??;
+    Ok(polling::reply_json(&headers, &svc, index, true))
 }
 
 /// Replaces a service's spec; the version read must still be current.
@@ -189,23 +266,78 @@ pub(super) async fn remove(State(api): State<Api>, Path(key): Path<String>) -> R
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Lists tasks.
+/// The key tasks are listed and paged by, none of which changes for a task: its
+/// service, slot, node for a global task (none for a replicated one, whose node is
+/// chosen after it is made), the newest first (negated microseconds), and its id.
+type TaskKey = (String, Option<u64>, Option<String>, i64, String);
+
+fn task_key(t: &Task) -> TaskKey {
+    let node = if t.slot.is_none() { t.node_id.clone() } else { None };
+    (t.service_id.clone(), t.slot, node, t.meta.created_at.timestamp_micros().saturating_neg(), t.id.clone())
+}
+
+/// The kinds a tasks list shows: tasks, and the services or nodes its filters name.
+fn task_kinds(f: &TaskFilter) -> Vec<Kind> {
+    let mut kinds = vec![Kind::Task];
+    if f.service.is_some() || f.stack.is_some() {
+        kinds.push(Kind::Service);
+    }
+    if f.node.is_some() {
+        kinds.push(Kind::Node);
+    }
+    kinds
+}
+
+/// The observed states of `state=a,b`.
+fn parse_states(states: Option<&str>) -> Result<Option<Vec<TaskState>>, ApiError> {
+    let Some(states) = states else { return Ok(None) };
+    states
+        .split(',')
+        .map(|name| {
+            serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "state: {name:?} is not a task state (new, pending, assigned, accepted, preparing, ready, \
+                     starting, running, complete, shutdown, failed, rejected, remove, orphaned)"
+                ))
+                .with_field("state")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Lists tasks, a page at a time with `limit`; with `wait_index`, once tasks (or the
+/// services or node filtered on) changed past it.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(TaskFilter),
-    responses((status = 200, description = "Tasks matching every filter", body = Vec<Task>),
+    responses((status = 200, description = "Tasks matching every filter, by service, slot (or node, for a global \
+                 service), newest first, then id. `X-Shoal-Index`: the last index that changed a task (or a service \
+                 or node filtered on); `X-Shoal-Next-Cursor`: the next page's `cursor`", body = Vec<Task>),
+              (status = 304, description = "`If-None-Match` holds the `ETag` (`W/\"<index>\"`): nothing changed"),
+              (status = 400, description = "A malformed filter, state, cursor, limit, fields or wait", body = ErrorBody),
               (status = 404, description = "The service or node filtered on does not exist", body = ErrorBody)))]
 pub(super) async fn list_tasks(
     State(api): State<Api>,
+    headers: HeaderMap,
     Query(f): Query<TaskFilter>,
 ) -> Result<Response, ApiError> {
+    let fields = polling::parse_fields(f.fields.as_deref())?;
+    let states = parse_states(f.state.as_deref())?;
+    let after: Option<TaskKey> = polling::decode_cursor(f.cursor.as_deref())?;
+    polling::check_limit(f.limit)?;
+    let kinds = task_kinds(&f);
+    api.block(&kinds, f.wait_index, f.wait.as_deref()).await?;
     let rendered = api.rendered.clone();
-    let key = format!("tasks?{}", serde_urlencoded::to_string(&f).unwrap_or_default());
-    let body = api
-        .read(f.consistent, |s| -> Result<bytes::Bytes, PlanError> {
+    let key = {
+        let unwaited = TaskFilter { wait_index: None, wait: None, ..f.clone() };
+        format!("tasks?{}", serde_urlencoded::to_string(&unwaited).unwrap_or_default())
+    };
+    let listed = api
+        .read(f.consistent, |s| -> Result<polling::Listed, PlanError> {
             let service_id =
                 f.service.as_deref().map(|k| service(s, k).map(|svc| svc.id.clone())).transpose()?;
             let node_id =
                 f.node.as_deref().map(|k| find(s, Kind::Node, k).map(|n| n.id().to_owned())).transpose()?;
-            Ok(rendered.cached_list(key, s.last_index(), || {
+            Ok(rendered.cached_list(key, s.indexes().of(&kinds), || {
                 let in_stack: Option<Vec<String>> = f.stack.as_deref().map(|st| {
                     plan::stacks::members(s, st, Kind::Service).map(|o| o.id().to_owned()).collect()
                 });
@@ -214,28 +346,26 @@ pub(super) async fn list_tasks(
                     (None, Some(n)) => Box::new(s.tasks_on_node(n)),
                     _ => Box::new(s.list(Kind::Task)),
                 };
-                let mut out: Vec<&Task> = tasks
+                let tasks = tasks
                     .filter_map(|o| match o {
                         Object::Task(t) => Some(t),
                         _ => None,
                     })
                     .filter(|t| node_id.as_ref().is_none_or(|n| t.node_id.as_ref() == Some(n)))
                     .filter(|t| f.desired_state.as_deref().is_none_or(|d| t.desired_state.as_str() == d))
-                    .filter(|t| in_stack.as_ref().is_none_or(|ids| ids.contains(&t.service_id)))
-                    .collect();
-                out.sort_by(|a, b| {
-                    (&a.service_id, a.slot, &a.node_id, b.meta.created_at).cmp(&(
-                        &b.service_id,
-                        b.slot,
-                        &b.node_id,
-                        a.meta.created_at,
-                    ))
-                });
-                rendered.list(out.into_iter().map(|t| (t.id.as_str(), t.meta.version, t)))
+                    .filter(|t| states.as_ref().is_none_or(|st| st.contains(&t.status.state)))
+                    .filter(|t| in_stack.as_ref().is_none_or(|ids| ids.contains(&t.service_id)));
+                let (page, next) = polling::page(tasks, |t| task_key(t), after.as_ref(), f.limit);
+                let body = rendered.list(
+                    page.into_iter().map(|t| (t.id.as_str(), t.meta.version, t)),
+                    fields.as_deref(),
+                    |_| None,
+                );
+                (body, next)
             }))
         })
         .await??;
-    Ok(json_response(body))
+    Ok(polling::reply(&headers, listed, true))
 }
 
 /// Shows a task.
@@ -245,14 +375,15 @@ pub(super) async fn list_tasks(
               (status = 404, description = "No such task", body = ErrorBody)))]
 pub(super) async fn inspect_task(
     State(api): State<Api>,
+    headers: HeaderMap,
     Path(key): Path<String>,
     Query(opts): Query<ReadOptions>,
-) -> Result<Json<Task>, ApiError> {
-    let task = api
+) -> Result<Response, ApiError> {
+    let (task, index) = api
         .read(opts.consistent, |s| match find(s, Kind::Task, &key)? {
-            Object::Task(t) => Ok::<_, PlanError>(t.clone()),
+            Object::Task(t) => Ok::<_, PlanError>((t.clone(), s.indexes().of(&[Kind::Task]))),
             _ => unreachable!("the task index holds tasks"),
         })
-        .await?;
-    Ok(Json(task.map_err(ApiError::from)?))
+        .await??;
+    Ok(polling::reply_json(&headers, &task, index, true))
 }

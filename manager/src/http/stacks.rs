@@ -4,17 +4,39 @@ use std::path::{Path as FsPath, PathBuf};
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use shoal_api::compose::{self, Source};
-use shoal_api::wire::{ErrorBody, StackDeploy, StackDeployed, StackInfo};
+use shoal_api::wire::{ErrorBody, ListOptions, StackDeploy, StackDeployed, StackInfo};
 
-use super::{Api, ApiError, Body, now};
+use super::{Api, ApiError, Body, Query, now, polling};
 use crate::plan::{self, PlanError};
+use crate::store::Kind;
 
-/// Lists stacks.
-#[utoipa::path(get, path = "/v1/stacks", tag = "stacks",
-    responses((status = 200, description = "Every stack, by name, with its object counts", body = Vec<StackInfo>)))]
-pub(super) async fn list(State(api): State<Api>) -> Result<Json<Vec<StackInfo>>, ApiError> {
-    Ok(Json(api.read(false, plan::stacks::list).await?))
+/// Lists stacks, a page at a time with `limit`; with `wait_index`, once services,
+/// networks, secrets or configs changed past it.
+#[utoipa::path(get, path = "/v1/stacks", tag = "stacks", params(ListOptions),
+    responses((status = 200, description = "Every stack, by name, with its object counts. `X-Shoal-Index`: the last \
+                 index that changed a service, network, secret or config", body = Vec<StackInfo>),
+              (status = 304, description = "`If-None-Match` holds the `ETag`: nothing changed"),
+              (status = 400, description = "A malformed cursor, limit or wait", body = ErrorBody)))]
+pub(super) async fn list(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(opts): Query<ListOptions>,
+) -> Result<Response, ApiError> {
+    const KINDS: [Kind; 4] = [Kind::Service, Kind::Network, Kind::Secret, Kind::Config];
+    let after: Option<String> = polling::decode_cursor(opts.cursor.as_deref())?;
+    polling::check_limit(opts.limit)?;
+    api.block(&KINDS, opts.wait_index, opts.wait.as_deref()).await?;
+    let ((page, next), index) = api
+        .read(opts.consistent, |s| {
+            let page = polling::page(plan::stacks::list(s), |st| st.name.clone(), after.as_ref(), opts.limit);
+            (page, s.indexes().of(&KINDS))
+        })
+        .await?;
+    let body = bytes::Bytes::from(serde_json::to_vec(&page).expect("stacks serialize"));
+    Ok(polling::reply(&headers, polling::Listed { body, index, next }, true))
 }
 
 /// Deploys a Compose file as stack `name`: its services, networks, secrets and

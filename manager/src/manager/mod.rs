@@ -332,6 +332,11 @@ impl Manager {
         }
     }
 
+    /// The local store's per-kind indexes, told of every change (for blocking reads).
+    pub fn indexes(&self) -> tokio::sync::watch::Receiver<crate::store::Indexes> {
+        self.shared.indexes()
+    }
+
     /// Reads the local state (possibly a little behind the leader).
     pub fn read<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
         self.shared.read(f)

@@ -18,7 +18,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership
 use super::seal::Sealer;
 use super::snapshot::{self, Encoder};
 use super::types::{Applied, TypeConfig};
-use crate::store::{EventLog, Store};
+use crate::store::{EventLog, Indexes, Store};
 
 type C = TypeConfig;
 
@@ -76,6 +76,9 @@ pub struct Shared {
     since: SinceSnapshot,
     /// Told when a snapshot is due (see [`Shared::snapshot_due`]).
     due: tokio::sync::watch::Sender<()>,
+    /// The store's per-kind indexes, sent after each change (blocking queries wait
+    /// on it).
+    indexes: tokio::sync::watch::Sender<Indexes>,
 }
 
 impl Shared {
@@ -92,6 +95,12 @@ impl Shared {
             return result;
         }
         self.store.write().expect("store lock").check(tx)
+    }
+
+    /// The store's per-kind indexes, updated after every applied change and every
+    /// snapshot installed.
+    pub fn indexes(&self) -> tokio::sync::watch::Receiver<Indexes> {
+        self.indexes.subscribe()
     }
 
     /// The event log (for watchers).
@@ -182,6 +191,7 @@ impl StateMachine {
             Err(e) => return Err(e),
         };
         let events = EventLog::new(EVENT_RING);
+        let indexes = tokio::sync::watch::Sender::new(store.indexes());
         if let Some(id) = &applied.0 {
             events.reset(id.index);
         }
@@ -197,6 +207,7 @@ impl StateMachine {
                 policy,
                 since: SinceSnapshot { snapshot_bytes: snapshot_bytes.into(), ..Default::default() },
                 due: tokio::sync::watch::Sender::new(()),
+                indexes,
             }),
         })
     }
@@ -341,7 +352,10 @@ impl RaftStateMachine<C> for StateMachine {
                     EntryPayload::Normal(p) => {
                         bytes = p.json().len() as u64;
                         match store.apply(index, p.transaction()) {
-                            Ok(e) => events = Some(e),
+                            Ok(e) => {
+                                events = Some(e);
+                                self.shared.indexes.send_replace(store.indexes());
+                            }
                             Err(e) => response.error = Some(e),
                         }
                     }
@@ -396,6 +410,7 @@ impl RaftStateMachine<C> for StateMachine {
             let mut a = self.shared.applied.write().expect("applied lock");
             *s = store;
             *a = (meta.last_log_id, meta.last_membership.clone());
+            self.shared.indexes.send_replace(s.indexes());
             self.shared.counted_snapshot();
         }
         self.shared.events.reset(meta.last_log_id.as_ref().map_or(0, |l| l.index));

@@ -26,6 +26,9 @@ pub struct Store {
     objects: BTreeMap<Kind, BTreeMap<String, Arc<Object>>>,
     /// Raft log index of the last transaction applied.
     last_index: u64,
+    /// Per kind, the last index that changed one of its objects (see [`Indexes`]).
+    #[serde(skip)]
+    indexes: Indexes,
     /// Name → id, per kind (hashed: names often share long prefixes).
     #[serde(skip)]
     names: HashMap<Kind, HashMap<String, String>>,
@@ -38,6 +41,34 @@ pub struct Store {
     /// holds none: its address is free again.
     #[serde(skip)]
     addresses: HashMap<(String, Ipv4Addr), String>,
+}
+
+/// Per kind, the highest log index at which an object of that kind was created,
+/// updated or deleted: what a blocking list query waits on, so task heartbeats do not
+/// wake a dashboard polling services. Derived from the log, not part of the state (two
+/// stores with the same objects at the same index are equal whatever it says); after a
+/// snapshot is loaded every kind starts at the snapshot's index, so it never goes
+/// backwards on a running manager.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Indexes {
+    kinds: [u64; Kind::ALL.len()],
+}
+
+impl PartialEq for Indexes {
+    fn eq(&self, _: &Indexes) -> bool {
+        true
+    }
+}
+
+impl Indexes {
+    fn slot(kind: Kind) -> usize {
+        Kind::ALL.iter().position(|k| *k == kind).expect("every kind is in Kind::ALL")
+    }
+
+    /// The highest index of any of `kinds` (0 for none).
+    pub fn of(&self, kinds: &[Kind]) -> u64 {
+        kinds.iter().map(|k| self.kinds[Indexes::slot(*k)]).max().unwrap_or(0)
+    }
 }
 
 /// How to undo one applied change, for all-or-nothing transactions.
@@ -58,6 +89,7 @@ impl Store {
         self.tasks_by_service.clear();
         self.tasks_by_node.clear();
         self.addresses.clear();
+        self.indexes = Indexes { kinds: [self.last_index; Kind::ALL.len()] };
         let all: Vec<Arc<Object>> = self.objects.values().flat_map(|m| m.values().cloned()).collect();
         for o in &all {
             self.index(o);
@@ -67,6 +99,11 @@ impl Store {
     /// Raft log index of the last applied transaction.
     pub fn last_index(&self) -> u64 {
         self.last_index
+    }
+
+    /// Per kind, the last index that changed one of its objects.
+    pub fn indexes(&self) -> Indexes {
+        self.indexes
     }
 
     /// The object of `kind` with `id`.
@@ -87,7 +124,12 @@ impl Store {
     /// A copy with the objects and the index but not the secondary indexes (for a
     /// snapshot, which needs no more; the copy is made under the lock `apply` waits on).
     pub fn objects_only(&self) -> Store {
-        Store { objects: self.objects.clone(), last_index: self.last_index, ..Store::default() }
+        Store {
+            objects: self.objects.clone(),
+            last_index: self.last_index,
+            indexes: self.indexes,
+            ..Store::default()
+        }
     }
 
     /// Every object, by kind and then id.
@@ -206,6 +248,9 @@ impl Store {
             return Err(err);
         }
         self.last_index = index;
+        for e in &events {
+            self.indexes.kinds[Indexes::slot(e.object.kind())] = index;
+        }
         Ok(events)
     }
 

@@ -340,3 +340,30 @@ fn a_secret_changes_only_its_labels() {
     )
     .unwrap();
 }
+
+#[test]
+fn each_kind_keeps_the_last_index_that_changed_it() {
+    let mut s = Store::new();
+    let tx = |c| Transaction { changes: vec![c] };
+    s.apply(1, &tx(Change::Create { object: service("s1", "web") })).unwrap();
+    s.apply(2, &tx(Change::Create { object: task("t1", "s1", None) })).unwrap();
+    let mut t = task("t1", "s1", None);
+    if let Object::Task(t) = &mut t {
+        t.status = TaskStatus::new(TaskState::Running, meta().created_at, "up");
+    }
+    s.apply(3, &tx(Change::Update { object: t, expected_version: 2 })).unwrap();
+    let ix = s.indexes();
+    assert_eq!((ix.of(&[Kind::Service]), ix.of(&[Kind::Task])), (1, 3), "a task's update is not a service's");
+    assert_eq!(ix.of(&[Kind::Service, Kind::Task]), 3);
+    // A refused transaction changes no kind's index (the store's index moves on).
+    assert!(s.apply(4, &tx(Change::Create { object: service("s2", "web") })).is_err());
+    assert_eq!(s.indexes().of(&[Kind::Service]), 1);
+    assert_eq!(s.last_index(), 4);
+    // A deletion counts.
+    s.apply(5, &tx(Change::Delete { kind: Kind::Task, id: "t1".into(), expected_version: None })).unwrap();
+    assert_eq!(s.indexes().of(&[Kind::Task]), 5);
+    // From a snapshot every kind starts at its index: it never goes backwards.
+    let mut restored: Store = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+    restored.reindex();
+    assert_eq!(restored.indexes().of(&[Kind::Service]), 5);
+}
