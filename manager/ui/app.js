@@ -253,6 +253,7 @@ function describe(event) {
 
 // ---- Formatting ------------------------------------------------------------------
 
+const plural = (n, noun) => `${n} ${noun}${n === 1 ? '' : 's'}`;
 const cpus = (nano) => `${+(nano / 1e9).toFixed(2)}`;
 
 function bytes(n) {
@@ -272,10 +273,10 @@ function ago(timestamp) {
   return `${Math.round(s / 3600)}h ago`;
 }
 
-/** A colour per service, the same on every load (a hash of its id). */
-function colour(id) {
+/** A colour per service, the same on every load and in every cluster (a hash of its name). */
+function colour(name) {
   let h = 0;
-  for (const c of id) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  for (const c of name) h = (h * 31 + c.charCodeAt(0)) >>> 0;
   return `hsl(${h % 360}, 60%, 45%)`;
 }
 
@@ -387,7 +388,7 @@ function renderBanner(nodes, services) {
   banner.className = `banner ${problems.length ? 'bad' : 'ok'}`;
   const lines = problems.length
     ? problems
-    : [`All ${nodes.length} nodes ready; all ${services.length} services converged.`];
+    : [`${plural(nodes.length, 'node')} ready, ${plural(services.length, 'service')} converged.`];
   sync(banner, lines, (l) => l, () => el('p'), (p, l) => setText(p, l));
 }
 
@@ -486,8 +487,10 @@ function fillCard(card, t) {
   setText(name, taskName(t));
   setText(about, `${t.status.state} · ${t.spec.container.image}`);
   card.title = `${t.id}\n${t.status.message}`;
-  card.style.borderLeftColor = colour(t.service_id);
-  card.classList.toggle('pending', t.status.state !== 'running');
+  card.style.borderLeftColor = colour(serviceName(t.service_id));
+  const failed = ['failed', 'rejected'].includes(t.status.state);
+  card.classList.toggle('failed', failed);
+  card.classList.toggle('pending', !failed && t.status.state !== 'running');
 }
 
 // ---- The page around it ----------------------------------------------------------
