@@ -129,7 +129,8 @@ impl Driver {
         let caps = caps.as_object().unwrap().clone();
         let http = hyper_util::client::legacy::connect::HttpConnector::new();
         ClientBuilder::new(http).capabilities(caps).connect(&self.url).await.unwrap_or_else(|e| {
-            let log = std::fs::read_to_string(self.profile.path().join("chromedriver.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.profile.path().join("chromedriver.log")).unwrap_or_default();
             panic!("no browser session: {e}\n{log}")
         })
     }
@@ -162,7 +163,8 @@ async fn eval(b: &Browser, script: &str) -> Value {
 
 /// The text of the first element `css` selects, if any.
 async fn text(b: &Browser, css: &str) -> Option<String> {
-    let script = format!("const e = document.querySelector({}); return e ? e.textContent : null;", json!(css));
+    let script =
+        format!("const e = document.querySelector({}); return e ? e.textContent : null;", json!(css));
     eval(b, &script).await.as_str().map(str::to_owned)
 }
 
@@ -251,7 +253,10 @@ fn the_dashboard_follows_a_scale_live_in_a_real_browser() {
         let running = c.tasks(&all).await.unwrap();
         let running = running.iter().filter(|t| t.status.state == TaskState::Running).count();
         let shown = shown.unwrap_or_else(|e| panic!("{e} ({running} tasks of web running by the API)"));
-        eprintln!("the page showed 3/3 {shown:?} after the scale call returned ({:?} in all)", scaled.elapsed());
+        eprintln!(
+            "the page showed 3/3 {shown:?} after the scale call returned ({:?} in all)",
+            scaled.elapsed()
+        );
         assert_eq!(eval(&b, "return window.shoalTestMarker").await, json!("still here"), "the page reloaded");
         assert_eq!(eval(&b, "return performance.timeOrigin").await, loaded, "the page reloaded");
 
@@ -259,9 +264,12 @@ fn the_dashboard_follows_a_scale_live_in_a_real_browser() {
         until_text(&b, "#banner", "2 nodes ready, 2 services converged.", Duration::from_secs(2))
             .await
             .unwrap();
-        let cards = eval(&b, "return document.querySelectorAll('#grid .card:not(.pending):not(.failed)').length").await;
+        let cards =
+            eval(&b, "return document.querySelectorAll('#grid .card:not(.pending):not(.failed)').length")
+                .await;
         assert_eq!(cards, json!(5), "a card per running task");
-        let columns = eval(&b, "return [...document.querySelectorAll('#grid .column h3')].map(e => e.textContent)");
+        let columns =
+            eval(&b, "return [...document.querySelectorAll('#grid .column h3')].map(e => e.textContent)");
         assert_eq!(columns.await, json!(["m1", "w1"]), "a column per node, the leader first");
         let marks = "return ['m1', 'w1'].map(n => !document.querySelector(`#nodes tr[data-name=${n}] .leader`).hidden)";
         assert_eq!(eval(&b, marks).await, json!([true, false]), "the leader is marked");
@@ -275,18 +283,24 @@ fn the_dashboard_follows_a_scale_live_in_a_real_browser() {
         broken.task_template.restart_policy.condition = RestartCondition::None;
         c.create_service(&broken).await.unwrap();
         let error = "#services tr[data-name='batch'] td.error";
-        until(&b, error, |t| t.starts_with("batch.1: task: non-zero exit (3) ("), Duration::from_secs(10)).await;
+        until(&b, error, |t| t.starts_with("batch.1: task: non-zero exit (3) ("), Duration::from_secs(10))
+            .await;
         until(&b, "#banner", |t| t.contains("Not converged: batch."), Duration::from_secs(2)).await;
         let api = c.service("api").await.unwrap();
         let mut spec = api.spec.clone();
         spec.task_template.container.args.push("v2".into());
         spec.update_config.delay = Duration::from_secs(60);
         c.update_service("api", api.meta.version, &spec).await.unwrap();
-        until_text(&b, "#services tr[data-name='api'] .state", "updating 1/2", Duration::from_secs(10)).await.unwrap();
+        until_text(&b, "#services tr[data-name='api'] .state", "updating 1/2", Duration::from_secs(10))
+            .await
+            .unwrap();
 
         let png = b.screenshot().await.unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        let (w, h) = (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
+        let (w, h) = (
+            u32::from_be_bytes(png[16..20].try_into().unwrap()),
+            u32::from_be_bytes(png[20..24].try_into().unwrap()),
+        );
         assert_eq!((w, h), (1280, 800), "the screenshot's size");
         let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         std::fs::write(repo.join("target/dashboard.png"), &png).unwrap();

@@ -29,7 +29,10 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/ui", get(|headers: HeaderMap| async move { asset("index.html", &headers) }))
         .route("/ui/", get(|headers: HeaderMap| async move { asset("index.html", &headers) }))
-        .route("/ui/{file}", get(|Path(file): Path<String>, headers: HeaderMap| async move { asset(&file, &headers) }))
+        .route(
+            "/ui/{file}",
+            get(|Path(file): Path<String>, headers: HeaderMap| async move { asset(&file, &headers) }),
+        )
 }
 
 /// The media type of a dashboard file, from its extension.
@@ -47,8 +50,12 @@ fn content_type(file: &str) -> &'static str {
 /// One embedded file, or 304 when the caller holds this version.
 fn asset(file: &str, headers: &HeaderMap) -> Response {
     let Some(found) = Assets::get(file) else {
-        return ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("the dashboard has no file {file:?}"))
-            .into_response();
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("the dashboard has no file {file:?}"),
+        )
+        .into_response();
     };
     let hash: String = found.metadata.sha256_hash().iter().map(|b| format!("{b:02x}")).collect();
     let etag = HeaderValue::from_str(&format!("\"{hash}\"")).expect("a hex ETag is a valid header");
@@ -103,7 +110,8 @@ mod tests {
             assert_eq!(headers[header::CONTENT_TYPE], ty, "{path}");
             assert_eq!(headers[header::CACHE_CONTROL], "no-cache", "{path}");
             assert_eq!(headers[header::CONTENT_SECURITY_POLICY], CSP, "{path}");
-            let on_disk = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/").to_owned() + file).unwrap();
+            let on_disk =
+                std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/").to_owned() + file).unwrap();
             assert_eq!(body, on_disk, "{path} is the file in manager/ui");
             let sha: String = Sha256::digest(&on_disk).iter().map(|b| format!("{b:02x}")).collect();
             let etag = headers[header::ETAG].to_str().unwrap().to_owned();
