@@ -60,7 +60,7 @@ async function loadAll(signal) {
   store.nodes = new Map(nodes.map((o) => [o.id, o]));
   store.services = new Map(services.map((o) => [o.id, o]));
   store.tasks = new Map(tasks.map((o) => [o.id, o]));
-  byService = null;
+  groups = null;
 }
 
 /** Parses a text/event-stream body into {event, id, data} messages. */
@@ -101,6 +101,7 @@ async function connect() {
   const ctl = new AbortController();
   connection = ctl;
   const since = store.lastEvent;
+  let reason = 'the stream ended';
   setConnection(since == null ? 'loading' : 'reconnecting', '');
   try {
     const stream = await get(since == null ? '/v1/events' : `/v1/events?since=${since}`, ctl.signal);
@@ -112,7 +113,7 @@ async function connect() {
     for await (const msg of serverSentEvents(stream.body)) {
       if (msg.event === 'error') {
         // Fell behind: the events missed are gone, so list again.
-        note(`stream: ${JSON.parse(msg.data).error.message}`);
+        reason = JSON.parse(msg.data).error.message;
         store.lastEvent = null;
         break;
       }
@@ -126,11 +127,13 @@ async function connect() {
       return;
     }
     if (e instanceof ApiError && e.status === 410) store.lastEvent = null;
-    note(`connection: ${e.message}`);
+    reason = e.message;
   }
   if (connection !== ctl) return;
+  ctl.abort(); // the stream, if the lists failed after it opened
   const wait = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)];
-  setConnection('down', `disconnected, retrying in ${wait / 1000}s`);
+  note(`disconnected: ${reason}`);
+  setConnection('down', `disconnected (${reason}), retrying in ${wait / 1000}s`);
   setTimeout(() => connection === ctl && connect(), wait);
 }
 
@@ -145,7 +148,7 @@ function apply(event) {
     } else if (!have || have.version <= object.version) {
       map.set(object.id, object);
     }
-    byService = null;
+    groups = null;
   }
   note(describe(event));
   scheduleRender();
@@ -159,18 +162,21 @@ const isLeader = (node) => node.manager_status?.leader === true;
 const wantsRunning = (task) => task.desired_state === 'running';
 const isRunning = (task) => wantsRunning(task) && task.status.state === 'running';
 
-/** Tasks by service, grouped once per change of the store. */
-let byService = null;
-function tasksOf(serviceId) {
-  if (!byService) {
-    byService = new Map();
+/** Tasks by service and by node ('-' for none yet), grouped once per change. */
+let groups = null;
+function grouped() {
+  if (!groups) {
+    groups = { service: new Map(), node: new Map() };
+    const add = (map, key, t) => (map.get(key) ?? map.set(key, []).get(key)).push(t);
     for (const t of store.tasks.values()) {
-      if (!byService.has(t.service_id)) byService.set(t.service_id, []);
-      byService.get(t.service_id).push(t);
+      add(groups.service, t.service_id, t);
+      add(groups.node, t.node_id ?? '-', t);
     }
   }
-  return byService.get(serviceId) ?? [];
+  return groups;
 }
+const tasksOf = (serviceId) => grouped().service.get(serviceId) ?? [];
+const tasksOn = (nodeId) => grouped().node.get(nodeId) ?? [];
 
 /** A task's name as the CLI shows it: service.slot, or service.node for global ones. */
 function taskName(task) {
@@ -224,8 +230,7 @@ function lastError(service) {
 function reserved(nodeId) {
   let cpus = 0;
   let memory = 0;
-  for (const t of store.tasks.values()) {
-    if (t.node_id !== nodeId || !wantsRunning(t)) continue;
+  for (const t of tasksOn(nodeId).filter(wantsRunning)) {
     cpus += t.spec.resources?.reservations?.nano_cpus ?? 0;
     memory += t.spec.resources?.reservations?.memory_bytes ?? 0;
   }
@@ -407,7 +412,7 @@ function renderNodes(nodes) {
     const res = n.description.resources;
     setText(cpu, `${cpus(res.nano_cpus)} (${cpus(r.cpus)})`);
     setText(memory, `${bytes(res.memory_bytes)} (${bytes(r.memory)})`);
-    setText(tasks, String([...store.tasks.values()].filter((t) => t.node_id === n.id && isRunning(t)).length));
+    setText(tasks, String(tasksOn(n.id).filter(isRunning).length));
     setText(version, n.description.version);
   });
 }
@@ -455,16 +460,15 @@ function makeServiceRow() {
 
 /** Columns of nodes with a card per task meant to run there, as Swarm's visualizer. */
 function renderGrid(nodes) {
-  const live = [...store.tasks.values()].filter(wantsRunning);
   const columns = nodes.map((n) => ({ id: n.id, node: n }));
-  if (live.some((t) => !t.node_id)) columns.push({ id: '-', node: null });
+  if (tasksOn('-').some(wantsRunning)) columns.push({ id: '-', node: null });
   sync($('#grid'), columns, (c) => c.id, makeColumn, (col, { id, node }) => {
     const [title, about, cards] = col.children;
     setText(title, node ? node.description.hostname : 'not assigned');
     setText(about, node ? `${node.spec.role} · ${node.status.state} · ${node.spec.availability}` : 'pending');
     col.classList.toggle('down', node != null && node.status.state !== 'ready');
-    const here = live
-      .filter((t) => (t.node_id ?? '-') === id)
+    const here = tasksOn(id)
+      .filter(wantsRunning)
       .sort((a, b) => taskName(a).localeCompare(taskName(b), undefined, { numeric: true }));
     sync(cards, here, (t) => t.id, makeCard, fillCard);
   });

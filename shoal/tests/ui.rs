@@ -212,7 +212,7 @@ fn the_dashboard_follows_a_scale_live_in_a_real_browser() {
         );
         return;
     }
-    let d = Daemon::init("m1");
+    let mut d = Daemon::init("m1");
     d.import_busybox();
     let w = Daemon::worker("w1", &d);
     w.import_busybox();
@@ -307,6 +307,20 @@ fn the_dashboard_follows_a_scale_live_in_a_real_browser() {
         if std::env::var_os("SHOAL_WRITE_SCREENSHOT").is_some() {
             std::fs::write(repo.join("docs/img/dashboard.png"), &png).unwrap();
         }
+
+        // The manager restarts: the page says so, comes back by itself and shows
+        // what changed meanwhile, still without a reload.
+        d.stop();
+        until(&b, "#conn", |t| t.starts_with("disconnected"), Duration::from_secs(10)).await;
+        d.start(&[]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = c.scale_service("web", 1).await {
+            assert!(Instant::now() < deadline, "the restarted manager takes no writes: {e}\n{}", d.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        until_text(&b, "#conn", "live", Duration::from_secs(30)).await.unwrap();
+        until_text(&b, web, "1/1", Duration::from_secs(10)).await.unwrap();
+        assert_eq!(eval(&b, "return window.shoalTestMarker").await, json!("still here"), "the page reloaded");
         b.close().await.unwrap();
     });
     // No browser process outlives the test.
