@@ -544,3 +544,5 @@ $('#forget').addEventListener('click', () => {
 });
 
 connect();
+// Ages ("12s ago") move on between events too.
+setInterval(scheduleRender, 10000);
