@@ -4,7 +4,7 @@
 //! certificate required, see [`access`]). Reads come from the local store unless `?consistent=true`;
 //! writes become store transactions, forwarded to the leader from a follower. The
 //! OpenAPI document is generated from the handlers' annotations. Logs stream from the
-//! workers through the leader.
+//! workers through the leader. The live dashboard is served at `/ui` (see [`ui`]).
 
 pub mod access;
 mod cluster;
@@ -21,6 +21,7 @@ mod polling;
 mod polling_tests;
 mod services;
 mod stacks;
+mod ui;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
@@ -277,7 +278,8 @@ fn router(api: Api, auth: bool) -> Router {
     } else {
         router
     };
-    router.with_state(api)
+    // The dashboard's files hold no data: served without the access check.
+    router.merge(ui::routes()).with_state(api)
 }
 
 /// Binds the unix socket at `path`, mode 0660, replacing any old socket file there.
