@@ -5,6 +5,8 @@
 mod attach;
 mod cluster;
 mod container;
+mod container_exec;
+mod container_inspect;
 mod daemon;
 mod events;
 mod image;
@@ -16,6 +18,7 @@ mod remote;
 mod service;
 mod stack;
 mod task;
+mod terminal;
 mod unlock;
 
 use std::process::ExitCode;

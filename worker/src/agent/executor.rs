@@ -340,6 +340,7 @@ impl Node for Executor {
         let r = &task.spec.resources.limits;
         let new = NewContainer {
             id: container_id(&task.id),
+            image: c.image.clone(),
             layers: image.layer_dirs,
             process,
             hostname: Some(hostname(task)),
@@ -370,7 +371,7 @@ impl Node for Executor {
             _ => return Ok(None),
         };
         let timeout = if h.timeout.is_zero() { std::time::Duration::from_secs(30) } else { h.timeout };
-        let spec = crate::runtime::exec::ExecSpec { args };
+        let spec = crate::runtime::exec::ExecSpec { args, ..Default::default() };
         let result =
             self.runtime.exec(&container_id(&task.id), &spec, timeout).map_err(ExecutorError::Health)?;
         Ok(match result.code {
