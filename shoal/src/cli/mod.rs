@@ -12,6 +12,7 @@ mod events;
 mod image;
 mod network;
 mod node;
+mod node_leave;
 mod node_opts;
 mod payload;
 mod remote;
