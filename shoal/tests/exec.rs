@@ -45,18 +45,36 @@ fn exec_exit_codes_stdin_user_workdir_env() {
     let code = |args: &[&str]| node.shoal(args).status.code();
     assert_eq!(code(&["container", "exec", "box", "sh", "-c", "exit 7"]), Some(7));
     assert_eq!(code(&["container", "exec", "box", "no-such-command"]), Some(127), "not found: 127");
-    assert_eq!(code(&["container", "exec", "-w", "/no/such/dir", "box", "true"]), Some(126), "cannot run: 126");
+    assert_eq!(
+        code(&["container", "exec", "-w", "/no/such/dir", "box", "true"]),
+        Some(126),
+        "cannot run: 126"
+    );
     assert_eq!(code(&["container", "exec", "nobox", "true"]), Some(1), "no such container");
 
-    let (c, out, err) = with_input(&node, &["container", "exec", "-i", "box", "sh", "-c", "cat; echo done"], "hello\n");
+    let (c, out, err) =
+        with_input(&node, &["container", "exec", "-i", "box", "sh", "-c", "cat; echo done"], "hello\n");
     assert_eq!((c, out.as_str()), (0, "hello\ndone\n"), "-i passes stdin on: {err}");
-    let (c, out, err) = with_input(&node, &["container", "exec", "box", "sh", "-c", "cat; echo done"], "hello\n");
+    let (c, out, err) =
+        with_input(&node, &["container", "exec", "box", "sh", "-c", "cat; echo done"], "hello\n");
     assert_eq!((c, out.as_str()), (0, "done\n"), "without -i stdin is empty: {err}");
 
     let (c, out, err) = with_input(
         &node,
-        &["container", "exec", "-u", "nobody", "-w", "/tmp", "-e", "GREETING=hi", "box", "sh", "-c",
-          "id -un; pwd; echo $GREETING; echo oops >&2; test -t 0 || echo no-tty"],
+        &[
+            "container",
+            "exec",
+            "-u",
+            "nobody",
+            "-w",
+            "/tmp",
+            "-e",
+            "GREETING=hi",
+            "box",
+            "sh",
+            "-c",
+            "id -un; pwd; echo $GREETING; echo oops >&2; test -t 0 || echo no-tty",
+        ],
         "",
     );
     assert_eq!((c, out.as_str()), (0, "nobody\n/tmp\nhi\nno-tty\n"), "{err}");

@@ -8,6 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use shoal_api::node::NodeState;
+use shoal_api::service::ServiceSpec;
+use shoal_api::task::TaskState;
+use shoal_api::wire::TaskFilter;
 use support::daemons::{Daemon, block_on};
 use support::wait_for;
 
@@ -40,4 +43,110 @@ fn a_worker_leaves_and_the_last_manager_needs_force() {
     wait_for("the manager to see the worker down", Duration::from_secs(30), || {
         block_on(client.node("leave-w")).is_ok_and(|n| n.status.state == NodeState::Down)
     });
+}
+
+/// `shoal ARGS` against `d`'s API, with `input` on stdin: (code, stdout, stderr).
+fn cli(d: &Daemon, args: &[&str], input: &str) -> (Option<i32>, String, String) {
+    let out = d.cli_input(args, input);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn task_exec_runs_in_a_task_on_a_worker_through_a_manager() {
+    let m = Daemon::init("exec-m");
+    m.ok(&["node", "update", "exec-m", "--availability", "drain"]);
+    let w = Daemon::worker("exec-w", &m);
+    w.import_busybox();
+    let client = m.client();
+    let mut spec = ServiceSpec::new("box", "shoal/busybox");
+    spec.task_template.container.command = support::daemons::serve_forever();
+    block_on(client.create_service(&spec)).unwrap();
+    wait_for("the task to run on the worker", Duration::from_secs(60), || {
+        block_on(client.tasks(&TaskFilter { service: Some("box".into()), ..Default::default() }))
+            .unwrap()
+            .iter()
+            .any(|t| t.status.state == TaskState::Running)
+    });
+    let task = block_on(client.tasks(&TaskFilter::default())).unwrap().remove(0);
+    assert_eq!(task.node_id.as_deref(), Some(block_on(client.node("exec-w")).unwrap().id.as_str()));
+
+    // Output apart, exit code, in the task's container (its hostname), by SERVICE.SLOT.
+    let (code, out, err) =
+        cli(&m, &["task", "exec", "box.1", "sh", "-c", "echo out; echo err >&2; hostname; exit 5"], "");
+    assert_eq!(code, Some(5), "{err}");
+    assert_eq!(out, format!("out\n{}\n", &task.id[..12]));
+    assert_eq!(err, "err\n");
+    // Input with -i, by task id; none without.
+    let (code, out, err) = cli(&m, &["task", "exec", "-i", &task.id, "sh", "-c", "cat; echo end"], "piped\n");
+    assert_eq!((code, out.as_str()), (Some(0), "piped\nend\n"), "{err}");
+    let (_, out, _) = cli(&m, &["task", "exec", "box", "sh", "-c", "cat; echo end"], "piped\n");
+    assert_eq!(out, "end\n");
+    // A terminal (of the default size, as the test's stdin is none), user and env.
+    let (code, out, err) = cli(
+        &m,
+        &[
+            "task",
+            "exec",
+            "-t",
+            "-u",
+            "nobody",
+            "-e",
+            "X=y",
+            "box",
+            "sh",
+            "-c",
+            "test -t 0 && echo tty; stty size; id -un; echo $X",
+        ],
+        "",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.replace('\r', ""), "tty\n24 80\nnobody\ny\n");
+    // Not there: 127, as docker.
+    let (code, _, err) = cli(&m, &["task", "exec", "box", "no-such-command"], "");
+    assert_eq!(code, Some(127), "{err}");
+    assert!(err.contains("command not found"), "{err}");
+    // The read-only token may not exec; the admin token may.
+    let ca = m.ca_file();
+    let over_tcp = |token: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(args)
+            .env("SHOAL_HOST", format!("tcp://{}", m.api_addr))
+            .env("SHOAL_TOKEN", token)
+            .env("SHOAL_CA", &ca)
+            .output()
+            .unwrap()
+    };
+    let read_only = block_on(client.read_only_api_token()).unwrap().token;
+    let out = over_tcp(&read_only, &["task", "exec", "box", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("may only read"), "{err}");
+    let admin = block_on(client.api_token()).unwrap().token;
+    let out = over_tcp(&admin, &["task", "exec", "box", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    // A task that does not run: refused before anything starts.
+    let mut done = ServiceSpec::new("done", "shoal/busybox");
+    done.task_template.container.command = vec!["true".into()];
+    done.task_template.restart_policy.condition = shoal_api::task_spec::RestartCondition::None;
+    block_on(client.create_service(&done)).unwrap();
+    let filter = TaskFilter { service: Some("done".into()), ..Default::default() };
+    wait_for("the task to complete", Duration::from_secs(60), || {
+        block_on(client.tasks(&filter)).unwrap().iter().any(|t| t.status.state == TaskState::Complete)
+    });
+    let ended = block_on(client.tasks(&filter)).unwrap().remove(0);
+    let (code, _, err) = cli(&m, &["task", "exec", &ended.id, "true"], "");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is complete: only a running task"), "{err}");
+    m.ok(&["service", "scale", "box=0"]);
+    wait_for("the task to stop", Duration::from_secs(60), || {
+        block_on(client.tasks(&TaskFilter { service: Some("box".into()), ..Default::default() }))
+            .unwrap()
+            .iter()
+            .all(|t| t.status.state != TaskState::Running)
+    });
+    let (_, _, err) = cli(&m, &["task", "exec", "box", "true"], "");
+    assert!(err.contains("service box has no running task"), "{err}");
 }

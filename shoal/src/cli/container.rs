@@ -14,9 +14,9 @@ use shoal_worker::image::ImageStore;
 use shoal_worker::runtime::logs::{Follower, Stream};
 use shoal_worker::runtime::{Helper, MountPoint, NewContainer, Runtime, Status, config};
 
-use super::{attach, container_exec, container_inspect};
 use super::node_opts::NodeOpts;
 use super::remote::Connection;
+use super::{attach, container_exec, container_inspect};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ContainerCommand {

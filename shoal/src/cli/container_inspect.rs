@@ -100,7 +100,8 @@ pub(super) fn top(rt: &Runtime, id: &str) -> anyhow::Result<()> {
     if !matches!(rt.status(id)?, Status::Running(_)) {
         anyhow::bail!("container {id} is not running");
     }
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
+    let ticks =
+        nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
     let procs: Vec<Proc> = cfg.cgroup.pids().into_iter().filter_map(|pid| read_proc(pid, ticks)).collect();
     let names = user_names();
     let boot = boot_time().context("read the boot time from /proc/stat")?;
@@ -132,8 +133,11 @@ fn read_proc(pid: i32, ticks: u64) -> Option<Proc> {
         .and_then(|u| u.parse().ok())
         .unwrap_or(0);
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let args: Vec<String> =
-        cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
     let cmd = if args.is_empty() { format!("[{comm}]") } else { args.join(" ") };
     Some(Proc {
         uid,
@@ -161,5 +165,8 @@ fn user_names() -> HashMap<u32, String> {
 
 /// When the machine booted, Unix seconds.
 fn boot_time() -> Option<u64> {
-    std::fs::read_to_string("/proc/stat").ok()?.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
 }

@@ -294,7 +294,10 @@ async fn leave_managers(manager: &Manager, force: bool) -> Result<(), String> {
             let rest = reachable.unwrap_or(0).saturating_sub(1);
             let needed = (voters - 1) / 2 + 1;
             if rest >= needed {
-                format!("leaving leaves {} managers, {rest} of them reachable, which keep a majority", voters - 1)
+                format!(
+                    "leaving leaves {} managers, {rest} of them reachable, which keep a majority",
+                    voters - 1
+                )
             } else {
                 format!(
                     "leaving leaves {} managers with only {rest} reachable: they lose their majority and the cluster stops",
@@ -311,8 +314,12 @@ async fn leave_managers(manager: &Manager, force: bool) -> Result<(), String> {
         let removal = manager.remove_manager(manager.id(), true);
         match tokio::time::timeout(Duration::from_secs(10), removal).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "leaving without taking this manager out of the Raft group"),
-            Err(_) => tracing::warn!("the Raft group did not confirm this manager's removal in time; leaving anyway"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "leaving without taking this manager out of the Raft group")
+            }
+            Err(_) => tracing::warn!(
+                "the Raft group did not confirm this manager's removal in time; leaving anyway"
+            ),
         }
     }
     Ok(())

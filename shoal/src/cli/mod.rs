@@ -19,6 +19,7 @@ mod remote;
 mod service;
 mod stack;
 mod task;
+mod task_exec;
 mod terminal;
 mod unlock;
 
@@ -89,7 +90,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stack(cmd) => stack::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Service(cmd) => service::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Node(cmd) => node::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
-        Command::Task(cmd) => task::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Task(cmd) => task::run(cmd, &cli.connection),
         Command::Network(cmd) => network::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Secret(cmd) => {
             payload::run(PayloadKind::Secret, cmd, &cli.connection).map(|()| ExitCode::SUCCESS)

@@ -102,7 +102,8 @@ pub(super) fn ask(data_dir: &Path, force: bool) -> anyhow::Result<()> {
 pub(super) fn forget_cluster(data_dir: &Path) -> std::io::Result<()> {
     for name in ["worker.json", "certs", "manager"] {
         let path = data_dir.join(name);
-        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        let removed =
+            if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         match removed {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}

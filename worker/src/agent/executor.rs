@@ -406,6 +406,15 @@ impl Node for Executor {
         self.runtime.list().unwrap_or_default().contains(&id).then(|| self.runtime.log_path(&id))
     }
 
+    fn exec(
+        &self,
+        task_id: &str,
+        spec: &crate::runtime::exec::ExecSpec,
+        io: crate::runtime::exec::ExecIo,
+    ) -> Result<crate::runtime::exec::ExecProcess, RuntimeError> {
+        self.runtime.spawn_exec(&container_id(task_id), spec, io)
+    }
+
     fn set_network(&self, items: BTreeMap<String, NetItem>, tasks: Vec<Task>) {
         if let Some(net) = &self.net {
             net.set_view(items, tasks);

@@ -11,9 +11,9 @@
 
 pub mod config;
 pub mod exec;
-pub mod pty;
 mod init;
 pub mod logs;
+pub mod pty;
 pub mod rootfs;
 pub mod seccomp;
 pub mod shim;
