@@ -105,6 +105,11 @@ fn task_exec_runs_in_a_task_on_a_worker_through_a_manager() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.replace('\r', ""), "tty\n24 80\nnobody\ny\n");
+    // Through a manager that does not lead: it forwards to the leader.
+    let m2 = Daemon::join("exec-m2", &m);
+    m.ok(&["node", "update", "exec-m2", "--availability", "drain"]);
+    let (code, out, err) = cli(&m2, &["task", "exec", "-i", "box", "sh", "-c", "cat; exit 4"], "via follower\n");
+    assert_eq!((code, out.as_str()), (Some(4), "via follower\n"), "{err}");
     // Not there: 127, as docker.
     let (code, _, err) = cli(&m, &["task", "exec", "box", "no-such-command"], "");
     assert_eq!(code, Some(127), "{err}");
