@@ -16,6 +16,7 @@ use support::wait_for;
 
 /// `shoal node leave ARGS` on the node whose data is in `d`.
 fn leave(d: &Daemon, args: &[&str]) -> std::process::Output {
+    wait_for("the daemon's control socket", Duration::from_secs(30), || d.dir.join("node.sock").exists());
     Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["node", "leave"])
         .args(args)
@@ -108,7 +109,8 @@ fn task_exec_runs_in_a_task_on_a_worker_through_a_manager() {
     // Through a manager that does not lead: it forwards to the leader.
     let m2 = Daemon::join("exec-m2", &m);
     m.ok(&["node", "update", "exec-m2", "--availability", "drain"]);
-    let (code, out, err) = cli(&m2, &["task", "exec", "-i", "box", "sh", "-c", "cat; exit 4"], "via follower\n");
+    let (code, out, err) =
+        cli(&m2, &["task", "exec", "-i", "box", "sh", "-c", "cat; exit 4"], "via follower\n");
     assert_eq!((code, out.as_str()), (Some(4), "via follower\n"), "{err}");
     // Not there: 127, as docker.
     let (code, _, err) = cli(&m, &["task", "exec", "box", "no-such-command"], "");
@@ -154,4 +156,25 @@ fn task_exec_runs_in_a_task_on_a_worker_through_a_manager() {
     });
     let (_, _, err) = cli(&m, &["task", "exec", "box", "true"], "");
     assert!(err.contains("service box has no running task"), "{err}");
+}
+
+#[test]
+fn a_manager_leaves_only_with_force_and_the_rest_keep_working() {
+    let m1 = Daemon::init("leave-m1");
+    let mut m2 = Daemon::join("leave-m2", &m1);
+    let out = leave(&m2, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a manager needs --force");
+    assert!(err.contains("leaves 1 managers") && err.contains("--force"), "{err}");
+    assert_eq!(block_on(m1.client().cluster(Default::default())).unwrap().managers.len(), 2);
+
+    let out = leave(&m2, &["--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(m2.wait_exit(Duration::from_secs(30)), Some(0), "its daemon stops");
+    assert!(!m2.dir.join("manager").exists(), "its cluster state is gone");
+    let client = m1.client();
+    wait_for("one manager left, still serving writes", Duration::from_secs(30), || {
+        block_on(client.cluster(Default::default())).is_ok_and(|c| c.managers.len() == 1)
+    });
+    m1.ok(&["network", "create", "after-leave", "--subnet", "10.77.0.0/24"]);
 }
