@@ -4,13 +4,11 @@
 
 mod support;
 
-use std::io::{Read as _, Write as _};
-use std::os::fd::{AsRawFd as _, OwnedFd};
-use std::os::unix::process::CommandExt as _;
+use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::terminal::Terminal;
 use support::{Node, wait_for};
 
 fn with_sleeper() -> Node {
@@ -81,78 +79,24 @@ fn exec_exit_codes_stdin_user_workdir_env() {
     assert_eq!(err, "oops\n", "stderr stays apart");
 }
 
-/// What a terminal's master side has shown so far.
-fn screen_of(master: &OwnedFd) -> Arc<Mutex<String>> {
-    let screen = Arc::new(Mutex::new(String::new()));
-    let mut file = std::fs::File::from(master.try_clone().unwrap());
-    let s = screen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = file.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            s.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    screen
-}
-
 #[test]
 fn exec_tty_gets_a_terminal_that_follows_resizes() {
     let node = with_sleeper();
-    let size = nix::pty::Winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
-    let pty = nix::pty::openpty(Some(&size), None).unwrap();
-    let slave = pty.slave;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
     cmd.args(["container", "exec", "-i", "-t", "box", "sh"])
         .env("SHOAL_DATA_DIR", node.data_dir())
-        .env("SHOAL_CGROUP_PARENT", &node.cgroup_parent)
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap());
-    // SAFETY: setsid and ioctl are async-signal-safe; the CLI gets the test's pty as
-    // its controlling terminal, as in a shell, so a resize sends it SIGWINCH.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()?;
-            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    drop(slave);
-    let screen = screen_of(&pty.master);
-    let shown = |s: &str| screen.lock().unwrap().contains(s);
-    let mut keys = std::fs::File::from(pty.master.try_clone().unwrap());
+        .env("SHOAL_CGROUP_PARENT", &node.cgroup_parent);
+    let mut term = Terminal::spawn(cmd);
     // Computed answers, so the terminal's echo of the typed line never matches.
-    keys.write_all(b"test -t 0 && echo tty-$((6*7)); tty; stty size\n").unwrap();
+    term.type_keys("test -t 0 && echo tty-$((6*7)); tty; stty size\n");
     wait_for("the command's own terminal, 24x80", Duration::from_secs(20), || {
-        shown("tty-42") && shown("/dev/pts/0") && shown("24 80")
+        term.shown("tty-42") && term.shown("/dev/pts/0") && term.shown("24 80")
     });
-    let bigger = libc::winsize { ws_row: 40, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCSWINSZ reads a winsize from the pointer, which outlives the call.
-    assert_eq!(unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &bigger) }, 0);
     // The resize reaches the CLI as SIGWINCH; ask until the inner terminal has it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !shown("40 100") {
-        assert!(Instant::now() < deadline, "the resize never arrived: {}", screen.lock().unwrap());
-        keys.write_all(b"stty size\n").unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    keys.write_all(b"exit 3\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "exec did not end: {}", screen.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(3), "{}", screen.lock().unwrap());
+    term.resize(40, 100);
+    term.ask_until("stty size\n", "40 100", Duration::from_secs(20));
+    term.type_keys("exit 3\n");
+    assert_eq!(term.wait_exit(Duration::from_secs(20)).code(), Some(3), "{}", term.screen());
 }
 
 #[test]

@@ -12,6 +12,7 @@ use shoal_api::service::ServiceSpec;
 use shoal_api::task::TaskState;
 use shoal_api::wire::TaskFilter;
 use support::daemons::{Daemon, block_on};
+use support::terminal::Terminal;
 use support::wait_for;
 
 /// `shoal node leave ARGS` on the node whose data is in `d`.
@@ -106,6 +107,19 @@ fn task_exec_runs_in_a_task_on_a_worker_through_a_manager() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.replace('\r', ""), "tty\n24 80\nnobody\ny\n");
+    // Interactive, on the user's terminal: raw mode, resizes passed on to the node.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    cmd.args(["task", "exec", "-it", "box", "sh"])
+        .env("SHOAL_HOST", format!("unix://{}", m.socket.display()));
+    let mut term = Terminal::spawn(cmd);
+    term.type_keys("test -t 0 && echo tty-$((6*7)); stty size\n");
+    wait_for("a terminal of the user's size", Duration::from_secs(20), || {
+        term.shown("tty-42") && term.shown("24 80")
+    });
+    term.resize(30, 90);
+    term.ask_until("stty size\n", "30 90", Duration::from_secs(20));
+    term.type_keys("exit 6\n");
+    assert_eq!(term.wait_exit(Duration::from_secs(20)).code(), Some(6), "{}", term.screen());
     // Through a manager that does not lead: it forwards to the leader.
     let m2 = Daemon::join("exec-m2", &m);
     m.ok(&["node", "update", "exec-m2", "--availability", "drain"]);
