@@ -126,6 +126,20 @@ fn task_exec_runs_in_a_task_on_a_worker_through_a_manager() {
     let (code, out, err) =
         cli(&m2, &["task", "exec", "-i", "box", "sh", "-c", "cat; exit 4"], "via follower\n");
     assert_eq!((code, out.as_str()), (Some(4), "via follower\n"), "{err}");
+    // A client that goes away hangs up its command (through the leader and through
+    // a follower): nothing is left running in the container.
+    let top = || w.node.ok(&["container", "top", &format!("task.{}", task.id)]);
+    for via in [&m, &m2] {
+        let mut client_cli = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["task", "exec", "box", "sleep", "1234"])
+            .env("SHOAL_HOST", format!("unix://{}", via.socket.display()))
+            .spawn()
+            .unwrap();
+        wait_for("the command to run", Duration::from_secs(20), || top().contains("sleep 1234"));
+        client_cli.kill().unwrap();
+        client_cli.wait().unwrap();
+        wait_for("the command to be hung up", Duration::from_secs(20), || !top().contains("sleep 1234"));
+    }
     // Not there: 127, as docker.
     let (code, _, err) = cli(&m, &["task", "exec", "box", "no-such-command"], "");
     assert_eq!(code, Some(127), "{err}");

@@ -227,7 +227,11 @@ impl Dispatcher {
         let (out_tx, out_rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let f = match stream.message().await {
+                let next = tokio::select! {
+                    next = stream.message() => next,
+                    _ = out_tx.closed() => return,
+                };
+                let f = match next {
                     Ok(Some(f)) => f,
                     Ok(None) => exec::error("the leader ended the exec without an exit code"),
                     Err(s) => exec::error(format!("the exec through the leader broke: {}", s.message())),
@@ -278,7 +282,12 @@ impl Dispatcher {
                 }
             });
             loop {
-                let f = match from_worker.message().await {
+                let next = tokio::select! {
+                    next = from_worker.message() => next,
+                    // The client went away: dropping the node's stream hangs up.
+                    _ = out_tx.closed() => break,
+                };
+                let f = match next {
                     Ok(Some(f)) => f,
                     Ok(None) => exec::error(format!("node {node} ended the exec without an exit code")),
                     Err(s) => exec::error(format!("the exec stream from node {node} broke: {}", s.message())),
@@ -578,17 +587,33 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
             _ => return Err(Status::invalid_argument("a task exec starts with its open frame")),
         };
         let mut incoming = request.into_inner();
-        let channels = self.exec_here(open);
+        let mut channels = self.exec_here(open);
         let input = channels.input;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
-            while let Ok(Some(f)) = incoming.message().await {
-                if input.send(f).await.is_err() {
-                    return;
+            let mut incoming_open = true;
+            loop {
+                tokio::select! {
+                    f = incoming.message(), if incoming_open => match f {
+                        Ok(Some(f)) => {
+                            let _ = input.send(f).await;
+                        }
+                        _ => incoming_open = false,
+                    },
+                    f = channels.output.recv() => match f {
+                        Some(f) => {
+                            let last = exec::is_last(&f);
+                            if tx.send(Ok(f)).await.is_err() || last {
+                                return;
+                            }
+                        }
+                        None => return,
+                    },
+                    // The forwarding manager went away: dropping the output hangs up.
+                    _ = tx.closed() => return,
                 }
             }
         });
-        let stream =
-            tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(channels.output), Ok);
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }

@@ -95,7 +95,7 @@ async fn relay(api: Api, task_id: String, io: impl AsyncRead + AsyncWrite + Send
         Err(e) => return send_last(&mut w, Frame::Error(shoal_api::report::chain(&e))).await,
     };
     let input = channels.input;
-    let from_client = tokio::spawn(async move {
+    let mut from_client = tokio::spawn(async move {
         while let Ok(Some(f)) = Frame::read(&mut r).await {
             let item = match f {
                 Frame::Stdin(b) => Item::Stdin(b),
@@ -105,13 +105,19 @@ async fn relay(api: Api, task_id: String, io: impl AsyncRead + AsyncWrite + Send
                 }
                 _ => continue,
             };
-            if input.send(frame(item)).await.is_err() {
-                return;
-            }
+            // Once the exec has ended this fails; reading on until the client
+            // closes keeps "the client went away" meaning just that.
+            let _ = input.send(frame(item)).await;
         }
     });
     let mut output = channels.output;
-    while let Some(f) = output.recv().await {
+    loop {
+        let f = tokio::select! {
+            f = output.recv() => f,
+            // The client's connection ended: it went away; dropping the exec hangs up.
+            _ = &mut from_client => return,
+        };
+        let Some(f) = f else { break };
         let out = match f.item {
             Some(Item::Stdout(b)) => Frame::Stdout(b),
             Some(Item::Stderr(b)) => Frame::Stderr(b),

@@ -106,6 +106,8 @@ pub(super) async fn serve<N: Node>(
         });
     }
     let tty = open.tty;
+    // Pinned now: a signal through it can never reach another process.
+    let pidfd = crate::runtime::sys::pidfd_open(p.child.id() as i32).ok();
     let from_client = tokio::spawn(async move {
         let mut in_tx = Some(in_tx);
         while let Ok(Some(f)) = inbound.message().await {
@@ -129,6 +131,11 @@ pub(super) async fn serve<N: Node>(
                 }
                 _ => {}
             }
+        }
+        // The client went away (or the command ended first, and this is a no-op):
+        // hang up, as a closed terminal would.
+        if let Some(fd) = &pidfd {
+            let _ = crate::runtime::sys::pidfd_send_signal(fd, libc::SIGHUP);
         }
     });
     let mut child = p.child;

@@ -95,7 +95,7 @@ pub trait Node: Send + Sync + 'static {
         io: crate::runtime::exec::ExecIo,
     ) -> Result<crate::runtime::exec::ExecProcess, crate::runtime::RuntimeError> {
         let _ = (spec, io);
-        Err(crate::runtime::RuntimeError::NotFound(super::executor::container_id(task_id)))
+        Err(crate::runtime::RuntimeError::NotFound(task_id.to_owned()))
     }
 
     /// Takes the latest network map and the tasks assigned here. Cheap: the wiring

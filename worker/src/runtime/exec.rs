@@ -229,6 +229,7 @@ fn run(state_dir: &Path, spec_json: &str) -> Result<i32, String> {
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => loop {
+            forward_signals_to(child.as_raw());
             match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, code)) => return Ok(code),
                 Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
@@ -237,6 +238,31 @@ fn run(state_dir: &Path, spec_json: &str) -> Result<i32, String> {
                 Err(e) => return Err(format!("wait for the command: {e}")),
             }
         },
+    }
+}
+
+/// The command, for [`pass_on`].
+static COMMAND: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn pass_on(sig: libc::c_int) {
+    let pid = COMMAND.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe; `pid` is our own child, not yet reaped.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// From now on a hang-up, interrupt or termination of this process goes to the
+/// command (the agent hangs up when the client of a `task exec` went away).
+fn forward_signals_to(pid: i32) {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    if COMMAND.swap(pid, std::sync::atomic::Ordering::SeqCst) == pid {
+        return;
+    }
+    let action = SigAction::new(SigHandler::Handler(pass_on), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only reads an atomic and calls kill, both async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
     }
 }
 
