@@ -256,17 +256,25 @@ impl Client {
         if resp.status().is_success() {
             return Ok(resp);
         }
+        Err(self.failure(resp).await)
+    }
+
+    /// The error a reply other than success carries.
+    async fn failure(&self, resp: reqwest::Response) -> ClientError {
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| self.connect_error(e))?;
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return self.connect_error(e),
+        };
         match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(ClientError::Api {
+            Ok(body) => ClientError::Api {
                 status: status.as_u16(),
                 code: body.error.code,
                 message: body.error.message,
                 field: body.error.field,
                 details: body.error.details,
-            }),
-            Err(_) if status == StatusCode::UNAUTHORIZED => Err(ClientError::Api {
+            },
+            Err(_) if status == StatusCode::UNAUTHORIZED => ClientError::Api {
                 status: status.as_u16(),
                 code: "unauthorized".into(),
                 message:
@@ -274,8 +282,8 @@ impl Client {
                         .into(),
                 field: None,
                 details: Vec::new(),
-            }),
-            Err(_) => Err(self.protocol_error(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)))),
+            },
+            Err(_) => self.protocol_error(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes))),
         }
     }
 
@@ -481,6 +489,20 @@ impl Client {
     /// One task.
     pub async fn task(&self, id: &str) -> Result<Task, ClientError> {
         self.get(&format!("/tasks/{}", seg(id)), &()).await
+    }
+
+    /// Opens an exec in a running task's container (`task exec`): the connection
+    /// switches to [`crate::exec::Frame`]s, the first of which the caller sends.
+    pub async fn exec_task(&self, id: &str) -> Result<reqwest::Upgraded, ClientError> {
+        let req = self
+            .request(Method::POST, &format!("/tasks/{}/exec", seg(id)))
+            .header(reqwest::header::CONNECTION, "Upgrade")
+            .header(reqwest::header::UPGRADE, crate::exec::PROTOCOL);
+        let resp = req.send().await.map_err(|e| self.connect_error(e))?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(self.failure(resp).await);
+        }
+        resp.upgrade().await.map_err(|e| self.connect_error(e))
     }
 
     // --- nodes ---------------------------------------------------------------------

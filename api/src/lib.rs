@@ -21,6 +21,7 @@ pub mod compose;
 pub mod constraint;
 pub mod decode;
 pub mod duration;
+pub mod exec;
 pub mod image;
 pub mod netmap;
 pub mod network;

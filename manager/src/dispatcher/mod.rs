@@ -6,6 +6,7 @@
 //! leader's address so the worker reconnects there.
 
 pub mod assignments;
+pub mod exec;
 #[cfg(test)]
 mod fuzz;
 pub mod logs;
@@ -47,6 +48,8 @@ pub struct Dispatcher {
     replaced: Arc<tokio::sync::Notify>,
     /// Log subscriptions to the nodes and their lines back.
     logs: Arc<logs::LogBroker>,
+    /// Exec requests to the nodes and their streams back.
+    execs: Arc<exec::ExecBroker>,
 }
 
 /// A stream of gRPC replies.
@@ -60,6 +63,7 @@ impl Dispatcher {
             sessions: Default::default(),
             replaced: Default::default(),
             logs: Default::default(),
+            execs: Default::default(),
         }
     }
 
@@ -205,6 +209,99 @@ impl Dispatcher {
         Ok(Box::pin(stream))
     }
 
+    /// Runs a command in a task's container (`task exec`): on the node running it,
+    /// through this dispatcher when its manager leads, or through the leader's.
+    /// Errors after the start (node gone, command not found) arrive as error frames.
+    pub async fn exec(&self, open: pb::ExecOpen) -> Result<exec::ExecChannels, ManagerError> {
+        if self.manager.is_leader() {
+            return Ok(self.exec_here(open));
+        }
+        let leader = self.manager.leader_addr()?;
+        let (in_tx, in_rx) = tokio::sync::mpsc::channel(64);
+        let _ = in_tx.send(exec::frame(pb::exec_frame::Item::Open(open))).await;
+        let mut stream = crate::manager::client::dispatcher(self.manager.credentials(), &leader)?
+            .task_exec(tokio_stream::wrappers::ReceiverStream::new(in_rx))
+            .await
+            .map_err(|s| ManagerError::rpc(&leader, s))?
+            .into_inner();
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = stream.message() => next,
+                    _ = out_tx.closed() => return,
+                };
+                let f = match next {
+                    Ok(Some(f)) => f,
+                    Ok(None) => exec::error("the leader ended the exec without an exit code"),
+                    Err(s) => exec::error(format!("the exec through the leader broke: {}", s.message())),
+                };
+                let last = exec::is_last(&f);
+                if out_tx.send(f).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Ok(exec::ExecChannels { input: in_tx, output: out_rx })
+    }
+
+    /// An exec on the leader: asks the task's node, then relays.
+    fn exec_here(&self, mut open: pb::ExecOpen) -> exec::ExecChannels {
+        let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<pb::ExecFrame>(64);
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel(64);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let node = me.manager.read(|s| match s.get(Kind::Task, &open.task_id) {
+                Some(Object::Task(t)) => Ok(t.node_id.clone()),
+                _ => Err(()),
+            });
+            let node = match node {
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    let _ = out_tx.send(exec::error(format!("task {} is on no node", open.task_id))).await;
+                    return;
+                }
+                Err(()) => {
+                    let _ = out_tx.send(exec::error(format!("no task {}", open.task_id))).await;
+                    return;
+                }
+            };
+            open.exec_id = shoal_api::object::new_id();
+            let exec::WorkerEnd { mut from_worker, to_worker } = match me.execs.open(&node, open).await {
+                Ok(end) => end,
+                Err(why) => {
+                    let _ = out_tx.send(exec::error(why)).await;
+                    return;
+                }
+            };
+            let up = tokio::spawn(async move {
+                while let Some(f) = in_rx.recv().await {
+                    if to_worker.send(Ok(f)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            loop {
+                let next = tokio::select! {
+                    next = from_worker.message() => next,
+                    // The client went away: dropping the node's stream hangs up.
+                    _ = out_tx.closed() => break,
+                };
+                let f = match next {
+                    Ok(Some(f)) => f,
+                    Ok(None) => exec::error(format!("node {node} ended the exec without an exit code")),
+                    Err(s) => exec::error(format!("the exec stream from node {node} broke: {}", s.message())),
+                };
+                let last = exec::is_last(&f);
+                if out_tx.send(f).await.is_err() || last {
+                    break;
+                }
+            }
+            up.abort();
+        });
+        exec::ExecChannels { input: in_tx, output: out_rx }
+    }
+
     /// When each node was last heard from, and the period it was last told (for the
     /// monitor).
     fn last_seen(&self) -> HashMap<String, (Instant, Duration)> {
@@ -258,6 +355,9 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
     type AssignmentsStream = Streamed<pb::AssignmentsMessage>;
     type ListenLogSubscriptionsStream = Streamed<pb::LogSubscription>;
     type LogsStream = Streamed<pb::LogsReply>;
+    type ListenExecsStream = Streamed<pb::ExecOpen>;
+    type ExecStream = Streamed<pb::ExecFrame>;
+    type TaskExecStream = Streamed<pb::ExecFrame>;
 
     async fn session(
         &self,
@@ -443,5 +543,77 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         let opts =
             logs::LogOptions { follow: req.follow, tail: req.tail, since_unix_nanos: req.since_unix_nanos };
         Ok(Response::new(self.stream_logs(&req.task_ids, opts)))
+    }
+
+    async fn listen_execs(
+        &self,
+        request: Request<pb::ListenExecsRequest>,
+    ) -> Result<Response<Self::ListenExecsStream>, Status> {
+        let node = self.session_node(&request, &request.get_ref().session_id)?;
+        let rx = self.execs.listen(&node);
+        let stream = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn exec(
+        &self,
+        mut request: Request<tonic::Streaming<pb::ExecFrame>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        self.require_leader()?;
+        let first = request
+            .get_mut()
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an exec stream starts with its exec id"))?;
+        let node = self
+            .execs
+            .node_of(&first.exec_id)
+            .ok_or_else(|| Status::not_found(format!("no exec {} is waiting for its node", first.exec_id)))?;
+        self.caller_is(&request, Need::Node(node))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let end = exec::WorkerEnd { from_worker: request.into_inner(), to_worker: tx };
+        self.execs.arrive(&first.exec_id, end)?;
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn task_exec(
+        &self,
+        mut request: Request<tonic::Streaming<pb::ExecFrame>>,
+    ) -> Result<Response<Self::TaskExecStream>, Status> {
+        self.require_leader()?;
+        self.caller_is(&request, Need::Manager)?;
+        let open = match request.get_mut().message().await?.and_then(|f| f.item) {
+            Some(pb::exec_frame::Item::Open(open)) => open,
+            _ => return Err(Status::invalid_argument("a task exec starts with its open frame")),
+        };
+        let mut incoming = request.into_inner();
+        let mut channels = self.exec_here(open);
+        let input = channels.input;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut incoming_open = true;
+            loop {
+                tokio::select! {
+                    f = incoming.message(), if incoming_open => match f {
+                        Ok(Some(f)) => {
+                            let _ = input.send(f).await;
+                        }
+                        _ => incoming_open = false,
+                    },
+                    f = channels.output.recv() => match f {
+                        Some(f) => {
+                            let last = exec::is_last(&f);
+                            if tx.send(Ok(f)).await.is_err() || last {
+                                return;
+                            }
+                        }
+                        None => return,
+                    },
+                    // The forwarding manager went away: dropping the output hangs up.
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }

@@ -10,6 +10,7 @@ pub mod access;
 mod cluster;
 mod error;
 mod events;
+mod exec;
 #[cfg(test)]
 mod fuzz;
 pub mod locked;
@@ -232,6 +233,7 @@ fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(services::rollback))
         .routes(routes!(logs::service_logs))
         .routes(routes!(logs::task_logs))
+        .routes(routes!(exec::task_exec))
         .routes(routes!(services::list_tasks))
         .routes(routes!(services::inspect_task))
         .routes(routes!(nodes::list))

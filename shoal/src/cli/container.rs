@@ -14,9 +14,9 @@ use shoal_worker::image::ImageStore;
 use shoal_worker::runtime::logs::{Follower, Stream};
 use shoal_worker::runtime::{Helper, MountPoint, NewContainer, Runtime, Status, config};
 
-use super::attach;
 use super::node_opts::NodeOpts;
 use super::remote::Connection;
+use super::{attach, container_exec, container_inspect};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ContainerCommand {
@@ -77,12 +77,14 @@ pub(super) enum ContainerCommand {
         #[command(flatten)]
         node: NodeOpts,
     },
-    /// Run a command in a running container (its namespaces, user and cgroup);
-    /// prints the start of its output and exits with its code.
+    /// Run a command in a running container (its namespaces, user and cgroup) and
+    /// exit with its code: 126 if it could not run, 127 if it is not there.
     Exec {
-        /// Seconds before the command is killed.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
+        /// Seconds before the command is killed (not with --tty).
+        #[arg(long, conflicts_with = "tty")]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        opts: container_exec::ExecOpts,
         #[command(flatten)]
         node: NodeOpts,
         /// Container id (a task's is `task.<task id>`).
@@ -90,6 +92,21 @@ pub(super) enum ContainerCommand {
         /// Command and arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
+    },
+    /// Show containers' configuration and state, as JSON.
+    Inspect {
+        /// Container ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        node: NodeOpts,
+    },
+    /// Show the processes running in a container.
+    Top {
+        /// Container id.
+        id: String,
+        #[command(flatten)]
+        node: NodeOpts,
     },
 }
 
@@ -261,15 +278,14 @@ pub(super) fn run(cmd: ContainerCommand, conn: &Connection) -> anyhow::Result<Ex
             shoal_worker::runtime::logs::read(&rt.log_path(&id), opts, |e| print_entry(&e, timestamps))?;
             Ok(ExitCode::SUCCESS)
         }
-        ContainerCommand::Exec { timeout, node, id, cmd } => {
-            let rt = runtime(&node)?;
-            let spec = shoal_worker::runtime::exec::ExecSpec { args: cmd };
-            let done = rt.exec(&id, &spec, Duration::from_secs(timeout))?;
-            print!("{}", done.output);
-            match done.code {
-                Some(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
-                None => bail!("the command did not end within {timeout} s and was killed"),
-            }
+        ContainerCommand::Exec { timeout, opts, node, id, cmd } => {
+            container_exec::run(&runtime(&node)?, &id, &opts, cmd, timeout.map(Duration::from_secs))
+        }
+        ContainerCommand::Inspect { ids, node } => {
+            container_inspect::inspect(&runtime(&node)?, &ids).map(|()| ExitCode::SUCCESS)
+        }
+        ContainerCommand::Top { id, node } => {
+            container_inspect::top(&runtime(&node)?, &id).map(|()| ExitCode::SUCCESS)
         }
     }
 }
@@ -384,6 +400,7 @@ fn run_container(args: RunArgs, conn: &Connection) -> anyhow::Result<ExitCode> {
     };
     let new = NewContainer {
         id: id.clone(),
+        image: args.image.clone(),
         layers: image.layer_dirs,
         process,
         hostname: args.hostname.clone().or_else(|| attached.as_ref().map(|_| id.clone())),

@@ -245,9 +245,17 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let renewing = tokio::spawn(renewer.clone().run());
     // Managers run tasks too, as in Swarm (drain a manager to keep it free of them).
     let agent = start_agent(&args, node, managers, description, addr, renewer)?;
+    let mut leave = super::node_leave::serve(&args.data_dir)?;
+    let mut left = false;
     let mut leadership = manager.leadership();
     loop {
         tokio::select! {
+            Some(ask) = leave.recv() => {
+                let answer = leave_managers(&manager, ask.force).await;
+                left = answer.is_ok();
+                let _ = ask.reply.send(answer);
+                if left { break; }
+            }
             changed = leadership.changed() => {
                 if changed.is_err() { break; }
                 if *leadership.borrow() {
@@ -267,6 +275,71 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     controllers.stop().await;
     api.shutdown().await;
     manager.shutdown().await;
+    if left {
+        after_leave(&args).await?;
+    }
+    Ok(())
+}
+
+/// Takes this manager out of the Raft group for `node leave`. Without `force` it is
+/// refused, saying what leaving would do to the managers' majority (as `docker swarm
+/// leave`); with it, it leaves even if the rest lose their majority.
+async fn leave_managers(manager: &Manager, force: bool) -> Result<(), String> {
+    let voters = manager.managers().into_keys().filter(|id| manager.is_voter(*id)).count();
+    let reachable = manager.reachable_anywhere().await.map(|r| r.len());
+    if !force {
+        let effect = if voters <= 1 {
+            "it is the cluster's last manager: leaving erases the cluster's state".to_owned()
+        } else {
+            let rest = reachable.unwrap_or(0).saturating_sub(1);
+            let needed = (voters - 1) / 2 + 1;
+            if rest >= needed {
+                format!(
+                    "leaving leaves {} managers, {rest} of them reachable, which keep a majority",
+                    voters - 1
+                )
+            } else {
+                format!(
+                    "leaving leaves {} managers with only {rest} reachable: they lose their majority and the cluster stops",
+                    voters - 1
+                )
+            }
+        };
+        return Err(format!(
+            "this node is a manager and {effect}; demote it first (`shoal node demote`), or leave with --force"
+        ));
+    }
+    if voters > 1 {
+        // Forced: without a majority the change cannot commit; leave regardless.
+        let removal = manager.remove_manager(manager.id(), true);
+        match tokio::time::timeout(Duration::from_secs(10), removal).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "leaving without taking this manager out of the Raft group")
+            }
+            Err(_) => tracing::warn!(
+                "the Raft group did not confirm this manager's removal in time; leaving anyway"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// After a leave: the tasks' containers go, then the cluster's state and
+/// certificate, so the next start is a fresh node.
+async fn after_leave(args: &DaemonArgs) -> anyhow::Result<()> {
+    use shoal_worker::agent::Node as _;
+    let executor = Executor::new(&args.data_dir, &args.cgroup_parent, PullPolicy::Never)
+        .context("set up the container runtime")?;
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        for task in executor.containers()? {
+            executor.remove(&task).with_context(|| format!("remove task {task}'s container"))?;
+        }
+        Ok(())
+    })
+    .await??;
+    super::node_leave::forget_cluster(&args.data_dir).context("forget the cluster")?;
+    println!("this node left the cluster");
     Ok(())
 }
 
@@ -315,12 +388,19 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
     let renewer = Renewer::new(creds, certs, managers.clone());
     let renewing = tokio::spawn(renewer.clone().run());
     let agent = start_agent(&args, node.clone(), managers, description, addr, renewer)?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut leave = super::node_leave::serve(&args.data_dir)?;
+    let left = tokio::select! {
+        _ = term.recv() => false,
+        _ = tokio::signal::ctrl_c() => false,
+        Some(ask) = leave.recv() => ask.reply.send(Ok(())).is_ok(),
+    };
+    renewing.abort();
+    if left {
+        tracing::info!(node = %node, "leaving the cluster");
+        agent.stop().await;
+        return after_leave(&args).await;
     }
     tracing::info!(node = %node, "shutting down; the node's containers keep running");
-    renewing.abort();
     agent.stop().await;
     Ok(())
 }

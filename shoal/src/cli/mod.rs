@@ -5,6 +5,8 @@
 mod attach;
 mod cluster;
 mod container;
+mod container_exec;
+mod container_inspect;
 mod daemon;
 mod events;
 mod format;
@@ -12,12 +14,15 @@ mod human;
 mod image;
 mod network;
 mod node;
+mod node_leave;
 mod node_opts;
 mod payload;
 mod remote;
 mod service;
 mod stack;
 mod task;
+mod task_exec;
+mod terminal;
 mod unlock;
 
 use std::process::ExitCode;
@@ -87,7 +92,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stack(cmd) => stack::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Service(cmd) => service::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Node(cmd) => node::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
-        Command::Task(cmd) => task::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::Task(cmd) => task::run(cmd, &cli.connection),
         Command::Network(cmd) => network::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Secret(cmd) => {
             payload::run(PayloadKind::Secret, cmd, &cli.connection).map(|()| ExitCode::SUCCESS)

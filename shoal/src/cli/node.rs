@@ -67,6 +67,15 @@ pub(super) enum NodeCommand {
         #[arg(short, long)]
         force: bool,
     },
+    /// Make this node leave the cluster (run on the node; `docker swarm leave`).
+    Leave {
+        /// A manager too, even if the other managers lose their majority.
+        #[arg(short, long)]
+        force: bool,
+        /// The node's data directory.
+        #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 async fn set_role(client: &Client, key: &str, role: NodeRole) -> anyhow::Result<()> {
@@ -78,6 +87,11 @@ async fn set_role(client: &Client, key: &str, role: NodeRole) -> anyhow::Result<
 }
 
 pub(super) fn run(cmd: NodeCommand, conn: &Connection) -> anyhow::Result<()> {
+    if let NodeCommand::Leave { force, data_dir } = &cmd {
+        super::node_leave::ask(data_dir, *force)?;
+        println!("this node left the cluster");
+        return Ok(());
+    }
     let client = conn.client()?;
     block_on(async move {
         match cmd {
@@ -164,6 +178,7 @@ pub(super) fn run(cmd: NodeCommand, conn: &Connection) -> anyhow::Result<()> {
                     println!("{n}");
                 }
             }
+            NodeCommand::Leave { .. } => unreachable!("handled before the client"),
         }
         Ok(())
     })?

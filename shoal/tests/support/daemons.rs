@@ -202,6 +202,19 @@ impl Daemon {
         std::fs::read_to_string(self.dir.join("err")).unwrap_or_default()
     }
 
+    /// Waits until the daemon exits by itself; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let what = format!("{} to exit ({})", self.name, self.log());
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        wait_for(&what, timeout, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        self.child = None;
+        status.and_then(|s| s.code())
+    }
+
     /// SIGTERM, then wait; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;

@@ -340,6 +340,7 @@ impl Node for Executor {
         let r = &task.spec.resources.limits;
         let new = NewContainer {
             id: container_id(&task.id),
+            image: c.image.clone(),
             layers: image.layer_dirs,
             process,
             hostname: Some(hostname(task)),
@@ -370,7 +371,7 @@ impl Node for Executor {
             _ => return Ok(None),
         };
         let timeout = if h.timeout.is_zero() { std::time::Duration::from_secs(30) } else { h.timeout };
-        let spec = crate::runtime::exec::ExecSpec { args };
+        let spec = crate::runtime::exec::ExecSpec { args, ..Default::default() };
         let result =
             self.runtime.exec(&container_id(&task.id), &spec, timeout).map_err(ExecutorError::Health)?;
         Ok(match result.code {
@@ -403,6 +404,15 @@ impl Node for Executor {
     fn log_path(&self, task_id: &str) -> Option<PathBuf> {
         let id = container_id(task_id);
         self.runtime.list().unwrap_or_default().contains(&id).then(|| self.runtime.log_path(&id))
+    }
+
+    fn exec(
+        &self,
+        task_id: &str,
+        spec: &crate::runtime::exec::ExecSpec,
+        io: crate::runtime::exec::ExecIo,
+    ) -> Result<crate::runtime::exec::ExecProcess, RuntimeError> {
+        self.runtime.spawn_exec(&container_id(task_id), spec, io)
     }
 
     fn set_network(&self, items: BTreeMap<String, NetItem>, tasks: Vec<Task>) {

@@ -13,6 +13,7 @@
 //! - [`session`]: the session (registration, heartbeats, assignments, reports, logs);
 //! - [`join`]: joining a cluster as a worker.
 
+mod exec;
 pub mod executor;
 pub mod fake;
 pub mod join;

@@ -86,6 +86,18 @@ pub trait Node: Send + Sync + 'static {
     /// The log file of a task's container, if it has one here.
     fn log_path(&self, task_id: &str) -> Option<PathBuf>;
 
+    /// Starts a command in a task's running container (`task exec`); the caller
+    /// relays its stdio and waits for it. A node without containers has none.
+    fn exec(
+        &self,
+        task_id: &str,
+        spec: &crate::runtime::exec::ExecSpec,
+        io: crate::runtime::exec::ExecIo,
+    ) -> Result<crate::runtime::exec::ExecProcess, crate::runtime::RuntimeError> {
+        let _ = (spec, io);
+        Err(crate::runtime::RuntimeError::NotFound(task_id.to_owned()))
+    }
+
     /// Takes the latest network map and the tasks assigned here. Cheap: the wiring
     /// happens in [`wire_network`](Node::wire_network), and for a task's own
     /// sandbox in [`prepare`](Node::prepare).

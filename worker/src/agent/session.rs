@@ -1,6 +1,6 @@
 //! The agent's session with the leader's dispatcher: registration, heartbeats,
-//! assignments passed on to the reconciler, its reports sent in batches, and log
-//! subscriptions answered from the node's log files. Follows redirects to the
+//! assignments passed on to the reconciler, its reports sent in batches, log
+//! subscriptions answered from the node's log files, and execs started. Follows redirects to the
 //! leader and tries the known managers in turn, backing off.
 
 use std::collections::HashMap;
@@ -105,6 +105,11 @@ async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, no
         Ok(s) => s.into_inner(),
         Err(s) => return ended(s),
     };
+    let mut execs = match client.listen_execs(pb::ListenExecsRequest { session_id: session_id.clone() }).await
+    {
+        Ok(s) => s.into_inner(),
+        Err(s) => return ended(s),
+    };
     // Publishers of the open log subscriptions, by id; aborted when the session ends.
     let mut publishers = Publishers::default();
     let mut heartbeat = tokio::time::interval(period);
@@ -128,6 +133,13 @@ async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, no
                         let h = tokio::spawn(publish_logs(client.clone(), node.clone(), sub));
                         publishers.0.insert(id, h.abort_handle());
                     }
+                }
+                Ok(None) => return Ended::Closed(first.managers.clone()),
+                Err(s) => return ended(s),
+            },
+            open = execs.message() => match open {
+                Ok(Some(open)) => {
+                    tokio::spawn(super::exec::serve(client.clone(), node.clone(), open));
                 }
                 Ok(None) => return Ended::Closed(first.managers.clone()),
                 Err(s) => return ended(s),

@@ -16,6 +16,9 @@ use crate::image::ImageDefaults;
 pub struct ContainerConfig {
     /// Container id (also the state directory's and the cgroup's name).
     pub id: String,
+    /// The image's name as asked for (empty in configs written before it was kept).
+    #[serde(default)]
+    pub image: String,
     /// Image layer directories, topmost first; stacked read-only by overlayfs.
     pub layers: Vec<PathBuf>,
     /// The process to run.

@@ -1,9 +1,12 @@
-//! Running a command inside a running container (health checks): a fresh,
-//! single-threaded process (`shoal runtime-exec`) joins the container's cgroup and
-//! namespaces, then forks the command in them as the container's user, with its
-//! capabilities and seccomp filter, and exits with the command's status.
+//! Running a command inside a running container (health checks, `container exec`,
+//! `task exec`): a fresh, single-threaded process (`shoal runtime-exec`) joins the
+//! container's cgroup and namespaces, then forks the command in them as the
+//! container's user (or the one asked for), with its capabilities and seccomp filter,
+//! and exits with the command's status. Its stdio is the command's: pipes, the
+//! caller's own, or the slave of a terminal opened in the container's devpts.
 
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,7 @@ use shoal_api::report::chain;
 
 use super::config::ContainerConfig;
 use super::init::{become_and_exec, find_program};
+use super::pty::{self, WinSize};
 use super::state::{Started, StateDir};
 use super::{sys, user};
 use crate::json_file::read_json;
@@ -26,10 +30,86 @@ pub const SUBCOMMAND: &str = "runtime-exec";
 pub const CANNOT_RUN: i32 = 126;
 
 /// What to run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecSpec {
     /// Program and arguments (looked up in the container's `PATH`).
     pub args: Vec<String>,
+    /// Run as this user (`user`, `uid`, `user:group`, `uid:gid`) instead of the
+    /// container's.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Working directory instead of the container's.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// `NAME=VALUE` pairs added to (or replacing) the container's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Stdin is a terminal: the command gets it as its controlling terminal.
+    #[serde(default)]
+    pub tty: bool,
+}
+
+/// Where a spawned exec's stdio goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecIo {
+    /// The caller's own stdout and stderr; its stdin too when `stdin`.
+    Inherit {
+        /// Pass stdin on (otherwise the command reads /dev/null).
+        stdin: bool,
+    },
+    /// Pipes the caller reads and writes.
+    Pipes {
+        /// A pipe to the command's stdin (otherwise /dev/null).
+        stdin: bool,
+    },
+    /// A terminal opened in the container, this size.
+    Tty(WinSize),
+}
+
+/// A running exec.
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// The `runtime-exec` process; its exit status is the command's.
+    pub child: std::process::Child,
+    /// The terminal's master side, with [`ExecIo::Tty`].
+    pub pty: Option<OwnedFd>,
+}
+
+/// Starts `spec` in the container whose state is in `state_dir` and whose init is
+/// `init_pid`, through `program`, with stdio as `io` says.
+pub fn spawn(
+    program: &Path,
+    state_dir: &Path,
+    init_pid: i32,
+    spec: &ExecSpec,
+    io: ExecIo,
+) -> std::io::Result<ExecProcess> {
+    use std::process::Stdio;
+    let mut spec = spec.clone();
+    spec.tty = matches!(io, ExecIo::Tty(_));
+    let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg(SUBCOMMAND).arg(state_dir).arg(json);
+    let null_or = |on: bool, other: fn() -> Stdio| if on { other() } else { Stdio::null() };
+    let mut pty = None;
+    match io {
+        ExecIo::Inherit { stdin } => {
+            cmd.stdin(null_or(stdin, Stdio::inherit)).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        }
+        ExecIo::Pipes { stdin } => {
+            cmd.stdin(null_or(stdin, Stdio::piped)).stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        ExecIo::Tty(size) => {
+            let pair = pty::open_in(init_pid, size)?;
+            cmd.stdin(pair.slave.try_clone()?).stdout(pair.slave.try_clone()?).stderr(pair.slave);
+            pty = Some(pair.master);
+        }
+    }
+    // The command's stdio are dups in the child; the parent's copies of the slave
+    // close when `cmd` goes, so the master sees EOF once the command is done.
+    let child = cmd.spawn()?;
+    drop(cmd);
+    Ok(ExecProcess { child, pty })
 }
 
 /// How an exec ended.
@@ -149,6 +229,7 @@ fn run(state_dir: &Path, spec_json: &str) -> Result<i32, String> {
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => loop {
+            forward_signals_to(child.as_raw());
             match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, code)) => return Ok(code),
                 Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
@@ -160,13 +241,52 @@ fn run(state_dir: &Path, spec_json: &str) -> Result<i32, String> {
     }
 }
 
+/// The command, for [`pass_on`].
+static COMMAND: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn pass_on(sig: libc::c_int) {
+    let pid = COMMAND.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe; `pid` is our own child, not yet reaped.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// From now on a hang-up, interrupt or termination of this process goes to the
+/// command (the agent hangs up when the client of a `task exec` went away).
+fn forward_signals_to(pid: i32) {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    if COMMAND.swap(pid, std::sync::atomic::Ordering::SeqCst) == pid {
+        return;
+    }
+    let action = SigAction::new(SigHandler::Handler(pass_on), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only reads an atomic and calls kill, both async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
 /// In the container's namespaces (the root is its root): become its user and exec.
 fn exec_command(cfg: &ContainerConfig, spec: &ExecSpec) -> Result<std::convert::Infallible, String> {
+    if spec.tty {
+        pty::take_stdin_as_controlling()?;
+    }
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let id = user::resolve(&cfg.process.user, &read("/etc/passwd"), &read("/etc/group"))
-        .map_err(|e| e.to_string())?;
-    let _ = nix::unistd::chdir(Path::new(&cfg.process.cwd));
+    let user = spec.user.as_deref().unwrap_or(&cfg.process.user);
+    let id = user::resolve(user, &read("/etc/passwd"), &read("/etc/group")).map_err(|e| e.to_string())?;
+    match &spec.workdir {
+        Some(dir) => nix::unistd::chdir(Path::new(dir))
+            .map_err(|e| format!("cannot change to the working directory {dir}: {e}"))?,
+        None => {
+            let _ = nix::unistd::chdir(Path::new(&cfg.process.cwd));
+        }
+    }
     let mut env = cfg.process.env.clone();
+    for pair in &spec.env {
+        let name = pair.split_once('=').map_or(pair.as_str(), |(n, _)| n);
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) != name);
+        env.push(pair.clone());
+    }
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", id.home));
     }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod exec;
 mod init;
 pub mod logs;
+pub mod pty;
 pub mod rootfs;
 pub mod seccomp;
 pub mod shim;
@@ -121,6 +122,8 @@ impl Helper {
 pub struct NewContainer {
     /// Container id.
     pub id: String,
+    /// The image's name as asked for (shown by `inspect`).
+    pub image: String,
     /// Image layer directories, topmost first.
     pub layers: Vec<PathBuf>,
     /// The program.
@@ -249,6 +252,7 @@ impl Runtime {
         };
         let cfg = ContainerConfig {
             id: id.clone(),
+            image: new.image,
             layers,
             process: new.process,
             hostname,
@@ -366,6 +370,26 @@ impl Runtime {
         };
         exec::run_in(&program, &self.state(id).0, spec, timeout)
             .map_err(Self::io(id, "run a command in the container"))
+    }
+
+    /// Starts a command inside the running container (as [`Runtime::exec`] does), its
+    /// stdio as `io` says; the caller relays and waits.
+    pub fn spawn_exec(
+        &self,
+        id: &str,
+        spec: &exec::ExecSpec,
+        io: exec::ExecIo,
+    ) -> Result<exec::ExecProcess, RuntimeError> {
+        let started = match self.status(id)? {
+            Status::Running(s) => s,
+            _ => return Err(RuntimeError::NotRunning(id.to_owned())),
+        };
+        let program = match self.helper.program() {
+            Some(p) => p,
+            None => std::env::current_exe().map_err(Self::io(id, "find this binary"))?,
+        };
+        exec::spawn(&program, &self.state(id).0, started.init_pid, spec, io)
+            .map_err(Self::io(id, "start a command in the container"))
     }
 
     /// Sends `signal` to the container's init.
