@@ -76,6 +76,8 @@ pub struct Shared {
     since: SinceSnapshot,
     /// Told when a snapshot is due (see [`Shared::snapshot_due`]).
     due: tokio::sync::watch::Sender<()>,
+    /// The manager's counters and histograms (snapshot builds are timed here).
+    instruments: crate::instruments::Instruments,
 }
 
 impl Shared {
@@ -97,6 +99,11 @@ impl Shared {
     /// The event log (for watchers).
     pub fn events(&self) -> &EventLog {
         &self.events
+    }
+
+    /// The manager's counters and histograms.
+    pub fn instruments(&self) -> &crate::instruments::Instruments {
+        &self.instruments
     }
 
     /// The last applied log id.
@@ -197,6 +204,7 @@ impl StateMachine {
                 policy,
                 since: SinceSnapshot { snapshot_bytes: snapshot_bytes.into(), ..Default::default() },
                 due: tokio::sync::watch::Sender::new(()),
+                instruments: Default::default(),
             }),
         })
     }
@@ -300,6 +308,7 @@ impl RaftSnapshotBuilder<C> for StateMachine {
             let encode = || this.shared.encoder.lock().expect("encoder lock").encode(&meta, &store);
             let kept = this.keep_snapshot(meta.clone(), "tmp-build", encode);
             if let Ok(s) = &kept {
+                this.shared.instruments.snapshot_duration.observe(started.elapsed().as_secs_f64());
                 tracing::info!(
                     index = s.meta.last_log_id.map_or(0, |l| l.index),
                     bytes = s.snapshot.len(),

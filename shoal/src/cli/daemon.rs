@@ -17,6 +17,10 @@ use shoal_manager::orchestrator::runner::Controllers;
 use shoal_manager::server;
 use shoal_pki::renew::Renewer;
 use shoal_pki::{CaKeys, Credentials};
+use shoal_telemetry::process::ProcessCollector;
+use shoal_telemetry::prom::metrics::info::Info;
+use shoal_telemetry::prom::registry::Registry;
+use shoal_telemetry::serve::MetricsServer;
 use shoal_worker::agent::{Agent, AgentConfig, Executor, PullPolicy};
 use shoal_worker::network::dns::DnsConfig;
 use shoal_worker::network::wiring::{Wiring, WiringConfig};
@@ -67,6 +71,11 @@ pub(super) struct DaemonArgs {
     /// token, `shoal cluster api-token`).
     #[arg(long, value_name = "ADDR")]
     api_addr: Option<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no authentication:
+    /// meant for loopback or a private network, as dockerd's). A manager also serves
+    /// them on its API listeners.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// A label of this node (`key=value`), for placement constraints
     /// (`node.labels` are set with `shoal node update`; these are `engine.labels`).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -231,10 +240,13 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         manager.join(addr, token).await.with_context(|| format!("join the cluster through {addr}"))?;
         println!("joined the cluster through {addr} as a manager");
     }
-    let api =
-        ApiServer::start(&served, &ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr })
-            .await
-            .context("start the cluster API")?;
+    let mut registry = node_registry(&node_id(&args.data_dir)?, "manager");
+    shoal_manager::metrics::register(&mut registry, &served);
+    let registry = Arc::new(registry);
+    let metrics = serve_metrics(&args, &registry).await?;
+    let opts =
+        ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr, metrics: Some(registry) };
+    let api = ApiServer::start(&served, &opts).await.context("start the cluster API")?;
     tracing::info!(socket = %args.api_socket.display(), tcp = ?api.tcp, "cluster API listening");
     let controllers = Controllers::start(manager.clone());
     let (description, addr) = describe_node(&args)?;
@@ -266,6 +278,9 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     agent.stop().await;
     controllers.stop().await;
     api.shutdown().await;
+    if let Some(m) = metrics {
+        m.stop();
+    }
     manager.shutdown().await;
     Ok(())
 }
@@ -312,6 +327,7 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
         }
     };
     tracing::info!(node = %node, managers = ?managers, "worker started");
+    let metrics = serve_metrics(&args, &Arc::new(node_registry(&node, "worker"))).await?;
     let renewer = Renewer::new(creds, certs, managers.clone());
     let renewing = tokio::spawn(renewer.clone().run());
     let agent = start_agent(&args, node.clone(), managers, description, addr, renewer)?;
@@ -322,7 +338,31 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
     tracing::info!(node = %node, "shutting down; the node's containers keep running");
     renewing.abort();
     agent.stop().await;
+    if let Some(m) = metrics {
+        m.stop();
+    }
     Ok(())
+}
+
+/// The node's metrics registry with what every node exports: build and node info,
+/// the process, the worker's runtime, DNS and load-balancer counters.
+fn node_registry(node_id: &str, role: &str) -> Registry {
+    let mut registry = Registry::default();
+    let version = vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())];
+    registry.register("shoal_build", "The version of this shoal binary", Info::new(version));
+    let node = vec![("node_id".to_owned(), node_id.to_owned()), ("role".to_owned(), role.to_owned())];
+    registry.register("shoal_node", "This node's id and its role when the daemon started", Info::new(node));
+    registry.register_collector(Box::new(ProcessCollector::default()));
+    shoal_worker::metrics::register(&mut registry);
+    registry
+}
+
+/// Starts the `--metrics-addr` listener, if asked for.
+async fn serve_metrics(args: &DaemonArgs, registry: &Arc<Registry>) -> anyhow::Result<Option<MetricsServer>> {
+    let Some(addr) = args.metrics_addr else { return Ok(None) };
+    let server = MetricsServer::start(addr, registry.clone()).await?;
+    tracing::info!(addr = %server.addr, "metrics listening (GET /metrics)");
+    Ok(Some(server))
 }
 
 fn start_agent(
