@@ -11,7 +11,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use shoal_telemetry::{B1, B2, B3, histogram};
 
 /// The controllers of a round, as named in `shoal_reconcile_duration_seconds`.
-pub const CONTROLLERS: [&str; 7] = ["replicated", "global", "update", "allocator", "scheduler", "reaper", "keys"];
+pub const CONTROLLERS: [&str; 7] =
+    ["replicated", "global", "update", "allocator", "scheduler", "reaper", "keys"];
 
 /// A controller's label.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -27,9 +27,8 @@ impl Format {
         let asks = accept.unwrap_or_default().split(',').any(|range| {
             let mut parts = range.split(';').map(str::trim);
             let media = parts.next().unwrap_or_default();
-            let zero = parts.any(|p| {
-                p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()).is_some_and(|q| q <= 0.0)
-            });
+            let zero = parts
+                .any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()).is_some_and(|q| q <= 0.0));
             media.eq_ignore_ascii_case("application/openmetrics-text") && !zero
         });
         if asks { Format::OpenMetrics } else { Format::Text }
@@ -82,7 +81,10 @@ mod tests {
         registry.register("shoal_things", "Things done", c);
         let om = encode(&registry, Format::OpenMetrics);
         assert!(om.ends_with("# EOF\n"), "{om}");
-        assert!(om.contains("# TYPE shoal_things counter\n") && om.contains("shoal_things_total 1\n"), "{om}");
+        assert!(
+            om.contains("# TYPE shoal_things counter\n") && om.contains("shoal_things_total 1\n"),
+            "{om}"
+        );
         let text = encode(&registry, Format::Text);
         assert!(!text.contains("# EOF"), "{text}");
         assert!(text.contains("# TYPE shoal_things_total counter\nshoal_things_total 1\n"), "{text}");

@@ -135,8 +135,18 @@ impl Collector for ProcessCollector {
         )?;
         cpu.encode(m)?;
         let gauges: [(&str, &str, Option<Unit>, Option<f64>); 6] = [
-            ("process_resident_memory", "Resident memory size", Some(Unit::Bytes), Some(r.resident_bytes as f64)),
-            ("process_virtual_memory", "Virtual memory size", Some(Unit::Bytes), Some(r.virtual_bytes as f64)),
+            (
+                "process_resident_memory",
+                "Resident memory size",
+                Some(Unit::Bytes),
+                Some(r.resident_bytes as f64),
+            ),
+            (
+                "process_virtual_memory",
+                "Virtual memory size",
+                Some(Unit::Bytes),
+                Some(r.virtual_bytes as f64),
+            ),
             ("process_open_fds", "Open file descriptors", None, Some(r.open_fds as f64)),
             ("process_max_fds", "The limit on open file descriptors", None, r.max_fds.map(|m| m as f64)),
             (
@@ -169,7 +179,13 @@ mod tests {
         let s = parse_stat(line).unwrap();
         assert_eq!(
             s,
-            Stat { cpu_ticks: 200, threads: 7, start_ticks: 123456, virtual_bytes: 104857600, rss_pages: 2560 }
+            Stat {
+                cpu_ticks: 200,
+                threads: 7,
+                start_ticks: 123456,
+                virtual_bytes: 104857600,
+                rss_pages: 2560
+            }
         );
         assert_eq!(parse_stat("no parenthesis"), None);
         assert_eq!(parse_stat("1 (x) S 1 2"), None, "too short");

@@ -22,7 +22,8 @@ pub const OPERATIONS: [&str; 3] = ["start", "stop", "remove"];
 /// DNS query types counted by name; the rest are `other`.
 pub const DNS_TYPES: [&str; 6] = ["A", "AAAA", "PTR", "SRV", "TXT", "other"];
 /// DNS reply codes counted by name; the rest are `other`.
-pub const DNS_RCODES: [&str; 7] = ["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "NOTIMP", "FORMERR", "other"];
+pub const DNS_RCODES: [&str; 7] =
+    ["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "NOTIMP", "FORMERR", "other"];
 /// Load-balancer tables: the per-sandbox VIP table, the routing mesh's ingress table.
 pub const LB_TABLES: [&str; 2] = ["vips", "ingress"];
 
@@ -178,7 +179,11 @@ pub fn register(registry: &mut Registry) {
         i.image_pull_duration.clone(),
     );
     registry.register("shoal_dns_requests", "Queries the embedded DNS took, by type", i.dns_requests.clone());
-    registry.register("shoal_dns_responses", "Replies the embedded DNS sent, by code", i.dns_responses.clone());
+    registry.register(
+        "shoal_dns_responses",
+        "Replies the embedded DNS sent, by code",
+        i.dns_responses.clone(),
+    );
     registry.register_with_unit(
         "shoal_dns_request_duration",
         "Time for the embedded DNS to answer, forwarded queries included",

@@ -17,7 +17,9 @@ use crate::instruments::{ReplyLabel, RouteLabel};
 pub(super) async fn scrape(State(api): State<Api>, headers: HeaderMap) -> Response {
     match &api.metrics {
         Some(registry) => shoal_telemetry::serve::reply(registry, &headers),
-        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "this API serves no metrics").into_response(),
+        None => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "this API serves no metrics").into_response()
+        }
     }
 }
 

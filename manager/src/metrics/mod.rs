@@ -57,7 +57,11 @@ pub fn register(registry: &mut Registry, served: &Served) {
         Unit::Seconds,
         i.http_duration,
     );
-    registry.register("shoal_http_requests", "API replies, by method, route template and status code", i.http_requests);
+    registry.register(
+        "shoal_http_requests",
+        "API replies, by method, route template and status code",
+        i.http_requests,
+    );
     registry.register_collector(Box::new(raft::RaftCollector(served.manager.clone())));
     registry.register_collector(Box::new(store::StoreCollector(served.manager.clone())));
     registry.register_collector(Box::new(dispatcher::DispatcherCollector(served.dispatcher.clone())));

@@ -62,7 +62,10 @@ pub fn figures(manager: &Manager) -> (RaftFigures, Vec<(u64, u64)>) {
         .replication
         .as_ref()
         .map(|r| {
-            r.iter().filter(|(id, _)| **id != manager.id()).map(|(id, l)| (*id, last.saturating_sub(index(l)))).collect()
+            r.iter()
+                .filter(|(id, _)| **id != manager.id())
+                .map(|(id, l)| (*id, last.saturating_sub(index(l))))
+                .collect()
         })
         .unwrap_or_default();
     (f, lag)
@@ -79,11 +82,19 @@ impl Collector for RaftCollector {
             ("shoal_raft_is_leader", "1 if this manager leads the Raft group", u64::from(f.is_leader)),
             ("shoal_raft_has_leader", "1 if this manager knows of a leader", u64::from(f.has_leader)),
             ("shoal_raft_term", "The current Raft term", f.term),
-            ("shoal_raft_last_log_index", "The index of the last entry in this manager's log", f.last_log_index),
+            (
+                "shoal_raft_last_log_index",
+                "The index of the last entry in this manager's log",
+                f.last_log_index,
+            ),
             ("shoal_raft_commit_index", "The highest log index known committed", f.commit_index),
             ("shoal_raft_applied_index", "The last log index applied to the store", f.applied_index),
             ("shoal_raft_snapshot_index", "The log index the last snapshot covers", f.snapshot_index),
-            ("shoal_raft_log_entries", "Entries in the log, after the prefix purged by snapshots", f.log_entries),
+            (
+                "shoal_raft_log_entries",
+                "Entries in the log, after the prefix purged by snapshots",
+                f.log_entries,
+            ),
         ];
         for (name, help, value) in gauges {
             let g = ConstGauge::new(value as i64);

@@ -135,9 +135,10 @@ pub fn figures(store: &Store) -> Figures {
             .filter(|t| t.status.state == TaskState::Running && t.desired_state == TaskState::Running)
             .collect();
         let updated = running.iter().filter(|t| up_to_date(&t.spec, &svc.spec.task_template)).count();
-        let update_state = svc.update_status.as_ref().and_then(|u| {
-            UPDATE_STATES.iter().find(|(s, _)| *s == u.state).map(|(_, name)| *name)
-        });
+        let update_state = svc
+            .update_status
+            .as_ref()
+            .and_then(|u| UPDATE_STATES.iter().find(|(s, _)| *s == u.state).map(|(_, name)| *name));
         f.services.push(ServiceFigures {
             name: svc.spec.name.clone(),
             desired,
@@ -157,7 +158,14 @@ fn family<L>(
     series: impl IntoIterator<Item = (L, u64)>,
 ) -> Result<(), std::fmt::Error>
 where
-    L: prometheus_client::encoding::EncodeLabelSet + Clone + Eq + std::hash::Hash + std::fmt::Debug + Send + Sync + 'static,
+    L: prometheus_client::encoding::EncodeLabelSet
+        + Clone
+        + Eq
+        + std::hash::Hash
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let f: Family<L, Gauge> = Family::default();
     for (labels, value) in series {
@@ -216,7 +224,10 @@ impl Collector for StoreCollector {
         )?;
         let states = f.services.iter().flat_map(|s| {
             UPDATE_STATES.iter().map(move |(_, state)| {
-                (vec![("service", s.name.clone()), ("state", state.to_string())], u64::from(s.update_state == Some(*state)))
+                (
+                    vec![("service", s.name.clone()), ("state", state.to_string())],
+                    u64::from(s.update_state == Some(*state)),
+                )
             })
         });
         family(
@@ -231,8 +242,8 @@ impl Collector for StoreCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{node, service, store_with};
     use crate::store::Change;
+    use crate::testing::{node, service, store_with};
     use shoal_api::service::UpdateStatus;
 
     fn value<'a, L: PartialEq + ?Sized>(series: &'a [(&L, u64)], key: &L) -> u64 {
@@ -282,18 +293,30 @@ mod tests {
         let mut t = crate::testing::tasks(&store).into_iter().find(|t| t.service_id == "svc-web").unwrap();
         let version = t.meta.version;
         t.status = shoal_api::TaskStatus::new(TaskState::Running, now, "started");
-        crate::testing::apply(&mut store, vec![Change::Update { object: Object::Task(t), expected_version: version }]);
+        crate::testing::apply(
+            &mut store,
+            vec![Change::Update { object: Object::Task(t), expected_version: version }],
+        );
         let web = figures(&store).services.into_iter().find(|s| s.name == "web").unwrap();
         assert_eq!((web.running, web.updated), (1, 1));
-        crate::testing::apply(&mut store, vec![Change::Delete { kind: Kind::Service, id: "svc-web".into(), expected_version: None }]);
+        crate::testing::apply(
+            &mut store,
+            vec![Change::Delete { kind: Kind::Service, id: "svc-web".into(), expected_version: None }],
+        );
         assert!(figures(&store).services.iter().all(|s| s.name != "web"));
     }
 
     #[test]
     fn pending_reasons_come_from_the_scheduler_message() {
         assert_eq!(pending_reason("no suitable node (the cluster has no nodes)"), "no_nodes");
-        assert_eq!(pending_reason("no suitable node (2 nodes not satisfying the scheduling constraints)"), "constraints");
-        assert_eq!(pending_reason("no suitable node (1 node with too little CPU or memory unreserved)"), "resources");
+        assert_eq!(
+            pending_reason("no suitable node (2 nodes not satisfying the scheduling constraints)"),
+            "constraints"
+        );
+        assert_eq!(
+            pending_reason("no suitable node (1 node with too little CPU or memory unreserved)"),
+            "resources"
+        );
         assert_eq!(pending_reason("pending"), "waiting");
     }
 }

@@ -50,6 +50,9 @@ pub struct Executor {
     net: Option<Arc<Wiring>>,
     /// Containers whose end was counted in the metrics (each counts once).
     counted: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Containers being started: until the runtime has recorded the start, they
+    /// look lost, and are not counted.
+    starting: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Why the built-in runtime could not do what the agent asked.
@@ -214,6 +217,7 @@ impl Executor {
             image_checks: Default::default(),
             net: None,
             counted: std::sync::Mutex::new(counted),
+            starting: Default::default(),
         })
     }
 
@@ -280,8 +284,12 @@ impl Node for Executor {
 
     fn inspect(&self, task_id: &str) -> Local {
         let id = container_id(task_id);
+        // A container being started looks lost until its start is recorded: checked
+        // before and after the read (a start takes far longer than the read).
+        let starting = || self.starting.lock().expect("starting lock").contains(&id);
+        let was_starting = starting();
         let status = self.runtime.status(&id);
-        if let Ok(Status::Exited(_) | Status::Lost) = &status {
+        if matches!(status, Ok(Status::Exited(_) | Status::Lost)) && !was_starting && !starting() {
             self.count_end(&id, &status);
         }
         match status {
@@ -397,7 +405,10 @@ impl Node for Executor {
             log: Default::default(),
         };
         let t0 = std::time::Instant::now();
+        let id = new.id.clone();
+        self.starting.lock().expect("starting lock").insert(id.clone());
         let started = self.runtime.run(new).map(drop).map_err(ExecutorError::Start);
+        self.starting.lock().expect("starting lock").remove(&id);
         let metrics = crate::metrics::instruments();
         metrics.timed("start", t0.elapsed());
         match &started {
