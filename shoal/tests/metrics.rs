@@ -122,6 +122,7 @@ fn a_manager_serves_metrics_that_parse_and_follow_a_scale() {
     assert_eq!(value(&s, "shoal_tasks", &[("state", "running")]), Some(0.0));
     assert_eq!(value(&s, "shoal_objects", &[("kind", "node")]), Some(1.0));
     assert_eq!(value(&s, "shoal_container_failures_total", &[("reason", "signal")]), Some(0.0));
+    assert!(!s.families.contains_key("container_memory_usage_bytes"), "per-container series are opt-in");
     for name in ["shoal_raft_proposal_duration_seconds", "shoal_http_request_duration_seconds"] {
         let family = s.families.get(name).unwrap_or_else(|| panic!("{name} is exported"));
         assert_eq!(family.family_type, PrometheusType::Histogram);
@@ -200,7 +201,7 @@ fn a_manager_serves_metrics_that_parse_and_follow_a_scale() {
 fn a_worker_counts_a_killed_container_as_a_failure() {
     let m = Daemon::init("m1");
     let metrics_addr = free_addr();
-    let w = Daemon::worker_with("w1", &m, &["--metrics-addr", &metrics_addr]);
+    let w = Daemon::worker_with("w1", &m, &["--metrics-addr", &metrics_addr, "--metrics-per-container"]);
     w.import_busybox();
     let c = m.client();
     let http = reqwest::Client::new();
@@ -232,6 +233,13 @@ fn a_worker_counts_a_killed_container_as_a_failure() {
     wait_for("the start counted", Duration::from_secs(10), || {
         value(&scrape(), "shoal_container_starts_total", &[]) == Some(1.0)
     });
+    // Asked for, the container's own series, under cAdvisor's names.
+    let name = format!("task.{}", victim.id);
+    let mine = [("name", name.as_str()), ("service", victim.service_id.as_str()), ("task_slot", "1")];
+    let s = scrape();
+    assert!(value(&s, "container_memory_usage_bytes", &mine).unwrap() > 0.0);
+    assert!(value(&s, "container_cpu_usage_seconds_total", &mine).is_some());
+    assert_eq!(value(&s, "container_oom_events_total", &mine), Some(0.0));
     let s = scrape();
     for reason in ["start", "exit_code", "signal", "oom", "lost"] {
         let n = value(&s, "shoal_container_failures_total", &[("reason", reason)]);

@@ -76,6 +76,11 @@ pub(super) struct DaemonArgs {
     /// them on its API listeners.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Also export each task container's CPU, memory and OOM kills (cAdvisor's
+    /// `container_*` names, labelled by container, service and slot): one series per
+    /// container, so off by default.
+    #[arg(long)]
+    metrics_per_container: bool,
     /// A label of this node (`key=value`), for placement constraints
     /// (`node.labels` are set with `shoal node update`; these are `engine.labels`).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -240,7 +245,8 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         manager.join(addr, token).await.with_context(|| format!("join the cluster through {addr}"))?;
         println!("joined the cluster through {addr} as a manager");
     }
-    let mut registry = node_registry(&node_id(&args.data_dir)?, "manager");
+    let executor = executor(&args, &node_id(&args.data_dir)?)?;
+    let mut registry = node_registry(&args, &node_id(&args.data_dir)?, "manager", &executor);
     shoal_manager::metrics::register(&mut registry, &served);
     let registry = Arc::new(registry);
     let metrics = serve_metrics(&args, &registry).await?;
@@ -256,7 +262,8 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let renewer = Renewer::new(manager.credentials().clone(), args.data_dir.join("certs"), managers.clone());
     let renewing = tokio::spawn(renewer.clone().run());
     // Managers run tasks too, as in Swarm (drain a manager to keep it free of them).
-    let agent = start_agent(&args, node, managers, description, addr, renewer)?;
+    let cfg = AgentConfig { node_id: node, managers, addr: addr.to_string(), description, renewer };
+    let agent = Agent::start(cfg, executor);
     let mut leadership = manager.leadership();
     loop {
         tokio::select! {
@@ -327,10 +334,12 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
         }
     };
     tracing::info!(node = %node, managers = ?managers, "worker started");
-    let metrics = serve_metrics(&args, &Arc::new(node_registry(&node, "worker"))).await?;
+    let executor = executor(&args, &node)?;
+    let metrics = serve_metrics(&args, &Arc::new(node_registry(&args, &node, "worker", &executor))).await?;
     let renewer = Renewer::new(creds, certs, managers.clone());
     let renewing = tokio::spawn(renewer.clone().run());
-    let agent = start_agent(&args, node.clone(), managers, description, addr, renewer)?;
+    let cfg = AgentConfig { node_id: node.clone(), managers, addr: addr.to_string(), description, renewer };
+    let agent = Agent::start(cfg, executor);
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -346,7 +355,7 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
 
 /// The node's metrics registry with what every node exports: build and node info,
 /// the process, the worker's runtime, DNS and load-balancer counters.
-fn node_registry(node_id: &str, role: &str) -> Registry {
+fn node_registry(args: &DaemonArgs, node_id: &str, role: &str, executor: &Executor) -> Registry {
     let mut registry = Registry::default();
     let version = vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())];
     registry.register("shoal_build", "The version of this shoal binary", Info::new(version));
@@ -354,6 +363,9 @@ fn node_registry(node_id: &str, role: &str) -> Registry {
     registry.register("shoal_node", "This node's id and its role when the daemon started", Info::new(node));
     registry.register_collector(Box::new(ProcessCollector::default()));
     shoal_worker::metrics::register(&mut registry);
+    if args.metrics_per_container {
+        registry.register_collector(Box::new(executor.container_collector()));
+    }
     registry
 }
 
@@ -365,14 +377,9 @@ async fn serve_metrics(args: &DaemonArgs, registry: &Arc<Registry>) -> anyhow::R
     Ok(Some(server))
 }
 
-fn start_agent(
-    args: &DaemonArgs,
-    node_id: String,
-    managers: Vec<String>,
-    description: NodeDescription,
-    addr: IpAddr,
-    renewer: Renewer,
-) -> anyhow::Result<Agent> {
+/// The node's executor: the container runtime, the image store and (unless
+/// --no-networking) the tasks' networking.
+fn executor(args: &DaemonArgs, node_id: &str) -> anyhow::Result<Executor> {
     let pull = match args.pull {
         Pull::Missing => PullPolicy::Missing,
         Pull::Never => PullPolicy::Never,
@@ -383,7 +390,7 @@ fn start_agent(
     if !args.no_networking {
         let dns = DnsConfig { upstreams: dns_upstreams(&args.dns_upstream)?, ..DnsConfig::default() };
         let wiring = Wiring::new(WiringConfig {
-            node_id: node_id.clone(),
+            node_id: node_id.to_owned(),
             run_dir: args.data_dir.join("net"),
             prefix: "sh".into(),
             gateway_pool: args.gateway_pool,
@@ -391,8 +398,7 @@ fn start_agent(
         });
         executor = executor.with_network(Arc::new(wiring));
     }
-    let cfg = AgentConfig { node_id, managers, addr: addr.to_string(), description, renewer };
-    Ok(Agent::start(cfg, executor))
+    Ok(executor)
 }
 
 /// The external CA of `--ca-cert` and `--ca-key`, checked.

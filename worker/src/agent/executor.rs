@@ -38,7 +38,7 @@ pub enum PullPolicy {
 /// Runs tasks' containers on this node.
 #[derive(Debug)]
 pub struct Executor {
-    runtime: Runtime,
+    runtime: Arc<Runtime>,
     images: ImageStore,
     data_dir: PathBuf,
     pull: PullPolicy,
@@ -53,6 +53,8 @@ pub struct Executor {
     /// Containers being started: until the runtime has recorded the start, they
     /// look lost, and are not counted.
     starting: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Each task container's service and slot, for the per-container metrics.
+    owners: crate::metrics::containers::Owners,
 }
 
 /// Why the built-in runtime could not do what the agent asked.
@@ -209,7 +211,7 @@ impl Executor {
             .cloned()
             .collect();
         Ok(Executor {
-            runtime,
+            runtime: Arc::new(runtime),
             images,
             data_dir: data_dir.to_owned(),
             pull,
@@ -218,6 +220,7 @@ impl Executor {
             net: None,
             counted: std::sync::Mutex::new(counted),
             starting: Default::default(),
+            owners: Default::default(),
         })
     }
 
@@ -232,6 +235,20 @@ impl Executor {
     pub fn with_insecure_registries(mut self, registries: Vec<String>) -> Executor {
         self.registry.insecure = registries;
         self
+    }
+
+    /// The per-container metrics of this node's task containers (opt-in: register it
+    /// only when asked to).
+    pub fn container_collector(&self) -> crate::metrics::containers::ContainerCollector {
+        crate::metrics::containers::ContainerCollector::new(self.runtime.clone(), self.owners.clone(), PREFIX)
+    }
+
+    /// Notes whose containers `tasks` run, for the per-container metrics.
+    fn note_owners<'a>(&self, tasks: impl IntoIterator<Item = &'a Task>) {
+        let mut owners = self.owners.lock().expect("owners lock");
+        for t in tasks {
+            owners.insert(container_id(&t.id), (t.service_id.clone(), t.slot));
+        }
     }
 
     fn task_dir(&self, task_id: &str) -> PathBuf {
@@ -404,6 +421,7 @@ impl Node for Executor {
             userns: None,
             log: Default::default(),
         };
+        self.note_owners([task]);
         let t0 = std::time::Instant::now();
         let id = new.id.clone();
         self.starting.lock().expect("starting lock").insert(id.clone());
@@ -463,6 +481,7 @@ impl Node for Executor {
             crate::metrics::instruments().timed("remove", t0.elapsed());
         }
         self.counted.lock().expect("counted lock").remove(&id);
+        self.owners.lock().expect("owners lock").remove(&id);
         payloads::unmount(&self.task_dir(task_id)).map_err(ExecutorError::Payloads)?;
         match std::fs::remove_dir_all(self.task_dir(task_id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ExecutorError::RemoveFiles(e)),
@@ -476,6 +495,7 @@ impl Node for Executor {
     }
 
     fn set_network(&self, items: BTreeMap<String, NetItem>, tasks: Vec<Task>) {
+        self.note_owners(&tasks);
         if let Some(net) = &self.net {
             net.set_view(items, tasks);
         }

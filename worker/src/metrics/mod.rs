@@ -4,7 +4,11 @@
 //! updates. They are one set per process, as a node runs one agent: [`instruments`]
 //! reaches them from the runtime, DNS and nftables code without threading a handle
 //! through each; [`register`] puts them in the node's registry. Label values known in
-//! advance are pre-set to 0; no label carries a task or container id.
+//! advance are pre-set to 0; no label carries a task or container id, except the
+//! per-container series of [`containers`], which a node exports only when asked
+//! (`--metrics-per-container`).
+
+pub mod containers;
 
 use std::sync::LazyLock;
 
