@@ -246,7 +246,7 @@ mod tests {
     use crate::testing::{node, service, store_with};
     use shoal_api::service::UpdateStatus;
 
-    fn value<'a, L: PartialEq + ?Sized>(series: &'a [(&L, u64)], key: &L) -> u64 {
+    fn value<L: PartialEq + ?Sized>(series: &[(&L, u64)], key: &L) -> u64 {
         series.iter().find(|(k, _)| *k == key).map(|(_, n)| *n).unwrap()
     }
 
