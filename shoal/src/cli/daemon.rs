@@ -18,10 +18,13 @@ use shoal_manager::server;
 use shoal_pki::renew::Renewer;
 use shoal_pki::{CaKeys, Credentials};
 use shoal_telemetry::process::ProcessCollector;
+use shoal_telemetry::prom::collector::Collector;
+use shoal_telemetry::prom::encoding::DescriptorEncoder;
 use shoal_telemetry::prom::metrics::info::Info;
 use shoal_telemetry::prom::registry::Registry;
 use shoal_telemetry::serve::MetricsServer;
 use shoal_worker::agent::{Agent, AgentConfig, Executor, PullPolicy};
+use shoal_worker::metrics::containers::ContainerCollector;
 use shoal_worker::network::dns::DnsConfig;
 use shoal_worker::network::wiring::{Wiring, WiringConfig};
 
@@ -245,8 +248,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         manager.join(addr, token).await.with_context(|| format!("join the cluster through {addr}"))?;
         println!("joined the cluster through {addr} as a manager");
     }
-    let executor = executor(&args, &node_id(&args.data_dir)?)?;
-    let mut registry = node_registry(&args, &node_id(&args.data_dir)?, "manager", &executor);
+    let (mut registry, containers) = node_registry(&args, &node_id(&args.data_dir)?, "manager");
     shoal_manager::metrics::register(&mut registry, &served);
     let registry = Arc::new(registry);
     let metrics = serve_metrics(&args, &registry).await?;
@@ -262,6 +264,8 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let renewer = Renewer::new(manager.credentials().clone(), args.data_dir.join("certs"), managers.clone());
     let renewing = tokio::spawn(renewer.clone().run());
     // Managers run tasks too, as in Swarm (drain a manager to keep it free of them).
+    let executor = executor(&args, &node)?;
+    containers.bind(&executor);
     let cfg = AgentConfig { node_id: node, managers, addr: addr.to_string(), description, renewer };
     let agent = Agent::start(cfg, executor);
     let mut leadership = manager.leadership();
@@ -334,10 +338,12 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
         }
     };
     tracing::info!(node = %node, managers = ?managers, "worker started");
-    let executor = executor(&args, &node)?;
-    let metrics = serve_metrics(&args, &Arc::new(node_registry(&args, &node, "worker", &executor))).await?;
+    let (registry, containers) = node_registry(&args, &node, "worker");
+    let metrics = serve_metrics(&args, &Arc::new(registry)).await?;
     let renewer = Renewer::new(creds, certs, managers.clone());
     let renewing = tokio::spawn(renewer.clone().run());
+    let executor = executor(&args, &node)?;
+    containers.bind(&executor);
     let cfg = AgentConfig { node_id: node.clone(), managers, addr: addr.to_string(), description, renewer };
     let agent = Agent::start(cfg, executor);
     tokio::select! {
@@ -353,9 +359,27 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
     Ok(())
 }
 
+/// The per-container metrics (with --metrics-per-container), bound to the executor
+/// once it exists: the registry is shared before the agent starts.
+#[derive(Debug, Clone, Default)]
+struct LateContainers(Arc<std::sync::OnceLock<ContainerCollector>>);
+
+impl LateContainers {
+    fn bind(&self, executor: &Executor) {
+        let _ = self.0.set(executor.container_collector());
+    }
+}
+
+impl Collector for LateContainers {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.get().map_or(Ok(()), |c| c.encode(encoder))
+    }
+}
+
 /// The node's metrics registry with what every node exports: build and node info,
-/// the process, the worker's runtime, DNS and load-balancer counters.
-fn node_registry(args: &DaemonArgs, node_id: &str, role: &str, executor: &Executor) -> Registry {
+/// the process, the worker's runtime, DNS and load-balancer counters, and (if asked
+/// for) the per-container series, bound later through the second value.
+fn node_registry(args: &DaemonArgs, node_id: &str, role: &str) -> (Registry, LateContainers) {
     let mut registry = Registry::default();
     let version = vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())];
     registry.register("shoal_build", "The version of this shoal binary", Info::new(version));
@@ -363,10 +387,11 @@ fn node_registry(args: &DaemonArgs, node_id: &str, role: &str, executor: &Execut
     registry.register("shoal_node", "This node's id and its role when the daemon started", Info::new(node));
     registry.register_collector(Box::new(ProcessCollector::default()));
     shoal_worker::metrics::register(&mut registry);
+    let containers = LateContainers::default();
     if args.metrics_per_container {
-        registry.register_collector(Box::new(executor.container_collector()));
+        registry.register_collector(Box::new(containers.clone()));
     }
-    registry
+    (registry, containers)
 }
 
 /// Starts the `--metrics-addr` listener, if asked for.
