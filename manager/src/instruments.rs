@@ -28,21 +28,13 @@ pub struct DecisionLabel {
     pub result: &'static str,
 }
 
-/// An API request's route (axum's matched template, never the URI) and method.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct RouteLabel {
-    /// GET, POST, …
-    pub method: String,
-    /// The route template, as `/v1/services/{id}`.
-    pub route: String,
-}
-
-/// An API reply: its route, method and status code.
+/// An API reply: its method, route (axum's matched template, never the URI) and
+/// status code.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ReplyLabel {
     /// GET, POST, …
     pub method: String,
-    /// The route template.
+    /// The route template, as `/v1/services/{id}`.
     pub route: String,
     /// The status code, as `200`.
     pub code: String,
@@ -68,7 +60,7 @@ pub struct Instruments {
     /// Nodes the dispatcher marked down for missed heartbeats.
     pub heartbeats_expired: Counter,
     /// API request latency, to the reply's head.
-    pub http_duration: Family<RouteLabel, Histogram>,
+    pub http_duration: Family<ReplyLabel, Histogram>,
     /// API replies.
     pub http_requests: Family<ReplyLabel, Counter>,
 }

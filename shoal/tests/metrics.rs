@@ -171,6 +171,11 @@ fn a_manager_serves_metrics_that_parse_and_follow_a_scale() {
     let scale = [("method", "POST"), ("route", "/v1/services/{id}/scale"), ("code", "200")];
     let routes = label_values(&s, "route");
     assert_eq!(value(&s, "shoal_http_requests_total", &scale), Some(1.0), "{routes:?}");
+    assert_eq!(
+        value(&s, "shoal_http_request_duration_seconds", &scale),
+        Some(1.0),
+        "timed by route and status"
+    );
     assert!(routes.iter().all(|r| !r.contains("web")), "{routes:?}");
 
     // The same registry on --metrics-addr, plain HTTP.

@@ -1,6 +1,6 @@
 //! `GET /metrics` on the API listeners, and the layer that times every API request
-//! by method and route template (axum's matched path, never the URI: the labels stay
-//! bounded). Requests that match no route, or that the TCP access check turns away,
+//! by method, route template (axum's matched path, never the URI: the labels stay
+//! bounded) and status code. Requests that match no route, or that the TCP access check turns away,
 //! are not timed.
 
 use std::time::Instant;
@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 
 use super::{Api, ApiError};
-use crate::instruments::{ReplyLabel, RouteLabel};
+use crate::instruments::ReplyLabel;
 
 /// The node's metrics, in the format the scraper asks for.
 pub(super) async fn scrape(State(api): State<Api>, headers: HeaderMap) -> Response {
@@ -33,8 +33,8 @@ pub(super) async fn track(State(api): State<Api>, req: Request, next: Next) -> R
     let reply = next.run(req).await;
     let took = started.elapsed().as_secs_f64();
     let i = api.manager.instruments();
-    let code = reply.status().as_u16().to_string();
-    i.http_duration.get_or_create(&RouteLabel { method: method.clone(), route: route.clone() }).observe(took);
-    i.http_requests.get_or_create(&ReplyLabel { method, route, code }).inc();
+    let labels = ReplyLabel { method, route, code: reply.status().as_u16().to_string() };
+    i.http_duration.get_or_create(&labels).observe(took);
+    i.http_requests.get_or_create(&labels).inc();
     reply
 }

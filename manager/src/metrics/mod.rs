@@ -53,7 +53,7 @@ pub fn register(registry: &mut Registry, served: &Served) {
     );
     registry.register_with_unit(
         "shoal_http_request_duration",
-        "API request latency to the reply's head, by method and route template",
+        "API request latency to the reply's head, by method, route template and status code",
         Unit::Seconds,
         i.http_duration,
     );
