@@ -1,7 +1,7 @@
 //! `GET /metrics` on the API listeners, and the layer that times every API request
 //! by method, route template (axum's matched path, never the URI: the labels stay
-//! bounded) and status code. Requests that match no route, or that the TCP access check turns away,
-//! are not timed.
+//! bounded) and status code. Requests that match no route, or that the TCP access
+//! check turns away, are not timed.
 
 use std::time::Instant;
 
