@@ -5,11 +5,14 @@
 //! [`server`] starts one and serves it over gRPC with the dispatcher;
 //! [`plan`] turns API requests into transactions; [`http`] serves the cluster API;
 //! [`orchestrator`] holds the leader-only controllers that make services into tasks;
-//! [`dispatcher`] serves the workers' sessions.
+//! [`dispatcher`] serves the workers' sessions; [`metrics`] exports them all to
+//! Prometheus, with the counters of [`instruments`].
 
 pub mod dispatcher;
 pub mod http;
+pub mod instruments;
 pub mod manager;
+pub mod metrics;
 pub mod orchestrator;
 pub mod plan;
 pub mod raft;

@@ -13,11 +13,13 @@
 //! - [`network`]: the overlay data plane (namespaces, VXLAN, veths, nftables LB and
 //!   routing mesh), applied level-triggered from a desired state;
 //! - [`json_file`]: small JSON state files written atomically;
+//! - [`metrics`]: the worker's Prometheus counters, bumped by the others;
 //! - [`network`]: the sandboxes' networking: the embedded DNS resolver ([`network::dns`]);
 
 pub mod agent;
 pub mod cgroups;
 pub mod image;
 pub mod json_file;
+pub mod metrics;
 pub mod network;
 pub mod runtime;

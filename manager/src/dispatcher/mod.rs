@@ -302,6 +302,11 @@ impl Dispatcher {
         exec::ExecChannels { input: in_tx, output: out_rx }
     }
 
+    /// The workers' sessions open now (for `/metrics`).
+    pub fn sessions(&self) -> usize {
+        self.sessions.lock().expect("sessions lock").len()
+    }
+
     /// When each node was last heard from, and the period it was last told (for the
     /// monitor).
     fn last_seen(&self) -> HashMap<String, (Instant, Duration)> {
@@ -427,6 +432,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatReply>, Status> {
         let node = self.session_node(&request, &request.get_ref().session_id)?;
+        self.manager.instruments().heartbeats.inc();
         let (period, _) = self.heartbeat();
         // ±10 % jitter, as Swarm: heartbeats of many nodes do not line up.
         let next = period.mul_f64(rand::random_range(0.9..1.1));

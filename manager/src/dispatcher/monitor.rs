@@ -91,8 +91,13 @@ async fn run(d: Dispatcher) {
                 tracing::warn!(node = %id, "node missed its heartbeats: marking it down");
                 d.sessions.lock().expect("sessions lock").remove(id);
             }
-            if let Err(e) = d.manager.propose_local(Transaction { changes }).await {
-                tracing::debug!(error = %shoal_api::report::chain(&e), "marking nodes down failed; retrying");
+            match d.manager.propose_local(Transaction { changes }).await {
+                Ok(_) => {
+                    d.manager.instruments().heartbeats_expired.inc_by(down.len() as u64);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %shoal_api::report::chain(&e), "marking nodes down failed; retrying")
+                }
             }
         }
     }

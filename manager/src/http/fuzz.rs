@@ -56,6 +56,7 @@ async fn fixture() -> Fixture {
         dispatcher: Dispatcher::new(manager.clone()),
         rendered: Arc::default(),
         failures: Arc::default(),
+        metrics: None,
     };
     let app = router(api, false);
     let mut f = Fixture { _dir: dir, manager, app, seeds: Vec::new() };

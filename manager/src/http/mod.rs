@@ -15,6 +15,7 @@ mod exec;
 mod fuzz;
 pub mod locked;
 mod logs;
+mod metrics;
 mod nodes;
 mod objects;
 mod polling;
@@ -60,6 +61,8 @@ pub struct ApiOptions {
     /// A TCP address, served as HTTPS; callers need an API token or a client
     /// certificate from the cluster's CA.
     pub tcp: Option<SocketAddr>,
+    /// The node's metrics, served at `GET /metrics`.
+    pub metrics: Option<Arc<shoal_telemetry::prom::registry::Registry>>,
 }
 
 /// The running API listeners.
@@ -96,6 +99,7 @@ pub(crate) struct Api {
     dispatcher: Dispatcher,
     rendered: Arc<Rendered>,
     failures: Arc<access::Failures>,
+    metrics: Option<Arc<shoal_telemetry::prom::registry::Registry>>,
 }
 
 /// Objects as JSON, by id, with the version they were rendered at. Stored objects
@@ -271,6 +275,8 @@ fn router(api: Api, auth: bool) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .route("/metrics", axum::routing::get(metrics::scrape))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), metrics::track))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path: see /v1/openapi.json")
         })
@@ -311,6 +317,7 @@ impl ApiServer {
             dispatcher: served.dispatcher.clone(),
             rendered: Arc::default(),
             failures: Arc::default(),
+            metrics: opts.metrics.clone(),
         };
         let stop = Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();

@@ -135,8 +135,15 @@ impl Manager {
 
         let (leader_tx, leader_rx) = watch::channel(false);
         let mut metrics = raft.metrics();
+        let leader_changes = shared.instruments().leader_changes.clone();
         tokio::spawn(async move {
+            let mut last_leader = None;
             loop {
+                let leader = metrics.borrow_watched().current_leader;
+                if leader.is_some() && leader != last_leader {
+                    leader_changes.inc();
+                }
+                last_leader = leader;
                 let is_leader = leads_with_full_state(&metrics.borrow_watched());
                 leader_tx.send_if_modified(|v| std::mem::replace(v, is_leader) != is_leader);
                 if metrics.changed().await.is_err() {
@@ -202,6 +209,17 @@ impl Manager {
     /// The address other managers reach it at.
     pub fn addr(&self) -> &str {
         &self.advertise
+    }
+
+    /// The manager's counters and histograms (for the parts that bump them, and for
+    /// [`crate::metrics`]).
+    pub fn instruments(&self) -> &crate::instruments::Instruments {
+        self.shared.instruments()
+    }
+
+    /// The size of the Raft log's file on disk, bytes.
+    pub fn log_file_bytes(&self) -> u64 {
+        std::fs::metadata(self.data_dir.join("raft.redb")).map_or(0, |m| m.len())
     }
 
     /// The openraft handle (for the gRPC service and tests).
@@ -311,6 +329,7 @@ impl Manager {
         let started = Instant::now();
         match self.raft.client_write(proposal).await {
             Ok(resp) => {
+                self.shared.instruments().proposal_duration.observe(started.elapsed().as_secs_f64());
                 let took = started.elapsed().as_micros() as u64;
                 let avg = &self.commit_latency_us;
                 let old = avg.load(std::sync::atomic::Ordering::Relaxed);
@@ -327,7 +346,10 @@ impl Manager {
                     Some(n) => Err(ManagerError::NotLeader { leader_addr: n.addr.clone() }),
                     None => Err(ManagerError::NoLeader),
                 },
-                None => Err(ManagerError::raft("commit the write", e)),
+                None => {
+                    self.shared.instruments().proposals_failed.inc();
+                    Err(ManagerError::raft("commit the write", e))
+                }
             },
         }
     }

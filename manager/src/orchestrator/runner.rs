@@ -106,8 +106,13 @@ async fn round(manager: &Manager, full: bool) {
         if !full && matches!(name, "allocator" | "scheduler" | "reaper") {
             continue;
         }
+        let started = std::time::Instant::now();
         let changes = manager.read(stage);
+        if name == "scheduler" {
+            count_decisions(manager, &changes);
+        }
         if changes.is_empty() {
+            manager.instruments().reconciled(name, started.elapsed());
             continue;
         }
         let count = changes.len();
@@ -129,5 +134,19 @@ async fn round(manager: &Manager, full: bool) {
             }
         }
         tracing::debug!(controller = name, changes = count, "round");
+        manager.instruments().reconciled(name, started.elapsed());
+    }
+}
+
+/// Counts the scheduler's decisions: a task assigned, or a pending task told why it
+/// cannot be (a change of its message; an unchanged reason is not counted again).
+fn count_decisions(manager: &Manager, changes: &[Change]) {
+    use shoal_api::TaskState;
+    let decisions = &manager.instruments().scheduler_decisions;
+    for change in changes {
+        if let Change::Update { object: crate::store::Object::Task(t), .. } = change {
+            let result = if t.status.state == TaskState::Assigned { "placed" } else { "unschedulable" };
+            decisions.get_or_create(&crate::instruments::DecisionLabel { result }).inc();
+        }
     }
 }

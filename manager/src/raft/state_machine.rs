@@ -79,6 +79,8 @@ pub struct Shared {
     /// The store's per-kind indexes, sent after each change (blocking queries wait
     /// on it).
     indexes: tokio::sync::watch::Sender<Indexes>,
+    /// The manager's counters and histograms (snapshot builds are timed here).
+    instruments: crate::instruments::Instruments,
 }
 
 impl Shared {
@@ -106,6 +108,11 @@ impl Shared {
     /// The event log (for watchers).
     pub fn events(&self) -> &EventLog {
         &self.events
+    }
+
+    /// The manager's counters and histograms.
+    pub fn instruments(&self) -> &crate::instruments::Instruments {
+        &self.instruments
     }
 
     /// The last applied log id.
@@ -208,6 +215,7 @@ impl StateMachine {
                 since: SinceSnapshot { snapshot_bytes: snapshot_bytes.into(), ..Default::default() },
                 due: tokio::sync::watch::Sender::new(()),
                 indexes,
+                instruments: Default::default(),
             }),
         })
     }
@@ -311,6 +319,7 @@ impl RaftSnapshotBuilder<C> for StateMachine {
             let encode = || this.shared.encoder.lock().expect("encoder lock").encode(&meta, &store);
             let kept = this.keep_snapshot(meta.clone(), "tmp-build", encode);
             if let Ok(s) = &kept {
+                this.shared.instruments.snapshot_duration.observe(started.elapsed().as_secs_f64());
                 tracing::info!(
                     index = s.meta.last_log_id.map_or(0, |l| l.index),
                     bytes = s.snapshot.len(),

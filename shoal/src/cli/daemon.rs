@@ -17,7 +17,14 @@ use shoal_manager::orchestrator::runner::Controllers;
 use shoal_manager::server;
 use shoal_pki::renew::Renewer;
 use shoal_pki::{CaKeys, Credentials};
+use shoal_telemetry::process::ProcessCollector;
+use shoal_telemetry::prom::collector::Collector;
+use shoal_telemetry::prom::encoding::DescriptorEncoder;
+use shoal_telemetry::prom::metrics::info::Info;
+use shoal_telemetry::prom::registry::Registry;
+use shoal_telemetry::serve::MetricsServer;
 use shoal_worker::agent::{Agent, AgentConfig, Executor, PullPolicy};
+use shoal_worker::metrics::containers::ContainerCollector;
 use shoal_worker::network::dns::DnsConfig;
 use shoal_worker::network::wiring::{Wiring, WiringConfig};
 
@@ -67,6 +74,16 @@ pub(super) struct DaemonArgs {
     /// token, `shoal cluster api-token`).
     #[arg(long, value_name = "ADDR")]
     api_addr: Option<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no authentication:
+    /// meant for loopback or a private network, as dockerd's). A manager also serves
+    /// them on its API listeners.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Also export each task container's CPU, memory and OOM kills (cAdvisor's
+    /// `container_*` names, labelled by container, service and slot): one series per
+    /// container, so off by default.
+    #[arg(long)]
+    metrics_per_container: bool,
     /// A label of this node (`key=value`), for placement constraints
     /// (`node.labels` are set with `shoal node update`; these are `engine.labels`).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -231,10 +248,13 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         manager.join(addr, token).await.with_context(|| format!("join the cluster through {addr}"))?;
         println!("joined the cluster through {addr} as a manager");
     }
-    let api =
-        ApiServer::start(&served, &ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr })
-            .await
-            .context("start the cluster API")?;
+    let (mut registry, containers) = node_registry(&args, &node_id(&args.data_dir)?, "manager");
+    shoal_manager::metrics::register(&mut registry, &served);
+    let registry = Arc::new(registry);
+    let metrics = serve_metrics(&args, &registry).await?;
+    let opts =
+        ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr, metrics: Some(registry) };
+    let api = ApiServer::start(&served, &opts).await.context("start the cluster API")?;
     tracing::info!(socket = %args.api_socket.display(), tcp = ?api.tcp, "cluster API listening");
     let controllers = Controllers::start(manager.clone());
     let (description, addr) = describe_node(&args)?;
@@ -244,7 +264,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let renewer = Renewer::new(manager.credentials().clone(), args.data_dir.join("certs"), managers.clone());
     let renewing = tokio::spawn(renewer.clone().run());
     // Managers run tasks too, as in Swarm (drain a manager to keep it free of them).
-    let agent = start_agent(&args, node, managers, description, addr, renewer)?;
+    let executor = executor(&args, &node)?;
+    containers.bind(&executor);
+    let cfg = AgentConfig { node_id: node, managers, addr: addr.to_string(), description, renewer };
+    let agent = Agent::start(cfg, executor);
     let mut leave = super::node_leave::serve(&args.data_dir)?;
     let mut left = false;
     let mut leadership = manager.leadership();
@@ -274,6 +297,9 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     agent.stop().await;
     controllers.stop().await;
     api.shutdown().await;
+    if let Some(m) = metrics {
+        m.stop();
+    }
     manager.shutdown().await;
     if left {
         after_leave(&args).await?;
@@ -385,9 +411,14 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
         }
     };
     tracing::info!(node = %node, managers = ?managers, "worker started");
+    let (registry, containers) = node_registry(&args, &node, "worker");
+    let metrics = serve_metrics(&args, &Arc::new(registry)).await?;
     let renewer = Renewer::new(creds, certs, managers.clone());
     let renewing = tokio::spawn(renewer.clone().run());
-    let agent = start_agent(&args, node.clone(), managers, description, addr, renewer)?;
+    let executor = executor(&args, &node)?;
+    containers.bind(&executor);
+    let cfg = AgentConfig { node_id: node.clone(), managers, addr: addr.to_string(), description, renewer };
+    let agent = Agent::start(cfg, executor);
     let mut leave = super::node_leave::serve(&args.data_dir)?;
     let left = tokio::select! {
         _ = term.recv() => false,
@@ -398,21 +429,65 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
     if left {
         tracing::info!(node = %node, "leaving the cluster");
         agent.stop().await;
+        if let Some(m) = metrics {
+            m.stop();
+        }
         return after_leave(&args).await;
     }
     tracing::info!(node = %node, "shutting down; the node's containers keep running");
     agent.stop().await;
+    if let Some(m) = metrics {
+        m.stop();
+    }
     Ok(())
 }
 
-fn start_agent(
-    args: &DaemonArgs,
-    node_id: String,
-    managers: Vec<String>,
-    description: NodeDescription,
-    addr: IpAddr,
-    renewer: Renewer,
-) -> anyhow::Result<Agent> {
+/// The per-container metrics (with --metrics-per-container), bound to the executor
+/// once it exists: the registry is shared before the agent starts.
+#[derive(Debug, Clone, Default)]
+struct LateContainers(Arc<std::sync::OnceLock<ContainerCollector>>);
+
+impl LateContainers {
+    fn bind(&self, executor: &Executor) {
+        let _ = self.0.set(executor.container_collector());
+    }
+}
+
+impl Collector for LateContainers {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.get().map_or(Ok(()), |c| c.encode(encoder))
+    }
+}
+
+/// The node's metrics registry with what every node exports: build and node info,
+/// the process, the worker's runtime, DNS and load-balancer counters, and (if asked
+/// for) the per-container series, bound later through the second value.
+fn node_registry(args: &DaemonArgs, node_id: &str, role: &str) -> (Registry, LateContainers) {
+    let mut registry = Registry::default();
+    let version = vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())];
+    registry.register("shoal_build", "The version of this shoal binary", Info::new(version));
+    let node = vec![("node_id".to_owned(), node_id.to_owned()), ("role".to_owned(), role.to_owned())];
+    registry.register("shoal_node", "This node's id and its role when the daemon started", Info::new(node));
+    registry.register_collector(Box::new(ProcessCollector::default()));
+    shoal_worker::metrics::register(&mut registry);
+    let containers = LateContainers::default();
+    if args.metrics_per_container {
+        registry.register_collector(Box::new(containers.clone()));
+    }
+    (registry, containers)
+}
+
+/// Starts the `--metrics-addr` listener, if asked for.
+async fn serve_metrics(args: &DaemonArgs, registry: &Arc<Registry>) -> anyhow::Result<Option<MetricsServer>> {
+    let Some(addr) = args.metrics_addr else { return Ok(None) };
+    let server = MetricsServer::start(addr, registry.clone()).await?;
+    tracing::info!(addr = %server.addr, "metrics listening (GET /metrics)");
+    Ok(Some(server))
+}
+
+/// The node's executor: the container runtime, the image store and (unless
+/// --no-networking) the tasks' networking.
+fn executor(args: &DaemonArgs, node_id: &str) -> anyhow::Result<Executor> {
     let pull = match args.pull {
         Pull::Missing => PullPolicy::Missing,
         Pull::Never => PullPolicy::Never,
@@ -423,7 +498,7 @@ fn start_agent(
     if !args.no_networking {
         let dns = DnsConfig { upstreams: dns_upstreams(&args.dns_upstream)?, ..DnsConfig::default() };
         let wiring = Wiring::new(WiringConfig {
-            node_id: node_id.clone(),
+            node_id: node_id.to_owned(),
             run_dir: args.data_dir.join("net"),
             prefix: "sh".into(),
             gateway_pool: args.gateway_pool,
@@ -431,8 +506,7 @@ fn start_agent(
         });
         executor = executor.with_network(Arc::new(wiring));
     }
-    let cfg = AgentConfig { node_id, managers, addr: addr.to_string(), description, renewer };
-    Ok(Agent::start(cfg, executor))
+    Ok(executor)
 }
 
 /// The external CA of `--ca-cert` and `--ca-key`, checked.

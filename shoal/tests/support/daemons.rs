@@ -113,8 +113,14 @@ impl Daemon {
 
     /// A worker joining `through`'s cluster, once its node is ready.
     pub fn worker(name: &str, through: &Daemon) -> Daemon {
+        Daemon::worker_with(name, through, &[])
+    }
+
+    /// A worker started with `extra` flags, joining `through`'s cluster, once its
+    /// node is ready.
+    pub fn worker_with(name: &str, through: &Daemon, extra: &[&str]) -> Daemon {
         let token = block_on(through.client().join_tokens()).unwrap().worker;
-        let d = Daemon::spawn(name, &["--join", &through.addr, "--token", &token]);
+        let d = Daemon::spawn(name, &[&["--join", &through.addr, "--token", &token], extra].concat());
         let client = through.client();
         wait_for(&format!("worker {name} to be ready ({})", d.log()), Duration::from_secs(60), || {
             block_on(client.node(name)).is_ok_and(|n| n.status.state == shoal_api::node::NodeState::Ready)

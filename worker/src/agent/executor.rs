@@ -38,7 +38,7 @@ pub enum PullPolicy {
 /// Runs tasks' containers on this node.
 #[derive(Debug)]
 pub struct Executor {
-    runtime: Runtime,
+    runtime: Arc<Runtime>,
     images: ImageStore,
     data_dir: PathBuf,
     pull: PullPolicy,
@@ -48,6 +48,13 @@ pub struct Executor {
     /// The node's networking; without it, a task's container gets an empty network
     /// namespace of its own (loopback only).
     net: Option<Arc<Wiring>>,
+    /// Containers whose end was counted in the metrics (each counts once).
+    counted: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Containers being started: until the runtime has recorded the start, they
+    /// look lost, and are not counted.
+    starting: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Each task container's service and slot, for the per-container metrics.
+    owners: crate::metrics::containers::Owners,
 }
 
 /// Why the built-in runtime could not do what the agent asked.
@@ -196,14 +203,24 @@ impl Executor {
         if !swept.is_empty() {
             tracing::info!(tasks = ?swept, "removed the files of tasks whose containers are gone");
         }
+        // Containers that ended before this start were counted (or not) by the
+        // daemon that saw them end.
+        let counted = containers
+            .iter()
+            .filter(|id| !matches!(runtime.status(id), Ok(Status::Running(_))))
+            .cloned()
+            .collect();
         Ok(Executor {
-            runtime,
+            runtime: Arc::new(runtime),
             images,
             data_dir: data_dir.to_owned(),
             pull,
             registry: RegistryOptions::default(),
             image_checks: Default::default(),
             net: None,
+            counted: std::sync::Mutex::new(counted),
+            starting: Default::default(),
+            owners: Default::default(),
         })
     }
 
@@ -220,8 +237,48 @@ impl Executor {
         self
     }
 
+    /// The per-container metrics of this node's task containers (opt-in: register it
+    /// only when asked to).
+    pub fn container_collector(&self) -> crate::metrics::containers::ContainerCollector {
+        crate::metrics::containers::ContainerCollector::new(self.runtime.clone(), self.owners.clone(), PREFIX)
+    }
+
+    /// Notes whose containers `tasks` run, for the per-container metrics.
+    fn note_owners<'a>(&self, tasks: impl IntoIterator<Item = &'a Task>) {
+        let mut owners = self.owners.lock().expect("owners lock");
+        for t in tasks {
+            owners.insert(container_id(&t.id), (t.service_id.clone(), t.slot));
+        }
+    }
+
     fn task_dir(&self, task_id: &str) -> PathBuf {
         self.data_dir.join("tasks").join(task_id)
+    }
+}
+
+impl Executor {
+    /// Counts the end of container `id` in the metrics, once: a failure unless it
+    /// exited 0, and an OOM kill if it was one.
+    fn count_end(&self, id: &str, status: &Result<Status, RuntimeError>) {
+        if !self.counted.lock().expect("counted lock").insert(id.to_owned()) {
+            return;
+        }
+        let metrics = crate::metrics::instruments();
+        match status {
+            Ok(Status::Exited(e)) => {
+                if e.oom_killed {
+                    metrics.container_oom_kills.inc();
+                }
+                match (e.exit_code, e.signal, e.oom_killed) {
+                    (_, _, true) => metrics.failed("oom"),
+                    (Some(0), _, false) => {}
+                    (Some(_), _, false) => metrics.failed("exit_code"),
+                    (None, _, false) => metrics.failed("signal"),
+                }
+            }
+            Ok(Status::Lost) => metrics.failed("lost"),
+            _ => {}
+        }
     }
 }
 
@@ -244,7 +301,15 @@ impl Node for Executor {
 
     fn inspect(&self, task_id: &str) -> Local {
         let id = container_id(task_id);
-        match self.runtime.status(&id) {
+        // A container being started looks lost until its start is recorded: checked
+        // before and after the read (a start takes far longer than the read).
+        let starting = || self.starting.lock().expect("starting lock").contains(&id);
+        let was_starting = starting();
+        let status = self.runtime.status(&id);
+        if matches!(status, Ok(Status::Exited(_) | Status::Lost)) && !was_starting && !starting() {
+            self.count_end(&id, &status);
+        }
+        match status {
             Ok(Status::Running(_)) => Local::Running,
             Ok(Status::Exited(e)) => Local::Exited {
                 code: e.exit_code,
@@ -286,9 +351,11 @@ impl Node for Executor {
             if self.pull == PullPolicy::Never {
                 return Err(ExecutorError::NotPulled { image: image.clone() });
             }
+            let started = std::time::Instant::now();
             registry::pull(&self.images, image, &self.registry)
                 .await
                 .map_err(|source| ExecutorError::Pull { image: image.clone(), source })?;
+            crate::metrics::instruments().image_pull_duration.observe(started.elapsed().as_secs_f64());
         }
         if let Some(net) = &self.net {
             net.prepare(task).await.map_err(ExecutorError::Network)?;
@@ -355,7 +422,20 @@ impl Node for Executor {
             userns: None,
             log: Default::default(),
         };
+        self.note_owners([task]);
+        let t0 = std::time::Instant::now();
+        let id = new.id.clone();
+        self.starting.lock().expect("starting lock").insert(id.clone());
         let started = self.runtime.run(new).map(drop).map_err(ExecutorError::Start);
+        self.starting.lock().expect("starting lock").remove(&id);
+        let metrics = crate::metrics::instruments();
+        metrics.timed("start", t0.elapsed());
+        match &started {
+            Ok(()) => {
+                metrics.container_starts.inc();
+            }
+            Err(_) => metrics.failed("start"),
+        }
         if started.is_err() {
             // No container holds the tmpfs: it goes now.
             let _ = payloads::unmount(&task_dir);
@@ -386,14 +466,23 @@ impl Node for Executor {
         let defaults =
             self.images.resolve(&task.spec.container.image).map(|i| i.defaults).unwrap_or_default();
         let (signal, grace) = config::stop_signal(&task.spec.container, &defaults);
-        self.runtime.stop(&id, signal, grace).map(drop).map_err(ExecutorError::Stop)
+        let t0 = std::time::Instant::now();
+        // Stopped on purpose: its end is no failure, whatever the exit.
+        self.counted.lock().expect("counted lock").insert(id.clone());
+        let stopped = self.runtime.stop(&id, signal, grace).map(drop).map_err(ExecutorError::Stop);
+        crate::metrics::instruments().timed("stop", t0.elapsed());
+        stopped
     }
 
     fn remove(&self, task_id: &str) -> Result<(), ExecutorError> {
         let id = container_id(task_id);
         if self.runtime.list().unwrap_or_default().contains(&id) {
+            let t0 = std::time::Instant::now();
             self.runtime.delete(&id, true).map_err(ExecutorError::Remove)?;
+            crate::metrics::instruments().timed("remove", t0.elapsed());
         }
+        self.counted.lock().expect("counted lock").remove(&id);
+        self.owners.lock().expect("owners lock").remove(&id);
         payloads::unmount(&self.task_dir(task_id)).map_err(ExecutorError::Payloads)?;
         match std::fs::remove_dir_all(self.task_dir(task_id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ExecutorError::RemoveFiles(e)),
@@ -416,6 +505,7 @@ impl Node for Executor {
     }
 
     fn set_network(&self, items: BTreeMap<String, NetItem>, tasks: Vec<Task>) {
+        self.note_owners(&tasks);
         if let Some(net) = &self.net {
             net.set_view(items, tasks);
         }

@@ -471,7 +471,8 @@ impl Dataplane {
         let Some(cur) = st.sandboxes.get_mut(task) else { return Ok(()) };
         let lb = plan::lb_services(sb);
         let mut text = String::new();
-        if cur.lb.as_ref() != Some(&lb) {
+        let lb_changed = cur.lb.as_ref() != Some(&lb);
+        if lb_changed {
             text += &LbTable::vips().update(cur.lb.as_ref(), &lb);
         }
         if cur.dns != Some(sb.dns_ports) {
@@ -481,6 +482,9 @@ impl Dataplane {
             cur.lb = None;
             cur.dns = None;
             nft::run(ns, text).await?;
+            if lb_changed {
+                crate::metrics::instruments().lb_updated("vips");
+            }
             cur.lb = Some(lb);
             cur.dns = Some(sb.dns_ports);
         }
@@ -656,6 +660,7 @@ impl Dataplane {
             let text = table.update(cur.table.as_ref(), &services);
             cur.table = None;
             nft::run(&self.host, text).await?;
+            crate::metrics::instruments().lb_updated("ingress");
             cur.table = Some(services);
         }
         Ok(())

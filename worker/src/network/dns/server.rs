@@ -44,11 +44,35 @@ pub(crate) struct SandboxResolver {
 
 #[async_trait::async_trait]
 impl RequestHandler for SandboxResolver {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut rh: R,
-    ) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, rh: R) -> ResponseInfo {
+        let metrics = crate::metrics::instruments();
+        let started = std::time::Instant::now();
+        if let Ok(info) = request.request_info() {
+            metrics.dns_request(&info.query.original().query_type().to_string());
+        }
+        let sent = self.answer(request, rh).await;
+        metrics.dns_response(rcode_name(sent.response_code));
+        metrics.dns_request_duration.observe(started.elapsed().as_secs_f64());
+        sent
+    }
+}
+
+/// A reply code's mnemonic, for the metrics.
+fn rcode_name(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::FormErr => "FORMERR",
+        _ => "other",
+    }
+}
+
+impl SandboxResolver {
+    /// Answers one request: from the sandbox's names, or forwarded upstream.
+    async fn answer<R: ResponseHandler>(&self, request: &Request, mut rh: R) -> ResponseInfo {
         let edns = response_edns(request);
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(edns) = &edns {
