@@ -52,6 +52,7 @@ async fn fixture() -> Fixture {
         dispatcher: Dispatcher::new(manager.clone()),
         rendered: Arc::default(),
         failures: Arc::default(),
+        metrics: None,
     };
     Fixture { _dir: dir, manager: manager.clone(), _controllers: controllers, app: router(api, false) }
 }
