@@ -71,7 +71,7 @@ snapshots = {
     for when in ("start", "end")
 }
 scale_ops = {
-    f"r{r}-{peer}": len((raw / f"churn-r{r}-{peer}-driver.log").read_text().split("\n")) - 1
+    f"r{r}-{peer}": len((raw / f"churn-r{r}-{peer}-driver.txt").read_text().split("\n")) - 1
     for r in rounds
     for peer in ("shoal", "docker")
 }
