@@ -228,10 +228,11 @@ def counts_text(peer):
     svc = sorted({x["services"] for x in starts})
     tasks = [x["tasks"] for x in starts]
     running = [x["task_states"].get("running", 0) for x in starts]
+    failed = [x["task_states"].get("failed", 0) for x in starts]
     ops = [scale_ops[f"r{r}-{peer}"] for r in rounds]
     return (
         f"{'/'.join(map(str, svc))} services, {min(tasks)}–{max(tasks)} tasks listed "
-        f"({min(running)}–{max(running)} running) at the start and end of the rows; "
+        f"({min(running)}–{max(running)} running, {min(failed)}–{max(failed)} failed) at the start and end of the rows; "
         f"{min(ops)}–{max(ops)} scale operations per round"
     )
 
@@ -283,6 +284,14 @@ section = "\n".join(
         f"peers (Shoal, Docker, Shoal, …; {len(rounds)} each, one peer at a time, each round a fresh daemon); "
         f"rows start after {cm['settle_seconds']} s of churn and last {cm['seconds']} s after "
         f"{cm['warmup_seconds']} s of warm-up. Every answer was 200.",
+        "",
+        "**What differs between the sides.** The two churned services are on an internal overlay network "
+        "on both (`--internal`: no gateway bridge), because on this machine Shoal's task wiring into its "
+        "gateway bridge failed (`netlink: create shg… Invalid argument`) for tasks without one; Shoal's "
+        "daemon runs in a network namespace of its own (as in `bench/orchestration/run`), dockerd in the "
+        "host's. Each peer restarts and replaces tasks at its own speed, so the churn each list sees is "
+        "the same workload, not the same number of changes: the index steps each row saw are in "
+        "`bench/results/api.json` (`index_steps`).",
         "",
         "**Staleness.** The index an answer reflects is Shoal's `X-Shoal-Index` (the per-kind store index "
         "of the list) and, for Docker, the largest `Version.Index` of the objects in the answer. A "
