@@ -326,6 +326,7 @@ section = "\n".join(
         "",
         "![cluster API benchmark](img/api.png)",
         "",
+        "",
     ]
 )
 replace_section(doc, "## Cluster API: Shoal vs Docker", section)

@@ -153,8 +153,8 @@ fn answer_index(source: IndexSource, headers: &HeaderMap, body: &[u8]) -> Result
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| "the answer has no X-Shoal-Index header".to_string()),
         IndexSource::Docker => {
-            let objects: Vec<DockerObject> =
-                serde_json::from_slice(body).map_err(|e| format!("the answer is not a list of objects: {e}"))?;
+            let objects: Vec<DockerObject> = serde_json::from_slice(body)
+                .map_err(|e| format!("the answer is not a list of objects: {e}"))?;
             Ok(objects.iter().filter_map(|o| o.version.as_ref()).map(|v| v.index).max().unwrap_or(0))
         }
     }
