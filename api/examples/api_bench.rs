@@ -324,3 +324,40 @@ async fn main() -> Result<(), String> {
     println!("{out}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staleness_counts_from_the_first_newer_index() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut n = Newest::default();
+        n.saw(5, at(0));
+        n.saw(7, at(10));
+        n.saw(6, at(15)); // older than the newest: no step
+        n.saw(9, at(20));
+        assert_eq!(n.steps.len(), 3);
+        // The newest answer is not stale.
+        assert_eq!(n.behind(9, at(30)), (0, 0.0));
+        // Index 5 is 4 behind, and stale since index 7 was seen at 10 ms.
+        let (units, ms) = n.behind(5, at(30));
+        assert_eq!(units, 4);
+        assert!((ms - 20.0).abs() < 1e-6, "{ms}");
+        // Index 7 is stale since 9 was seen at 20 ms.
+        let (units, ms) = n.behind(7, at(30));
+        assert_eq!(units, 2);
+        assert!((ms - 10.0).abs() < 1e-6, "{ms}");
+    }
+
+    #[test]
+    fn docker_index_is_the_largest_version_in_the_answer() {
+        let body = br#"[{"ID":"a","Version":{"Index":12}},{"ID":"b","Version":{"Index":40}},{"ID":"c"}]"#;
+        assert_eq!(answer_index(IndexSource::Docker, &HeaderMap::new(), body), Ok(40));
+        let mut h = HeaderMap::new();
+        h.insert("x-shoal-index", HeaderValue::from_static("17"));
+        assert_eq!(answer_index(IndexSource::Shoal, &h, b"[]"), Ok(17));
+        assert!(answer_index(IndexSource::Shoal, &HeaderMap::new(), b"[]").is_err());
+    }
+}
