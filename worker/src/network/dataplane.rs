@@ -534,7 +534,7 @@ impl Dataplane {
             let host = Nl::open(&self.host).await?;
             let name = self.gw_veth(task);
             let eth = format!("eth{}", sb.attachments.len());
-            self.veth_into(&host, &name, ns, &eth, self.underlay_mtu, gw.addr()).await?;
+            self.veth_into(&host, &name, ns, &eth, plan::gateway_mtu(self.underlay_mtu), gw.addr()).await?;
             let br = self.host_link(&host, &self.gw_bridge()).await?;
             let h = self.host_link(&host, &name).await?;
             host.set(&name, LinkUnspec::new_with_index(h.index).controller(br.index).up().build()).await?;

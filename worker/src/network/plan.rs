@@ -264,6 +264,15 @@ pub(crate) fn adopt_peers(
     (peers, lone_neighbours, lone_fdb)
 }
 
+/// The largest MTU a veth device takes (the kernel's `ETH_MAX_MTU`).
+const VETH_MAX_MTU: u32 = 65535;
+
+/// The MTU of a task's link to the gateway bridge: the underlay's, but never more
+/// than a veth takes (an underlay on loopback has 65536, which the kernel refuses).
+pub(crate) fn gateway_mtu(underlay_mtu: u32) -> u32 {
+    underlay_mtu.min(VETH_MAX_MTU)
+}
+
 /// The gateway with the subnet's prefix, as it sits on the overlay's bridge.
 pub(crate) fn gateway_net(n: &OverlayNet) -> Ipv4Net {
     Ipv4Net::new(n.gateway, n.subnet.prefix_len()).unwrap_or_default()
@@ -384,6 +393,12 @@ mod tests {
         assert!(needs_relink(Some(&cur), &sb, &BTreeSet::from(["n".to_string()])));
         assert!(needs_relink(Some(&cur), &sandbox(&[("n", "10.9.0.2/24")], false), &remade));
         assert!(needs_relink(Some(&cur), &sandbox(&[("n", "10.9.0.7/24")], true), &remade));
+    }
+
+    #[test]
+    fn gateway_links_take_the_underlays_mtu_up_to_what_a_veth_takes() {
+        assert_eq!(gateway_mtu(1500), 1500);
+        assert_eq!(gateway_mtu(65536), 65535, "loopback's MTU is one more than a veth takes");
     }
 
     #[test]
