@@ -704,8 +704,16 @@ secrets:
         assert!(message.contains("8080"), "{message}");
         assert!(c.service("other_a").await.is_err(), "no partial writes");
 
+        // Tasks holding addresses on the stack's network do not stop its removal: the
+        // network goes once they have let go.
+        let web = TaskFilter { service: Some("shop_web".into()), ..TaskFilter::default() };
+        tasks_until(&c, &web, "shop_web's tasks on shop_default", |ts| {
+            ts.iter().any(|t| t.networks.iter().any(|n| !n.addresses.is_empty()))
+        })
+        .await;
         let removed = c.remove_stack("shop").await.unwrap();
         assert_eq!(removed.removed.len(), 4, "{removed:?}");
+        assert!(c.network("shop_default").await.is_err(), "the network went too");
         assert!(c.stacks().await.unwrap().is_empty());
     });
 }

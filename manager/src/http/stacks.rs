@@ -1,6 +1,7 @@
 //! `/v1/stacks`: deploy a Compose file as one change, list, remove.
 
 use std::path::{Path as FsPath, PathBuf};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,6 +11,7 @@ use shoal_api::compose::{self, Source};
 use shoal_api::wire::{ErrorBody, ListOptions, StackDeploy, StackDeployed, StackInfo};
 
 use super::{Api, ApiError, Body, Query, now, polling};
+use crate::plan::stacks::Removal;
 use crate::plan::{self, PlanError};
 use crate::store::Kind;
 
@@ -72,16 +74,51 @@ pub(super) async fn deploy(
     Ok(Json(out))
 }
 
-/// Removes every service, network, secret and config of a stack, in one change.
+/// How long a stack's removal waits for its services' tasks to let go of its
+/// networks (a task stops within its stop grace period, 10 s by default).
+const NETWORKS_FREED_WITHIN: Duration = Duration::from_secs(60);
+
+/// Removes every service, network, secret and config of a stack: the services,
+/// secrets and configs in one change, then the networks, once the services' tasks
+/// have stopped and let go of their addresses on them.
 #[utoipa::path(delete, path = "/v1/stacks/{name}", tag = "stacks",
     params(("name" = String, Path, description = "The stack's name")),
     responses((status = 200, description = "Removed; `removed` lists what went", body = StackDeployed),
-              (status = 404, description = "No such stack", body = ErrorBody)))]
+              (status = 404, description = "No such stack", body = ErrorBody),
+              (status = 409, description = "The services went, but a network was still in use a minute later", body = ErrorBody)))]
 pub(super) async fn remove(
     State(api): State<Api>,
     Path(name): Path<String>,
 ) -> Result<Json<StackDeployed>, ApiError> {
-    let (version, mut out) = api.modify(|s| plan::stacks::remove(s, &name)).await?;
+    let (mut version, mut out) =
+        api.modify(|s| plan::stacks::remove(s, &name, Removal::AllButNetworks)).await?;
+    let deadline = tokio::time::Instant::now() + NETWORKS_FREED_WITHIN;
+    let mut changes = api.manager.indexes();
+    loop {
+        match api.modify(|s| plan::stacks::remove(s, &name, Removal::Networks)).await {
+            Ok((v, networks)) => {
+                version = version.max(v);
+                out.removed.extend(networks.removed);
+                break;
+            }
+            Err(e) if e.detail.code == "in_use" && tokio::time::Instant::now() < deadline => {
+                // Wait for the next change (a task stopped or went), then try again.
+                let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    e.status,
+                    &e.detail.code,
+                    format!(
+                        "stack {name}: {} went, but its networks did not: {}; run the removal again once \
+                         the tasks have stopped",
+                        out.removed.join(", "),
+                        e.detail.message
+                    ),
+                ));
+            }
+        }
+    }
     out.version = version;
     Ok(Json(out))
 }

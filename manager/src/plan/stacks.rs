@@ -127,11 +127,29 @@ pub fn deploy(
     Ok((Transaction { changes }, out))
 }
 
-/// The transaction that removes every object of stack `name`.
-pub fn remove(store: &Store, name: &str) -> Result<(Transaction, StackDeployed), PlanError> {
+/// What of a stack a removal takes: networks can only go once the tasks of the
+/// stack's services let go of their addresses, so they go in a second step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The services, secrets and configs. A stack with none of anything is not found.
+    AllButNetworks,
+    /// The networks left.
+    Networks,
+}
+
+/// The transaction that removes `part` of stack `name`.
+pub fn remove(store: &Store, name: &str, part: Removal) -> Result<(Transaction, StackDeployed), PlanError> {
+    const ALL: [Kind; 4] = [Kind::Service, Kind::Network, Kind::Secret, Kind::Config];
+    if part == Removal::AllButNetworks && ALL.iter().all(|k| members(store, name, *k).next().is_none()) {
+        return Err(PlanError::NotFound { kind: Kind::Service, id: format!("stack {name}") });
+    }
+    let kinds: &[Kind] = match part {
+        Removal::AllButNetworks => &[Kind::Service, Kind::Secret, Kind::Config],
+        Removal::Networks => &[Kind::Network],
+    };
     let mut out = StackDeployed { name: name.to_owned(), ..StackDeployed::default() };
     let mut changes = Vec::new();
-    for kind in [Kind::Service, Kind::Network, Kind::Secret, Kind::Config] {
+    for &kind in kinds {
         for o in members(store, name, kind) {
             out.removed.push(format!("{kind} {}", o.name().unwrap_or_default()));
             changes.push(Change::Delete {
@@ -140,9 +158,6 @@ pub fn remove(store: &Store, name: &str) -> Result<(Transaction, StackDeployed),
                 expected_version: Some(o.meta().version),
             });
         }
-    }
-    if changes.is_empty() {
-        return Err(PlanError::NotFound { kind: Kind::Service, id: format!("stack {name}") });
     }
     Ok((Transaction { changes }, out))
 }
@@ -262,11 +277,16 @@ secrets: {pw: {file: ./pw}}
             list(&store)[0],
             StackInfo { name: "demo".into(), services: 1, networks: 1, secrets: 1, configs: 0 }
         );
-        let (tx, out) = remove(&store, "demo").expect("planned");
-        assert_eq!(out.removed, ["service demo_web", "network demo_front", "secret demo_pw"]);
+        let (tx, out) = remove(&store, "demo", Removal::AllButNetworks).expect("planned");
+        assert_eq!(out.removed, ["service demo_web", "secret demo_pw"]);
+        apply(&mut store, &tx);
+        let (tx, out) = remove(&store, "demo", Removal::Networks).expect("planned");
+        assert_eq!(out.removed, ["network demo_front"]);
         apply(&mut store, &tx);
         assert!(list(&store).is_empty());
-        assert!(matches!(remove(&store, "demo"), Err(PlanError::NotFound { .. })));
+        assert!(matches!(remove(&store, "demo", Removal::AllButNetworks), Err(PlanError::NotFound { .. })));
+        let (tx, _) = remove(&store, "demo", Removal::Networks).expect("nothing left is no error");
+        assert!(tx.changes.is_empty());
     }
 
     #[test]
