@@ -51,13 +51,7 @@ async fn fixture() -> Fixture {
     }
     let description = crate::testing::node("m1", &[]).description;
     manager.register_node("m1", description, "127.0.0.1".parse().unwrap()).await.unwrap();
-    let api = Api {
-        manager: manager.clone(),
-        dispatcher: Dispatcher::new(manager.clone()),
-        rendered: Arc::default(),
-        failures: Arc::default(),
-        metrics: None,
-    };
+    let api = Api::new(manager.clone(), Dispatcher::new(manager.clone()), None);
     let app = router(api, false);
     let mut f = Fixture { _dir: dir, manager, app, seeds: Vec::new() };
     let web = ServiceSpec::new("web", "busybox");

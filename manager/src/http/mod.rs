@@ -312,13 +312,7 @@ fn bind_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, Serve
 impl ApiServer {
     /// Starts the listeners of `opts` for `manager`.
     pub async fn start(served: &Served, opts: &ApiOptions) -> Result<ApiServer, ServeError> {
-        let api = Api {
-            manager: served.manager.clone(),
-            dispatcher: served.dispatcher.clone(),
-            rendered: Arc::default(),
-            failures: Arc::default(),
-            metrics: opts.metrics.clone(),
-        };
+        let api = Api::new(served.manager.clone(), served.dispatcher.clone(), opts.metrics.clone());
         let stop = Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
         let mut tcp = None;
@@ -401,6 +395,15 @@ async fn serve_https(
 const RECOVERY_WAIT: Duration = Duration::from_secs(2);
 
 impl Api {
+    /// The handlers' state for `manager`, with empty caches.
+    fn new(
+        manager: Arc<Manager>,
+        dispatcher: Dispatcher,
+        metrics: Option<Arc<shoal_telemetry::prom::registry::Registry>>,
+    ) -> Api {
+        Api { manager, dispatcher, rendered: Arc::default(), failures: Arc::default(), metrics }
+    }
+
     /// Reads the local store, or (with `consistent`) a state that includes every
     /// write acknowledged before the call. In the first [`RECOVERY_WAIT`] after a
     /// start, a local read waits for the state to catch up with the cluster.
