@@ -61,9 +61,9 @@ pub(super) async fn list(
     headers: HeaderMap,
     Query(opts): Query<ListOptions>,
 ) -> Result<Response, ApiError> {
-    let after: Option<(String, String)> = polling::decode_cursor(opts.cursor.as_deref())?;
-    polling::check_limit(opts.limit)?;
-    api.block(&[Kind::Node], opts.wait_index, opts.wait.as_deref()).await?;
+    let after: Option<(String, String)> = api
+        .start_list(&[Kind::Node], opts.cursor.as_deref(), opts.limit, opts.wait_index, opts.wait.as_deref())
+        .await?;
     let ((nodes, next), index) = api
         .read(opts.consistent, |s| {
             let page = polling::page(

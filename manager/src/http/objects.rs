@@ -50,9 +50,9 @@ async fn list_named<T: serde::Serialize>(
     item: impl Fn(&Object) -> Option<T>,
     name: impl Fn(&T) -> (String, String),
 ) -> Result<Response, ApiError> {
-    let after: Option<(String, String)> = polling::decode_cursor(opts.cursor.as_deref())?;
-    polling::check_limit(opts.limit)?;
-    api.block(&[kind], opts.wait_index, opts.wait.as_deref()).await?;
+    let after: Option<(String, String)> = api
+        .start_list(&[kind], opts.cursor.as_deref(), opts.limit, opts.wait_index, opts.wait.as_deref())
+        .await?;
     let ((page, next), index) = api
         .read(opts.consistent, |s| {
             (polling::page(list_of(s, kind, item), name, after.as_ref(), opts.limit), s.indexes().of(&[kind]))

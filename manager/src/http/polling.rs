@@ -122,6 +122,23 @@ pub(crate) fn wait_time(wait: Option<&str>) -> Result<Duration, ApiError> {
 }
 
 impl Api {
+    /// What every list does before it reads: where the page starts (`cursor`, a 400
+    /// naming it when this list did not give it), the page size checked, then the
+    /// blocking query's wait on `kinds`.
+    pub(crate) async fn start_list<K: DeserializeOwned>(
+        &self,
+        kinds: &[Kind],
+        cursor: Option<&str>,
+        limit: Option<usize>,
+        wait_index: Option<u64>,
+        wait: Option<&str>,
+    ) -> Result<Option<K>, ApiError> {
+        let after = decode_cursor(cursor)?;
+        check_limit(limit)?;
+        self.block(kinds, wait_index, wait).await?;
+        Ok(after)
+    }
+
     /// A blocking query's wait: with `wait_index`, until the index of `kinds` passes
     /// it or the wait (plus up to a sixteenth at random) runs out; the store's apply
     /// wakes it, nothing polls. Without, at once (`wait` is still checked).

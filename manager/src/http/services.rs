@@ -87,10 +87,9 @@ pub(super) async fn list(
     Query(f): Query<ServiceFilter>,
 ) -> Result<Response, ApiError> {
     let fields = polling::parse_fields(f.fields.as_deref())?;
-    let after: Option<ServiceKey> = polling::decode_cursor(f.cursor.as_deref())?;
-    polling::check_limit(f.limit)?;
     let kinds = service_kinds(&f);
-    api.block(kinds, f.wait_index, f.wait.as_deref()).await?;
+    let after: Option<ServiceKey> =
+        api.start_list(kinds, f.cursor.as_deref(), f.limit, f.wait_index, f.wait.as_deref()).await?;
     let rendered = api.rendered.clone();
     let key = {
         let unwaited = ServiceFilter { wait_index: None, wait: None, ..f.clone() };
@@ -322,10 +321,9 @@ pub(super) async fn list_tasks(
 ) -> Result<Response, ApiError> {
     let fields = polling::parse_fields(f.fields.as_deref())?;
     let states = parse_states(f.state.as_deref())?;
-    let after: Option<TaskKey> = polling::decode_cursor(f.cursor.as_deref())?;
-    polling::check_limit(f.limit)?;
     let kinds = task_kinds(&f);
-    api.block(&kinds, f.wait_index, f.wait.as_deref()).await?;
+    let after: Option<TaskKey> =
+        api.start_list(&kinds, f.cursor.as_deref(), f.limit, f.wait_index, f.wait.as_deref()).await?;
     let rendered = api.rendered.clone();
     let key = {
         let unwaited = TaskFilter { wait_index: None, wait: None, ..f.clone() };

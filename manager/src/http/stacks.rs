@@ -28,9 +28,9 @@ pub(super) async fn list(
     Query(opts): Query<ListOptions>,
 ) -> Result<Response, ApiError> {
     const KINDS: [Kind; 4] = [Kind::Service, Kind::Network, Kind::Secret, Kind::Config];
-    let after: Option<String> = polling::decode_cursor(opts.cursor.as_deref())?;
-    polling::check_limit(opts.limit)?;
-    api.block(&KINDS, opts.wait_index, opts.wait.as_deref()).await?;
+    let after: Option<String> = api
+        .start_list(&KINDS, opts.cursor.as_deref(), opts.limit, opts.wait_index, opts.wait.as_deref())
+        .await?;
     let ((page, next), index) = api
         .read(opts.consistent, |s| {
             let page = polling::page(plan::stacks::list(s), |st| st.name.clone(), after.as_ref(), opts.limit);
