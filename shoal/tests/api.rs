@@ -904,10 +904,16 @@ fn the_client_pages_counts_and_long_polls_a_daemon() {
             .unwrap();
         assert_eq!((names(&last), last.next_cursor), (vec!["c".to_owned()], None));
 
-        // Every task, a page of one at a time, once each.
+        // Every task, a page of one at a time, once each. The orchestrator makes
+        // the six tasks after the creates return, so wait for them first.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while c.tasks(&TaskFilter::default()).await.unwrap().len() < 6 {
+            assert!(std::time::Instant::now() < deadline, "six tasks within 20 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let paged = c.tasks_paged(&TaskFilter::default(), 1).await.unwrap();
         let ids: std::collections::BTreeSet<&str> = paged.iter().map(|t| t.id.as_str()).collect();
-        assert!(!paged.is_empty());
+        assert!(paged.len() >= 6, "every task: {}", paged.len());
         assert_eq!(paged.len(), ids.len(), "no task twice");
 
         // A long poll: nothing changes a service, so it comes back at its timeout
