@@ -119,6 +119,7 @@ impl Host {
             .arg(crate::shoal_bin())
             .args(["daemon", "--data-dir", &self.dir.path().to_string_lossy()])
             .args(["--listen-addr", &self.raft_addr(), "--api-socket", &self.socket().to_string_lossy()])
+            .args(["--docker-socket", &self.dir.path().join("docker.sock").to_string_lossy()])
             .args(["--hostname", &self.name, "--cgroup-parent", &self.cgroup_parent])
             // Tests never reach outside: the image is imported.
             .args(["--pull", "never"])

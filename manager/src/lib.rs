@@ -4,11 +4,13 @@
 //! [`manager`] is one running manager and the API the rest of the manager uses;
 //! [`server`] starts one and serves it over gRPC with the dispatcher;
 //! [`plan`] turns API requests into transactions; [`http`] serves the cluster API;
+//! [`docker`] serves the Docker Engine API's swarm endpoints on the same state;
 //! [`orchestrator`] holds the leader-only controllers that make services into tasks;
 //! [`dispatcher`] serves the workers' sessions; [`metrics`] exports them all to
 //! Prometheus, with the counters of [`instruments`].
 
 pub mod dispatcher;
+pub mod docker;
 pub mod http;
 pub mod instruments;
 pub mod manager;

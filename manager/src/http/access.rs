@@ -34,7 +34,8 @@ pub enum Scope {
 }
 
 /// Paths that show secrets (tokens): only for admins, even to read.
-const SECRET_PATHS: &[&str] = &["/v1/cluster/join-tokens", "/v1/cluster/api-token"];
+/// (`/swarm` is the Docker Engine API's, with the join tokens.)
+const SECRET_PATHS: &[&str] = &["/v1/cluster/join-tokens", "/v1/cluster/api-token", "/swarm"];
 
 /// The scope the caller's credentials give, if any: a token is compared in
 /// constant time with both of the cluster's.
@@ -103,16 +104,24 @@ impl Failures {
 
 /// The TCP listener's gate: the caller's scope must allow the call.
 pub(super) async fn require_access(State(api): State<Api>, req: Request, next: Next) -> Response {
+    match check(&api, &req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Whether the caller of `req` may make it: its token or certificate, and its
+/// address's recent failures (the Docker Engine API's TCP listener uses it too).
+pub(crate) fn check(api: &Api, req: &Request) -> Result<(), ApiError> {
     let peer = req.extensions().get::<Peer>().cloned();
     let ip = peer.as_ref().map(|p| p.addr.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let now = Instant::now();
     if let Some(wait) = api.failures.blocked(ip, now) {
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_failures",
             format!("too many failed authentications from {ip}: wait {}s", wait.as_secs().max(1)),
-        )
-        .into_response();
+        ));
     }
     let token = req
         .headers()
@@ -121,23 +130,21 @@ pub(super) async fn require_access(State(api): State<Api>, req: Request, next: N
         .and_then(|v| v.strip_prefix("Bearer "));
     let scope = api.manager.cluster().and_then(|c| scope_of(&c, token, peer.as_ref()));
     match scope {
-        Some(s) if allows(s, req.method(), req.uri().path()) => next.run(req).await,
-        Some(_) => ApiError::new(
+        Some(s) if allows(s, req.method(), req.uri().path()) => Ok(()),
+        Some(_) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "these credentials may only read: use the admin API token or a manager's certificate",
-        )
-        .into_response(),
+        )),
         None => {
             let count = api.failures.fail(ip, now);
             tracing::warn!(client = %ip, failures = count, "refused an API call: no valid token or certificate");
-            ApiError::new(
+            Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "this listener needs the cluster's API token (`Authorization: Bearer <token>`; \
                  `shoal cluster api-token` on a manager shows it) or a client certificate from the cluster's CA",
-            )
-            .into_response()
+            ))
         }
     }
 }

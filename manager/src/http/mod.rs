@@ -63,6 +63,10 @@ pub struct ApiOptions {
     pub tcp: Option<SocketAddr>,
     /// The node's metrics, served at `GET /metrics`.
     pub metrics: Option<Arc<shoal_telemetry::prom::registry::Registry>>,
+    /// The Docker Engine API's unix socket (mode 0660, as the API's).
+    pub docker_socket: Option<PathBuf>,
+    /// The Docker Engine API on TCP, as HTTPS under the same access rules as `tcp`.
+    pub docker_tcp: Option<SocketAddr>,
 }
 
 /// The running API listeners.
@@ -72,6 +76,10 @@ pub struct ApiServer {
     pub socket: Option<PathBuf>,
     /// The TCP address bound (with the port picked, if 0 was asked).
     pub tcp: Option<SocketAddr>,
+    /// The Docker Engine API's unix socket served.
+    pub docker_socket: Option<PathBuf>,
+    /// The Docker Engine API's TCP address bound.
+    pub docker_tcp: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: Arc<tokio::sync::Notify>,
 }
@@ -95,8 +103,8 @@ pub enum ServeError {
 /// What every handler gets: the manager, and the JSON of objects already rendered.
 #[derive(Debug, Clone)]
 pub(crate) struct Api {
-    manager: Arc<Manager>,
-    dispatcher: Dispatcher,
+    pub(crate) manager: Arc<Manager>,
+    pub(crate) dispatcher: Dispatcher,
     rendered: Arc<Rendered>,
     failures: Arc<access::Failures>,
     metrics: Option<Arc<shoal_telemetry::prom::registry::Registry>>,
@@ -317,27 +325,35 @@ impl ApiServer {
         let mut tasks = Vec::new();
         let mut tcp = None;
         if let Some(path) = &opts.socket {
-            let listener = bind_socket(path)?;
-            let app = router(api.clone(), false);
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.notified().await })
-                    .await;
-            }));
+            tasks.push(serve_socket(bind_socket(path)?, router(api.clone(), false), stop.clone()));
         }
         if let Some(addr) = opts.tcp {
-            let listen = |source| ServeError::Listen { what: addr.to_string(), source };
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
-            tcp = Some(listener.local_addr().map_err(listen)?);
-            // HTTPS with the manager's certificate (read at each handshake, so a
-            // renewal needs no restart); a client may offer its own.
-            let tls = served.manager.credentials().server_config(&[b"http/1.1"])?;
-            let incoming = shoal_pki::transport::incoming(listener, tls);
-            let app = router(api.clone(), true);
-            tasks.push(tokio::spawn(serve_https(incoming, app, stop.clone())));
+            let (task, bound) = serve_tcp(served, addr, router(api.clone(), true), stop.clone()).await?;
+            tasks.push(task);
+            tcp = Some(bound);
         }
-        Ok(ApiServer { socket: opts.socket.clone(), tcp, tasks, stop })
+        let mut docker_tcp = None;
+        if let Some(path) = &opts.docker_socket {
+            tasks.push(serve_socket(
+                bind_socket(path)?,
+                crate::docker::app(api.clone(), false),
+                stop.clone(),
+            ));
+        }
+        if let Some(addr) = opts.docker_tcp {
+            let app = crate::docker::app(api.clone(), true);
+            let (task, bound) = serve_tcp(served, addr, app, stop.clone()).await?;
+            tasks.push(task);
+            docker_tcp = Some(bound);
+        }
+        Ok(ApiServer {
+            socket: opts.socket.clone(),
+            tcp,
+            docker_socket: opts.docker_socket.clone(),
+            docker_tcp,
+            tasks,
+            stop,
+        })
     }
 
     /// Stops the listeners: requests in flight get a moment to finish, event streams
@@ -350,10 +366,38 @@ impl ApiServer {
                 abort.abort();
             }
         }
-        if let Some(path) = &self.socket {
+        for path in [&self.socket, &self.docker_socket].into_iter().flatten() {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// Serves `app` on a bound unix socket until `stop`.
+fn serve_socket(
+    listener: tokio::net::UnixListener,
+    app: Router,
+    stop: Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await;
+    })
+}
+
+/// Serves `app` as HTTPS on `addr` with the manager's certificate (read at each
+/// handshake, so a renewal needs no restart; a client may offer its own) until
+/// `stop`; returns the address bound.
+async fn serve_tcp(
+    served: &Served,
+    addr: SocketAddr,
+    app: Router,
+    stop: Arc<tokio::sync::Notify>,
+) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), ServeError> {
+    let listen = |source| ServeError::Listen { what: addr.to_string(), source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
+    let bound = listener.local_addr().map_err(listen)?;
+    let tls = served.manager.credentials().server_config(&[b"http/1.1"])?;
+    let incoming = shoal_pki::transport::incoming(listener, tls);
+    Ok((tokio::spawn(serve_https(incoming, app, stop)), bound))
 }
 
 /// Serves the API on accepted TLS connections until `stop`; each request carries
@@ -407,7 +451,7 @@ impl Api {
     /// Reads the local store, or (with `consistent`) a state that includes every
     /// write acknowledged before the call. In the first [`RECOVERY_WAIT`] after a
     /// start, a local read waits for the state to catch up with the cluster.
-    async fn read<T>(&self, consistent: bool, f: impl FnOnce(&Store) -> T) -> Result<T, ApiError> {
+    pub(crate) async fn read<T>(&self, consistent: bool, f: impl FnOnce(&Store) -> T) -> Result<T, ApiError> {
         if consistent {
             return Ok(self.manager.read_linearizable(f).await?);
         }
@@ -420,7 +464,7 @@ impl Api {
 
     /// Plans a transaction on the current state and proposes it; when another write
     /// got in between (a version conflict), plans again on fresher state.
-    async fn modify<T>(
+    pub(crate) async fn modify<T>(
         &self,
         plan: impl Fn(&Store) -> Result<(Transaction, T), PlanError>,
     ) -> Result<(u64, T), ApiError> {

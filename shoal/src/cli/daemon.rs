@@ -74,6 +74,14 @@ pub(super) struct DaemonArgs {
     /// token, `shoal cluster api-token`).
     #[arg(long, value_name = "ADDR")]
     api_addr: Option<SocketAddr>,
+    /// A manager's Docker Engine API socket (the swarm endpoints of API 1.41: point
+    /// `DOCKER_HOST=unix://PATH` at it); an empty value turns it off.
+    #[arg(long, value_name = "PATH", default_value = "/run/shoal/docker.sock")]
+    docker_socket: PathBuf,
+    /// Also serve the Docker Engine API on TCP at this address, as HTTPS under the
+    /// same rules as `--api-addr` (the API token, or a certificate from the cluster's CA).
+    #[arg(long, value_name = "ADDR")]
+    docker_addr: Option<SocketAddr>,
     /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no authentication:
     /// meant for loopback or a private network, as dockerd's). A manager also serves
     /// them on its API listeners.
@@ -252,10 +260,16 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     shoal_manager::metrics::register(&mut registry, &served);
     let registry = Arc::new(registry);
     let metrics = serve_metrics(&args, &registry).await?;
-    let opts =
-        ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr, metrics: Some(registry) };
+    let opts = ApiOptions {
+        socket: Some(args.api_socket.clone()),
+        tcp: args.api_addr,
+        metrics: Some(registry),
+        docker_socket: Some(args.docker_socket.clone()).filter(|p| !p.as_os_str().is_empty()),
+        docker_tcp: args.docker_addr,
+    };
     let api = ApiServer::start(&served, &opts).await.context("start the cluster API")?;
     tracing::info!(socket = %args.api_socket.display(), tcp = ?api.tcp, "cluster API listening");
+    tracing::info!(socket = ?api.docker_socket, tcp = ?api.docker_tcp, "Docker Engine API listening");
     let controllers = Controllers::start(manager.clone());
     let (description, addr) = describe_node(&args)?;
     let node = node_id(&args.data_dir)?;

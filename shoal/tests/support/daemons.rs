@@ -56,6 +56,7 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["daemon", "--data-dir", self.dir.to_str().unwrap(), "--listen-addr", &self.addr])
             .args(["--api-socket", self.socket.to_str().unwrap(), "--api-addr", &self.api_addr])
+            .args(["--docker-socket", self.docker_socket().to_str().unwrap()])
             .args(["--hostname", &self.name, "--cgroup-parent", &self.node.cgroup_parent])
             // Tests never reach outside: images are imported (`import_busybox`).
             .args(["--pull", "never"])
@@ -69,6 +70,11 @@ impl Daemon {
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// The Docker Engine API's socket (`DOCKER_HOST=unix://<this>`).
+    pub fn docker_socket(&self) -> PathBuf {
+        self.dir.join("docker.sock")
     }
 
     /// SIGKILL: the daemon dies at once (its containers keep running).

@@ -1,0 +1,98 @@
+//! Errors in Docker's shape: `{"message": "..."}` with `Content-Type:
+//! application/json` exactly (a charset makes the 20.10 CLI print the raw body), and
+//! Docker's statuses: 400 for a bad request or spec, 404 for a missing object, 409
+//! for a name in use or an out-of-sequence update, 501 for what swarm refuses to
+//! change in place, 503 without a leader.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::ApiError;
+use crate::manager::ManagerError;
+use crate::plan::PlanError;
+
+/// An error reply to a Docker client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct DockerError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What the CLI prints after "Error response from daemon: ".
+    pub message: String,
+}
+
+impl DockerError {
+    /// An error with `status`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> DockerError {
+        DockerError { status, message: message.into() }
+    }
+
+    /// 400: a malformed request, or a spec Shoal cannot honour.
+    pub fn bad_request(message: impl Into<String>) -> DockerError {
+        DockerError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404: `kind` `key` does not exist (the CLI turns this into "No such ...").
+    pub fn not_found(kind: &str, key: &str) -> DockerError {
+        DockerError::new(StatusCode::NOT_FOUND, format!("{kind} {key} not found"))
+    }
+
+    /// 400 for a field of Docker's that Shoal cannot honour: it names the field
+    /// (its JSON path in Docker's types) and says why.
+    pub fn unsupported(field: &str, why: &str) -> DockerError {
+        DockerError::bad_request(format!("{field}: {why}"))
+    }
+}
+
+impl IntoResponse for DockerError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "message": self.message }).to_string();
+        let mut res = (self.status, body).into_response();
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res
+    }
+}
+
+/// The cluster API's errors, in Docker's terms: an invalid spec (422 there) is a
+/// 400 here, the rest keep their status.
+impl From<ApiError> for DockerError {
+    fn from(e: ApiError) -> Self {
+        let status = match e.status {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        let message = match &e.detail.field {
+            Some(field) if !e.detail.message.starts_with(field.as_str()) => {
+                format!("{field}: {}", e.detail.message)
+            }
+            _ => e.detail.message.clone(),
+        };
+        DockerError::new(status, message)
+    }
+}
+
+impl From<PlanError> for DockerError {
+    fn from(e: PlanError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<ManagerError> for DockerError {
+    fn from(e: ManagerError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_are_a_message_with_a_bare_json_content_type() {
+        let res = DockerError::not_found("service", "web").into_response();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"message":"service web not found"}"#);
+    }
+}
