@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod daemons;
+pub mod docker;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
