@@ -91,7 +91,7 @@ pub(super) async fn info(
     responses((status = 200, description = "Updated", body = Written),
               (status = 409, description = "The cluster changed since `version`", body = ErrorBody),
               (status = 422, description = "Invalid settings", body = ErrorBody)))]
-pub(super) async fn update(
+pub(crate) async fn update(
     State(api): State<Api>,
     super::Body(req): super::Body<ClusterUpdate>,
 ) -> Result<Json<Written>, ApiError> {

@@ -7,7 +7,7 @@
 //! workers through the leader. The live dashboard is served at `/ui` (see [`ui`]).
 
 pub mod access;
-mod cluster;
+pub(crate) mod cluster;
 mod error;
 mod events;
 mod exec;
@@ -16,8 +16,8 @@ mod fuzz;
 pub mod locked;
 mod logs;
 mod metrics;
-mod nodes;
-mod objects;
+pub(crate) mod nodes;
+pub(crate) mod objects;
 mod polling;
 #[cfg(test)]
 mod polling_tests;

@@ -20,7 +20,7 @@ use crate::manager::Manager;
 use crate::plan::{self, PlanError, find};
 use crate::store::{Change, Kind, Object, Store, Transaction, queries};
 
-fn node<'a>(store: &'a Store, key: &str) -> Result<&'a Node, PlanError> {
+pub(crate) fn node<'a>(store: &'a Store, key: &str) -> Result<&'a Node, PlanError> {
     match find(store, Kind::Node, key)? {
         Object::Node(n) => Ok(n),
         _ => unreachable!("the node index holds nodes"),
@@ -29,7 +29,7 @@ fn node<'a>(store: &'a Store, key: &str) -> Result<&'a Node, PlanError> {
 
 /// Fills in what only the managers' Raft state knows: who leads, who is reachable
 /// (`reachable`: the leader's view, asked of it on a follower; `None` if unknown).
-fn live(manager: &Manager, reachable: Option<&BTreeSet<u64>>, mut n: Node) -> Node {
+pub(crate) fn live(manager: &Manager, reachable: Option<&BTreeSet<u64>>, mut n: Node) -> Node {
     if let Some(ms) = n.manager_status.as_mut() {
         let status = manager.status();
         ms.leader = status.leader == Some(ms.raft_id);
@@ -46,7 +46,7 @@ fn live(manager: &Manager, reachable: Option<&BTreeSet<u64>>, mut n: Node) -> No
 }
 
 /// The leader's view of reachability, when some of `nodes` are managers.
-async fn reachability(manager: &Manager, mut nodes: impl Iterator<Item = &Node>) -> Option<BTreeSet<u64>> {
+pub(crate) async fn reachability(manager: &Manager, mut nodes: impl Iterator<Item = &Node>) -> Option<BTreeSet<u64>> {
     if nodes.any(|n| n.manager_status.is_some()) { manager.reachable_anywhere().await } else { None }
 }
 
@@ -107,7 +107,7 @@ pub(super) async fn inspect(
               (status = 404, description = "No such node", body = ErrorBody),
               (status = 409, description = "The node changed since `version`, or a demotion would lose quorum", body = ErrorBody),
               (status = 422, description = "An invalid spec", body = ErrorBody)))]
-pub(super) async fn update(
+pub(crate) async fn update(
     State(api): State<Api>,
     Path(key): Path<String>,
     Body(req): Body<NodeUpdate>,
@@ -146,7 +146,7 @@ pub(super) async fn update(
     responses((status = 204, description = "Removed"),
               (status = 404, description = "No such node", body = ErrorBody),
               (status = 409, description = "A manager that still votes, or a node that is up", body = ErrorBody)))]
-pub(super) async fn remove(
+pub(crate) async fn remove(
     State(api): State<Api>,
     Path(key): Path<String>,
     Query(opts): Query<RemoveOptions>,

@@ -167,7 +167,7 @@ pub(super) async fn list_networks(
               (status = 400, description = "Malformed JSON or an unknown field", body = ErrorBody),
               (status = 409, description = "The name is taken, the subnet overlaps, or the pool is full", body = ErrorBody),
               (status = 422, description = "An invalid spec", body = ErrorBody)))]
-pub(super) async fn create_network(
+pub(crate) async fn create_network(
     State(api): State<Api>,
     Body(spec): Body<NetworkSpec>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
@@ -221,7 +221,7 @@ pub(super) async fn inspect_network(
     responses((status = 204, description = "Removed"),
               (status = 404, description = "No such network", body = ErrorBody),
               (status = 409, description = "A service uses it", body = ErrorBody)))]
-pub(super) async fn remove_network(
+pub(crate) async fn remove_network(
     State(api): State<Api>,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -249,7 +249,7 @@ pub(super) async fn list_secrets(
               (status = 400, description = "Malformed JSON, data that is not base64", body = ErrorBody),
               (status = 409, description = "The name is taken", body = ErrorBody),
               (status = 422, description = "An invalid name or data over 500 KiB", body = ErrorBody)))]
-pub(super) async fn create_secret(
+pub(crate) async fn create_secret(
     State(api): State<Api>,
     PayloadBody(spec): PayloadBody<PayloadSpec>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
@@ -279,7 +279,7 @@ pub(super) async fn inspect_secret(
               (status = 404, description = "No such secret", body = ErrorBody),
               (status = 409, description = "It changed since `version`, or the data differs", body = ErrorBody),
               (status = 422, description = "Invalid labels", body = ErrorBody)))]
-pub(super) async fn update_secret(
+pub(crate) async fn update_secret(
     State(api): State<Api>,
     Path(key): Path<String>,
     PayloadBody(req): PayloadBody<PayloadUpdate>,
@@ -293,7 +293,7 @@ pub(super) async fn update_secret(
     responses((status = 204, description = "Removed"),
               (status = 404, description = "No such secret", body = ErrorBody),
               (status = 409, description = "A service uses it", body = ErrorBody)))]
-pub(super) async fn remove_secret(
+pub(crate) async fn remove_secret(
     State(api): State<Api>,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -321,7 +321,7 @@ pub(super) async fn list_configs(
               (status = 400, description = "Malformed JSON, data that is not base64", body = ErrorBody),
               (status = 409, description = "The name is taken", body = ErrorBody),
               (status = 422, description = "An invalid name or data over 500 KiB", body = ErrorBody)))]
-pub(super) async fn create_config(
+pub(crate) async fn create_config(
     State(api): State<Api>,
     PayloadBody(spec): PayloadBody<PayloadSpec>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
@@ -351,7 +351,7 @@ pub(super) async fn inspect_config(
               (status = 404, description = "No such config", body = ErrorBody),
               (status = 409, description = "It changed since `version`, or the data differs", body = ErrorBody),
               (status = 422, description = "Invalid labels", body = ErrorBody)))]
-pub(super) async fn update_config(
+pub(crate) async fn update_config(
     State(api): State<Api>,
     Path(key): Path<String>,
     PayloadBody(req): PayloadBody<PayloadUpdate>,
@@ -365,7 +365,7 @@ pub(super) async fn update_config(
     responses((status = 204, description = "Removed"),
               (status = 404, description = "No such config", body = ErrorBody),
               (status = 409, description = "A service uses it", body = ErrorBody)))]
-pub(super) async fn remove_config(
+pub(crate) async fn remove_config(
     State(api): State<Api>,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
