@@ -21,7 +21,7 @@ pub(crate) mod objects;
 mod polling;
 #[cfg(test)]
 mod polling_tests;
-mod services;
+pub(crate) mod services;
 mod stacks;
 mod ui;
 

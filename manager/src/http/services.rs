@@ -40,7 +40,7 @@ fn service_kinds(f: &ServiceFilter) -> &'static [Kind] {
 }
 
 /// A service's task counts, as Docker's `ServiceStatus`.
-fn service_status(s: &Store, svc: &Service) -> ServiceStatus {
+pub(crate) fn service_status(s: &Store, svc: &Service) -> ServiceStatus {
     let tasks: Vec<&Task> = queries::tasks_of(s, &svc.id).collect();
     let wanted = |t: &Task| matches!(t.desired_state, TaskState::Running | TaskState::Complete);
     let running_tasks =

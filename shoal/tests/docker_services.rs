@@ -1,0 +1,256 @@
+//! `docker service create/ls/ps/inspect/update/rollback/scale/rm` from Debian's
+//! docker CLI against a Shoal daemon's Engine API, checked on the CLI's output and
+//! on Shoal's own state; and what Docker accepts but Shoal cannot honour, refused
+//! with a 400 naming the field. Every CLI run has a deadline (`timeout`), so a
+//! progress loop that never ends fails the test instead of hanging it.
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use shoal_api::wire::TaskFilter;
+use shoal_api::{ServiceMode, TaskState};
+use support::daemons::{Daemon, block_on};
+use support::docker::docker_cli;
+use support::wait_for;
+
+/// `docker ARGS` under a 90 s deadline.
+fn docker(d: &Daemon, args: &[&str]) -> Output {
+    let config = d.dir.join("docker-config");
+    std::fs::create_dir_all(&config).unwrap();
+    Command::new("timeout")
+        .arg("90")
+        .arg(docker_cli())
+        .args(args)
+        .env("DOCKER_HOST", format!("unix://{}", d.docker_socket().display()))
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("DOCKER_API_VERSION")
+        .env_remove("DOCKER_CONTEXT")
+        .output()
+        .expect("the docker CLI runs")
+}
+
+/// `docker ARGS`, which must succeed in time: its stdout.
+fn ok(d: &Daemon, args: &[&str]) -> String {
+    let out = docker(d, args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed ({:?}): {}{}\n--- daemon log ---\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `docker ARGS`, which must fail (not time out): its stderr.
+fn fails(d: &Daemon, args: &[&str]) -> String {
+    let out = docker(d, args);
+    assert!(!out.status.success(), "docker {args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    assert_ne!(out.status.code(), Some(124), "docker {args:?} timed out");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// One raw request to the Engine API socket: (status, body).
+fn request(d: &Daemon, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = std::os::unix::net::UnixStream::connect(d.docker_socket()).expect("the Engine API socket");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn running(d: &Daemon, service: &str) -> usize {
+    let filter = TaskFilter { service: Some(service.into()), ..TaskFilter::default() };
+    block_on(d.client().tasks(&filter))
+        .map(|ts| {
+            ts.iter()
+                .filter(|t| t.status.state == TaskState::Running && t.desired_state == TaskState::Running)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn replicas(d: &Daemon, service: &str) -> ServiceMode {
+    block_on(d.client().service(service)).expect("the service").spec.mode
+}
+
+#[test]
+fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
+    let d = Daemon::init("m1");
+    d.import_busybox();
+    let port = support::daemons::free_addr().rsplit(':').next().unwrap().to_owned();
+    let publish = format!("published={port},target=80");
+
+    // Blocking create: the CLI polls until both tasks run, then for the monitor.
+    let out = ok(
+        &d,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--publish",
+            &publish,
+            "--update-monitor",
+            "1s",
+            "--rollback-monitor",
+            "1s",
+            "shoal/busybox",
+            "sleep",
+            "3600",
+        ],
+    );
+    let id = out.lines().next().unwrap().trim().to_owned();
+    let svc = block_on(d.client().service("web")).expect("created in Shoal");
+    assert_eq!(svc.id, id);
+    assert_eq!(svc.spec.mode, ServiceMode::Replicated { replicas: 2 });
+    assert_eq!(svc.spec.update_config.monitor, Duration::from_secs(1));
+    assert_eq!(running(&d, "web"), 2);
+
+    let ls = ok(&d, &["service", "ls"]);
+    let row = ls.lines().find(|l| l.contains(" web ")).unwrap_or_else(|| panic!("web in {ls}"));
+    assert!(row.contains("replicated") && row.contains("2/2"), "{ls}");
+    assert!(row.contains(&format!("*:{port}->80/tcp")), "{ls}");
+    assert!(ok(&d, &["service", "ls", "-q"]).contains(&id[..12]));
+
+    let ps = ok(&d, &["service", "ps", "web"]);
+    assert!(ps.contains("web.1") && ps.contains("web.2"), "{ps}");
+    assert_eq!(ps.matches("Running").count(), 4, "desired and current state of both: {ps}");
+
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&d, &["service", "inspect", "web"])).unwrap();
+    assert_eq!(inspect[0]["ID"], id.as_str());
+    assert_eq!(inspect[0]["Spec"]["Mode"]["Replicated"]["Replicas"], 2);
+    assert_eq!(
+        inspect[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Args"],
+        serde_json::json!(["sleep", "3600"])
+    );
+    assert_eq!(inspect[0]["Endpoint"]["Ports"][0]["PublishedPort"], port.parse::<u64>().unwrap());
+    let pretty = ok(&d, &["service", "inspect", "--pretty", "web"]);
+    assert!(pretty.contains("Name:\t\tweb") && pretty.contains("Replicas:\t2"), "{pretty}");
+
+    // A spec round trip through the CLI: only what was asked changes.
+    ok(&d, &["service", "update", "--env-add", "A=1", "--image", "shoal/busybox:latest", "web"]);
+    let svc = block_on(d.client().service("web")).unwrap();
+    assert_eq!(svc.spec.task_template.container.image, "shoal/busybox:latest");
+    assert_eq!(svc.spec.task_template.container.env, ["A=1"]);
+    assert_eq!(svc.spec.task_template.container.args, ["sleep", "3600"]);
+    assert_eq!(svc.spec.update_config.monitor, Duration::from_secs(1));
+    assert_eq!(svc.endpoint.ports[0].published_port, port.parse().ok());
+    let tasks = block_on(d.client().tasks(&TaskFilter { service: Some("web".into()), ..Default::default() }))
+        .unwrap();
+    let current: Vec<_> = tasks.iter().filter(|t| t.desired_state == TaskState::Running).collect();
+    assert_eq!(current.len(), 2);
+    assert!(current.iter().all(|t| t.spec.container.env == ["A=1"]), "the rollout replaced both tasks");
+
+    ok(&d, &["service", "update", "--replicas", "3", "web"]);
+    assert_eq!(replicas(&d, "web"), ServiceMode::Replicated { replicas: 3 });
+    assert_eq!(running(&d, "web"), 3);
+    assert!(ok(&d, &["service", "ls"]).contains("3/3"));
+
+    let out = ok(&d, &["service", "rollback", "web"]);
+    assert!(out.contains("rollback"), "{out}");
+    assert_eq!(replicas(&d, "web"), ServiceMode::Replicated { replicas: 2 });
+    wait_for("2 tasks after the rollback", Duration::from_secs(30), || running(&d, "web") == 2);
+
+    let out = ok(&d, &["service", "scale", "web=1"]);
+    assert!(out.contains("web scaled to 1"), "{out}");
+    assert_eq!(replicas(&d, "web"), ServiceMode::Replicated { replicas: 1 });
+    assert!(ok(&d, &["service", "ls"]).contains("1/1"));
+
+    assert_eq!(ok(&d, &["service", "rm", "web"]).trim(), "web");
+    assert!(block_on(d.client().service("web")).is_err(), "removed from Shoal");
+    let err = fails(&d, &["service", "rm", "web"]);
+    assert!(err.contains("No such service: web") || err.contains("service web not found"), "{err}");
+    assert!(!ok(&d, &["service", "ls"]).contains("web"));
+}
+
+#[test]
+fn docker_service_detached_global_and_refusals() {
+    let d = Daemon::init("m1");
+    d.import_busybox();
+
+    let out = ok(
+        &d,
+        &["service", "create", "-d", "--name", "agent", "--mode", "global", "shoal/busybox", "sleep", "3600"],
+    );
+    let id = out.trim().to_owned();
+    assert_eq!(replicas(&d, "agent"), ServiceMode::Global);
+    wait_for("the global task to run", Duration::from_secs(60), || running(&d, "agent") == 1);
+    let ls = ok(&d, &["service", "ls"]);
+    assert!(ls.contains("global") && ls.contains("1/1"), "{ls}");
+    let ps = ok(&d, &["service", "ps", "--no-trunc", "agent"]);
+    let node = block_on(d.client().nodes(Default::default())).unwrap()[0].id.clone();
+    assert!(ps.contains(&format!("agent.{node}")), "a global task is named by its node: {ps}");
+
+    // A blocked name: 409, and nothing made.
+    let err = fails(&d, &["service", "create", "-d", "--name", "agent", "shoal/busybox"]);
+    assert!(err.contains("agent"), "{err}");
+
+    // Docker takes these; Shoal cannot honour them, and says which field.
+    let err =
+        fails(&d, &["service", "create", "-d", "--name", "win", "--isolation", "hyperv", "shoal/busybox"]);
+    assert!(err.contains("TaskTemplate.ContainerSpec.Isolation"), "{err}");
+    let body = r#"{"Name":"win","TaskTemplate":{"ContainerSpec":{"Image":"shoal/busybox",
+        "Privileges":{"CredentialSpec":{"File":"spec.json"},"SELinuxContext":null}}}}"#;
+    let (status, reply) = request(&d, "POST", "/v1.41/services/create", body);
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.contains("TaskTemplate.ContainerSpec.Privileges.CredentialSpec"), "{reply}");
+    let (status, reply) = request(
+        &d,
+        "POST",
+        "/v1.41/services/create",
+        r#"{"Name":"x","TaskTemplate":{"ContainerSpec":{"Image":"b","Privileged":true}}}"#,
+    );
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.contains("TaskTemplate.ContainerSpec") && reply.contains("Privileged"), "{reply}");
+    assert!(block_on(d.client().service("win")).is_err(), "nothing made");
+
+    // A stale version is out of sequence; a bad registryAuthFrom is a 400.
+    let (_, svc) = request(&d, "GET", &format!("/v1.41/services/{id}"), "");
+    let svc: serde_json::Value = serde_json::from_str(&svc).unwrap();
+    let spec = svc["Spec"].to_string();
+    let version = svc["Version"]["Index"].as_u64().unwrap();
+    let (status, reply) =
+        request(&d, "POST", &format!("/services/{id}/update?version={}", version - 1), &spec);
+    assert_eq!(status, 409, "{reply}");
+    assert!(reply.contains("update out of sequence"), "{reply}");
+    let (status, _) =
+        request(&d, "POST", &format!("/services/{id}/update?version={version}&registryAuthFrom=x"), &spec);
+    assert_eq!(status, 400);
+
+    // Tasks: by id, filtered by service, node, desired state and up-to-dateness.
+    let (status, tasks) = request(&d, "GET", "/tasks?filters=%7B%22service%22%3A%5B%22agent%22%5D%7D", "");
+    assert_eq!(status, 200);
+    let tasks: serde_json::Value = serde_json::from_str(&tasks).unwrap();
+    let task =
+        &tasks.as_array().unwrap().iter().find(|t| t["DesiredState"] == "running").expect("a running task");
+    assert_eq!(task["Slot"], 0);
+    assert_eq!(task["NodeID"], node.as_str());
+    let (status, one) = request(&d, "GET", &format!("/tasks/{}", task["ID"].as_str().unwrap()), "");
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&one).unwrap()["ServiceID"], id.as_str());
+    let (_, up) = request(&d, "GET", "/tasks?filters=%7B%22_up-to-date%22%3A%7B%22true%22%3Atrue%7D%7D", "");
+    assert!(up.contains(task["ID"].as_str().unwrap()), "{up}");
+    let (_, none) = request(&d, "GET", "/tasks?filters=%7B%22desired-state%22%3A%5B%22shutdown%22%5D%7D", "");
+    assert_eq!(none.trim(), "[]");
+    let (status, reply) = request(&d, "GET", "/tasks?filters=%7B%22service%22%3A%5B%22nope%22%5D%7D", "");
+    assert_eq!(status, 404, "{reply}");
+
+    ok(&d, &["service", "rm", "agent"]);
+    assert!(block_on(d.client().services(&Default::default())).unwrap().is_empty());
+}
