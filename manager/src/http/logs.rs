@@ -14,7 +14,7 @@ use shoal_proto::dispatcher as pb;
 use super::{Api, ApiError, Query};
 use crate::dispatcher::logs::LogOptions;
 use crate::plan::{PlanError, find};
-use crate::store::{Kind, Object};
+use crate::store::{Kind, Object, Store};
 
 fn options(q: &LogQuery) -> Result<LogOptions, ApiError> {
     let since = match q.since.as_deref() {
@@ -107,19 +107,24 @@ pub(super) async fn service_logs(
 ) -> Result<Response, ApiError> {
     let ids = api
         .read(false, |s| -> Result<Vec<String>, PlanError> {
-            let svc = find(s, Kind::Service, &key)?;
-            let mut tasks: Vec<(Option<u64>, chrono::DateTime<chrono::Utc>, String)> = s
-                .tasks_of_service(svc.id())
-                .filter_map(|o| match o {
-                    Object::Task(t) if t.node_id.is_some() => Some((t.slot, t.meta.created_at, t.id.clone())),
-                    _ => None,
-                })
-                .collect();
-            tasks.sort();
-            Ok(tasks.into_iter().map(|(_, _, id)| id).collect())
+            Ok(placed_tasks(s, find(s, Kind::Service, &key)?.id()))
         })
         .await??;
     stream(&api, ids, &q).await
+}
+
+/// The ids of a service's tasks that have a node (the others have no logs), by slot
+/// and then age: what a service's logs read, here and in the Docker API.
+pub(crate) fn placed_tasks(s: &Store, service_id: &str) -> Vec<String> {
+    let mut tasks: Vec<(Option<u64>, chrono::DateTime<chrono::Utc>, String)> = s
+        .tasks_of_service(service_id)
+        .filter_map(|o| match o {
+            Object::Task(t) if t.node_id.is_some() => Some((t.slot, t.meta.created_at, t.id.clone())),
+            _ => None,
+        })
+        .collect();
+    tasks.sort();
+    tasks.into_iter().map(|(_, _, id)| id).collect()
 }
 
 /// Streams the output of one task.

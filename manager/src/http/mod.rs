@@ -14,7 +14,7 @@ mod exec;
 #[cfg(test)]
 mod fuzz;
 pub mod locked;
-mod logs;
+pub(crate) mod logs;
 mod metrics;
 pub(crate) mod nodes;
 pub(crate) mod objects;
