@@ -14,32 +14,32 @@ use crate::plan::PlanError;
 /// An error reply to a Docker client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {message}")]
-pub struct DockerError {
+pub(crate) struct DockerError {
     /// The HTTP status.
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// What the CLI prints after "Error response from daemon: ".
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl DockerError {
     /// An error with `status`.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> DockerError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> DockerError {
         DockerError { status, message: message.into() }
     }
 
     /// 400: a malformed request, or a spec Shoal cannot honour.
-    pub fn bad_request(message: impl Into<String>) -> DockerError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> DockerError {
         DockerError::new(StatusCode::BAD_REQUEST, message)
     }
 
     /// 404: `kind` `key` does not exist (the CLI turns this into "No such ...").
-    pub fn not_found(kind: &str, key: &str) -> DockerError {
+    pub(crate) fn not_found(kind: &str, key: &str) -> DockerError {
         DockerError::new(StatusCode::NOT_FOUND, format!("{kind} {key} not found"))
     }
 
     /// 400 for a field of Docker's that Shoal cannot honour: it names the field
     /// (its JSON path in Docker's types) and says why.
-    pub fn unsupported(field: &str, why: &str) -> DockerError {
+    pub(crate) fn unsupported(field: &str, why: &str) -> DockerError {
         DockerError::bad_request(format!("{field}: {why}"))
     }
 }

@@ -9,11 +9,11 @@ use super::error::DockerError;
 
 /// The filters of one request: each key's values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filters(BTreeMap<String, BTreeSet<String>>);
+pub(crate) struct Filters(BTreeMap<String, BTreeSet<String>>);
 
 impl Filters {
     /// Reads `filters` (absent or empty means none), accepting only `known` keys.
-    pub fn parse(raw: Option<&str>, known: &[&str]) -> Result<Filters, DockerError> {
+    pub(crate) fn parse(raw: Option<&str>, known: &[&str]) -> Result<Filters, DockerError> {
         let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
             return Ok(Filters::default());
         };
@@ -48,24 +48,24 @@ impl Filters {
     }
 
     /// The values given for `key`, if the key was given.
-    pub fn get(&self, key: &str) -> Option<&BTreeSet<String>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&BTreeSet<String>> {
         self.0.get(key).filter(|v| !v.is_empty())
     }
 
     /// Whether `key` was not given, or `test` holds for one of its values.
-    pub fn any(&self, key: &str, mut test: impl FnMut(&str) -> bool) -> bool {
+    pub(crate) fn any(&self, key: &str, mut test: impl FnMut(&str) -> bool) -> bool {
         self.get(key).is_none_or(|values| values.iter().any(|v| test(v)))
     }
 
     /// Whether `key` was not given, or one of its values is `value`'s prefix (how
     /// `name` and `id` match in dockerd).
-    pub fn prefix_of(&self, key: &str, value: &str) -> bool {
+    pub(crate) fn prefix_of(&self, key: &str, value: &str) -> bool {
         self.any(key, |v| value.starts_with(v))
     }
 
     /// Whether `label` was not given, or every value (`key` or `key=value`) is
     /// among `labels`: dockerd ANDs label filters.
-    pub fn labels_match(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub(crate) fn labels_match(&self, labels: &BTreeMap<String, String>) -> bool {
         self.get("label").is_none_or(|wanted| {
             wanted.iter().all(|w| match w.split_once('=') {
                 Some((k, v)) => labels.get(k).is_some_and(|have| have == v),

@@ -26,14 +26,14 @@ use axum::http::{HeaderName, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-pub use error::DockerError;
+pub(crate) use error::DockerError;
 
 use crate::http::Api;
 
 /// The newest API version served (Docker 20.10's): clients use `min(theirs, this)`.
-pub const API_VERSION: &str = "1.41";
+pub(crate) const API_VERSION: &str = "1.41";
 /// The oldest version accepted in a path (what dockerd 20.10 accepts).
-pub const MIN_API_VERSION: &str = "1.12";
+pub(crate) const MIN_API_VERSION: &str = "1.12";
 
 /// Every route, unversioned; [`app`] strips the version from a request's path.
 fn routes() -> Router<Api> {
