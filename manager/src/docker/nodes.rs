@@ -54,8 +54,8 @@ fn reachable(r: Reachability) -> &'static str {
     }
 }
 
-/// A node in Docker's shape; `roots_pem` is the cluster's trust root.
-pub(super) fn node_json(n: &Node, roots_pem: &str) -> Value {
+/// A node in Docker's shape; `tls` is the cluster's `TLSInfo`.
+pub(super) fn node_json(n: &Node, tls: &Value) -> Value {
     let d = &n.description;
     let mut v = json!({
         "ID": n.id,
@@ -76,7 +76,7 @@ pub(super) fn node_json(n: &Node, roots_pem: &str) -> Value {
                 "Labels": d.engine_labels,
                 "Plugins": [{ "Type": "Network", "Name": "overlay" }],
             },
-            "TLSInfo": { "TrustRoot": roots_pem, "CertIssuerSubject": "", "CertIssuerPublicKey": "" },
+            "TLSInfo": tls,
         },
         "Status": { "State": state(n.status.state), "Message": n.status.message, "Addr": n.status.addr.to_string() },
     });
@@ -122,8 +122,18 @@ async fn list(
     let nodes: Vec<Node> =
         api.read(false, |s| queries::nodes(s).filter(|n| node_matches(&f, n)).cloned().collect()).await?;
     let reach = reachability(&api.manager, nodes.iter()).await;
-    let roots = api.manager.roots_pem();
-    Ok(Json(nodes.into_iter().map(|n| node_json(&live(&api.manager, reach.as_ref(), n), &roots)).collect()))
+    let tls = tls(&api);
+    Ok(Json(nodes.into_iter().map(|n| node_json(&live(&api.manager, reach.as_ref(), n), &tls)).collect()))
+}
+
+/// The cluster's `TLSInfo` (the same on every node: Shoal's nodes trust one CA).
+fn tls(api: &Api) -> Value {
+    match api.manager.cluster() {
+        Some(c) => super::swarm::tls_info(&c),
+        None => {
+            json!({ "TrustRoot": api.manager.roots_pem(), "CertIssuerSubject": "", "CertIssuerPublicKey": "" })
+        }
+    }
 }
 
 /// The node `key` names: an id, a hostname, a unique id prefix, or `self`.
@@ -138,7 +148,7 @@ async fn find_node(api: &Api, key: &str) -> Result<Node, DockerError> {
 async fn inspect(State(api): State<Api>, Path(key): Path<String>) -> Result<Json<Value>, DockerError> {
     let n = find_node(&api, &key).await?;
     let reach = reachability(&api.manager, std::iter::once(&n)).await;
-    Ok(Json(node_json(&live(&api.manager, reach.as_ref(), n), &api.manager.roots_pem())))
+    Ok(Json(node_json(&live(&api.manager, reach.as_ref(), n), &tls(&api))))
 }
 
 /// Docker's `NodeSpec`, as `node update` sends it whole.
@@ -249,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_node_shows_in_dockers_shape() {
-        let v = node_json(&node(), "PEM");
+        let v = node_json(&node(), &json!({ "TrustRoot": "PEM" }));
         assert_eq!(v["Version"]["Index"], 7);
         assert_eq!(v["Spec"]["Role"], "manager");
         assert_eq!(v["Description"]["Platform"]["Architecture"], "x86_64");

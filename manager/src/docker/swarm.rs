@@ -85,12 +85,25 @@ pub(super) fn cluster_info_json(c: &Cluster) -> Value {
         "CreatedAt": c.meta.created_at,
         "UpdatedAt": c.meta.updated_at,
         "Spec": spec_json(&c.spec),
-        "TLSInfo": { "TrustRoot": c.ca.roots_pem, "CertIssuerSubject": "", "CertIssuerPublicKey": "" },
+        "TLSInfo": tls_info(c),
         "RootRotationInProgress": !c.ca.cross_signed.is_empty(),
         "DefaultAddrPool": c.spec.default_address_pool.pools.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "SubnetSize": c.spec.default_address_pool.mask_length,
         "DataPathPort": c.spec.data_path_port,
     })
+}
+
+/// Docker's `TLSInfo`: the trust root, and the subject and public key (base64 DER)
+/// of the CA that signs node certificates now.
+pub(super) fn tls_info(c: &Cluster) -> Value {
+    use base64::Engine as _;
+    let b64 = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
+    let issuer = shoal_pki::ca::first_cert(&c.ca.signer_cert, "the signing CA").ok().and_then(|der| {
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+        Some((b64(cert.tbs_certificate.subject.as_raw()), b64(cert.tbs_certificate.subject_pki.raw)))
+    });
+    let (subject, key) = issuer.unwrap_or_default();
+    json!({ "TrustRoot": c.ca.roots_pem, "CertIssuerSubject": subject, "CertIssuerPublicKey": key })
 }
 
 fn cluster(api: &Api) -> Result<Cluster, DockerError> {
