@@ -68,6 +68,17 @@ fn docker_version_and_info_show_the_engine_and_its_swarm() {
     assert_eq!(info.trim(), "2 1 true");
     assert_eq!(block_on(d.client().nodes(Default::default())).unwrap().len(), 2);
 
+    // A node that is up is removed only with --force; a manager not at all.
+    let e = d.docker_fails(&["node", "rm", "w1"]);
+    assert!(e.contains("w1") && e.contains("up"), "{e}");
+    assert!(block_on(d.client().node("w1")).is_ok());
+    let e = d.docker_fails(&["node", "rm", "--force", "m1"]);
+    assert!(e.contains("manager"), "{e}");
+    assert_eq!(d.docker_ok(&["node", "rm", "--force", "w1"]).trim(), "w1");
+    assert!(block_on(d.client().node("w1")).is_err());
+    let info = d.docker_ok(&["info", "--format", "{{.Swarm.Nodes}}"]);
+    assert_eq!(info.trim(), "1");
+
     // init and join on a node in a swarm are refused as dockerd refuses them.
     let e = d.docker_fails(&["swarm", "init"]);
     assert!(e.contains("already part of a swarm"), "{e}");
