@@ -91,8 +91,6 @@ fn replicas(d: &Daemon, service: &str) -> ServiceMode {
 fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
     let d = Daemon::init("m1");
     d.import_busybox();
-    let port = support::daemons::free_addr().rsplit(':').next().unwrap().to_owned();
-    let publish = format!("published={port},target=80");
 
     // Blocking create: the CLI polls until both tasks run, then for the monitor.
     let out = ok(
@@ -105,7 +103,7 @@ fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
             "--replicas",
             "2",
             "--publish",
-            &publish,
+            "target=80",
             "--update-monitor",
             "1s",
             "--rollback-monitor",
@@ -116,11 +114,14 @@ fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
         ],
     );
     let id = out.lines().next().unwrap().trim().to_owned();
+    assert!(out.contains("2 out of 2 tasks") && out.contains("verify: Service converged"), "{out}");
     let svc = block_on(d.client().service("web")).expect("created in Shoal");
     assert_eq!(svc.id, id);
     assert_eq!(svc.spec.mode, ServiceMode::Replicated { replicas: 2 });
     assert_eq!(svc.spec.update_config.monitor, Duration::from_secs(1));
     assert_eq!(running(&d, "web"), 2);
+    // Shoal chose the published port (from 30000-32767); Docker shows it.
+    let port = svc.endpoint.ports[0].published_port.expect("a published port");
 
     let ls = ok(&d, &["service", "ls"]);
     let row = ls.lines().find(|l| l.contains(" web ")).unwrap_or_else(|| panic!("web in {ls}"));
@@ -139,31 +140,36 @@ fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
         inspect[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Args"],
         serde_json::json!(["sleep", "3600"])
     );
-    assert_eq!(inspect[0]["Endpoint"]["Ports"][0]["PublishedPort"], port.parse::<u64>().unwrap());
+    assert_eq!(inspect[0]["Endpoint"]["Ports"][0]["PublishedPort"], port);
     let pretty = ok(&d, &["service", "inspect", "--pretty", "web"]);
     assert!(pretty.contains("Name:\t\tweb") && pretty.contains("Replicas:\t2"), "{pretty}");
 
     // A spec round trip through the CLI: only what was asked changes.
-    ok(&d, &["service", "update", "--env-add", "A=1", "--image", "shoal/busybox:latest", "web"]);
+    let out = ok(&d, &["service", "update", "--env-add", "A=1", "--image", "shoal/busybox:latest", "web"]);
+    assert!(out.contains("verify: Service converged"), "{out}");
     let svc = block_on(d.client().service("web")).unwrap();
     assert_eq!(svc.spec.task_template.container.image, "shoal/busybox:latest");
     assert_eq!(svc.spec.task_template.container.env, ["A=1"]);
     assert_eq!(svc.spec.task_template.container.args, ["sleep", "3600"]);
     assert_eq!(svc.spec.update_config.monitor, Duration::from_secs(1));
-    assert_eq!(svc.endpoint.ports[0].published_port, port.parse().ok());
+    assert_eq!(svc.endpoint.ports[0].published_port, Some(port));
     let tasks = block_on(d.client().tasks(&TaskFilter { service: Some("web".into()), ..Default::default() }))
         .unwrap();
     let current: Vec<_> = tasks.iter().filter(|t| t.desired_state == TaskState::Running).collect();
     assert_eq!(current.len(), 2);
     assert!(current.iter().all(|t| t.spec.container.env == ["A=1"]), "the rollout replaced both tasks");
 
-    ok(&d, &["service", "update", "--replicas", "3", "web"]);
+    let out = ok(&d, &["service", "update", "--replicas", "3", "web"]);
+    assert!(out.contains("3 out of 3 tasks") && out.contains("verify: Service converged"), "{out}");
     assert_eq!(replicas(&d, "web"), ServiceMode::Replicated { replicas: 3 });
     assert_eq!(running(&d, "web"), 3);
     assert!(ok(&d, &["service", "ls"]).contains("3/3"));
 
     let out = ok(&d, &["service", "rollback", "web"]);
-    assert!(out.contains("rollback"), "{out}");
+    assert!(
+        out.contains("rollback: manually requested rollback") && out.contains("verify: Service converged"),
+        "{out}"
+    );
     assert_eq!(replicas(&d, "web"), ServiceMode::Replicated { replicas: 2 });
     wait_for("2 tasks after the rollback", Duration::from_secs(30), || running(&d, "web") == 2);
 
@@ -196,6 +202,32 @@ fn docker_service_detached_global_and_refusals() {
     let ps = ok(&d, &["service", "ps", "--no-trunc", "agent"]);
     let node = block_on(d.client().nodes(Default::default())).unwrap()[0].id.clone();
     assert!(ps.contains(&format!("agent.{node}")), "a global task is named by its node: {ps}");
+
+    // A job: the CLI sends no update settings for it.
+    ok(
+        &d,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "once",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "2",
+            "shoal/busybox",
+            "true",
+        ],
+    );
+    assert_eq!(
+        replicas(&d, "once"),
+        ServiceMode::ReplicatedJob { max_concurrent: 2, total_completions: Some(2) }
+    );
+    wait_for("the job to complete", Duration::from_secs(60), || {
+        ok(&d, &["service", "ls"]).contains("0/0 (2/2 completed)")
+    });
+    ok(&d, &["service", "rm", "once"]);
 
     // A blocked name: 409, and nothing made.
     let err = fails(&d, &["service", "create", "-d", "--name", "agent", "shoal/busybox"]);
@@ -232,6 +264,15 @@ fn docker_service_detached_global_and_refusals() {
     let (status, _) =
         request(&d, "POST", &format!("/services/{id}/update?version={version}&registryAuthFrom=x"), &spec);
     assert_eq!(status, 400);
+
+    // A mode change is a 501, as in Docker.
+    let mut replicated = svc["Spec"].clone();
+    replicated["Mode"] = serde_json::json!({"Replicated": {"Replicas": 2}});
+    let (status, reply) =
+        request(&d, "POST", &format!("/services/{id}/update?version={version}"), &replicated.to_string());
+    assert_eq!(status, 501, "{reply}");
+    assert!(reply.contains("mode change"), "{reply}");
+    assert_eq!(replicas(&d, "agent"), ServiceMode::Global);
 
     // Tasks: by id, filtered by service, node, desired state and up-to-dateness.
     let (status, tasks) = request(&d, "GET", "/tasks?filters=%7B%22service%22%3A%5B%22agent%22%5D%7D", "");

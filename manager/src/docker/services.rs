@@ -174,6 +174,23 @@ async fn update(
                 plan::services::rollback(s, svc, now).map_err(|e| docker_error(e, "service"))?
             } else {
                 let spec = to_shoal::service_spec(body, s, Some(&svc.spec))?;
+                // What swarm refuses to change in place is a 501, as dockerd answers.
+                if spec.name != svc.spec.name {
+                    return Err(DockerError::new(
+                        StatusCode::NOT_IMPLEMENTED,
+                        format!("renaming services is not supported ({} to {})", svc.spec.name, spec.name),
+                    ));
+                }
+                if std::mem::discriminant(&spec.mode) != std::mem::discriminant(&svc.spec.mode) {
+                    return Err(DockerError::new(
+                        StatusCode::NOT_IMPLEMENTED,
+                        format!(
+                            "service mode change is not allowed ({} to {}): remove and recreate the service",
+                            svc.spec.mode.name(),
+                            spec.mode.name()
+                        ),
+                    ));
+                }
                 let mut new = plan::services::update(s, svc, spec, now).map_err(|e| docker_error(e, "service"))?;
                 new.update_status = None;
                 new

@@ -210,3 +210,78 @@ fn secrets_by_name_map_to_file_references() {
 fn with_secret(r: &str) -> String {
     format!(r#"{{"Name":"x","TaskTemplate":{{"ContainerSpec":{{"Image":"b","Secrets":[{r}]}}}}}}"#)
 }
+
+#[test]
+fn deprecated_service_networks_are_used_alone_and_refused_beside_the_templates() {
+    let spec =
+        map(r#"{"Name":"x","TaskTemplate":{"ContainerSpec":{"Image":"b"}},"Networks":[{"Target":"front"}]}"#)
+            .expect("maps");
+    assert_eq!(spec.task_template.networks[0].target, "front");
+    let e = map(
+        r#"{"Name":"x","TaskTemplate":{"ContainerSpec":{"Image":"b"},"Networks":[{"Target":"a"}]},"Networks":[{"Target":"b"}]}"#,
+    )
+    .unwrap_err();
+    assert!(e.starts_with("Networks: "), "{e}");
+}
+
+/// A stored service shows its allocated ports (the PORTS column) and status; a
+/// global task has slot 0.
+#[test]
+fn stored_objects_render_as_docker_shows_them() {
+    use shoal_api::object::Meta;
+    use shoal_api::service::{ServiceEndpoint, UpdateState, UpdateStatus};
+    use shoal_api::task::TaskStatus;
+    use shoal_api::{Service, Task, TaskState};
+
+    let now = chrono::DateTime::from_timestamp(1_700_000_000, 5).expect("a time");
+    let mut spec = ServiceSpec::new("web", "busybox");
+    spec.endpoint_spec.ports = vec![PortConfig::ingress(80, None, Protocol::Tcp)];
+    let svc = Service {
+        id: "s".repeat(25),
+        meta: Meta { version: 7, ..Meta::new(now) },
+        spec: spec.clone(),
+        previous_spec: None,
+        update_status: Some(UpdateStatus {
+            state: UpdateState::RollbackStarted,
+            started_at: Some(now),
+            completed_at: None,
+            message: "manually requested rollback".into(),
+        }),
+        endpoint: ServiceEndpoint {
+            virtual_ips: Vec::new(),
+            ports: vec![PortConfig::ingress(80, Some(30000), Protocol::Tcp)],
+        },
+    };
+    let store = Store::new();
+    let json = serde_json::to_value(to_docker::service(&svc, &store, None)).expect("serializes");
+    assert_eq!(json["Version"]["Index"], 7);
+    assert_eq!(json["CreatedAt"], "2023-11-14T22:13:20.000000005Z");
+    assert_eq!(json["Endpoint"]["Ports"][0]["PublishedPort"], 30000);
+    assert_eq!(json["Spec"]["EndpointSpec"]["Ports"][0]["PublishedPort"], 0);
+    assert_eq!(json["UpdateStatus"]["State"], "rollback_started");
+    assert!(json.get("ServiceStatus").is_none() && json.get("PreviousSpec").is_none());
+
+    let task = Task {
+        id: "t".repeat(25),
+        meta: Meta::new(now),
+        service_id: svc.id.clone(),
+        slot: None,
+        node_id: Some("n".repeat(25)),
+        spec: spec.task_template.clone(),
+        spec_version: 7,
+        desired_state: TaskState::Running,
+        status: TaskStatus {
+            error: Some("no suitable node".into()),
+            ..TaskStatus::new(TaskState::Pending, now, "pending")
+        },
+        networks: Vec::new(),
+        job_iteration: None,
+    };
+    let json = serde_json::to_value(to_docker::task(&task, &store)).expect("serializes");
+    assert_eq!(json["Slot"], 0);
+    assert_eq!(json["NodeID"], "n".repeat(25));
+    assert_eq!(json["Status"]["State"], "pending");
+    assert_eq!(json["Status"]["Err"], "no suitable node");
+    assert_eq!(json["DesiredState"], "running");
+    assert_eq!(json["Spec"]["ContainerSpec"]["Image"], "busybox");
+}

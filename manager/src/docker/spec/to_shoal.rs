@@ -51,9 +51,14 @@ pub(crate) fn service_spec(
 ) -> Result<ServiceSpec> {
     let mode = mode(spec.mode)?;
     let mut task_template = task_spec(spec.task_template, store)?;
-    if task_template.networks.is_empty()
-        && let Some(networks) = spec.networks
-    {
+    let deprecated = spec.networks.filter(|n| !n.is_empty());
+    if !task_template.networks.is_empty() && deprecated.is_some() {
+        return Err(unsupported(
+            "Networks",
+            "deprecated, and TaskTemplate.Networks is set too: give the networks in TaskTemplate.Networks only",
+        ));
+    }
+    if let Some(networks) = deprecated {
         task_template.networks = networks
             .into_iter()
             .enumerate()
