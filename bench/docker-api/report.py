@@ -118,6 +118,15 @@ for c in commands:
             f"| {x['round']} | {labels[c]} | {ms(x['shoal_median_ms'])} | {ms(x['docker_median_ms'])} | {x['ratio']:.2f}× |"
         )
 counts = meta["counts"]
+floor = [v for r in rounds for v in samples.get((r, "cli", "floor"), [])]
+floor_text = (
+    f" The CLI's own floor, `docker --version` (a process that contacts no daemon), took {ms(statistics.median(floor))} ms"
+    f" ({ms(pct(floor, 10))}–{ms(pct(floor, 90))}) in the same rounds."
+    if floor
+    else ""
+)
+summary["cli_floor_median_ms"] = statistics.median(floor) if floor else None
+out_json.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def states(s):
@@ -142,7 +151,7 @@ makes its own `HEAD /_ping` and connection, as a user's would. `service ls` is o
 (two `GET /services` with filters), lists its tasks, then looks up each node and service name once.
 
 Milliseconds, median (p10–p90) over all measured runs; the ratio is Shoal / Docker, the median of the
-per-round ratios of medians, with their range; "same output" compares the number of lines the CLI printed.
+per-round ratios of medians, with their range; "same output" compares the number of lines the CLI printed.{floor_text}
 
 | command | lists | shoal ms | docker ms | shoal / docker (range) | same output |
 |---|---|---|---|---|---|
