@@ -178,6 +178,17 @@ fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
     assert_eq!(replicas(&d, "web"), ServiceMode::Replicated { replicas: 1 });
     assert!(ok(&d, &["service", "ls"]).contains("1/1"));
 
+    // An image no node has: the rollout pauses and the CLI says so.
+    let err = fails(&d, &["service", "update", "--image", "shoal/missing:1", "web"]);
+    assert!(err.contains("update paused"), "{err}");
+    let svc = block_on(d.client().service("web")).unwrap();
+    assert_eq!(svc.update_status.map(|u| u.state), Some(shoal_api::service::UpdateState::Paused));
+    let out = ok(&d, &["service", "update", "--rollback", "web"]);
+    assert!(out.contains("rollback: manually requested rollback"), "{out}");
+    let svc = block_on(d.client().service("web")).unwrap();
+    assert_eq!(svc.spec.task_template.container.image, "shoal/busybox:latest");
+    wait_for("web to run again", Duration::from_secs(30), || running(&d, "web") == 1);
+
     assert_eq!(ok(&d, &["service", "rm", "web"]).trim(), "web");
     assert!(block_on(d.client().service("web")).is_err(), "removed from Shoal");
     let err = fails(&d, &["service", "rm", "web"]);
@@ -202,6 +213,12 @@ fn docker_service_detached_global_and_refusals() {
     let ps = ok(&d, &["service", "ps", "--no-trunc", "agent"]);
     let node = block_on(d.client().nodes(Default::default())).unwrap()[0].id.clone();
     assert!(ps.contains(&format!("agent.{node}")), "a global task is named by its node: {ps}");
+    let filtered = ok(&d, &["service", "ps", "-q", "-f", "desired-state=running", "-f", "node=m1", "agent"]);
+    assert_eq!(filtered.lines().count(), 1, "{filtered}");
+    let none = ok(&d, &["service", "ps", "-q", "-f", "desired-state=shutdown", "agent"]);
+    assert_eq!(none.trim(), "", "{none}");
+    let err = fails(&d, &["service", "inspect", "nope"]);
+    assert!(err.to_lowercase().contains("no such service: nope"), "{err}");
 
     // A job: the CLI sends no update settings for it.
     ok(
