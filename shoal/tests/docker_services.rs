@@ -246,6 +246,43 @@ fn docker_service_detached_global_and_refusals() {
     });
     ok(&d, &["service", "rm", "once"]);
 
+    // A secret, referred to by the CLI by ID: Shoal stores its name, shows both.
+    let spec = shoal_api::secret::PayloadSpec {
+        name: "tok".into(),
+        labels: Default::default(),
+        data: b"s3cret".to_vec(),
+    };
+    let secret =
+        block_on(d.client().create_payload(shoal_api::client::PayloadKind::Secret, &spec)).unwrap().id;
+    ok(
+        &d,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "withsecret",
+            "--secret",
+            "source=tok,target=/etc/tok,mode=0400",
+            "shoal/busybox",
+            "sleep",
+            "3600",
+        ],
+    );
+    let refs = block_on(d.client().service("withsecret")).unwrap().spec.task_template.container.secrets;
+    assert_eq!(refs.len(), 1);
+    assert_eq!(
+        (refs[0].source.as_str(), refs[0].target.as_deref(), refs[0].mode),
+        ("tok", Some("/etc/tok"), 0o400)
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["service", "inspect", "withsecret"])).unwrap();
+    let shown = &inspect[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0];
+    assert_eq!(shown["SecretID"], secret.as_str());
+    assert_eq!(shown["SecretName"], "tok");
+    assert_eq!(shown["File"]["Mode"], 0o400);
+    ok(&d, &["service", "rm", "withsecret"]);
+
     // A blocked name: 409, and nothing made.
     let err = fails(&d, &["service", "create", "-d", "--name", "agent", "shoal/busybox"]);
     assert!(err.contains("agent"), "{err}");
