@@ -197,17 +197,31 @@ fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
 }
 
 #[test]
-fn docker_service_detached_global_and_refusals() {
+fn docker_service_global_job_detached_and_refusals() {
     let d = Daemon::init("m1");
     d.import_busybox();
 
     let out = ok(
         &d,
-        &["service", "create", "-d", "--name", "agent", "--mode", "global", "shoal/busybox", "sleep", "3600"],
+        &[
+            "service",
+            "create",
+            "--name",
+            "agent",
+            "--mode",
+            "global",
+            "--update-monitor",
+            "1s",
+            "shoal/busybox",
+            "sleep",
+            "3600",
+        ],
     );
-    let id = out.trim().to_owned();
+    // Blocking: the CLI follows the one node's task until it runs.
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let id = out.lines().next().unwrap().trim().to_owned();
     assert_eq!(replicas(&d, "agent"), ServiceMode::Global);
-    wait_for("the global task to run", Duration::from_secs(60), || running(&d, "agent") == 1);
+    assert_eq!(running(&d, "agent"), 1);
     let ls = ok(&d, &["service", "ls"]);
     assert!(ls.contains("global") && ls.contains("1/1"), "{ls}");
     let ps = ok(&d, &["service", "ps", "--no-trunc", "agent"]);
