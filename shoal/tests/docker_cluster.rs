@@ -290,3 +290,52 @@ fn docker_swarm_join_tokens_and_events() {
     assert_eq!(ev["Actor"]["Attributes"]["name"], "ev-secret");
     assert_eq!(ev["Actor"]["ID"], block_on(c.payload(PayloadKind::Secret, "ev-secret")).unwrap().id);
 }
+
+#[test]
+fn docker_events_stream_live_one_line_per_event() {
+    use std::io::BufRead as _;
+    let d = Daemon::init("m1");
+    let until = format!("{:.3}", unix_now() + 60.0);
+    let mut child = std::process::Command::new(support::docker::docker_cli())
+        .args([
+            "events",
+            "--until",
+            &until,
+            "-f",
+            "type=network",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.ID}}",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", d.docker_socket().display()))
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    // The stream is open before the network is made: create networks until one
+    // shows (the first may come before the CLI subscribed).
+    let c = d.client();
+    let mut seen = None;
+    for i in 0..50 {
+        d.docker_ok(&["network", "create", "-d", "overlay", &format!("live{i}")]);
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            seen = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = seen.expect("a network create event while the stream is open");
+    assert!(line.starts_with("network create "), "{line}");
+    let shown = line.rsplit(' ').next().unwrap();
+    let n = block_on(c.network(shown)).unwrap_or_else(|e| panic!("{line}: not a network in Shoal: {e}"));
+    assert!(n.spec.name.starts_with("live"), "{line}");
+}
