@@ -268,3 +268,48 @@ fn following_a_task_ends_once_the_task_has() {
     let t = tasks(&d, "brief").into_iter().find(|t| t.id == task.id).unwrap();
     assert_eq!(t.status.state, TaskState::Complete);
 }
+
+#[test]
+fn following_a_service_takes_in_tasks_that_start_later() {
+    let d = Daemon::init("m1");
+    d.import_busybox();
+    create(
+        &d,
+        "grows",
+        "echo hello; trap 'exit 0' TERM; while true; do sleep 0.2; done",
+        RestartCondition::Any,
+    );
+    let first = task_in(&d, "grows", TaskState::Running);
+    let mut child = docker_child(&d, &["service", "logs", "-f", "grows"]);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The first task's line, then a second task's, started by a scale-up after the
+    // CLI began to follow.
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut scaled = false;
+    while seen.len() < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("hello from 2 tasks: saw {seen:?}"));
+        let (who, msg) = line.split_once(" | ").unwrap_or_else(|| panic!("{line:?}"));
+        assert_eq!(msg, "hello", "{line:?}");
+        seen.insert(who.trim().to_owned());
+        if !scaled {
+            block_on(d.client().scale_service("grows", 2)).unwrap();
+            scaled = true;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen.contains(&format!("grows.1.{}@m1", &first.id[..12])), "{seen:?}");
+    let second = tasks(&d, "grows").into_iter().find(|t| t.slot == Some(2)).expect("a task in slot 2");
+    assert!(seen.contains(&format!("grows.2.{}@m1", &second.id[..12])), "{seen:?}");
+}

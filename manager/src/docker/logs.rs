@@ -4,9 +4,10 @@
 //! stderr), each frame sent on its own. Shoal has no TTY, so the stream is never
 //! raw. A task whose node cannot be reached is logged as a warning here, never sent
 //! as a stream-3 frame (that aborts the whole `docker service logs`). A followed
-//! task's stream ends once the task is terminal and its last lines are drained.
+//! task's stream ends once the task is terminal and its last lines are drained; a
+//! followed service's takes in its tasks as they start running.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,6 +19,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use serde::Deserialize;
+use shoal_api::TaskState;
 use shoal_proto::dispatcher as pb;
 
 use super::{DockerError, DockerQuery, flag};
@@ -206,28 +208,53 @@ fn finished(s: &Store, task_id: &str) -> bool {
     }
 }
 
-/// Streams the lines of `ids` as multiplexed frames; `watch` is a followed task
-/// whose end ends the stream.
+/// What a followed stream keeps an eye on.
+#[derive(Debug, Clone)]
+enum Watch {
+    /// Nothing: the stream ends when the lines do.
+    Nothing,
+    /// A task: the stream ends once it is terminal and drained.
+    Task(String),
+    /// A service: its tasks that start running later are added; the stream ends once
+    /// the service is gone and drained.
+    Service(String),
+}
+
+/// The service's tasks that have run on a node (so have a log) and are not `known`.
+fn new_tasks(s: &Store, service_id: &str, known: &HashSet<String>) -> Vec<String> {
+    placed_tasks(s, service_id)
+        .into_iter()
+        .filter(|id| !known.contains(id))
+        .filter(|id| matches!(s.get(Kind::Task, id), Some(Object::Task(t)) if t.status.state >= TaskState::Running))
+        .collect()
+}
+
+/// Streams the lines of `ids` as multiplexed frames, following what `watch` says.
 async fn stream(
     api: Api,
     ids: Vec<String>,
-    details: HashMap<String, String>,
+    mut details: HashMap<String, String>,
     w: Wanted,
-    watch: Option<String>,
+    watch: Watch,
 ) -> Result<Response, DockerError> {
-    let mut lines = if ids.is_empty() {
-        futures::stream::empty().boxed()
-    } else {
-        api.dispatcher.logs(ids, w.opts).await?
-    };
+    let mut lines = futures::stream::SelectAll::new();
+    if !ids.is_empty() {
+        lines.push(api.dispatcher.logs(ids.clone(), w.opts).await?);
+    }
+    let mut known: HashSet<String> = ids.into_iter().collect();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let mut check = tokio::time::interval(CHECK_EVERY);
-        // Since when a watched task is terminal and no line came.
+        // Since when the watched object is done and no line came.
         let mut quiet_since: Option<tokio::time::Instant> = None;
+        let following = !matches!(watch, Watch::Nothing);
+        if !following && lines.is_empty() {
+            return;
+        }
         loop {
             tokio::select! {
-                item = lines.next() => match item {
+                item = lines.next(), if !lines.is_empty() => match item {
+                    None if following => {}
                     None => return,
                     Some(Ok(reply)) => {
                         if !reply.error.is_empty() {
@@ -250,15 +277,36 @@ async fn stream(
                         return;
                     }
                 },
-                _ = check.tick(), if watch.is_some() => match quiet_since {
-                    None => {
-                        let task = watch.as_deref().unwrap_or_default();
-                        if api.manager.read(|s| finished(s, task)) {
-                            quiet_since = Some(tokio::time::Instant::now());
+                _ = check.tick(), if following => {
+                    if let Some(at) = quiet_since {
+                        if at.elapsed() >= DRAIN {
+                            return;
+                        }
+                        continue;
+                    }
+                    let (done, added) = match &watch {
+                        Watch::Task(task) => (api.manager.read(|s| finished(s, task)), Vec::new()),
+                        Watch::Service(svc) => api.manager.read(|s| {
+                            let gone = s.get(Kind::Service, svc).is_none();
+                            let added = new_tasks(s, svc, &known);
+                            details.extend(details_of(s, &added));
+                            (gone, added)
+                        }),
+                        Watch::Nothing => (false, Vec::new()),
+                    };
+                    if done {
+                        quiet_since = Some(tokio::time::Instant::now());
+                    }
+                    if !added.is_empty() {
+                        known.extend(added.iter().cloned());
+                        // All of a new task's lines (it started after the request), from
+                        // `since` on.
+                        let opts = LogOptions { tail: 0, ..w.opts };
+                        match api.dispatcher.logs(added, opts).await {
+                            Ok(more) => lines.push(more),
+                            Err(e) => tracing::warn!("Docker API logs: cannot follow a new task: {e}"),
                         }
                     }
-                    Some(at) if at.elapsed() >= DRAIN => return,
-                    Some(_) => {}
                 },
                 _ = tx.closed() => return,
             }
@@ -280,14 +328,21 @@ async fn service_logs(
     DockerQuery(q): DockerQuery<LogsQuery>,
 ) -> Result<Response, DockerError> {
     let w = Wanted::from_query(&q, now_nanos())?;
-    let (ids, details) = api
+    let (service_id, ids, details) = api
         .read(false, |s| -> Result<_, PlanError> {
-            let ids = placed_tasks(s, find(s, Kind::Service, &key)?.id());
+            let service_id = find(s, Kind::Service, &key)?.id().to_owned();
+            let mut ids = placed_tasks(s, &service_id);
+            if w.opts.follow {
+                // Followed, a task joins once it runs (before, its node may have no
+                // log to follow yet).
+                ids = new_tasks(s, &service_id, &HashSet::new());
+            }
             let details = details_of(s, &ids);
-            Ok((ids, details))
+            Ok((service_id, ids, details))
         })
         .await??;
-    stream(api, ids, details, w, None).await
+    let watch = if w.opts.follow { Watch::Service(service_id) } else { Watch::Nothing };
+    stream(api, ids, details, w, watch).await
 }
 
 /// The output of one task; followed, it ends once the task has ended.
@@ -308,7 +363,10 @@ async fn task_logs(
             Ok((ids, details))
         })
         .await??;
-    let watch = w.opts.follow.then(|| ids.first().cloned()).flatten();
+    let watch = match ids.first() {
+        Some(id) if w.opts.follow => Watch::Task(id.clone()),
+        _ => Watch::Nothing,
+    };
     stream(api, ids, details, w, watch).await
 }
 
