@@ -313,3 +313,45 @@ fn following_a_service_takes_in_tasks_that_start_later() {
     let second = tasks(&d, "grows").into_iter().find(|t| t.slot == Some(2)).expect("a task in slot 2");
     assert!(seen.contains(&format!("grows.2.{}@m1", &second.id[..12])), "{seen:?}");
 }
+
+#[test]
+fn a_node_that_is_gone_does_not_break_the_others_logs() {
+    let m = Daemon::init("m1");
+    let mut w = Daemon::worker("w1", &m);
+    m.import_busybox();
+    w.import_busybox();
+    let mut spec = ServiceSpec::new("spread", "shoal/busybox");
+    spec.mode = shoal_api::ServiceMode::Replicated { replicas: 2 };
+    spec.task_template.container.args =
+        ["sh", "-c", "echo hi from $(hostname); trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+            .map(String::from)
+            .to_vec();
+    spec.task_template.placement.max_replicas = 1;
+    block_on(m.client().create_service(&spec)).unwrap();
+    wait_for("a running task on each node", Duration::from_secs(60), || {
+        tasks(&m, "spread").iter().filter(|t| t.status.state == TaskState::Running).count() == 2
+    });
+    let on_m1 = tasks(&m, "spread")
+        .into_iter()
+        .find(|t| t.node_id.as_deref() == Some(block_on(m.client().node("m1")).unwrap().id.as_str()))
+        .expect("a task on m1");
+    let out = m.docker_ok(&["service", "logs", "spread"]);
+    assert_eq!(out.lines().filter(|l| l.contains("| hi from")).count(), 2, "{out}");
+
+    // The worker's daemon dies: its task's logs cannot be read, the manager's still are.
+    w.kill();
+    let out = m.docker(&["service", "logs", "spread"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!stderr.contains("error from daemon"), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("| hi from")).collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!("spread.{}.{}@m1", on_m1.slot.unwrap(), &on_m1.id[..12])),
+        "{stdout}"
+    );
+    assert!(m.log().contains("Docker API logs"), "a warning in the manager's log instead");
+    // Shoal still has the worker's task on the worker.
+    let w1 = block_on(m.client().node("w1")).unwrap().id;
+    assert!(tasks(&m, "spread").iter().any(|t| t.node_id.as_deref() == Some(w1.as_str())));
+}
