@@ -207,6 +207,7 @@ fn docker_service_logs_shows_each_tasks_lines() {
     assert!(out.lines().next().is_some_and(|l| l.starts_with(&prefix) && l.ends_with("| line 1")), "{out}");
 
     // `-f`: a line printed after it started.
+    let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let before = ticks(&d.docker_ok(&["service", "logs", "talker"])).into_iter().max().unwrap();
     let mut child = docker_child(&d, &["service", "logs", "-f", "talker"]);
     let stdout = child.stdout.take().unwrap();
@@ -233,6 +234,10 @@ fn docker_service_logs_shows_each_tasks_lines() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+
+    // `--since`: only what came after that time (the CLI sends Unix seconds.nanos).
+    let out = d.docker_ok(&["service", "logs", "--since", &started, "talker"]);
+    assert!(!out.contains("| line 1") && !ticks(&out).is_empty(), "{out}");
 
     // Shoal's state: the same task still runs, the only one of the service.
     let now = tasks(&d, "talker");
