@@ -293,10 +293,33 @@ async fn create_network(
     Ok((StatusCode::CREATED, Json(json!({ "Id": created.id, "Warning": "" }))))
 }
 
+/// Removes a network no service uses. Docker lets the tasks still stopping on it go
+/// later; Shoal keeps their addresses until they stop, so the removal waits for them
+/// (as `docker stack rm` needs, right after removing the services).
 async fn remove_network(State(api): State<Api>, Path(key): Path<String>) -> Result<StatusCode, DockerError> {
-    let id = api.read(false, |s| found(s, Kind::Network, &key).map(|o| o.id().to_owned())).await??;
-    crate::http::objects::remove_network(State(api), Path(id)).await?;
+    let (id, user) = api
+        .read(false, |s| {
+            let net = found(s, Kind::Network, &key)?;
+            let names = [net.id().to_owned(), network_name(net)];
+            let user = crate::store::queries::services(s)
+                .find(|svc| svc.spec.task_template.networks.iter().any(|a| names.contains(&a.target)))
+                .map(|svc| svc.spec.name.clone());
+            Ok::<_, DockerError>((net.id().to_owned(), user))
+        })
+        .await??;
+    if let Some(service) = user {
+        return Err(DockerError::bad_request(format!("network {key} is in use by service {service}")));
+    }
+    let remove = || crate::http::objects::remove_network(State(api.clone()), Path(id.clone()));
+    crate::http::objects::once_tasks_let_go(&api, remove).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn network_name(o: &Object) -> String {
+    match o {
+        Object::Network(n) => n.spec.name.clone(),
+        _ => String::new(),
+    }
 }
 
 // ---- secrets and configs ----

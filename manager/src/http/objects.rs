@@ -228,6 +228,31 @@ pub(crate) async fn remove_network(
     remove_object(&api, Kind::Network, &key).await
 }
 
+/// How long a removal waits for stopping tasks to let go of a network (a task
+/// stops within its stop grace period, 10 s by default).
+const NETWORKS_FREED_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `remove` until it no longer fails with `in_use` (a task still holding an
+/// address on a network), waiting for the next store change between tries, for at
+/// most [`NETWORKS_FREED_WITHIN`]; a stack's removal (and the Docker API's, right
+/// after its services) takes the networks once their tasks have stopped.
+pub(crate) async fn once_tasks_let_go<T, F, Fut>(api: &Api, remove: F) -> Result<T, ApiError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let deadline = tokio::time::Instant::now() + NETWORKS_FREED_WITHIN;
+    let mut changes = api.manager.indexes();
+    loop {
+        match remove().await {
+            Err(e) if e.detail.code == "in_use" && tokio::time::Instant::now() < deadline => {
+                let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Lists secrets (never their data), a page at a time with `limit`; with
 /// `wait_index`, once secrets changed past it.
 #[utoipa::path(get, path = "/v1/secrets", tag = "secrets", params(ListOptions),

@@ -1,7 +1,6 @@
 //! `/v1/stacks`: deploy a Compose file as one change, list, remove.
 
 use std::path::{Path as FsPath, PathBuf};
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -74,10 +73,6 @@ pub(super) async fn deploy(
     Ok(Json(out))
 }
 
-/// How long a stack's removal waits for its services' tasks to let go of its
-/// networks (a task stops within its stop grace period, 10 s by default).
-const NETWORKS_FREED_WITHIN: Duration = Duration::from_secs(60);
-
 /// Removes every service, network, secret and config of a stack: the services,
 /// secrets and configs in one change, then the networks, once the services' tasks
 /// have stopped and let go of their addresses on them.
@@ -92,31 +87,23 @@ pub(super) async fn remove(
 ) -> Result<Json<StackDeployed>, ApiError> {
     let (mut version, mut out) =
         api.modify(|s| plan::stacks::remove(s, &name, Removal::AllButNetworks)).await?;
-    let deadline = tokio::time::Instant::now() + NETWORKS_FREED_WITHIN;
-    let mut changes = api.manager.indexes();
-    loop {
-        match api.modify(|s| plan::stacks::remove(s, &name, Removal::Networks)).await {
-            Ok((v, networks)) => {
-                version = version.max(v);
-                out.removed.extend(networks.removed);
-                break;
-            }
-            Err(e) if e.detail.code == "in_use" && tokio::time::Instant::now() < deadline => {
-                // Wait for the next change (a task stopped or went), then try again.
-                let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
-            }
-            Err(e) => {
-                return Err(ApiError::new(
-                    e.status,
-                    &e.detail.code,
-                    format!(
-                        "stack {name}: {} went, but its networks did not: {}; run the removal again once \
-                         the tasks have stopped",
-                        out.removed.join(", "),
-                        e.detail.message
-                    ),
-                ));
-            }
+    let remove_networks = || api.modify(|s| plan::stacks::remove(s, &name, Removal::Networks));
+    match super::objects::once_tasks_let_go(&api, remove_networks).await {
+        Ok((v, networks)) => {
+            version = version.max(v);
+            out.removed.extend(networks.removed);
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                e.status,
+                &e.detail.code,
+                format!(
+                    "stack {name}: {} went, but its networks did not: {}; run the removal again once \
+                     the tasks have stopped",
+                    out.removed.join(", "),
+                    e.detail.message
+                ),
+            ));
         }
     }
     out.version = version;
