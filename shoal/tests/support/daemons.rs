@@ -87,34 +87,61 @@ impl Daemon {
 
     /// A new cluster's first manager, once its API answers and it is registered.
     pub fn init(name: &str) -> Daemon {
-        let d = Daemon::spawn(name, &["--init"]);
-        d.wait_registered(1);
-        d
+        Daemon::spawn_registered(name, &["--init"], 1)
     }
 
     /// A new cluster's first manager started with `extra` flags beside `--init`, once
     /// its API answers and it is registered.
     pub fn init_with(name: &str, extra: &[&str]) -> Daemon {
-        let d = Daemon::spawn(name, &[&["--init"], extra].concat());
-        d.wait_registered(1);
-        d
+        Daemon::spawn_registered(name, &[&["--init"], extra].concat(), 1)
     }
 
     /// A manager joining `through`'s cluster, once it is registered.
     pub fn join(name: &str, through: &Daemon) -> Daemon {
         let token = block_on(through.client().join_tokens()).unwrap().manager;
-        let d = Daemon::spawn(name, &["--join", &through.addr, "--token", &token]);
         let nodes = block_on(through.client().nodes(ReadOptions { consistent: true })).unwrap().len();
-        d.wait_registered(nodes + 1);
-        d
+        Daemon::spawn_registered(name, &["--join", &through.addr, "--token", &token], nodes + 1)
+    }
+
+    /// Spawns a daemon and waits until the cluster has `nodes` nodes. The ports
+    /// [`free_addr`] picked may be taken by another test's process before the daemon
+    /// binds them: a daemon that exits at start for that is started again on fresh ones.
+    fn spawn_registered(name: &str, extra: &[&str], nodes: usize) -> Daemon {
+        let mut attempts = 0;
+        loop {
+            let mut d = Daemon::spawn(name, extra);
+            match d.registered(nodes) {
+                Ok(()) => return d,
+                Err(log) if attempts < 2 && log.contains("in use") => attempts += 1,
+                Err(log) => panic!("{name} did not register: {log}"),
+            }
+        }
     }
 
     /// Waits until this daemon's API answers and the cluster has `nodes` nodes.
-    pub fn wait_registered(&self, nodes: usize) {
+    pub fn wait_registered(&mut self, nodes: usize) {
+        if let Err(log) = self.registered(nodes) {
+            panic!("{} did not register: {log}", self.name);
+        }
+    }
+
+    /// Whether the cluster came to have `nodes` nodes within a minute; if not (or the
+    /// daemon exited first), why, with the daemon's log.
+    fn registered(&mut self, nodes: usize) -> Result<(), String> {
         let client = self.client();
-        wait_for(&format!("{} to register ({})", self.name, self.log()), Duration::from_secs(60), || {
-            block_on(client.nodes(ReadOptions::default())).is_ok_and(|n| n.len() >= nodes)
-        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if block_on(client.nodes(ReadOptions::default())).is_ok_and(|n| n.len() >= nodes) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                return Err(format!("the daemon exited ({status}):\n{}", self.log()));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("timed out after 60 s:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A worker joining `through`'s cluster, once its node is ready.
