@@ -64,7 +64,8 @@ fn running(d: &Daemon, service: &str) -> usize {
         tasks
             .iter()
             .filter(|t| {
-                t.status.state == shoal_api::TaskState::Running && t.desired_state == shoal_api::TaskState::Running
+                t.status.state == shoal_api::TaskState::Running
+                    && t.desired_state == shoal_api::TaskState::Running
             })
             .count()
     })
@@ -106,7 +107,10 @@ fn a_stack_deploys_redeploys_lists_and_goes_through_the_docker_cli() {
     assert_eq!(web.spec.task_template.container.configs.len(), 1);
     assert_eq!(web.spec.task_template.networks.len(), 1);
     assert!(secrets.iter().any(|s| s.name == "app_token") && configs.iter().any(|s| s.name == "app_conf"));
-    assert!(networks.iter().any(|n| n.spec.name == "app_front") && networks.iter().any(|n| n.spec.name == "app_back"));
+    assert!(
+        networks.iter().any(|n| n.spec.name == "app_front")
+            && networks.iter().any(|n| n.spec.name == "app_back")
+    );
 
     // The CLI's own listings of it.
     wait_for("app_web's two tasks running", Duration::from_secs(60), || running(&d, "app_web") == 2);

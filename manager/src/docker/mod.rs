@@ -13,6 +13,7 @@ mod filters;
 mod logs;
 mod nodes;
 mod objects;
+mod server;
 mod services;
 mod spec;
 mod swarm;
@@ -27,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 pub(crate) use error::DockerError;
+pub use server::{DockerOptions, DockerServer};
 
 use crate::http::Api;
 
@@ -53,7 +55,7 @@ fn routes() -> Router<Api> {
 /// The whole Engine API app for `api`; `auth` adds the TCP listener's access check
 /// (the cluster API's token or certificate rules; `GET /swarm`, which shows the
 /// join tokens, needs the admin scope).
-pub(crate) fn app(api: Api, auth: bool) -> Router {
+fn app(api: Api, auth: bool) -> Router {
     let mut routes = routes();
     if auth {
         routes = routes.layer(axum::middleware::from_fn_with_state(

@@ -63,10 +63,6 @@ pub struct ApiOptions {
     pub tcp: Option<SocketAddr>,
     /// The node's metrics, served at `GET /metrics`.
     pub metrics: Option<Arc<shoal_telemetry::prom::registry::Registry>>,
-    /// The Docker Engine API's unix socket (mode 0660, as the API's).
-    pub docker_socket: Option<PathBuf>,
-    /// The Docker Engine API on TCP, as HTTPS under the same access rules as `tcp`.
-    pub docker_tcp: Option<SocketAddr>,
 }
 
 /// The running API listeners.
@@ -76,12 +72,16 @@ pub struct ApiServer {
     pub socket: Option<PathBuf>,
     /// The TCP address bound (with the port picked, if 0 was asked).
     pub tcp: Option<SocketAddr>,
-    /// The Docker Engine API's unix socket served.
-    pub docker_socket: Option<PathBuf>,
-    /// The Docker Engine API's TCP address bound.
-    pub docker_tcp: Option<SocketAddr>,
+    listeners: Listeners,
+}
+
+/// Listeners serving routers until they are shut down (the cluster API's, and the
+/// Docker Engine API's).
+#[derive(Debug, Default)]
+pub(crate) struct Listeners {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: Arc<tokio::sync::Notify>,
+    sockets: Vec<PathBuf>,
 }
 
 /// Why the API could not start.
@@ -321,44 +321,59 @@ impl ApiServer {
     /// Starts the listeners of `opts` for `manager`.
     pub async fn start(served: &Served, opts: &ApiOptions) -> Result<ApiServer, ServeError> {
         let api = Api::new(served.manager.clone(), served.dispatcher.clone(), opts.metrics.clone());
-        let stop = Arc::new(tokio::sync::Notify::new());
-        let mut tasks = Vec::new();
-        let mut tcp = None;
+        let mut listeners = Listeners::default();
         if let Some(path) = &opts.socket {
-            tasks.push(serve_socket(bind_socket(path)?, router(api.clone(), false), stop.clone()));
+            listeners.unix(path, router(api.clone(), false))?;
         }
+        let mut tcp = None;
         if let Some(addr) = opts.tcp {
-            let (task, bound) = serve_tcp(served, addr, router(api.clone(), true), stop.clone()).await?;
-            tasks.push(task);
-            tcp = Some(bound);
+            tcp = Some(listeners.https(served, addr, router(api.clone(), true)).await?);
         }
-        let mut docker_tcp = None;
-        if let Some(path) = &opts.docker_socket {
-            tasks.push(serve_socket(
-                bind_socket(path)?,
-                crate::docker::app(api.clone(), false),
-                stop.clone(),
-            ));
-        }
-        if let Some(addr) = opts.docker_tcp {
-            let app = crate::docker::app(api.clone(), true);
-            let (task, bound) = serve_tcp(served, addr, app, stop.clone()).await?;
-            tasks.push(task);
-            docker_tcp = Some(bound);
-        }
-        Ok(ApiServer {
-            socket: opts.socket.clone(),
-            tcp,
-            docker_socket: opts.docker_socket.clone(),
-            docker_tcp,
-            tasks,
-            stop,
-        })
+        Ok(ApiServer { socket: opts.socket.clone(), tcp, listeners })
     }
 
     /// Stops the listeners: requests in flight get a moment to finish, event streams
     /// are cut. The socket file is removed.
     pub async fn shutdown(self) {
+        self.listeners.shutdown().await;
+    }
+}
+
+impl Listeners {
+    /// Serves `app` on a unix socket at `path`, mode 0660 (an old socket file there
+    /// is replaced; members of a `shoal` group may use it).
+    pub(crate) fn unix(&mut self, path: &std::path::Path, app: Router) -> Result<(), ServeError> {
+        let listener = bind_socket(path)?;
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let _ =
+                axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await;
+        }));
+        self.sockets.push(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Serves `app` as HTTPS on `addr` with the manager's certificate (read at each
+    /// handshake, so a renewal needs no restart; a client may offer its own);
+    /// returns the address bound.
+    pub(crate) async fn https(
+        &mut self,
+        served: &Served,
+        addr: SocketAddr,
+        app: Router,
+    ) -> Result<SocketAddr, ServeError> {
+        let listen = |source| ServeError::Listen { what: addr.to_string(), source };
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
+        let bound = listener.local_addr().map_err(listen)?;
+        let tls = served.manager.credentials().server_config(&[b"http/1.1"])?;
+        let incoming = shoal_pki::transport::incoming(listener, tls);
+        self.tasks.push(tokio::spawn(serve_https(incoming, app, self.stop.clone())));
+        Ok(bound)
+    }
+
+    /// Stops serving: requests in flight get a moment to finish, streams are cut,
+    /// the socket files are removed.
+    pub(crate) async fn shutdown(self) {
         self.stop.notify_waiters();
         for task in self.tasks {
             let abort = task.abort_handle();
@@ -366,38 +381,10 @@ impl ApiServer {
                 abort.abort();
             }
         }
-        for path in [&self.socket, &self.docker_socket].into_iter().flatten() {
+        for path in &self.sockets {
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-/// Serves `app` on a bound unix socket until `stop`.
-fn serve_socket(
-    listener: tokio::net::UnixListener,
-    app: Router,
-    stop: Arc<tokio::sync::Notify>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await;
-    })
-}
-
-/// Serves `app` as HTTPS on `addr` with the manager's certificate (read at each
-/// handshake, so a renewal needs no restart; a client may offer its own) until
-/// `stop`; returns the address bound.
-async fn serve_tcp(
-    served: &Served,
-    addr: SocketAddr,
-    app: Router,
-    stop: Arc<tokio::sync::Notify>,
-) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), ServeError> {
-    let listen = |source| ServeError::Listen { what: addr.to_string(), source };
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
-    let bound = listener.local_addr().map_err(listen)?;
-    let tls = served.manager.credentials().server_config(&[b"http/1.1"])?;
-    let incoming = shoal_pki::transport::incoming(listener, tls);
-    Ok((tokio::spawn(serve_https(incoming, app, stop)), bound))
 }
 
 /// Serves the API on accepted TLS connections until `stop`; each request carries
@@ -440,7 +427,7 @@ const RECOVERY_WAIT: Duration = Duration::from_secs(2);
 
 impl Api {
     /// The handlers' state for `manager`, with empty caches.
-    fn new(
+    pub(crate) fn new(
         manager: Arc<Manager>,
         dispatcher: Dispatcher,
         metrics: Option<Arc<shoal_telemetry::prom::registry::Registry>>,

@@ -46,7 +46,10 @@ pub(crate) fn live(manager: &Manager, reachable: Option<&BTreeSet<u64>>, mut n: 
 }
 
 /// The leader's view of reachability, when some of `nodes` are managers.
-pub(crate) async fn reachability(manager: &Manager, mut nodes: impl Iterator<Item = &Node>) -> Option<BTreeSet<u64>> {
+pub(crate) async fn reachability(
+    manager: &Manager,
+    mut nodes: impl Iterator<Item = &Node>,
+) -> Option<BTreeSet<u64>> {
     if nodes.any(|n| n.manager_status.is_some()) { manager.reachable_anywhere().await } else { None }
 }
 

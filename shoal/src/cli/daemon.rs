@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use shoal_api::node::{NodeDescription, NodeResources, Platform};
+use shoal_manager::docker::{DockerOptions, DockerServer};
 use shoal_manager::http::{ApiOptions, ApiServer};
 use shoal_manager::manager::{Manager, ManagerConfig};
 use shoal_manager::orchestrator::runner::Controllers;
@@ -260,16 +261,16 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     shoal_manager::metrics::register(&mut registry, &served);
     let registry = Arc::new(registry);
     let metrics = serve_metrics(&args, &registry).await?;
-    let opts = ApiOptions {
-        socket: Some(args.api_socket.clone()),
-        tcp: args.api_addr,
-        metrics: Some(registry),
-        docker_socket: Some(args.docker_socket.clone()).filter(|p| !p.as_os_str().is_empty()),
-        docker_tcp: args.docker_addr,
-    };
+    let opts =
+        ApiOptions { socket: Some(args.api_socket.clone()), tcp: args.api_addr, metrics: Some(registry) };
     let api = ApiServer::start(&served, &opts).await.context("start the cluster API")?;
     tracing::info!(socket = %args.api_socket.display(), tcp = ?api.tcp, "cluster API listening");
-    tracing::info!(socket = ?api.docker_socket, tcp = ?api.docker_tcp, "Docker Engine API listening");
+    let docker_opts = DockerOptions {
+        socket: Some(args.docker_socket.clone()).filter(|p| !p.as_os_str().is_empty()),
+        tcp: args.docker_addr,
+    };
+    let docker = DockerServer::start(&served, &docker_opts).await.context("start the Docker Engine API")?;
+    tracing::info!(socket = ?docker.socket, tcp = ?docker.tcp, "Docker Engine API listening");
     let controllers = Controllers::start(manager.clone());
     let (description, addr) = describe_node(&args)?;
     let node = node_id(&args.data_dir)?;
@@ -311,6 +312,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     agent.stop().await;
     controllers.stop().await;
     api.shutdown().await;
+    docker.shutdown().await;
     if let Some(m) = metrics {
         m.stop();
     }
