@@ -175,6 +175,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for DockerQuery<T>
     }
 }
 
+/// A list's query: Docker's `filters` (see [`filters`]).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct ListQuery {
+    pub(crate) filters: Option<String>,
+}
+
+/// An update's query: the `version` the object was read at.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct VersionQuery {
+    pub(crate) version: Option<String>,
+}
+
 /// Docker's booleans in queries: `1`, `true`, `True` (and `0`, `false`, empty).
 pub(crate) fn flag(v: Option<&str>) -> bool {
     matches!(v.map(str::trim), Some("1" | "true" | "True" | "TRUE" | "yes"))

@@ -17,7 +17,7 @@ use shoal_api::wire::{NodeUpdate, RemoveOptions};
 
 use super::filters::Filters;
 use super::swarm::{out_of_sequence, version_param};
-use super::{DockerError, DockerJson, DockerQuery, flag};
+use super::{DockerError, DockerJson, DockerQuery, ListQuery, VersionQuery, flag};
 use crate::http::Api;
 use crate::http::nodes::{live, reachability};
 use crate::store::queries;
@@ -109,11 +109,6 @@ pub(super) fn node_matches(f: &Filters, n: &Node) -> bool {
         && pairs_match("node.label", &n.spec.labels)
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ListQuery {
-    filters: Option<String>,
-}
-
 async fn list(
     State(api): State<Api>,
     DockerQuery(q): DockerQuery<ListQuery>,
@@ -195,15 +190,10 @@ pub(super) fn node_spec(node: &Node, d: DockerNodeSpec) -> Result<NodeSpec, Dock
     Ok(NodeSpec { labels: d.labels.unwrap_or_default(), role, availability })
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct UpdateQuery {
-    version: Option<String>,
-}
-
 async fn update(
     State(api): State<Api>,
     Path(key): Path<String>,
-    DockerQuery(q): DockerQuery<UpdateQuery>,
+    DockerQuery(q): DockerQuery<VersionQuery>,
     DockerJson(body): DockerJson<DockerNodeSpec>,
 ) -> Result<StatusCode, DockerError> {
     let version = version_param(q.version.as_deref(), "node")?;

@@ -17,7 +17,7 @@ use shoal_api::{Network, NetworkSpec, PayloadSpec, PayloadUpdate};
 
 use super::filters::Filters;
 use super::swarm::{out_of_sequence, version_param};
-use super::{DockerError, DockerJson, DockerQuery};
+use super::{DockerError, DockerJson, DockerQuery, ListQuery, VersionQuery};
 use crate::http::{Api, Body, PayloadBody};
 use crate::plan::{PlanError, find};
 use crate::store::{Kind, Object};
@@ -48,11 +48,6 @@ fn found<'a>(s: &'a crate::store::Store, kind: Kind, key: &str) -> Result<&'a Ob
         PlanError::NotFound { .. } => DockerError::not_found(kind.as_str(), key),
         e => e.into(),
     })
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ListQuery {
-    filters: Option<String>,
 }
 
 // ---- networks ----
@@ -487,11 +482,6 @@ async fn remove_payload(api: Api, kind: Kind, key: &str) -> Result<StatusCode, D
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct UpdateQuery {
-    version: Option<String>,
-}
-
 async fn list_secrets(
     State(api): State<Api>,
     DockerQuery(q): DockerQuery<ListQuery>,
@@ -513,7 +503,7 @@ async fn create_secret(
 async fn update_secret(
     State(api): State<Api>,
     Path(key): Path<String>,
-    DockerQuery(q): DockerQuery<UpdateQuery>,
+    DockerQuery(q): DockerQuery<VersionQuery>,
     DockerJson(body): DockerJson<DockerPayloadSpec>,
 ) -> Result<StatusCode, DockerError> {
     update_payload(api, Kind::Secret, &key, q.version.as_deref(), body).await
@@ -544,7 +534,7 @@ async fn create_config(
 async fn update_config(
     State(api): State<Api>,
     Path(key): Path<String>,
-    DockerQuery(q): DockerQuery<UpdateQuery>,
+    DockerQuery(q): DockerQuery<VersionQuery>,
     DockerJson(body): DockerJson<DockerPayloadSpec>,
 ) -> Result<StatusCode, DockerError> {
     update_payload(api, Kind::Config, &key, q.version.as_deref(), body).await

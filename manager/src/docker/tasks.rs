@@ -7,13 +7,12 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 use shoal_api::Task;
 
 use super::filters::Filters;
 use super::services::{docker_error, find_service};
 use super::spec::{to_docker, types as d};
-use super::{DockerError, DockerQuery, flag};
+use super::{DockerError, DockerQuery, ListQuery, flag};
 use crate::http::Api;
 use crate::orchestrator::update::up_to_date;
 use crate::plan;
@@ -39,11 +38,6 @@ fn task_name(s: &Store, t: &Task) -> String {
         _ => t.service_id.as_str(),
     };
     format!("{}.{}", t.display_name(service), t.id)
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    filters: Option<String>,
 }
 
 /// The ids `key`'s values resolve to, or `None` when the filter was not given.
