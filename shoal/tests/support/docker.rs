@@ -19,6 +19,28 @@ pub fn docker_cli() -> String {
     }
 }
 
+/// `docker ARGS` with `env` (`DOCKER_HOST`, `DOCKER_CONFIG`, TLS settings) and
+/// `input` on its stdin.
+pub fn docker_with(env: &[(&str, &str)], args: &[&str], input: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(docker_cli())
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("DOCKER_API_VERSION")
+        .env_remove("DOCKER_CONTEXT")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the docker CLI runs");
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 impl Daemon {
     /// `docker ARGS` against this daemon's Engine API, with a config dir of its own.
     pub fn docker(&self, args: &[&str]) -> Output {
@@ -27,26 +49,10 @@ impl Daemon {
 
     /// `docker ARGS` with `input` on its stdin.
     pub fn docker_input(&self, args: &[&str], input: Option<&str>) -> Output {
-        use std::io::Write as _;
         let config = self.dir.join("docker-config");
         std::fs::create_dir_all(&config).unwrap();
-        let mut child = Command::new(docker_cli())
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.docker_socket().display()))
-            .env("DOCKER_CONFIG", &config)
-            .env_remove("DOCKER_API_VERSION")
-            .env_remove("DOCKER_CONTEXT")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("the docker CLI runs");
-        let mut stdin = child.stdin.take().unwrap();
-        if let Some(input) = input {
-            stdin.write_all(input.as_bytes()).unwrap();
-        }
-        drop(stdin);
-        child.wait_with_output().unwrap()
+        let host = format!("unix://{}", self.docker_socket().display());
+        docker_with(&[("DOCKER_HOST", &host), ("DOCKER_CONFIG", config.to_str().unwrap())], args, input)
     }
 
     /// `docker ARGS`, which must succeed: its stdout.
