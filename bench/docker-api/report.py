@@ -122,6 +122,13 @@ floor = [v for r in rounds for v in samples.get((r, "cli", "floor"), [])]
 floor_text = (
     f" The CLI's own floor, `docker --version` (a process that contacts no daemon), took {ms(statistics.median(floor))} ms"
     f" ({ms(pct(floor, 10))}–{ms(pct(floor, 90))}) in the same rounds."
+    + " Above that floor (each median minus the floor's, a rough split): "
+    + "; ".join(
+        f"{labels[c]} {ms(summary['commands'][c]['shoal_median_ms'] - statistics.median(floor))} ms (Shoal) vs "
+        f"{ms(summary['commands'][c]['docker_median_ms'] - statistics.median(floor))} ms (Docker)"
+        for c in commands
+    )
+    + ". Most of a short command's time is the CLI's own start, which is the same on both sides."
     if floor
     else ""
 )
@@ -151,12 +158,12 @@ makes its own `HEAD /_ping` and connection, as a user's would. `service ls` is o
 (two `GET /services` with filters), lists its tasks, then looks up each node and service name once.
 
 Milliseconds, median (p10–p90) over all measured runs; the ratio is Shoal / Docker, the median of the
-per-round ratios of medians, with their range; "same output" compares the number of lines the CLI printed.{floor_text}
+per-round ratios of medians, with their range; "same output" compares the number of lines the CLI printed.
 
 | command | lists | shoal ms | docker ms | shoal / docker (range) | same output |
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
-
+{chr(10) + floor_text.strip() + chr(10) if floor_text else ""}
 Every round (medians, ms):
 
 | round | command | shoal | docker | ratio |
