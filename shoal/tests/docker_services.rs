@@ -359,6 +359,11 @@ fn docker_service_global_job_detached_and_refusals() {
     assert_eq!(none.trim(), "[]");
     let (status, reply) = request(&d, "GET", "/tasks?filters=%7B%22service%22%3A%5B%22nope%22%5D%7D", "");
     assert_eq!(status, 404, "{reply}");
+    // A served path with the wrong method, and a path not served: Docker's shape too.
+    let (status, reply) = request(&d, "PUT", "/v1.41/tasks", "");
+    assert_eq!((status, reply.contains(r#""message":"#)), (405, true), "{reply}");
+    let (status, reply) = request(&d, "GET", "/v1.41/containers/x/json", "");
+    assert_eq!((status, reply.as_str()), (404, r#"{"message":"page not found"}"#));
 
     ok(&d, &["service", "rm", "agent"]);
     assert!(block_on(d.client().services(&Default::default())).unwrap().is_empty());

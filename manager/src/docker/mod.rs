@@ -49,6 +49,9 @@ fn routes() -> Router<Api> {
         .merge(objects::routes())
         .merge(events::routes())
         .fallback(|| async { DockerError::new(axum::http::StatusCode::NOT_FOUND, "page not found") })
+        .method_not_allowed_fallback(|| async {
+            DockerError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path")
+        })
         .layer(axum::extract::DefaultBodyLimit::max(crate::http::MAX_BODY_BYTES))
 }
 

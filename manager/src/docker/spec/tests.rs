@@ -285,3 +285,25 @@ fn stored_objects_render_as_docker_shows_them() {
     assert_eq!(json["DesiredState"], "running");
     assert_eq!(json["Spec"]["ContainerSpec"]["Image"], "busybox");
 }
+
+#[test]
+fn a_stack_volume_keeps_only_its_stack_label() {
+    // What `docker stack deploy` sends for a named volume `data` of stack `app`.
+    let with_labels = |labels: &str| {
+        CLI_CREATE.replace(
+            r#""Isolation":"default"}"#,
+            &format!(
+                r#""Isolation":"default","Mounts":[{{"Type":"volume","Source":"app_data","Target":"/data",
+                "VolumeOptions":{{"Labels":{labels}}}}}]}}"#
+            ),
+        )
+    };
+    let spec =
+        map(&with_labels(r#"{"com.docker.stack.namespace":"app"}"#)).expect("the stack's label passes");
+    assert_eq!(
+        spec.task_template.container.mounts,
+        [Mount::Volume { source: "app_data".into(), target: "/data".into(), read_only: false }]
+    );
+    let e = map(&with_labels(r#"{"com.docker.stack.namespace":"app","backup":"daily"}"#)).unwrap_err();
+    assert!(e.contains("Mounts[0].VolumeOptions.Labels"), "{e}");
+}

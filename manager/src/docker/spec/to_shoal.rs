@@ -554,8 +554,10 @@ fn mount(m: d::Mount, f: &str) -> Result<t::Mount> {
         )?;
     }
     if let Some(v) = &m.volume_options {
+        // `docker stack deploy` labels every named volume with its stack, which the
+        // volume's name (`<stack>_<name>`) already says: that label alone passes.
         refuse_if(
-            v.labels.as_ref().is_some_and(|l| !l.is_empty()),
+            v.labels.as_ref().is_some_and(|l| l.keys().any(|k| k != shoal_api::compose::STACK_LABEL)),
             &format!("{f}.VolumeOptions.Labels"),
             "Shoal's volumes are directories without labels",
         )?;
