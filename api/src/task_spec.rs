@@ -176,7 +176,8 @@ pub enum Mount {
         read_only: bool,
     },
     /// A named volume: a directory under the node's data dir, made on first use and
-    /// kept after the task ends.
+    /// kept after the task ends. While it is empty, it is first filled with what the
+    /// image has at the target (as Docker does), unless `no_copy`.
     Volume {
         /// Volume name.
         source: String,
@@ -185,6 +186,10 @@ pub enum Mount {
         /// Mount read-only.
         #[serde(default)]
         read_only: bool,
+        /// Leave an empty volume empty: do not copy the image's files at the target
+        /// into it (Docker's `volume-nocopy`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_copy: bool,
     },
     /// A tmpfs, empty at every start.
     Tmpfs {

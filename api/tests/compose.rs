@@ -120,7 +120,8 @@ fn web_db_worker() {
         Mount::Volume {
             source: "shop_db-data".into(),
             target: "/var/lib/postgresql/data".into(),
-            read_only: false
+            read_only: false,
+            no_copy: false
         }
     );
     assert_eq!(
@@ -441,7 +442,12 @@ networks:
     assert_eq!(h.interval, Duration::from_secs(5));
     assert_eq!(
         c.mounts,
-        [Mount::Volume { source: "shared-data".into(), target: "/data".into(), read_only: true }]
+        [Mount::Volume {
+            source: "shared-data".into(),
+            target: "/data".into(),
+            read_only: true,
+            no_copy: false
+        }]
     );
     assert_eq!(stack.external_networks, ["outside"]);
     let w = messages(&stack);
@@ -466,4 +472,35 @@ fn stack_names_are_checked() {
     })
     .unwrap_err();
     assert!(err.to_string().starts_with("stack name: \"bad name\" may contain only"), "{err}");
+}
+
+#[test]
+fn nocopy_volumes_stay_empty_in_both_syntaxes() {
+    let text = "
+services:
+  web:
+    image: nginx
+    volumes:
+      - html:/usr/share/nginx/html:nocopy
+      - type: volume
+        source: logs
+        target: /var/log/nginx
+        volume:
+          nocopy: true
+      - cache:/cache
+volumes:
+  html: {}
+  logs: {}
+  cache: {}
+";
+    let stack = load_with(text, &[]).unwrap();
+    let no_copy: Vec<bool> = service(&stack, "shop_web")
+        .task_template
+        .container
+        .mounts
+        .iter()
+        .map(|m| matches!(m, Mount::Volume { no_copy: true, .. }))
+        .collect();
+    assert_eq!(no_copy, [true, true, false]);
+    assert!(messages(&stack).is_empty(), "{:?}", messages(&stack));
 }

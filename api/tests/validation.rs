@@ -154,7 +154,7 @@ const CASES: &[(&str, Mutation, &str, &str)] = &[
         "bad volume name",
         |s| {
             s.task_template.container.mounts[1] =
-                Mount::Volume { source: "a/b".into(), target: "/d".into(), read_only: false }
+                Mount::Volume { source: "a/b".into(), target: "/d".into(), read_only: false, no_copy: false }
         },
         "task_template.container.mounts[1].source",
         "only letters",

@@ -259,6 +259,13 @@ fn mounts_volumes_and_read_only_root() {
     assert_eq!(std::fs::read_to_string(host.path().join("out.txt")).unwrap(), "out\n");
     let (_, out, _) = node.sh(&["-v", "cache:/cache"], "cat /cache/f");
     assert_eq!(out, "kept\n", "a named volume outlives the container");
+    // A new volume over a directory of the image starts with the image's files (a
+    // bind mount does not); what the container writes there stays in the volume.
+    let (code, out, err) = node.sh(&["-v", "etc:/etc"], "grep -c app /etc/passwd; echo mine > /etc/mine");
+    assert_eq!((code, out.as_str()), (0, "1\n"), "{err}");
+    let volume = node.data_dir().join("volumes/etc/_data");
+    assert!(std::fs::read_to_string(volume.join("passwd")).unwrap().contains("app:x:1000"));
+    assert_eq!(std::fs::read_to_string(volume.join("mine")).unwrap(), "mine\n");
     let ro = format!("{}:/data:ro", host.path().display());
     let (_, out, _) = node.sh(&["-v", &ro], "echo x > /data/y 2>/dev/null; echo $?");
     assert_eq!(out.trim(), "1");

@@ -594,17 +594,19 @@ fn mounts(cx: &mut Ctx<'_, '_>, names: &Names, path: &str, svc: &file::Service) 
                         continue;
                     }
                 };
-                let mut read_only = false;
+                let (mut read_only, mut no_copy) = (false, false);
                 for opt in opts.split(',').filter(|o| !o.is_empty()) {
                     match opt {
                         "ro" => read_only = true,
                         "rw" => read_only = false,
+                        "nocopy" => no_copy = true,
                         other => cx
                             .warn(vpath.clone(), format!("mount option {other:?} is not supported; ignored")),
                     }
                 }
                 let kind = if source.starts_with(['.', '/', '~']) { "bind" } else { "volume" };
-                if let Some(m) = volume_or_bind(cx, names, &vpath, kind, source, target, read_only) {
+                if let Some(m) = volume_or_bind(cx, names, &vpath, kind, source, target, (read_only, no_copy))
+                {
                     out.push(m);
                 }
             }
@@ -612,11 +614,22 @@ fn mounts(cx: &mut Ctx<'_, '_>, names: &Names, path: &str, svc: &file::Service) 
                 cx.unused(&vpath, &l.other);
                 let source = l.source.as_deref().unwrap_or("");
                 let read_only = l.read_only.unwrap_or(false);
+                let mut no_copy = false;
+                if let Some(v) = &l.volume {
+                    cx.unused(&format!("{vpath}.volume"), &v.other);
+                    no_copy = v.nocopy.unwrap_or(false);
+                }
                 match l.kind.as_str() {
                     "bind" | "volume" => {
-                        if let Some(m) =
-                            volume_or_bind(cx, names, &vpath, &l.kind, source, &l.target, read_only)
-                        {
+                        if let Some(m) = volume_or_bind(
+                            cx,
+                            names,
+                            &vpath,
+                            &l.kind,
+                            source,
+                            &l.target,
+                            (read_only, no_copy),
+                        ) {
                             out.push(m);
                         }
                     }
@@ -672,10 +685,13 @@ fn volume_or_bind(
     kind: &str,
     source: &str,
     target: &str,
-    read_only: bool,
+    (read_only, no_copy): (bool, bool),
 ) -> Option<Mount> {
     let target = target.to_owned();
     if kind == "bind" {
+        if no_copy {
+            cx.warn(path, "nocopy is for volumes: a bind mount shows the host's files; ignored");
+        }
         if source.starts_with('~') {
             cx.error(path, "'~' is not expanded: write the bind source as an absolute path");
             return None;
@@ -692,7 +708,7 @@ fn volume_or_bind(
         return None;
     }
     match names.volumes.get(source) {
-        Some(real) => Some(Mount::Volume { source: real.clone(), target, read_only }),
+        Some(real) => Some(Mount::Volume { source: real.clone(), target, read_only, no_copy }),
         None => {
             cx.error(path, format!("volume {source:?} is not defined under the top-level volumes"));
             None

@@ -304,6 +304,16 @@ pub(crate) struct LongVolume {
     #[serde(default, deserialize_with = "flex::opt")]
     pub(crate) read_only: Option<bool>,
     pub(crate) tmpfs: Option<TmpfsOptions>,
+    pub(crate) volume: Option<VolumeOptions>,
+    #[serde(flatten)]
+    pub(crate) other: Other,
+}
+
+/// A long-syntax volume mount's `volume:` options.
+#[derive(Debug, Deserialize)]
+pub(crate) struct VolumeOptions {
+    #[serde(default, deserialize_with = "flex::opt")]
+    pub(crate) nocopy: Option<bool>,
     #[serde(flatten)]
     pub(crate) other: Other,
 }

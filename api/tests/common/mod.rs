@@ -20,7 +20,7 @@ pub(crate) fn full_spec() -> ServiceSpec {
     c.labels.insert("role".into(), "frontend".into());
     c.mounts = vec![
         Mount::Bind { source: "/etc/ssl".into(), target: "/ssl".into(), read_only: true },
-        Mount::Volume { source: "web-data".into(), target: "/data".into(), read_only: false },
+        Mount::Volume { source: "web-data".into(), target: "/data".into(), read_only: false, no_copy: false },
         Mount::Tmpfs { target: "/tmp".into(), size_bytes: 64 << 20, mode: Some(0o1777) },
     ];
     c.healthcheck = Some(HealthCheck {

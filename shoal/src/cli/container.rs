@@ -320,14 +320,15 @@ fn mounts(args: &RunArgs) -> anyhow::Result<Vec<MountPoint>> {
         if !target.starts_with('/') {
             bail!("--volume {v:?}: the target must be an absolute path");
         }
-        let source = if source.starts_with('/') {
-            PathBuf::from(source)
+        let target = target.to_owned();
+        if source.starts_with('/') {
+            out.push(MountPoint::Bind { source: PathBuf::from(source), target, read_only: ro });
         } else {
+            // A named volume: filled with the image's files at the target while empty.
             let dir = args.node.data_dir.join("volumes").join(source).join("_data");
             std::fs::create_dir_all(&dir).with_context(|| format!("create volume {source}"))?;
-            dir
-        };
-        out.push(MountPoint::Bind { source, target: target.to_owned(), read_only: ro });
+            out.push(MountPoint::Volume { source: dir, target, read_only: ro, no_copy: false });
+        }
     }
     for t in &args.tmpfs {
         out.push(MountPoint::Tmpfs { target: t.clone(), size_bytes: 0, mode: 0o1777 });

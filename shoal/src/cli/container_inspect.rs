@@ -44,6 +44,9 @@ fn describe(rt: &Runtime, id: &str) -> anyhow::Result<Value> {
             MountPoint::Bind { source, target, read_only } => json!({
                 "Type": "bind", "Source": source, "Destination": target, "RW": !read_only,
             }),
+            MountPoint::Volume { source, target, read_only, .. } => json!({
+                "Type": "volume", "Source": source, "Destination": target, "RW": !read_only,
+            }),
             MountPoint::Tmpfs { target, size_bytes, mode } => json!({
                 "Type": "tmpfs", "Destination": target, "RW": true, "SizeBytes": size_bytes,
                 "Mode": format!("{mode:o}"),

@@ -376,11 +376,16 @@ impl Node for Executor {
                 Mount::Bind { source, target, read_only } => {
                     MountPoint::Bind { source: source.into(), target: target.clone(), read_only: *read_only }
                 }
-                Mount::Volume { source, target, read_only } => {
+                Mount::Volume { source, target, read_only, no_copy } => {
                     let dir = self.data_dir.join("volumes").join(source).join("_data");
                     std::fs::create_dir_all(&dir)
                         .map_err(|e| ExecutorError::Volume { name: source.clone(), source: e })?;
-                    MountPoint::Bind { source: dir, target: target.clone(), read_only: *read_only }
+                    MountPoint::Volume {
+                        source: dir,
+                        target: target.clone(),
+                        read_only: *read_only,
+                        no_copy: *no_copy,
+                    }
                 }
                 Mount::Tmpfs { target, size_bytes, mode } => MountPoint::Tmpfs {
                     target: target.clone(),

@@ -81,6 +81,19 @@ pub enum MountPoint {
         /// Read-only.
         read_only: bool,
     },
+    /// A named volume's directory on the host, bound like `Bind`. While it is empty,
+    /// it is first filled with what the image has at `target` (Docker's copy-up),
+    /// unless `no_copy`.
+    Volume {
+        /// Absolute host path of the volume's directory; must exist.
+        source: PathBuf,
+        /// Absolute path in the container.
+        target: String,
+        /// Read-only.
+        read_only: bool,
+        /// Leave an empty volume empty.
+        no_copy: bool,
+    },
     /// A fresh tmpfs.
     Tmpfs {
         /// Absolute path in the container.

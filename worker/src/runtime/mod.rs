@@ -206,7 +206,7 @@ impl Runtime {
             return Err(RuntimeError::Exists(id));
         }
         for m in &new.mounts {
-            if let MountPoint::Bind { source, .. } = m
+            if let MountPoint::Bind { source, .. } | MountPoint::Volume { source, .. } = m
                 && !source.exists()
             {
                 return Err(RuntimeError::MissingMountSource(source.clone()));

@@ -241,15 +241,12 @@ pub fn prepare(cfg: &ContainerConfig, state_dir: &Path, root: &Path) -> Result<(
 
     for m in &cfg.mounts {
         match m {
-            MountPoint::Bind { source, target, read_only } => {
-                let meta = fs::metadata(source).map_err(|_| RootfsError::MissingSource(source.clone()))?;
-                let dest = resolve_in_root(root, target)?;
-                ensure_mount_point(&dest, meta.is_dir())?;
-                do_mount(source.to_str(), &dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-                if *read_only {
-                    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                    do_mount(None, &dest, None, flags | kept_flags(source), None)?;
+            MountPoint::Bind { source, target, read_only } => bind(root, source, target, *read_only)?,
+            MountPoint::Volume { source, target, read_only, no_copy } => {
+                if !*no_copy {
+                    copy_up(&resolve_in_root(root, target)?, source)?;
                 }
+                bind(root, source, target, *read_only)?;
             }
             MountPoint::Tmpfs { target, size_bytes, mode } => {
                 let dest = resolve_in_root(root, target)?;
@@ -337,6 +334,72 @@ pub fn make_root_read_only() -> Result<(), RootfsError> {
     do_mount(None, Path::new("/"), None, flags, None)
 }
 
+/// Binds the host's `source` at `target` in the container, read-only if asked.
+fn bind(root: &Path, source: &Path, target: &str, read_only: bool) -> Result<(), RootfsError> {
+    let meta = fs::metadata(source).map_err(|_| RootfsError::MissingSource(source.to_path_buf()))?;
+    let dest = resolve_in_root(root, target)?;
+    ensure_mount_point(&dest, meta.is_dir())?;
+    do_mount(source.to_str(), &dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    if read_only {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        do_mount(None, &dest, None, flags | kept_flags(source), None)?;
+    }
+    Ok(())
+}
+
+/// Docker's copy-up: an empty volume directory `volume` gets what the image has at
+/// `image_dir` (a directory in the container's root, before the volume covers it):
+/// files, directories and symlinks with their modes and owners. Nothing happens when
+/// the volume already holds something or the image has no directory there.
+pub(crate) fn copy_up(image_dir: &Path, volume: &Path) -> Result<(), RootfsError> {
+    let is_dir = fs::symlink_metadata(image_dir).is_ok_and(|m| m.is_dir());
+    let empty = fs::read_dir(volume).map(|mut d| d.next().is_none()).unwrap_or(false);
+    if !is_dir || !empty {
+        return Ok(());
+    }
+    copy_tree(image_dir, volume)?;
+    // The volume's root takes the image directory's mode and owner too.
+    copy_attributes(image_dir, volume)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), RootfsError> {
+    fn create(path: &Path) -> impl FnOnce(std::io::Error) -> RootfsError + '_ {
+        move |source| RootfsError::Create { path: path.to_path_buf(), source }
+    }
+    for entry in fs::read_dir(from).map_err(create(from))? {
+        let entry = entry.map_err(create(from))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(create(&src))?;
+        if kind.is_dir() {
+            fs::create_dir(&dst).map_err(create(&dst))?;
+            copy_tree(&src, &dst)?;
+        } else if kind.is_symlink() {
+            let link = fs::read_link(&src).map_err(create(&src))?;
+            std::os::unix::fs::symlink(link, &dst).map_err(create(&dst))?;
+        } else if kind.is_file() {
+            fs::copy(&src, &dst).map_err(create(&dst))?;
+        } else {
+            // Device nodes, fifos and sockets in an image directory that becomes a
+            // volume: Docker copies none of them either.
+            continue;
+        }
+        copy_attributes(&src, &dst)?;
+    }
+    Ok(())
+}
+
+/// `to` takes `from`'s owner and (but for symlinks) permission bits.
+fn copy_attributes(from: &Path, to: &Path) -> Result<(), RootfsError> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let create = |source| RootfsError::Create { path: to.to_path_buf(), source };
+    let meta = fs::symlink_metadata(from).map_err(create)?;
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).map_err(create)?;
+    if !meta.file_type().is_symlink() {
+        fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(create)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,5 +419,36 @@ mod tests {
         assert_eq!(resolve_in_root(root, "/top/../../etc").unwrap(), root.join("etc"));
         assert_eq!(resolve_in_root(root, "/new/dir").unwrap(), root.join("new/dir"));
         assert!(matches!(resolve_in_root(root, "/loop1/x"), Err(RootfsError::SymlinkLoop(_))));
+    }
+
+    #[test]
+    fn an_empty_volume_takes_the_images_files_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, volume) = (dir.path().join("image/html"), dir.path().join("volume"));
+        fs::create_dir_all(image.join("css")).unwrap();
+        fs::write(image.join("index.html"), "hello").unwrap();
+        fs::set_permissions(image.join("index.html"), fs::Permissions::from_mode(0o640)).unwrap();
+        fs::write(image.join("css/site.css"), "body{}").unwrap();
+        symlink("index.html", image.join("home.html")).unwrap();
+        fs::set_permissions(&image, fs::Permissions::from_mode(0o750)).unwrap();
+        fs::create_dir(&volume).unwrap();
+
+        copy_up(&image, &volume).unwrap();
+        assert_eq!(fs::read_to_string(volume.join("index.html")).unwrap(), "hello");
+        assert_eq!(fs::read_to_string(volume.join("css/site.css")).unwrap(), "body{}");
+        assert_eq!(fs::read_link(volume.join("home.html")).unwrap(), Path::new("index.html"));
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!((mode(&volume.join("index.html")), mode(&volume)), (0o640, 0o750));
+
+        // A volume with data keeps it: the image's files never come back over it.
+        fs::remove_file(volume.join("index.html")).unwrap();
+        fs::write(volume.join("mine"), "kept").unwrap();
+        copy_up(&image, &volume).unwrap();
+        assert!(!volume.join("index.html").exists());
+        // Nothing at the target in the image: nothing to copy.
+        let other = dir.path().join("other");
+        fs::create_dir(&other).unwrap();
+        copy_up(&dir.path().join("image/none"), &other).unwrap();
+        assert_eq!(fs::read_dir(&other).unwrap().count(), 0);
     }
 }

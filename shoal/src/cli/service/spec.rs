@@ -9,10 +9,11 @@ use shoal_api::{ServiceSpec, ports, units};
 use super::args::{CreateArgs, SpecFlags, UpdateArgs};
 use crate::cli::remote::labels_from;
 
-/// Reads `--mount`: `type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]`.
+/// Reads `--mount`: `type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=…]`.
 fn mount(s: &str) -> anyhow::Result<Mount> {
     let mut kind = "volume";
     let (mut source, mut target, mut read_only, mut size) = (String::new(), String::new(), false, 0);
+    let mut no_copy = false;
     for field in s.split(',') {
         let (k, v) = field.split_once('=').unwrap_or((field, "true"));
         match k {
@@ -20,8 +21,13 @@ fn mount(s: &str) -> anyhow::Result<Mount> {
             "source" | "src" => source = v.to_owned(),
             "target" | "destination" | "dst" => target = v.to_owned(),
             "readonly" | "ro" => read_only = v != "false" && v != "0",
+            "volume-nocopy" => no_copy = v != "false" && v != "0",
             "tmpfs-size" => size = units::parse_bytes(v).map_err(|e| anyhow::anyhow!("{s:?}: {e}"))?,
-            other => bail!("{s:?}: {other:?} is not one of type, source, target, readonly, tmpfs-size"),
+            other => {
+                bail!(
+                    "{s:?}: {other:?} is not one of type, source, target, readonly, volume-nocopy, tmpfs-size"
+                )
+            }
         }
     }
     if target.is_empty() {
@@ -29,7 +35,7 @@ fn mount(s: &str) -> anyhow::Result<Mount> {
     }
     Ok(match kind {
         "bind" => Mount::Bind { source, target, read_only },
-        "volume" => Mount::Volume { source, target, read_only },
+        "volume" => Mount::Volume { source, target, read_only, no_copy },
         "tmpfs" => Mount::Tmpfs { target, size_bytes: size, mode: None },
         other => bail!("{s:?}: type {other:?} is not bind, volume or tmpfs"),
     })
@@ -380,7 +386,12 @@ mod tests {
                     s.task_template.container.mounts = vec![
                         Mount::Bind { source: "/data".into(), target: "/srv".into(), read_only: true },
                         Mount::Tmpfs { target: "/tmp".into(), size_bytes: 64 << 20, mode: None },
-                        Mount::Volume { source: "v".into(), target: "/v".into(), read_only: false },
+                        Mount::Volume {
+                            source: "v".into(),
+                            target: "/v".into(),
+                            read_only: false,
+                            no_copy: false,
+                        },
                     ]
                 },
             ),
@@ -615,7 +626,7 @@ mod tests {
         c.args = strings(&["-v"]);
         c.env = strings(&["A=1", "B=2"]);
         c.mounts = vec![
-            Mount::Volume { source: "data".into(), target: "/data".into(), read_only: false },
+            Mount::Volume { source: "data".into(), target: "/data".into(), read_only: false, no_copy: false },
             Mount::Bind { source: "/x".into(), target: "/y".into(), read_only: true },
         ];
         c.secrets = vec![FileReference::new("db")];
