@@ -23,6 +23,9 @@ services:
     configs:
       - source: conf
         target: /etc/app.conf
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
     deploy:
       replicas: REPLICAS
       labels:
@@ -104,6 +107,11 @@ fn a_stack_deploys_redeploys_lists_and_goes_through_the_docker_cli() {
     let web = services.iter().find(|s| s.spec.name == "app_web").unwrap();
     assert_eq!(web.spec.labels.get("tier").map(String::as_str), Some("web"));
     assert_eq!(web.spec.task_template.container.secrets.len(), 1);
+    let health = web.spec.task_template.container.healthcheck.as_ref().expect("the health check");
+    assert_eq!(
+        (health.test.as_slice(), health.interval),
+        (&["CMD".to_owned(), "true".to_owned()][..], Duration::from_secs(1))
+    );
     assert_eq!(web.spec.task_template.container.configs.len(), 1);
     assert_eq!(web.spec.task_template.networks.len(), 1);
     assert!(secrets.iter().any(|s| s.name == "app_token") && configs.iter().any(|s| s.name == "app_conf"));
@@ -122,13 +130,15 @@ fn a_stack_deploys_redeploys_lists_and_goes_through_the_docker_cli() {
     assert!(ps.lines().any(|l| l.starts_with("app_web.1 Running")), "{ps}");
     assert!(ps.lines().any(|l| l.starts_with("app_worker.1 ")), "{ps}");
 
-    // A redeploy with three replicas updates the service in place (same id).
+    // A redeploy with three replicas updates the service in place (same id), its
+    // health check and network going through the round trip unchanged.
     let file = write_stack(&d, 3);
     let out = d.docker_ok(&["stack", "deploy", "-c", file.to_str().unwrap(), "app"]);
     assert!(out.contains("Updating service app_web"), "{out}");
     let after = block_on(c.service("app_web")).unwrap();
     assert_eq!(after.id, web.id);
     assert_eq!(after.spec.mode, shoal_api::service::ServiceMode::Replicated { replicas: 3 });
+    assert_eq!(after.spec.task_template, web.spec.task_template, "nothing else changed");
 
     // Removal takes everything of the stack, networks included.
     let out = d.docker_ok(&["stack", "rm", "app"]);

@@ -54,12 +54,14 @@ impl IntoResponse for DockerError {
 }
 
 /// The cluster API's errors, in Docker's terms: an invalid spec (422 there) is a
-/// 400 here, the rest keep their status.
+/// 400 here, and so is what swarm calls a failed precondition (an object in use, a
+/// refused removal, a taken address); the rest keep their status.
 impl From<ApiError> for DockerError {
     fn from(e: ApiError) -> Self {
-        let status = match e.status {
-            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
-            s => s,
+        let status = match (e.status, e.detail.code.as_str()) {
+            (StatusCode::UNPROCESSABLE_ENTITY, _) => StatusCode::BAD_REQUEST,
+            (_, "in_use" | "refused" | "address_taken") => StatusCode::BAD_REQUEST,
+            (s, _) => s,
         };
         let message = match &e.detail.field {
             Some(field) if !e.detail.message.starts_with(field.as_str()) => {
@@ -71,9 +73,22 @@ impl From<ApiError> for DockerError {
     }
 }
 
+/// A plan's refusal: a name in use or a stale version is 409, what swarm answers
+/// with InvalidArgument or FailedPrecondition (a taken port, a node that is up or a
+/// manager, an overlapping subnet, a full pool) is 400.
 impl From<PlanError> for DockerError {
     fn from(e: PlanError) -> Self {
-        ApiError::from(e).into()
+        match e {
+            PlanError::PortTaken { .. }
+            | PlanError::PortsExhausted { .. }
+            | PlanError::NodeIsManager { .. }
+            | PlanError::NodeIsUp { .. }
+            | PlanError::Immutable { .. }
+            | PlanError::SubnetOverlap { .. }
+            | PlanError::PoolExhausted { .. }
+            | PlanError::NetworkFull { .. } => DockerError::bad_request(e.to_string()),
+            e => ApiError::from(e).into(),
+        }
     }
 }
 

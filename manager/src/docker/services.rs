@@ -54,8 +54,9 @@ fn status_of(s: &Store, svc: &Service) -> d::ServiceStatus {
     }
 }
 
+/// `GET /services`' query: Docker's `filters`, and `status=true` for the counts.
 #[derive(Deserialize)]
-struct ListQuery {
+struct ServicesQuery {
     filters: Option<String>,
     status: Option<String>,
 }
@@ -63,7 +64,7 @@ struct ListQuery {
 /// `GET /services`: filters `id`, `name` (prefixes), `label`, `mode`.
 async fn list(
     State(api): State<Api>,
-    DockerQuery(q): DockerQuery<ListQuery>,
+    DockerQuery(q): DockerQuery<ServicesQuery>,
 ) -> Result<Json<Vec<d::Service>>, DockerError> {
     let f = Filters::parse(q.filters.as_deref(), &["id", "name", "label", "mode"])?;
     let status = flag(q.status.as_deref());

@@ -109,18 +109,27 @@ const BUILD_TIME: &str = match option_env!("SHOAL_BUILD_TIME") {
     None => "unknown",
 };
 
-/// The distribution's name, as `/etc/os-release` gives it.
-fn operating_system() -> String {
-    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-        .map(|v| v.trim_matches('"').to_owned())
-        .unwrap_or_else(|| "Linux".to_owned())
+/// The distribution's name, as `/etc/os-release` gives it (read once).
+fn operating_system() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_else(|| "Linux".to_owned())
+    })
+}
+
+/// `2` where the cgroup hierarchy is unified only, `1` where v1 controllers are
+/// mounted (hybrid included), as dockerd reports it.
+fn cgroup_version() -> &'static str {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" }
 }
 
 /// `GET /info`: the engine (this manager's node) and `Swarm`, its part in the
 /// cluster. The capability booleans are all true: Shoal's runtime limits memory,
-/// swap, CPU and pids through cgroup v2 (and an empty `Warnings` would make the CLI
+/// swap, CPU and pids through cgroups of either version (and an empty `Warnings` would make the CLI
 /// warn from false ones).
 async fn info(
     axum::extract::State(api): axum::extract::State<Api>,
@@ -178,7 +187,7 @@ async fn info(
         "SystemTime": chrono::Utc::now(),
         "LoggingDriver": "shoal",
         "CgroupDriver": "cgroupfs",
-        "CgroupVersion": "2",
+        "CgroupVersion": cgroup_version(),
         "NEventsListener": 0,
         "KernelVersion": kernel_version(),
         "OperatingSystem": operating_system(),

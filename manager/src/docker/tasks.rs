@@ -40,14 +40,15 @@ fn task_name(s: &Store, t: &Task) -> String {
     format!("{}.{}", t.display_name(service), t.id)
 }
 
-/// The ids `key`'s values resolve to, or `None` when the filter was not given.
+/// The ids `key`'s values resolve to (each once: a name and an id of the same
+/// object are one), or `None` when the filter was not given.
 fn resolve(
     s: &Store,
     f: &Filters,
     key: &str,
     kind: Kind,
     what: &str,
-) -> Result<Option<Vec<String>>, DockerError> {
+) -> Result<Option<std::collections::BTreeSet<String>>, DockerError> {
     f.get(key)
         .map(|values| {
             values

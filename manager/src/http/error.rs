@@ -120,13 +120,15 @@ impl From<PlanError> for ApiError {
             | PlanError::NameTaken { .. }
             | PlanError::PortTaken { .. }
             | PlanError::PortsExhausted { .. }
-            | PlanError::NodeIsManager { .. }
-            | PlanError::NodeIsUp { .. }
             | PlanError::Immutable { .. }
             | PlanError::SubnetOverlap { .. }
             | PlanError::PoolExhausted { .. }
             | PlanError::NameClash { .. }
             | PlanError::NetworkFull { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            // A node that may not go yet: as a refusal of the managers'.
+            PlanError::NodeIsManager { .. } | PlanError::NodeIsUp { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "refused", message)
+            }
             PlanError::Compose(ComposeError::Invalid(problems)) => ApiError::invalid(problems),
             PlanError::Compose(ComposeError::Interpolate { path, .. }) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_field(path)

@@ -63,7 +63,7 @@ fn specs_round_trip() {
     c.labels.insert("k".into(), "v".into());
     c.mounts = vec![
         Mount::Bind { source: "/data".into(), target: "/data".into(), read_only: true },
-        Mount::Volume { source: "cache".into(), target: "/cache".into(), read_only: false },
+        Mount::Volume { source: "cache".into(), target: "/cache".into(), read_only: false, no_copy: false },
         Mount::Tmpfs { target: "/tmp".into(), size_bytes: 1 << 20, mode: Some(0o700) },
     ];
     c.healthcheck = Some(HealthCheck::new(vec!["CMD-SHELL".into(), "true".into()]));
@@ -302,8 +302,44 @@ fn a_stack_volume_keeps_only_its_stack_label() {
         map(&with_labels(r#"{"com.docker.stack.namespace":"app"}"#)).expect("the stack's label passes");
     assert_eq!(
         spec.task_template.container.mounts,
-        [Mount::Volume { source: "app_data".into(), target: "/data".into(), read_only: false }]
+        [Mount::Volume {
+            source: "app_data".into(),
+            target: "/data".into(),
+            read_only: false,
+            no_copy: false
+        }]
     );
     let e = map(&with_labels(r#"{"com.docker.stack.namespace":"app","backup":"daily"}"#)).unwrap_err();
     assert!(e.contains("Mounts[0].VolumeOptions.Labels"), "{e}");
+}
+
+#[test]
+fn no_copy_maps_both_ways() {
+    let body = CLI_CREATE.replace(
+        r#""Isolation":"default"}"#,
+        r#""Isolation":"default","Mounts":[{"Type":"volume","Source":"v","Target":"/etc","VolumeOptions":{"NoCopy":true}}]}"#,
+    );
+    let spec = map(&body).expect("maps");
+    let want = Mount::Volume { source: "v".into(), target: "/etc".into(), read_only: false, no_copy: true };
+    assert_eq!(spec.task_template.container.mounts, [want]);
+    let shown = to_docker::task_spec(&spec.task_template, &Store::new());
+    let mount = &shown.container_spec.as_ref().unwrap().mounts.as_ref().unwrap()[0];
+    assert_eq!(mount.volume_options.as_ref().and_then(|v| v.no_copy), Some(true));
+}
+
+#[test]
+fn a_health_check_maps_under_dockers_own_key() {
+    // `docker service create --health-cmd true --health-interval 5s ...` (20.10).
+    let body = CLI_CREATE.replace(
+        r#""Isolation":"default"}"#,
+        r#""Isolation":"default","Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":5000000000}}"#,
+    );
+    let spec = map(&body).expect("maps");
+    let h = spec.task_template.container.healthcheck.clone().expect("a health check");
+    assert_eq!(
+        (h.test.as_slice(), h.interval),
+        (&["CMD-SHELL".to_owned(), "true".to_owned()][..], Duration::from_secs(5))
+    );
+    let shown = serde_json::to_value(to_docker::task_spec(&spec.task_template, &Store::new())).unwrap();
+    assert_eq!(shown["ContainerSpec"]["Healthcheck"]["Interval"], 5_000_000_000i64);
 }

@@ -158,7 +158,9 @@ pub(crate) fn task_spec(ts: &t::TaskSpec, store: &Store) -> d::TaskSpec {
             ts.networks
                 .iter()
                 .map(|n| d::NetworkAttachmentConfig {
-                    target: n.target.clone(),
+                    // By id, as Docker shows it, whichever way the spec names it.
+                    target: crate::store::queries::network(store, &n.target)
+                        .map_or_else(|| n.target.clone(), |net| net.id.clone()),
                     aliases: some_vec(n.aliases.clone()),
                     driver_opts: None,
                 })
@@ -233,11 +235,12 @@ fn mount(m: &t::Mount) -> d::Mount {
             read_only: *read_only,
             ..Default::default()
         },
-        t::Mount::Volume { source, target, read_only } => d::Mount {
+        t::Mount::Volume { source, target, read_only, no_copy } => d::Mount {
             kind: "volume".into(),
             source: source.clone(),
             target: target.clone(),
             read_only: *read_only,
+            volume_options: no_copy.then(|| d::VolumeOptions { no_copy: Some(true), ..Default::default() }),
             ..Default::default()
         },
         t::Mount::Tmpfs { target, size_bytes, mode } => d::Mount {

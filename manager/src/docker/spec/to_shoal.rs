@@ -51,6 +51,9 @@ pub(crate) fn service_spec(
 ) -> Result<ServiceSpec> {
     let mode = mode(spec.mode)?;
     let mut task_template = task_spec(spec.task_template, store)?;
+    if let Some(current) = current {
+        keep_network_names(&mut task_template.networks, &current.task_template.networks, store);
+    }
     let deprecated = spec.networks.filter(|n| !n.is_empty());
     if !task_template.networks.is_empty() && deprecated.is_some() {
         return Err(unsupported(
@@ -265,6 +268,23 @@ fn task_spec(ts: d::TaskSpec, store: &Store) -> Result<t::TaskSpec> {
             .collect::<Result<_>>()?,
         force_update: ts.force_update,
     })
+}
+
+/// Docker shows attachments by network id (`stack deploy` sends names): a target
+/// that is the same network as one of the current spec's keeps the current
+/// spelling, so a round trip through `docker service update` changes nothing.
+fn keep_network_names(
+    new: &mut [t::NetworkAttachmentConfig],
+    current: &[t::NetworkAttachmentConfig],
+    store: &Store,
+) {
+    let id = |target: &str| crate::store::queries::network(store, target).map(|n| n.id.as_str());
+    for attachment in new {
+        let Some(wanted) = id(&attachment.target) else { continue };
+        if let Some(same) = current.iter().find(|c| id(&c.target) == Some(wanted)) {
+            attachment.target.clone_from(&same.target);
+        }
+    }
 }
 
 fn network(n: d::NetworkAttachmentConfig, field: &str) -> Result<t::NetworkAttachmentConfig> {
@@ -507,7 +527,7 @@ fn container_spec(c: d::ContainerSpec, store: &Store) -> Result<t::ContainerSpec
 }
 
 fn healthcheck(h: d::HealthConfig) -> Result<t::HealthCheck> {
-    const F: &str = "TaskTemplate.ContainerSpec.HealthCheck";
+    const F: &str = "TaskTemplate.ContainerSpec.Healthcheck";
     let defaults = t::HealthCheck::default();
     Ok(t::HealthCheck {
         test: h.test.unwrap_or_default(),
@@ -587,7 +607,12 @@ fn mount(m: d::Mount, f: &str) -> Result<t::Mount> {
     )?;
     Ok(match kind {
         "bind" => t::Mount::Bind { source: m.source, target: m.target, read_only: m.read_only },
-        "volume" | "" => t::Mount::Volume { source: m.source, target: m.target, read_only: m.read_only },
+        "volume" | "" => t::Mount::Volume {
+            no_copy: m.volume_options.as_ref().and_then(|v| v.no_copy).unwrap_or(false),
+            source: m.source,
+            target: m.target,
+            read_only: m.read_only,
+        },
         "tmpfs" => {
             refuse_if(!m.source.is_empty(), &format!("{f}.Source"), "a tmpfs has no source")?;
             refuse_if(m.read_only, &format!("{f}.ReadOnly"), "Shoal's tmpfs mounts are writable")?;

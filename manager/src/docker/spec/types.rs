@@ -169,7 +169,8 @@ pub(crate) struct ContainerSpec {
     pub(crate) stop_signal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) stop_grace_period: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Docker's Go field is `Healthcheck`; `HealthCheck` is taken too.
+    #[serde(rename = "Healthcheck", alias = "HealthCheck", skip_serializing_if = "Option::is_none")]
     pub(crate) health_check: Option<HealthConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) hosts: Option<Vec<String>>,
