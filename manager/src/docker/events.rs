@@ -50,18 +50,6 @@ const EVENT_FILTERS: &[&str] = &[
     "volume",
 ];
 
-/// A time as the CLI sends it: unix seconds, with an optional `.ns` part.
-pub(super) fn parse_time(raw: &str, what: &str) -> Result<DateTime<Utc>, DockerError> {
-    let bad = || DockerError::bad_request(format!("invalid {what} time {raw:?}: unix seconds[.nanoseconds]"));
-    let (secs, frac) = raw.trim().split_once('.').unwrap_or((raw.trim(), ""));
-    let secs: i64 = secs.parse().map_err(|_| bad())?;
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let nanos: u32 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad())? };
-    DateTime::from_timestamp(secs, nanos).ok_or_else(bad)
-}
-
 /// The Docker type, name and attributes of a store event's object, or `None` for
 /// the kinds Docker has no events for.
 fn actor(o: &Object) -> Option<(&'static str, String)> {
@@ -236,8 +224,10 @@ async fn events(
     State(api): State<Api>,
     DockerQuery(q): DockerQuery<EventsQuery>,
 ) -> Result<Response, DockerError> {
-    let since = q.since.as_deref().filter(|s| !s.is_empty()).map(|s| parse_time(s, "since")).transpose()?;
-    let until = q.until.as_deref().filter(|s| !s.is_empty()).map(|s| parse_time(s, "until")).transpose()?;
+    let since =
+        q.since.as_deref().filter(|s| !s.is_empty()).map(|s| super::unix_time(s, "since")).transpose()?;
+    let until =
+        q.until.as_deref().filter(|s| !s.is_empty()).map(|s| super::unix_time(s, "until")).transpose()?;
     if let (Some(s), Some(u)) = (since, until)
         && u < s
     {
@@ -318,11 +308,11 @@ mod tests {
 
     #[test]
     fn times_parse_as_the_cli_sends_them() {
-        assert_eq!(parse_time("1700000000", "since").unwrap().timestamp(), 1_700_000_000);
-        let t = parse_time("1700000000.5", "since").unwrap();
+        assert_eq!(crate::docker::unix_time("1700000000", "since").unwrap().timestamp(), 1_700_000_000);
+        let t = crate::docker::unix_time("1700000000.5", "since").unwrap();
         assert_eq!(t.timestamp_subsec_nanos(), 500_000_000);
-        assert!(parse_time("soon", "since").is_err());
-        assert!(parse_time("1.1234567891", "since").is_err());
+        assert!(crate::docker::unix_time("soon", "since").is_err());
+        assert!(crate::docker::unix_time("1.1234567891", "since").is_err());
     }
 
     #[test]

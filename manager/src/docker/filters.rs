@@ -66,7 +66,13 @@ impl Filters {
     /// Whether `label` was not given, or every value (`key` or `key=value`) is
     /// among `labels`: dockerd ANDs label filters.
     pub(crate) fn labels_match(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.get("label").is_none_or(|wanted| {
+        self.pairs_match("label", labels)
+    }
+
+    /// Whether `key` was not given, or every value of it (`key` or `key=value`)
+    /// is among `labels` (`label`, and the nodes' `node.label`).
+    pub(crate) fn pairs_match(&self, key: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.get(key).is_none_or(|wanted| {
             wanted.iter().all(|w| match w.split_once('=') {
                 Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
                 None => labels.contains_key(w),

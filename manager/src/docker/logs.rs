@@ -109,18 +109,10 @@ impl Wanted {
 
 /// `since` as Docker's clients send it: Unix seconds with an optional `.nanoseconds`.
 fn since_nanos(text: &str) -> Result<i64, DockerError> {
-    let bad = || {
-        DockerError::bad_request(format!(
-            "since={text:?} is not a time in Unix seconds with an optional .nanoseconds part"
-        ))
-    };
-    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let secs: i64 = secs.parse().map_err(|_| bad())?;
-    let nanos: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad())? };
-    secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos)).filter(|n| *n >= 0).ok_or_else(bad)
+    let t = super::unix_time(text, "since")?;
+    t.timestamp_nanos_opt().filter(|n| *n >= 0).ok_or_else(|| {
+        DockerError::bad_request(format!("invalid since time {text:?}: before 1970 or past 2262"))
+    })
 }
 
 /// Go's `url.QueryEscape`: letters, digits and `-_.~` kept, a space as `+`, the rest

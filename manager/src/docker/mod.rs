@@ -190,6 +190,19 @@ pub(crate) struct VersionQuery {
     pub(crate) version: Option<String>,
 }
 
+/// A time as the CLI sends it (`since`, `until`): unix seconds, with an optional
+/// `.nanoseconds` part; `what` names the parameter in the error.
+pub(crate) fn unix_time(raw: &str, what: &str) -> Result<chrono::DateTime<chrono::Utc>, DockerError> {
+    let bad = || DockerError::bad_request(format!("invalid {what} time {raw:?}: unix seconds[.nanoseconds]"));
+    let (secs, frac) = raw.trim().split_once('.').unwrap_or((raw.trim(), ""));
+    let secs: i64 = secs.parse().map_err(|_| bad())?;
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let nanos: u32 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad())? };
+    chrono::DateTime::from_timestamp(secs, nanos).ok_or_else(bad)
+}
+
 /// Docker's booleans in queries: `1`, `true`, `True` (and `0`, `false`, empty).
 pub(crate) fn flag(v: Option<&str>) -> bool {
     matches!(v.map(str::trim), Some("1" | "true" | "True" | "TRUE" | "yes"))

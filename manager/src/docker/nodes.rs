@@ -93,20 +93,12 @@ const NODE_FILTERS: &[&str] = &["id", "label", "name", "node.label", "membership
 /// Whether `n` passes `f`: `label` on the engine's labels, `node.label` on the
 /// node's, as dockerd does. Every Shoal node in the store is `accepted`.
 pub(super) fn node_matches(f: &Filters, n: &Node) -> bool {
-    let pairs_match = |key: &str, labels: &BTreeMap<String, String>| {
-        f.get(key).is_none_or(|wanted| {
-            wanted.iter().all(|w| match w.split_once('=') {
-                Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
-                None => labels.contains_key(w),
-            })
-        })
-    };
     f.prefix_of("id", &n.id)
         && f.prefix_of("name", &n.description.hostname)
         && f.any("role", |r| r == n.spec.role.as_str())
         && f.any("membership", |m| m == "accepted")
-        && pairs_match("label", &n.description.engine_labels)
-        && pairs_match("node.label", &n.spec.labels)
+        && f.pairs_match("label", &n.description.engine_labels)
+        && f.pairs_match("node.label", &n.spec.labels)
 }
 
 async fn list(
