@@ -7,52 +7,12 @@
 mod support;
 
 use std::io::{Read as _, Write as _};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use shoal_api::wire::TaskFilter;
 use shoal_api::{ServiceMode, TaskState};
 use support::daemons::{Daemon, block_on};
-use support::docker::docker_cli;
 use support::wait_for;
-
-/// `docker ARGS` under a 90 s deadline.
-fn docker(d: &Daemon, args: &[&str]) -> Output {
-    let config = d.dir.join("docker-config");
-    std::fs::create_dir_all(&config).unwrap();
-    Command::new("timeout")
-        .arg("90")
-        .arg(docker_cli())
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", d.docker_socket().display()))
-        .env("DOCKER_CONFIG", &config)
-        .env_remove("DOCKER_API_VERSION")
-        .env_remove("DOCKER_CONTEXT")
-        .output()
-        .expect("the docker CLI runs")
-}
-
-/// `docker ARGS`, which must succeed in time: its stdout.
-fn ok(d: &Daemon, args: &[&str]) -> String {
-    let out = docker(d, args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed ({:?}): {}{}\n--- daemon log ---\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        d.log()
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// `docker ARGS`, which must fail (not time out): its stderr.
-fn fails(d: &Daemon, args: &[&str]) -> String {
-    let out = docker(d, args);
-    assert!(!out.status.success(), "docker {args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
-    assert_ne!(out.status.code(), Some(124), "docker {args:?} timed out");
-    String::from_utf8(out.stderr).unwrap()
-}
 
 /// One raw request to the Engine API socket: (status, body).
 fn request(d: &Daemon, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -93,26 +53,23 @@ fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
     d.import_busybox();
 
     // Blocking create: the CLI polls until both tasks run, then for the monitor.
-    let out = ok(
-        &d,
-        &[
-            "service",
-            "create",
-            "--name",
-            "web",
-            "--replicas",
-            "2",
-            "--publish",
-            "target=80",
-            "--update-monitor",
-            "1s",
-            "--rollback-monitor",
-            "1s",
-            "shoal/busybox",
-            "sleep",
-            "3600",
-        ],
-    );
+    let out = d.docker_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--publish",
+        "target=80",
+        "--update-monitor",
+        "1s",
+        "--rollback-monitor",
+        "1s",
+        "shoal/busybox",
+        "sleep",
+        "3600",
+    ]);
     let id = out.lines().next().unwrap().trim().to_owned();
     assert!(out.contains("2 out of 2 tasks") && out.contains("verify: Service converged"), "{out}");
     let svc = block_on(d.client().service("web")).expect("created in Shoal");
@@ -123,17 +80,18 @@ fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
     // Shoal chose the published port (from 30000-32767); Docker shows it.
     let port = svc.endpoint.ports[0].published_port.expect("a published port");
 
-    let ls = ok(&d, &["service", "ls"]);
+    let ls = d.docker_ok(&["service", "ls"]);
     let row = ls.lines().find(|l| l.contains(" web ")).unwrap_or_else(|| panic!("web in {ls}"));
     assert!(row.contains("replicated") && row.contains("2/2"), "{ls}");
     assert!(row.contains(&format!("*:{port}->80/tcp")), "{ls}");
-    assert!(ok(&d, &["service", "ls", "-q"]).contains(&id[..12]));
+    assert!(d.docker_ok(&["service", "ls", "-q"]).contains(&id[..12]));
 
-    let ps = ok(&d, &["service", "ps", "web"]);
+    let ps = d.docker_ok(&["service", "ps", "web"]);
     assert!(ps.contains("web.1") && ps.contains("web.2"), "{ps}");
     assert_eq!(ps.matches("Running").count(), 4, "desired and current state of both: {ps}");
 
-    let inspect: serde_json::Value = serde_json::from_str(&ok(&d, &["service", "inspect", "web"])).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&d.docker_ok(&["service", "inspect", "web"])).unwrap();
     assert_eq!(inspect[0]["ID"], id.as_str());
     assert_eq!(inspect[0]["Spec"]["Mode"]["Replicated"]["Replicas"], 2);
     assert_eq!(
@@ -141,11 +99,12 @@ fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
         serde_json::json!(["sleep", "3600"])
     );
     assert_eq!(inspect[0]["Endpoint"]["Ports"][0]["PublishedPort"], port);
-    let pretty = ok(&d, &["service", "inspect", "--pretty", "web"]);
+    let pretty = d.docker_ok(&["service", "inspect", "--pretty", "web"]);
     assert!(pretty.contains("Name:\t\tweb") && pretty.contains("Replicas:\t2"), "{pretty}");
 
     // A spec round trip through the CLI: only what was asked changes.
-    let out = ok(&d, &["service", "update", "--env-add", "A=1", "--image", "shoal/busybox:latest", "web"]);
+    let out =
+        d.docker_ok(&["service", "update", "--env-add", "A=1", "--image", "shoal/busybox:latest", "web"]);
     assert!(out.contains("verify: Service converged"), "{out}");
     let svc = block_on(d.client().service("web")).unwrap();
     assert_eq!(svc.spec.task_template.container.image, "shoal/busybox:latest");
@@ -159,13 +118,13 @@ fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
     assert_eq!(current.len(), 2);
     assert!(current.iter().all(|t| t.spec.container.env == ["A=1"]), "the rollout replaced both tasks");
 
-    let out = ok(&d, &["service", "update", "--replicas", "3", "web"]);
+    let out = d.docker_ok(&["service", "update", "--replicas", "3", "web"]);
     assert!(out.contains("3 out of 3 tasks") && out.contains("verify: Service converged"), "{out}");
     assert_eq!(replicas(&d, "web"), ServiceMode::Replicated { replicas: 3 });
     assert_eq!(running(&d, "web"), 3);
-    assert!(ok(&d, &["service", "ls"]).contains("3/3"));
+    assert!(d.docker_ok(&["service", "ls"]).contains("3/3"));
 
-    let out = ok(&d, &["service", "rollback", "web"]);
+    let out = d.docker_ok(&["service", "rollback", "web"]);
     assert!(
         out.contains("rollback: manually requested rollback") && out.contains("verify: Service converged"),
         "{out}"
@@ -173,27 +132,27 @@ fn docker_service_create_ls_ps_inspect_update_rollback_scale_rm() {
     assert_eq!(replicas(&d, "web"), ServiceMode::Replicated { replicas: 2 });
     wait_for("2 tasks after the rollback", Duration::from_secs(30), || running(&d, "web") == 2);
 
-    let out = ok(&d, &["service", "scale", "web=1"]);
+    let out = d.docker_ok(&["service", "scale", "web=1"]);
     assert!(out.contains("web scaled to 1"), "{out}");
     assert_eq!(replicas(&d, "web"), ServiceMode::Replicated { replicas: 1 });
-    assert!(ok(&d, &["service", "ls"]).contains("1/1"));
+    assert!(d.docker_ok(&["service", "ls"]).contains("1/1"));
 
     // An image no node has: the rollout pauses and the CLI says so.
-    let err = fails(&d, &["service", "update", "--image", "shoal/missing:1", "web"]);
+    let err = d.docker_fails(&["service", "update", "--image", "shoal/missing:1", "web"]);
     assert!(err.contains("update paused"), "{err}");
     let svc = block_on(d.client().service("web")).unwrap();
     assert_eq!(svc.update_status.map(|u| u.state), Some(shoal_api::service::UpdateState::Paused));
-    let out = ok(&d, &["service", "update", "--rollback", "web"]);
+    let out = d.docker_ok(&["service", "update", "--rollback", "web"]);
     assert!(out.contains("rollback: manually requested rollback"), "{out}");
     let svc = block_on(d.client().service("web")).unwrap();
     assert_eq!(svc.spec.task_template.container.image, "shoal/busybox:latest");
     wait_for("web to run again", Duration::from_secs(30), || running(&d, "web") == 1);
 
-    assert_eq!(ok(&d, &["service", "rm", "web"]).trim(), "web");
+    assert_eq!(d.docker_ok(&["service", "rm", "web"]).trim(), "web");
     assert!(block_on(d.client().service("web")).is_err(), "removed from Shoal");
-    let err = fails(&d, &["service", "rm", "web"]);
+    let err = d.docker_fails(&["service", "rm", "web"]);
     assert!(err.contains("No such service: web") || err.contains("service web not found"), "{err}");
-    assert!(!ok(&d, &["service", "ls"]).contains("web"));
+    assert!(!d.docker_ok(&["service", "ls"]).contains("web"));
 }
 
 #[test]
@@ -201,64 +160,59 @@ fn docker_service_global_job_detached_and_refusals() {
     let d = Daemon::init("m1");
     d.import_busybox();
 
-    let out = ok(
-        &d,
-        &[
-            "service",
-            "create",
-            "--name",
-            "agent",
-            "--mode",
-            "global",
-            "--update-monitor",
-            "1s",
-            "shoal/busybox",
-            "sleep",
-            "3600",
-        ],
-    );
+    let out = d.docker_ok(&[
+        "service",
+        "create",
+        "--name",
+        "agent",
+        "--mode",
+        "global",
+        "--update-monitor",
+        "1s",
+        "shoal/busybox",
+        "sleep",
+        "3600",
+    ]);
     // Blocking: the CLI follows the one node's task until it runs.
     assert!(out.contains("verify: Service converged"), "{out}");
     let id = out.lines().next().unwrap().trim().to_owned();
     assert_eq!(replicas(&d, "agent"), ServiceMode::Global);
     assert_eq!(running(&d, "agent"), 1);
-    let ls = ok(&d, &["service", "ls"]);
+    let ls = d.docker_ok(&["service", "ls"]);
     assert!(ls.contains("global") && ls.contains("1/1"), "{ls}");
-    let ps = ok(&d, &["service", "ps", "--no-trunc", "agent"]);
+    let ps = d.docker_ok(&["service", "ps", "--no-trunc", "agent"]);
     let node = block_on(d.client().nodes(Default::default())).unwrap()[0].id.clone();
     assert!(ps.contains(&format!("agent.{node}")), "a global task is named by its node: {ps}");
-    let filtered = ok(&d, &["service", "ps", "-q", "-f", "desired-state=running", "-f", "node=m1", "agent"]);
+    let filtered =
+        d.docker_ok(&["service", "ps", "-q", "-f", "desired-state=running", "-f", "node=m1", "agent"]);
     assert_eq!(filtered.lines().count(), 1, "{filtered}");
-    let none = ok(&d, &["service", "ps", "-q", "-f", "desired-state=shutdown", "agent"]);
+    let none = d.docker_ok(&["service", "ps", "-q", "-f", "desired-state=shutdown", "agent"]);
     assert_eq!(none.trim(), "", "{none}");
-    let err = fails(&d, &["service", "inspect", "nope"]);
+    let err = d.docker_fails(&["service", "inspect", "nope"]);
     assert!(err.to_lowercase().contains("no such service: nope"), "{err}");
 
     // A job: the CLI sends no update settings for it.
-    ok(
-        &d,
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "once",
-            "--mode",
-            "replicated-job",
-            "--replicas",
-            "2",
-            "shoal/busybox",
-            "true",
-        ],
-    );
+    d.docker_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "once",
+        "--mode",
+        "replicated-job",
+        "--replicas",
+        "2",
+        "shoal/busybox",
+        "true",
+    ]);
     assert_eq!(
         replicas(&d, "once"),
         ServiceMode::ReplicatedJob { max_concurrent: 2, total_completions: Some(2) }
     );
     wait_for("the job to complete", Duration::from_secs(60), || {
-        ok(&d, &["service", "ls"]).contains("0/0 (2/2 completed)")
+        d.docker_ok(&["service", "ls"]).contains("0/0 (2/2 completed)")
     });
-    ok(&d, &["service", "rm", "once"]);
+    d.docker_ok(&["service", "rm", "once"]);
 
     // A secret, referred to by the CLI by ID: Shoal stores its name, shows both.
     let spec = shoal_api::secret::PayloadSpec {
@@ -268,21 +222,18 @@ fn docker_service_global_job_detached_and_refusals() {
     };
     let secret =
         block_on(d.client().create_payload(shoal_api::client::PayloadKind::Secret, &spec)).unwrap().id;
-    ok(
-        &d,
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "withsecret",
-            "--secret",
-            "source=tok,target=/etc/tok,mode=0400",
-            "shoal/busybox",
-            "sleep",
-            "3600",
-        ],
-    );
+    d.docker_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "withsecret",
+        "--secret",
+        "source=tok,target=/etc/tok,mode=0400",
+        "shoal/busybox",
+        "sleep",
+        "3600",
+    ]);
     let refs = block_on(d.client().service("withsecret")).unwrap().spec.task_template.container.secrets;
     assert_eq!(refs.len(), 1);
     assert_eq!(
@@ -290,20 +241,28 @@ fn docker_service_global_job_detached_and_refusals() {
         ("tok", Some("/etc/tok"), 0o400)
     );
     let inspect: serde_json::Value =
-        serde_json::from_str(&ok(&d, &["service", "inspect", "withsecret"])).unwrap();
+        serde_json::from_str(&d.docker_ok(&["service", "inspect", "withsecret"])).unwrap();
     let shown = &inspect[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0];
     assert_eq!(shown["SecretID"], secret.as_str());
     assert_eq!(shown["SecretName"], "tok");
     assert_eq!(shown["File"]["Mode"], 0o400);
-    ok(&d, &["service", "rm", "withsecret"]);
+    d.docker_ok(&["service", "rm", "withsecret"]);
 
     // A blocked name: 409, and nothing made.
-    let err = fails(&d, &["service", "create", "-d", "--name", "agent", "shoal/busybox"]);
+    let err = d.docker_fails(&["service", "create", "-d", "--name", "agent", "shoal/busybox"]);
     assert!(err.contains("agent"), "{err}");
 
     // Docker takes these; Shoal cannot honour them, and says which field.
-    let err =
-        fails(&d, &["service", "create", "-d", "--name", "win", "--isolation", "hyperv", "shoal/busybox"]);
+    let err = d.docker_fails(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "win",
+        "--isolation",
+        "hyperv",
+        "shoal/busybox",
+    ]);
     assert!(err.contains("TaskTemplate.ContainerSpec.Isolation"), "{err}");
     let body = r#"{"Name":"win","TaskTemplate":{"ContainerSpec":{"Image":"shoal/busybox",
         "Privileges":{"CredentialSpec":{"File":"spec.json"},"SELinuxContext":null}}}}"#;
@@ -365,6 +324,6 @@ fn docker_service_global_job_detached_and_refusals() {
     let (status, reply) = request(&d, "GET", "/v1.41/containers/x/json", "");
     assert_eq!((status, reply.as_str()), (404, r#"{"message":"page not found"}"#));
 
-    ok(&d, &["service", "rm", "agent"]);
+    d.docker_ok(&["service", "rm", "agent"]);
     assert!(block_on(d.client().services(&Default::default())).unwrap().is_empty());
 }

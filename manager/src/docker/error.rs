@@ -37,6 +37,32 @@ impl DockerError {
         DockerError::new(StatusCode::NOT_FOUND, format!("{kind} {key} not found"))
     }
 
+    /// A failed lookup of `kind` `key`: 404 when nothing matches, 400 when an id
+    /// prefix matches several, the plan's own error otherwise.
+    pub(crate) fn lookup(e: PlanError, kind: &str, key: &str) -> DockerError {
+        match e {
+            PlanError::NotFound { .. } => DockerError::not_found(kind, key),
+            PlanError::Ambiguous { .. } => {
+                DockerError::bad_request(format!("{kind} {key} is ambiguous: give more of the id"))
+            }
+            e => e.into(),
+        }
+    }
+
+    /// 409: `what` changed since the `read` version the update was made at.
+    pub(crate) fn out_of_sequence(what: &str, version: u64, read: u64) -> DockerError {
+        DockerError::new(
+            StatusCode::CONFLICT,
+            format!("update out of sequence: {what} is at version {version}, the update read version {read}"),
+        )
+    }
+
+    /// An update's `version=N` query parameter, which must be there.
+    pub(crate) fn version_param(v: Option<&str>, what: &str) -> Result<u64, DockerError> {
+        v.and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| DockerError::bad_request(format!("invalid {what} version")))
+    }
+
     /// 400 for a field of Docker's that Shoal cannot honour: it names the field
     /// (its JSON path in Docker's types) and says why.
     pub(crate) fn unsupported(field: &str, why: &str) -> DockerError {

@@ -16,7 +16,6 @@ use shoal_api::node::{Availability, NodeRole, NodeSpec, NodeState, Reachability}
 use shoal_api::wire::{NodeUpdate, RemoveOptions};
 
 use super::filters::Filters;
-use super::swarm::{out_of_sequence, version_param};
 use super::{DockerError, DockerJson, DockerQuery, ListQuery, VersionQuery, flag};
 use crate::http::Api;
 use crate::http::nodes::{live, reachability};
@@ -126,10 +125,9 @@ fn tls(api: &Api) -> Value {
 /// The node `key` names: an id, a hostname, a unique id prefix, or `self`.
 async fn find_node(api: &Api, key: &str) -> Result<Node, DockerError> {
     let key = if key == "self" { api.manager.node_id().to_owned() } else { key.to_owned() };
-    api.read(false, |s| crate::http::nodes::node(s, &key).cloned()).await?.map_err(|e| match e {
-        crate::plan::PlanError::NotFound { .. } => DockerError::not_found("node", &key),
-        e => e.into(),
-    })
+    api.read(false, |s| crate::http::nodes::node(s, &key).cloned())
+        .await?
+        .map_err(|e| DockerError::lookup(e, "node", &key))
 }
 
 async fn inspect(State(api): State<Api>, Path(key): Path<String>) -> Result<Json<Value>, DockerError> {
@@ -188,10 +186,14 @@ async fn update(
     DockerQuery(q): DockerQuery<VersionQuery>,
     DockerJson(body): DockerJson<DockerNodeSpec>,
 ) -> Result<StatusCode, DockerError> {
-    let version = version_param(q.version.as_deref(), "node")?;
+    let version = DockerError::version_param(q.version.as_deref(), "node")?;
     let current = find_node(&api, &key).await?;
     if current.meta.version != version {
-        return Err(out_of_sequence(&format!("node {}", current.id), current.meta.version, version));
+        return Err(DockerError::out_of_sequence(
+            &format!("node {}", current.id),
+            current.meta.version,
+            version,
+        ));
     }
     let spec = node_spec(&current, body)?;
     let Json(_written) = crate::http::nodes::update(

@@ -16,10 +16,9 @@ use serde_json::{Value, json};
 use shoal_api::{Network, NetworkSpec, PayloadSpec, PayloadUpdate};
 
 use super::filters::Filters;
-use super::swarm::{out_of_sequence, version_param};
 use super::{DockerError, DockerJson, DockerQuery, ListQuery, VersionQuery};
 use crate::http::{Api, Body, PayloadBody};
-use crate::plan::{PlanError, find};
+use crate::plan::find;
 use crate::store::{Kind, Object};
 
 pub(super) fn routes() -> Router<Api> {
@@ -44,10 +43,7 @@ const VXLAN_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_list";
 
 /// The object `key` names, with Docker's 404 (`network x not found`).
 fn found<'a>(s: &'a crate::store::Store, kind: Kind, key: &str) -> Result<&'a Object, DockerError> {
-    find(s, kind, key).map_err(|e| match e {
-        PlanError::NotFound { .. } => DockerError::not_found(kind.as_str(), key),
-        e => e.into(),
-    })
+    find(s, kind, key).map_err(|e| DockerError::lookup(e, kind.as_str(), key))
 }
 
 // ---- networks ----
@@ -446,7 +442,7 @@ async fn update_payload(
     version: Option<&str>,
     body: DockerPayloadSpec,
 ) -> Result<StatusCode, DockerError> {
-    let version = version_param(version, kind.as_str())?;
+    let version = DockerError::version_param(version, kind.as_str())?;
     let (spec, has_data) = payload_spec(kind, body)?;
     let (id, current_version, same) = api
         .read(false, |s| {
@@ -458,7 +454,7 @@ async fn update_payload(
         })
         .await??;
     if current_version != version {
-        return Err(out_of_sequence(&format!("{kind} {id}"), current_version, version));
+        return Err(DockerError::out_of_sequence(&format!("{kind} {id}"), current_version, version));
     }
     if !same {
         return Err(DockerError::bad_request("only updates to Labels are allowed"));

@@ -26,20 +26,9 @@ pub(super) fn routes() -> Router<Api> {
         .route("/services/{id}/update", post(update))
 }
 
-/// A plan's error in Docker's words: a missing service is `service X not found`.
-pub(super) fn docker_error(e: PlanError, kind: &str) -> DockerError {
-    match e {
-        PlanError::NotFound { id, .. } => DockerError::not_found(kind, &id),
-        PlanError::Ambiguous { id, .. } => {
-            DockerError::bad_request(format!("{kind} {id} is ambiguous: give more of the id"))
-        }
-        e => e.into(),
-    }
-}
-
 /// The service `key` names: its id, its name or a unique id prefix.
 pub(super) fn find_service<'a>(store: &'a Store, key: &str) -> Result<&'a Service, DockerError> {
-    match plan::find(store, Kind::Service, key).map_err(|e| docker_error(e, "service"))? {
+    match plan::find(store, Kind::Service, key).map_err(|e| DockerError::lookup(e, "service", key))? {
         Object::Service(s) => Ok(s),
         _ => Err(DockerError::not_found("service", key)),
     }
@@ -134,11 +123,7 @@ async fn update(
     DockerQuery(q): DockerQuery<UpdateQuery>,
     DockerJson(body): DockerJson<d::ServiceSpec>,
 ) -> Result<Json<serde_json::Value>, DockerError> {
-    let version: u64 = q
-        .version
-        .as_deref()
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| DockerError::bad_request("invalid service version"))?;
+    let version = DockerError::version_param(q.version.as_deref(), "service")?;
     match q.registry_auth_from.as_deref().unwrap_or("") {
         "" | "spec" | "previous-spec" => {}
         other => {
@@ -161,18 +146,12 @@ async fn update(
         .read(local < version, |s| -> Result<Transaction, DockerError> {
             let svc = find_service(s, &key)?;
             if svc.meta.version != version {
-                return Err(DockerError::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "rpc error: code = Unknown desc = update out of sequence (service {} is at version {}, \
-                         the update was for {version})",
-                        svc.spec.name, svc.meta.version
-                    ),
-                ));
+                let what = format!("service {}", svc.spec.name);
+                return Err(DockerError::out_of_sequence(&what, svc.meta.version, version));
             }
             let now = chrono::Utc::now();
             let new = if rollback {
-                plan::services::rollback(s, svc, now).map_err(|e| docker_error(e, "service"))?
+                plan::services::rollback(s, svc, now).map_err(|e| DockerError::lookup(e, "service", &key))?
             } else {
                 let spec = to_shoal::service_spec(body, s, Some(&svc.spec))?;
                 // What swarm refuses to change in place is a 501, as dockerd answers.
@@ -192,9 +171,9 @@ async fn update(
                         ),
                     ));
                 }
-                let mut new = plan::services::update(s, svc, spec, now).map_err(|e| docker_error(e, "service"))?;
-                new.update_status = None;
-                new
+                // The plan resets `UpdateStatus`, as swarmkit does for a new spec.
+                plan::services::update(s, svc, spec, now)
+                    .map_err(|e| DockerError::lookup(e, "service", &key))?
             };
             Ok(Transaction { changes: vec![plan::services::put(new, version)] })
         })

@@ -43,20 +43,6 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A version at which an update was read that is no longer the object's.
-pub(super) fn out_of_sequence(what: &str, version: u64, read: u64) -> DockerError {
-    DockerError::new(
-        StatusCode::CONFLICT,
-        format!("update out of sequence: {what} is at version {version}, the update read version {read}"),
-    )
-}
-
-/// A `version=N` query parameter.
-pub(super) fn version_param(v: Option<&str>, what: &str) -> Result<u64, DockerError> {
-    v.and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| DockerError::bad_request(format!("invalid {what} version")))
-}
-
 /// Shoal's cluster spec as Docker's swarm `Spec`.
 pub(super) fn spec_json(spec: &ClusterSpec) -> Value {
     json!({
@@ -274,10 +260,10 @@ async fn update(
     DockerQuery(q): DockerQuery<UpdateQuery>,
     DockerJson(body): DockerJson<SwarmSpec>,
 ) -> Result<StatusCode, DockerError> {
-    let version = version_param(q.version.as_deref(), "swarm")?;
+    let version = DockerError::version_param(q.version.as_deref(), "swarm")?;
     let current = cluster(&api)?;
     if current.meta.version != version {
-        return Err(out_of_sequence("the swarm", current.meta.version, version));
+        return Err(DockerError::out_of_sequence("the swarm", current.meta.version, version));
     }
     let applied = apply_spec(&current.spec, &body)?;
     if applied.spec != current.spec {

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use shoal_api::Task;
 
 use super::filters::Filters;
-use super::services::{docker_error, find_service};
+use super::services::find_service;
 use super::spec::{to_docker, types as d};
 use super::{DockerError, DockerQuery, ListQuery, flag};
 use crate::http::Api;
@@ -55,7 +55,9 @@ fn resolve(
                 .iter()
                 .map(|v| match kind {
                     Kind::Service => find_service(s, v).map(|svc| svc.id.clone()),
-                    _ => plan::find(s, kind, v).map(|o| o.id().to_owned()).map_err(|e| docker_error(e, what)),
+                    _ => plan::find(s, kind, v)
+                        .map(|o| o.id().to_owned())
+                        .map_err(|e| DockerError::lookup(e, what, v)),
                 })
                 .collect()
         })
@@ -103,9 +105,11 @@ async fn list(
 /// `GET /tasks/{id}`: an id or unique id prefix.
 async fn inspect(State(api): State<Api>, Path(key): Path<String>) -> Result<Json<d::Task>, DockerError> {
     let out = api
-        .read(false, |s| match plan::find(s, Kind::Task, &key).map_err(|e| docker_error(e, "task"))? {
-            Object::Task(t) => Ok(to_docker::task(t, s)),
-            _ => Err(DockerError::not_found("task", &key)),
+        .read(false, |s| {
+            match plan::find(s, Kind::Task, &key).map_err(|e| DockerError::lookup(e, "task", &key))? {
+                Object::Task(t) => Ok(to_docker::task(t, s)),
+                _ => Err(DockerError::not_found("task", &key)),
+            }
         })
         .await??;
     Ok(Json(out))

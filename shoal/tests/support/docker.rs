@@ -20,10 +20,13 @@ pub fn docker_cli() -> String {
 }
 
 /// `docker ARGS` with `env` (`DOCKER_HOST`, `DOCKER_CONFIG`, TLS settings) and
-/// `input` on its stdin.
+/// `input` on its stdin, under a 90 s deadline (exit code 124 past it), so a CLI
+/// that never returns fails its test instead of hanging it.
 pub fn docker_with(env: &[(&str, &str)], args: &[&str], input: Option<&str>) -> Output {
     use std::io::Write as _;
-    let mut child = Command::new(docker_cli())
+    let mut child = Command::new("timeout")
+        .arg("90")
+        .arg(docker_cli())
         .args(args)
         .envs(env.iter().copied())
         .env_remove("DOCKER_API_VERSION")
@@ -60,7 +63,8 @@ impl Daemon {
         let out = self.docker(args);
         assert!(
             out.status.success(),
-            "docker {args:?} failed: {}{}\n--- daemon log ---\n{}",
+            "docker {args:?} failed ({:?}): {}{}\n--- daemon log ---\n{}",
+            out.status.code(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             self.log()
@@ -68,10 +72,11 @@ impl Daemon {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// `docker ARGS`, which must fail: its stderr.
+    /// `docker ARGS`, which must fail (not time out): its stderr.
     pub fn docker_fails(&self, args: &[&str]) -> String {
         let out = self.docker(args);
         assert!(!out.status.success(), "docker {args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert_ne!(out.status.code(), Some(124), "docker {args:?} timed out");
         String::from_utf8(out.stderr).unwrap()
     }
 }

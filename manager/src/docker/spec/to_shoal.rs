@@ -345,15 +345,12 @@ fn restart_policy(r: d::RestartPolicy) -> Result<t::RestartPolicy> {
 
 /// This machine's architecture in Docker's and the kernel's spellings.
 fn is_this_arch(arch: &str) -> bool {
-    let here = std::env::consts::ARCH;
-    fn norm(a: &str) -> &str {
-        match a {
-            "amd64" | "x86_64" | "x86-64" => "x86_64",
-            "arm64" | "aarch64" => "aarch64",
-            other => other,
-        }
-    }
-    arch.is_empty() || norm(arch) == norm(here)
+    let go = match arch {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    arch.is_empty() || go == crate::docker::system::go_arch()
 }
 
 fn placement(p: d::Placement) -> Result<t::Placement> {
