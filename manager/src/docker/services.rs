@@ -171,9 +171,13 @@ async fn update(
                         ),
                     ));
                 }
-                // The plan resets `UpdateStatus`, as swarmkit does for a new spec.
-                plan::services::update(s, svc, spec, now)
-                    .map_err(|e| DockerError::lookup(e, "service", &key))?
+                // Swarmkit resets `UpdateStatus` on every new spec (the plan only on a new
+                // task template): a stale `completed` would end the CLI's progress loop
+                // before a scale has converged.
+                let mut new = plan::services::update(s, svc, spec, now)
+                    .map_err(|e| DockerError::lookup(e, "service", &key))?;
+                new.update_status = None;
+                new
             };
             Ok(Transaction { changes: vec![plan::services::put(new, version)] })
         })
