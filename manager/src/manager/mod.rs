@@ -305,7 +305,7 @@ impl Manager {
     /// Sends `tx` to the leader at `leader_addr`.
     async fn forward(&self, leader_addr: &str, proposal: &Proposal) -> Result<u64, ManagerError> {
         let mut client = client::raft(&self.creds, leader_addr)?;
-        let req = pb::ProposeRequest { transaction: proposal.json().to_vec() };
+        let req = pb::ProposeRequest { transaction: proposal.bytes().to_vec() };
         let reply = client.propose(req).await.map_err(|s| ManagerError::forwarded(leader_addr, s))?;
         match reply.into_inner().result {
             Some(pb::propose_reply::Result::Index(i)) => Ok(i),
@@ -324,7 +324,7 @@ impl Manager {
         if !self.is_leader() {
             return Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? });
         }
-        self.shared.check(proposal.transaction())?;
+        self.shared.check(proposal.transaction()?)?;
         self.room.ensure(&self.data_dir)?;
         let started = Instant::now();
         match self.raft.client_write(proposal).await {

@@ -1,5 +1,7 @@
-//! Raft for the manager store: openraft types, the redb log, the state machine.
+//! Raft for the manager store: openraft types, the entries' binary form, the log, the
+//! state machine.
 
+pub mod codec;
 pub mod log_store;
 pub mod network;
 pub mod proposal;

@@ -23,6 +23,7 @@ use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
 use shoal_proto::raft as pb;
 use tonic::transport::Channel;
 
+use super::codec;
 use super::types::TypeConfig;
 
 type C = TypeConfig;
@@ -160,11 +161,16 @@ impl Client {
     }
 
     fn request<T: serde::Serialize>(&self, rpc: &T) -> Result<pb::RaftRequest, RPCError<C>> {
-        Ok(pb::RaftRequest {
-            target: self.target,
-            from: self.me,
-            payload: serde_json::to_vec(rpc).map_err(network)?,
-        })
+        Ok(self.request_of(serde_json::to_vec(rpc).map_err(network)?))
+    }
+
+    /// An AppendEntries request, in its binary form ([`codec`]).
+    fn append_request(&self, rpc: &AppendEntriesRequest<C>) -> pb::RaftRequest {
+        self.request_of(codec::encode_append(rpc))
+    }
+
+    fn request_of(&self, payload: Vec<u8>) -> pb::RaftRequest {
+        pb::RaftRequest { target: self.target, from: self.me, payload }
     }
 
     /// Turns a reply into openraft's response type.
@@ -192,7 +198,7 @@ impl RaftNetworkV2<C> for Client {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        let mut req = tonic::Request::new(self.request(&rpc)?);
+        let mut req = tonic::Request::new(self.append_request(&rpc));
         req.set_timeout(option.hard_ttl());
         let reply = self.client()?.append_entries(req).await;
         self.reply(reply)
@@ -215,18 +221,11 @@ impl RaftNetworkV2<C> for Client {
             // come within the RPC timeout, or the peer counts as unreachable.
             let outstanding = Arc::new(Outstanding::default());
             let (sent, encoder) = (outstanding.clone(), this.clone());
-            let requests = tokio_stream::StreamExt::map_while(input, move |rpc| {
-                match encoder.request(&rpc) {
-                    Ok(request) => {
-                        sent.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        sent.sent.notify_one();
-                        Some(request)
-                    }
-                    Err(e) => {
-                        tracing::error!(target = encoder.target, error = %e, "cannot encode AppendEntries; the stream ends");
-                        None
-                    }
-                }
+            let requests = tokio_stream::StreamExt::map(input, move |rpc| {
+                let request = encoder.append_request(&rpc);
+                sent.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                sent.sent.notify_one();
+                request
             });
             let ttl = option.hard_ttl();
             let opened = tokio::time::timeout(ttl, this.client()?.stream_append(requests)).await;

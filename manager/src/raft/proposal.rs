@@ -1,10 +1,15 @@
-//! The payload of a log entry: a store transaction together with the JSON it was
-//! decoded from (or encoded to). The log and replication copy those bytes instead of
-//! encoding the transaction again for the disk and for every follower; each manager
-//! decodes an entry once, to apply it.
+//! The payload of a log entry: a store transaction and its encoded bytes. The log and
+//! replication copy the bytes as they are; a manager decodes them once, when it first
+//! needs the transaction (to apply it, or to check one forwarded to the leader), so a
+//! follower never parses an entry just to store or pass it on.
+//!
+//! New transactions are encoded as [`MSGPACK`] (one tag byte, then MessagePack with
+//! field names: self-describing, so every serde attribute of the object model works).
+//! Bytes that start otherwise are JSON: what logs written before kept, and what a
+//! client may send.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -12,84 +17,115 @@ use serde_json::value::RawValue;
 
 use crate::store::{MAX_TRANSACTION_BYTES, StoreError, Transaction};
 
-/// A transaction and its JSON; clones share both.
+/// The tag byte of a MessagePack-encoded transaction (JSON never starts with it).
+pub const MSGPACK: u8 = 1;
+
+/// A transaction's bytes and, once decoded, the transaction; clones share both.
 #[derive(Clone)]
 pub struct Proposal(Arc<Inner>);
 
 struct Inner {
-    tx: Transaction,
-    json: Box<RawValue>,
+    bytes: Box<[u8]>,
+    tx: OnceLock<Result<Transaction, StoreError>>,
 }
 
 impl Proposal {
     /// Encodes `tx`; refuses it if the encoding is over [`MAX_TRANSACTION_BYTES`].
     pub fn new(tx: Transaction) -> Result<Proposal, StoreError> {
-        let json = serde_json::value::to_raw_value(&tx)
+        let mut bytes = vec![MSGPACK];
+        rmp_serde::encode::write_named(&mut bytes, &tx)
             .map_err(|e| StoreError::Invalid { message: format!("cannot encode the transaction: {e}") })?;
-        Proposal::sized(Inner { tx, json })
+        // The leader applies `tx` as it is and the others decode the bytes: in debug
+        // builds (every test) each new proposal proves the two are the same.
+        #[cfg(debug_assertions)]
+        assert_eq!(decode(&bytes).as_ref(), Ok(&tx), "a transaction does not survive its encoding");
+        let p = Proposal::from_bytes(bytes)?;
+        let _ = p.0.tx.set(Ok(tx));
+        Ok(p)
     }
 
-    /// Decodes a transaction sent as JSON, keeping the bytes.
-    pub fn from_json(bytes: &[u8]) -> Result<Proposal, StoreError> {
-        let invalid =
-            |e: serde_json::Error| StoreError::Invalid { message: format!("malformed transaction: {e}") };
-        let json: Box<RawValue> = serde_json::from_slice(bytes).map_err(invalid)?;
-        let tx = serde_json::from_str(json.get()).map_err(invalid)?;
-        Proposal::sized(Inner { tx, json })
-    }
-
-    fn sized(inner: Inner) -> Result<Proposal, StoreError> {
-        let bytes = inner.json.get().len();
-        if bytes > MAX_TRANSACTION_BYTES {
-            return Err(StoreError::TooLarge { bytes, max: MAX_TRANSACTION_BYTES });
+    /// Takes encoded bytes (from the log or a leader) without decoding them; refuses
+    /// them only if they are too large.
+    pub fn from_bytes(bytes: impl Into<Box<[u8]>>) -> Result<Proposal, StoreError> {
+        let bytes = bytes.into();
+        if bytes.len() > MAX_TRANSACTION_BYTES {
+            return Err(StoreError::TooLarge { bytes: bytes.len(), max: MAX_TRANSACTION_BYTES });
         }
-        Ok(Proposal(Arc::new(inner)))
+        Ok(Proposal(Arc::new(Inner { bytes, tx: OnceLock::new() })))
     }
 
-    /// The transaction.
-    pub fn transaction(&self) -> &Transaction {
-        &self.0.tx
+    /// Takes encoded bytes sent by another manager and decodes them at once, so a
+    /// malformed transaction is refused at the door.
+    pub fn checked(bytes: impl Into<Box<[u8]>>) -> Result<Proposal, StoreError> {
+        let p = Proposal::from_bytes(bytes)?;
+        p.transaction()?;
+        Ok(p)
     }
 
-    /// Its JSON.
-    pub fn json(&self) -> &[u8] {
-        self.0.json.get().as_bytes()
+    /// The transaction, decoded on the first call.
+    pub fn transaction(&self) -> Result<&Transaction, StoreError> {
+        self.0.tx.get_or_init(|| decode(&self.0.bytes)).as_ref().map_err(Clone::clone)
+    }
+
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
+/// Decodes a transaction from either encoding.
+fn decode(bytes: &[u8]) -> Result<Transaction, StoreError> {
+    let malformed =
+        |e: &dyn fmt::Display| StoreError::Invalid { message: format!("malformed transaction: {e}") };
+    match bytes.split_first() {
+        Some((&MSGPACK, body)) => rmp_serde::from_slice(body).map_err(|e| malformed(&e)),
+        _ => serde_json::from_slice(bytes).map_err(|e| malformed(&e)),
     }
 }
 
 impl fmt::Debug for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0.tx, f)
+        match self.transaction() {
+            Ok(tx) => fmt::Debug::fmt(tx, f),
+            Err(e) => write!(f, "Proposal({} bytes, {e})", self.0.bytes.len()),
+        }
     }
 }
 
 impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0.tx, f)
+        match self.transaction() {
+            Ok(tx) => fmt::Display::fmt(tx, f),
+            Err(e) => write!(f, "undecodable transaction of {} bytes ({e})", self.0.bytes.len()),
+        }
     }
 }
 
 impl PartialEq for Proposal {
     fn eq(&self, other: &Proposal) -> bool {
-        self.0.tx == other.0.tx
+        match (self.transaction(), other.transaction()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => self.0.bytes == other.0.bytes,
+        }
     }
 }
 
-/// Written as the kept JSON, verbatim (with serde_json, which is what the log and the
-/// transport use).
+/// Written as the transaction (openraft's serde forms of entries: tests, and the JSON
+/// log layout read at an upgrade).
 impl Serialize for Proposal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.json.serialize(s)
+        use serde::ser::Error as _;
+        self.transaction().map_err(S::Error::custom)?.serialize(s)
     }
 }
 
-/// Read as JSON and decoded, keeping the text (serde_json only: the log and the
-/// transport).
+/// Read from JSON, keeping the text as the bytes (serde_json only: the JSON log layout
+/// of earlier versions). Decoded at once, as a log being read back must be whole.
 impl<'de> Deserialize<'de> for Proposal {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Proposal, D::Error> {
         let json = Box::<RawValue>::deserialize(d)?;
-        let tx = serde_json::from_str(json.get()).map_err(D::Error::custom)?;
-        Ok(Proposal(Arc::new(Inner { tx, json })))
+        let bytes: Box<str> = json.into();
+        Proposal::checked(bytes.into_boxed_bytes()).map_err(D::Error::custom)
     }
 }
 
@@ -105,17 +141,24 @@ mod tests {
     }
 
     #[test]
-    fn the_json_is_kept_and_written_verbatim() {
+    fn a_new_transaction_is_messagepack_and_decodes_back() {
         let p = Proposal::new(delete("s1")).unwrap();
-        assert_eq!(p.json(), serde_json::to_vec(&delete("s1")).unwrap());
+        assert_eq!(p.bytes()[0], MSGPACK);
+        let q = Proposal::from_bytes(p.bytes().to_vec()).unwrap();
+        assert!(q.0.tx.get().is_none(), "taking bytes decodes nothing");
+        assert_eq!(q.transaction().unwrap(), &delete("s1"));
+        assert_eq!(p, q);
+    }
+
+    #[test]
+    fn json_bytes_are_kept_verbatim_and_decoded() {
         let sent = br#"{ "changes": [ {"op":"delete","kind":"service","id":"s1","expected_version":3} ] }"#;
-        let q = Proposal::from_json(sent).unwrap();
-        assert_eq!(q.transaction(), &delete("s1"));
-        assert_eq!(q.json(), sent, "the client's bytes, not a re-encoding");
-        let entry = serde_json::to_string(&(7, &q)).unwrap();
-        assert!(entry.contains(std::str::from_utf8(sent).unwrap()), "{entry}");
+        let q = Proposal::checked(sent.to_vec()).unwrap();
+        assert_eq!(q.transaction().unwrap(), &delete("s1"));
+        assert_eq!(q.bytes(), sent, "the client's bytes, not a re-encoding");
+        let entry = serde_json::to_string(&(7, &Proposal::new(delete("s1")).unwrap())).unwrap();
         let (_, back): (u32, Proposal) = serde_json::from_str(&entry).unwrap();
-        assert_eq!((back.transaction(), back.json()), (q.transaction(), &sent[..]));
+        assert_eq!(back.transaction().unwrap(), &delete("s1"));
     }
 
     #[test]
@@ -127,7 +170,10 @@ mod tests {
         let err = Proposal::new(big).unwrap_err();
         assert!(matches!(err, StoreError::TooLarge { .. }));
         assert!(err.to_string().contains("split it"), "{err}");
-        let err = Proposal::from_json(br#"{"changes": [{"op": "rename"}]}"#).unwrap_err();
+        let err = Proposal::checked(br#"{"changes": [{"op": "rename"}]}"#.to_vec()).unwrap_err();
+        assert!(err.to_string().contains("malformed transaction"), "{err}");
+        let lazy = Proposal::from_bytes(vec![MSGPACK, 0xc1]).unwrap();
+        let err = lazy.transaction().unwrap_err();
         assert!(err.to_string().contains("malformed transaction"), "{err}");
     }
 }

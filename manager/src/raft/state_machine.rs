@@ -359,8 +359,8 @@ impl RaftStateMachine<C> for StateMachine {
                 match &entry.payload {
                     EntryPayload::Blank => {}
                     EntryPayload::Normal(p) => {
-                        bytes = p.json().len() as u64;
-                        match store.apply(index, p.transaction()) {
+                        bytes = p.bytes().len() as u64;
+                        match p.transaction().and_then(|tx| store.apply(index, tx)) {
                             Ok(e) => {
                                 events = Some(e);
                                 self.shared.indexes.send_replace(store.indexes());

@@ -10,8 +10,8 @@ use shoal_proto::raft as pb;
 use tonic::{Request, Response, Status};
 
 use crate::manager::{Manager, Need};
-use crate::raft::TypeConfig;
 use crate::raft::proposal::Proposal;
+use crate::raft::{TypeConfig, codec};
 
 type C = TypeConfig;
 
@@ -68,6 +68,15 @@ fn decode<T: for<'de> serde::Deserialize<'de>>(bytes: &[u8]) -> Result<T, Status
         .map_err(|e| Status::invalid_argument(format!("malformed Raft payload: {e}")))
 }
 
+/// An AppendEntries request in its binary form ([`codec`]), or as JSON from a manager
+/// of an earlier version (which starts with `{`).
+fn decode_append(bytes: &[u8]) -> Result<AppendEntriesRequest<C>, Status> {
+    if bytes.first() == Some(&b'{') {
+        return decode(bytes);
+    }
+    codec::decode_append(bytes).map_err(|e| Status::invalid_argument(format!("malformed Raft payload: {e}")))
+}
+
 #[tonic::async_trait]
 impl pb::raft_server::Raft for RaftService {
     async fn append_entries(
@@ -79,7 +88,7 @@ impl pb::raft_server::Raft for RaftService {
         if let Some(r) = self.check_target(req.target) {
             return Ok(Response::new(r));
         }
-        let rpc: AppendEntriesRequest<C> = decode(&req.payload)?;
+        let rpc = decode_append(&req.payload)?;
         payload(self.manager.raft().append_entries(rpc).await)
     }
 
@@ -101,7 +110,7 @@ impl pb::raft_server::Raft for RaftService {
                 tracing::warn!(?refused, "replication stream refused");
                 return None;
             }
-            decode::<AppendEntriesRequest<C>>(&r.payload)
+            decode_append(&r.payload)
                 .map_err(|e| tracing::warn!(error = %e.message(), "replication stream ended"))
                 .ok()
         });
@@ -164,7 +173,7 @@ impl pb::raft_server::Raft for RaftService {
         request: Request<pb::ProposeRequest>,
     ) -> Result<Response<pb::ProposeReply>, Status> {
         self.manager_only(&request)?;
-        let result = match Proposal::from_json(&request.into_inner().transaction) {
+        let result = match Proposal::checked(request.into_inner().transaction) {
             Ok(p) => self.manager.propose_encoded(p).await,
             Err(e) => Err(e.into()),
         };
