@@ -41,7 +41,17 @@ pub enum EnrollError {
 /// A lazily connected channel to the manager at `addr` (`host:port`) over TLS with
 /// `creds`.
 pub fn channel(addr: &str, creds: &Credentials) -> Result<Channel, PkiError> {
-    Ok(endpoint(addr)?.connect_with_connector_lazy(Connector::new(creds.client_config(&[b"h2"])?)))
+    channel_from(addr, creds, None)
+}
+
+/// [`channel`], dialing from the source address `from` when given.
+pub fn channel_from(
+    addr: &str,
+    creds: &Credentials,
+    from: Option<std::net::IpAddr>,
+) -> Result<Channel, PkiError> {
+    let connector = Connector::new(creds.client_config(&[b"h2"])?).from_ip(from);
+    Ok(endpoint(addr)?.connect_with_connector_lazy(connector))
 }
 
 fn endpoint(addr: &str) -> Result<Endpoint, PkiError> {

@@ -175,18 +175,19 @@ impl futures_core::Stream for Incoming {
     }
 }
 
-/// Dials managers over TLS for tonic channels: TCP (no Nagle), then a handshake that
-/// checks the server's certificate names `shoal-manager`. Give channels an
-/// `http://host:port` endpoint: the TLS is here.
+/// Dials managers over TLS for tonic channels: TCP (no Nagle), from a chosen source
+/// address if given, then a handshake that checks the server's certificate names
+/// `shoal-manager`. Give channels an `http://host:port` endpoint: the TLS is here.
 #[derive(Clone)]
 pub struct Connector {
     tls: TlsConnector,
     name: ServerName<'static>,
+    from: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector").field("name", &self.name).finish()
+        f.debug_struct("Connector").field("name", &self.name).field("from", &self.from).finish()
     }
 }
 
@@ -197,8 +198,27 @@ impl Connector {
         Connector {
             tls: TlsConnector::from(config),
             name: ServerName::try_from(MANAGER_NAME).expect("the managers' name is a DNS name"),
+            from: None,
         }
     }
+
+    /// Dials from `ip` (any port): simulated nodes each use an address of their own.
+    pub fn from_ip(mut self, ip: Option<std::net::IpAddr>) -> Connector {
+        self.from = ip;
+        self
+    }
+}
+
+/// A TCP connection to `host:port`, from `from` if given.
+async fn dial(host: &str, port: u16, from: Option<std::net::IpAddr>) -> io::Result<TcpStream> {
+    let Some(ip) = from else { return TcpStream::connect((host, port)).await };
+    let to = tokio::net::lookup_host((host, port)).await?.find(|a| a.is_ipv4() == ip.is_ipv4()).ok_or_else(
+        || io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{host} has no address like {ip}")),
+    )?;
+    let socket =
+        if ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(to).await
 }
 
 impl tower_service::Service<http::Uri> for Connector {
@@ -213,11 +233,12 @@ impl tower_service::Service<http::Uri> for Connector {
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let tls = self.tls.clone();
         let name = self.name.clone();
+        let from = self.from;
         Box::pin(async move {
             let host = uri.host().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let port = uri.port_u16().unwrap_or(2377);
-            let tcp = TcpStream::connect((host, port)).await?;
+            let tcp = dial(host, port, from).await?;
             tcp.set_nodelay(true)?;
             let stream = tls.connect(name, tcp).await?;
             Ok(TokioIo::new(stream))

@@ -6,7 +6,9 @@
 //! `runtime-exec`, which runs a command (a health check) inside a container. Both
 //! must run single-threaded, so they are dispatched before any other set-up.
 
+mod bench_agents;
 mod cli;
+mod limits;
 
 use std::process::ExitCode;
 

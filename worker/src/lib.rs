@@ -13,6 +13,7 @@
 //! - [`network`]: the overlay data plane (namespaces, VXLAN, veths, nftables LB and
 //!   routing mesh), applied level-triggered from a desired state;
 //! - [`json_file`]: small JSON state files written atomically;
+//! - [`sim`] → [`agent`]: simulated nodes (real agents, a timed fake node) for scale tests;
 //! - [`metrics`]: the worker's Prometheus counters, bumped by the others;
 //! - [`network`]: the sandboxes' networking: the embedded DNS resolver ([`network::dns`]);
 
@@ -23,3 +24,4 @@ pub mod json_file;
 pub mod metrics;
 pub mod network;
 pub mod runtime;
+pub mod sim;

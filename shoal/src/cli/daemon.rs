@@ -179,6 +179,7 @@ fn init_logging(format: LogFormat) {
 
 pub(super) fn run(args: DaemonArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    crate::limits::raise_open_files();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(args))
 }
@@ -281,7 +282,15 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     // Managers run tasks too, as in Swarm (drain a manager to keep it free of them).
     let executor = executor(&args, &node)?;
     containers.bind(&executor);
-    let cfg = AgentConfig { node_id: node, managers, addr: addr.to_string(), description, renewer };
+    let cfg = AgentConfig {
+        node_id: node,
+        managers,
+        addr: addr.to_string(),
+        description,
+        renewer,
+        dial_from: None,
+        session_open: None,
+    };
     let agent = Agent::start(cfg, executor);
     let mut leave = super::node_leave::serve(&args.data_dir)?;
     let mut left = false;
@@ -433,7 +442,15 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
     let renewing = tokio::spawn(renewer.clone().run());
     let executor = executor(&args, &node)?;
     containers.bind(&executor);
-    let cfg = AgentConfig { node_id: node.clone(), managers, addr: addr.to_string(), description, renewer };
+    let cfg = AgentConfig {
+        node_id: node.clone(),
+        managers,
+        addr: addr.to_string(),
+        description,
+        renewer,
+        dial_from: None,
+        session_open: None,
+    };
     let agent = Agent::start(cfg, executor);
     let mut leave = super::node_leave::serve(&args.data_dir)?;
     let left = tokio::select! {

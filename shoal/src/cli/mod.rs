@@ -76,6 +76,9 @@ enum Command {
     Cluster(cluster::ClusterCommand),
     /// Follow the cluster's events.
     Events(events::EventsArgs),
+    /// Run simulated nodes against real managers, for scale tests and benchmarks.
+    #[command(hide = true)]
+    BenchAgents(crate::bench_agents::BenchAgentsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -102,6 +105,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cluster(cmd) => cluster::run(cmd, &cli.connection).map(|()| ExitCode::SUCCESS),
         Command::Events(args) => events::run(args, &cli.connection).map(|()| ExitCode::SUCCESS),
+        Command::BenchAgents(args) => crate::bench_agents::run(args).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shoal", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -78,6 +78,16 @@ struct Inner {
     network: BTreeMap<String, NetItem>,
     network_tasks: Vec<String>,
     wirings: Vec<bool>,
+    /// Calls are not recorded (a long-running simulated node would grow without end).
+    untraced: bool,
+}
+
+impl Inner {
+    fn record(&mut self, call: Call) {
+        if !self.untraced {
+            self.calls.push(call);
+        }
+    }
 }
 
 /// A node that keeps its containers in memory.
@@ -87,6 +97,12 @@ pub struct FakeNode(Mutex<Inner>);
 impl FakeNode {
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.0.lock().expect("fake node lock")
+    }
+
+    /// A node that records no calls and no wirings (for simulated agents that run for
+    /// hours).
+    pub fn untraced() -> FakeNode {
+        FakeNode(Mutex::new(Inner { untraced: true, ..Inner::default() }))
     }
 
     /// Sets what a task's container is doing (a container left from before, or one
@@ -158,7 +174,7 @@ impl Node for FakeNode {
 
     async fn prepare(&self, task: &Task) -> Result<(), FakeError> {
         let mut inner = self.inner();
-        inner.calls.push(Call::Prepare(task.id.clone()));
+        inner.record(Call::Prepare(task.id.clone()));
         let image = &task.spec.container.image;
         if inner.missing_images.contains(image) {
             return Err(FakeError::NoImage(image.clone()));
@@ -168,18 +184,20 @@ impl Node for FakeNode {
 
     fn start(&self, task: &Task, payloads: &Payloads) -> Result<(), FakeError> {
         let mut inner = self.inner();
-        inner.calls.push(Call::Start(task.id.clone()));
+        inner.record(Call::Start(task.id.clone()));
         if let Some(reason) = inner.refused_starts.get(&task.id) {
             return Err(FakeError::StartRefused { task: task.id.clone(), reason: reason.clone() });
         }
         inner.containers.insert(task.id.clone(), Local::Running);
-        inner.started_with.insert(task.id.clone(), payloads.clone());
+        if !inner.untraced {
+            inner.started_with.insert(task.id.clone(), payloads.clone());
+        }
         Ok(())
     }
 
     fn check_health(&self, task: &Task) -> Result<Option<String>, FakeError> {
         let mut inner = self.inner();
-        inner.calls.push(Call::CheckHealth(task.id.clone()));
+        inner.record(Call::CheckHealth(task.id.clone()));
         if inner.containers.get(&task.id) != Some(&Local::Running) {
             return Err(FakeError::NotRunning(task.id.clone()));
         }
@@ -188,7 +206,7 @@ impl Node for FakeNode {
 
     fn stop(&self, task: &Task) -> Result<(), FakeError> {
         let mut inner = self.inner();
-        inner.calls.push(Call::Stop(task.id.clone()));
+        inner.record(Call::Stop(task.id.clone()));
         if let Some(local @ Local::Running) = inner.containers.get_mut(&task.id) {
             *local =
                 Local::Exited { code: None, signal: Some(libc::SIGTERM), oom_killed: false, at: Utc::now() };
@@ -198,7 +216,7 @@ impl Node for FakeNode {
 
     fn remove(&self, task_id: &str) -> Result<(), FakeError> {
         let mut inner = self.inner();
-        inner.calls.push(Call::Remove(task_id.to_owned()));
+        inner.record(Call::Remove(task_id.to_owned()));
         inner.containers.remove(task_id);
         Ok(())
     }
@@ -214,7 +232,10 @@ impl Node for FakeNode {
     }
 
     async fn wire_network(&self, full: bool) -> Result<(), FakeError> {
-        self.inner().wirings.push(full);
+        let mut inner = self.inner();
+        if !inner.untraced {
+            inner.wirings.push(full);
+        }
         Ok(())
     }
 }

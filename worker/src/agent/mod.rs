@@ -5,7 +5,8 @@
 //!
 //! - [`node`]: the seam, what the agent asks of its node (trait [`Node`]);
 //! - [`executor`]: the real node, the built-in runtime and the image store;
-//! - [`fake`]: an in-memory node for tests and simulated agents;
+//! - [`fake`]: an in-memory node for tests and, with timings, for simulated agents
+//!   ([`crate::sim`]);
 //! - [`payloads`]: a task's secrets and configs on a tmpfs of its own, bound into its container;
 //! - [`plan`]: what to do about one task (pure);
 //! - [`state`]: the agent's state, applying assignments and planning a pass (pure);
@@ -47,6 +48,12 @@ pub struct AgentConfig {
     pub description: NodeDescription,
     /// The node's certificate, kept current (sessions use its credentials).
     pub renewer: shoal_pki::renew::Renewer,
+    /// The source address to dial managers from (simulated nodes each have one);
+    /// `None`: the system's choice.
+    pub dial_from: Option<std::net::IpAddr>,
+    /// Set while a session with a dispatcher is open, for whoever watches the agent
+    /// (simulated agents count them).
+    pub session_open: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A running agent.

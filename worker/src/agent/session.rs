@@ -33,7 +33,11 @@ pub async fn sessions<N: Node>(cfg: AgentConfig, mut handle: Handle, node: Arc<N
     loop {
         let candidates: Vec<String> = next.take().into_iter().chain(managers.iter().cloned()).collect();
         for addr in candidates {
-            match session(&cfg, &addr, &mut handle, &node).await {
+            let ended = session(&cfg, &addr, &mut handle, &node).await;
+            if let Some(open) = &cfg.session_open {
+                open.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            match ended {
                 Ended::Redirect(leader) => {
                     tracing::debug!(manager = %addr, leader = %leader, "redirected to the leader");
                     next = Some(leader);
@@ -70,7 +74,7 @@ fn ended(status: tonic::Status) -> Ended {
 async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, node: &Arc<N>) -> Ended {
     // Mutual TLS with the node's certificate: the dispatcher checks it names this
     // node.
-    let channel = match shoal_pki::enroll::channel(addr, cfg.renewer.credentials()) {
+    let channel = match shoal_pki::enroll::channel_from(addr, cfg.renewer.credentials(), cfg.dial_from) {
         Ok(c) => c,
         Err(e) => return Ended::Broken(e.to_string()),
     };
@@ -93,6 +97,9 @@ async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, no
     cfg.renewer.observe(&first.role, &first.roots_pem, &first.ca_subject, &first.managers);
     let mut period = Duration::from_millis(first.heartbeat_period_ms.max(100));
     tracing::info!(manager = %addr, session = %session_id, node = %cfg.node_id, "session with the dispatcher");
+    if let Some(open) = &cfg.session_open {
+        open.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut assignments =
         match client.assignments(pb::AssignmentsRequest { session_id: session_id.clone() }).await {
             Ok(s) => s.into_inner(),
