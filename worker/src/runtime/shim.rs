@@ -105,6 +105,72 @@ fn send(mut sock: &UnixStream, report: &Report) -> std::io::Result<()> {
     sock.write_all(&line)
 }
 
+/// Gives back what only the start needed, before the shim settles down to watch the
+/// container for as long as it runs (one shim per container, so this is paid per
+/// container). Two kinds of pages go:
+/// - free heap pages (the config, the init's set-up), through `malloc_trim`;
+/// - the page-table entries of every read-only, file-backed mapping that has no page of
+///   its own (the binary's code and read-only data, libc's code): those pages are the
+///   file's, shared with every other shim through the page cache, and a page the loop
+///   touches again is mapped back from there on first use. Mappings holding private
+///   pages (the relocated `.data.rel.ro` of the binary) and writable ones are left alone:
+///   dropping them would lose their contents.
+///
+/// Best effort: whatever fails leaves the shim as it was.
+fn release_start_up_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel; the
+    // process is single-threaded.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    for (start, len) in shared_read_only_mappings() {
+        // SAFETY: [start, start + len) is a whole read-only, private, file-backed mapping
+        // of this process without a single private (anonymous) page, read from
+        // /proc/self/smaps just now in this single-threaded process: dropping its
+        // page-table entries loses nothing, as every page reads back from the file.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+/// `(start, length)` of this process's mappings that are read-only, private,
+/// backed by a file and hold no anonymous page, from `/proc/self/smaps`.
+fn shared_read_only_mappings() -> Vec<(usize, usize)> {
+    use std::io::BufRead as _;
+    let Ok(smaps) = fs::File::open("/proc/self/smaps") else { return Vec::new() };
+    let mut found = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in std::io::BufReader::new(smaps).lines() {
+        let Ok(line) = line else { return Vec::new() };
+        if let Some(anon) = line.strip_prefix("Anonymous:") {
+            if anon.trim() != "0 kB" {
+                current = None;
+            }
+            continue;
+        }
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+        let Some((start, end)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
+            continue;
+        };
+        // A mapping's header line: the previous one is complete.
+        found.extend(current.take());
+        let path = fields.nth(3).unwrap_or("");
+        if perms.starts_with('r')
+            && perms.as_bytes().get(1) == Some(&b'-')
+            && perms.ends_with('p')
+            && path.starts_with('/')
+        {
+            current = Some((start, end - start));
+        }
+    }
+    found.extend(current);
+    found
+}
+
 /// The parent ends of the container's pipes, kept by the shim.
 struct Running {
     init: Pid,
@@ -242,6 +308,7 @@ fn supervise(cfg: &ContainerConfig, dir: &StateDir, started: Started, run: Runni
     let mut exited_at: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
     let pidfd = sys::pidfd_open(run.init.as_raw()).ok();
+    release_start_up_memory();
     loop {
         // Stop once the init has exited and both pipes are drained (or after a grace
         // period, in case something outside kept a pipe open).
