@@ -1,4 +1,4 @@
-//! openraft's own storage conformance suite, run against the redb log and the state
+//! openraft's own storage conformance suite, run against the WAL-backed log and the state
 //! machine.
 
 use openraft::StorageError;
@@ -22,6 +22,6 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redb_store_passes_the_openraft_suite() -> Result<(), StorageError<TypeConfig>> {
+async fn the_log_store_passes_the_openraft_suite() -> Result<(), StorageError<TypeConfig>> {
     Suite::test_all(Builder).await
 }
