@@ -77,8 +77,9 @@ pub(super) struct DaemonArgs {
     api_addr: Option<SocketAddr>,
     /// A manager's Docker Engine API socket (the swarm endpoints of API 1.41: point
     /// `DOCKER_HOST=unix://PATH` at it); an empty value turns it off.
-    #[arg(long, value_name = "PATH", default_value = "/run/shoal/docker.sock")]
-    docker_socket: PathBuf,
+    #[arg(long, value_name = "PATH", default_value = "/run/shoal/docker.sock",
+          value_parser = clap::value_parser!(std::ffi::OsString))]
+    docker_socket: std::ffi::OsString,
     /// Also serve the Docker Engine API on TCP at this address, as HTTPS under the
     /// same rules as `--api-addr` (the API token, or a certificate from the cluster's CA).
     #[arg(long, value_name = "ADDR")]
@@ -267,7 +268,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let api = ApiServer::start(&served, &opts).await.context("start the cluster API")?;
     tracing::info!(socket = %args.api_socket.display(), tcp = ?api.tcp, "cluster API listening");
     let docker_opts = DockerOptions {
-        socket: Some(args.docker_socket.clone()).filter(|p| !p.as_os_str().is_empty()),
+        socket: Some(PathBuf::from(&args.docker_socket)).filter(|p| !p.as_os_str().is_empty()),
         tcp: args.docker_addr,
     };
     let docker = DockerServer::start(&served, &docker_opts).await.context("start the Docker Engine API")?;

@@ -121,4 +121,10 @@ mod tests {
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn an_empty_docker_socket_is_taken_and_turns_the_docker_api_off() {
+        let cli = Cli::try_parse_from(["shoal", "daemon", "--init", "--docker-socket", ""]);
+        assert!(cli.is_ok(), "{:?}", cli.err().map(|e| e.to_string()));
+    }
 }
