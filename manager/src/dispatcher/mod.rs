@@ -50,6 +50,8 @@ pub struct Dispatcher {
     logs: Arc<logs::LogBroker>,
     /// Exec requests to the nodes and their streams back.
     execs: Arc<exec::ExecBroker>,
+    /// Task status reports of all nodes, applied together.
+    statuses: status::Batcher,
 }
 
 /// A stream of gRPC replies.
@@ -64,6 +66,7 @@ impl Dispatcher {
             replaced: Default::default(),
             logs: Default::default(),
             execs: Default::default(),
+            statuses: Default::default(),
         }
     }
 
@@ -516,7 +519,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
     ) -> Result<Response<pb::UpdateTaskStatusReply>, Status> {
         let node = self.session_node(&request, &request.get_ref().session_id)?;
         let req = request.into_inner();
-        status::apply(&self.manager, &node, &req.updates).await?;
+        self.statuses.apply(&self.manager, &node, &req.updates).await?;
         Ok(Response::new(pb::UpdateTaskStatusReply {}))
     }
 

@@ -4,6 +4,9 @@
 //! the calendar, and never text so long that the store would refuse it.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, oneshot};
 
 use shoal_api::{TaskState, TaskStatus};
 use shoal_proto::dispatcher as pb;
@@ -101,52 +104,129 @@ pub(super) fn changes(store: &Store, node: &str, updates: &[(String, TaskStatus)
 }
 
 /// Splits `updates` into groups whose changes (as first computed, `first`) fit in
-/// one transaction each; reports of one task stay in one group.
+/// one transaction each; reports of one task stay in one group. (The dispatcher packs
+/// [`sized_groups`]; the fuzz model applies these one by one.)
+#[cfg(test)]
 pub(super) fn groups(first: &[Change], updates: &[(String, TaskStatus)]) -> Vec<Vec<(String, TaskStatus)>> {
-    let mut groups: Vec<BTreeSet<&str>> = Vec::new();
-    let mut size = 0;
+    sized_groups(first, updates).into_iter().map(|(_, g)| g).collect()
+}
+
+/// [`groups`], each with the encoded size of its changes.
+fn sized_groups(
+    first: &[Change],
+    updates: &[(String, TaskStatus)],
+) -> Vec<(usize, Vec<(String, TaskStatus)>)> {
+    let mut groups: Vec<(usize, BTreeSet<&str>)> = Vec::new();
     for c in first {
         let bytes = serde_json::to_vec(c).map(|b| b.len()).unwrap_or(BATCH_BYTES);
         match groups.last_mut() {
-            Some(g) if size + bytes <= BATCH_BYTES => {
+            Some((size, g)) if *size + bytes <= BATCH_BYTES => {
                 g.insert(c.target().1);
-                size += bytes;
+                *size += bytes;
             }
-            _ => {
-                groups.push(BTreeSet::from([c.target().1]));
-                size = bytes;
-            }
+            _ => groups.push((bytes, BTreeSet::from([c.target().1]))),
         }
     }
     groups
         .into_iter()
-        .map(|ids| updates.iter().filter(|(id, _)| ids.contains(id.as_str())).cloned().collect())
+        .map(|(size, ids)| {
+            (size, updates.iter().filter(|(id, _)| ids.contains(id.as_str())).cloned().collect())
+        })
         .collect()
 }
 
-/// Applies a batch from `node`, retrying on a conflict with another writer.
-pub(super) async fn apply(
-    manager: &Manager,
-    node: &str,
-    updates: &[pb::TaskStatusUpdate],
-) -> Result<(), Status> {
-    let parsed = parse(updates)?;
-    let first = manager.read(|s| changes(s, node, &parsed));
-    for group in groups(&first, &parsed) {
-        apply_group(manager, node, &group).await?;
+/// One node's reports waiting for the next transaction, and its caller.
+struct Queued {
+    node: String,
+    updates: Vec<(String, TaskStatus)>,
+    done: oneshot::Sender<Result<(), Status>>,
+}
+
+/// Reports of every node go into shared transactions: one Raft write per batch of
+/// all the nodes' reports that came in while the last write was under way, not one
+/// per node's batch (with 50 nodes reporting at once, 50 writes queued in Raft and
+/// each waited for all before it: 1 to 2 s a report). No timer: a lone report goes
+/// out at once.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Batcher(Arc<OnceLock<mpsc::UnboundedSender<Queued>>>);
+
+impl Batcher {
+    /// Applies a batch from `node` with the others queued now; returns once it is
+    /// committed (or refused).
+    pub(super) async fn apply(
+        &self,
+        manager: &Arc<Manager>,
+        node: &str,
+        updates: &[pb::TaskStatusUpdate],
+    ) -> Result<(), Status> {
+        let updates = parse(updates)?;
+        let queue = self.0.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(flush(manager.clone(), rx));
+            tx
+        });
+        let (done, answer) = oneshot::channel();
+        let stopping = || Status::unavailable("the dispatcher is stopping; report again");
+        queue.send(Queued { node: node.to_owned(), updates, done }).map_err(|_| stopping())?;
+        answer.await.unwrap_or_else(|_| Err(stopping()))
+    }
+}
+
+/// Applies what is queued, all of it at once, until the dispatcher goes.
+async fn flush(manager: Arc<Manager>, mut queue: mpsc::UnboundedReceiver<Queued>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while let Ok(q) = queue.try_recv() {
+            batch.push(q);
+        }
+        let result = apply(&manager, &batch).await;
+        for q in batch {
+            let _ = q.done.send(result.clone());
+        }
+    }
+}
+
+/// Applies queued batches: each node's groups, packed into as few transactions as
+/// fit, each retried on a conflict with another writer.
+async fn apply(manager: &Manager, batch: &[Queued]) -> Result<(), Status> {
+    let sized: Vec<(usize, Group<'_>)> = manager.read(|s| {
+        batch
+            .iter()
+            .flat_map(|q| {
+                let first = changes(s, &q.node, &q.updates);
+                sized_groups(&first, &q.updates).into_iter().map(|(size, g)| (size, (q.node.as_str(), g)))
+            })
+            .collect()
+    });
+    let mut packs: Vec<(usize, Vec<Group<'_>>)> = Vec::new();
+    for (size, group) in sized {
+        match packs.last_mut() {
+            Some((total, pack)) if *total + size <= BATCH_BYTES => {
+                *total += size;
+                pack.push(group);
+            }
+            _ => packs.push((size, vec![group])),
+        }
+    }
+    for (_, pack) in &packs {
+        apply_pack(manager, pack).await?;
     }
     Ok(())
 }
 
-async fn apply_group(manager: &Manager, node: &str, parsed: &[(String, TaskStatus)]) -> Result<(), Status> {
+/// One node's reports that fit in a transaction.
+type Group<'a> = (&'a str, Vec<(String, TaskStatus)>);
+
+async fn apply_pack(manager: &Manager, pack: &[Group<'_>]) -> Result<(), Status> {
     for _ in 0..5 {
-        let changes = manager.read(|s| changes(s, node, parsed));
+        let changes: Vec<Change> =
+            manager.read(|s| pack.iter().flat_map(|(node, group)| changes(s, node, group)).collect());
         if changes.is_empty() {
             return Ok(());
         }
         let (n, proposed) = (changes.len(), std::time::Instant::now());
         let result = manager.propose(Transaction { changes }).await;
-        tracing::debug!(node, changes = n, took = ?proposed.elapsed(), ok = result.is_ok(), "task statuses applied");
+        tracing::debug!(nodes = pack.len(), changes = n, took = ?proposed.elapsed(), ok = result.is_ok(), "task statuses applied");
         match result {
             Ok(_) => return Ok(()),
             Err(ManagerError::Store(StoreError::Conflict { .. })) => continue,

@@ -4,7 +4,7 @@
 //! tasks of the service, then the fewest tasks in all. A task nobody can take stays
 //! pending with a message that says why.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use shoal_api::constraint::{Key, parse_spread};
@@ -98,15 +98,18 @@ pub fn schedule(store: &Store, now: DateTime<Utc>) -> Vec<Change> {
             ports: BTreeSet::new(),
         })
         .collect();
+    // Loads by node id: a scan of the nodes per task made a round O(tasks × nodes).
+    let by_node: HashMap<&str, usize> =
+        all_nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
     let mut pending: Vec<&Task> = Vec::new();
     for o in store.list(Kind::Task) {
         let Object::Task(t) = o else { continue };
         if t.status.state == TaskState::Pending && super::is_live(t) {
             pending.push(t);
         } else if active(t)
-            && let Some(load) = loads.iter_mut().find(|l| Some(&l.node.id) == t.node_id.as_ref())
+            && let Some(&i) = t.node_id.as_deref().and_then(|n| by_node.get(n))
         {
-            add(load, store, t);
+            add(&mut loads[i], store, t);
         }
     }
     // Oldest first, so a task waiting longest is placed first.
@@ -136,7 +139,12 @@ pub fn schedule(store: &Store, now: DateTime<Utc>) -> Vec<Change> {
 }
 
 fn add(load: &mut Load, store: &Store, t: &Task) {
-    *load.by_service.entry(t.service_id.clone()).or_default() += 1;
+    match load.by_service.get_mut(&t.service_id) {
+        Some(n) => *n += 1,
+        None => {
+            load.by_service.insert(t.service_id.clone(), 1);
+        }
+    }
     load.total += 1;
     load.cpu += t.spec.resources.reservations.nano_cpus;
     load.memory += t.spec.resources.reservations.memory_bytes;
@@ -189,7 +197,7 @@ fn place(store: &Store, svc: &Service, t: &Task, loads: &[Load]) -> Result<usize
         .min_by_key(|i| {
             let l = &loads[*i];
             let spread: Vec<u64> = keys.iter().map(|k| per_value(k, &label_value(l.node, k))).collect();
-            (spread, l.by_service.get(&svc.id).copied().unwrap_or(0), l.total, l.node.id.clone())
+            (spread, l.by_service.get(&svc.id).copied().unwrap_or(0), l.total, l.node.id.as_str())
         })
         .ok_or_else(|| "no suitable node".into())
 }
