@@ -244,7 +244,7 @@ impl LogStore {
         let wal_dir = dir.join(WAL_DIR);
         std::fs::create_dir_all(dir).map_err(err(dir))?;
         let stats = Arc::<LogStats>::default();
-        let options = shoal_wal::Options { syncs: stats.syncs.clone(), ..Default::default() };
+        let options = shoal_wal::Options { segment_bytes: segment_bytes(dir), syncs: stats.syncs.clone() };
         if !wal_dir.exists() {
             let old = dir.join(OLD_FILE);
             if old.exists() {
@@ -307,6 +307,15 @@ impl LogStore {
 /// The value in `slot`, if one was written.
 fn slot<T: for<'de> serde::Deserialize<'de>>(wal: &Wal, slot: u8, what: &str) -> io::Result<Option<T>> {
     wal.state(slot).map(|v| decode(&v, what)).transpose()
+}
+
+/// The size of the log's segments: 64 MiB (as etcd's), or a sixteenth of the free
+/// space on a small disk, at least 1 MiB: preallocating a segment must not itself fill
+/// the disk.
+fn segment_bytes(dir: &Path) -> u64 {
+    const MIB: u64 = 1 << 20;
+    let free = nix::sys::statvfs::statvfs(dir).map_or(u64::MAX, |s| s.blocks_available() * s.fragment_size());
+    ((free / 16) / MIB * MIB).clamp(MIB, shoal_wal::Options::default().segment_bytes)
 }
 
 /// Makes an [`OpenError`] about `path`.
@@ -713,8 +722,9 @@ mod tests {
             append(&mut log, 11, 12).await;
             log.purge(openraft::testing::log_id::<C>(1, 1, 3)).await.unwrap();
             log.truncate_after(Some(openraft::testing::log_id::<C>(1, 1, 6))).await.unwrap();
-            append(&mut log, 7, 8).await;
         }
+        assert_eq!(on_disk(dir.path(), 0..=100).await, (4..=6).collect::<Vec<_>>(), "purged and truncated");
+        append(&mut LogStore::open(dir.path(), sealer()).unwrap(), 7, 8).await;
         assert_eq!(on_disk(dir.path(), 0..=100).await, (4..=8).collect::<Vec<_>>());
         assert_eq!(on_disk(dir.path(), 5..=6).await, vec![5, 6], "a range in the middle");
         let mut log = LogStore::open(dir.path(), sealer()).unwrap();
