@@ -201,6 +201,39 @@ fn a_killed_shim_is_cleaned_up() {
 }
 
 #[test]
+fn a_shim_keeps_no_descriptor_its_starter_leaked() {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let node = Node::with_busybox();
+    // A pipe end without close-on-exec at fd 40, as a careless launcher leaves one.
+    let (_read, write) = nix::unistd::pipe().unwrap();
+    let leaked = write.as_raw_fd();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+    cmd.args(["container", "run", "-d", "--name", "fds", "shoal/busybox", "sleep", "300"])
+        .env("SHOAL_DATA_DIR", node.data_dir())
+        .env("SHOAL_CGROUP_PARENT", &node.cgroup_parent);
+    // SAFETY: dup2 is async-signal-safe, and the child owns its copy of the fd table.
+    unsafe {
+        cmd.pre_exec(move || match libc::dup2(leaked, 40) {
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => Ok(()),
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shims = node.shim_pids();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    let fds: Vec<i32> = std::fs::read_dir(format!("/proc/{}/fd", shims[0]))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    assert!(!fds.contains(&40), "the shim holds the launcher's pipe: {fds:?}");
+    node.ok(&["container", "rm", "-f", "fds"]);
+    node.assert_clean();
+}
+
+#[test]
 fn memory_and_pids_limits() {
     let node = Node::with_busybox();
     let (code, _, err) =

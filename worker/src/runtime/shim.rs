@@ -55,6 +55,30 @@ pub fn main(state_dir: &Path) -> i32 {
     run(state_dir, report)
 }
 
+/// Closes every descriptor but stdio and `keep`: ones the daemon (or the CLI) was
+/// started with and did not mark close-on-exec, a launcher's pipe say, would otherwise
+/// stay open in the shim for as long as its container runs.
+fn close_inherited(keep: RawFd) {
+    let keep = keep as u32;
+    let ranges = [(3, keep.checked_sub(1)), (keep + 1, Some(u32::MAX))];
+    // SAFETY: close_range only closes descriptors; the shim owns none but stdio and
+    // `keep` at this point (it has read its config and opened nothing since).
+    let closed = ranges.iter().all(|&(first, last)| match last {
+        Some(last) if first <= last => (unsafe { libc::close_range(first, last, 0) }) == 0,
+        _ => true,
+    });
+    if closed {
+        return;
+    }
+    // Kernels before 5.9: close what /proc lists.
+    let open: Vec<RawFd> = fs::read_dir("/proc/self/fd")
+        .map(|dir| dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    for fd in open.into_iter().filter(|&fd| fd > 2 && fd as u32 != keep) {
+        let _ = nix::unistd::close(fd);
+    }
+}
+
 /// The shim's work, reporting on `report`; the process must be single-threaded (a
 /// fresh exec, or a fork of a single-threaded process). Returns the exit code.
 pub fn run(state_dir: &Path, report: UnixStream) -> i32 {
@@ -75,6 +99,7 @@ pub fn run(state_dir: &Path, report: UnixStream) -> i32 {
         Ok(ForkResult::Child) => {}
         Err(e) => return fail(report, format!("fork: {e}")),
     }
+    close_inherited(report.as_raw_fd());
     // Name the process and stand in the state directory, so `ps` and /proc show
     // whose shim it is (forked shims would otherwise look like their parent).
     let _ = nix::sys::prctl::set_name(c"shoal-shim");
