@@ -44,14 +44,27 @@ async fn follow(manager: Arc<Manager>) {
             }
         }
         tracing::info!(manager = manager.id(), "controllers started");
-        lead(&manager, &mut leadership).await;
-        tracing::info!(manager = manager.id(), "controllers stopped");
+        let why = lead(&manager, &mut leadership).await;
+        tracing::info!(manager = manager.id(), why, "controllers stopped");
+        if *leadership.borrow() {
+            // Raft's own view says no while the leadership watch (a moment behind it)
+            // still says yes, or the event watch failed: try again shortly, never in
+            // a tight loop (a loaded leader once spun here millions of times).
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
-async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<bool>) {
+/// Runs the controllers while this manager leads; returns why it stopped.
+async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<bool>) -> &'static str {
     let from = manager.read(|s| s.last_index());
-    let Ok((_, mut events)) = manager.watch(from) else { return };
+    let mut events = match manager.watch(from) {
+        Ok((_, events)) => events,
+        Err(e) => {
+            tracing::warn!(manager = manager.id(), error = %e, "controllers cannot watch the store");
+            return "the store's events cannot be watched";
+        }
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     // The first round, and every round after store events, runs every controller. A
     // tick runs only those with timers (restart delays, update delays, deadlines):
@@ -59,7 +72,7 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
     let mut full = true;
     loop {
         if !manager.is_leader() {
-            return;
+            return "Raft says this manager does not lead";
         }
         round(manager, full).await;
         let last_round = tokio::time::Instant::now();
@@ -67,12 +80,12 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
         tokio::select! {
             changed = leadership.changed() => {
                 if changed.is_err() || !*leadership.borrow() {
-                    return;
+                    return "leadership lost";
                 }
             }
             event = events.recv() => {
                 if matches!(event, Err(RecvError::Closed)) {
-                    return;
+                    return "the store's events ended";
                 }
                 // At most one round per 50 ms: the first change after a quiet spell is
                 // acted on at once, the rest of a burst gathers into the next round.
