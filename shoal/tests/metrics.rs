@@ -113,6 +113,7 @@ fn a_manager_serves_metrics_that_parse_and_follow_a_scale() {
     assert_eq!(value(&s, "shoal_raft_has_leader", &[]), Some(1.0));
     assert!(value(&s, "shoal_raft_term", &[]).unwrap() >= 1.0);
     assert!(value(&s, "shoal_raft_applied_index", &[]).unwrap() >= 1.0);
+    assert!(value(&s, "shoal_raft_log_size_bytes", &[]).unwrap() > 0.0, "the log's segments take space");
     assert!(value(&s, "process_cpu_seconds_total", &[]).unwrap() > 0.0);
     assert!(value(&s, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
     assert_eq!(value(&s, "shoal_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));

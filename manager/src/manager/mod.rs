@@ -53,6 +53,8 @@ pub struct Manager {
     raft: Raft,
     shared: Arc<Shared>,
     log_stats: Arc<crate::raft::log_store::LogStats>,
+    /// A handle on the log (clones share it), for its size on disk.
+    log: LogStore,
     /// Mean commit latency of this manager's proposals, microseconds (EWMA, 1/8).
     commit_latency_us: std::sync::atomic::AtomicU64,
     leader: watch::Receiver<bool>,
@@ -111,6 +113,7 @@ impl Manager {
         let mut log = LogStore::open(dir, sealer.clone())
             .map_err(|e| ManagerError::io(format!("start the manager from {}", dir.display()), e))?;
         let log_stats = log.stats();
+        let log_handle = log.clone();
         let state_dir = dir.join("state");
         let sm = StateMachine::open(&state_dir, cfg.snapshot, sealer)
             .map_err(|e| ManagerError::io(format!("open the state in {}", state_dir.display()), e))?;
@@ -173,6 +176,7 @@ impl Manager {
             raft,
             shared,
             log_stats,
+            log: log_handle,
             commit_latency_us: std::sync::atomic::AtomicU64::new(0),
             leader: leader_rx,
             recovered,
@@ -217,9 +221,10 @@ impl Manager {
         self.shared.instruments()
     }
 
-    /// The size of the Raft log's file on disk, bytes.
+    /// The size of the Raft log's segment files on disk, bytes (preallocated space
+    /// included).
     pub fn log_file_bytes(&self) -> u64 {
-        std::fs::metadata(self.data_dir.join("raft.redb")).map_or(0, |m| m.len())
+        self.log.disk_bytes()
     }
 
     /// The openraft handle (for the gRPC service and tests).
