@@ -27,14 +27,18 @@ struct Agents {
     child: Child,
     stdin: ChildStdin,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The nodes' identities (removed even though the process is killed).
+    _state: tempfile::TempDir,
 }
 
 impl Agents {
     fn start(managers: &[&Daemon], token: &str) -> Agents {
         let addrs: Vec<&str> = managers.iter().map(|m| m.addr.as_str()).collect();
+        let state = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["bench-agents", "--managers", &addrs.join(","), "--token", token])
             .args(["--nodes", &NODES.to_string(), "--first-addr", "127.21.0.1"])
+            .args(["--state-dir", state.path().to_str().unwrap()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -49,7 +53,7 @@ impl Agents {
                 sink.lock().unwrap().push(line);
             }
         });
-        Agents { child, stdin, lines }
+        Agents { child, stdin, lines, _state: state }
     }
 
     /// The last line starting with `prefix`.
