@@ -61,10 +61,14 @@ pub fn main(state_dir: &Path) -> i32 {
 fn close_inherited(keep: RawFd) {
     let keep = keep as u32;
     let ranges = [(3, keep.checked_sub(1)), (keep + 1, Some(u32::MAX))];
-    // SAFETY: close_range only closes descriptors; the shim owns none but stdio and
-    // `keep` at this point (it has read its config and opened nothing since).
     let closed = ranges.iter().all(|&(first, last)| match last {
-        Some(last) if first <= last => (unsafe { libc::close_range(first, last, 0) }) == 0,
+        Some(last) if first <= last => {
+            // SAFETY: close_range only closes descriptors; the shim owns none but
+            // stdio and `keep` at this point (it has read its config, opened nothing
+            // since).
+            let rc = unsafe { libc::close_range(first, last, 0) };
+            rc == 0
+        }
         _ => true,
     });
     if closed {
