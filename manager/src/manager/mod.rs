@@ -53,8 +53,6 @@ pub struct Manager {
     raft: Raft,
     shared: Arc<Shared>,
     log_stats: Arc<crate::raft::log_store::LogStats>,
-    /// A handle on the log (clones share it), for its size on disk.
-    log: LogStore,
     /// Mean commit latency of this manager's proposals, microseconds (EWMA, 1/8).
     commit_latency_us: std::sync::atomic::AtomicU64,
     leader: watch::Receiver<bool>,
@@ -113,7 +111,6 @@ impl Manager {
         let mut log = LogStore::open(dir, sealer.clone())
             .map_err(|e| ManagerError::io(format!("start the manager from {}", dir.display()), e))?;
         let log_stats = log.stats();
-        let log_handle = log.clone();
         let state_dir = dir.join("state");
         let sm = StateMachine::open(&state_dir, cfg.snapshot, sealer)
             .map_err(|e| ManagerError::io(format!("open the state in {}", state_dir.display()), e))?;
@@ -176,7 +173,6 @@ impl Manager {
             raft,
             shared,
             log_stats,
-            log: log_handle,
             commit_latency_us: std::sync::atomic::AtomicU64::new(0),
             leader: leader_rx,
             recovered,
@@ -224,7 +220,7 @@ impl Manager {
     /// The size of the Raft log's segment files on disk, bytes (preallocated space
     /// included).
     pub fn log_file_bytes(&self) -> u64 {
-        self.log.disk_bytes()
+        LogStore::disk_bytes_at(&self.data_dir)
     }
 
     /// The openraft handle (for the gRPC service and tests).

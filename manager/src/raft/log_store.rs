@@ -264,7 +264,17 @@ impl LogStore {
             // A log emptied by hand is lost data, not a new manager.
             return Err(err(&wal_dir)("the log directory holds no segments (were they deleted?)"));
         }
-        let wal = Wal::open(&wal_dir, options).map_err(err(&wal_dir))?;
+        // A manager stopped in this process may still be letting go of the log (its
+        // Raft tasks end a moment after shutdown): wait a little for the lock.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let wal = loop {
+            match Wal::open(&wal_dir, options.clone()) {
+                Err(shoal_wal::WalError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened => break opened.map_err(err(&wal_dir))?,
+            }
+        };
         check_key(&wal, &sealer).map_err(err(&wal_dir))?;
         let meta = Meta {
             vote: slot(&wal, VOTE, "vote").map_err(err(&wal_dir))?,
@@ -285,6 +295,21 @@ impl LogStore {
     /// Write counters, shared by clones.
     pub fn stats(&self) -> Arc<LogStats> {
         self.stats.clone()
+    }
+
+    /// Bytes the log's segment files under the manager's data dir `dir` take (they
+    /// are preallocated), read from the directory: no handle on the log needed.
+    pub fn disk_bytes_at(dir: &Path) -> u64 {
+        std::fs::read_dir(dir.join(WAL_DIR))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
     /// Bytes the log's files take on disk (segments are preallocated).
