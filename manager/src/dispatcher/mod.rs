@@ -13,6 +13,7 @@ pub mod logs;
 mod monitor;
 pub mod netmap;
 mod status;
+pub mod wakes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
@@ -39,11 +40,44 @@ struct Session {
     told: Duration,
 }
 
+/// The open sessions, by node and by session id (a heartbeat names only its
+/// session: with 1,000 nodes, a scan per heartbeat adds up).
+#[derive(Debug, Default)]
+struct Sessions {
+    by_node: HashMap<String, Session>,
+    node_of: HashMap<String, String>,
+}
+
+impl Sessions {
+    /// Opens `node`'s session, replacing the one it had.
+    fn open(&mut self, node: &str, session: Session) {
+        self.node_of.insert(session.id.clone(), node.to_owned());
+        if let Some(old) = self.by_node.insert(node.to_owned(), session) {
+            self.node_of.remove(&old.id);
+        }
+    }
+
+    /// Forgets `node`'s session.
+    fn close(&mut self, node: &str) {
+        if let Some(old) = self.by_node.remove(node) {
+            self.node_of.remove(&old.id);
+        }
+    }
+
+    /// The session `id`'s node, marked heard from now.
+    fn touch(&mut self, id: &str) -> Option<String> {
+        let node = self.node_of.get(id)?;
+        let s = self.by_node.get_mut(node)?;
+        s.last_seen = Instant::now();
+        Some(node.clone())
+    }
+}
+
 /// The dispatcher of one manager (it serves while the manager leads).
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     manager: Arc<Manager>,
-    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    sessions: Arc<Mutex<Sessions>>,
     /// Wakes session and assignment streams when their session is replaced.
     replaced: Arc<tokio::sync::Notify>,
     /// Log subscriptions to the nodes and their lines back.
@@ -52,6 +86,8 @@ pub struct Dispatcher {
     execs: Arc<exec::ExecBroker>,
     /// Task status reports of all nodes, applied together.
     statuses: status::Batcher,
+    /// Wakes each node's assignment stream when a change concerns it.
+    wakes: Arc<wakes::Wakes>,
 }
 
 /// A stream of gRPC replies.
@@ -67,6 +103,7 @@ impl Dispatcher {
             logs: Default::default(),
             execs: Default::default(),
             statuses: Default::default(),
+            wakes: Default::default(),
         }
     }
 
@@ -96,15 +133,12 @@ impl Dispatcher {
     /// again); the caller's certificate must name that node.
     fn session_node<T>(&self, request: &Request<T>, session_id: &str) -> Result<String, Status> {
         self.require_leader()?;
-        let node = {
-            let mut sessions = self.sessions.lock().expect("sessions lock");
-            let found = sessions.iter_mut().find(|(_, s)| s.id == session_id);
-            let Some((node, s)) = found else {
-                return Err(Status::unauthenticated("unknown session: register again"));
-            };
-            s.last_seen = Instant::now();
-            node.clone()
-        };
+        let node = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .touch(session_id)
+            .ok_or_else(|| Status::unauthenticated("unknown session: register again"))?;
         self.caller_is(request, Need::Node(node.clone()))?;
         Ok(node)
     }
@@ -129,7 +163,7 @@ impl Dispatcher {
 
     fn session_alive(&self, node: &str, session_id: &str) -> bool {
         self.manager.is_leader()
-            && self.sessions.lock().expect("sessions lock").get(node).is_some_and(|s| s.id == session_id)
+            && self.sessions.lock().expect("sessions lock").by_node.get(node).is_some_and(|s| s.id == session_id)
     }
 
     /// Streams the logs of `task_ids` from their nodes (on the leader). Without
@@ -307,14 +341,14 @@ impl Dispatcher {
 
     /// The workers' sessions open now (for `/metrics`).
     pub fn sessions(&self) -> usize {
-        self.sessions.lock().expect("sessions lock").len()
+        self.sessions.lock().expect("sessions lock").by_node.len()
     }
 
     /// When each node was last heard from, and the period it was last told (for the
     /// monitor).
     fn last_seen(&self) -> HashMap<String, (Instant, Duration)> {
         let sessions = self.sessions.lock().expect("sessions lock");
-        sessions.iter().map(|(n, s)| (n.clone(), (s.last_seen, s.told))).collect()
+        sessions.by_node.iter().map(|(n, s)| (n.clone(), (s.last_seen, s.told))).collect()
     }
 
     /// Marks a registering node ready with its description, if it is not already.
@@ -381,7 +415,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         let session_id = shoal_api::object::new_id();
         let (period, _) = self.heartbeat();
         let session = Session { id: session_id.clone(), last_seen: Instant::now(), told: period };
-        self.sessions.lock().expect("sessions lock").insert(req.node_id.clone(), session);
+        self.sessions.lock().expect("sessions lock").open(&req.node_id, session);
         self.replaced.notify_waiters();
         tracing::info!(node = %req.node_id, session = %session_id, "worker session opened");
         let managers: Vec<String> = {
@@ -439,7 +473,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         let (period, _) = self.heartbeat();
         // ±10 % jitter, as Swarm: heartbeats of many nodes do not line up.
         let next = period.mul_f64(rand::random_range(0.9..1.1));
-        if let Some(s) = self.sessions.lock().expect("sessions lock").get_mut(&node) {
+        if let Some(s) = self.sessions.lock().expect("sessions lock").by_node.get_mut(&node) {
             s.told = next;
         }
         Ok(Response::new(pb::HeartbeatReply { period_ms: next.as_millis() as u64 }))
@@ -451,11 +485,13 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
         let node = self.session_node(&request, &request.get_ref().session_id)?;
         let session_id = request.into_inner().session_id;
-        let from = self.manager.read(|s| s.last_index());
-        let (_, mut events) = self
-            .manager
-            .watch(from)
-            .map_err(|e| Status::unavailable(format!("cannot watch the store: {e}")))?;
+        self.wakes.start(|| {
+            let from = self.manager.read(|s| s.last_index());
+            self.manager.watch(from).map(|(_, live)| live)
+        })
+        .map_err(|e| Status::unavailable(format!("cannot watch the store: {e}")))?;
+        // Subscribed before the first read: a change after it wakes the stream.
+        let mut wake = self.wakes.subscribe(&node);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let me = self.clone();
         tokio::spawn(async move {
@@ -477,20 +513,21 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
             let mut last_sent = tokio::time::Instant::now();
             while me.session_alive(&node, &session_id) {
                 tokio::select! {
-                    e = events.recv() => {
-                        if matches!(e, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    woken = wake.changed() => {
+                        if woken.is_err() {
                             return;
                         }
                         // The first change after a quiet spell goes out at once (a
                         // load balancer waits on it); a burst gathers into one
                         // message per 20 ms.
                         tokio::time::sleep_until(last_sent + Duration::from_millis(20)).await;
-                        while events.try_recv().is_ok() {}
+                        wake.borrow_and_update();
                     }
                     _ = leadership.changed() => continue,
                     _ = me.replaced.notified() => continue,
                     _ = tx.closed() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    // Only to see the session still holds: every change wakes.
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
                 }
                 let now = me.manager.read(|s| assignments::for_node(s, &node));
                 let changes = assignments::diff(&mut sent, &now);

@@ -89,7 +89,7 @@ async fn run(d: Dispatcher) {
             });
             for id in down.iter().map(|(id, _)| id) {
                 tracing::warn!(node = %id, "node missed its heartbeats: marking it down");
-                d.sessions.lock().expect("sessions lock").remove(id);
+                d.sessions.lock().expect("sessions lock").close(id);
             }
             match d.manager.propose_local(Transaction { changes }).await {
                 Ok(_) => {

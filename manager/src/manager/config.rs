@@ -72,6 +72,11 @@ impl ManagerConfig {
             // The state machine says when a snapshot is due (see `Manager::start`).
             snapshot_policy: openraft::SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: self.keep_after_snapshot,
+            // Entries per AppendEntries (openraft's default is 300): an entry may hold
+            // up to 1.5 MiB (a controller's holds 256 whole tasks, about 400 KB), and
+            // 300 of them would pass the 64 MiB message cap when a follower catches
+            // up; 32 stay under it.
+            max_payload_entries: 32,
             ..Default::default()
         }
     }

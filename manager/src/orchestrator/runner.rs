@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{allocator, global, keys, reaper, replicated, scheduler, update};
@@ -15,6 +16,11 @@ use crate::store::{Change, StoreError, Transaction};
 
 /// Changes proposed in one transaction at most.
 const CHUNK: usize = 256;
+
+/// A controller's transactions in flight at once: Raft carries them to the followers
+/// together, where one at a time waited a full commit each (20,000 new tasks took 79
+/// commits in a row).
+const IN_FLIGHT: usize = 8;
 
 /// The running controllers of one manager.
 #[derive(Debug)]
@@ -74,8 +80,12 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
         if !manager.is_leader() {
             return "Raft says this manager does not lead";
         }
-        round(manager, full).await;
+        let busy = round(manager, full).await;
         let last_round = tokio::time::Instant::now();
+        // A round's reading of the whole state grows with the cluster: rest at least
+        // as long as it took, so the controllers take at most half of a core and
+        // leave the rest to Raft and the nodes' sessions.
+        let rest = busy.max(Duration::from_millis(50));
         full = true;
         tokio::select! {
             changed = leadership.changed() => {
@@ -87,9 +97,10 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
                 if matches!(event, Err(RecvError::Closed)) {
                     return "the store's events ended";
                 }
-                // At most one round per 50 ms: the first change after a quiet spell is
-                // acted on at once, the rest of a burst gathers into the next round.
-                tokio::time::sleep_until(last_round + Duration::from_millis(50)).await;
+                // At most one round per 50 ms (or per `rest`): the first change after a
+                // quiet spell is acted on at once, the rest of a burst gathers into the
+                // next round.
+                tokio::time::sleep_until(last_round + rest).await;
                 while !matches!(events.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Empty | tokio::sync::broadcast::error::TryRecvError::Closed)) {}
             }
             _ = tick.tick() => full = false,
@@ -101,8 +112,8 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
 type Controller<'a> = dyn Fn(&crate::store::Store) -> Vec<Change> + Sync + 'a;
 
 /// One pass of the controllers (all, or only the timed ones), each on the state its
-/// predecessor left.
-async fn round(manager: &Manager, full: bool) {
+/// predecessor left; returns the time spent reading the state (proposals aside).
+async fn round(manager: &Manager, full: bool) -> Duration {
     let cluster = manager.cluster();
     let limit = cluster.as_ref().map_or(5, |c| c.spec.task_history_limit);
     let pool = cluster.map(|c| c.spec.default_address_pool).unwrap_or_default();
@@ -115,12 +126,14 @@ async fn round(manager: &Manager, full: bool) {
         ("reaper", &|s| reaper::reap(s, limit, Utc::now())),
         ("keys", &|s| keys::rotate(s, Utc::now(), keys::random_key)),
     ];
+    let mut busy = Duration::ZERO;
     for (name, stage) in stages {
         if !full && matches!(name, "allocator" | "scheduler" | "reaper") {
             continue;
         }
         let started = std::time::Instant::now();
         let changes = manager.read(stage);
+        busy += started.elapsed();
         if name == "scheduler" {
             count_decisions(manager, &changes);
         }
@@ -129,9 +142,17 @@ async fn round(manager: &Manager, full: bool) {
             continue;
         }
         let count = changes.len();
-        for chunk in changes.chunks(CHUNK) {
-            match manager.propose_local(Transaction { changes: chunk.to_vec() }).await {
-                Ok(index) => tracing::debug!(controller = name, changes = chunk.len(), index, "proposed"),
+        // The chunks of one controller touch different objects: their order does not
+        // matter, and a conflict in one leaves the others good.
+        let chunks: Vec<Vec<Change>> = changes.chunks(CHUNK).map(<[Change]>::to_vec).collect();
+        let proposals = futures::stream::iter(chunks)
+            .map(|changes| async move { (changes.len(), manager.propose_local(Transaction { changes }).await) })
+            .buffer_unordered(IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        for (len, result) in proposals {
+            match result {
+                Ok(index) => tracing::debug!(controller = name, changes = len, index, "proposed"),
                 // Someone wrote the same objects meanwhile: the next round sees it.
                 Err(ManagerError::Store(
                     StoreError::Conflict { .. }
@@ -140,7 +161,7 @@ async fn round(manager: &Manager, full: bool) {
                 )) => {
                     tracing::debug!(controller = name, "conflict; retrying next round");
                 }
-                Err(ManagerError::NotLeader { .. } | ManagerError::NoLeader) => return,
+                Err(ManagerError::NotLeader { .. } | ManagerError::NoLeader) => return busy,
                 Err(e) => {
                     tracing::warn!(controller = name, error = %shoal_api::report::chain(&e), "controller changes refused")
                 }
@@ -149,6 +170,7 @@ async fn round(manager: &Manager, full: bool) {
         tracing::debug!(controller = name, changes = count, "round");
         manager.instruments().reconciled(name, started.elapsed());
     }
+    busy
 }
 
 /// Counts the scheduler's decisions: a task assigned, or a pending task told why it

@@ -61,11 +61,11 @@ fn rollout(store: &crate::store::Store, svc: &Service, now: DateTime<Utc>, chang
     let of_rollout = |t: &&Task| up_to_date(&t.spec, template) && t.meta.created_at >= since;
 
     // Live tasks by slot (or node, for global services).
-    let mut groups: BTreeMap<String, Vec<&Task>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Option<u64>, Option<&str>), Vec<&Task>> = BTreeMap::new();
     for t in tasks_of(store, &svc.id).filter(|t| is_live(t)) {
         let key = match (t.slot, &t.node_id) {
-            (Some(s), _) => format!("{s:010}"),
-            (None, Some(n)) => n.clone(),
+            (Some(s), _) => (Some(s), None),
+            (None, Some(n)) => (None, Some(n.as_str())),
             (None, None) => continue,
         };
         groups.entry(key).or_default().push(t);

@@ -59,29 +59,55 @@ impl Streaming {
     }
 }
 
-/// Each peer's channel and whether it answers the replication stream, by address.
-type Peers = HashMap<String, (Channel, Arc<Streaming>)>;
+/// Each peer's two connections and whether it answers the replication stream, by
+/// address.
+type Peers = HashMap<String, (Channels, Arc<Streaming>)>;
 
-/// The requests of a replication stream that are not answered yet.
+/// The connections to one peer. Heartbeats and votes go on their own: behind
+/// megabytes of entries on the replication connection they missed the RPC timeout,
+/// and the followers, hearing nothing, held elections while the leader was fine.
+#[derive(Debug, Clone)]
+struct Channels {
+    /// Entries and snapshots.
+    data: Channel,
+    /// Heartbeats (entry-less AppendEntries) and votes.
+    control: Channel,
+}
+
+/// How fast a peer is assumed to take in entries at the slowest (decode, write,
+/// sync, apply) when timing its answer: a request of many large entries gets that
+/// much longer than the heartbeat-sized RPC timeout. With the bare timeout, 64
+/// entries of 256 new tasks each (about 25 MB) never came back in time on a loaded
+/// machine, and were sent again and again.
+const SLOWEST_BYTES_PER_SEC: f64 = 8.0 * 1024.0 * 1024.0;
+
+/// The time a peer has to answer a request of `bytes`.
+fn answer_within(ttl: Duration, bytes: usize) -> Duration {
+    ttl + Duration::from_secs_f64(bytes as f64 / SLOWEST_BYTES_PER_SEC)
+}
+
+/// The requests of a replication stream that are not answered yet: their sizes, in
+/// the order sent (answers come in that order).
 #[derive(Debug, Default)]
 struct Outstanding {
-    count: std::sync::atomic::AtomicUsize,
+    sizes: Mutex<std::collections::VecDeque<usize>>,
     /// Told each time a request goes out.
     sent: tokio::sync::Notify,
 }
 
 impl Outstanding {
     /// The next answer (`None`: the stream ended). While requests are outstanding it
-    /// must come within `ttl` (`Err` otherwise); while none are, it waits for one to
-    /// go out, then times that one.
+    /// must come within `ttl` and the oldest one's allowance for its size (`Err`
+    /// otherwise); while none are, it waits for one to go out, then times that one.
     async fn next_answer(
         &self,
         replies: &mut tonic::Streaming<pb::RaftReply>,
         ttl: Duration,
     ) -> Result<Option<Result<pb::RaftReply, tonic::Status>>, ()> {
         loop {
-            if self.count.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-                return tokio::time::timeout(ttl, replies.next()).await.map_err(|_| ());
+            let oldest = self.sizes.lock().expect("outstanding lock").front().copied();
+            if let Some(bytes) = oldest {
+                return tokio::time::timeout(answer_within(ttl, bytes), replies.next()).await.map_err(|_| ());
             }
             tokio::select! {
                 next = replies.next() => return Ok(next),
@@ -105,12 +131,15 @@ impl Network {
         Network { me, creds, channels: Arc::default() }
     }
 
-    fn channel(&self, addr: &str) -> (Option<Channel>, Arc<Streaming>) {
+    fn channels(&self, addr: &str) -> (Option<Channels>, Arc<Streaming>) {
         let mut cache = self.channels.lock().expect("channel cache");
         if let Some((c, s)) = cache.get(addr) {
             return (Some(c.clone()), s.clone());
         }
-        let Ok(c) = channel(addr, &self.creds) else { return (None, Arc::default()) };
+        let (Ok(data), Ok(control)) = (channel(addr, &self.creds), channel(addr, &self.creds)) else {
+            return (None, Arc::default());
+        };
+        let c = Channels { data, control };
         let s = Arc::<Streaming>::default();
         cache.insert(addr.to_owned(), (c.clone(), s.clone()));
         (Some(c), s)
@@ -123,7 +152,7 @@ pub struct Client {
     me: u64,
     target: u64,
     addr: String,
-    channel: Option<Channel>,
+    channels: Option<Channels>,
     streaming: Arc<Streaming>,
 }
 
@@ -131,8 +160,8 @@ impl RaftNetworkFactory<C> for Network {
     type Network = Client;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Client {
-        let (channel, streaming) = self.channel(&node.addr);
-        Client { me: self.me, target, addr: node.addr.clone(), channel, streaming }
+        let (channels, streaming) = self.channels(&node.addr);
+        Client { me: self.me, target, addr: node.addr.clone(), channels, streaming }
     }
 }
 
@@ -153,9 +182,22 @@ fn status_error(s: tonic::Status) -> RPCError<C> {
 }
 
 impl Client {
+    /// The client on the data connection.
     fn client(&self) -> Result<pb::raft_client::RaftClient<Channel>, RPCError<C>> {
-        let ch = self.channel.clone().ok_or_else(|| unreachable(format!("bad address {}", self.addr)))?;
-        Ok(pb::raft_client::RaftClient::new(ch)
+        self.client_on(|c| &c.data)
+    }
+
+    /// The client on the control connection.
+    fn control(&self) -> Result<pb::raft_client::RaftClient<Channel>, RPCError<C>> {
+        self.client_on(|c| &c.control)
+    }
+
+    fn client_on(
+        &self,
+        which: impl FnOnce(&Channels) -> &Channel,
+    ) -> Result<pb::raft_client::RaftClient<Channel>, RPCError<C>> {
+        let channels = self.channels.as_ref().ok_or_else(|| unreachable(format!("bad address {}", self.addr)))?;
+        Ok(pb::raft_client::RaftClient::new(which(channels).clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE))
     }
@@ -198,9 +240,12 @@ impl RaftNetworkV2<C> for Client {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        let mut req = tonic::Request::new(self.append_request(&rpc));
-        req.set_timeout(option.hard_ttl());
-        let reply = self.client()?.append_entries(req).await;
+        let request = self.append_request(&rpc);
+        let within = answer_within(option.hard_ttl(), request.payload.len());
+        let mut req = tonic::Request::new(request);
+        req.set_timeout(within);
+        let mut client = if rpc.entries.is_empty() { self.control()? } else { self.client()? };
+        let reply = client.append_entries(req).await;
         self.reply(reply)
     }
 
@@ -223,7 +268,7 @@ impl RaftNetworkV2<C> for Client {
             let (sent, encoder) = (outstanding.clone(), this.clone());
             let requests = tokio_stream::StreamExt::map(input, move |rpc| {
                 let request = encoder.append_request(&rpc);
-                sent.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                sent.sizes.lock().expect("outstanding lock").push_back(request.payload.len());
                 sent.sent.notify_one();
                 request
             });
@@ -260,7 +305,7 @@ impl RaftNetworkV2<C> for Client {
                             return Some((Err(e), None));
                         }
                     };
-                    outstanding.count.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    outstanding.sizes.lock().expect("outstanding lock").pop_front();
                     let answer = this.reply::<StreamAppendResult<C>>(next.map(tonic::Response::new));
                     let go_on = answer.as_ref().is_ok_and(|r| r.is_ok());
                     Some((answer, go_on.then_some(replies)))
@@ -273,7 +318,7 @@ impl RaftNetworkV2<C> for Client {
     async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
         let mut req = tonic::Request::new(self.request(&rpc)?);
         req.set_timeout(option.hard_ttl());
-        let reply = self.client()?.vote(req).await;
+        let reply = self.control()?.vote(req).await;
         self.reply(reply)
     }
 
