@@ -1,7 +1,10 @@
 //! Node failure detection on the leader: a ready node whose worker has not been
 //! heard from for `heartbeat period × grace multiplier` becomes DOWN, and the
 //! orchestrators move its tasks. After a leader change every node gets a fresh
-//! grace period (twice as long), so an election alone never marks nodes down.
+//! grace period (twice as long), so an election alone never marks nodes down; after
+//! a stall of the leader itself (its own clock tick came late), every node gets its
+//! grace again from the stall's end, so heartbeats the leader could not read yet
+//! never count as missed.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,6 +13,9 @@ use shoal_api::node::NodeState;
 
 use super::Dispatcher;
 use crate::store::{Change, Object, Transaction};
+
+/// How often the monitor looks.
+const TICK: Duration = Duration::from_secs(1);
 
 /// The monitor task; stops when dropped.
 #[derive(Debug)]
@@ -33,20 +39,24 @@ impl NodeMonitor {
 /// Nodes that are READY in the store but silent for longer than their grace:
 /// `multiplier` times the longer of the current `period` and the one the node was
 /// last told (a node told 5 s before a change to 1 s may wait 5 s once more).
+/// Silence counts from `grace_from` at the earliest: the election, or the end of the
+/// leader's last stall.
 pub(super) fn silent(
     ready: &[(String, u64)],
     last_seen: &HashMap<String, (Instant, Duration)>,
-    leading_since: Instant,
+    grace_from: Instant,
     (period, multiplier): (Duration, u32),
     now: Instant,
 ) -> Vec<(String, u64)> {
     ready
         .iter()
         .filter(|(node, _)| match last_seen.get(node) {
-            Some((seen, told)) => now.duration_since(*seen) > period.max(*told) * multiplier,
+            Some((seen, told)) => {
+                now.duration_since((*seen).max(grace_from)) > period.max(*told) * multiplier
+            }
             // Never heard from since this manager leads: count from the election,
             // with twice the grace.
-            None => now.duration_since(leading_since) > period * multiplier * 2,
+            None => now.duration_since(grace_from) > period * multiplier * 2,
         })
         .cloned()
         .collect()
@@ -60,16 +70,25 @@ async fn run(d: Dispatcher) {
                 return;
             }
         }
-        let leading_since = Instant::now();
+        let mut grace_from = Instant::now();
         while d.manager.is_leader() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let asked = Instant::now();
+            tokio::time::sleep(TICK).await;
+            let late = asked.elapsed().saturating_sub(TICK);
+            if late > TICK {
+                // This manager did not run for a while: what the nodes sent meanwhile
+                // may not be read yet.
+                tracing::warn!(late = ?late, "the node monitor ran late: every node gets its grace again");
+                grace_from = Instant::now();
+                continue;
+            }
             let ready: Vec<(String, u64)> = d.manager.read(|s| {
                 crate::store::queries::nodes(s)
                     .filter(|n| n.status.state == NodeState::Ready)
                     .map(|n| (n.id.clone(), n.meta.version))
                     .collect()
             });
-            let down = silent(&ready, &d.last_seen(), leading_since, d.heartbeat(), Instant::now());
+            let down = silent(&ready, &d.last_seen(), grace_from, d.heartbeat(), Instant::now());
             if down.is_empty() {
                 continue;
             }
@@ -122,6 +141,19 @@ mod tests {
         assert_eq!(down, ["a"], "b spoke 10 s ago; c was never heard but gets 30 s after the election");
         let later = t0 + Duration::from_secs(31);
         assert_eq!(silent(&ready, &seen, t0, (five, 3), later).len(), 3);
+    }
+
+    #[test]
+    fn after_a_stall_of_the_leader_silence_counts_from_its_end() {
+        let t0 = Instant::now();
+        let five = Duration::from_secs(5);
+        let ready = vec![("a".to_owned(), 1)];
+        let seen = HashMap::from([("a".to_owned(), (t0, five))]);
+        let now = t0 + Duration::from_secs(20);
+        assert_eq!(silent(&ready, &seen, t0, (five, 3), now).len(), 1, "silent for 20 s");
+        let stall_end = t0 + Duration::from_secs(18);
+        assert!(silent(&ready, &seen, stall_end, (five, 3), now).is_empty(), "2 s since the stall");
+        assert_eq!(silent(&ready, &seen, stall_end, (five, 3), stall_end + Duration::from_secs(16)).len(), 1);
     }
 
     #[test]

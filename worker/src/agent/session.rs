@@ -3,7 +3,7 @@
 //! subscriptions answered from the node's log files, and execs started. Follows redirects to the
 //! leader and tries the known managers in turn, backing off.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,12 +121,16 @@ async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, no
     let mut publishers = Publishers::default();
     let mut heartbeat = tokio::time::interval(period);
     heartbeat.reset();
-    loop {
+    // The report in flight, sent beside the loop: heartbeats go on while the
+    // manager takes its time (1,000 nodes waiting on their reports once all missed
+    // their heartbeats together, and were marked down at once).
+    let mut reporting: Option<Reporting> = None;
+    let outcome = loop {
         tokio::select! {
             m = stream.message() => match m {
                 Ok(Some(news)) => cfg.renewer.observe(&news.role, &news.roots_pem, &news.ca_subject, &news.managers),
-                Ok(None) => return Ended::Closed(first.managers.clone()),
-                Err(s) => return ended(s),
+                Ok(None) => break Ended::Closed(first.managers.clone()),
+                Err(s) => break ended(s),
             },
             sub = subscriptions.message() => match sub {
                 Ok(Some(sub)) => {
@@ -141,20 +145,20 @@ async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, no
                         publishers.0.insert(id, h.abort_handle());
                     }
                 }
-                Ok(None) => return Ended::Closed(first.managers.clone()),
-                Err(s) => return ended(s),
+                Ok(None) => break Ended::Closed(first.managers.clone()),
+                Err(s) => break ended(s),
             },
             open = execs.message() => match open {
                 Ok(Some(open)) => {
                     tokio::spawn(super::exec::serve(client.clone(), node.clone(), open));
                 }
-                Ok(None) => return Ended::Closed(first.managers.clone()),
-                Err(s) => return ended(s),
+                Ok(None) => break Ended::Closed(first.managers.clone()),
+                Err(s) => break ended(s),
             },
             a = assignments.message() => match a {
                 Ok(Some(msg)) => handle.assignments(msg),
-                Ok(None) => return Ended::Closed(first.managers.clone()),
-                Err(s) => return ended(s),
+                Ok(None) => break Ended::Closed(first.managers.clone()),
+                Err(s) => break ended(s),
             },
             _ = heartbeat.tick() => {
                 match client.heartbeat(pb::HeartbeatRequest { session_id: session_id.clone() }).await {
@@ -166,10 +170,10 @@ async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, no
                             heartbeat.reset();
                         }
                     }
-                    Err(s) => return ended(s),
+                    Err(s) => break ended(s),
                 }
             }
-            _ = handle.reports_queued() => {
+            _ = handle.reports_queued(), if reporting.is_none() => {
                 // Let a burst of reports gather into one batch.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let batch = handle.take_reports().await;
@@ -184,17 +188,45 @@ async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, no
                     })
                     .collect();
                 let req = pb::UpdateTaskStatusRequest { session_id: session_id.clone(), updates };
-                let sent = std::time::Instant::now();
-                let result = client.update_task_status(req).await;
-                tracing::debug!(statuses = batch.len(), took = ?sent.elapsed(), ok = result.is_ok(), "task statuses reported");
-                if let Err(s) = result {
-                    // Keep them (newer reports win) for the next session.
-                    handle.unsent(batch);
-                    return ended(s);
+                let mut client = client.clone();
+                let rpc = tokio::spawn(async move {
+                    let sent = std::time::Instant::now();
+                    let result = client.update_task_status(req).await.map(drop);
+                    tracing::debug!(took = ?sent.elapsed(), ok = result.is_ok(), "task statuses reported");
+                    result
+                });
+                reporting = Some(Reporting { batch, rpc });
+            }
+            done = async { (&mut reporting.as_mut().expect("guarded").rpc).await }, if reporting.is_some() => {
+                let batch = reporting.take().map(|r| r.batch).unwrap_or_default();
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(s)) => {
+                        // Keep them (newer reports win) for the next session.
+                        handle.unsent(batch);
+                        break ended(s);
+                    }
+                    Err(e) => {
+                        handle.unsent(batch);
+                        break Ended::Broken(format!("the status report stopped: {e}"));
+                    }
                 }
             }
         }
+    };
+    if let Some(r) = reporting {
+        // The session ended with a report unanswered: it goes again in the next one
+        // (a report the manager took already changes nothing the second time).
+        r.rpc.abort();
+        handle.unsent(r.batch);
     }
+    outcome
+}
+
+/// A batch of task status reports on its way to the manager.
+struct Reporting {
+    batch: BTreeMap<String, shoal_api::TaskStatus>,
+    rpc: tokio::task::JoinHandle<Result<(), tonic::Status>>,
 }
 
 /// The log publishers of a session, by subscription; aborted when it ends.
