@@ -75,13 +75,20 @@ pub(crate) fn page<T, K: Ord + Serialize>(
 ) -> (Vec<T>, Option<String>) {
     let mut keyed: Vec<(K, T)> =
         items.into_iter().map(|t| (key(&t), t)).filter(|(k, _)| after.is_none_or(|a| k > a)).collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    // Keys are unique. Only the page's own items are sorted: the first `limit` are
+    // picked out in linear time (sorting all of 100,000 tasks for each page of 1,000
+    // made a walk of the whole list quadratic).
     let next = match limit {
         Some(n) if keyed.len() > n => {
+            keyed.select_nth_unstable_by(n - 1, |a, b| a.0.cmp(&b.0));
             keyed.truncate(n);
+            keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             keyed.last().map(|(k, _)| encode_cursor(k))
         }
-        _ => None,
+        _ => {
+            keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            None
+        }
     };
     (keyed.into_iter().map(|(_, t)| t).collect(), next)
 }

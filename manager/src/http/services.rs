@@ -1,5 +1,7 @@
 //! `/v1/services` and `/v1/tasks`.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -268,11 +270,14 @@ pub(super) async fn remove(State(api): State<Api>, Path(key): Path<String>) -> R
 /// The key tasks are listed and paged by, none of which changes for a task: its
 /// service, slot, node for a global task (none for a replicated one, whose node is
 /// chosen after it is made), the newest first (negated microseconds), and its id.
-type TaskKey = (String, Option<u64>, Option<String>, i64, String);
+/// Borrowed from the task: a page looks at every task's key, and copying three
+/// strings each made a page of 100,000 tasks cost 100,000 allocations.
+type TaskKey<'a> = (Cow<'a, str>, Option<u64>, Option<Cow<'a, str>>, i64, Cow<'a, str>);
 
-fn task_key(t: &Task) -> TaskKey {
-    let node = if t.slot.is_none() { t.node_id.clone() } else { None };
-    (t.service_id.clone(), t.slot, node, t.meta.created_at.timestamp_micros().saturating_neg(), t.id.clone())
+fn task_key(t: &Task) -> TaskKey<'_> {
+    let node = if t.slot.is_none() { t.node_id.as_deref().map(Cow::Borrowed) } else { None };
+    let newest_first = t.meta.created_at.timestamp_micros().saturating_neg();
+    (Cow::Borrowed(&t.service_id), t.slot, node, newest_first, Cow::Borrowed(&t.id))
 }
 
 /// The kinds a tasks list shows: tasks, and the services or nodes its filters name.
@@ -322,7 +327,7 @@ pub(super) async fn list_tasks(
     let fields = polling::parse_fields(f.fields.as_deref())?;
     let states = parse_states(f.state.as_deref())?;
     let kinds = task_kinds(&f);
-    let after: Option<TaskKey> =
+    let after: Option<TaskKey<'static>> =
         api.start_list(&kinds, f.cursor.as_deref(), f.limit, f.wait_index, f.wait.as_deref()).await?;
     let rendered = api.rendered.clone();
     let key = {

@@ -365,6 +365,18 @@ impl Manager {
         self.shared.read(f)
     }
 
+    /// [`Manager::read`] for a read that walks much of the state (a controller's
+    /// pass, a page of a long list): on a multi-threaded runtime the worker hands its
+    /// other tasks to another thread first. At 100,000 tasks a controller's pass
+    /// held a worker for seconds, and with it, on 2 cores, the I/O driver: the API
+    /// and the nodes' heartbeats went unanswered though the other worker was idle.
+    pub fn read_long<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| self.read(f)),
+            _ => self.read(f),
+        }
+    }
+
     /// Reads state that includes every write committed before the call. The leader
     /// confirms its leadership (ReadIndex); a follower asks the leader for that index
     /// and waits until it has applied it, then reads locally.

@@ -132,7 +132,7 @@ async fn round(manager: &Manager, full: bool) -> Duration {
             continue;
         }
         let started = std::time::Instant::now();
-        let changes = manager.read(stage);
+        let changes = manager.read_long(stage);
         busy += started.elapsed();
         if name == "scheduler" {
             count_decisions(manager, &changes);

@@ -33,7 +33,13 @@ pub async fn sessions<N: Node>(cfg: AgentConfig, mut handle: Handle, node: Arc<N
     loop {
         let candidates: Vec<String> = next.take().into_iter().chain(managers.iter().cloned()).collect();
         for addr in candidates {
+            let began = std::time::Instant::now();
             let ended = session(&cfg, &addr, &mut handle, &node).await;
+            if began.elapsed() > Duration::from_secs(1) {
+                // A session that held for a while ended (the leader went away): start
+                // over quickly, not from where failures at start-up left the backoff.
+                backoff = Duration::from_millis(100);
+            }
             if let Some(open) = &cfg.session_open {
                 open.store(false, std::sync::atomic::Ordering::Relaxed);
             }
@@ -57,7 +63,9 @@ pub async fn sessions<N: Node>(cfg: AgentConfig, mut handle: Handle, node: Arc<N
             }
         }
         if next.is_none() {
-            tokio::time::sleep(backoff).await;
+            // Half to all of the backoff: a thousand nodes that lost the same leader
+            // do not all come back in the same instant.
+            tokio::time::sleep(backoff.mul_f64(rand::random_range(0.5..1.0))).await;
             backoff = (backoff * 2).min(Duration::from_secs(8));
         }
     }
