@@ -51,17 +51,24 @@ for name, f in SERIES:
 ax.set_xscale("log")
 ax.set_yscale("log")
 ax.set_xlabel("simulated nodes (100 tasks each)")
-ax.set_title(f"Shoal at scale, 3 managers on one machine (commit {data['commit']})")
+ax.set_title(f"Shoal at scale, 3 managers on one machine (commits {', '.join(commits)})")
 ax.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(out_png, dpi=90)
+
+
+def commit_of(c):
+    return c.get("commit", data["commit"])
+
+
+commits = sorted({commit_of(c) for c in data["cells"]})
 
 
 def row(c):
     lose = c["lose"]
     upd = f"{c['update_s']:.0f} s, leader {c['update_leader_cpu']:.2f} cores" if "update_s" in c else "–"
     return (
-        f"| {c['nodes']} | {c['tasks']} | {c['assigned_s']:.1f} s ({c['assigned_per_s']:.0f}/s) | "
+        f"| {c['nodes']} | {c['tasks']} | {commit_of(c)} | {c['assigned_s']:.1f} s ({c['assigned_per_s']:.0f}/s) | "
         f"{c['running_s']:.1f} s ({c['running_per_s']:.0f}/s) | {c['idle_leader_cpu']:.2f} / {c['steady_leader_cpu']:.2f} | "
         f"{max(c['rss_kb'].values()) / 1024:.0f} | {c['list']['leader']['p50_ms']:.0f} / {c['list']['leader']['p99_ms']:.0f} | "
         f"{upd} | {lose['nodes']} nodes: {lose['recover_s']:.1f} s, most running {lose['most_running_live']} | "
@@ -84,10 +91,11 @@ lines = [
     "at once (\"most running\" counts tasks RUNNING on live nodes, watched for over-placement); the",
     "failover kills -9 the leader and times a write through a survivor and every live session back",
     "on the new leader (tasks changed: ids, nodes or states that moved; must be 0). One run per",
-    f"cell, commit {data['commit']}, started {data['started']}.",
+    "cell, at the commit its row names" + (f" (started {data['started']})" if len(commits) == 1 else
+                                           "; cells measured at different commits are not a like-for-like curve") + ".",
     "",
-    "| nodes | tasks | to all assigned | to all RUNNING | leader CPU idle / steady | manager RSS MB | task page p50 / p99 ms | rolling update of 10,000 | nodes lost | failover: write / sessions |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "| nodes | tasks | commit | to all assigned | to all RUNNING | leader CPU idle / steady | manager RSS MB | task page p50 / p99 ms | rolling update of 10,000 | nodes lost | failover: write / sessions |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
     *[row(c) for c in cells],
     "",
 ]
@@ -98,7 +106,9 @@ if failed:
         "",
     ]
 lines += [
-    "Exponents fitted on log-log axes against N (1: linear, 2: an O(n²) scan): "
+    "Exponents fitted on log-log axes against N (1: linear, 2: an O(n²) scan"
+    + ("; the cells come from different commits, so these mix code changes with growth" if len(commits) > 1 else "")
+    + "): "
     + ", ".join(f"{k} {v:.2f}" for k, v in fits.items() if v is not None) + ".",
     "",
     "![scale](img/scale.png)",

@@ -103,7 +103,11 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
                 tokio::time::sleep_until(last_round + rest).await;
                 while !matches!(events.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Empty | tokio::sync::broadcast::error::TryRecvError::Closed)) {}
             }
-            _ = tick.tick() => full = false,
+            _ = tick.tick() => {
+                // Timed controllers walk the whole state too: the same rest applies.
+                tokio::time::sleep_until(last_round + rest).await;
+                full = false;
+            }
         }
     }
 }

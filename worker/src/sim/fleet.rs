@@ -276,13 +276,14 @@ impl Fleet {
                 })
                 .collect()
         };
-        let mut ids = Vec::new();
-        for (id, hostname, agent) in agents {
+        // All at once, as nodes lost together: one after the other, 100 agents took
+        // over 30 s to stop under load.
+        futures::future::join_all(agents.into_iter().map(|(id, hostname, agent)| async move {
             agent.stop().await;
             tracing::info!(node = %id, hostname = %hostname, "simulated node silenced");
-            ids.push(id);
-        }
-        ids
+            id
+        }))
+        .await
     }
 
     /// Starts up to `n` silenced nodes again, with no containers. Returns their ids.
