@@ -21,6 +21,13 @@ cells = [c for c in data["cells"] if "error" not in c]
 failed = [c for c in data["cells"] if "error" in c]
 
 
+def commit_of(c):
+    return c.get("commit", data["commit"])
+
+
+commits = sorted({commit_of(c) for c in data["cells"]})
+
+
 def slope(xs, ys):
     """Least-squares exponent of y ~ x^k on log-log axes (None under two points)."""
     pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0]
@@ -55,13 +62,6 @@ ax.set_title(f"Shoal at scale, 3 managers on one machine (commits {', '.join(com
 ax.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(out_png, dpi=90)
-
-
-def commit_of(c):
-    return c.get("commit", data["commit"])
-
-
-commits = sorted({commit_of(c) for c in data["cells"]})
 
 
 def row(c):

@@ -163,7 +163,13 @@ impl Dispatcher {
 
     fn session_alive(&self, node: &str, session_id: &str) -> bool {
         self.manager.is_leader()
-            && self.sessions.lock().expect("sessions lock").by_node.get(node).is_some_and(|s| s.id == session_id)
+            && self
+                .sessions
+                .lock()
+                .expect("sessions lock")
+                .by_node
+                .get(node)
+                .is_some_and(|s| s.id == session_id)
     }
 
     /// Streams the logs of `task_ids` from their nodes (on the leader). Without
@@ -485,11 +491,12 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
         let node = self.session_node(&request, &request.get_ref().session_id)?;
         let session_id = request.into_inner().session_id;
-        self.wakes.start(|| {
-            let from = self.manager.read(|s| s.last_index());
-            self.manager.watch(from).map(|(_, live)| live)
-        })
-        .map_err(|e| Status::unavailable(format!("cannot watch the store: {e}")))?;
+        self.wakes
+            .start(|| {
+                let from = self.manager.read(|s| s.last_index());
+                self.manager.watch(from).map(|(_, live)| live)
+            })
+            .map_err(|e| Status::unavailable(format!("cannot watch the store: {e}")))?;
         // Subscribed before the first read: a change after it wakes the stream.
         let mut wake = self.wakes.subscribe(&node);
         let (tx, rx) = tokio::sync::mpsc::channel(16);

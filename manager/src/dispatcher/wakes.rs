@@ -61,7 +61,7 @@ impl Wakes {
         *started = true;
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
-                loop {
+            loop {
                 let wake = match events.recv().await {
                     Ok(e) => of(&e),
                     Err(broadcast::error::RecvError::Lagged(_)) => Wake::All,

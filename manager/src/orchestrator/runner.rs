@@ -149,11 +149,14 @@ async fn round(manager: &Manager, full: bool) -> Duration {
         // The chunks of one controller touch different objects: their order does not
         // matter, and a conflict in one leaves the others good.
         let chunks: Vec<Vec<Change>> = changes.chunks(CHUNK).map(<[Change]>::to_vec).collect();
-        let proposals = futures::stream::iter(chunks)
-            .map(|changes| async move { (changes.len(), manager.propose_local(Transaction { changes }).await) })
-            .buffer_unordered(IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await;
+        let proposals =
+            futures::stream::iter(chunks)
+                .map(|changes| async move {
+                    (changes.len(), manager.propose_local(Transaction { changes }).await)
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await;
         for (len, result) in proposals {
             match result {
                 Ok(index) => tracing::debug!(controller = name, changes = len, index, "proposed"),

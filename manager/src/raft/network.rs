@@ -196,7 +196,8 @@ impl Client {
         &self,
         which: impl FnOnce(&Channels) -> &Channel,
     ) -> Result<pb::raft_client::RaftClient<Channel>, RPCError<C>> {
-        let channels = self.channels.as_ref().ok_or_else(|| unreachable(format!("bad address {}", self.addr)))?;
+        let channels =
+            self.channels.as_ref().ok_or_else(|| unreachable(format!("bad address {}", self.addr)))?;
         Ok(pb::raft_client::RaftClient::new(which(channels).clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE))

@@ -170,7 +170,10 @@ impl Store {
             self.addresses.insert(key, o.id().to_owned());
         }
         if let Object::Task(t) = o {
-            self.tasks_by_service.entry(t.service_id.clone()).or_default().insert(t.id.clone(), shared.clone());
+            self.tasks_by_service
+                .entry(t.service_id.clone())
+                .or_default()
+                .insert(t.id.clone(), shared.clone());
             if let Some(n) = &t.node_id {
                 self.tasks_by_node.entry(n.clone()).or_default().insert(t.id.clone(), shared.clone());
             }
