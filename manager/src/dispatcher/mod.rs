@@ -25,6 +25,7 @@ use shoal_api::node::{NodeDescription, NodeState};
 use shoal_proto::dispatcher as pb;
 use tonic::{Request, Response, Status};
 
+use crate::manager::lead::Lead;
 use crate::manager::{Manager, ManagerError, Need};
 use crate::store::{Change, Kind, Object, Transaction};
 
@@ -120,13 +121,22 @@ impl Dispatcher {
         if self.manager.leads_with_full_state() {
             return Ok(());
         }
-        let mut status = Status::unavailable("this manager does not lead: talk to the leader");
-        if let Ok(addr) = self.manager.leader_addr()
-            && let Ok(v) = addr.parse()
-        {
-            status.metadata_mut().insert(shoal_proto::LEADER_KEY, v);
+        Err(to_the_leader(self.manager.leader_addr().ok()))
+    }
+
+    /// Like [`Self::require_leader`] for a session's start, but a manager that does not
+    /// lead holds the request (at most [`LEADER_WAIT`]) until a live leader is known:
+    /// during an election every worker waits here once, instead of retrying with
+    /// backoff or being sent to a leader that is gone.
+    async fn await_leader(&self) -> Result<(), Status> {
+        if self.manager.leads_with_full_state() {
+            return Ok(());
         }
-        Err(status)
+        match self.manager.lead_for_sessions(LEADER_WAIT).await {
+            Lead::Here => Ok(()),
+            Lead::There(addr) => Err(to_the_leader(Some(addr))),
+            Lead::Unknown => Err(to_the_leader(None)),
+        }
     }
 
     /// The node of a live session, or `Unauthenticated` (the worker registers
@@ -397,6 +407,18 @@ impl Dispatcher {
     }
 }
 
+/// How long a manager that does not lead holds a session request for a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// The refusal of a manager that does not lead, naming the leader if known.
+fn to_the_leader(addr: Option<String>) -> Status {
+    let mut status = Status::unavailable("this manager does not lead: talk to the leader");
+    if let Some(v) = addr.and_then(|a| a.parse().ok()) {
+        status.metadata_mut().insert(shoal_proto::LEADER_KEY, v);
+    }
+    status
+}
+
 #[tonic::async_trait]
 impl pb::dispatcher_server::Dispatcher for Dispatcher {
     type SessionStream = Streamed<pb::SessionMessage>;
@@ -411,7 +433,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         &self,
         request: Request<pb::SessionRequest>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        self.require_leader()?;
+        self.await_leader().await?;
         let req = request.get_ref();
         self.caller_is(&request, Need::Node(req.node_id.clone()))?;
         let req = request.into_inner();

@@ -5,7 +5,8 @@
 //! Its other concerns live in rooms beside it: [`config`], [`error`] (and the
 //! errors' wire forms), [`membership`] (init, joins, demotion and removal),
 //! [`nodes`] (the members' node objects), [`tokens`] (join and API tokens), [`lock`]
-//! (the data key that seals the log and snapshots, and autolock's unlock key), the
+//! (the data key that seals the log and snapshots, and autolock's unlock key), [`lead`]
+//! (where workers' sessions go while leadership changes hands), the
 //! leader's disk guard ([`room`]) and the clients of other managers ([`client`]).
 //! Serving it over gRPC, with the dispatcher beside it, is [`crate::server`]'s job:
 //! nothing here knows the services that use a manager.
@@ -14,6 +15,7 @@ mod certs;
 pub(crate) mod client;
 pub mod config;
 pub mod error;
+pub mod lead;
 pub mod lock;
 mod membership;
 mod nodes;
@@ -62,6 +64,9 @@ pub struct Manager {
     started: Instant,
     /// A peer not heard from for this long counts as unreachable.
     unreachable_after: Duration,
+    /// A leader not heard from for this long (Raft's shortest election timeout) is
+    /// not named to workers ([`lead`]).
+    leader_silent_after: Duration,
     /// Tasks that live as long as the manager (its servers), ended at shutdown.
     attached: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Tells attached servers to stop taking calls.
@@ -178,6 +183,7 @@ impl Manager {
             recovered,
             started: Instant::now(),
             unreachable_after: Duration::from_millis(cfg.election_ms.1 * 2),
+            leader_silent_after: Duration::from_millis(cfg.election_ms.0),
             attached: Mutex::new(Vec::new()),
             stop: tokio::sync::watch::channel(false).0,
             creds,

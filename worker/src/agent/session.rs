@@ -31,8 +31,9 @@ pub async fn sessions<N: Node>(cfg: AgentConfig, mut handle: Handle, node: Arc<N
     let mut backoff = Duration::from_millis(100);
     let mut next: Option<String> = None;
     loop {
-        let candidates: Vec<String> = next.take().into_iter().chain(managers.iter().cloned()).collect();
-        for addr in candidates {
+        // The managers that gave no session in this round.
+        let mut failed: Vec<String> = Vec::new();
+        for addr in candidates(next.take(), &managers) {
             let began = std::time::Instant::now();
             let ended = session(&cfg, &addr, &mut handle, &node).await;
             if began.elapsed() > Duration::from_secs(1) {
@@ -44,6 +45,10 @@ pub async fn sessions<N: Node>(cfg: AgentConfig, mut handle: Handle, node: Arc<N
                 open.store(false, std::sync::atomic::Ordering::Relaxed);
             }
             match ended {
+                Ended::Redirect(leader) if !follows(&leader, &addr, &failed) => {
+                    tracing::debug!(manager = %addr, leader = %leader, "redirected to a manager that gave no session: trying the next");
+                    failed.push(addr);
+                }
                 Ended::Redirect(leader) => {
                     tracing::debug!(manager = %addr, leader = %leader, "redirected to the leader");
                     next = Some(leader);
@@ -59,6 +64,7 @@ pub async fn sessions<N: Node>(cfg: AgentConfig, mut handle: Handle, node: Arc<N
                 }
                 Ended::Broken(why) => {
                     tracing::debug!(manager = %addr, error = %why, "no session with this manager");
+                    failed.push(addr);
                 }
             }
         }
@@ -69,6 +75,26 @@ pub async fn sessions<N: Node>(cfg: AgentConfig, mut handle: Handle, node: Arc<N
             backoff = (backoff * 2).min(Duration::from_secs(8));
         }
     }
+}
+
+/// The managers to try in a round, in order, each once: the leader a redirect named
+/// first, then the known managers.
+fn candidates(named: Option<String>, managers: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = named.into_iter().collect();
+    for m in managers {
+        if !out.contains(m) {
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
+/// Whether a redirect from `from` to `leader` is followed at once. Not back to `from`
+/// (it leads but cannot take sessions yet), nor to a manager that gave no session in
+/// this round (a follower names a killed leader until it notices): the round goes on,
+/// and ends in a backoff, rather than bouncing between the two.
+fn follows(leader: &str, from: &str, failed: &[String]) -> bool {
+    leader != from && !failed.iter().any(|f| f == leader)
 }
 
 fn ended(status: tonic::Status) -> Ended {
@@ -341,4 +367,28 @@ async fn publish_logs<N: Node>(
     let _ = tx.send(done).await;
     drop(tx);
     let _ = sender.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_round_tries_the_named_leader_first_and_every_manager_once() {
+        let managers = strings(&["m1", "m2", "m3"]);
+        assert_eq!(candidates(Some("m2".into()), &managers), strings(&["m2", "m1", "m3"]));
+        assert_eq!(candidates(None, &managers), managers);
+    }
+
+    #[test]
+    fn a_redirect_to_a_manager_that_just_failed_or_to_itself_is_not_followed() {
+        let failed = strings(&["m1"]);
+        assert!(follows("m3", "m2", &failed));
+        assert!(!follows("m1", "m2", &failed), "m1 refused this round: a follower still names it");
+        assert!(!follows("m2", "m2", &failed), "the leader itself is not ready yet");
+    }
 }
