@@ -385,6 +385,11 @@ impl Client {
         self.post("/cluster/ca/rotate", rotation).await
     }
 
+    /// Has the manager answering build a snapshot of its state now.
+    pub async fn snapshot(&self) -> Result<crate::wire::SnapshotBuilt, ClientError> {
+        self.post("/cluster/snapshot", &()).await
+    }
+
     /// The cluster's unlock key (autolock on only).
     pub async fn unlock_key(&self) -> Result<crate::wire::UnlockKey, ClientError> {
         self.get("/cluster/unlock-key", &()).await

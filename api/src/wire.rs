@@ -449,6 +449,20 @@ pub struct RaftInfo {
     pub commit_latency_us: u64,
 }
 
+/// A snapshot a manager built when asked (`POST /v1/cluster/snapshot`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotBuilt {
+    /// The manager that built it.
+    pub raft_id: u64,
+    /// The last log index it covers.
+    pub index: u64,
+    /// Its size as encoded (before sealing), in bytes.
+    pub bytes: u64,
+    /// From the ask to the snapshot on disk; 0 when the last snapshot already covered
+    /// everything applied.
+    pub seconds: f64,
+}
+
 /// The API's bearer token (`GET`/`POST /v1/cluster/api-token`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiToken {

@@ -51,6 +51,8 @@ pub struct Instruments {
     pub leader_changes: Counter,
     /// Time to build a snapshot (copy, encode, seal and write it).
     pub snapshot_duration: Histogram,
+    /// Time to install a snapshot the leader sent (decode, write, swap in the state).
+    pub snapshot_install_duration: Histogram,
     /// Time for one controller's pass in a round, proposals included.
     pub reconcile_duration: Family<ControllerLabel, Histogram>,
     /// The scheduler's decisions about pending tasks.
@@ -72,6 +74,7 @@ impl Default for Instruments {
             proposals_failed: Counter::default(),
             leader_changes: Counter::default(),
             snapshot_duration: histogram(B3),
+            snapshot_install_duration: histogram(B3),
             reconcile_duration: Family::new_with_constructor(|| histogram(B1)),
             scheduler_decisions: Family::default(),
             heartbeats: Counter::default(),

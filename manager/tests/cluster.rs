@@ -694,6 +694,7 @@ async fn a_stolen_worker_certificate_cannot_call_raft_join_as_a_manager_or_act_f
         node_id: id.to_owned(),
         description_json: br#"{"hostname":"h","platform":{"os":"linux","arch":"x86_64"},"resources":{"nano_cpus":1,"memory_bytes":1}}"#.to_vec(),
         addr: "127.0.0.1".into(),
+        unreachable: Vec::new(),
     }
     };
     denied(as_w1.session(session(&id2)).await.unwrap_err(), &format!("may not act for node {id2}"));
@@ -712,4 +713,42 @@ async fn a_stolen_worker_certificate_cannot_call_raft_join_as_a_manager_or_act_f
     let key = shoal_pki::keys::generate_key().unwrap();
     let csr = shoal_pki::keys::csr(&key).unwrap();
     denied(membership.renew_certificate(pb::RenewRequest { csr_pem: csr }).await.unwrap_err(), "revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_never_sent_to_a_leader_that_is_gone() {
+    use shoal_manager::manager::lead::Lead;
+    let mut c = Cluster::start(3, 10_000).await;
+    let old = c.wait_leader(Duration::from_secs(10)).await;
+    let follower = (old + 1) % 3;
+    let old_addr = c.m(old).addr().to_owned();
+    // While the leader lives, a follower names it at once.
+    assert_eq!(
+        c.m(follower).lead_for_sessions(Duration::from_secs(5), &[]).await,
+        Lead::There(old_addr.clone())
+    );
+    c.stop(old).await;
+    // Right after, the follower still thinks it leads. A worker that could not reach
+    // it waits for the election instead of being sent back to an address that is gone.
+    let lead = c.m(follower).lead_for_sessions(Duration::from_secs(10), std::slice::from_ref(&old_addr)).await;
+    let new = c.wait_leader(Duration::from_secs(10)).await;
+    let expected = if new == follower { Lead::Here } else { Lead::There(c.m(new).addr().to_owned()) };
+    assert_eq!(lead, expected, "the old leader was at {old_addr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_asked_for_covers_everything_applied() {
+    let c = Cluster::start(1, 10_000).await;
+    let m = c.m(c.wait_leader(Duration::from_secs(10)).await);
+    for i in 0..3 {
+        m.propose(create_service(&format!("s-{i}"))).await.unwrap();
+    }
+    let applied = m.raft().metrics().borrow_watched().last_applied.map_or(0, |l| l.index);
+    let built = m.snapshot_now(Duration::from_secs(10)).await.unwrap();
+    assert!(built.index >= applied, "{built:?} does not cover {applied}");
+    assert!(built.bytes > 0 && built.seconds > 0.0, "{built:?}");
+    assert_eq!(m.raft().metrics().borrow_watched().snapshot.map(|l| l.index), Some(built.index));
+    // Nothing new applied: nothing is built again.
+    let again = m.snapshot_now(Duration::from_secs(10)).await.unwrap();
+    assert_eq!((again.index, again.seconds), (built.index, 0.0));
 }

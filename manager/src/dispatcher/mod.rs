@@ -125,14 +125,15 @@ impl Dispatcher {
     }
 
     /// Like [`Self::require_leader`] for a session's start, but a manager that does not
-    /// lead holds the request (at most [`LEADER_WAIT`]) until a live leader is known:
+    /// lead holds the request (at most [`LEADER_WAIT`]) until a live leader is known,
+    /// one the worker could reach ([`crate::manager::lead`]):
     /// during an election every worker waits here once, instead of retrying with
     /// backoff or being sent to a leader that is gone.
-    async fn await_leader(&self) -> Result<(), Status> {
+    async fn await_leader(&self, unreachable: &[String]) -> Result<(), Status> {
         if self.manager.leads_with_full_state() {
             return Ok(());
         }
-        match self.manager.lead_for_sessions(LEADER_WAIT).await {
+        match self.manager.lead_for_sessions(LEADER_WAIT, unreachable).await {
             Lead::Here => Ok(()),
             Lead::There(addr) => Err(to_the_leader(Some(addr))),
             Lead::Unknown => Err(to_the_leader(None)),
@@ -433,7 +434,7 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
         &self,
         request: Request<pb::SessionRequest>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        self.await_leader().await?;
+        self.await_leader(&request.get_ref().unreachable).await?;
         let req = request.get_ref();
         self.caller_is(&request, Need::Node(req.node_id.clone()))?;
         let req = request.into_inner();

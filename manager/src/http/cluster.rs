@@ -7,7 +7,7 @@ use shoal_api::Validate;
 use shoal_api::cluster::JoinTokens;
 use shoal_api::wire::{
     ApiToken, CaInfo, CaRotation, ClusterInfo, ClusterUpdate, Counts, ErrorBody, ManagerInfo, RaftInfo,
-    ReadOptions, TokenScope, UnlockKey, Written,
+    ReadOptions, SnapshotBuilt, TokenScope, UnlockKey, Written,
 };
 
 use super::{Api, ApiError, Body, Query};
@@ -113,6 +113,16 @@ pub(crate) async fn update(
         crate::store::Change::Update { object: Object::Cluster(cluster), expected_version: req.version };
     let version = api.manager.propose(crate::store::Transaction { changes: vec![change] }).await?;
     Ok(Json(Written { id, version }))
+}
+
+/// Has the manager answering build a snapshot of its state now, and waits for it
+/// (at most a minute): before a backup of its data dir, or to see how long a build
+/// takes. Raft builds them on its own as the log grows.
+#[utoipa::path(post, path = "/v1/cluster/snapshot", tag = "cluster",
+    responses((status = 200, description = "The snapshot on disk", body = SnapshotBuilt),
+              (status = 503, description = "Raft could not build it in time", body = ErrorBody)))]
+pub(crate) async fn snapshot(State(api): State<Api>) -> Result<Json<SnapshotBuilt>, ApiError> {
+    Ok(Json(api.manager.snapshot_now(std::time::Duration::from_secs(60)).await?))
 }
 
 /// Shows the join tokens.

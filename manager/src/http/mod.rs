@@ -230,6 +230,7 @@ impl utoipa::Modify for BearerAuth {
 fn routes() -> OpenApiRouter<Api> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(cluster::info, cluster::update))
+        .routes(routes!(cluster::snapshot))
         .routes(routes!(cluster::join_tokens))
         .routes(routes!(cluster::rotate_join_token))
         .routes(routes!(cluster::api_token))

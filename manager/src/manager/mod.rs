@@ -229,6 +229,39 @@ impl Manager {
         LogStore::disk_bytes_at(&self.data_dir)
     }
 
+    /// Builds a snapshot of this manager's state now, as the policy does when the log
+    /// grows (before a backup of the data dir, or to measure a build), and waits for it
+    /// at most `timeout`. Nothing is built when the last snapshot already covers every
+    /// applied entry.
+    pub async fn snapshot_now(
+        &self,
+        timeout: Duration,
+    ) -> Result<shoal_api::wire::SnapshotBuilt, ManagerError> {
+        let started = Instant::now();
+        let metrics = self.raft.metrics();
+        let applied = metrics.borrow_watched().last_applied.map_or(0, |l| l.index);
+        let covered =
+            |m: &openraft::RaftMetrics<crate::raft::TypeConfig>| m.snapshot.map_or(0, |s| s.index) >= applied;
+        let built = |index| shoal_api::wire::SnapshotBuilt {
+            raft_id: self.id,
+            index,
+            bytes: self.shared.snapshot_bytes(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if covered(&metrics.borrow_watched()) {
+            let index = metrics.borrow_watched().snapshot.map_or(0, |s| s.index);
+            return Ok(shoal_api::wire::SnapshotBuilt { seconds: 0.0, ..built(index) });
+        }
+        self.raft.trigger().snapshot().await.map_err(|e| ManagerError::raft("start a snapshot", e))?;
+        let m = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(covered, "a snapshot of everything applied")
+            .await
+            .map_err(|e| ManagerError::raft("build a snapshot in time (it may still finish)", e))?;
+        Ok(built(m.snapshot.map_or(0, |s| s.index)))
+    }
+
     /// The openraft handle (for the gRPC service and tests).
     pub fn raft(&self) -> &Raft {
         &self.raft

@@ -35,6 +35,12 @@ pub fn register(registry: &mut Registry, served: &Served) {
         i.snapshot_duration,
     );
     registry.register_with_unit(
+        "shoal_raft_snapshot_install_duration",
+        "Time to install a snapshot the leader sent: decode it, write it and swap in its state",
+        Unit::Seconds,
+        i.snapshot_install_duration,
+    );
+    registry.register_with_unit(
         "shoal_reconcile_duration",
         "Time for one controller's pass in a round, proposals included (on the leader)",
         Unit::Seconds,

@@ -127,6 +127,11 @@ impl Shared {
         self.due.subscribe()
     }
 
+    /// The size of the last snapshot, as encoded.
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.since.snapshot_bytes.load(Ordering::Relaxed)
+    }
+
     /// Whether a snapshot is due and no build has started since it was asked for.
     pub fn snapshot_asked(&self) -> bool {
         self.since.asked.load(Ordering::Relaxed)
@@ -394,6 +399,7 @@ impl RaftStateMachine<C> for StateMachine {
         meta: &SnapshotMetaOf<C>,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
+        let started = std::time::Instant::now();
         let file = snapshot::decode(&snapshot).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidData, format!("received snapshot is damaged: {e}"))
         })?;
@@ -423,6 +429,12 @@ impl RaftStateMachine<C> for StateMachine {
             self.shared.counted_snapshot();
         }
         self.shared.events.reset(meta.last_log_id.as_ref().map_or(0, |l| l.index));
+        self.shared.instruments.snapshot_install_duration.observe(started.elapsed().as_secs_f64());
+        tracing::info!(
+            index = meta.last_log_id.as_ref().map_or(0, |l| l.index),
+            took_ms = started.elapsed().as_millis() as u64,
+            "snapshot installed"
+        );
         Ok(())
     }
 

@@ -57,6 +57,13 @@ pub(super) enum ClusterCommand {
     },
     /// Give a locked manager the unlock key (read from stdin, or prompted for).
     Unlock,
+    /// Have the manager you talk to build a snapshot of its state now (before a backup
+    /// of its data dir); prints what it covers and how long it took.
+    Snapshot {
+        /// Print JSON.
+        #[arg(long, value_parser = ["json"])]
+        format: Option<String>,
+    },
     /// Show (or rotate) a token TCP clients of the API use: the admin one, or the
     /// read-only one for dashboards.
     ApiToken {
@@ -184,6 +191,17 @@ pub(super) fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> 
                         "To unlock a manager after it restarts, run `shoal cluster unlock` on it and give \
                          this key:\n\n    {}\n\nKeep it safe: without it a restarted manager cannot start.",
                         k.key
+                    );
+                }
+            }
+            ClusterCommand::Snapshot { format } => {
+                let s = client.snapshot().await?;
+                if format.is_some() {
+                    println!("{}", serde_json::to_string_pretty(&s)?);
+                } else {
+                    println!(
+                        "snapshot of manager {} up to log index {}: {} bytes, built in {:.2} s",
+                        s.raft_id, s.index, s.bytes, s.seconds
                     );
                 }
             }

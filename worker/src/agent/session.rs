@@ -35,7 +35,7 @@ pub async fn sessions<N: Node>(cfg: AgentConfig, mut handle: Handle, node: Arc<N
         let mut failed: Vec<String> = Vec::new();
         for addr in candidates(next.take(), &managers) {
             let began = std::time::Instant::now();
-            let ended = session(&cfg, &addr, &mut handle, &node).await;
+            let ended = session(&cfg, &addr, &failed, &mut handle, &node).await;
             if began.elapsed() > Duration::from_secs(1) {
                 // A session that held for a while ended (the leader went away): start
                 // over quickly, not from where failures at start-up left the backoff.
@@ -104,8 +104,15 @@ fn ended(status: tonic::Status) -> Ended {
     }
 }
 
-/// One session with the manager at `addr`, until it breaks.
-async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, node: &Arc<N>) -> Ended {
+/// One session with the manager at `addr`, until it breaks. `failed` are the managers
+/// that gave none just before: `addr` does not send the node back to them.
+async fn session<N: Node>(
+    cfg: &AgentConfig,
+    addr: &str,
+    failed: &[String],
+    handle: &mut Handle,
+    node: &Arc<N>,
+) -> Ended {
     // Mutual TLS with the node's certificate: the dispatcher checks it names this
     // node.
     let channel = match shoal_pki::enroll::channel_from(addr, cfg.renewer.credentials(), cfg.dial_from) {
@@ -117,6 +124,7 @@ async fn session<N: Node>(cfg: &AgentConfig, addr: &str, handle: &mut Handle, no
         node_id: cfg.node_id.clone(),
         description_json: serde_json::to_vec(&cfg.description).expect("descriptions serialize"),
         addr: cfg.addr.clone(),
+        unreachable: failed.to_vec(),
     };
     let mut stream = match client.session(request).await {
         Ok(s) => s.into_inner(),
