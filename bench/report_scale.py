@@ -67,12 +67,16 @@ fig.savefig(out_png, dpi=90)
 def row(c):
     lose = c["lose"]
     upd = f"{c['update_s']:.0f} s, leader {c['update_leader_cpu']:.2f} cores" if "update_s" in c else "–"
+    snap = c.get("snapshot")
+    snap = (f"{snap['build_s']:.2f} / {snap['install_s']:.2f} s, {snap['bytes'] / 1e6:.0f} MB; "
+            f"caught up {snap['caught_up_s']:.1f} s" if snap else "not measured")
     return (
         f"| {c['nodes']} | {c['tasks']} | {commit_of(c)} | {c['assigned_s']:.1f} s ({c['assigned_per_s']:.0f}/s) | "
         f"{c['running_s']:.1f} s ({c['running_per_s']:.0f}/s) | {c['idle_leader_cpu']:.2f} / {c['steady_leader_cpu']:.2f} | "
         f"{max(c['rss_kb'].values()) / 1024:.0f} | {c['list']['leader']['p50_ms']:.0f} / {c['list']['leader']['p99_ms']:.0f} | "
         f"{upd} | {lose['nodes']} nodes: {lose['recover_s']:.1f} s, most running {lose['most_running_live']} | "
-        f"{c['failover_write_s']:.1f} / {c['failover_sessions_s']:.1f} s, {c['failover_tasks_changed']} changed |"
+        f"{c['failover_write_s']:.1f} / {c['failover_sessions_s']:.1f} s, {c['failover_tasks_changed']} changed | "
+        f"{snap} |"
     )
 
 
@@ -90,12 +94,15 @@ lines = [
     "10,000 replicas at parallelism 100 with no delay; the node loss silences a tenth of the nodes",
     "at once (\"most running\" counts tasks RUNNING on live nodes, watched for over-placement); the",
     "failover kills -9 the leader and times a write through a survivor and every live session back",
-    "on the new leader (tasks changed: ids, nodes or states that moved; must be 0). One run per",
+    "on the new leader (tasks changed: ids, nodes or states that moved; must be 0); the snapshot",
+    "stops a follower, writes 700 entries, has the leader build one (`POST /v1/cluster/snapshot`)",
+    "and purge its log, and restarts the follower, which must install it: build and install time",
+    "(the follower's own metric: decode, write, swap in), size, and restart to caught up. One run per",
     "cell, at the commit its row names" + (f" (started {data['started']})" if len(commits) == 1 else
                                            "; cells measured at different commits are not a like-for-like curve") + ".",
     "",
-    "| nodes | tasks | commit | to all assigned | to all RUNNING | leader CPU idle / steady | manager RSS MB | task page p50 / p99 ms | rolling update of 10,000 | nodes lost | failover: write / sessions |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "| nodes | tasks | commit | to all assigned | to all RUNNING | leader CPU idle / steady | manager RSS MB | task page p50 / p99 ms | rolling update of 10,000 | nodes lost | failover: write / sessions | snapshot: build / install |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
     *[row(c) for c in cells],
     "",
 ]

@@ -730,7 +730,8 @@ async fn workers_are_never_sent_to_a_leader_that_is_gone() {
     c.stop(old).await;
     // Right after, the follower still thinks it leads. A worker that could not reach
     // it waits for the election instead of being sent back to an address that is gone.
-    let lead = c.m(follower).lead_for_sessions(Duration::from_secs(10), std::slice::from_ref(&old_addr)).await;
+    let lead =
+        c.m(follower).lead_for_sessions(Duration::from_secs(10), std::slice::from_ref(&old_addr)).await;
     let new = c.wait_leader(Duration::from_secs(10)).await;
     let expected = if new == follower { Lead::Here } else { Lead::There(c.m(new).addr().to_owned()) };
     assert_eq!(lead, expected, "the old leader was at {old_addr}");

@@ -211,15 +211,10 @@ async fn apply(manager: &Manager, batch: &[Queued]) -> Result<(), Status> {
     // Packs hold different tasks: several go to Raft at once, which carries them
     // together (one at a time, a burst of 1,000 nodes' reports took tens of commits
     // in a row, and every report waited for all of them).
-    for wave in packs.chunks(IN_FLIGHT) {
-        let results = futures::future::join_all(wave.iter().map(|(_, pack)| apply_pack(manager, pack))).await;
-        results.into_iter().collect::<Result<(), Status>>()?;
-    }
-    Ok(())
+    // Made first: a stream over a borrowing closure would not be `Send` for every lifetime.
+    let proposals: Vec<_> = packs.iter().map(|(_, pack)| apply_pack(manager, pack)).collect();
+    crate::manager::in_flight(proposals).await.into_iter().collect()
 }
-
-/// Packs in flight at once.
-const IN_FLIGHT: usize = 8;
 
 /// One node's reports that fit in a transaction.
 type Group<'a> = (&'a str, Vec<(String, TaskStatus)>);

@@ -262,6 +262,11 @@ impl Manager {
         Ok(built(m.snapshot.map_or(0, |s| s.index)))
     }
 
+    /// Why Raft stopped on its own (a fatal storage error, a panic), if it did.
+    pub fn raft_stopped_because(&self) -> Option<String> {
+        self.raft.metrics().borrow_watched().running_state.as_ref().err().map(|e| e.to_string())
+    }
+
     /// The openraft handle (for the gRPC service and tests).
     pub fn raft(&self) -> &Raft {
         &self.raft
@@ -531,6 +536,18 @@ pub struct Status {
     pub log_entries: u64,
     /// Disk syncs those took (fewer than entries when writes are batched).
     pub log_syncs: u64,
+}
+
+/// Proposals a caller on the leader keeps in flight at once: Raft carries them to the
+/// followers together, where one at a time waited a full commit each (20,000 new tasks
+/// took 79 commits in a row, a burst of 1,000 nodes' reports tens).
+pub const PROPOSALS_IN_FLIGHT: usize = 8;
+
+/// Runs `proposals` (futures that each propose, none started yet) with at most
+/// [`PROPOSALS_IN_FLIGHT`] at once; their outputs in the order they finish.
+pub async fn in_flight<F: std::future::Future>(proposals: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    use futures::StreamExt;
+    futures::stream::iter(proposals).buffer_unordered(PROPOSALS_IN_FLIGHT).collect().await
 }
 
 /// Whether the node these metrics describe leads and has applied its own term's first

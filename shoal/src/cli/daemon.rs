@@ -283,15 +283,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     // Managers run tasks too, as in Swarm (drain a manager to keep it free of them).
     let executor = executor(&args, &node)?;
     containers.bind(&executor);
-    let cfg = AgentConfig {
-        node_id: node,
-        managers,
-        addr: addr.to_string(),
-        description,
-        renewer,
-        dial_from: None,
-        session_open: None,
-    };
+    let cfg = AgentConfig::for_node(node, managers, addr.to_string(), description, renewer);
     let agent = Agent::start(cfg, executor);
     let mut leave = super::node_leave::serve(&args.data_dir)?;
     let mut left = false;
@@ -305,15 +297,19 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
                 if left { break; }
             }
             changed = leadership.changed() => {
-                if changed.is_err() { break; }
+                if changed.is_err() {
+                    let why = manager.raft_stopped_because().unwrap_or_else(|| "no reason given".into());
+                    tracing::error!(manager = manager.id(), error = %why, "Raft stopped");
+                    break;
+                }
                 if *leadership.borrow() {
                     tracing::info!(manager = manager.id(), "this manager now leads the cluster");
                 } else {
                     tracing::info!(manager = manager.id(), "this manager no longer leads");
                 }
             }
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => { tracing::info!("SIGTERM received"); break }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT received"); break }
         }
     }
     tracing::info!(manager = manager.id(), "shutting down");
@@ -443,15 +439,7 @@ async fn serve_worker(args: DaemonArgs, mut term: tokio::signal::unix::Signal) -
     let renewing = tokio::spawn(renewer.clone().run());
     let executor = executor(&args, &node)?;
     containers.bind(&executor);
-    let cfg = AgentConfig {
-        node_id: node.clone(),
-        managers,
-        addr: addr.to_string(),
-        description,
-        renewer,
-        dial_from: None,
-        session_open: None,
-    };
+    let cfg = AgentConfig::for_node(node.clone(), managers, addr.to_string(), description, renewer);
     let agent = Agent::start(cfg, executor);
     let mut leave = super::node_leave::serve(&args.data_dir)?;
     let left = tokio::select! {

@@ -26,7 +26,7 @@ pub mod session;
 pub mod state;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 
@@ -54,6 +54,20 @@ pub struct AgentConfig {
     /// Set while a session with a dispatcher is open, for whoever watches the agent
     /// (simulated agents count them).
     pub session_open: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl AgentConfig {
+    /// A real node's agent: it dials from the system's choice of address, and no one
+    /// watches its sessions.
+    pub fn for_node(
+        node_id: String,
+        managers: Vec<String>,
+        addr: String,
+        description: NodeDescription,
+        renewer: shoal_pki::renew::Renewer,
+    ) -> AgentConfig {
+        AgentConfig { node_id, managers, addr, description, renewer, dial_from: None, session_open: None }
+    }
 }
 
 /// A running agent.

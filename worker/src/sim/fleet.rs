@@ -201,13 +201,15 @@ impl Fleet {
         };
         let renewer = Renewer::new(creds, dir.join("certs"), self.cfg.managers.clone());
         let cfg = AgentConfig {
-            node_id: node_id.clone(),
-            managers: self.cfg.managers.clone(),
-            addr: ip.to_string(),
-            description,
-            renewer,
             dial_from: Some(IpAddr::V4(ip)),
             session_open: Some(Arc::new(AtomicBool::new(false))),
+            ..AgentConfig::for_node(
+                node_id.clone(),
+                self.cfg.managers.clone(),
+                ip.to_string(),
+                description,
+                renewer,
+            )
         };
         let node = TimedNode::new(self.cfg.timings);
         let agent = Agent::start(cfg.clone(), node.clone());

@@ -163,27 +163,7 @@ mod tests {
     use super::*;
 
     fn task(id: &str, job: bool) -> Task {
-        let now = Utc::now();
-        Task {
-            id: id.into(),
-            meta: shoal_api::Meta::new(now),
-            service_id: "s".into(),
-            slot: Some(1),
-            node_id: Some("n".into()),
-            spec: shoal_api::TaskSpec {
-                container: shoal_api::ContainerSpec::for_image("busybox"),
-                resources: Default::default(),
-                restart_policy: Default::default(),
-                placement: Default::default(),
-                networks: Vec::new(),
-                force_update: 0,
-            },
-            spec_version: 1,
-            desired_state: TaskState::Running,
-            status: shoal_api::TaskStatus::new(TaskState::Assigned, now, ""),
-            networks: Vec::new(),
-            job_iteration: job.then_some(1),
-        }
+        Task { job_iteration: job.then_some(1), ..crate::agent::tests::task(id, TaskState::Running) }
     }
 
     #[tokio::test]
