@@ -45,17 +45,49 @@ pub fn channel(addr: &str, creds: &shoal_pki::Credentials) -> Result<Channel, sh
 /// the stream is tried again.
 const RETRY_STREAMING: Duration = Duration::from_secs(60);
 
-/// Whether a peer answers `StreamAppend`: when it was last found not to.
+/// The shortest and the longest wait before a replication stream to a peer that could
+/// not be reached is tried again.
+const DOWN_WAIT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+
+/// How a peer takes replication streams: whether it answers `StreamAppend` (when it
+/// was last found not to), and whether it could be reached.
+///
+/// openraft opens a new stream as soon as one fails while entries keep coming: with a
+/// follower down and a busy leader, that was about 500 dials a second, each logged.
+/// A stream to a peer that could not be reached
+/// now waits first, from 100 ms doubling to 1 s, until one opens. Heartbeats do not
+/// wait: openraft sends them at its own pace.
 #[derive(Debug, Default)]
-struct Streaming(Mutex<Option<std::time::Instant>>);
+struct Streaming {
+    unsupported: Mutex<Option<std::time::Instant>>,
+    /// Until when the next stream waits, and the wait that set it.
+    down: Mutex<Option<(std::time::Instant, Duration)>>,
+}
 
 impl Streaming {
     fn usable(&self) -> bool {
-        self.0.lock().expect("streaming lock").is_none_or(|t| t.elapsed() > RETRY_STREAMING)
+        self.unsupported.lock().expect("streaming lock").is_none_or(|t| t.elapsed() > RETRY_STREAMING)
     }
 
     fn unsupported(&self) {
-        *self.0.lock().expect("streaming lock") = Some(std::time::Instant::now());
+        *self.unsupported.lock().expect("streaming lock") = Some(std::time::Instant::now());
+    }
+
+    /// When the next stream may be opened, if it must wait.
+    fn not_before(&self) -> Option<std::time::Instant> {
+        self.down.lock().expect("streaming lock").map(|(until, _)| until)
+    }
+
+    /// The peer could not be reached at `now`: the wait doubles.
+    fn unreached(&self, now: std::time::Instant) {
+        let mut down = self.down.lock().expect("streaming lock");
+        let wait = down.map_or(DOWN_WAIT.0, |(_, w)| (w * 2).min(DOWN_WAIT.1));
+        *down = Some((now + wait, wait));
+    }
+
+    /// A stream opened: no more waiting.
+    fn reached(&self) {
+        *self.down.lock().expect("streaming lock") = None;
     }
 }
 
@@ -70,7 +102,8 @@ type Peers = HashMap<String, (Channels, Arc<Streaming>)>;
 struct Channels {
     /// Entries and snapshots.
     data: Channel,
-    /// Heartbeats (entry-less AppendEntries) and votes.
+    /// Heartbeats (a stream of one entry-less request, or an entry-less AppendEntries)
+    /// and votes.
     control: Channel,
 }
 
@@ -115,6 +148,24 @@ impl Outstanding {
             }
         }
     }
+}
+
+/// openraft sends each heartbeat as a stream of one entry-less request, ready at once:
+/// such a stream goes on the control connection (`true`), never behind megabytes of
+/// entries on the data one. The request looked at is put back in front.
+fn heartbeat_or_not<S>(
+    mut input: S,
+) -> (impl Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static, bool)
+where
+    S: Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
+{
+    use futures::future::Either;
+    if input.size_hint() != (1, Some(1)) {
+        return (Either::Left(input), false);
+    }
+    let first = futures::FutureExt::now_or_never(input.next()).flatten();
+    let heartbeat = first.as_ref().is_some_and(|r| r.entries.is_empty());
+    (Either::Right(futures::stream::iter(first).chain(input)), heartbeat)
 }
 
 /// Makes clients for peers, caching one channel per address.
@@ -192,6 +243,11 @@ impl Client {
         self.client_on(|c| &c.control)
     }
 
+    /// The client on the control connection if `control`, else on the data one.
+    fn client_for(&self, control: bool) -> Result<pb::raft_client::RaftClient<Channel>, RPCError<C>> {
+        if control { self.control() } else { self.client() }
+    }
+
     fn client_on(
         &self,
         which: impl FnOnce(&Channels) -> &Channel,
@@ -261,6 +317,7 @@ impl RaftNetworkV2<C> for Client {
         if !self.streaming.usable() {
             return stream_append_sequential(self, input, option);
         }
+        let (input, on_control) = heartbeat_or_not(input);
         let this = self.clone();
         Box::pin(async move {
             // Requests sent and not yet answered: while there are some, each answer must
@@ -274,7 +331,19 @@ impl RaftNetworkV2<C> for Client {
                 request
             });
             let ttl = option.hard_ttl();
-            let opened = tokio::time::timeout(ttl, this.client()?.stream_append(requests)).await;
+            if let Some(until) = this.streaming.not_before().filter(|_| !on_control) {
+                tokio::time::sleep_until(until.into()).await;
+            }
+            let opened =
+                tokio::time::timeout(ttl, this.client_for(on_control)?.stream_append(requests)).await;
+            match &opened {
+                Ok(Ok(_)) => this.streaming.reached(),
+                Ok(Err(s)) if s.code() == tonic::Code::Unavailable => {
+                    this.streaming.unreached(std::time::Instant::now())
+                }
+                Err(_) => this.streaming.unreached(std::time::Instant::now()),
+                Ok(Err(_)) => {}
+            }
             let replies = match opened {
                 Ok(Ok(replies)) => replies.into_inner(),
                 Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => {
@@ -439,6 +508,38 @@ mod tests {
             leader_commit: None,
             entries: vec![],
         }
+    }
+
+    #[test]
+    fn a_peer_not_reached_is_waited_for_longer_each_time_until_reached() {
+        let s = Streaming::default();
+        let t = std::time::Instant::now();
+        assert_eq!(s.not_before(), None);
+        let waits: Vec<Duration> = (0..6)
+            .map(|_| {
+                s.unreached(t);
+                s.not_before().unwrap() - t
+            })
+            .collect();
+        let ms = |m| Duration::from_millis(m);
+        assert_eq!(waits, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
+        s.reached();
+        assert_eq!(s.not_before(), None);
+        s.unreached(t);
+        assert_eq!(s.not_before(), Some(t + ms(100)), "from the shortest again");
+    }
+
+    #[tokio::test]
+    async fn openraft_heartbeats_go_on_the_control_connection_with_their_request() {
+        // As openraft's heartbeat worker makes them: one request, ready at once.
+        let (heartbeat, control) = heartbeat_or_not(Box::pin(futures::stream::once(async { request() })));
+        assert!(control);
+        assert_eq!(heartbeat.collect::<Vec<_>>().await.len(), 1, "the request is still sent");
+        // A replication stream (requests as entries come) stays on the data connection.
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        tx.unbounded_send(request()).unwrap();
+        let (_, control) = heartbeat_or_not(rx);
+        assert!(!control);
     }
 
     #[tokio::test]
