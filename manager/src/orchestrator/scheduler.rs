@@ -283,27 +283,3 @@ mod tests {
         );
     }
 }
-
-#[cfg(test)]
-mod timing_tmp {
-    use super::*;
-    use crate::orchestrator::replicated;
-    use crate::testing::*;
-
-    #[test]
-    #[ignore]
-    fn time_100k() {
-        let svc = service("load", |s| s.mode = shoal_api::ServiceMode::Replicated { replicas: 100_000 });
-        let nodes: Vec<_> = (0..1000).map(|i| node(&format!("n{i:04}"), &[])).collect();
-        let mut store = store_with(nodes, vec![svc]);
-        let t = std::time::Instant::now();
-        let changes = replicated::reconcile(&store, t0());
-        eprintln!("replicated: {:?} for {}", t.elapsed(), changes.len());
-        let t = std::time::Instant::now();
-        apply(&mut store, changes);
-        eprintln!("apply: {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        let changes = schedule(&store, t0());
-        eprintln!("schedule: {:?} for {}", t.elapsed(), changes.len());
-    }
-}

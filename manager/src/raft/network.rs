@@ -53,7 +53,7 @@ const DOWN_WAIT: (Duration, Duration) = (Duration::from_millis(100), Duration::f
 /// was last found not to), and whether it could be reached.
 ///
 /// openraft opens a new stream as soon as one fails while entries keep coming: with a
-/// follower down and a busy leader, that was about 500 dials a second, each logged.
+/// follower down and a busy leader, that was about 300 tries a second, each logged.
 /// A stream to a peer that could not be reached
 /// now waits first, from 100 ms doubling to 1 s, until one opens. Heartbeats do not
 /// wait: openraft sends them at its own pace.

@@ -13,7 +13,7 @@ use super::plan::Local;
 use super::reconciler::Reconciler;
 
 /// A task of service `s` on node `n`, assigned, running busybox.
-pub(super) fn task(id: &str, desired: TaskState) -> Task {
+pub(crate) fn task(id: &str, desired: TaskState) -> Task {
     let now = Utc::now();
     Task {
         id: id.into(),
