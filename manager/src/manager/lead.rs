@@ -10,7 +10,7 @@ use std::time::Duration;
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 
-use super::{Manager, leads_with_full_state};
+use super::{Manager, leads_with_full_state, member_addr};
 
 /// Where sessions go now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,17 +57,22 @@ impl Manager {
         let mut metrics = self.raft.metrics();
         loop {
             let m = metrics.borrow_watched().clone();
-            let silent_for = match self.raft.with_raft_state(|s| s.vote_last_modified()).await {
-                Ok(t) => t.map(|t| t.elapsed()),
-                Err(_) => return Lead::Unknown,
+            let other = m.current_leader.filter(|l| *l != self.id).and_then(|id| member_addr(&m, id));
+            let reached = other.as_ref().is_some_and(|a| !unreachable.contains(a));
+            // Raft's core is asked only when the answer matters: another leader the
+            // worker could reach (during an election, many requests wait here).
+            let silent_for = if reached {
+                match self.raft.with_raft_state(|s| s.vote_last_modified()).await {
+                    Ok(t) => t.map(|t| t.elapsed()),
+                    Err(_) => return Lead::Unknown,
+                }
+            } else {
+                None
             };
-            let other = m.current_leader.filter(|l| *l != self.id).and_then(|id| {
-                m.membership_config.membership().nodes().find(|(i, _)| **i == id).map(|(_, n)| n.addr.clone())
-            });
             let seen = Seen {
                 me: m.current_leader == Some(self.id),
                 full_state: leads_with_full_state(&m),
-                reached: other.as_ref().is_some_and(|a| !unreachable.contains(a)),
+                reached,
                 silent_for,
             };
             match (verdict(seen, self.leader_silent_after), other) {

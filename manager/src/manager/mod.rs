@@ -294,12 +294,7 @@ impl Manager {
     pub fn leader_addr(&self) -> Result<String, ManagerError> {
         let m = self.raft.metrics().borrow_watched().clone();
         let leader = m.current_leader.ok_or(ManagerError::NoLeader)?;
-        m.membership_config
-            .membership()
-            .nodes()
-            .find(|(id, _)| **id == leader)
-            .map(|(_, n)| n.addr.clone())
-            .ok_or(ManagerError::NoLeader)
+        member_addr(&m, leader).ok_or(ManagerError::NoLeader)
     }
 
     /// How long this manager has been running.
@@ -548,6 +543,11 @@ pub const PROPOSALS_IN_FLIGHT: usize = 8;
 pub async fn in_flight<F: std::future::Future>(proposals: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     use futures::StreamExt;
     futures::stream::iter(proposals).buffer_unordered(PROPOSALS_IN_FLIGHT).collect().await
+}
+
+/// The address of member `id` in the membership these metrics hold.
+fn member_addr(m: &openraft::RaftMetrics<crate::raft::TypeConfig>, id: u64) -> Option<String> {
+    m.membership_config.membership().nodes().find(|(i, _)| **i == id).map(|(_, n)| n.addr.clone())
 }
 
 /// Whether the node these metrics describe leads and has applied its own term's first
