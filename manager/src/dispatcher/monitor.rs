@@ -4,7 +4,9 @@
 //! grace period (twice as long), so an election alone never marks nodes down; after
 //! a stall of the leader itself (its own clock tick came late), every node gets its
 //! grace again from the stall's end, so heartbeats the leader could not read yet
-//! never count as missed.
+//! never count as missed. A node that is DOWN in the store but has a session that
+//! is heard from becomes READY again: its session may have opened while the write
+//! marking it down was still in flight.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -62,6 +64,40 @@ pub(super) fn silent(
         .collect()
 }
 
+/// Nodes that are DOWN in the store but whose session is open and heard from
+/// within its grace.
+pub(super) fn heard(
+    down: &[(String, u64)],
+    last_seen: &HashMap<String, (Instant, Duration)>,
+    grace_from: Instant,
+    heartbeat: (Duration, u32),
+    now: Instant,
+) -> Vec<(String, u64)> {
+    let open: Vec<(String, u64)> =
+        down.iter().filter(|(node, _)| last_seen.contains_key(node)).cloned().collect();
+    let silent = silent(&open, last_seen, grace_from, heartbeat, now);
+    open.into_iter().filter(|n| !silent.contains(n)).collect()
+}
+
+/// The updates that set each of `nodes` (id, version read) to `state`.
+fn set_state(d: &Dispatcher, nodes: &[(String, u64)], state: NodeState, message: &str) -> Vec<Change> {
+    d.manager.read(|s| {
+        nodes
+            .iter()
+            .filter_map(|(id, version)| match s.get(crate::store::Kind::Node, id) {
+                Some(Object::Node(n)) if n.meta.version == *version => {
+                    let mut new = n.clone();
+                    new.status.state = state;
+                    new.status.message = message.into();
+                    new.meta.updated_at = chrono::Utc::now();
+                    Some(Change::Update { object: Object::Node(new), expected_version: *version })
+                }
+                _ => None,
+            })
+            .collect()
+    })
+}
+
 async fn run(d: Dispatcher) {
     let mut leadership = d.manager.leadership();
     loop {
@@ -82,40 +118,37 @@ async fn run(d: Dispatcher) {
                 grace_from = Instant::now();
                 continue;
             }
-            let ready: Vec<(String, u64)> = d.manager.read(|s| {
-                crate::store::queries::nodes(s)
-                    .filter(|n| n.status.state == NodeState::Ready)
-                    .map(|n| (n.id.clone(), n.meta.version))
-                    .collect()
+            let (mut ready, mut down) = (Vec::new(), Vec::new());
+            d.manager.read(|s| {
+                for n in crate::store::queries::nodes(s) {
+                    match n.status.state {
+                        NodeState::Ready => ready.push((n.id.clone(), n.meta.version)),
+                        NodeState::Down => down.push((n.id.clone(), n.meta.version)),
+                        _ => {}
+                    }
+                }
             });
-            let down = silent(&ready, &d.last_seen(), grace_from, d.heartbeat(), Instant::now());
-            if down.is_empty() {
+            let (last_seen, now) = (d.last_seen(), Instant::now());
+            let silent = silent(&ready, &last_seen, grace_from, d.heartbeat(), now);
+            let back = heard(&down, &last_seen, grace_from, d.heartbeat(), now);
+            if silent.is_empty() && back.is_empty() {
                 continue;
             }
-            let changes: Vec<Change> = d.manager.read(|s| {
-                down.iter()
-                    .filter_map(|(id, version)| match s.get(crate::store::Kind::Node, id) {
-                        Some(Object::Node(n)) if n.meta.version == *version => {
-                            let mut new = n.clone();
-                            new.status.state = NodeState::Down;
-                            new.status.message = "heartbeat failure".into();
-                            new.meta.updated_at = chrono::Utc::now();
-                            Some(Change::Update { object: Object::Node(new), expected_version: *version })
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            });
-            for id in down.iter().map(|(id, _)| id) {
+            let mut changes = set_state(&d, &silent, NodeState::Down, "heartbeat failure");
+            changes.extend(set_state(&d, &back, NodeState::Ready, ""));
+            for id in silent.iter().map(|(id, _)| id) {
                 tracing::warn!(node = %id, "node missed its heartbeats: marking it down");
                 d.sessions.lock().expect("sessions lock").close(id);
             }
+            for id in back.iter().map(|(id, _)| id) {
+                tracing::info!(node = %id, "node marked down while its session opened: marking it ready");
+            }
             match d.manager.propose_local(Transaction { changes }).await {
                 Ok(_) => {
-                    d.manager.instruments().heartbeats_expired.inc_by(down.len() as u64);
+                    d.manager.instruments().heartbeats_expired.inc_by(silent.len() as u64);
                 }
                 Err(e) => {
-                    tracing::debug!(error = %shoal_api::report::chain(&e), "marking nodes down failed; retrying")
+                    tracing::debug!(error = %shoal_api::report::chain(&e), "marking nodes down or up failed; retrying")
                 }
             }
         }
@@ -154,6 +187,24 @@ mod tests {
         let stall_end = t0 + Duration::from_secs(18);
         assert!(silent(&ready, &seen, stall_end, (five, 3), now).is_empty(), "2 s since the stall");
         assert_eq!(silent(&ready, &seen, stall_end, (five, 3), stall_end + Duration::from_secs(16)).len(), 1);
+    }
+
+    #[test]
+    fn a_down_node_with_a_session_heard_from_is_ready_again() {
+        let t0 = Instant::now();
+        let five = Duration::from_secs(5);
+        let down = vec![("raced".to_owned(), 3), ("gone".to_owned(), 4), ("stale".to_owned(), 5)];
+        let seen = HashMap::from([
+            ("raced".to_owned(), (t0 + Duration::from_secs(9), five)),
+            ("stale".to_owned(), (t0, five)),
+        ]);
+        let now = t0 + Duration::from_secs(20);
+        let back = heard(&down, &seen, t0, (five, 3), now);
+        assert_eq!(
+            back,
+            [("raced".to_owned(), 3)],
+            "gone has no session; stale's session is silent for longer than its grace"
+        );
     }
 
     #[test]
