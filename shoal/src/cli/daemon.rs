@@ -179,6 +179,7 @@ fn init_logging(format: LogFormat) {
 }
 
 pub(super) fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    crate::limits::cap_malloc_arenas();
     init_logging(args.log_format);
     crate::limits::raise_open_files();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
