@@ -68,7 +68,9 @@ def row(c):
     lose = c["lose"]
     upd = f"{c['update_s']:.0f} s, leader {c['update_leader_cpu']:.2f} cores" if "update_s" in c else "–"
     snap = c.get("snapshot")
-    snap = (f"{snap['build_s']:.2f} / {snap['install_s']:.2f} s, {snap['bytes'] / 1e6:.0f} MB; "
+    cpu = (f" (CPU {snap['build_cpu_s']:.2f} / {snap['install_cpu_s']:.2f} s)"
+           if snap and snap.get("build_cpu_s") else "")
+    snap = (f"{snap['build_s']:.2f} / {snap['install_s']:.2f} s{cpu}, {snap['bytes'] / 1e6:.0f} MB; "
             f"caught up {snap['caught_up_s']:.1f} s" if snap else "not measured")
     return (
         f"| {c['nodes']} | {c['tasks']} | {commit_of(c)} | {c['assigned_s']:.1f} s ({c['assigned_per_s']:.0f}/s) | "
@@ -97,7 +99,9 @@ lines = [
     "on the new leader (tasks changed: ids, nodes or states that moved; must be 0); the snapshot",
     "stops a follower, writes 700 entries, has the leader build one (`POST /v1/cluster/snapshot`)",
     "and purge its log, and restarts the follower, which must install it: build and install time",
-    "(the follower's own metric: decode, write, swap in), size, and restart to caught up. One run per",
+    "(the follower's own metric: decode, write, swap in; in brackets, the CPU time of the threads",
+    "doing it, from the managers' logs: the build runs at low priority), size, and restart to",
+    "caught up. One run per",
     "cell, at the commit its row names" + (f" (started {data['started']})" if len(commits) == 1 else
                                            "; cells measured at different commits are not a like-for-like curve") + ".",
     "",
