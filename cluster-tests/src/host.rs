@@ -170,14 +170,18 @@ impl Host {
 
     /// Runs `shoal ARGS` on this host's node (its data dir and cgroup parent).
     pub fn shoal(&self, args: &[&str]) -> Output {
-        Command::new(crate::shoal_bin())
-            .args(args)
+        self.command(crate::shoal_bin(), args).output().expect("the shoal binary runs")
+    }
+
+    /// `bin ARGS` as [`Host::shoal`] runs it.
+    fn command(&self, bin: PathBuf, args: &[&str]) -> Command {
+        let mut c = Command::new(bin);
+        c.args(args)
             .env("SHOAL_DATA_DIR", self.dir.path())
             .env("SHOAL_CGROUP_PARENT", &self.cgroup_parent)
             .env("SHOAL_HOST", format!("unix://{}", self.socket().display()))
-            .env_remove("SHOAL_TOKEN")
-            .output()
-            .expect("the shoal binary runs")
+            .env_remove("SHOAL_TOKEN");
+        c
     }
 
     /// Runs `shoal ARGS`, asserting success; returns standard output.
@@ -213,9 +217,13 @@ impl Host {
 
     /// Removes its containers, cgroups and tmpfs (the daemon must be stopped).
     pub(crate) fn clean(&mut self) {
-        let out = self.shoal(&["container", "ls", "-q"]);
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            let _ = self.shoal(&["container", "rm", "-f", id]);
+        // Without the binary no container was started; never panic here.
+        if let Ok(bin) = crate::shoal_bin_found()
+            && let Ok(out) = self.command(bin.clone(), &["container", "ls", "-q"]).output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = self.command(bin.clone(), &["container", "rm", "-f", id]).output();
+            }
         }
         let mut dirs: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
             .map(|d| d.flatten().map(|c| c.path().join(&self.cgroup_parent)).filter(|p| p.is_dir()).collect())

@@ -35,22 +35,24 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// The `shoal` binary under test: `$SHOAL_BIN`, or the one cargo built next to
 /// this test (`target/<profile>/shoal`, built by `cargo test --workspace`).
 pub fn shoal_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("SHOAL_BIN") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("the test's own path");
-        // target/<profile>/deps/<test> -> target/<profile>/shoal
-        let bin = exe.parent().and_then(Path::parent).map(|d| d.join("shoal")).expect("a target dir");
-        assert!(
-            bin.is_file(),
+    shoal_bin_found().unwrap_or_else(|missing| {
+        panic!(
             "no shoal binary at {}: build it first (cargo build -p shoal), or set SHOAL_BIN",
-            bin.display()
-        );
-        bin
+            missing.display()
+        )
     })
-    .clone()
+}
+
+/// The `shoal` binary under test, or the path where it was looked for. Cleanup uses
+/// this: a panic there, while a test already panics, would abort the whole run.
+pub(crate) fn shoal_bin_found() -> Result<PathBuf, PathBuf> {
+    if let Some(p) = std::env::var_os("SHOAL_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> -> target/<profile>/shoal
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("shoal")).expect("a target dir");
+    if bin.is_file() { Ok(bin) } else { Err(bin) }
 }
 
 /// The test image (shoal/busybox) as an OCI layout, built once per test process
