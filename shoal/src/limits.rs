@@ -35,7 +35,7 @@ pub(crate) fn raise_open_files() -> u64 {
 /// glibc's default is eight per core; the daemon's threads allocate in bursts (a
 /// placement of 100,000 tasks), and memory freed in one arena serves no other. With
 /// 1,000 nodes and 100,000 tasks on this project's 2-core machine, the leader's RSS
-/// after placement was 1.07 GB with the default and 0.81 GB with two arenas, in the
+/// after placement was 1,043 MB with the default and 791 MB with two arenas, in the
 /// same time (bench/scale, one run each). Call it before any thread starts.
 pub(crate) fn cap_malloc_arenas() {
     #[cfg(target_env = "gnu")]
