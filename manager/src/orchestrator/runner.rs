@@ -74,7 +74,7 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
         if !manager.is_leader() {
             return "Raft says this manager does not lead";
         }
-        let busy = round(manager, full).await;
+        let (busy, refused) = round(manager, full).await;
         let last_round = tokio::time::Instant::now();
         // A round's reading of the whole state grows with the cluster: rest at least
         // as long as it took, so the controllers take at most half of a core and
@@ -100,7 +100,9 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
             _ = tick.tick() => {
                 // Timed controllers walk the whole state too: the same rest applies.
                 tokio::time::sleep_until(last_round + rest).await;
-                full = false;
+                // Changes refused for another reason than a conflict (which is a store
+                // change, and wakes a round) are tried again by every controller.
+                full = refused;
             }
         }
     }
@@ -120,8 +122,9 @@ fn timer() -> tokio::time::Interval {
 type Controller<'a> = dyn Fn(&crate::store::Store) -> Vec<Change> + Sync + 'a;
 
 /// One pass of the controllers (all, or only the timed ones), each on the state its
-/// predecessor left; returns the time spent reading the state (proposals aside).
-async fn round(manager: &Manager, full: bool) -> Duration {
+/// predecessor left; returns the time spent reading the state (proposals aside), and
+/// whether some changes were refused for another reason than a conflict.
+async fn round(manager: &Manager, full: bool) -> (Duration, bool) {
     let cluster = manager.cluster();
     let limit = cluster.as_ref().map_or(5, |c| c.spec.task_history_limit);
     let pool = cluster.map(|c| c.spec.default_address_pool).unwrap_or_default();
@@ -134,9 +137,9 @@ async fn round(manager: &Manager, full: bool) -> Duration {
         ("reaper", &|s| reaper::reap(s, limit, Utc::now())),
         ("keys", &|s| keys::rotate(s, Utc::now(), keys::random_key)),
     ];
-    let mut busy = Duration::ZERO;
+    let (mut busy, mut refused) = (Duration::ZERO, false);
     for (name, stage) in stages {
-        if !full && matches!(name, "allocator" | "scheduler" | "reaper") {
+        if !full && !timed(name, manager) {
             continue;
         }
         let started = std::time::Instant::now();
@@ -171,8 +174,9 @@ async fn round(manager: &Manager, full: bool) -> Duration {
                 )) => {
                     tracing::debug!(controller = name, "conflict; retrying next round");
                 }
-                Err(ManagerError::NotLeader { .. } | ManagerError::NoLeader) => return busy,
+                Err(ManagerError::NotLeader { .. } | ManagerError::NoLeader) => return (busy, refused),
                 Err(e) => {
+                    refused = true;
                     tracing::warn!(controller = name, error = %shoal_api::report::chain(&e), "controller changes refused")
                 }
             }
@@ -180,7 +184,18 @@ async fn round(manager: &Manager, full: bool) -> Duration {
         tracing::debug!(controller = name, changes = count, "round");
         manager.instruments().reconciled(name, started.elapsed());
     }
-    busy
+    (busy, refused)
+}
+
+/// Whether controller `name` runs in a timed round: only those that wait on time.
+/// Placing, allocating and reaping change only when the store does; a rollout waits
+/// on time only while it is under way.
+fn timed(name: &str, manager: &Manager) -> bool {
+    match name {
+        "allocator" | "scheduler" | "reaper" => false,
+        "update" => manager.read(update::under_way),
+        _ => true,
+    }
 }
 
 /// Counts the scheduler's decisions: a task assigned, or a pending task told why it

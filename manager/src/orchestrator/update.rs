@@ -38,6 +38,19 @@ pub fn reconcile(store: &crate::store::Store, now: DateTime<Utc>) -> Vec<Change>
     changes
 }
 
+/// Whether a rollout is under way. Only then does this controller wait on time
+/// (the delay between batches, the monitor period, the progress deadline); whatever
+/// else it does follows a change of the store. A timed round runs it only then: at
+/// 100,000 tasks each pass walks every task (about 80 ms).
+pub fn under_way(store: &crate::store::Store) -> bool {
+    services(store).any(|s| {
+        matches!(
+            s.update_status.as_ref().map(|u| u.state),
+            Some(UpdateState::Updating | UpdateState::RollbackStarted)
+        )
+    })
+}
+
 fn put_status(svc: &Service, status: UpdateStatus, now: DateTime<Utc>, spec_swap: bool) -> Change {
     let mut new = svc.clone();
     if spec_swap && let Some(previous) = new.previous_spec.take() {
@@ -306,6 +319,30 @@ mod tests {
         assert_eq!(images(&store), ["busybox:2", "busybox:2", "busybox:2"]);
         run_all(&mut store, t + chrono::Duration::seconds(100));
         assert_eq!(svc_of(&store, &s.id).update_status.map(|u| u.state), Some(UpdateState::Completed));
+    }
+
+    #[test]
+    fn only_a_rollout_under_way_waits_on_time() {
+        let s = service("web", |s| s.mode = ServiceMode::Replicated { replicas: 2 });
+        let mut store = store_with(vec![node("n1", &[])], vec![s.clone()]);
+        let t = t0();
+        run_all(&mut store, t);
+        all_run(&mut store, t);
+        assert!(!under_way(&store), "no rollout");
+        update_image(&mut store, &s.id, "busybox:2", |c| {
+            c.parallelism = 1;
+            c.delay = std::time::Duration::from_secs(10);
+        });
+        assert!(!under_way(&store), "a new spec starts a rollout as a change of the store");
+        run_all(&mut store, t);
+        assert!(under_way(&store), "the rollout waits on its delay");
+        for i in 1..=4 {
+            run_all(&mut store, t + chrono::Duration::seconds(11 * i));
+            all_run(&mut store, t + chrono::Duration::seconds(11 * i));
+        }
+        run_all(&mut store, t + chrono::Duration::seconds(100));
+        assert_eq!(svc_of(&store, &s.id).update_status.map(|u| u.state), Some(UpdateState::Completed));
+        assert!(!under_way(&store), "a completed rollout waits on nothing");
     }
 
     #[test]
