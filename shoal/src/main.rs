@@ -17,8 +17,13 @@ use clap::Parser;
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
     if args.nth(1).is_some_and(|a| a == shoal_worker::runtime::shim::SUBCOMMAND) {
-        let Some(state_dir) = args.next() else { return ExitCode::FAILURE };
-        let code = shoal_worker::runtime::shim::main(std::path::Path::new(&state_dir));
+        let (Some(state_dir), Some(supervisor)) = (args.next(), args.next()) else {
+            return ExitCode::FAILURE;
+        };
+        let code = shoal_worker::runtime::shim::main(
+            std::path::Path::new(&state_dir),
+            std::path::Path::new(&supervisor),
+        );
         return ExitCode::from(code as u8);
     }
     if std::env::args_os().nth(1).is_some_and(|a| a == shoal_worker::runtime::exec::SUBCOMMAND) {

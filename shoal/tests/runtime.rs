@@ -200,6 +200,87 @@ fn a_killed_shim_is_cleaned_up() {
     node.assert_clean();
 }
 
+/// The shim of a running container, and what its `/proc` shows: the program and the
+/// descriptors (number → link).
+fn running_shim(node: &Node) -> (i32, std::path::PathBuf, Vec<(i32, String)>) {
+    let shims = node.shim_pids();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    let exe = std::fs::read_link(format!("/proc/{}/exe", shims[0])).unwrap();
+    let mut fds: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{}/fd", shims[0]))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.path()).ok()?.to_string_lossy().into_owned();
+            Some((e.file_name().to_str()?.parse().ok()?, link))
+        })
+        .collect();
+    fds.sort();
+    (shims[0], exe, fds)
+}
+
+#[test]
+fn a_running_container_is_watched_by_the_small_supervisor() {
+    let node = Node::with_busybox();
+    node.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "watched",
+        "shoal/busybox",
+        "sh",
+        "-c",
+        "echo hi; sleep 300",
+    ]);
+    // The shim reports the start, then executes the supervisor, which opens the log.
+    let log_open = |fds: &[(i32, String)]| fds.iter().any(|(_, link)| link.ends_with("/container.log"));
+    wait_for("the supervisor to open the log", Duration::from_secs(10), || log_open(&running_shim(&node).2));
+    let (_, exe, fds) = running_shim(&node);
+    assert_eq!(exe.file_name().unwrap(), "shoal-shim", "{exe:?}");
+    assert_eq!(exe.parent().unwrap().parent().unwrap(), node.data_dir().join("bin"), "{exe:?}");
+    // The container's stdout and stderr on 3 and 4; then its pidfd and the log.
+    let pipe = |fd: i32| fds.iter().any(|(n, link)| *n == fd && link.starts_with("pipe:"));
+    assert!(pipe(3) && pipe(4), "{fds:?}");
+    wait_for("the log", Duration::from_secs(10), || node.ok(&["container", "logs", "watched"]) == "hi\n");
+    let out = node.ok(&["container", "stop", "-t", "1", "watched"]);
+    assert_eq!(
+        out.trim(),
+        "watched: killed by signal 9",
+        "pid 1 ignores SIGTERM; the kill after 1 s ends it"
+    );
+    node.ok(&["container", "rm", "watched"]);
+
+    // A supervisor that cannot be executed: the shim watches the container itself.
+    let installed = exe.clone();
+    let len = std::fs::metadata(&installed).unwrap().len() as usize;
+    std::fs::set_permissions(&installed, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(&installed, vec![0u8; len]).unwrap();
+    std::fs::set_permissions(&installed, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    node.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "fallback",
+        "shoal/busybox",
+        "sh",
+        "-c",
+        "echo hi; sleep 300",
+    ]);
+    wait_for("the shim to watch the container itself", Duration::from_secs(10), || {
+        log_open(&running_shim(&node).2)
+    });
+    let (_, exe, _) = running_shim(&node);
+    assert_ne!(exe, installed, "the shim runs on in the shoal binary");
+    let shim_log = std::fs::read_to_string(node.data_dir().join("containers/fallback/shim.log")).unwrap();
+    assert!(shim_log.contains("cannot execute the supervisor"), "{shim_log}");
+    wait_for("the log", Duration::from_secs(10), || node.ok(&["container", "logs", "fallback"]) == "hi\n");
+    let out = node.ok(&["container", "stop", "-t", "1", "fallback"]);
+    assert_eq!(out.trim(), "fallback: killed by signal 9");
+    node.ok(&["container", "rm", "fallback"]);
+    node.assert_clean();
+}
+
 #[test]
 fn a_shim_keeps_no_descriptor_its_starter_leaked() {
     use std::os::fd::AsRawFd as _;

@@ -203,10 +203,14 @@ impl Cgroup {
         }
     }
 
-    /// The file whose changes signal an OOM kill: v1 `memory.oom_control` (with an
-    /// eventfd through `cgroup.event_control`), v2 `memory.events`.
-    pub fn oom_kills(&self) -> u64 {
-        self.stats().map(|s| s.oom_kills).unwrap_or(0)
+    /// The file whose `oom_kill N` line counts the cgroup's OOM kills: v1
+    /// `memory.oom_control` (which also signals an eventfd registered through
+    /// `cgroup.event_control`), v2 `memory.events`.
+    pub fn oom_file(&self) -> Option<PathBuf> {
+        match self {
+            Cgroup::V1(c) => c.memory_dir().map(|d| d.join("memory.oom_control")),
+            Cgroup::V2(c) => Some(c.dir.join("memory.events")),
+        }
     }
 
     /// Pids of every process in the cgroup.

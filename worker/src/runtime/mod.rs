@@ -18,6 +18,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod shim;
 pub mod state;
+pub mod supervisor;
 pub mod sys;
 pub mod user;
 
@@ -161,6 +162,8 @@ pub struct Runtime {
     dir: PathBuf,
     cgroups: Driver,
     helper: Helper,
+    /// The installed supervisor binary the shims hand running containers to.
+    supervisor: PathBuf,
 }
 
 /// How long the shim may take to report: image setup is quick, but a loaded machine
@@ -178,7 +181,12 @@ impl Runtime {
         })?;
         let cgroups = Driver::detect(cgroup_parent)
             .map_err(|source| RuntimeError::Cgroup { id: String::new(), source })?;
-        Ok(Runtime { dir, cgroups, helper })
+        let supervisor = supervisor::install(data_dir).map_err(|source| RuntimeError::Io {
+            id: String::new(),
+            what: format!("install the container supervisor under {}", data_dir.join("bin").display()),
+            source,
+        })?;
+        Ok(Runtime { dir, cgroups, helper, supervisor })
     }
 
     fn state(&self, id: &str) -> StateDir {
@@ -269,8 +277,9 @@ impl Runtime {
         let (ours, theirs) = UnixStream::pair().map_err(Self::io(&id, "socketpair"))?;
         let shim_log = File::create(dir.0.join("shim.log")).map_err(Self::io(&id, "create shim.log"))?;
         match self.helper.program() {
-            None => fork_shim(&dir.0, theirs, shim_log).map_err(Self::io(&id, "start the runtime shim"))?,
-            Some(program) => exec_shim(&program, &dir.0, theirs, shim_log)
+            None => fork_shim(&dir.0, &self.supervisor, theirs, shim_log)
+                .map_err(Self::io(&id, "start the runtime shim"))?,
+            Some(program) => exec_shim(&program, &dir.0, &self.supervisor, theirs, shim_log)
                 .map_err(Self::io(&id, "start the runtime shim"))?,
         }
         ours.set_read_timeout(Some(REPORT_TIMEOUT)).map_err(Self::io(&id, "socket timeout"))?;
@@ -470,12 +479,19 @@ impl Runtime {
     }
 }
 
-/// Starts the shim by re-executing `program` with the report socket on fd 3.
+/// Starts the shim by re-executing `program` with the report socket on fd 3; it hands
+/// the running container to `supervisor`.
 ///
 /// Through `posix_spawn` (a vfork-style clone in glibc): forking the daemon instead
 /// would copy its page tables for every container, which made a burst of starts
 /// spend most of its time in the kernel.
-fn exec_shim(program: &Path, dir: &Path, theirs: UnixStream, shim_log: File) -> std::io::Result<()> {
+fn exec_shim(
+    program: &Path,
+    dir: &Path,
+    supervisor: &Path,
+    theirs: UnixStream,
+    shim_log: File,
+) -> std::io::Result<()> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
     use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, posix_spawn};
     use nix::sys::stat::Mode;
@@ -487,6 +503,7 @@ fn exec_shim(program: &Path, dir: &Path, theirs: UnixStream, shim_log: File) -> 
         cstring(program.as_os_str().as_bytes())?,
         cstring(shim::SUBCOMMAND.as_bytes())?,
         cstring(dir.as_os_str().as_bytes())?,
+        cstring(supervisor.as_os_str().as_bytes())?,
     ];
     let env: Vec<CString> = std::env::vars_os()
         .filter_map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok())
@@ -507,7 +524,7 @@ fn exec_shim(program: &Path, dir: &Path, theirs: UnixStream, shim_log: File) -> 
 }
 
 /// Starts the shim by forking this (single-threaded) process.
-fn fork_shim(dir: &Path, theirs: UnixStream, shim_log: File) -> std::io::Result<()> {
+fn fork_shim(dir: &Path, supervisor: &Path, theirs: UnixStream, shim_log: File) -> std::io::Result<()> {
     let threads = fs::read_to_string("/proc/self/status")?
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))
@@ -527,7 +544,7 @@ fn fork_shim(dir: &Path, theirs: UnixStream, shim_log: File) -> std::io::Result<
                 let _ = nix::unistd::dup2_stdout(n);
             }
             let _ = nix::unistd::dup2_stderr(&shim_log);
-            let code = shim::run(dir, theirs);
+            let code = shim::run(dir, supervisor, theirs);
             // SAFETY: leave without running the parent's exit handlers or flushing
             // its buffers a second time.
             unsafe { libc::_exit(code) }

@@ -2,30 +2,31 @@
 //! shoal binary (from a sealed copy), so nothing is ever forked from the daemon's
 //! multi-threaded runtime. It detaches from the daemon (a restarted daemon finds it
 //! again), makes the container's pid namespace and forks the init into it (which
-//! joins its cgroup itself), reports the init's pid (or the reason it failed) to the daemon
-//! over a socketpair, then stays to copy the container's output into the log file,
-//! watch for OOM kills, and record the exit status.
+//! joins its cgroup itself), and reports the init's pid (or the reason it failed) to the
+//! daemon over a socketpair. Then it executes the supervisor (`super::supervisor`) in
+//! its place, which copies the container's output into the log file, watches for OOM
+//! kills, and records the exit status: a small static binary, where the shoal binary
+//! would cost every running container its own relocated pages.
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{SecondsFormat, Utc};
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
 use serde::{Deserialize, Serialize};
 use shoal_api::report::chain;
+use shoal_supervisor::invocation::{Invocation, OOM_EVENT_FD, STDERR_FD, STDOUT_FD};
+use shoal_supervisor::watch::Watch;
 
 use super::config::ContainerConfig;
 use super::init::{self, InitPipes};
-use super::logs::{LogWriter, Stream};
-use super::state::{Exited, Started, StateDir};
+use super::state::{Started, StateDir};
 use super::sys;
 use crate::cgroups::Cgroup;
 use crate::json_file::{read_json, write_json};
@@ -47,12 +48,13 @@ pub enum Report {
 }
 
 /// Entry point of the shim process. `state_dir` holds `config.json`; the report
-/// socket is fd [`REPORT_FD`]. Returns the process exit code.
-pub fn main(state_dir: &Path) -> i32 {
+/// socket is fd [`REPORT_FD`]; `supervisor` is the program to hand the running
+/// container to. Returns the process exit code.
+pub fn main(state_dir: &Path, supervisor: &Path) -> i32 {
     // SAFETY: the daemon passes fd 3 as the shim's end of a socketpair, owned by
     // nobody else in this fresh process.
     let report = unsafe { UnixStream::from_raw_fd(REPORT_FD) };
-    run(state_dir, report)
+    run(state_dir, supervisor, report)
 }
 
 /// Closes every descriptor but stdio and `keep`: ones the daemon (or the CLI) was
@@ -85,7 +87,7 @@ fn close_inherited(keep: RawFd) {
 
 /// The shim's work, reporting on `report`; the process must be single-threaded (a
 /// fresh exec, or a fork of a single-threaded process). Returns the exit code.
-pub fn run(state_dir: &Path, report: UnixStream) -> i32 {
+pub fn run(state_dir: &Path, supervisor: &Path, report: UnixStream) -> i32 {
     let dir = StateDir(state_dir.to_owned());
     let cfg: ContainerConfig = match read_json(&dir.config()) {
         Ok(Some(cfg)) => cfg,
@@ -117,7 +119,7 @@ pub fn run(state_dir: &Path, report: UnixStream) -> i32 {
         Ok((started, running)) => {
             let _ = send(&report, &Report::Started(started.clone()));
             drop(report);
-            supervise(&cfg, &dir, started, running)
+            hand_over(&cfg, &dir, supervisor, &started, running)
         }
         Err(e) => fail(report, e),
     }
@@ -132,72 +134,6 @@ fn send(mut sock: &UnixStream, report: &Report) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(report).map_err(std::io::Error::other)?;
     line.push(b'\n');
     sock.write_all(&line)
-}
-
-/// Gives back what only the start needed, before the shim settles down to watch the
-/// container for as long as it runs (one shim per container, so this is paid per
-/// container). Two kinds of pages go:
-/// - free heap pages (the config, the init's set-up), through `malloc_trim`;
-/// - the page-table entries of every read-only, file-backed mapping that has no page of
-///   its own (the binary's code and read-only data, libc's code): those pages are the
-///   file's, shared with every other shim through the page cache, and a page the loop
-///   touches again is mapped back from there on first use. Mappings holding private
-///   pages (the relocated `.data.rel.ro` of the binary) and writable ones are left alone:
-///   dropping them would lose their contents.
-///
-/// Best effort: whatever fails leaves the shim as it was.
-fn release_start_up_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel; the
-    // process is single-threaded.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    for (start, len) in shared_read_only_mappings() {
-        // SAFETY: [start, start + len) is a whole read-only, private, file-backed mapping
-        // of this process without a single private (anonymous) page, read from
-        // /proc/self/smaps just now in this single-threaded process: dropping its
-        // page-table entries loses nothing, as every page reads back from the file.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
-        }
-    }
-}
-
-/// `(start, length)` of this process's mappings that are read-only, private,
-/// backed by a file and hold no anonymous page, from `/proc/self/smaps`.
-fn shared_read_only_mappings() -> Vec<(usize, usize)> {
-    use std::io::BufRead as _;
-    let Ok(smaps) = fs::File::open("/proc/self/smaps") else { return Vec::new() };
-    let mut found = Vec::new();
-    let mut current: Option<(usize, usize)> = None;
-    for line in std::io::BufReader::new(smaps).lines() {
-        let Ok(line) = line else { return Vec::new() };
-        if let Some(anon) = line.strip_prefix("Anonymous:") {
-            if anon.trim() != "0 kB" {
-                current = None;
-            }
-            continue;
-        }
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
-            continue;
-        };
-        // A mapping's header line: the previous one is complete.
-        found.extend(current.take());
-        let path = fields.nth(3).unwrap_or("");
-        if perms.starts_with('r')
-            && perms.as_bytes().get(1) == Some(&b'-')
-            && perms.ends_with('p')
-            && path.starts_with('/')
-        {
-            current = Some((start, end - start));
-        }
-    }
-    found.extend(current);
-    found
 }
 
 /// The parent ends of the container's pipes, kept by the shim.
@@ -328,145 +264,111 @@ fn fork_init_in_userns(
     }
 }
 
-/// Copies output into the log until the init exits, then records how it ended.
-fn supervise(cfg: &ContainerConfig, dir: &StateDir, started: Started, run: Running) -> i32 {
-    let mut log = LogWriter::open(&dir.log(), cfg.log.max_bytes, cfg.log.max_files).ok();
-    let oom_event = OomEvents::register(&cfg.cgroup);
-    let mut open = [Some(run.stdout), Some(run.stderr)];
-    let mut exited: Option<WaitStatus> = None;
-    let mut exited_at: Option<Instant> = None;
-    let mut buf = vec![0u8; 64 * 1024];
-    let pidfd = sys::pidfd_open(run.init.as_raw()).ok();
-    release_start_up_memory();
-    loop {
-        // Stop once the init has exited and both pipes are drained (or after a grace
-        // period, in case something outside kept a pipe open).
-        if exited.is_some()
-            && (open.iter().all(Option::is_none)
-                || exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)))
-        {
-            break;
-        }
-        let mut fds: Vec<PollFd<'_>> = Vec::new();
-        let mut which = Vec::new();
-        for (i, fd) in open.iter().enumerate() {
-            if let Some(fd) = fd {
-                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                which.push(i);
-            }
-        }
-        if exited.is_none()
-            && let Some(p) = &pidfd
-        {
-            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
-            which.push(2);
-        }
-        if let Some(ev) = &oom_event {
-            fds.push(PollFd::new(ev.fd.as_fd(), PollFlags::POLLIN));
-            which.push(3);
-        }
-        let timeout =
-            if pidfd.is_none() || exited.is_some() { PollTimeout::from(200u16) } else { PollTimeout::NONE };
-        match poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-        let ready: Vec<(usize, PollFlags)> =
-            fds.iter().zip(&which).map(|(f, &w)| (w, f.revents().unwrap_or(PollFlags::empty()))).collect();
-        drop(fds);
-        for (w, rev) in ready {
-            if rev.is_empty() {
-                continue;
-            }
-            match w {
-                0 | 1 => {
-                    let fd = open[w].as_ref().expect("polled fds are open");
-                    match nix::unistd::read(fd, &mut buf) {
-                        Ok(0) | Err(_) => open[w] = None,
-                        Ok(n) => {
-                            let stream = if w == 0 { Stream::Stdout } else { Stream::Stderr };
-                            if let Some(l) = log.as_mut() {
-                                let _ = l.write(stream, &buf[..n], Utc::now());
-                            }
-                        }
-                    }
-                }
-                2 => {}
-                _ => {
-                    if let Some(ev) = &oom_event {
-                        ev.drain();
-                    }
-                }
-            }
-        }
-        if exited.is_none() {
-            match waitpid(run.init, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => {}
-                Ok(status) => {
-                    exited = Some(status);
-                    exited_at = Some(Instant::now());
-                }
-                Err(_) => {
-                    exited = Some(WaitStatus::StillAlive);
-                    exited_at = Some(Instant::now());
-                }
-            }
-        }
-    }
-    if let Some(l) = log.as_mut() {
-        let _ = l.flush_pending(Utc::now());
-    }
-    let (exit_code, signal) = match exited {
-        Some(WaitStatus::Exited(_, code)) => (Some(code), None),
-        Some(WaitStatus::Signaled(_, sig, _)) => (None, Some(sig as i32)),
-        _ => (None, None),
+/// Executes the supervisor in this process's place, with the container's pipes (and
+/// on cgroup v1 its OOM eventfd) on the descriptors it expects. Should that fail, the
+/// same watch runs here, in the shoal binary. Returns the process exit code.
+fn hand_over(
+    cfg: &ContainerConfig,
+    dir: &StateDir,
+    supervisor: &Path,
+    started: &Started,
+    run: Running,
+) -> i32 {
+    let oom_event = register_oom_event(&cfg.cgroup).map(above_fixed);
+    let (stdout, stderr) = (above_fixed(run.stdout), above_fixed(run.stderr));
+    let invocation = Invocation {
+        state_dir: dir.0.clone(),
+        init: run.init.as_raw(),
+        started_at: started.started_at.to_rfc3339_opts(SecondsFormat::Nanos, true),
+        log_max_bytes: cfg.log.max_bytes,
+        log_max_files: cfg.log.max_files,
+        oom_file: cfg.cgroup.oom_file(),
+        oom_event: oom_event.is_some(),
     };
-    let record = Exited {
-        exit_code,
-        signal,
-        oom_killed: cfg.cgroup.oom_kills() > 0 || oom_event.is_some_and(|e| e.seen()),
-        started_at: started.started_at,
-        finished_at: Utc::now(),
-    };
-    match write_json(&dir.exited(), &record) {
-        Ok(()) => 0,
-        Err(_) => 1,
+    let mut placed = vec![(&stdout, STDOUT_FD), (&stderr, STDERR_FD)];
+    placed.extend(oom_event.as_ref().map(|fd| (fd, OOM_EVENT_FD)));
+    let err = exec_supervisor(supervisor, &invocation, &placed);
+    eprintln!(
+        "cannot execute the supervisor {}: {err}; watching the container in the shim",
+        supervisor.display()
+    );
+    shoal_supervisor::watch::run(Watch {
+        init: invocation.init,
+        stdout,
+        stderr,
+        oom_event,
+        oom_file: invocation.oom_file,
+        state_dir: invocation.state_dir,
+        log_max_bytes: invocation.log_max_bytes,
+        log_max_files: invocation.log_max_files,
+        started_at: invocation.started_at,
+    })
+}
+
+/// Lowest descriptor number [`above_fixed`] moves to.
+const ABOVE_FIXED: RawFd = 10;
+
+/// `fd` moved above the supervisor's fixed descriptor numbers, so that putting one
+/// descriptor in place never replaces another (kept where it is if that fails).
+fn above_fixed(fd: OwnedFd) -> OwnedFd {
+    match nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(ABOVE_FIXED)) {
+        // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns; the
+        // original closes as `fd` drops.
+        Ok(high) => unsafe { OwnedFd::from_raw_fd(high) },
+        Err(_) => fd,
     }
+}
+
+/// Puts each descriptor on its number and executes `program`. Returns only on failure,
+/// with the numbers it filled closed again.
+fn exec_supervisor(program: &Path, inv: &Invocation, placed: &[(&OwnedFd, RawFd)]) -> std::io::Error {
+    use std::os::unix::ffi::OsStrExt as _;
+
+    if let Some((fd, _)) = placed.iter().find(|(fd, _)| fd.as_raw_fd() < ABOVE_FIXED) {
+        return std::io::Error::other(format!("descriptor {} is among the supervisor's", fd.as_raw_fd()));
+    }
+    let argv: Result<Vec<_>, _> = std::iter::once(program.as_os_str().to_owned())
+        .chain(inv.to_args())
+        .map(|a| std::ffi::CString::new(a.as_bytes()))
+        .collect();
+    let argv = match argv {
+        Ok(argv) => argv,
+        Err(e) => return std::io::Error::other(e),
+    };
+    let close_placed = || {
+        for &(_, target) in placed {
+            let _ = nix::unistd::close(target);
+        }
+    };
+    for &(fd, target) in placed {
+        // SAFETY: dup2 makes `target` a copy of `fd` (without close-on-exec). The
+        // targets are the supervisor's fixed numbers, below every source, and nothing
+        // in this single-threaded shim holds them now that the report socket is closed.
+        if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+            let e = std::io::Error::last_os_error();
+            close_placed();
+            return e;
+        }
+    }
+    let Err(e) = nix::unistd::execv(&argv[0], &argv);
+    close_placed();
+    e.into()
 }
 
 /// cgroup v1 OOM notifications: an eventfd registered through `cgroup.event_control`
-/// against `memory.oom_control`; each read counts OOM events.
-struct OomEvents {
-    fd: OwnedFd,
-    count: std::cell::Cell<u64>,
-}
-
-impl OomEvents {
-    fn register(cgroup: &Cgroup) -> Option<OomEvents> {
-        let Cgroup::V1(v1) = cgroup else { return None };
-        let mem = v1.memory_dir()?;
-        // SAFETY: eventfd returns a new fd or -1; we take ownership of it.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if efd < 0 {
-            return None;
-        }
-        // SAFETY: efd was just created and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(efd) };
-        let control = fs::File::open(mem.join("memory.oom_control")).ok()?;
-        let line = format!("{} {}", fd.as_raw_fd(), control.as_raw_fd());
-        fs::write(mem.join("cgroup.event_control"), line).ok()?;
-        Some(OomEvents { fd, count: std::cell::Cell::new(0) })
+/// against `memory.oom_control`; each read of it counts OOM events.
+fn register_oom_event(cgroup: &Cgroup) -> Option<OwnedFd> {
+    let Cgroup::V1(v1) = cgroup else { return None };
+    let mem = v1.memory_dir()?;
+    // SAFETY: eventfd returns a new fd or -1; we take ownership of it.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if efd < 0 {
+        return None;
     }
-
-    fn drain(&self) {
-        let mut b = [0u8; 8];
-        if let Ok(8) = nix::unistd::read(&self.fd, &mut b) {
-            self.count.set(self.count.get() + u64::from_ne_bytes(b));
-        }
-    }
-
-    fn seen(&self) -> bool {
-        self.count.get() > 0
-    }
+    // SAFETY: efd was just created and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(efd) };
+    let control = fs::File::open(mem.join("memory.oom_control")).ok()?;
+    let line = format!("{} {}", fd.as_raw_fd(), control.as_raw_fd());
+    fs::write(mem.join("cgroup.event_control"), line).ok()?;
+    Some(fd)
 }

@@ -22,7 +22,8 @@ pub struct Started {
     pub started_at: DateTime<Utc>,
 }
 
-/// Written by the shim when the container's init has exited.
+/// Written by the supervisor when the container's init has exited
+/// (`shoal_supervisor::watch::ExitRecord`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exited {
     /// Exit code, when the init exited by itself.
@@ -67,12 +68,12 @@ impl StateDir {
     pub fn started(&self) -> PathBuf {
         self.0.join("started.json")
     }
-    /// `exited.json`.
+    /// `exited.json`, written by the supervisor.
     pub fn exited(&self) -> PathBuf {
-        self.0.join("exited.json")
+        self.0.join(shoal_supervisor::watch::EXITED_FILE)
     }
-    /// The log file.
+    /// The log file, written by the supervisor.
     pub fn log(&self) -> PathBuf {
-        self.0.join("container.log")
+        self.0.join(shoal_supervisor::watch::LOG_FILE)
     }
 }
