@@ -60,9 +60,10 @@ pub struct Executor {
 /// Why the built-in runtime could not do what the agent asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
-    /// The runtime re-executes a sealed copy of this binary for its shims.
+    /// The runtime re-executes this binary, through a read-only view of it or a sealed
+    /// copy, for its shims.
     #[error(
-        "cannot seal a copy of this binary for the container shims: check that /proc/self/exe is readable"
+        "cannot make a read-only view or a sealed copy of this binary for the container shims: check that /proc/self/exe is readable"
     )]
     Seal(#[source] std::io::Error),
     /// The runtime's state directory or cgroups are not usable.
@@ -188,8 +189,8 @@ pub fn container_id(task_id: &str) -> String {
 
 impl Executor {
     /// An executor keeping images and containers under `data_dir`, cgroups under
-    /// `cgroup_parent`. The runtime re-executes a sealed copy of this binary for its
-    /// shims, because the agent's process has threads.
+    /// `cgroup_parent`. The runtime re-executes this binary (through a read-only view of
+    /// it) for its shims, because the agent's process has threads.
     pub fn new(data_dir: &Path, cgroup_parent: &str, pull: PullPolicy) -> Result<Executor, ExecutorError> {
         let helper = Helper::sealed_self().map_err(ExecutorError::Seal)?;
         let runtime = Runtime::new(data_dir, cgroup_parent, helper).map_err(ExecutorError::Runtime)?;

@@ -3,9 +3,10 @@
 //!
 //! Life of a container: [`Runtime::run`] writes `config.json` into the container's
 //! state directory, makes its cgroup, and starts the shim (a re-exec of the shoal
-//! binary from a sealed copy). The shim reports the init's pid once the program has
-//! been exec'd, or the reason it could not be. The program's output goes to a log file
-//! the shim writes. [`Runtime::wait`], [`Runtime::signal`] and [`Runtime::stop`] reach
+//! binary through a read-only view of it). The shim reports the init's pid once the
+//! program has been exec'd, or the reason it could not be, then executes the small
+//! supervisor ([`supervisor`]), which writes the program's output to a log file and
+//! records its exit. [`Runtime::wait`], [`Runtime::signal`] and [`Runtime::stop`] reach
 //! the shim and the init through pidfds; [`Runtime::delete`] removes the cgroup and the
 //! state. Everything is on disk, so a restarted daemon picks up where it left off.
 
@@ -96,17 +97,24 @@ pub enum Helper {
     /// the daemon's zygote forked before its async runtime starts). Nothing is
     /// re-executed, so there is no binary to seal. Checked before every fork.
     Fork,
-    /// Re-execute a sealed in-memory copy of the running binary (for callers that have
-    /// threads).
+    /// Re-execute the running binary from a read-only view of it, or a sealed in-memory
+    /// copy (for callers that have threads).
     Sealed(File),
     /// Execute a binary on disk that has the shim subcommand.
     Path(PathBuf),
 }
 
 impl Helper {
-    /// A sealed copy of the running binary.
+    /// The running binary as no container can write it: a read-only view of it where
+    /// the kernel can make one (Linux 5.12), else a sealed in-memory copy.
     pub fn sealed_self() -> std::io::Result<Helper> {
-        sys::sealed_copy_of_self().map(Helper::Sealed)
+        match sys::read_only_view_of_self() {
+            Ok(view) => Ok(Helper::Sealed(view)),
+            Err(e) => {
+                tracing::info!(error = %e, "no read-only view of the binary; the runtime uses a sealed copy");
+                sys::sealed_copy_of_self().map(Helper::Sealed)
+            }
+        }
     }
 
     fn program(&self) -> Option<PathBuf> {

@@ -1,5 +1,5 @@
 //! The shim: a small single-threaded process per container, started by re-executing the
-//! shoal binary (from a sealed copy), so nothing is ever forked from the daemon's
+//! shoal binary (through a read-only view of it), so nothing is ever forked from the daemon's
 //! multi-threaded runtime. It detaches from the daemon (a restarted daemon finds it
 //! again), makes the container's pid namespace and forks the init into it (which
 //! joins its cgroup itself), and reports the init's pid (or the reason it failed) to the

@@ -1,9 +1,9 @@
 //! Thin wrappers over the syscalls the runtime needs that `nix` does not cover:
-//! pidfds, `close_range`, and sealed copies of the running binary.
+//! pidfds, `close_range`, and read-only views and sealed copies of the running binary.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Opens a pidfd for `pid` (Linux 5.3+): a handle that cannot be confused with a
 /// later process reusing the pid.
@@ -92,6 +92,72 @@ fn stat(pid: i32) -> io::Result<(char, u64)> {
 /// Lowest fd number for long-lived runtime fds.
 const HIGH_FD: RawFd = 100;
 
+/// The running binary through a detached, read-only bind mount of it (`open_tree` and
+/// `mount_setattr`, Linux 5.12), so the helper the runtime starts runs from a file
+/// nobody can open for writing through that mount (CVE-2019-5736: a container that
+/// could rewrite the host's runtime binary), yet shares the page cache with this
+/// process, where a copy would hold the binary in memory a second time. The mount is
+/// in no mount table; it lives as long as the descriptor, or a process executing it.
+/// Returns an `O_PATH` descriptor; exec it by `/proc/self/fd/<fd>`.
+pub fn read_only_view_of_self() -> io::Result<File> {
+    read_only_view(c"/proc/self/exe")
+}
+
+/// `path` through a detached, read-only bind mount of it (see [`read_only_view_of_self`]).
+fn read_only_view(path: &std::ffi::CStr) -> io::Result<File> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    /// `struct mount_attr`, first version.
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    // SAFETY: open_tree takes a directory fd, a NUL-terminated path that outlives the
+    // call, and flags; it returns a new descriptor or -1.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor and nothing else owns it.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: mount_setattr reads `attr`, valid for the call and of the size passed, on
+    // the detached mount behind `tree`; the empty path names `tree` itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    above_low_fds(tree)
+}
+
+/// Keeps a descriptor away from the low numbers children get their pipes on, so
+/// setting those up never replaces the binary about to be exec'd.
+fn above_low_fds(fd: impl AsFd) -> io::Result<File> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let high = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(io::Error::from)?;
+    // SAFETY: fcntl just returned this new fd; we own it alone.
+    Ok(unsafe { File::from_raw_fd(high) })
+}
+
 /// Copies the running binary into a sealed memfd, so the helper the runtime starts
 /// runs from a copy nobody can overwrite (CVE-2019-5736: a container that could
 /// rewrite the host's runtime binary). Returns the memfd; exec it by
@@ -108,11 +174,7 @@ pub fn sealed_copy_of_self() -> io::Result<File> {
     let seals =
         SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
     fcntl(&copy, FcntlArg::F_ADD_SEALS(seals)).map_err(io::Error::from)?;
-    // Keep it away from the low fd numbers children get their pipes on, so setting
-    // those up never replaces the binary about to be exec'd.
-    let high = fcntl(&copy, FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(io::Error::from)?;
-    // SAFETY: fcntl just returned this new fd; we own it alone.
-    Ok(unsafe { File::from_raw_fd(high) })
+    above_low_fds(copy)
 }
 
 /// Brings the loopback interface of the current network namespace up (a new
@@ -194,6 +256,27 @@ mod tests {
         pidfd_send_signal(&fd, libc::SIGKILL).unwrap();
         assert!(pidfd_wait_exit(&fd, 5_000).unwrap());
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn the_read_only_view_is_the_binary_and_cannot_be_opened_for_writing() {
+        use std::os::unix::fs::MetadataExt as _;
+        let view = read_only_view_of_self().unwrap();
+        let exe = std::fs::metadata("/proc/self/exe").unwrap();
+        let seen = std::fs::metadata(format!("/proc/self/fd/{}", view.as_raw_fd())).unwrap();
+        assert_eq!((seen.len(), seen.ino()), (exe.len(), exe.ino()));
+        assert!(view.as_raw_fd() >= HIGH_FD);
+        // A file nobody executes (the running binary would refuse writers anyway):
+        // writable where it is, not through its view.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let c_path = std::ffi::CString::new(file.path().as_os_str().as_encoded_bytes()).unwrap();
+        let view = read_only_view(&c_path).unwrap();
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", view.as_raw_fd()))
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+        assert!(std::fs::OpenOptions::new().write(true).open(file.path()).is_ok());
     }
 
     #[test]
