@@ -221,17 +221,20 @@ fn running_shim(node: &Node) -> (i32, std::path::PathBuf, Vec<(i32, String)>) {
 #[test]
 fn a_running_container_is_watched_by_the_small_supervisor() {
     let node = Node::with_busybox();
-    node.ok(&[
-        "container",
-        "run",
-        "-d",
-        "--name",
-        "watched",
-        "shoal/busybox",
-        "sh",
-        "-c",
-        "echo hi; sleep 300",
-    ]);
+    let run = |name: &str| {
+        node.ok(&[
+            "container",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "shoal/busybox",
+            "sh",
+            "-c",
+            "echo hi; sleep 300",
+        ])
+    };
+    run("watched");
     // The shim reports the start, then executes the supervisor, which opens the log.
     let log_open = |fds: &[(i32, String)]| fds.iter().any(|(_, link)| link.ends_with("/container.log"));
     wait_for("the supervisor to open the log", Duration::from_secs(10), || log_open(&running_shim(&node).2));
@@ -256,17 +259,7 @@ fn a_running_container_is_watched_by_the_small_supervisor() {
     std::fs::set_permissions(&installed, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(&installed, vec![0u8; len]).unwrap();
     std::fs::set_permissions(&installed, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
-    node.ok(&[
-        "container",
-        "run",
-        "-d",
-        "--name",
-        "fallback",
-        "shoal/busybox",
-        "sh",
-        "-c",
-        "echo hi; sleep 300",
-    ]);
+    run("fallback");
     wait_for("the shim to watch the container itself", Duration::from_secs(10), || {
         log_open(&running_shim(&node).2)
     });
@@ -302,14 +295,8 @@ fn a_shim_keeps_no_descriptor_its_starter_leaked() {
     }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let shims = node.shim_pids();
-    assert_eq!(shims.len(), 1, "{shims:?}");
-    let fds: Vec<i32> = std::fs::read_dir(format!("/proc/{}/fd", shims[0]))
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    assert!(!fds.contains(&40), "the shim holds the launcher's pipe: {fds:?}");
+    let (_, _, fds) = running_shim(&node);
+    assert!(!fds.iter().any(|&(n, _)| n == 40), "the shim holds the launcher's pipe: {fds:?}");
     node.ok(&["container", "rm", "-f", "fds"]);
     node.assert_clean();
 }
