@@ -92,6 +92,25 @@ pub fn for_node(store: &Store, node_id: &str) -> BTreeMap<String, Item> {
     out
 }
 
+/// The nodes whose sets hold the secret or config `id` (named `name`): those with a
+/// task that [needs payloads](needs_payloads) and refers to it by id or by name, as
+/// [`for_node`] resolves it. Sorted, each once.
+pub fn payload_users(store: &Store, kind: Kind, id: &str, name: &str) -> Vec<String> {
+    let mut nodes: Vec<String> = store
+        .list(Kind::Task)
+        .filter_map(|o| {
+            let Object::Task(t) = o else { return None };
+            let c = &t.spec.container;
+            let refs = if kind == Kind::Secret { &c.secrets } else { &c.configs };
+            let uses = needs_payloads(t) && refs.iter().any(|r| r.source == id || r.source == name);
+            if uses { t.node_id.clone() } else { None }
+        })
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
+}
+
 /// The changes from what was sent (`sent`: key → version key) to `now`; `sent` is
 /// updated to match.
 pub fn diff(sent: &mut BTreeMap<String, String>, now: &BTreeMap<String, Item>) -> Vec<pb::AssignmentChange> {
@@ -177,6 +196,46 @@ mod tests {
         let changes = diff(&mut sent, &BTreeMap::new());
         assert_eq!(changes.len(), 4);
         assert!(changes.iter().all(|c| c.action == pb::assignment_change::Action::Remove as i32));
+    }
+
+    #[test]
+    fn a_payload_is_used_by_the_nodes_whose_live_tasks_name_it() {
+        let uses = |by: &str| {
+            service(&format!("uses-{by}"), |s| {
+                s.task_template.container.configs.push(shoal_api::task_spec::FileReference {
+                    source: by.into(),
+                    target: None,
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o444,
+                });
+            })
+        };
+        let (by_name, by_id, other) = (uses("motd"), uses("cfg1"), service("plain", |_| {}));
+        let mut store = store_with(vec![node("n1", &[]), node("n2", &[]), node("n3", &[])], vec![]);
+        let config = payload(Kind::Config, "cfg1", "motd", b"hi");
+        apply(&mut store, vec![crate::store::Change::Create { object: config }]);
+        let services = [&by_name, &by_id, &other]
+            .map(|s| crate::store::Change::Create { object: Object::Service(s.clone()) });
+        apply(&mut store, services.into());
+        let task = |svc: &shoal_api::Service, slot: u64, node: &str, state: TaskState| {
+            let mut t = new_task(svc, Some(slot), Some(node), t0());
+            t.status.state = state;
+            create(t)
+        };
+        apply(
+            &mut store,
+            vec![
+                task(&by_name, 1, "n1", TaskState::Running),
+                task(&by_name, 2, "n1", TaskState::Assigned),
+                task(&by_id, 1, "n2", TaskState::Starting),
+                task(&by_id, 2, "n3", TaskState::Complete),
+                task(&other, 1, "n3", TaskState::Running),
+            ],
+        );
+        assert_eq!(payload_users(&store, Kind::Config, "cfg1", "motd"), ["n1", "n2"]);
+        assert_eq!(payload_users(&store, Kind::Config, "cfg2", "banner"), Vec::<String>::new());
+        assert_eq!(payload_users(&store, Kind::Secret, "cfg1", "motd"), Vec::<String>::new(), "not a secret");
     }
 
     fn payload(kind: Kind, id: &str, name: &str, data: &[u8]) -> Object {

@@ -514,11 +514,17 @@ impl pb::dispatcher_server::Dispatcher for Dispatcher {
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
         let node = self.session_node(&request, &request.get_ref().session_id)?;
         let session_id = request.into_inner().session_id;
+        let manager = Arc::clone(&self.manager);
+        let users =
+            move |kind, id: &str, name: &str| manager.read(|s| assignments::payload_users(s, kind, id, name));
         self.wakes
-            .start(|| {
-                let from = self.manager.read(|s| s.last_index());
-                self.manager.watch(from).map(|(_, live)| live)
-            })
+            .start(
+                || {
+                    let from = self.manager.read(|s| s.last_index());
+                    self.manager.watch(from).map(|(_, live)| live)
+                },
+                users,
+            )
             .map_err(|e| Status::unavailable(format!("cannot watch the store: {e}")))?;
         // Subscribed before the first read: a change after it wakes the stream.
         let mut wake = self.wakes.subscribe(&node);
