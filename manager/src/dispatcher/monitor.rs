@@ -1,7 +1,8 @@
 //! Node failure detection on the leader: a ready node whose worker has not been
 //! heard from for `heartbeat period × grace multiplier` becomes DOWN, and the
 //! orchestrators move its tasks. After a leader change every node gets a fresh
-//! grace period (twice as long), so an election alone never marks nodes down; after
+//! grace period (twice as long), so an election alone never marks nodes down, and so
+//! does a node that registers later, from when the leader first sees it; after
 //! a stall of the leader itself (its own clock tick came late), every node gets its
 //! grace again from the stall's end, so heartbeats the leader could not read yet
 //! never count as missed. A node that is DOWN in the store but has a session that
@@ -42,11 +43,13 @@ impl NodeMonitor {
 /// `multiplier` times the longer of the current `period` and the one the node was
 /// last told (a node told 5 s before a change to 1 s may wait 5 s once more).
 /// Silence counts from `grace_from` at the earliest: the election, or the end of the
-/// leader's last stall.
+/// leader's last stall. A node never heard from counts from when this leader first
+/// listed it READY (`listed`), if that is later: a manager that joins registers its
+/// node before its worker finds the leader.
 pub(super) fn silent(
     ready: &[(String, u64)],
     last_seen: &HashMap<String, (Instant, Duration)>,
-    grace_from: Instant,
+    (grace_from, listed): (Instant, &HashMap<String, Instant>),
     (period, multiplier): (Duration, u32),
     now: Instant,
 ) -> Vec<(String, u64)> {
@@ -56,9 +59,12 @@ pub(super) fn silent(
             Some((seen, told)) => {
                 now.duration_since((*seen).max(grace_from)) > period.max(*told) * multiplier
             }
-            // Never heard from since this manager leads: count from the election,
-            // with twice the grace.
-            None => now.duration_since(grace_from) > period * multiplier * 2,
+            // Never heard from since this manager leads: count from the election (or
+            // from when the node appeared), with twice the grace.
+            None => {
+                let since = listed.get(node).map_or(grace_from, |&at| at.max(grace_from));
+                now.duration_since(since) > period * multiplier * 2
+            }
         })
         .cloned()
         .collect()
@@ -75,7 +81,7 @@ pub(super) fn heard(
 ) -> Vec<(String, u64)> {
     let open: Vec<(String, u64)> =
         down.iter().filter(|(node, _)| last_seen.contains_key(node)).cloned().collect();
-    let silent = silent(&open, last_seen, grace_from, heartbeat, now);
+    let silent = silent(&open, last_seen, (grace_from, &HashMap::new()), heartbeat, now);
     open.into_iter().filter(|n| !silent.contains(n)).collect()
 }
 
@@ -107,6 +113,7 @@ async fn run(d: Dispatcher) {
             }
         }
         let mut grace_from = Instant::now();
+        let mut listed: HashMap<String, Instant> = HashMap::new();
         while d.manager.is_leader() {
             let asked = Instant::now();
             tokio::time::sleep(TICK).await;
@@ -129,7 +136,13 @@ async fn run(d: Dispatcher) {
                 }
             });
             let (last_seen, now) = (d.last_seen(), Instant::now());
-            let silent = silent(&ready, &last_seen, grace_from, d.heartbeat(), now);
+            let ready_now: std::collections::HashSet<&str> =
+                ready.iter().map(|(id, _)| id.as_str()).collect();
+            listed.retain(|id, _| ready_now.contains(id.as_str()));
+            for (id, _) in &ready {
+                listed.entry(id.clone()).or_insert(now);
+            }
+            let silent = silent(&ready, &last_seen, (grace_from, &listed), d.heartbeat(), now);
             let back = heard(&down, &last_seen, grace_from, d.heartbeat(), now);
             if silent.is_empty() && back.is_empty() {
                 continue;
@@ -161,6 +174,7 @@ mod tests {
 
     #[test]
     fn silence_longer_than_the_grace_marks_a_node() {
+        let none = HashMap::new();
         let t0 = Instant::now();
         let five = Duration::from_secs(5);
         let ready = vec![("a".to_owned(), 1), ("b".to_owned(), 1), ("c".to_owned(), 1)];
@@ -170,23 +184,42 @@ mod tests {
         ]);
         let now = t0 + Duration::from_secs(20);
         let down: Vec<String> =
-            silent(&ready, &seen, t0, (five, 3), now).into_iter().map(|(n, _)| n).collect();
+            silent(&ready, &seen, (t0, &none), (five, 3), now).into_iter().map(|(n, _)| n).collect();
         assert_eq!(down, ["a"], "b spoke 10 s ago; c was never heard but gets 30 s after the election");
         let later = t0 + Duration::from_secs(31);
-        assert_eq!(silent(&ready, &seen, t0, (five, 3), later).len(), 3);
+        assert_eq!(silent(&ready, &seen, (t0, &none), (five, 3), later).len(), 3);
     }
 
     #[test]
     fn after_a_stall_of_the_leader_silence_counts_from_its_end() {
+        let none = HashMap::new();
         let t0 = Instant::now();
         let five = Duration::from_secs(5);
         let ready = vec![("a".to_owned(), 1)];
         let seen = HashMap::from([("a".to_owned(), (t0, five))]);
         let now = t0 + Duration::from_secs(20);
-        assert_eq!(silent(&ready, &seen, t0, (five, 3), now).len(), 1, "silent for 20 s");
+        assert_eq!(silent(&ready, &seen, (t0, &none), (five, 3), now).len(), 1, "silent for 20 s");
         let stall_end = t0 + Duration::from_secs(18);
-        assert!(silent(&ready, &seen, stall_end, (five, 3), now).is_empty(), "2 s since the stall");
-        assert_eq!(silent(&ready, &seen, stall_end, (five, 3), stall_end + Duration::from_secs(16)).len(), 1);
+        assert!(silent(&ready, &seen, (stall_end, &none), (five, 3), now).is_empty(), "2 s since the stall");
+        assert_eq!(
+            silent(&ready, &seen, (stall_end, &none), (five, 3), stall_end + Duration::from_secs(16)).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_node_that_appears_later_gets_its_whole_grace_from_then() {
+        let t0 = Instant::now();
+        let five = Duration::from_secs(5);
+        let ready = vec![("early".to_owned(), 1), ("late".to_owned(), 1)];
+        let listed =
+            HashMap::from([("early".to_owned(), t0), ("late".to_owned(), t0 + Duration::from_secs(25))]);
+        let seen = HashMap::new();
+        let names = |now| -> Vec<String> {
+            silent(&ready, &seen, (t0, &listed), (five, 3), now).into_iter().map(|(n, _)| n).collect()
+        };
+        assert_eq!(names(t0 + Duration::from_secs(31)), ["early"], "late appeared 6 s ago: 30 s of grace");
+        assert_eq!(names(t0 + Duration::from_secs(56)), ["early", "late"]);
     }
 
     #[test]
@@ -215,7 +248,7 @@ mod tests {
         let seen = HashMap::from([("old".to_owned(), (t0, five)), ("new".to_owned(), (t0, one))]);
         let now = t0 + Duration::from_secs(4);
         let down: Vec<String> =
-            silent(&ready, &seen, t0, (one, 3), now).into_iter().map(|(n, _)| n).collect();
+            silent(&ready, &seen, (t0, &HashMap::new()), (one, 3), now).into_iter().map(|(n, _)| n).collect();
         assert_eq!(down, ["new"], "a node last told 5 s keeps its 15 s until its next heartbeat");
     }
 }
