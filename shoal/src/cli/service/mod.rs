@@ -189,13 +189,7 @@ pub(super) fn run(cmd: ServiceCommand, conn: &Connection) -> anyhow::Result<()> 
                 }
             }
             ServiceCommand::Update(a) => {
-                let svc = client.service(&a.service).await?;
-                let written = if a.rollback {
-                    client.rollback_service(&svc.id).await?
-                } else {
-                    let spec = spec::updated_spec(&a, &svc.spec)?;
-                    client.update_service(&svc.id, svc.meta.version, &spec).await?
-                };
+                let (svc, written) = update(&client, &a).await?;
                 println!("{}", if a.quiet { written.id.clone() } else { svc.spec.name.clone() });
                 if !a.detach {
                     let tracker = Tracker::new(&a.service, svc.update_status, a.rollback);
@@ -233,4 +227,35 @@ pub(super) fn run(cmd: ServiceCommand, conn: &Connection) -> anyhow::Result<()> 
         }
         Ok(())
     })?
+}
+
+/// How often `service update` reads the service again after finding it changed.
+const UPDATE_ATTEMPTS: u32 = 5;
+
+/// Applies the flags of `a` to the service as it is now. The managers write services
+/// too (a rollout's status), so the write may find the service changed since it was
+/// read: then it is read again and the flags applied to what is there, a few times.
+/// Returns the service as read for the write that went through, and that write.
+async fn update(
+    client: &shoal_api::client::Client,
+    a: &UpdateArgs,
+) -> anyhow::Result<(shoal_api::Service, shoal_api::wire::Written)> {
+    let mut attempt = 1;
+    loop {
+        let svc = client.service(&a.service).await?;
+        let result = if a.rollback {
+            client.rollback_service(&svc.id).await
+        } else {
+            let spec = spec::updated_spec(a, &svc.spec)?;
+            client.update_service(&svc.id, svc.meta.version, &spec).await
+        };
+        match result {
+            Err(shoal_api::client::ClientError::Api { status: 409, code, .. })
+                if code == "conflict" && attempt < UPDATE_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            other => return Ok((svc, other?)),
+        }
+    }
 }
