@@ -259,3 +259,144 @@ async fn update(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::sync::{Arc, Mutex};
+
+    use clap::Parser;
+    use shoal_api::client::{Client, ClientError, Endpoint};
+    use shoal_api::wire::{ErrorBody, ErrorDetail, ServiceUpdate, Written};
+    use shoal_api::{Meta, Service, ServiceSpec};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Update {
+        #[command(flatten)]
+        a: UpdateArgs,
+    }
+
+    /// A manager's API with one service, `web`, that a controller writes `bumps`
+    /// times, each time just after a client read it. Records the version of every
+    /// `PUT` and the spec that went through.
+    #[derive(Default)]
+    struct Fake {
+        version: u64,
+        bumps: u32,
+        puts: Vec<u64>,
+        written: Option<ServiceSpec>,
+    }
+
+    fn serve(fake: Arc<Mutex<Fake>>, conn: UnixStream) {
+        let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+        let mut conn = conn;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let (mut length, mut header) = (0usize, String::new());
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().expect("a length");
+                }
+                header.clear();
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).expect("the body");
+            let mut f = fake.lock().expect("fake");
+            let (status, reply) = if line.starts_with("GET /v1/services/web ") {
+                let service = Service {
+                    id: "svc1".into(),
+                    meta: Meta { version: f.version, ..Meta::new(chrono::Utc::now()) },
+                    spec: f.written.clone().unwrap_or_else(|| ServiceSpec::new("web", "busybox")),
+                    previous_spec: None,
+                    update_status: None,
+                    endpoint: Default::default(),
+                };
+                if f.bumps > 0 {
+                    f.bumps -= 1;
+                    f.version += 2;
+                }
+                ("200 OK", serde_json::to_vec(&service).expect("json"))
+            } else if line.starts_with("PUT /v1/services/svc1 ") {
+                let update: ServiceUpdate = serde_json::from_slice(&body).expect("an update");
+                f.puts.push(update.version);
+                if update.version == f.version {
+                    f.version += 1;
+                    f.written = Some(update.spec);
+                    (
+                        "200 OK",
+                        serde_json::to_vec(&Written { id: "svc1".into(), version: f.version }).expect("json"),
+                    )
+                } else {
+                    let error = ErrorDetail {
+                        code: "conflict".into(),
+                        message: format!(
+                            "service svc1 was changed by someone else (version {}, you read {})",
+                            f.version, update.version
+                        ),
+                        field: None,
+                        details: vec![],
+                    };
+                    ("409 Conflict", serde_json::to_vec(&ErrorBody { error }).expect("json"))
+                }
+            } else {
+                ("404 Not Found", b"{}".to_vec())
+            };
+            drop(f);
+            let head = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                reply.len()
+            );
+            if conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(&reply)).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// `service update web --env-add B=2 -d` against a service written `bumps` times
+    /// between a read and the write that follows it.
+    fn update_with(bumps: u32) -> (anyhow::Result<(Service, Written)>, Vec<u64>, Option<ServiceSpec>) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let socket = dir.path().join("api.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let fake = Arc::new(Mutex::new(Fake { version: 5, bumps, ..Fake::default() }));
+        let served = fake.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let fake = served.clone();
+                std::thread::spawn(move || serve(fake, conn));
+            }
+        });
+        let args =
+            Update::try_parse_from(["update", "web", "--env-add", "B=2", "-d"]).expect("the flags parse").a;
+        let client = Client::new(Endpoint::Unix(socket)).expect("a client");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let result = rt.block_on(update(&client, &args));
+        let f = fake.lock().expect("fake");
+        (result, f.puts.clone(), f.written.clone())
+    }
+
+    #[test]
+    fn an_update_that_finds_the_service_changed_reads_it_again() {
+        let (result, puts, written) = update_with(2);
+        let (read, write) = result.expect("the third attempt goes through");
+        assert_eq!(puts, [5, 7, 9], "each attempt writes at the version it read");
+        assert_eq!((read.meta.version, write.version), (9, 10));
+        assert_eq!(written.expect("written").task_template.container.env, ["B=2"]);
+    }
+
+    #[test]
+    fn an_update_gives_up_after_its_attempts() {
+        let (result, puts, written) = update_with(100);
+        let err = result.expect_err("every attempt conflicts");
+        let api = err.downcast_ref::<ClientError>().expect("the API's error");
+        assert!(matches!(api, ClientError::Api { status: 409, .. }), "{api:?}");
+        assert_eq!(puts.len(), UPDATE_ATTEMPTS as usize);
+        assert!(written.is_none());
+    }
+}
