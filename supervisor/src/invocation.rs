@@ -8,6 +8,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use crate::sys;
+use crate::watch::Watch;
 
 /// The read end of the container's stdout pipe.
 pub const STDOUT_FD: RawFd = 3;
@@ -103,6 +104,22 @@ impl Invocation {
             oom_file,
             oom_event,
         })
+    }
+
+    /// The watch this invocation asks for, over the container's stdout and stderr
+    /// and, on cgroup v1, its OOM eventfd.
+    pub fn into_watch(self, stdout: OwnedFd, stderr: OwnedFd, oom_event: Option<OwnedFd>) -> Watch {
+        Watch {
+            init: self.init,
+            stdout,
+            stderr,
+            oom_event,
+            oom_file: self.oom_file,
+            state_dir: self.state_dir,
+            log_max_bytes: self.log_max_bytes,
+            log_max_files: self.log_max_files,
+            started_at: self.started_at,
+        }
     }
 
     /// Takes the inherited descriptors: stdout, stderr and the OOM eventfd.

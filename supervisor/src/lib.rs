@@ -18,7 +18,6 @@ pub mod watch;
 use std::ffi::OsString;
 
 use invocation::Invocation;
-use watch::Watch;
 
 /// The program's name: also the name `ps` shows for every container's supervisor.
 pub const PROGRAM: &str = "shoal-shim";
@@ -27,17 +26,7 @@ pub const PROGRAM: &str = "shoal-shim";
 pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
     let watch = Invocation::parse(args).and_then(|inv| {
         let (stdout, stderr, oom_event) = inv.take_fds()?;
-        Ok(Watch {
-            init: inv.init,
-            stdout,
-            stderr,
-            oom_event,
-            oom_file: inv.oom_file,
-            state_dir: inv.state_dir,
-            log_max_bytes: inv.log_max_bytes,
-            log_max_files: inv.log_max_files,
-            started_at: inv.started_at,
-        })
+        Ok(inv.into_watch(stdout, stderr, oom_event))
     });
     match watch {
         Ok(watch) => watch::run(watch),

@@ -22,7 +22,6 @@ use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
 use serde::{Deserialize, Serialize};
 use shoal_api::report::chain;
 use shoal_supervisor::invocation::{Invocation, OOM_EVENT_FD, STDERR_FD, STDOUT_FD};
-use shoal_supervisor::watch::Watch;
 
 use super::config::ContainerConfig;
 use super::init::{self, InitPipes};
@@ -292,31 +291,13 @@ fn hand_over(
         "cannot execute the supervisor {}: {err}; watching the container in the shim",
         supervisor.display()
     );
-    shoal_supervisor::watch::run(Watch {
-        init: invocation.init,
-        stdout,
-        stderr,
-        oom_event,
-        oom_file: invocation.oom_file,
-        state_dir: invocation.state_dir,
-        log_max_bytes: invocation.log_max_bytes,
-        log_max_files: invocation.log_max_files,
-        started_at: invocation.started_at,
-    })
+    shoal_supervisor::watch::run(invocation.into_watch(stdout, stderr, oom_event))
 }
-
-/// Lowest descriptor number [`above_fixed`] moves to.
-const ABOVE_FIXED: RawFd = 10;
 
 /// `fd` moved above the supervisor's fixed descriptor numbers, so that putting one
 /// descriptor in place never replaces another (kept where it is if that fails).
 fn above_fixed(fd: OwnedFd) -> OwnedFd {
-    match nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(ABOVE_FIXED)) {
-        // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns; the
-        // original closes as `fd` drops.
-        Ok(high) => unsafe { OwnedFd::from_raw_fd(high) },
-        Err(_) => fd,
-    }
+    sys::above_low_fds(&fd).map(OwnedFd::from).unwrap_or(fd)
 }
 
 /// Puts each descriptor on its number and executes `program`. Returns only on failure,
@@ -324,7 +305,7 @@ fn above_fixed(fd: OwnedFd) -> OwnedFd {
 fn exec_supervisor(program: &Path, inv: &Invocation, placed: &[(&OwnedFd, RawFd)]) -> std::io::Error {
     use std::os::unix::ffi::OsStrExt as _;
 
-    if let Some((fd, _)) = placed.iter().find(|(fd, _)| fd.as_raw_fd() < ABOVE_FIXED) {
+    if let Some((fd, _)) = placed.iter().find(|(fd, _)| fd.as_raw_fd() < sys::HIGH_FD) {
         return std::io::Error::other(format!("descriptor {} is among the supervisor's", fd.as_raw_fd()));
     }
     let argv: Result<Vec<_>, _> = std::iter::once(program.as_os_str().to_owned())

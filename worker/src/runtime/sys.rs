@@ -90,7 +90,7 @@ fn stat(pid: i32) -> io::Result<(char, u64)> {
 }
 
 /// Lowest fd number for long-lived runtime fds.
-const HIGH_FD: RawFd = 100;
+pub(super) const HIGH_FD: RawFd = 100;
 
 /// The running binary through a detached, read-only bind mount of it (`open_tree` and
 /// `mount_setattr`, Linux 5.12), so the helper the runtime starts runs from a file
@@ -151,7 +151,7 @@ fn read_only_view(path: &std::ffi::CStr) -> io::Result<File> {
 
 /// Keeps a descriptor away from the low numbers children get their pipes on, so
 /// setting those up never replaces the binary about to be exec'd.
-fn above_low_fds(fd: impl AsFd) -> io::Result<File> {
+pub(super) fn above_low_fds(fd: impl AsFd) -> io::Result<File> {
     use nix::fcntl::{FcntlArg, fcntl};
     let high = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(io::Error::from)?;
     // SAFETY: fcntl just returned this new fd; we own it alone.
