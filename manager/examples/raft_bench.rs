@@ -7,8 +7,12 @@
 //! raft_bench serve DATA_DIR ADDR init               prints the manager join token
 //! raft_bench serve DATA_DIR ADDR join LEADER TOKEN
 //! raft_bench shoal LEADER_ADDR CLIENTS SECONDS CERTS_DIR   (a manager's certs: mutual TLS)
-//! raft_bench etcd ENDPOINT CLIENTS SECONDS
+//! raft_bench etcd ENDPOINT CLIENTS SECONDS [CERTS_DIR]   (with CERTS_DIR: mutual TLS)
 //! ```
+//!
+//! With a certs dir (`ca.pem`, `node.pem`, `node.key`), the etcd client dials with
+//! the very TLS client the Shoal side uses (rustls, `shoal_pki`'s connector), so the
+//! two sides differ only in their servers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -145,11 +149,20 @@ async fn main() {
             })
             .await;
         }
-        ["etcd", endpoint, clients, seconds] => {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
-                .unwrap()
-                .tcp_nodelay(true)
-                .connect_lazy();
+        ["etcd", endpoint, clients, seconds, tls @ ..] => {
+            let channel = match tls {
+                [] => tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+                    .unwrap()
+                    .tcp_nodelay(true)
+                    .connect_lazy(),
+                [certs] => {
+                    let creds = shoal_pki::Credentials::load(std::path::Path::new(certs))
+                        .expect("certs")
+                        .expect("no certs");
+                    shoal_pki::enroll::channel(endpoint, &creds).unwrap()
+                }
+                _ => panic!("etcd takes one certs dir at most"),
+            };
             drive(clients.parse().unwrap(), seconds.parse().unwrap(), move |c, i| {
                 let mut grpc = tonic::client::Grpc::new(channel.clone());
                 // The same payload as Shoal's: a service object of the same size.
