@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use shoal_api::service::{Service, ServiceSpec};
 use shoal_manager::manager::ManagerConfig;
+use shoal_manager::raft::proposal::Proposal;
 use shoal_manager::server;
 use shoal_manager::store::{Change, Object, Transaction};
 use shoal_proto::raft as pb;
@@ -36,7 +37,9 @@ fn transaction(client: usize, i: u64) -> Vec<u8> {
         endpoint: Default::default(),
     };
     let tx = Transaction { changes: vec![Change::Create { object: Object::Service(svc) }] };
-    serde_json::to_vec(&tx).unwrap()
+    // Encoded as a manager encodes a proposal it forwards to the leader (`Propose` is
+    // for managers only); etcd gets the same bytes as its value.
+    Proposal::new(tx).unwrap().bytes().to_vec()
 }
 
 /// etcd's `KV/Put` messages (etcd's `rpc.proto`), with only the fields the bench sets;

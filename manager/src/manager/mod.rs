@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
+use prometheus_client::metrics::counter::Counter;
 use shoal_api::cluster::Cluster;
 use shoal_proto::raft as pb;
 use tokio::sync::watch;
@@ -139,23 +140,8 @@ impl Manager {
             .map_err(|e| ManagerError::raft("start", e))?;
 
         let (leader_tx, leader_rx) = watch::channel(false);
-        let mut metrics = raft.metrics();
         let leader_changes = shared.instruments().leader_changes.clone();
-        tokio::spawn(async move {
-            let mut last_leader = None;
-            loop {
-                let leader = metrics.borrow_watched().current_leader;
-                if leader.is_some() && leader != last_leader {
-                    leader_changes.inc();
-                }
-                last_leader = leader;
-                let is_leader = leads_with_full_state(&metrics.borrow_watched());
-                leader_tx.send_if_modified(|v| std::mem::replace(v, is_leader) != is_leader);
-                if metrics.changed().await.is_err() {
-                    return;
-                }
-            }
-        });
+        tokio::spawn(follow_leadership(raft.clone(), leader_tx, leader_changes));
         tokio::spawn(ask_for_snapshots(raft.clone(), Arc::downgrade(&shared), due));
 
         // After a restart, local reads wait (a while) for the state to catch up with
@@ -548,6 +534,40 @@ pub async fn in_flight<F: std::future::Future>(proposals: impl IntoIterator<Item
 /// The address of member `id` in the membership these metrics hold.
 fn member_addr(m: &openraft::RaftMetrics<crate::raft::TypeConfig>, id: u64) -> Option<String> {
     m.membership_config.membership().nodes().find(|(i, _)| **i == id).map(|(_, n)| n.addr.clone())
+}
+
+/// Keeps `leader_tx` telling whether this manager leads with its full state, and counts
+/// leader changes. Raft's full metrics change several times with every write; its server
+/// metrics (vote, state, leader, membership) only when leadership may have changed. So
+/// this waits on the server metrics, and on the full ones only while this manager leads
+/// but has not yet applied its term's first entry. Ends with Raft.
+async fn follow_leadership(raft: Raft, leader_tx: watch::Sender<bool>, leader_changes: Counter) {
+    let (mut server, mut full) = (raft.server_metrics(), raft.metrics());
+    drop(raft);
+    let mut last_leader = None;
+    loop {
+        let (leader, leads) = {
+            let s = server.borrow_watched();
+            (s.current_leader, s.state == ServerState::Leader)
+        };
+        if leader.is_some() && leader != last_leader {
+            leader_changes.inc();
+        }
+        last_leader = leader;
+        let is_leader = leads_with_full_state(&full.borrow_watched());
+        leader_tx.send_if_modified(|v| std::mem::replace(v, is_leader) != is_leader);
+        let changed = if leads && !is_leader {
+            tokio::select! {
+                r = server.changed() => r,
+                r = full.changed() => r,
+            }
+        } else {
+            server.changed().await
+        };
+        if changed.is_err() {
+            return;
+        }
+    }
 }
 
 /// Whether the node these metrics describe leads and has applied its own term's first
