@@ -56,7 +56,14 @@ def as_range(r):
     return {"median": r[0], "min": r[1], "max": r[2]}
 
 
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+# The commit measured: bench/raft writes it beside the runs (rerunning the report later
+# must not relabel them).
+stamp = raw / "commit"
+commit = (
+    stamp.read_text().strip()
+    if stamp.exists()
+    else subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+)
 summary = {
     "commit": commit,
     "rounds": {f"{s}-{c}": v for (s, c), v in rounds.items()},
@@ -150,7 +157,10 @@ section = "\n".join(
         f"Run at {commit}.",
         "What still differs: Shoal's entries are sealed (XChaCha20-Poly1305) before they are",
         "written, and a Shoal write is a transaction checked against and applied to the store;",
-        "etcd's values are stored as they are.",
+        "etcd's values are stored as they are. Both sides write the same bytes: a transaction",
+        "encoded as a manager forwards it to the leader (MessagePack).",
+        "Where Shoal's time goes, and why its 1-client latency swings between runs:",
+        "[architecture](architecture.md#where-a-writes-time-goes).",
         "",
         "| clients | shoal writes/s | shoal p50 / p99 ms | etcd-tls writes/s | etcd-tls p50 / p99 ms | writes/s ratio | p50 ratio | p99 ratio | etcd writes/s | etcd p50 / p99 ms | writes/s ratio | p50 ratio | p99 ratio |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -161,8 +171,9 @@ section = "\n".join(
         f"Against plain-text etcd: {verdict('etcd')}",
         "",
         "Until 2026-12-07 the peer was plain-text etcd only, while Shoal talked mutual TLS, and",
-        "until 2026-12-06 this benchmark wrote to etcd through its v3 JSON gateway, which",
-        "halves etcd's throughput here; the ratios recorded then are not comparable.",
+        "the bytes written were JSON (b90d39c and earlier); until 2026-12-06 this benchmark wrote",
+        "to etcd through its v3 JSON gateway, which halves etcd's throughput here. The ratios",
+        "recorded then are not comparable.",
         "",
         "Every round (ratios are writes/s, Shoal / peer):",
         "",
