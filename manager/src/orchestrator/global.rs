@@ -10,7 +10,7 @@ use shoal_api::node::Availability;
 use shoal_api::{Node, Service, ServiceMode, Task, TaskState};
 
 use super::restart::{Verdict, decide};
-use super::{create, is_live, new_task, newest, set_desired};
+use super::{Plan, create, is_live, new_task, newest, set_desired};
 use crate::store::queries::{nodes, services, takes_tasks, tasks_of};
 use crate::store::{Change, Kind, Object, Store};
 
@@ -22,14 +22,19 @@ pub(crate) fn satisfies(svc_constraints: &[String], node: &Node) -> bool {
 
 /// The changes that give every eligible node its task of each global service.
 pub fn reconcile(store: &Store, now: DateTime<Utc>) -> Vec<Change> {
-    let mut changes = Vec::new();
-    for svc in services(store).filter(|s| s.spec.mode.is_global()) {
-        one_service(store, svc, now, &mut changes);
-    }
-    changes
+    plan(store, now).changes
 }
 
-fn one_service(store: &Store, svc: &Service, now: DateTime<Utc>, changes: &mut Vec<Change>) {
+/// [`reconcile`]'s changes, and when its decisions may next change with time alone.
+pub fn plan(store: &Store, now: DateTime<Utc>) -> Plan {
+    let mut plan = Plan::default();
+    for svc in services(store).filter(|s| s.spec.mode.is_global()) {
+        one_service(store, svc, now, &mut plan);
+    }
+    plan
+}
+
+fn one_service(store: &Store, svc: &Service, now: DateTime<Utc>, plan: &mut Plan) {
     let job = svc.spec.mode == ServiceMode::GlobalJob;
     let iteration = svc.meta.version;
     let constraints = &svc.spec.task_template.placement.constraints;
@@ -50,14 +55,16 @@ fn one_service(store: &Store, svc: &Service, now: DateTime<Utc>, changes: &mut V
             node.is_some_and(|n| n.spec.availability != Availability::Drain && satisfies(constraints, n));
         if !keep || stale_job {
             if !cur.status.state.is_terminal() {
-                changes.push(set_desired(cur, TaskState::Shutdown, now));
+                plan.changes.push(set_desired(cur, TaskState::Shutdown, now));
             }
             continue;
         }
         let earlier: Vec<&Task> = tasks.iter().copied().filter(|t| t.id != cur.id).collect();
-        if decide(cur, &earlier, false, now) == Verdict::Replace && node.is_some_and(takes_tasks) {
-            changes.push(set_desired(cur, TaskState::Shutdown, now));
-            changes.push(create(new_task(svc, None, Some(node_id), now)));
+        let verdict = decide(cur, &earlier, false, now);
+        plan.due_at(verdict.due());
+        if verdict == Verdict::Replace && node.is_some_and(takes_tasks) {
+            plan.changes.push(set_desired(cur, TaskState::Shutdown, now));
+            plan.changes.push(create(new_task(svc, None, Some(node_id), now)));
         }
     }
     for node in nodes(store).filter(|n| takes_tasks(n) && satisfies(constraints, n)) {
@@ -69,7 +76,7 @@ fn one_service(store: &Store, svc: &Service, now: DateTime<Utc>, changes: &mut V
             })
         });
         if !has_current {
-            changes.push(create(new_task(svc, None, Some(&node.id), now)));
+            plan.changes.push(create(new_task(svc, None, Some(&node.id), now)));
         }
     }
 }
@@ -83,6 +90,26 @@ mod tests {
         let mut v: Vec<String> = tasks(store).into_iter().filter(is_live).filter_map(|t| t.node_id).collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn a_failed_task_is_looked_at_again_when_its_delay_ends() {
+        let svc = service("agent", |s| s.mode = ServiceMode::Global);
+        let mut store = store_with(vec![node("n1", &[])], vec![svc]);
+        let changes = reconcile(&store, t0());
+        apply(&mut store, changes);
+        assert_eq!(plan(&store, t0()).due, None, "a pending task waits on nothing");
+        let t = tasks(&store).pop().expect("the node's task");
+        let mut failed = t.clone();
+        failed.status.state = TaskState::Failed;
+        apply(
+            &mut store,
+            vec![Change::Update { object: Object::Task(failed), expected_version: t.meta.version }],
+        );
+        let waiting = plan(&store, t0());
+        assert!(waiting.changes.is_empty(), "the 5s delay has not passed");
+        assert_eq!(waiting.due, Some(t0() + chrono::Duration::seconds(5)), "looked at again when it ends");
+        assert_eq!(plan(&store, t0() + chrono::Duration::seconds(5)).changes.len(), 2, "replaced when due");
     }
 
     #[test]

@@ -28,6 +28,34 @@ use shoal_api::{Meta, Service, Task, TaskState, TaskStatus};
 
 use crate::store::{Change, Object};
 
+/// What a controller decided: the changes to propose now, and the earliest time its
+/// decisions may change with time alone, while the store stays as it is (a restart
+/// delay ending, an attempt leaving the restart window). The runner's timed rounds
+/// skip a controller until then.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The changes to propose.
+    pub changes: Vec<Change>,
+    /// When to look again without a store change; `None`: only after one.
+    pub due: Option<DateTime<Utc>>,
+}
+
+impl Plan {
+    /// Notes a time the decisions may change at (keeping the earliest).
+    pub(crate) fn due_at(&mut self, at: Option<DateTime<Utc>>) {
+        if let Some(at) = at {
+            self.due = Some(self.due.map_or(at, |d| d.min(at)));
+        }
+    }
+}
+
+/// A controller that never waits on time: its changes, nothing due.
+impl From<Vec<Change>> for Plan {
+    fn from(changes: Vec<Change>) -> Plan {
+        Plan { changes, due: None }
+    }
+}
+
 /// A task the orchestrator still wants (not told to shut down or go away).
 pub(crate) fn is_live(t: &Task) -> bool {
     t.desired_state <= TaskState::Running

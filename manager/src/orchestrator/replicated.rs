@@ -7,28 +7,28 @@ use chrono::{DateTime, Utc};
 use shoal_api::{Service, ServiceMode, Task, TaskState};
 
 use super::restart::{Verdict, decide};
-use super::{create, is_live, new_task, newest, set_desired};
+use super::{Plan, create, is_live, new_task, newest, set_desired};
 use crate::store::queries::{must_leave, services, tasks_of};
 use crate::store::{Change, Store};
 
 /// The changes that bring every replicated service and job to its declared count.
 pub fn reconcile(store: &Store, now: DateTime<Utc>) -> Vec<Change> {
-    let mut changes = Vec::new();
+    plan(store, now).changes
+}
+
+/// [`reconcile`]'s changes, and when its decisions may next change with time alone.
+pub fn plan(store: &Store, now: DateTime<Utc>) -> Plan {
+    let mut plan = Plan::default();
     for svc in services(store) {
         match svc.spec.mode {
-            ServiceMode::Replicated { replicas } => replicated(store, svc, replicas, now, &mut changes),
-            ServiceMode::ReplicatedJob { max_concurrent, total_completions } => job(
-                store,
-                svc,
-                max_concurrent,
-                total_completions.unwrap_or(max_concurrent),
-                now,
-                &mut changes,
-            ),
+            ServiceMode::Replicated { replicas } => replicated(store, svc, replicas, now, &mut plan),
+            ServiceMode::ReplicatedJob { max_concurrent, total_completions } => {
+                job(store, svc, max_concurrent, total_completions.unwrap_or(max_concurrent), now, &mut plan)
+            }
             ServiceMode::Global | ServiceMode::GlobalJob => {}
         }
     }
-    changes
+    plan
 }
 
 /// Slot → the slot's tasks.
@@ -61,20 +61,22 @@ fn restart(
     slot: u64,
     (task, earlier): &(&Task, Vec<&Task>),
     now: DateTime<Utc>,
-    changes: &mut Vec<Change>,
+    plan: &mut Plan,
 ) -> bool {
     let lost = task.node_id.as_deref().is_some_and(|n| must_leave(store, n));
-    match decide(task, earlier, lost, now) {
+    let verdict = decide(task, earlier, lost, now);
+    plan.due_at(verdict.due());
+    match verdict {
         Verdict::Replace => {
-            changes.push(set_desired(task, TaskState::Shutdown, now));
-            changes.push(create(new_task(svc, Some(slot), None, now)));
+            plan.changes.push(set_desired(task, TaskState::Shutdown, now));
+            plan.changes.push(create(new_task(svc, Some(slot), None, now)));
             true
         }
-        Verdict::Keep | Verdict::ReplaceAt(_) | Verdict::GiveUp => false,
+        Verdict::Keep | Verdict::ReplaceAt(_) | Verdict::GiveUp(_) => false,
     }
 }
 
-fn replicated(store: &Store, svc: &Service, replicas: u64, now: DateTime<Utc>, changes: &mut Vec<Change>) {
+fn replicated(store: &Store, svc: &Service, replicas: u64, now: DateTime<Utc>, plan: &mut Plan) {
     let tasks: Vec<&Task> = tasks_of(store, &svc.id).collect();
     let mut occupied = current(&tasks);
     let count = occupied.len() as u64;
@@ -83,28 +85,21 @@ fn replicated(store: &Store, svc: &Service, replicas: u64, now: DateTime<Utc>, c
         let mut victims: Vec<(u64, &Task)> = occupied.iter().map(|(slot, (t, _))| (*slot, *t)).collect();
         victims.sort_by_key(|(slot, t)| (t.status.state == TaskState::Running, std::cmp::Reverse(*slot)));
         for (slot, t) in victims.into_iter().take((count - replicas) as usize) {
-            changes.push(set_desired(t, TaskState::Remove, now));
+            plan.changes.push(set_desired(t, TaskState::Remove, now));
             occupied.remove(&slot);
         }
     }
     for (slot, entry) in &occupied {
-        restart(store, svc, *slot, entry, now, changes);
+        restart(store, svc, *slot, entry, now, plan);
     }
     let mut free = (1..).filter(|s| !occupied.contains_key(s));
     for _ in (occupied.len() as u64)..replicas {
         let slot = free.next().expect("slots never run out");
-        changes.push(create(new_task(svc, Some(slot), None, now)));
+        plan.changes.push(create(new_task(svc, Some(slot), None, now)));
     }
 }
 
-fn job(
-    store: &Store,
-    svc: &Service,
-    max_concurrent: u64,
-    total: u64,
-    now: DateTime<Utc>,
-    changes: &mut Vec<Change>,
-) {
+fn job(store: &Store, svc: &Service, max_concurrent: u64, total: u64, now: DateTime<Utc>, plan: &mut Plan) {
     let iteration = svc.meta.version;
     let all: Vec<&Task> = tasks_of(store, &svc.id).collect();
     // Tasks of an earlier run of the job stop.
@@ -112,13 +107,13 @@ fn job(
         .iter()
         .filter(|t| t.job_iteration != Some(iteration) && is_live(t) && !t.status.state.is_terminal())
     {
-        changes.push(set_desired(t, TaskState::Shutdown, now));
+        plan.changes.push(set_desired(t, TaskState::Shutdown, now));
     }
     let tasks: Vec<&Task> = all.iter().copied().filter(|t| t.job_iteration == Some(iteration)).collect();
     let occupied = current(&tasks);
     let mut replaced = 0;
     for (slot, entry) in &occupied {
-        replaced += u64::from(restart(store, svc, *slot, entry, now, changes));
+        replaced += u64::from(restart(store, svc, *slot, entry, now, plan));
     }
     let done = occupied.values().filter(|(t, _)| t.status.state == TaskState::Complete).count() as u64;
     let active = occupied.values().filter(|(t, _)| !t.status.state.is_terminal()).count() as u64 + replaced;
@@ -127,7 +122,7 @@ fn job(
     let first = occupied.keys().max().copied().unwrap_or(0) + 1;
     let new = wanted.min(total.saturating_sub(occupied.len() as u64));
     for slot in first..first + new {
-        changes.push(create(new_task(svc, Some(slot), None, now)));
+        plan.changes.push(create(new_task(svc, Some(slot), None, now)));
     }
 }
 
@@ -184,10 +179,18 @@ mod tests {
         let mut store = store_with(vec![node("n1", &[])], vec![svc]);
         let changes = reconcile(&store, t0());
         apply(&mut store, changes);
+        assert_eq!(plan(&store, t0()).due, None, "a pending task waits on nothing");
         set_state(&mut store, 1, TaskState::Failed, Some("n1"));
-        assert!(reconcile(&store, t0()).is_empty(), "the 5s delay has not passed");
+        let waiting = plan(&store, t0());
+        assert!(waiting.changes.is_empty(), "the 5s delay has not passed");
+        assert_eq!(waiting.due, Some(t0() + chrono::Duration::seconds(5)), "looked at again when it ends");
         let changes = reconcile(&store, t0() + chrono::Duration::seconds(6));
         apply(&mut store, changes);
+        assert_eq!(
+            plan(&store, t0() + chrono::Duration::seconds(6)).due,
+            None,
+            "the replacement waits on nothing"
+        );
         let all = tasks(&store);
         assert_eq!(all.len(), 2);
         let new = live(&store);

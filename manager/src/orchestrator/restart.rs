@@ -15,8 +15,20 @@ pub enum Verdict {
     Replace,
     /// Replace it once the restart delay has passed, at this time.
     ReplaceAt(DateTime<Utc>),
-    /// It stopped and the policy says no more: the slot stays with it.
-    GiveUp,
+    /// It stopped and the policy says no more: the slot stays with it, for good
+    /// (`None`), or until this time, when an attempt leaves the restart window.
+    GiveUp(Option<DateTime<Utc>>),
+}
+
+impl Verdict {
+    /// When this verdict may change with time alone (nothing else changing): the end
+    /// of a restart delay, or an attempt leaving the window.
+    pub fn due(self) -> Option<DateTime<Utc>> {
+        match self {
+            Verdict::ReplaceAt(at) | Verdict::GiveUp(Some(at)) => Some(at),
+            Verdict::Keep | Verdict::Replace | Verdict::GiveUp(None) => None,
+        }
+    }
 }
 
 /// Decides about `task`, the newest live task of its slot; `earlier` are the slot's
@@ -36,20 +48,27 @@ pub fn decide(task: &Task, earlier: &[&Task], node_lost: bool, now: DateTime<Utc
         return Verdict::Keep;
     }
     match policy.condition {
-        RestartCondition::None => return Verdict::GiveUp,
-        RestartCondition::OnFailure if succeeded => return Verdict::GiveUp,
+        RestartCondition::None => return Verdict::GiveUp(None),
+        RestartCondition::OnFailure if succeeded => return Verdict::GiveUp(None),
         _ => {}
     }
     if policy.max_attempts > 0 {
-        let window_start = (!policy.window.is_zero())
-            .then(|| now - chrono::Duration::from_std(policy.window).unwrap_or(chrono::Duration::MAX));
-        let attempts = earlier
+        let window = (!policy.window.is_zero())
+            .then(|| chrono::Duration::from_std(policy.window).unwrap_or(chrono::Duration::MAX));
+        let window_start = window.map(|w| now.checked_sub_signed(w).unwrap_or(DateTime::<Utc>::MIN_UTC));
+        let attempts: Vec<DateTime<Utc>> = earlier
             .iter()
             .filter(|t| t.spec_version == task.spec_version && t.status.state.is_terminal())
-            .filter(|t| window_start.is_none_or(|start| t.status.timestamp >= start))
-            .count() as u64;
-        if attempts >= policy.max_attempts {
-            return Verdict::GiveUp;
+            .map(|t| t.status.timestamp)
+            .filter(|at| window_start.is_none_or(|start| *at >= start))
+            .collect();
+        if attempts.len() as u64 >= policy.max_attempts {
+            // The oldest attempt counted stops counting just after it is a window old.
+            let until = window.and_then(|w| {
+                let oldest = attempts.iter().min()?;
+                oldest.checked_add_signed(w)?.checked_add_signed(chrono::Duration::nanoseconds(1))
+            });
+            return Verdict::GiveUp(until);
         }
     }
     // Checked: the time is a worker's report, and a far one must not overflow.
@@ -94,11 +113,11 @@ mod tests {
         let done = stopped(TaskState::Complete, 0, |s| {
             s.task_template.restart_policy.condition = RestartCondition::OnFailure;
         });
-        assert_eq!(decide(&done, &[], false, t0() + chrono::Duration::seconds(60)), Verdict::GiveUp);
+        assert_eq!(decide(&done, &[], false, t0() + chrono::Duration::seconds(60)), Verdict::GiveUp(None));
         let never = stopped(TaskState::Failed, 0, |s| {
             s.task_template.restart_policy.condition = RestartCondition::None
         });
-        assert_eq!(decide(&never, &[], false, t0() + chrono::Duration::seconds(60)), Verdict::GiveUp);
+        assert_eq!(decide(&never, &[], false, t0() + chrono::Duration::seconds(60)), Verdict::GiveUp(None));
     }
 
     #[test]
@@ -114,7 +133,24 @@ mod tests {
         let old2 = stopped(TaskState::Failed, 95, spec);
         let ancient = stopped(TaskState::Failed, 10, spec);
         assert_eq!(decide(&current, &[&old1], false, now), Verdict::Replace);
-        assert_eq!(decide(&current, &[&old1, &old2], false, now), Verdict::GiveUp);
+        let given_up = decide(&current, &[&old1, &old2], false, now);
+        let old1_leaves = t0() + chrono::Duration::seconds(150) + chrono::Duration::nanoseconds(1);
+        assert_eq!(
+            given_up,
+            Verdict::GiveUp(Some(old1_leaves)),
+            "until the oldest attempt leaves the window"
+        );
+        assert_eq!(given_up.due(), Some(old1_leaves));
+        assert_eq!(
+            decide(&current, &[&old1, &old2], false, old1_leaves - chrono::Duration::nanoseconds(1)),
+            given_up,
+            "the last instant it counts"
+        );
+        assert_eq!(
+            decide(&current, &[&old1, &old2], false, old1_leaves),
+            Verdict::Replace,
+            "one attempt left"
+        );
         assert_eq!(decide(&current, &[&old1, &ancient], false, now), Verdict::Replace, "outside the window");
         let mut other_version = old2.clone();
         other_version.spec_version += 1;

@@ -1,15 +1,18 @@
 //! Runs the controllers while this manager leads: a round on every batch of store
-//! events (at most one round per 50 ms) and at least once a second (restart delays, node timeouts),
-//! proposing what each controller decides. Each round starts from the whole state,
-//! so a new leader picks up where the old one stopped.
+//! events (at most one round per 50 ms), and timed rounds once a second for the
+//! controllers that wait on time (restart delays and windows, rollouts, key rotation),
+//! proposing what each controller decides. The replicated and global controllers say
+//! when their decisions next change with time alone, and timed rounds skip them until
+//! then: at 100,000 tasks each of their passes reads every task. Each round starts
+//! from the whole state, so a new leader picks up where the old one stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{allocator, global, keys, reaper, replicated, scheduler, update};
+use super::{Plan, allocator, global, keys, reaper, replicated, scheduler, update};
 use crate::manager::{Manager, ManagerError};
 use crate::store::{Change, StoreError, Transaction};
 
@@ -70,11 +73,12 @@ async fn lead(manager: &Manager, leadership: &mut tokio::sync::watch::Receiver<b
     // tick runs only those with timers (restart delays, update delays, deadlines):
     // placing and reaping change only when the store does.
     let mut full = true;
+    let mut due = DueTimes::new();
     loop {
         if !manager.is_leader() {
             return "Raft says this manager does not lead";
         }
-        let (busy, refused) = round(manager, full).await;
+        let (busy, refused) = round(manager, full, &mut due).await;
         let last_round = tokio::time::Instant::now();
         // A round's reading of the whole state grows with the cluster: rest at least
         // as long as it took, so the controllers take at most half of a core and
@@ -118,33 +122,42 @@ fn timer() -> tokio::time::Interval {
     tick
 }
 
-/// A controller: the store in, the changes it wants out.
-type Controller<'a> = dyn Fn(&crate::store::Store) -> Vec<Change> + Sync + 'a;
+/// A controller: the store in, its plan out.
+type Controller<'a> = dyn Fn(&crate::store::Store) -> Plan + Sync + 'a;
 
-/// One pass of the controllers (all, or only the timed ones), each on the state its
-/// predecessor left; returns the time spent reading the state (proposals aside), and
-/// whether some changes were refused for another reason than a conflict.
-async fn round(manager: &Manager, full: bool) -> (Duration, bool) {
+/// When each controller that plans its timed rounds wants the next one, from its
+/// last pass (`None`: only after a store change). Absent until its first pass.
+type DueTimes = std::collections::HashMap<&'static str, Option<DateTime<Utc>>>;
+
+/// One pass of the controllers (all, or only the timed ones that are due), each on
+/// the state its predecessor left; returns the time spent reading the state
+/// (proposals aside), and whether some changes were refused for another reason than
+/// a conflict.
+async fn round(manager: &Manager, full: bool, due: &mut DueTimes) -> (Duration, bool) {
     let cluster = manager.cluster();
     let limit = cluster.as_ref().map_or(5, |c| c.spec.task_history_limit);
     let pool = cluster.map(|c| c.spec.default_address_pool).unwrap_or_default();
     let stages: [(&str, &Controller<'_>); 7] = [
-        ("replicated", &|s| replicated::reconcile(s, Utc::now())),
-        ("global", &|s| global::reconcile(s, Utc::now())),
-        ("update", &|s| update::reconcile(s, Utc::now())),
-        ("allocator", &|s| allocator::allocate(s, &pool, Utc::now())),
-        ("scheduler", &|s| scheduler::schedule(s, Utc::now())),
-        ("reaper", &|s| reaper::reap(s, limit, Utc::now())),
-        ("keys", &|s| keys::rotate(s, Utc::now(), keys::random_key)),
+        ("replicated", &|s| replicated::plan(s, Utc::now())),
+        ("global", &|s| global::plan(s, Utc::now())),
+        ("update", &|s| update::reconcile(s, Utc::now()).into()),
+        ("allocator", &|s| allocator::allocate(s, &pool, Utc::now()).into()),
+        ("scheduler", &|s| scheduler::schedule(s, Utc::now()).into()),
+        ("reaper", &|s| reaper::reap(s, limit, Utc::now()).into()),
+        ("keys", &|s| keys::rotate(s, Utc::now(), keys::random_key).into()),
     ];
     let (mut busy, mut refused) = (Duration::ZERO, false);
     for (name, stage) in stages {
-        if !full && !timed(name, manager) {
+        if !full && !timed(name, manager, due, Utc::now()) {
             continue;
         }
         let started = std::time::Instant::now();
-        let changes = manager.read_long(stage);
+        let plan = manager.read_long(stage);
         busy += started.elapsed();
+        if PLANNED.contains(&name) {
+            due.insert(name, plan.due);
+        }
+        let changes = plan.changes;
         if name == "scheduler" {
             count_decisions(manager, &changes);
         }
@@ -187,14 +200,28 @@ async fn round(manager: &Manager, full: bool) -> (Duration, bool) {
     (busy, refused)
 }
 
-/// Whether controller `name` runs in a timed round: only those that wait on time.
-/// Placing, allocating and reaping change only when the store does; a rollout waits
-/// on time only while it is under way.
-fn timed(name: &str, manager: &Manager) -> bool {
+/// The controllers that say when their next timed round is due.
+const PLANNED: [&str; 2] = ["replicated", "global"];
+
+/// Whether controller `name` runs in a timed round at `now`: only those that wait on
+/// time. Placing, allocating and reaping change only when the store does; a rollout
+/// waits on time only while it is under way; the planned controllers when their last
+/// pass said so.
+fn timed(name: &str, manager: &Manager, due: &DueTimes, now: DateTime<Utc>) -> bool {
     match name {
         "allocator" | "scheduler" | "reaper" => false,
         "update" => manager.read(update::under_way),
+        _ if PLANNED.contains(&name) => is_due(due.get(name).copied(), now),
         _ => true,
+    }
+}
+
+/// Whether a planned controller whose last pass asked for `due` runs at `now`: when it
+/// has not run yet, or its time has come.
+fn is_due(due: Option<Option<DateTime<Utc>>>, now: DateTime<Utc>) -> bool {
+    match due {
+        None => true,
+        Some(at) => at.is_some_and(|at| at <= now),
     }
 }
 
@@ -214,6 +241,16 @@ fn count_decisions(manager: &Manager, changes: &[Change]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_planned_controller_runs_in_a_timed_round_only_when_due() {
+        let now = crate::testing::t0();
+        assert!(is_due(None, now), "before its first pass");
+        assert!(!is_due(Some(None), now), "nothing waits on time");
+        assert!(!is_due(Some(Some(now + chrono::Duration::seconds(1))), now), "not yet");
+        assert!(is_due(Some(Some(now)), now));
+        assert!(is_due(Some(Some(now - chrono::Duration::seconds(1))), now));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn after_a_long_round_the_timer_does_not_make_up_its_ticks() {
