@@ -105,9 +105,7 @@ impl Wakes {
             }
         }
     }
-}
 
-impl Wakes {
     fn wake_one(nodes: &mut HashMap<String, watch::Sender<u64>>, node: &str) {
         if let Some(tx) = nodes.get(node) {
             tx.send_modify(|g| *g += 1);

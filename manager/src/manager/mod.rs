@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
+use openraft::type_config::alias::WatchReceiverOf;
 use openraft::{ReadPolicy, ServerState};
 use prometheus_client::metrics::counter::Counter;
 use shoal_api::cluster::Cluster;
@@ -38,11 +39,11 @@ pub use config::ManagerConfig;
 pub use error::ManagerError;
 pub use room::MIN_FREE_BYTES;
 
-use crate::raft::Raft;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::proposal::Proposal;
 use crate::raft::state_machine::{Shared, StateMachine};
+use crate::raft::{Raft, TypeConfig};
 use crate::store::{Event, Kind, Object, Store, Transaction, WatchError};
 
 /// A running manager.
@@ -141,7 +142,7 @@ impl Manager {
 
         let (leader_tx, leader_rx) = watch::channel(false);
         let leader_changes = shared.instruments().leader_changes.clone();
-        tokio::spawn(follow_leadership(raft.clone(), leader_tx, leader_changes));
+        tokio::spawn(follow_leadership(raft.server_metrics(), raft.metrics(), leader_tx, leader_changes));
         tokio::spawn(ask_for_snapshots(raft.clone(), Arc::downgrade(&shared), due));
 
         // After a restart, local reads wait (a while) for the state to catch up with
@@ -536,14 +537,20 @@ fn member_addr(m: &openraft::RaftMetrics<crate::raft::TypeConfig>, id: u64) -> O
     m.membership_config.membership().nodes().find(|(i, _)| **i == id).map(|(_, n)| n.addr.clone())
 }
 
+/// A receiver of one of Raft's metrics watches.
+type RaftWatch<T> = WatchReceiverOf<TypeConfig, T>;
+
 /// Keeps `leader_tx` telling whether this manager leads with its full state, and counts
 /// leader changes. Raft's full metrics change several times with every write; its server
 /// metrics (vote, state, leader, membership) only when leadership may have changed. So
 /// this waits on the server metrics, and on the full ones only while this manager leads
 /// but has not yet applied its term's first entry. Ends with Raft.
-async fn follow_leadership(raft: Raft, leader_tx: watch::Sender<bool>, leader_changes: Counter) {
-    let (mut server, mut full) = (raft.server_metrics(), raft.metrics());
-    drop(raft);
+async fn follow_leadership(
+    mut server: RaftWatch<openraft::metrics::RaftServerMetrics<TypeConfig>>,
+    mut full: RaftWatch<openraft::RaftMetrics<TypeConfig>>,
+    leader_tx: watch::Sender<bool>,
+    leader_changes: Counter,
+) {
     let mut last_leader = None;
     loop {
         let (leader, leads) = {

@@ -56,16 +56,19 @@ pub fn decide(task: &Task, earlier: &[&Task], node_lost: bool, now: DateTime<Utc
         let window = (!policy.window.is_zero())
             .then(|| chrono::Duration::from_std(policy.window).unwrap_or(chrono::Duration::MAX));
         let window_start = window.map(|w| now.checked_sub_signed(w).unwrap_or(DateTime::<Utc>::MIN_UTC));
-        let attempts: Vec<DateTime<Utc>> = earlier
+        // The attempts counted, and the oldest of them (one pass, nothing collected:
+        // this runs for every slot in every controller pass).
+        let (attempts, oldest) = earlier
             .iter()
             .filter(|t| t.spec_version == task.spec_version && t.status.state.is_terminal())
             .map(|t| t.status.timestamp)
             .filter(|at| window_start.is_none_or(|start| *at >= start))
-            .collect();
-        if attempts.len() as u64 >= policy.max_attempts {
+            .fold((0u64, None::<DateTime<Utc>>), |(n, oldest), at| {
+                (n + 1, Some(oldest.map_or(at, |o| o.min(at))))
+            });
+        if attempts >= policy.max_attempts {
             // The oldest attempt counted stops counting just after it is a window old.
-            let until = window.and_then(|w| {
-                let oldest = attempts.iter().min()?;
+            let until = window.zip(oldest).and_then(|(w, oldest)| {
                 oldest.checked_add_signed(w)?.checked_add_signed(chrono::Duration::nanoseconds(1))
             });
             return Verdict::GiveUp(until);
