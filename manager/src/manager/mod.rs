@@ -19,6 +19,7 @@ pub mod lead;
 pub mod lock;
 mod membership;
 mod nodes;
+pub mod raft_thread;
 mod room;
 pub mod tokens;
 
@@ -55,6 +56,8 @@ pub struct Manager {
     data_dir: std::path::PathBuf,
     room: room::Room,
     raft: Raft,
+    /// Where Raft and the cluster port's server run.
+    thread: raft_thread::RaftThread,
     shared: Arc<Shared>,
     log_stats: Arc<crate::raft::log_store::LogStats>,
     /// Mean commit latency of this manager's proposals, microseconds (EWMA, 1/8).
@@ -136,8 +139,11 @@ impl Manager {
             Ok(None) => shoal_pki::Credentials::empty(),
             Err(e) => return Err(ManagerError::Pki(e)),
         };
-        let raft = Raft::new(id, Arc::new(config), Network::new(id, creds.clone()), log, sm)
-            .await
+        let thread = raft_thread::RaftThread::start()?;
+        let network = Network::new(id, creds.clone());
+        let raft = thread
+            .run(async move { Raft::new(id, Arc::new(config), network, log, sm).await })
+            .await?
             .map_err(|e| ManagerError::raft("start", e))?;
 
         let (leader_tx, leader_rx) = watch::channel(false);
@@ -163,6 +169,7 @@ impl Manager {
             data_dir: cfg.data_dir.clone(),
             room: room::Room::default(),
             raft,
+            thread,
             shared,
             log_stats,
             commit_latency_us: std::sync::atomic::AtomicU64::new(0),
@@ -184,6 +191,11 @@ impl Manager {
     /// [`shutdown`](Self::shutdown), after [`stopping`](Self::stopping) fires.
     pub fn attach(&self, task: tokio::task::JoinHandle<()>) {
         self.attached.lock().expect("attached tasks").push(task);
+    }
+
+    /// The thread where Raft runs; the cluster port's server belongs there too.
+    pub fn raft_thread(&self) -> &raft_thread::RaftThread {
+        &self.thread
     }
 
     /// Resolves once [`shutdown`](Self::shutdown) has begun: servers stop taking calls.
@@ -494,6 +506,7 @@ impl Manager {
             task.abort();
             let _ = task.await;
         }
+        self.thread.stop();
     }
 }
 

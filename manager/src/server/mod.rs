@@ -1,6 +1,6 @@
 //! A manager at work: its Raft node started, and the gRPC server that other managers
-//! and the workers reach on its cluster address, with the Raft and membership
-//! services, the dispatcher and the node monitor. This is the one place that wires
+//! and the workers reach on its cluster address (on the manager's Raft thread, beside
+//! Raft), with the Raft and membership services, the dispatcher and the node monitor. This is the one place that wires
 //! them together; each depends on [`Manager`], never the reverse.
 //!
 //! - [`raft`]: the `Raft` and `Membership` gRPC services, handed to the manager.
@@ -53,7 +53,16 @@ pub async fn start(cfg: ManagerConfig) -> Result<Served, ManagerError> {
         .local_addr()
         .map_err(|e| ManagerError::io(format!("read the address bound for {}", cfg.listen), e))?;
     let advertise = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
+    // The server runs on the manager's Raft thread: its listener moves to that
+    // thread's I/O driver.
+    let listener = listener
+        .into_std()
+        .map_err(|e| ManagerError::io(format!("hand over the listener on {bound}"), e))?;
     let manager = Manager::start(&cfg, advertise).await?;
+    let listener = manager
+        .raft_thread()
+        .enter(|| tokio::net::TcpListener::from_std(listener))
+        .map_err(|e| ManagerError::io(format!("hand over the listener on {bound}"), e))?;
     let dispatcher = Dispatcher::new(manager.clone());
     let service = RaftService::new(manager.clone());
     // Mutual TLS on every connection, with the node's credentials (read at each
@@ -72,7 +81,7 @@ pub async fn start(cfg: ManagerConfig) -> Result<Served, ManagerError> {
         .add_service(DispatcherServer::new(dispatcher.clone()));
     let stopping = manager.stopping();
     let monitor = NodeMonitor::start(dispatcher.clone());
-    manager.attach(tokio::spawn(async move {
+    manager.attach(manager.raft_thread().spawn(async move {
         // The monitor lives as long as the server.
         let _monitor = monitor;
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopping).await {
