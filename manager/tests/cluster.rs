@@ -753,3 +753,32 @@ async fn a_snapshot_asked_for_covers_everything_applied() {
     let again = m.snapshot_now(Duration::from_secs(10)).await.unwrap();
     assert_eq!((again.index, again.seconds), (built.index, 0.0));
 }
+
+/// Raft and the cluster port run on each manager's own thread: while the runtime the
+/// managers were started on is held (as by a long controller pass or API request on
+/// a loaded node), heartbeats still flow, no follower calls an election, and a write
+/// made meanwhile commits on every manager.
+#[tokio::test(flavor = "current_thread")]
+async fn raft_goes_on_while_the_runtime_that_started_it_is_held() {
+    let c = Cluster::start(3, 10_000).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    c.m(leader).propose(create_service("before")).await.unwrap();
+    let before: Vec<u64> = c.live().iter().map(|m| m.status().term).collect();
+    let m = c.m(leader);
+    let write = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), m.propose(create_service("during"))).await
+        })
+    });
+    // The only thread of this runtime is held for three of the longest election
+    // timeouts: every task on it stands still.
+    std::thread::sleep(Duration::from_millis(3 * 1200));
+    let written = write.join().unwrap();
+    assert!(matches!(written, Ok(Ok(_))), "a write while the runtime was held: {written:?}");
+    let after: Vec<u64> = c.live().iter().map(|m| m.status().term).collect();
+    assert_eq!(after, before, "an election while the runtime was held: {:?}", c.status());
+    assert_eq!(c.leader_index(), Some(leader));
+    let names = BTreeSet::from(["before".to_owned(), "during".to_owned()]);
+    c.wait_services(&names, Duration::from_secs(10)).await;
+}

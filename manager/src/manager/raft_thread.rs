@@ -53,10 +53,7 @@ impl RaftThread {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.handle
-            .spawn(work)
-            .await
-            .map_err(|e| ManagerError::io("run work on the Raft thread".into(), e))
+        self.handle.spawn(work).await.map_err(|e| ManagerError::io("run work on the Raft thread".into(), e))
     }
 
     /// Spawns `task` on the thread.
@@ -92,9 +89,10 @@ mod tests {
         assert_eq!(name.as_deref(), Some(NAME));
         // A task spawned by the work stays on the thread.
         let spawned = thread
-            .run(async { tokio::spawn(async { std::thread::current().name().map(str::to_owned) }) })
-            .await
-            .unwrap()
+            .run(async {
+                let task = tokio::spawn(async { std::thread::current().name().map(str::to_owned) });
+                task.await.unwrap()
+            })
             .await
             .unwrap();
         assert_eq!(spawned.as_deref(), Some(NAME));

@@ -55,9 +55,8 @@ pub async fn start(cfg: ManagerConfig) -> Result<Served, ManagerError> {
     let advertise = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
     // The server runs on the manager's Raft thread: its listener moves to that
     // thread's I/O driver.
-    let listener = listener
-        .into_std()
-        .map_err(|e| ManagerError::io(format!("hand over the listener on {bound}"), e))?;
+    let listener =
+        listener.into_std().map_err(|e| ManagerError::io(format!("hand over the listener on {bound}"), e))?;
     let manager = Manager::start(&cfg, advertise).await?;
     let listener = manager
         .raft_thread()
