@@ -15,10 +15,6 @@
 //! two sides differ only in their servers.
 
 use std::sync::Arc;
-
-/// The allocator the `shoal` binary uses, so the managers here run as the daemon's do.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use shoal_api::service::{Service, ServiceSpec};

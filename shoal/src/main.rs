@@ -14,13 +14,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc, not glibc's malloc: a manager's write path allocates small buffers on
-/// one thread and frees them on another (gRPC frames, log entries, replies). With it,
-/// three managers on this machine commit 9–10 % more writes/s at 64 clients
-/// (`bench/raft`, docs/architecture.md, "Where a write's time goes").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
     if args.nth(1).is_some_and(|a| a == shoal_worker::runtime::shim::SUBCOMMAND) {

@@ -8,8 +8,8 @@
 //! or about 0.85 ms. On one thread they stay in one place. The thread also keeps
 //! heartbeats and votes going while the API and the controllers keep the other
 //! workers busy (a controller's pass over 100,000 tasks takes a worker for a while).
-//! The cost: Raft and the cluster port use one core at most, about 20,000 writes/s
-//! with three managers on loopback.
+//! The cost: Raft and the cluster port use one core at most (docs/architecture.md,
+//! "Where a write's time goes", has what that allows).
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -20,7 +20,8 @@ use crate::manager::ManagerError;
 pub const NAME: &str = "shoal-raft";
 
 /// The thread and a way to run work on it. Dropping it (or [`stop`](Self::stop))
-/// ends the thread; tasks still on it are dropped.
+/// ends the thread, and so does the end of the runtime that started it, as that
+/// ended a manager's tasks when they ran there; tasks still on the thread are dropped.
 #[derive(Debug)]
 pub struct RaftThread {
     handle: tokio::runtime::Handle,
@@ -36,11 +37,26 @@ impl RaftThread {
             .map_err(|e| ManagerError::io("start the Raft thread's runtime".into(), e))?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // A task on the starting runtime holds this sender: it is dropped with that
+        // runtime.
+        let (starter_alive, starter_gone) = tokio::sync::oneshot::channel::<()>();
+        if let Ok(starter) = tokio::runtime::Handle::try_current() {
+            starter.spawn(async move {
+                let _alive = starter_alive;
+                std::future::pending::<()>().await
+            });
+        }
         std::thread::Builder::new()
             .name(NAME.to_owned())
             .spawn(move || {
-                // Either told to stop or its sender dropped with the manager.
-                let _ = runtime.block_on(stopped);
+                // Told to stop, or a sender dropped (with the manager, or with the
+                // starting runtime).
+                runtime.block_on(async {
+                    tokio::select! {
+                        _ = stopped => {}
+                        _ = starter_gone => {}
+                    }
+                });
             })
             .map_err(|e| ManagerError::io("start the Raft thread".into(), e))?;
         Ok(RaftThread { handle, stop: Mutex::new(Some(stop)) })
@@ -80,6 +96,8 @@ impl RaftThread {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
@@ -100,5 +118,16 @@ mod tests {
         thread.stop();
         assert!(pending.await.unwrap_err().is_cancelled(), "tasks on it are dropped");
         assert!(thread.run(async {}).await.is_err(), "nothing runs after it stopped");
+    }
+
+    #[test]
+    fn the_thread_ends_with_the_runtime_that_started_it() {
+        let starter = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let thread = starter.block_on(async { RaftThread::start() }).unwrap();
+        let pending = thread.spawn(std::future::pending::<()>());
+        drop(starter);
+        let waiter = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let ended = waiter.block_on(async { tokio::time::timeout(Duration::from_secs(10), pending).await });
+        assert!(ended.expect("ended in time").unwrap_err().is_cancelled());
     }
 }
