@@ -782,3 +782,39 @@ async fn raft_goes_on_while_the_runtime_that_started_it_is_held() {
     let names = BTreeSet::from(["before".to_owned(), "during".to_owned()]);
     c.wait_services(&names, Duration::from_secs(10)).await;
 }
+
+/// Connections are sorted by who dialed: a worker's are served on the shared runtime,
+/// so a worker is answered while the Raft thread is busy (other managers' are served
+/// on that thread: `raft_goes_on_while_the_runtime_that_started_it_is_held`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_answered_while_the_raft_thread_is_busy() {
+    use shoal_pki::enroll::{JoinRequest, channel, enroll};
+    use shoal_proto::raft as pb;
+
+    let c = Cluster::start(1, 10_000).await;
+    c.wait_leader(Duration::from_secs(10)).await;
+    let m = c.m(0);
+    let addr = m.addr().to_owned();
+    let token = m.cluster().unwrap().join_tokens.worker;
+    let id = shoal_api::object::new_id();
+    let join =
+        JoinRequest { node_id: id.clone(), hostname: id, advertise_addr: "127.0.0.1:1".into(), raft_id: 0 };
+    let worker = enroll(&addr, &token, join).await.unwrap();
+    let mut as_worker =
+        pb::membership_client::MembershipClient::new(channel(&addr, &worker.credentials).unwrap());
+    as_worker.get_root_ca(pb::GetRootCaRequest {}).await.expect("connected before the thread is held");
+    // Hold the Raft thread until told.
+    let (held_tx, held) = tokio::sync::oneshot::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = m.raft_thread().spawn(async move {
+        held_tx.send(()).unwrap();
+        let _ = released.recv();
+    });
+    held.await.unwrap();
+    let answer =
+        tokio::time::timeout(Duration::from_secs(10), as_worker.get_root_ca(pb::GetRootCaRequest {})).await;
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    let roots = answer.expect("a worker's call waited for the Raft thread").unwrap().into_inner().roots_pem;
+    assert!(!roots.is_empty());
+}

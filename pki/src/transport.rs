@@ -53,6 +53,21 @@ impl TlsConn {
     pub fn peer(&self) -> &Peer {
         &self.peer
     }
+
+    /// Moves the connection to the I/O driver of the runtime this is called on: a
+    /// connection accepted on one runtime and served on another is told it is ready
+    /// by the first one's driver otherwise, and waits while that runtime is busy.
+    /// The socket is duplicated, registered here, and the old descriptor closed; the
+    /// TLS session, and what it has buffered, stay as they are.
+    pub fn rebind(&mut self) -> io::Result<()> {
+        use std::os::fd::AsFd as _;
+        let (tcp, _) = self.stream.get_mut();
+        let dup = std::net::TcpStream::from(tcp.as_fd().try_clone_to_owned()?);
+        dup.set_nonblocking(true)?;
+        let here = TcpStream::from_std(dup)?;
+        drop(std::mem::replace(tcp, here));
+        Ok(())
+    }
 }
 
 impl tonic::transport::server::Connected for TlsConn {

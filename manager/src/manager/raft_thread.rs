@@ -1,6 +1,7 @@
-//! The manager's own thread for Raft and its cluster port: a single-threaded async
-//! runtime where openraft's core, its replication streams, the log's hand-offs and
-//! the gRPC server that other managers and the workers reach all run.
+//! The manager's own thread for Raft: a single-threaded async runtime where
+//! openraft's core, its replication streams, the log's hand-offs, the cluster port's
+//! accept loop and the connections of other managers are served ([`crate::server`]
+//! serves workers' connections on the shared runtime).
 //!
 //! On the process's shared runtime, a write's dozen hand-offs (request, core, log,
 //! replication, answers, apply, reply) hopped between its worker threads, each hop
@@ -8,8 +9,8 @@
 //! or about 0.85 ms. On one thread they stay in one place. The thread also keeps
 //! heartbeats and votes going while the API and the controllers keep the other
 //! workers busy (a controller's pass over 100,000 tasks takes a worker for a while).
-//! The cost: Raft and the cluster port use one core at most (docs/architecture.md,
-//! "Where a write's time goes", has what that allows).
+//! The cost: Raft uses one core at most (docs/architecture.md, "Where a write's time
+//! goes").
 
 use std::future::Future;
 use std::sync::Mutex;

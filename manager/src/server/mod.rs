@@ -1,6 +1,8 @@
 //! A manager at work: its Raft node started, and the gRPC server that other managers
-//! and the workers reach on its cluster address (on the manager's Raft thread, beside
-//! Raft), with the Raft and membership services, the dispatcher and the node monitor. This is the one place that wires
+//! and the workers reach on its cluster address, with the Raft and membership
+//! services, the dispatcher and the node monitor. Connections are accepted on the
+//! manager's Raft thread; other managers' are served there, workers' on the shared
+//! runtime. This is the one place that wires
 //! them together; each depends on [`Manager`], never the reverse.
 //!
 //! - [`raft`]: the `Raft` and `Membership` gRPC services, handed to the manager.
@@ -70,22 +72,83 @@ pub async fn start(cfg: ManagerConfig) -> Result<Served, ManagerError> {
     let tls = manager.credentials().server_config(&[b"h2"])?;
     let incoming = shoal_pki::transport::incoming(listener, tls);
     tokio::spawn(manager.clone().watch_ca_rotation());
-    let router = tonic::transport::Server::builder()
-        .add_service(
-            pb::raft_server::RaftServer::new(service.clone())
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-        )
-        .add_service(pb::membership_server::MembershipServer::new(service))
-        .add_service(DispatcherServer::new(dispatcher.clone()));
-    let stopping = manager.stopping();
+    let router = || {
+        tonic::transport::Server::builder()
+            .add_service(
+                pb::raft_server::RaftServer::new(service.clone())
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            )
+            .add_service(pb::membership_server::MembershipServer::new(service.clone()))
+            .add_service(DispatcherServer::new(dispatcher.clone()))
+    };
+    // Connections are accepted on the Raft thread and sorted by who dialed: other
+    // managers' (replication, votes, forwarded proposals) are served there, beside
+    // Raft; workers' sessions on the shared runtime, where a thousand nodes' status
+    // and assignments do not queue behind Raft or hold it up.
+    let (to_raft, from_managers) = tokio::sync::mpsc::channel(CONNECTIONS_QUEUED);
+    let (to_shared, from_others) = tokio::sync::mpsc::channel(CONNECTIONS_QUEUED);
+    let thread = manager.raft_thread();
+    manager.attach(thread.spawn(sort_connections(incoming, to_raft, to_shared)));
+    manager.attach(thread.spawn(serve(router(), from_managers, manager.stopping())));
     let monitor = NodeMonitor::start(dispatcher.clone());
-    manager.attach(manager.raft_thread().spawn(async move {
+    let workers = serve(router(), from_others, manager.stopping());
+    manager.attach(tokio::spawn(async move {
         // The monitor lives as long as the server.
         let _monitor = monitor;
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopping).await {
-            tracing::error!(error = %e, "the manager's gRPC server stopped");
-        }
+        workers.await
     }));
     Ok(Served { manager, dispatcher })
+}
+
+/// Accepted connections waiting for their server.
+const CONNECTIONS_QUEUED: usize = 1024;
+
+/// Hands each accepted connection to the managers' server if its certificate names a
+/// manager, else to the shared one. Ends when both servers have.
+async fn sort_connections(
+    mut incoming: shoal_pki::transport::Incoming,
+    to_raft: Connections,
+    to_shared: Connections,
+) {
+    use futures::StreamExt as _;
+    while let Some(next) = incoming.next().await {
+        let conn = match next {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let manager = conn.peer().cert.as_ref().is_some_and(|c| c.subject.role == shoal_pki::Role::Manager);
+        let to = if manager { &to_raft } else { &to_shared };
+        if to.send(conn).await.is_err() && to_raft.is_closed() && to_shared.is_closed() {
+            return;
+        }
+    }
+}
+
+type Connections = tokio::sync::mpsc::Sender<shoal_pki::transport::TlsConn>;
+
+/// Serves `router` on the connections sorted to it until `stopping`, each moved to
+/// this runtime's I/O driver first (they were accepted on the Raft thread).
+async fn serve(
+    router: tonic::transport::server::Router,
+    connections: tokio::sync::mpsc::Receiver<shoal_pki::transport::TlsConn>,
+    stopping: impl std::future::Future<Output = ()>,
+) {
+    use futures::StreamExt as _;
+    let incoming =
+        tokio_stream::wrappers::ReceiverStream::new(connections).filter_map(|mut conn| async move {
+            match conn.rebind() {
+                Ok(()) => Some(Ok::<_, std::io::Error>(conn)),
+                Err(e) => {
+                    tracing::warn!(peer = %conn.peer().addr, error = %e, "could not take over a connection");
+                    None
+                }
+            }
+        });
+    if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopping).await {
+        tracing::error!(error = %e, "the manager's gRPC server stopped");
+    }
 }
