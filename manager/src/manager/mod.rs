@@ -56,7 +56,7 @@ pub struct Manager {
     data_dir: std::path::PathBuf,
     room: room::Room,
     raft: Raft,
-    /// Where Raft and the cluster port's server run.
+    /// Where Raft runs and other managers' connections are served.
     thread: raft_thread::RaftThread,
     shared: Arc<Shared>,
     log_stats: Arc<crate::raft::log_store::LogStats>,
@@ -193,7 +193,8 @@ impl Manager {
         self.attached.lock().expect("attached tasks").push(task);
     }
 
-    /// The thread where Raft runs; the cluster port's server belongs there too.
+    /// The thread where Raft runs; the cluster port accepts there and serves other
+    /// managers there ([`crate::server`]).
     pub fn raft_thread(&self) -> &raft_thread::RaftThread {
         &self.thread
     }

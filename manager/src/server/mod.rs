@@ -2,8 +2,8 @@
 //! and the workers reach on its cluster address, with the Raft and membership
 //! services, the dispatcher and the node monitor. Connections are accepted on the
 //! manager's Raft thread; other managers' are served there, workers' on the shared
-//! runtime. This is the one place that wires
-//! them together; each depends on [`Manager`], never the reverse.
+//! runtime. This is the one place that wires them together; each depends on
+//! [`Manager`], never the reverse.
 //!
 //! - [`raft`]: the `Raft` and `Membership` gRPC services, handed to the manager.
 
