@@ -90,9 +90,9 @@ pub async fn start(cfg: ManagerConfig) -> Result<Served, ManagerError> {
     let (to_shared, from_others) = tokio::sync::mpsc::channel(CONNECTIONS_QUEUED);
     let thread = manager.raft_thread();
     manager.attach(thread.spawn(sort_connections(incoming, to_raft, to_shared)));
-    manager.attach(thread.spawn(serve(router(), from_managers, manager.stopping())));
+    manager.attach(thread.spawn(serve(router(), from_managers, false, manager.stopping())));
     let monitor = NodeMonitor::start(dispatcher.clone());
-    let workers = serve(router(), from_others, manager.stopping());
+    let workers = serve(router(), from_others, true, manager.stopping());
     manager.attach(tokio::spawn(async move {
         // The monitor lives as long as the server.
         let _monitor = monitor;
@@ -130,17 +130,19 @@ async fn sort_connections(
 
 type Connections = tokio::sync::mpsc::Sender<shoal_pki::transport::TlsConn>;
 
-/// Serves `router` on the connections sorted to it until `stopping`, each moved to
-/// this runtime's I/O driver first (they were accepted on the Raft thread).
+/// Serves `router` on the connections sorted to it until `stopping`. With `rebind`
+/// (a server off the Raft thread, where they were accepted), each is first moved to
+/// this runtime's I/O driver.
 async fn serve(
     router: tonic::transport::server::Router,
     connections: tokio::sync::mpsc::Receiver<shoal_pki::transport::TlsConn>,
+    rebind: bool,
     stopping: impl std::future::Future<Output = ()>,
 ) {
     use futures::StreamExt as _;
     let incoming =
-        tokio_stream::wrappers::ReceiverStream::new(connections).filter_map(|mut conn| async move {
-            match conn.rebind() {
+        tokio_stream::wrappers::ReceiverStream::new(connections).filter_map(move |mut conn| async move {
+            match if rebind { conn.rebind() } else { Ok(()) } {
                 Ok(()) => Some(Ok::<_, std::io::Error>(conn)),
                 Err(e) => {
                     tracing::warn!(peer = %conn.peer().addr, error = %e, "could not take over a connection");
