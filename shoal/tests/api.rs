@@ -917,12 +917,14 @@ fn the_client_pages_counts_and_long_polls_a_daemon() {
         assert_eq!(paged.len(), ids.len(), "no task twice");
 
         // A long poll: nothing changes a service, so it comes back at its timeout
-        // with the same index; a bad cursor is a 400 naming it.
+        // with the same index; a bad cursor is a 400 naming it. The index waited on
+        // is the services' own: `first` (with `status`) also counts tasks and nodes.
+        let services = c.services_page(&ServiceFilter::default()).await.unwrap();
         let filter =
-            ServiceFilter { wait_index: Some(first.index), wait: Some("1s".into()), ..Default::default() };
+            ServiceFilter { wait_index: Some(services.index), wait: Some("1s".into()), ..Default::default() };
         let started = std::time::Instant::now();
         let same = c.services_page(&filter).await.unwrap();
-        assert_eq!(same.index, first.index);
+        assert_eq!(same.index, services.index);
         assert!(started.elapsed() >= Duration::from_secs(1));
         let bad = TaskFilter { cursor: Some("v1.nope".into()), ..Default::default() };
         let (status, _, field, _) = api_error(c.tasks_page(&bad).await.unwrap_err());
