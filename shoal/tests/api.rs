@@ -650,7 +650,15 @@ fn networks_secrets_configs_and_stacks() {
         let (status, code, _, _) = api_error(c.remove_network("front").await.unwrap_err());
         assert_eq!((status, code.as_str()), (409, "in_use"));
         c.remove_service("web").await.unwrap();
-        c.remove_network("front").await.unwrap();
+        // The service's task holds an address on the network until the reaper
+        // deletes it, a controller round after the service went.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Err(e) = c.remove_network("front").await {
+            let (status, code, _, message) = api_error(e);
+            assert_eq!((status, code.as_str()), (409, "in_use"), "{message}");
+            assert!(std::time::Instant::now() < deadline, "the network is free within 30 s: {message}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         c.remove_payload(PayloadKind::Config, "conf").await.unwrap();
     });
     // Secret data never comes back, in any listing.

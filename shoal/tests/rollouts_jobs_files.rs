@@ -165,7 +165,9 @@ fn a_task_that_does_not_run_within_the_progress_deadline_fails_the_rollout() {
     let d = Daemon::init("m1");
     d.import_busybox();
     let c = d.client();
-    let deadline = Duration::from_secs(3);
+    // Long enough for a loaded machine to start the new task (its state must still
+    // be STARTING when the deadline decides), short enough to keep the test quick.
+    let deadline = Duration::from_secs(6);
     block_on(async {
         let mut spec = ServiceSpec::new("slow", "shoal/busybox");
         spec.task_template.container.args = serve_forever();
