@@ -175,6 +175,8 @@ section = "\n".join(
         "At 7dd6d5f, with the Raft thread and mimalloc as the allocator of the managers and",
         "the client, 1.63× (1.62–1.69) and 0.86× (0.81–0.96); mimalloc was not kept (it costs",
         "a node's daemon memory; [architecture](architecture.md#where-a-writes-time-goes)).",
+        "At 84d84e0 (the Raft thread, the sealing before ring's ChaCha20), on a machine then",
+        "about half as fast for both sides: 1.39× (1.11–1.69), p99 0.50×, and 0.94× (0.92–1.06).",
         "Until 2026-12-07 the peer was plain-text etcd only, while Shoal talked mutual TLS, and",
         "the bytes written were JSON (b90d39c and earlier); until 2026-12-06 this benchmark wrote",
         "to etcd through its v3 JSON gateway, which halves etcd's throughput here. The ratios",
