@@ -19,7 +19,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership
 use super::seal::Sealer;
 use super::snapshot::{self, Encoder};
 use super::types::{Applied, TypeConfig};
-use crate::store::{EventLog, Indexes, Store};
+use crate::store::{EventLog, Indexes, Kind, Store};
 
 type C = TypeConfig;
 
@@ -80,6 +80,9 @@ pub struct Shared {
     /// The store's per-kind indexes, sent after each change (blocking queries wait
     /// on it).
     indexes: tokio::sync::watch::Sender<Indexes>,
+    /// Per kind (in [`Kind::ALL`]'s order), its index, sent only when it changes: a
+    /// watcher of one kind is not woken by every write.
+    kind_indexes: Vec<tokio::sync::watch::Sender<u64>>,
     /// The manager's counters and histograms (snapshot builds are timed here).
     instruments: crate::instruments::Instruments,
 }
@@ -104,6 +107,20 @@ impl Shared {
     /// snapshot installed.
     pub fn indexes(&self) -> tokio::sync::watch::Receiver<Indexes> {
         self.indexes.subscribe()
+    }
+
+    /// The index of `kind` alone, told only when an object of that kind changed (or a
+    /// snapshot was installed).
+    pub fn kind_index(&self, kind: Kind) -> tokio::sync::watch::Receiver<u64> {
+        self.kind_indexes[Indexes::slot(kind)].subscribe()
+    }
+
+    /// Tells the watchers of the indexes, and of each kind that changed.
+    fn publish_indexes(&self, now: Indexes) {
+        let before = self.indexes.send_replace(now);
+        for kind in now.changed_since(&before) {
+            self.kind_indexes[Indexes::slot(kind)].send_replace(now.of(&[kind]));
+        }
     }
 
     /// The event log (for watchers).
@@ -205,6 +222,8 @@ impl StateMachine {
         };
         let events = EventLog::new(EVENT_RING);
         let indexes = tokio::sync::watch::Sender::new(store.indexes());
+        let kind_indexes =
+            Kind::ALL.iter().map(|k| tokio::sync::watch::Sender::new(store.indexes().of(&[*k]))).collect();
         if let Some(id) = &applied.0 {
             events.reset(id.index);
         }
@@ -221,6 +240,7 @@ impl StateMachine {
                 since: SinceSnapshot { snapshot_bytes: snapshot_bytes.into(), ..Default::default() },
                 due: tokio::sync::watch::Sender::new(()),
                 indexes,
+                kind_indexes,
                 instruments: Default::default(),
             }),
         })
@@ -383,7 +403,7 @@ impl RaftStateMachine<C> for StateMachine {
                         match p.transaction().and_then(|tx| store.apply(index, tx)) {
                             Ok(e) => {
                                 events = Some(e);
-                                self.shared.indexes.send_replace(store.indexes());
+                                self.shared.publish_indexes(store.indexes());
                             }
                             Err(e) => response.error = Some(e),
                         }
@@ -443,7 +463,7 @@ impl RaftStateMachine<C> for StateMachine {
             let mut a = self.shared.applied.write().expect("applied lock");
             let old = std::mem::replace(&mut *s, store);
             *a = (meta.last_log_id, meta.last_membership.clone());
-            self.shared.indexes.send_replace(s.indexes());
+            self.shared.publish_indexes(s.indexes());
             self.shared.counted_snapshot();
             old
         };
@@ -499,6 +519,26 @@ mod tests {
             assert!(wall.elapsed() < Duration::from_secs(10), "10 s of spinning charged nothing");
             std::hint::black_box(());
         }
+    }
+
+    #[test]
+    fn a_kinds_watchers_are_told_only_of_its_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm =
+            StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&Key::random())).unwrap();
+        let shared = sm.shared();
+        let (mut configs, mut clusters, mut all) =
+            (shared.kind_index(Kind::Config), shared.kind_index(Kind::Cluster), shared.indexes());
+        let mut store = Store::new();
+        store.apply(7, &Transaction { changes: vec![Change::Create { object: config(b"x") }] }).unwrap();
+        shared.publish_indexes(store.indexes());
+        assert!(configs.has_changed().unwrap() && all.has_changed().unwrap());
+        assert_eq!(*configs.borrow_and_update(), 7);
+        assert!(!clusters.has_changed().unwrap(), "a config is not the cluster's business");
+        all.borrow_and_update();
+        // The same indexes again (an entry that changed nothing): nobody is told.
+        shared.publish_indexes(store.indexes());
+        assert!(!configs.has_changed().unwrap() && !clusters.has_changed().unwrap());
     }
 
     #[test]

@@ -65,13 +65,20 @@ impl PartialEq for Indexes {
 }
 
 impl Indexes {
-    fn slot(kind: Kind) -> usize {
+    /// Where `kind` is in [`Kind::ALL`].
+    pub(crate) fn slot(kind: Kind) -> usize {
         Kind::ALL.iter().position(|k| *k == kind).expect("every kind is in Kind::ALL")
     }
 
     /// The highest index of any of `kinds` (0 for none).
     pub fn of(&self, kinds: &[Kind]) -> u64 {
         kinds.iter().map(|k| self.kinds[Indexes::slot(*k)]).max().unwrap_or(0)
+    }
+
+    /// The kinds whose index differs from `before`'s.
+    pub fn changed_since(&self, before: &Indexes) -> impl Iterator<Item = Kind> + '_ {
+        let before = before.kinds;
+        Kind::ALL.iter().copied().filter(move |k| self.kinds[Indexes::slot(*k)] != before[Indexes::slot(*k)])
     }
 }
 
