@@ -527,7 +527,7 @@ mod tests {
         let sm =
             StateMachine::open(dir.path(), SnapshotPolicy::default(), Sealer::new(&Key::random())).unwrap();
         let shared = sm.shared();
-        let (mut configs, mut clusters, mut all) =
+        let (mut configs, clusters, mut all) =
             (shared.kind_index(Kind::Config), shared.kind_index(Kind::Cluster), shared.indexes());
         let mut store = Store::new();
         store.apply(7, &Transaction { changes: vec![Change::Create { object: config(b"x") }] }).unwrap();
