@@ -261,8 +261,14 @@ fn names_vips_spread_mesh_egress_isolation_and_a_dead_worker() {
     });
     assert_eq!(lookup(&c, &probe, "www"), [vip], "the alias");
     assert_eq!(lookup(&c, &probe, "web.front"), [vip], "the name in its network");
-    assert_eq!(lookup(&c, &probe, "tasks.web"), task_ips);
-    assert_eq!(lookup(&c, &probe, "rr"), rr_ips, "dnsrr answers the task addresses");
+    // Task addresses come from the node's copy of the network map, which is pushed
+    // after the tasks run: waited for, as the VIP above.
+    c.wait(&format!("tasks.web to answer {task_ips:?}"), Duration::from_secs(20), |c| {
+        lookup(c, &probe, "tasks.web") == task_ips
+    });
+    c.wait(&format!("dnsrr rr to answer the task addresses {rr_ips:?}"), Duration::from_secs(20), |c| {
+        lookup(c, &probe, "rr") == rr_ips
+    });
     assert_eq!(lookup(&c, &probe, &format!("web.{}", webs[0].slot.expect("a slot"))), [addr_of(&webs[0])]);
     assert!(lookup(&c, &probe, "db").is_empty(), "db is on a network the probe is not on");
     let before = upstream.queries.load(Ordering::SeqCst);

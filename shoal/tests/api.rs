@@ -299,10 +299,12 @@ fn health_checks_gate_running_and_replace_unhealthy_tasks() {
     };
     block_on(async {
         // Healthy once the file exists: STARTING until then, RUNNING after, and the
-        // check runs inside the container (its filesystem, its user).
+        // check runs inside the container (its filesystem, its user). Three seconds
+        // of STARTING: a worker reports a task's newest state only, so a short one
+        // can be passed over on a loaded machine.
         let mut ok = ServiceSpec::new("ok", "shoal/busybox");
         ok.task_template.container.args =
-            ["sh", "-c", "sleep 1; touch /tmp/ready; trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+            ["sh", "-c", "sleep 3; touch /tmp/ready; trap 'exit 0' TERM; while true; do sleep 0.2; done"]
                 .map(String::from)
                 .to_vec();
         let mut ready = check(&["CMD-SHELL", "test -f /tmp/ready && test $(id -u) = 0"]);
@@ -361,7 +363,7 @@ fn the_images_own_health_check_gates_running_unless_turned_off() {
     d.node.ok(&["image", "import", layout.to_str().unwrap()]);
     let c = d.client();
     let args: Vec<String> =
-        ["sh", "-c", "sleep 1; touch /tmp/ready; trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+        ["sh", "-c", "sleep 3; touch /tmp/ready; trap 'exit 0' TERM; while true; do sleep 0.2; done"]
             .map(String::from)
             .to_vec();
     block_on(async {
