@@ -114,7 +114,7 @@ async fn run(d: Dispatcher) {
         }
         let mut grace_from = Instant::now();
         let mut listed: HashMap<String, Instant> = HashMap::new();
-        while d.manager.is_leader() {
+        while d.manager.is_leader() && *leadership.borrow() {
             let asked = Instant::now();
             tokio::time::sleep(TICK).await;
             let late = asked.elapsed().saturating_sub(TICK);
@@ -164,6 +164,12 @@ async fn run(d: Dispatcher) {
                     tracing::debug!(error = %shoal_api::report::chain(&e), "marking nodes down or up failed; retrying")
                 }
             }
+        }
+        if *leadership.borrow() {
+            // Raft's own view says no while the leadership watch still says yes: look
+            // again shortly, never in a tight loop (a restarted manager once spun here
+            // at a full core, in CI).
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

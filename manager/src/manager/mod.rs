@@ -575,7 +575,7 @@ async fn follow_leadership(
             leader_changes.inc();
         }
         last_leader = leader;
-        let is_leader = leads_with_full_state(&full.borrow_watched());
+        let is_leader = leads_now(leads, &full.borrow_watched());
         leader_tx.send_if_modified(|v| std::mem::replace(v, is_leader) != is_leader);
         let changed = if leads && !is_leader {
             tokio::select! {
@@ -589,6 +589,15 @@ async fn follow_leadership(
             return;
         }
     }
+}
+
+/// Whether this manager leads with its full state, when its server metrics say it
+/// leads (`server_leads`) and `full` are its full metrics. Both must say so: the full
+/// metrics can lag the server's, and a stale "leader" in them once kept the watch true
+/// after the manager stepped down ([`follow_leadership`] then waits on the server
+/// metrics alone, which did not change again; the node monitor spun on it).
+fn leads_now(server_leads: bool, full: &openraft::RaftMetrics<crate::raft::TypeConfig>) -> bool {
+    server_leads && leads_with_full_state(full)
 }
 
 /// Whether the node these metrics describe leads and has applied its own term's first
@@ -675,5 +684,22 @@ async fn ask_for_snapshots(
         if asked && raft.trigger().snapshot().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leadership_needs_the_server_metrics_and_the_full_ones_to_agree() {
+        let mut full = openraft::RaftMetrics::<TypeConfig>::new_initial(1);
+        full.state = ServerState::Leader;
+        full.current_term = 3;
+        full.last_applied = Some(openraft::testing::log_id::<TypeConfig>(3, 1, 5));
+        assert!(leads_now(true, &full), "leads, and applied its term's first entry");
+        assert!(!leads_now(false, &full), "the server metrics say it stepped down; the full ones lag");
+        full.last_applied = Some(openraft::testing::log_id::<TypeConfig>(2, 1, 4));
+        assert!(!leads_now(true, &full), "its term's first entry is not applied yet");
     }
 }
