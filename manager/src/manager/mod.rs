@@ -593,9 +593,9 @@ async fn follow_leadership(
 
 /// Whether this manager leads with its full state, when its server metrics say it
 /// leads (`server_leads`) and `full` are its full metrics. Both must say so: the full
-/// metrics can lag the server's, and a stale "leader" in them once kept the watch true
+/// metrics can lag the server's, and a stale "leader" in them could keep the watch true
 /// after the manager stepped down ([`follow_leadership`] then waits on the server
-/// metrics alone, which did not change again; the node monitor spun on it).
+/// metrics alone). A node monitor spinning on such a watch hung CI once.
 fn leads_now(server_leads: bool, full: &openraft::RaftMetrics<crate::raft::TypeConfig>) -> bool {
     server_leads && leads_with_full_state(full)
 }

@@ -100,15 +100,13 @@ impl Sealer {
     /// ChaCha20-Poly1305 for one 24-byte `nonce`: its key is HChaCha20 of this key and
     /// the nonce's first 16 bytes, its nonce four zero bytes and the last 8.
     fn cipher(&self, nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
-        let mut subkey = chacha20::hchacha::<U10>(self.key.bytes().into(), nonce[..16].into());
+        // A `Key`, so it is zeroed when dropped.
+        let subkey =
+            Key::from_bytes(chacha20::hchacha::<U10>(self.key.bytes().into(), nonce[..16].into()).into());
         let cipher = LessSafeKey::new(
-            UnboundKey::new(&CHACHA20_POLY1305, &subkey).expect("ChaCha20-Poly1305 takes a 32-byte key"),
+            UnboundKey::new(&CHACHA20_POLY1305, subkey.bytes())
+                .expect("ChaCha20-Poly1305 takes a 32-byte key"),
         );
-        for b in subkey.iter_mut() {
-            // SAFETY: `b` is a valid, aligned reference into the subkey for the write;
-            // a volatile write keeps the compiler from dropping the zeroing as dead.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
         let mut inner = [0u8; 12];
         inner[4..].copy_from_slice(&nonce[16..]);
         (cipher, Nonce::assume_unique_for_key(inner))

@@ -118,8 +118,8 @@ impl Shared {
     /// Tells the watchers of the indexes, and of each kind that changed.
     fn publish_indexes(&self, now: Indexes) {
         let before = self.indexes.send_replace(now);
-        for kind in now.changed_since(&before) {
-            self.kind_indexes[Indexes::slot(kind)].send_replace(now.of(&[kind]));
+        for (kind, index) in now.changed_since(&before) {
+            self.kind_indexes[Indexes::slot(kind)].send_replace(index);
         }
     }
 

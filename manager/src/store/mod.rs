@@ -75,10 +75,12 @@ impl Indexes {
         kinds.iter().map(|k| self.kinds[Indexes::slot(*k)]).max().unwrap_or(0)
     }
 
-    /// The kinds whose index differs from `before`'s.
-    pub fn changed_since(&self, before: &Indexes) -> impl Iterator<Item = Kind> + '_ {
+    /// The kinds whose index differs from `before`'s, each with its index now.
+    pub fn changed_since(&self, before: &Indexes) -> impl Iterator<Item = (Kind, u64)> + '_ {
         let before = before.kinds;
-        Kind::ALL.iter().copied().filter(move |k| self.kinds[Indexes::slot(*k)] != before[Indexes::slot(*k)])
+        (0..Kind::ALL.len())
+            .filter(move |&i| self.kinds[i] != before[i])
+            .map(|i| (Kind::ALL[i], self.kinds[i]))
     }
 }
 
