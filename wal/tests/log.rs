@@ -248,7 +248,10 @@ fn a_full_disk_stops_writes_at_a_segment_cut_and_keeps_what_was_acknowledged() {
     struct Unmount<'a>(&'a Path);
     impl Drop for Unmount<'_> {
         fn drop(&mut self) {
-            let _ = nix::mount::umount(self.0);
+            // Detached: the log's writer thread may still hold its segment open for a
+            // moment after the last handle is dropped, and a plain unmount would then
+            // fail with EBUSY and leave the tmpfs mounted.
+            let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
         }
     }
     let _unmount = Unmount(&mnt);
