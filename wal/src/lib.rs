@@ -24,7 +24,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,8 @@ struct Shared {
     poisoned: Mutex<Option<String>>,
     syncs: Arc<AtomicU64>,
     dir: PathBuf,
+    /// The writer thread waits for jobs (it is not writing or syncing).
+    idle: AtomicBool,
 }
 
 impl Shared {
@@ -150,6 +152,7 @@ impl Wal {
             poisoned: Mutex::new(None),
             syncs: options.syncs,
             dir: dir.to_owned(),
+            idle: AtomicBool::new(true),
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -176,11 +179,22 @@ impl Wal {
 
     /// Queues `ops`, to be written in order after everything queued before. `sync`:
     /// make them durable before `done` is told (otherwise they ride on the next sync).
+    /// A refused job (the log is poisoned or closed) is refused both ways: `done` is
+    /// told, and the error is returned.
     pub fn submit(&self, ops: Vec<Op>, sync: bool, done: Option<Done>) -> Result<(), WalError> {
+        let refuse = |e: WalError, done: Option<Done>| {
+            if let Some(done) = done {
+                done(Err(e.clone()));
+            }
+            Err(e)
+        };
         if let Some(e) = self.shared.poisoned() {
-            return Err(e);
+            return refuse(e, done);
         }
-        self.jobs.send(Job { ops, sync, done }).map_err(|_| WalError::Closed)
+        match self.jobs.send(Job { ops, sync, done }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::SendError(job)) => refuse(WalError::Closed, job.done),
+        }
     }
 
     /// Submits `ops` and waits until they are written (and synced, if `sync`).
@@ -188,6 +202,12 @@ impl Wal {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(ops, sync, Some(Box::new(move |r| drop(tx.send(r)))))?;
         rx.recv().map_err(|_| WalError::Closed)?
+    }
+
+    /// Whether the writer thread is waiting for work: a job submitted now starts a
+    /// batch of its own (else it joins the batch after the one being written).
+    pub fn writer_idle(&self) -> bool {
+        self.shared.idle.load(Ordering::Relaxed)
     }
 
     /// The data of the entry at `index`, if the log holds it.

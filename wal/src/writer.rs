@@ -52,6 +52,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn run(mut self, jobs: &Receiver<Job>) {
         while let Ok(first) = jobs.recv() {
+            self.shared.idle.store(false, Relaxed);
             let mut batch = vec![first];
             batch.extend(std::iter::from_fn(|| jobs.try_recv().ok()).take(JOBS_PER_BATCH - 1));
             let result = match self.shared.poisoned() {
@@ -66,6 +67,7 @@ impl Writer {
                     done(result.clone());
                 }
             }
+            self.shared.idle.store(true, Relaxed);
         }
         // Every handle is gone: what was written lazily is synced on the way out.
         if self.shared.poisoned().is_none() && (self.dirty || self.purge_pending) {

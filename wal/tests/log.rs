@@ -267,6 +267,17 @@ fn a_full_disk_stops_writes_at_a_segment_cut_and_keeps_what_was_acknowledged() {
     assert!(acked > 100, "{acked}");
     let later = wal.write_blocking(vec![Op::SetState { slot: 1, value: vec![1] }], true).unwrap_err();
     assert!(matches!(later, WalError::Poisoned(_)), "{later}");
+    // A refused job's callback hears of it too.
+    let (told, heard) = std::sync::mpsc::channel();
+    let returned = wal
+        .submit(
+            vec![Op::SetState { slot: 1, value: vec![2] }],
+            false,
+            Some(Box::new(move |r| drop(told.send(r)))),
+        )
+        .unwrap_err();
+    assert!(matches!(returned, WalError::Poisoned(_)), "{returned}");
+    assert!(matches!(heard.try_recv(), Ok(Err(WalError::Poisoned(_)))));
     drop(wal);
     let wal = open(&mnt, 64 << 10).unwrap();
     assert_eq!(indexes(&wal), (1..=acked).collect::<Vec<_>>());

@@ -119,7 +119,8 @@ impl Manager {
             cfg.unlock_key.clone().filter(|_| lock::is_sealed(&dir.join(lock::DEK_FILE)).unwrap_or(false));
         let sealer = crate::raft::seal::Sealer::new(&dek);
         let mut log = LogStore::open(dir, sealer.clone())
-            .map_err(|e| ManagerError::io(format!("start the manager from {}", dir.display()), e))?;
+            .map_err(|e| ManagerError::io(format!("start the manager from {}", dir.display()), e))?
+            .of_manager(id);
         let log_stats = log.stats();
         let state_dir = dir.join("state");
         let sm = StateMachine::open(&state_dir, cfg.snapshot, sealer)

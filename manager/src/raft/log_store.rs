@@ -1,7 +1,9 @@
 //! The Raft log, vote, commit index and purge point in Shoal's write-ahead log
 //! ([`shoal_wal`]), in `<data dir>/raft-wal/`: one ordered stream of records, written
 //! by one thread that takes every write queued while its last sync ran (group commit).
-//! Appended entries are readable at once, from memory (the tail); openraft is told
+//! Writes reach that thread at the end of the Raft thread's pass ([`super::outbox`]),
+//! after the new entries went to the followers. Appended entries are readable at once,
+//! from memory (the tail); openraft is told
 //! they are durable once their `fdatasync` returns. A vote is synced before
 //! `save_vote` returns. The commit index, truncations and purges are written in order
 //! with everything else and ride on the next sync: a crash may lose them, never
@@ -26,6 +28,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, RaftTypeConfig};
 use shoal_wal::{Op, Wal};
 
+use super::outbox::Outbox;
 use super::seal::{self, Sealer};
 use super::types::TypeConfig;
 
@@ -151,6 +154,11 @@ pub struct OpenError {
 #[derive(Debug, Clone)]
 pub struct LogStore {
     wal: Wal,
+    /// Where writes wait for the end of the Raft thread's pass ([`super::outbox`]).
+    outbox: Arc<Outbox>,
+    /// The manager whose log this is: entries it made (as leader) are written after
+    /// they went to the followers.
+    me: Option<u64>,
     sealer: Arc<Sealer>,
     stats: Arc<LogStats>,
     tail: Arc<std::sync::Mutex<Tail>>,
@@ -284,6 +292,8 @@ impl LogStore {
             purged: slot(&wal, PURGED, "purge point").map_err(err(&wal_dir))?,
         };
         Ok(LogStore {
+            outbox: Outbox::new(wal.clone()),
+            me: None,
             wal,
             sealer: Arc::new(sealer),
             stats,
@@ -312,6 +322,13 @@ impl LogStore {
             .unwrap_or(0)
     }
 
+    /// The log of manager `id`: entries it makes as leader go to the followers before
+    /// its own writer thread is woken ([`super::outbox`]).
+    pub fn of_manager(mut self, id: u64) -> LogStore {
+        self.me = Some(id);
+        self
+    }
+
     /// Bytes the log's files take on disk (segments are preallocated).
     pub fn disk_bytes(&self) -> u64 {
         self.wal.disk_bytes()
@@ -324,7 +341,7 @@ impl LogStore {
     /// Queues `ops` and waits until they are written (and synced, if `sync`).
     async fn write(&self, ops: Vec<Op>, sync: bool) -> io::Result<()> {
         let (done, written) = tokio::sync::oneshot::channel();
-        self.wal.submit(ops, sync, Some(Box::new(move |r| drop(done.send(r))))).map_err(io::Error::other)?;
+        self.outbox.submit(ops, sync, Some(Box::new(move |r| drop(done.send(r)))), false);
         written.await.map_err(|_| io::Error::other("the Raft log writer stopped"))?.map_err(io::Error::other)
     }
 }
@@ -620,7 +637,8 @@ impl RaftLogStorage<C> for LogStore {
         // costs one of its own. openraft applies as soon as this returns.
         let value = encode(&committed)?;
         self.meta().committed = committed;
-        self.wal.submit(vec![Op::SetState { slot: COMMITTED, value }], false, None).map_err(io::Error::other)
+        self.outbox.submit(vec![Op::SetState { slot: COMMITTED, value }], false, None, true);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -637,6 +655,7 @@ impl RaftLogStorage<C> for LogStore {
             callback.io_completed(Ok(()));
             return Ok(());
         };
+        let made_here = self.me.is_some_and(|me| entries.iter().all(|e| e.log_id.leader_id.node_id == me));
         let ops: Vec<Op> = entries
             .iter()
             .map(|e| Op::Append { index: e.index(), data: seal_entry(&self.sealer, e.index(), e) })
@@ -665,7 +684,9 @@ impl RaftLogStorage<C> for LogStore {
             }
             callback.io_completed(result.map_err(io::Error::other));
         });
-        self.wal.submit(ops, true, Some(done)).map_err(io::Error::other)
+        // A leader's own entries go to the WAL once the replication streams sent them.
+        self.outbox.submit(ops, true, Some(done), made_here);
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
@@ -688,7 +709,8 @@ impl RaftLogStorage<C> for LogStore {
         // point already covers, never a hole. Synced with the next sync; the segments
         // it empties are deleted after that.
         let ops = vec![Op::SetState { slot: PURGED, value }, Op::PurgeThrough(upto.index())];
-        self.wal.submit(ops, false, None).map_err(io::Error::other)
+        self.outbox.submit(ops, false, None, true);
+        Ok(())
     }
 }
 
@@ -712,6 +734,25 @@ mod tests {
         let (tx, synced) = C::oneshot();
         log.append((from..=to).map(|i| blank_ent::<C>(1, 1, i)), IOFlushed::signal(tx)).await.unwrap();
         synced.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_leaders_own_entries_wait_for_the_ready_tasks_and_others_go_at_once() {
+        use openraft::type_config::TypeConfigExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path(), sealer()).unwrap().of_manager(1);
+        // Made by manager 1, this one: queued until the replication streams have run.
+        let (tx, own_synced) = C::oneshot();
+        log.append([blank_ent::<C>(1, 1, 1)], IOFlushed::signal(tx)).await.unwrap();
+        assert_eq!(log.outbox.queued(), 1);
+        own_synced.await.unwrap().unwrap();
+        // Made by manager 2 (its leader): handed to the writer thread at once.
+        let (tx, synced) = C::oneshot();
+        log.append([blank_ent::<C>(2, 2, 2)], IOFlushed::signal(tx)).await.unwrap();
+        assert_eq!(log.outbox.queued(), 0);
+        synced.await.unwrap().unwrap();
+        drop(log);
+        assert_eq!(on_disk(dir.path(), 1..=2).await, [1, 2]);
     }
 
     /// The indexes of every entry in `range`, as read from the disk (a fresh store).

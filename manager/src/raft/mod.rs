@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod log_store;
 pub mod network;
+mod outbox;
 pub mod proposal;
 pub mod recovery;
 pub mod seal;
