@@ -67,11 +67,15 @@ impl Outbox {
             Ok(runtime) if after_ready => {
                 queue.flush_due = true;
                 drop(queue);
-                let outbox = Arc::clone(self);
+                // Weak: a store dropped meanwhile has flushed (see `Drop`), and lets its
+                // WAL go at once (a reopen may wait for that on this very thread).
+                let outbox = Arc::downgrade(self);
                 runtime.spawn(async move {
                     // Woken again only once every task that was ready has run.
                     tokio::task::yield_now().await;
-                    outbox.flush();
+                    if let Some(outbox) = outbox.upgrade() {
+                        outbox.flush();
+                    }
                 });
             }
             _ => {
@@ -157,6 +161,17 @@ mod tests {
         assert_eq!(outbox.queued(), 0, "handed over before submit returned");
         written.await.unwrap().unwrap();
         assert_eq!(log.entry_bounds(), Some((1, 2)));
+    }
+
+    #[tokio::test]
+    async fn a_store_dropped_with_a_flush_due_lets_its_wal_go_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::new(wal(dir.path()));
+        outbox.submit(append(1), false, None, true);
+        drop(outbox);
+        // Reopened on this thread, which the task due to flush never gets back.
+        let log = wal(dir.path());
+        assert_eq!(log.entry_bounds(), Some((1, 1)), "written when the store went");
     }
 
     #[test]
