@@ -165,12 +165,7 @@ async fn run(d: Dispatcher) {
                 }
             }
         }
-        if *leadership.borrow() {
-            // Raft's own view says no while the leadership watch still says yes: look
-            // again shortly, never in a tight loop (a restarted manager once spun here
-            // at a full core, in CI).
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::manager::Manager::back_off_while_the_watch_lags(&leadership).await;
     }
 }
 

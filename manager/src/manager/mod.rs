@@ -291,6 +291,17 @@ impl Manager {
         self.leader.clone()
     }
 
+    /// For a leader-only loop that just stopped leading: while the leadership watch
+    /// (a moment behind Raft's own view) still says "leader", waits 100 ms before the
+    /// loop looks again, so the two disagreeing never spin it (a loaded leader's
+    /// controllers once looped millions of times; a restarted manager's node monitor
+    /// spun at a full core in CI).
+    pub async fn back_off_while_the_watch_lags(leadership: &watch::Receiver<bool>) {
+        if *leadership.borrow() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The current leader's address.
     pub fn leader_addr(&self) -> Result<String, ManagerError> {
         let m = self.raft.metrics().borrow_watched().clone();

@@ -49,12 +49,8 @@ async fn follow(manager: Arc<Manager>) {
         tracing::info!(manager = manager.id(), "controllers started");
         let why = lead(&manager, &mut leadership).await;
         tracing::info!(manager = manager.id(), why, "controllers stopped");
-        if *leadership.borrow() {
-            // Raft's own view says no while the leadership watch (a moment behind it)
-            // still says yes, or the event watch failed: try again shortly, never in
-            // a tight loop (a loaded leader once spun here millions of times).
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // Also when the event watch failed: tried again shortly, never in a tight loop.
+        Manager::back_off_while_the_watch_lags(&leadership).await;
     }
 }
 

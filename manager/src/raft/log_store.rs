@@ -1,9 +1,10 @@
 //! The Raft log, vote, commit index and purge point in Shoal's write-ahead log
 //! ([`shoal_wal`]), in `<data dir>/raft-wal/`: one ordered stream of records, written
 //! by one thread that takes every write queued while its last sync ran (group commit).
-//! Writes reach that thread at the end of the Raft thread's pass ([`super::outbox`]),
-//! after the new entries went to the followers. Appended entries are readable at once,
-//! from memory (the tail); openraft is told
+//! A leader's own appends (and the commit index and purges) reach that thread at the
+//! end of the Raft thread's pass, after the new entries went to the followers
+//! ([`super::outbox`]). Appended entries are readable at once, from memory (the tail);
+//! openraft is told
 //! they are durable once their `fdatasync` returns. A vote is synced before
 //! `save_vote` returns. The commit index, truncations and purges are written in order
 //! with everything else and ride on the next sync: a crash may lose them, never
