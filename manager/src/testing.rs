@@ -60,7 +60,7 @@ pub(crate) fn apply(store: &mut Store, changes: Vec<Change>) {
         return;
     }
     let index = store.last_index() + 1;
-    store.apply(index, &Transaction { changes }).expect("the changes apply");
+    store.apply(index, Transaction { changes }).expect("the changes apply");
 }
 
 pub(crate) fn store_with(nodes: Vec<Node>, services: Vec<Service>) -> Store {

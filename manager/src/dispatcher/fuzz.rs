@@ -135,7 +135,7 @@ fn run_batch(store: &mut Store, updates: &[pb::TaskStatusUpdate]) -> Result<(), 
         let tx = Transaction { changes };
         prop_assert!(Proposal::new(tx.clone()).is_ok(), "a transaction the log refuses");
         let index = store.last_index() + 1;
-        let applied = store.apply(index, &tx);
+        let applied = store.apply(index, tx);
         prop_assert!(applied.is_ok(), "the store refused the batch: {:?}", applied.err());
     }
     let after = tasks_by_id(store);

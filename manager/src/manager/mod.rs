@@ -376,7 +376,7 @@ impl Manager {
         if !self.is_leader() {
             return Err(ManagerError::NotLeader { leader_addr: self.leader_addr()? });
         }
-        self.shared.check(proposal.transaction()?)?;
+        proposal.with_transaction(|tx| self.shared.check(tx))??;
         self.room.ensure(&self.data_dir)?;
         let started = Instant::now();
         match self.raft.client_write(proposal).await {

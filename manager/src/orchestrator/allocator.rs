@@ -299,7 +299,7 @@ mod tests {
         other.networks = t.networks.clone();
         other.status.state = TaskState::Pending;
         let err = store
-            .apply(store.last_index() + 1, &Transaction { changes: vec![super::super::create(other)] })
+            .apply(store.last_index() + 1, Transaction { changes: vec![super::super::create(other)] })
             .expect_err("taken");
         assert!(err.to_string().contains(&addr.addr().to_string()), "{err}");
         // Once the task fails, the address is free for the next task.
@@ -353,7 +353,7 @@ mod tests {
         );
         let delete = Change::Delete { kind: Kind::Network, id: front.id.clone(), expected_version: None };
         let err = store
-            .apply(store.last_index() + 1, &Transaction { changes: vec![delete.clone()] })
+            .apply(store.last_index() + 1, Transaction { changes: vec![delete.clone()] })
             .expect_err("in use");
         assert!(err.to_string().contains("network front is in use by task"), "{err}");
         let t = tasks(&store).remove(0);

@@ -140,7 +140,7 @@ mod tests {
             create(&store, NetworkSpec::new("b"), &pool, std::slice::from_ref(&a), now()).expect("created");
         assert_eq!((b.subnet.to_string(), b.vni), ("10.0.1.0/24".into(), 4097));
         let tx = Transaction { changes: vec![Change::Create { object: Object::Network(a.clone()) }] };
-        store.apply(1, &tx).expect("stored");
+        store.apply(1, tx).expect("stored");
         let mut spec = NetworkSpec::new("c");
         spec.subnet = Some("10.0.0.128/25".parse().expect("net"));
         let err = create(&store, spec, &pool, &[], now()).expect_err("overlap");

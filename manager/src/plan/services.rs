@@ -227,7 +227,7 @@ mod tests {
     fn stored(store: &mut Store, s: &Service) {
         let tx = Transaction { changes: vec![Change::Create { object: Object::Service(s.clone()) }] };
         let index = store.last_index() + 1;
-        store.apply(index, &tx).expect("stored");
+        store.apply(index, tx).expect("stored");
     }
 
     fn with_port(name: &str, published: Option<u16>) -> ServiceSpec {
@@ -302,7 +302,7 @@ mod tests {
             .expect("net");
             let index = store.last_index() + 1;
             store
-                .apply(index, &Transaction { changes: vec![Change::Create { object: Object::Network(n) }] })
+                .apply(index, Transaction { changes: vec![Change::Create { object: Object::Network(n) }] })
                 .expect("stored");
         }
         let on = |name: &str, net: &str, aliases: &[&str]| {

@@ -234,7 +234,7 @@ mod tests {
 
     fn apply(store: &mut Store, tx: &Transaction) {
         let index = store.last_index() + 1;
-        store.apply(index, tx).expect("applies");
+        store.apply(index, tx.clone()).expect("applies");
     }
 
     const V1: &str = "

@@ -1,7 +1,9 @@
 //! The payload of a log entry: a store transaction and its encoded bytes. The log and
 //! replication copy the bytes as they are; a manager decodes them once, when it first
 //! needs the transaction (to apply it, or to check one forwarded to the leader), so a
-//! follower never parses an entry just to store or pass it on.
+//! follower never parses an entry just to store or pass it on. Applying takes the
+//! decoded transaction out ([`Proposal::take_transaction`]): its objects move into the
+//! store uncopied, and the log's cache of recent entries keeps only their bytes.
 //!
 //! New transactions are encoded as [`MSGPACK`] (one tag byte, then MessagePack with
 //! field names: self-describing, so every serde attribute of the object model works).
@@ -9,7 +11,7 @@
 //! client may send.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -20,13 +22,16 @@ use crate::store::{MAX_TRANSACTION_BYTES, StoreError, Transaction};
 /// The tag byte of a MessagePack-encoded transaction (JSON never starts with it).
 pub const MSGPACK: u8 = 1;
 
-/// A transaction's bytes and, once decoded, the transaction; clones share both.
+/// A transaction's bytes and, once decoded and until applied, the transaction; clones
+/// share both.
 #[derive(Clone)]
 pub struct Proposal(Arc<Inner>);
 
 struct Inner {
     bytes: Box<[u8]>,
-    tx: OnceLock<Result<Transaction, StoreError>>,
+    /// The decoded transaction (or why it does not decode), from its first use until
+    /// [`Proposal::take_transaction`].
+    tx: Mutex<Option<Result<Transaction, StoreError>>>,
 }
 
 impl Proposal {
@@ -40,7 +45,7 @@ impl Proposal {
         #[cfg(debug_assertions)]
         assert_eq!(decode(&bytes).as_ref(), Ok(&tx), "a transaction does not survive its encoding");
         let p = Proposal::from_bytes(bytes)?;
-        let _ = p.0.tx.set(Ok(tx));
+        *p.decoded() = Some(Ok(tx));
         Ok(p)
     }
 
@@ -51,20 +56,32 @@ impl Proposal {
         if bytes.len() > MAX_TRANSACTION_BYTES {
             return Err(StoreError::TooLarge { bytes: bytes.len(), max: MAX_TRANSACTION_BYTES });
         }
-        Ok(Proposal(Arc::new(Inner { bytes, tx: OnceLock::new() })))
+        Ok(Proposal(Arc::new(Inner { bytes, tx: Mutex::new(None) })))
     }
 
     /// Takes encoded bytes sent by another manager and decodes them at once, so a
     /// malformed transaction is refused at the door.
     pub fn checked(bytes: impl Into<Box<[u8]>>) -> Result<Proposal, StoreError> {
         let p = Proposal::from_bytes(bytes)?;
-        p.transaction()?;
+        p.with_transaction(|_| ())?;
         Ok(p)
     }
 
-    /// The transaction, decoded on the first call.
-    pub fn transaction(&self) -> Result<&Transaction, StoreError> {
-        self.0.tx.get_or_init(|| decode(&self.0.bytes)).as_ref().map_err(Clone::clone)
+    /// Runs `f` on the transaction, decoded on the first call and kept for the next.
+    pub fn with_transaction<T>(&self, f: impl FnOnce(&Transaction) -> T) -> Result<T, StoreError> {
+        let mut decoded = self.decoded();
+        decoded.get_or_insert_with(|| decode(&self.0.bytes)).as_ref().map(f).map_err(Clone::clone)
+    }
+
+    /// The transaction, to apply: the one decoded before, taken out (a later use
+    /// decodes the bytes again), or decoded now.
+    pub fn take_transaction(&self) -> Result<Transaction, StoreError> {
+        self.decoded().take().unwrap_or_else(|| decode(&self.0.bytes))
+    }
+
+    fn decoded(&self) -> MutexGuard<'_, Option<Result<Transaction, StoreError>>> {
+        // A panic while decoding leaves nothing half-made: the slot is still usable.
+        self.0.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The encoded bytes.
@@ -85,8 +102,8 @@ fn decode(bytes: &[u8]) -> Result<Transaction, StoreError> {
 
 impl fmt::Debug for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.transaction() {
-            Ok(tx) => fmt::Debug::fmt(tx, f),
+        match self.with_transaction(|tx| format!("{tx:?}")) {
+            Ok(tx) => f.write_str(&tx),
             Err(e) => write!(f, "Proposal({} bytes, {e})", self.0.bytes.len()),
         }
     }
@@ -94,8 +111,8 @@ impl fmt::Debug for Proposal {
 
 impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.transaction() {
-            Ok(tx) => fmt::Display::fmt(tx, f),
+        match self.with_transaction(|tx| tx.to_string()) {
+            Ok(tx) => f.write_str(&tx),
             Err(e) => write!(f, "undecodable transaction of {} bytes ({e})", self.0.bytes.len()),
         }
     }
@@ -103,7 +120,10 @@ impl fmt::Display for Proposal {
 
 impl PartialEq for Proposal {
     fn eq(&self, other: &Proposal) -> bool {
-        match (self.transaction(), other.transaction()) {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return true;
+        }
+        match (self.with_transaction(Clone::clone), other.with_transaction(Clone::clone)) {
             (Ok(a), Ok(b)) => a == b,
             _ => self.0.bytes == other.0.bytes,
         }
@@ -115,7 +135,7 @@ impl PartialEq for Proposal {
 impl Serialize for Proposal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
-        self.transaction().map_err(S::Error::custom)?.serialize(s)
+        self.with_transaction(|tx| tx.serialize(s)).map_err(S::Error::custom)?
     }
 }
 
@@ -145,20 +165,32 @@ mod tests {
         let p = Proposal::new(delete("s1")).unwrap();
         assert_eq!(p.bytes()[0], MSGPACK);
         let q = Proposal::from_bytes(p.bytes().to_vec()).unwrap();
-        assert!(q.0.tx.get().is_none(), "taking bytes decodes nothing");
-        assert_eq!(q.transaction().unwrap(), &delete("s1"));
+        assert!(q.decoded().is_none(), "taking bytes decodes nothing");
+        assert_eq!(q.with_transaction(Clone::clone).unwrap(), delete("s1"));
         assert_eq!(p, q);
+    }
+
+    #[test]
+    fn applying_takes_the_decoded_transaction_out() {
+        let p = Proposal::new(delete("s1")).unwrap();
+        let kept = p.clone();
+        assert_eq!(p.take_transaction().unwrap(), delete("s1"));
+        assert!(kept.decoded().is_none(), "the log's copy no longer holds the decoded transaction");
+        assert_eq!(kept.take_transaction().unwrap(), delete("s1"), "taken again: decoded from the bytes");
+        let lazy = Proposal::from_bytes(p.bytes().to_vec()).unwrap();
+        assert_eq!(lazy.take_transaction().unwrap(), delete("s1"));
+        assert!(lazy.decoded().is_none(), "decoding to apply keeps no copy");
     }
 
     #[test]
     fn json_bytes_are_kept_verbatim_and_decoded() {
         let sent = br#"{ "changes": [ {"op":"delete","kind":"service","id":"s1","expected_version":3} ] }"#;
         let q = Proposal::checked(sent.to_vec()).unwrap();
-        assert_eq!(q.transaction().unwrap(), &delete("s1"));
+        assert_eq!(q.with_transaction(Clone::clone).unwrap(), delete("s1"));
         assert_eq!(q.bytes(), sent, "the client's bytes, not a re-encoding");
         let entry = serde_json::to_string(&(7, &Proposal::new(delete("s1")).unwrap())).unwrap();
         let (_, back): (u32, Proposal) = serde_json::from_str(&entry).unwrap();
-        assert_eq!(back.transaction().unwrap(), &delete("s1"));
+        assert_eq!(back.with_transaction(Clone::clone).unwrap(), delete("s1"));
     }
 
     #[test]
@@ -173,7 +205,7 @@ mod tests {
         let err = Proposal::checked(br#"{"changes": [{"op": "rename"}]}"#.to_vec()).unwrap_err();
         assert!(err.to_string().contains("malformed transaction"), "{err}");
         let lazy = Proposal::from_bytes(vec![MSGPACK, 0xc1]).unwrap();
-        let err = lazy.transaction().unwrap_err();
+        let err = lazy.take_transaction().unwrap_err();
         assert!(err.to_string().contains("malformed transaction"), "{err}");
     }
 }

@@ -190,8 +190,8 @@ mod tests {
     fn kept_json_is_reused_only_while_the_version_holds() {
         let mut store = Store::new();
         let create = |o| Transaction { changes: vec![Change::Create { object: o }] };
-        store.apply(1, &create(service("a", "web"))).unwrap();
-        store.apply(2, &create(service("b", "db"))).unwrap();
+        store.apply(1, create(service("a", "web"))).unwrap();
+        store.apply(2, create(service("b", "db"))).unwrap();
         let mut enc = Encoder::default();
         let first = enc.encode(&meta(2), &store).unwrap();
         assert_eq!(
@@ -202,11 +202,11 @@ mod tests {
         let Some(Object::Service(mut a)) = store.get(Kind::Service, "a").cloned() else { panic!() };
         a.spec.labels.insert("tier".into(), "front".into());
         let update = Change::Update { object: Object::Service(a), expected_version: 1 };
-        store.apply(3, &Transaction { changes: vec![update] }).unwrap();
+        store.apply(3, Transaction { changes: vec![update] }).unwrap();
         store
             .apply(
                 4,
-                &Transaction {
+                Transaction {
                     changes: vec![Change::Delete {
                         kind: Kind::Service,
                         id: "b".into(),
@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(decode(&empty).unwrap().store, Store::new());
         let mut store = Store::new();
         store
-            .apply(1, &Transaction { changes: vec![Change::Create { object: service("a", "web") }] })
+            .apply(1, Transaction { changes: vec![Change::Create { object: service("a", "web") }] })
             .unwrap();
         let config = Object::Config(shoal_api::secret::Config {
             id: "c".into(),
@@ -243,7 +243,7 @@ mod tests {
                 data: b"x".to_vec(),
             },
         });
-        store.apply(2, &Transaction { changes: vec![Change::Create { object: config }] }).unwrap();
+        store.apply(2, Transaction { changes: vec![Change::Create { object: config }] }).unwrap();
         for _ in 0..2 {
             let bytes = enc.encode(&meta(2), &store).unwrap();
             assert_eq!(

@@ -389,6 +389,12 @@ impl RaftStateMachine<C> for StateMachine {
             let index = entry.log_id.index;
             let mut response = Applied { index, error: None };
             let mut events = None;
+            // Taken before the store's lock: a leader's entry hands over the transaction
+            // it decoded to check the proposal; a follower's is decoded here.
+            let tx = match &entry.payload {
+                EntryPayload::Normal(p) => Some((p.bytes().len() as u64, p.take_transaction())),
+                _ => None,
+            };
             {
                 // The store and the applied log id change under one lock, so a snapshot
                 // copy (taken under the store's read lock) never pairs one with the other's
@@ -396,21 +402,18 @@ impl RaftStateMachine<C> for StateMachine {
                 let mut store = self.shared.store.write().expect("store lock");
                 let mut applied = self.shared.applied.write().expect("applied lock");
                 let mut bytes = 0;
-                match &entry.payload {
-                    EntryPayload::Blank => {}
-                    EntryPayload::Normal(p) => {
-                        bytes = p.bytes().len() as u64;
-                        match p.transaction().and_then(|tx| store.apply(index, tx)) {
-                            Ok(e) => {
-                                events = Some(e);
-                                self.shared.publish_indexes(store.indexes());
-                            }
-                            Err(e) => response.error = Some(e),
+                if let Some((size, tx)) = tx {
+                    bytes = size;
+                    match tx.and_then(|tx| store.apply(index, tx)) {
+                        Ok(e) => {
+                            events = Some(e);
+                            self.shared.publish_indexes(store.indexes());
                         }
+                        Err(e) => response.error = Some(e),
                     }
-                    EntryPayload::Membership(m) => {
-                        applied.1 = StoredMembership::new(Some(entry.log_id), m.clone());
-                    }
+                }
+                if let EntryPayload::Membership(m) = &entry.payload {
+                    applied.1 = StoredMembership::new(Some(entry.log_id), m.clone());
                 }
                 applied.0 = Some(entry.log_id);
                 self.shared.count_applied(bytes);
@@ -530,7 +533,7 @@ mod tests {
         let (mut configs, clusters, mut all) =
             (shared.kind_index(Kind::Config), shared.kind_index(Kind::Cluster), shared.indexes());
         let mut store = Store::new();
-        store.apply(7, &Transaction { changes: vec![Change::Create { object: config(b"x") }] }).unwrap();
+        store.apply(7, Transaction { changes: vec![Change::Create { object: config(b"x") }] }).unwrap();
         shared.publish_indexes(store.indexes());
         assert!(configs.has_changed().unwrap() && all.has_changed().unwrap());
         assert_eq!(*configs.borrow_and_update(), 7);
@@ -546,7 +549,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::new();
         store
-            .apply(1, &Transaction { changes: vec![Change::Create { object: config(b"plain-probe-42") }] })
+            .apply(1, Transaction { changes: vec![Change::Create { object: config(b"plain-probe-42") }] })
             .unwrap();
         let meta = SnapshotMetaOf::<C> {
             last_log_id: Some(openraft::testing::log_id::<C>(1, 1, 1)),

@@ -243,10 +243,10 @@ impl Store {
 
     /// Applies `tx` at log `index`: every change, or none with the reason. The events
     /// of the applied changes are returned, stamped with `index`.
-    pub fn apply(&mut self, index: u64, tx: &Transaction) -> Result<Vec<Event>, StoreError> {
+    pub fn apply(&mut self, index: u64, tx: Transaction) -> Result<Vec<Event>, StoreError> {
         let mut undo: Vec<Undo> = Vec::with_capacity(tx.changes.len());
         let mut events = Vec::with_capacity(tx.changes.len());
-        for change in &tx.changes {
+        for change in tx.changes {
             match self.apply_one(index, change) {
                 Ok((u, e)) => {
                     undo.push(u);
@@ -259,7 +259,7 @@ impl Store {
                 }
             }
         }
-        if let Err(err) = self.check_references(tx) {
+        if let Err(err) = self.check_references(events.iter().map(|e| (e.action, e.object.as_ref()))) {
             self.rollback(undo);
             self.last_index = index;
             return Err(err);
@@ -296,7 +296,7 @@ impl Store {
         let mut undo = Vec::with_capacity(tx.changes.len());
         let mut result = Ok(());
         for change in &tx.changes {
-            match self.apply_one(last_index, change) {
+            match self.apply_one(last_index, change.clone()) {
                 Ok((u, _)) => undo.push(u),
                 Err(e) => {
                     result = Err(e);
@@ -305,7 +305,7 @@ impl Store {
             }
         }
         if result.is_ok() {
-            result = self.check_references(tx);
+            result = self.check_references(written(tx));
         }
         self.rollback(undo);
         self.last_index = last_index;
@@ -317,7 +317,7 @@ impl Store {
     /// answers. `None` for a transaction of several changes (see [`Store::check`]).
     pub fn check_one(&self, tx: &Transaction) -> Option<Result<(), StoreError>> {
         let [change] = tx.changes.as_slice() else { return None };
-        Some(self.validate(change).and_then(|()| self.check_references(tx)))
+        Some(self.validate(change).and_then(|()| self.check_references(written(tx))))
     }
 
     /// Checks `change` against the current state, changing nothing.
@@ -429,30 +429,28 @@ impl Store {
         }
     }
 
-    fn apply_one(&mut self, index: u64, change: &Change) -> Result<(Undo, Event), StoreError> {
-        self.validate(change)?;
+    fn apply_one(&mut self, index: u64, change: Change) -> Result<(Undo, Event), StoreError> {
+        self.validate(&change)?;
         match change {
-            Change::Create { object } => {
-                let mut o = object.clone();
-                o.meta_mut().version = index;
-                let o = Arc::new(o);
+            Change::Create { mut object } => {
+                object.meta_mut().version = index;
+                let o = Arc::new(object);
                 self.insert(o.clone());
                 Ok((
                     Undo::Remove(o.kind(), o.id().to_owned()),
                     Event { index, action: Action::Create, object: o },
                 ))
             }
-            Change::Update { object, .. } => {
+            Change::Update { mut object, .. } => {
                 let created_at = self.get(object.kind(), object.id()).expect("validated").meta().created_at;
-                let mut o = object.clone();
-                o.meta_mut().version = index;
-                o.meta_mut().created_at = created_at;
-                let o = Arc::new(o);
+                object.meta_mut().version = index;
+                object.meta_mut().created_at = created_at;
+                let o = Arc::new(object);
                 let old = self.insert(o.clone()).expect("validated");
                 Ok((Undo::Restore(old), Event { index, action: Action::Update, object: o }))
             }
             Change::Delete { kind, id, .. } => {
-                let old = self.remove(*kind, id).expect("validated");
+                let old = self.remove(kind, &id).expect("validated");
                 Ok((Undo::Restore(old.clone()), Event { index, action: Action::Delete, object: old }))
             }
         }
@@ -540,11 +538,17 @@ impl Store {
     /// task's service exists, and its node; a service's networks, secrets and configs
     /// exist. (Deleting what a service uses is refused when the delete is applied; a
     /// task moved to another node is checked when its update is applied.)
-    fn check_references(&self, tx: &Transaction) -> Result<(), StoreError> {
+    /// Checks what `written` (objects created or updated, as they are now stored or
+    /// would be) names: a new task's service and node, a service's networks, secrets and
+    /// configs.
+    fn check_references<'a>(
+        &self,
+        written: impl IntoIterator<Item = (Action, &'a Object)>,
+    ) -> Result<(), StoreError> {
         let err = |message: String| Err(StoreError::Reference { message });
-        for change in &tx.changes {
-            match change {
-                Change::Create { object: Object::Task(t) } => {
+        for (action, object) in written {
+            match (action, object) {
+                (Action::Create, Object::Task(t)) => {
                     if self.get(Kind::Service, &t.service_id).is_none() {
                         return err(format!(
                             "task {} names service {}, which does not exist",
@@ -557,8 +561,7 @@ impl Store {
                         return err(format!("task {} is assigned to node {n}, which does not exist", t.id));
                     }
                 }
-                Change::Create { object: Object::Service(s) }
-                | Change::Update { object: Object::Service(s), .. } => {
+                (Action::Create | Action::Update, Object::Service(s)) => {
                     self.check_service_refs(s)?;
                 }
                 _ => {}
@@ -623,6 +626,15 @@ fn service_uses(s: &shoal_api::Service, kind: Kind, id: &str, name: Option<&str>
         Kind::Config => c.configs.iter().any(|r| matches(&r.source)),
         _ => false,
     }
+}
+
+/// The objects `tx` creates or updates, for [`Store::check_references`].
+fn written(tx: &Transaction) -> impl Iterator<Item = (Action, &Object)> {
+    tx.changes.iter().filter_map(|change| match change {
+        Change::Create { object } => Some((Action::Create, object)),
+        Change::Update { object, .. } => Some((Action::Update, object)),
+        Change::Delete { .. } => None,
+    })
 }
 
 #[cfg(test)]

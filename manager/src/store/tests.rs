@@ -88,18 +88,18 @@ fn tx(changes: Vec<Change>) -> Transaction {
 #[test]
 fn versions_are_log_indexes_and_cas_refuses_stale_writes() {
     let mut s = Store::new();
-    s.apply(5, &tx(vec![create(service("s1", "web"))])).unwrap();
+    s.apply(5, tx(vec![create(service("s1", "web"))])).unwrap();
     assert_eq!(s.get(Kind::Service, "s1").unwrap().meta().version, 5);
     let mut updated = s.get(Kind::Service, "s1").unwrap().clone();
-    s.apply(7, &tx(vec![Change::Update { object: updated.clone(), expected_version: 5 }])).unwrap();
+    s.apply(7, tx(vec![Change::Update { object: updated.clone(), expected_version: 5 }])).unwrap();
     assert_eq!(s.get(Kind::Service, "s1").unwrap().meta().version, 7);
     updated.meta_mut().version = 5;
-    let err = s.apply(8, &tx(vec![Change::Update { object: updated, expected_version: 5 }])).unwrap_err();
+    let err = s.apply(8, tx(vec![Change::Update { object: updated, expected_version: 5 }])).unwrap_err();
     assert_eq!(err, StoreError::Conflict { kind: Kind::Service, id: "s1".into(), expected: 5, actual: 7 });
     assert!(err.to_string().contains("read it again and retry"));
     let err = s.apply(
         9,
-        &tx(vec![Change::Delete { kind: Kind::Service, id: "s1".into(), expected_version: Some(6) }]),
+        tx(vec![Change::Delete { kind: Kind::Service, id: "s1".into(), expected_version: Some(6) }]),
     );
     assert!(matches!(err, Err(StoreError::Conflict { .. })));
     assert_eq!(s.last_index(), 9, "a refused entry still advances the applied index");
@@ -108,8 +108,8 @@ fn versions_are_log_indexes_and_cas_refuses_stale_writes() {
 #[test]
 fn names_are_unique_per_kind() {
     let mut s = Store::new();
-    s.apply(1, &tx(vec![create(service("s1", "web")), create(network("n1", "web"))])).unwrap();
-    let err = s.apply(2, &tx(vec![create(service("s2", "web"))])).unwrap_err();
+    s.apply(1, tx(vec![create(service("s1", "web")), create(network("n1", "web"))])).unwrap();
+    let err = s.apply(2, tx(vec![create(service("s2", "web"))])).unwrap_err();
     assert_eq!(err, StoreError::NameTaken { kind: Kind::Service, name: "web".into(), id: "s1".into() });
     assert_eq!(s.by_name(Kind::Service, "web").unwrap().id(), "s1");
     // Renaming frees the old name.
@@ -117,16 +117,16 @@ fn names_are_unique_per_kind() {
     if let Object::Service(svc) = &mut renamed {
         svc.spec.name = "api".into();
     }
-    s.apply(3, &tx(vec![Change::Update { object: renamed, expected_version: 1 }])).unwrap();
+    s.apply(3, tx(vec![Change::Update { object: renamed, expected_version: 1 }])).unwrap();
     assert!(s.by_name(Kind::Service, "web").is_none());
-    s.apply(4, &tx(vec![create(service("s2", "web"))])).unwrap();
-    assert!(matches!(s.apply(5, &tx(vec![create(service("s1", "other"))])), Err(StoreError::Exists { .. })));
+    s.apply(4, tx(vec![create(service("s2", "web"))])).unwrap();
+    assert!(matches!(s.apply(5, tx(vec![create(service("s1", "other"))])), Err(StoreError::Exists { .. })));
 }
 
 #[test]
 fn references_are_enforced() {
     let mut s = Store::new();
-    let err = s.apply(1, &tx(vec![create(task("t1", "nope", None))])).unwrap_err();
+    let err = s.apply(1, tx(vec![create(task("t1", "nope", None))])).unwrap_err();
     assert!(err.to_string().contains("names service nope, which does not exist"), "{err}");
     let mut svc = service("s1", "web");
     if let Object::Service(x) = &mut svc {
@@ -135,16 +135,16 @@ fn references_are_enforced() {
             .networks
             .push(NetworkAttachmentConfig { target: "front".into(), aliases: vec![] });
     }
-    let err = s.apply(2, &tx(vec![create(svc.clone())])).unwrap_err();
+    let err = s.apply(2, tx(vec![create(svc.clone())])).unwrap_err();
     assert!(err.to_string().contains("uses network \"front\", which does not exist"), "{err}");
     // Created in the same transaction, after: fine (checked on the result).
-    s.apply(3, &tx(vec![create(svc), create(network("n1", "front"))])).unwrap();
-    let err = s
-        .apply(4, &tx(vec![Change::Delete { kind: Kind::Network, id: "n1".into(), expected_version: None }]));
+    s.apply(3, tx(vec![create(svc), create(network("n1", "front"))])).unwrap();
+    let err =
+        s.apply(4, tx(vec![Change::Delete { kind: Kind::Network, id: "n1".into(), expected_version: None }]));
     assert!(err.unwrap_err().to_string().contains("is used by service web"));
-    let err = s.apply(5, &tx(vec![create(task("t1", "s1", Some("ghost")))])).unwrap_err();
+    let err = s.apply(5, tx(vec![create(task("t1", "s1", Some("ghost")))])).unwrap_err();
     assert!(err.to_string().contains("node ghost"), "{err}");
-    s.apply(6, &tx(vec![create(node("n-1")), create(task("t1", "s1", Some("n-1")))])).unwrap();
+    s.apply(6, tx(vec![create(node("n-1")), create(task("t1", "s1", Some("n-1")))])).unwrap();
     assert_eq!(s.tasks_of_service("s1").count(), 1);
     assert_eq!(s.tasks_on_node("n-1").count(), 1);
 }
@@ -152,11 +152,11 @@ fn references_are_enforced() {
 #[test]
 fn transactions_are_all_or_nothing() {
     let mut s = Store::new();
-    s.apply(1, &tx(vec![create(service("s1", "web"))])).unwrap();
+    s.apply(1, tx(vec![create(service("s1", "web"))])).unwrap();
     let before = s.clone();
     let err = s.apply(
         2,
-        &tx(vec![
+        tx(vec![
             create(service("s2", "api")),
             create(task("t1", "s2", None)),
             Change::Delete { kind: Kind::Service, id: "s1".into(), expected_version: None },
@@ -183,8 +183,8 @@ fn apply_is_deterministic_and_snapshots_round_trip() {
     ];
     let (mut a, mut b) = (Store::new(), Store::new());
     for (i, e) in entries.iter().enumerate() {
-        let ra = a.apply(i as u64 + 1, e);
-        let rb = b.apply(i as u64 + 1, e);
+        let ra = a.apply(i as u64 + 1, e.clone());
+        let rb = b.apply(i as u64 + 1, e.clone());
         assert_eq!(ra, rb);
     }
     assert_eq!(a, b);
@@ -201,7 +201,7 @@ fn events_resume_or_ask_to_relist() {
     let log = EventLog::new(3);
     let mut s = Store::new();
     for i in 1..=5u64 {
-        let events = s.apply(i, &tx(vec![create(service(&format!("s{i}"), &format!("n{i}")))])).unwrap();
+        let events = s.apply(i, tx(vec![create(service(&format!("s{i}"), &format!("n{i}")))])).unwrap();
         assert_eq!(events[0].index, i);
         assert_eq!(events[0].action, Action::Create);
         log.publish(events);
@@ -209,8 +209,8 @@ fn events_resume_or_ask_to_relist() {
     let (backlog, mut rx) = log.watch(3).unwrap();
     assert_eq!(backlog.iter().map(|e| e.index).collect::<Vec<_>>(), [4, 5]);
     assert!(matches!(log.watch(1), Err(WatchError::Compacted { from: 1, oldest: 3 })));
-    let events = s
-        .apply(6, &tx(vec![Change::Delete { kind: Kind::Service, id: "s1".into(), expected_version: None }]));
+    let events =
+        s.apply(6, tx(vec![Change::Delete { kind: Kind::Service, id: "s1".into(), expected_version: None }]));
     log.publish(events.unwrap());
     let live = rx.try_recv().unwrap();
     assert_eq!((live.index, live.action, live.object.id()), (6, Action::Delete, "s1"));
@@ -244,14 +244,14 @@ fn changes_read_back_in_any_field_order_and_name_what_is_missing() {
 #[test]
 fn checking_one_change_refuses_what_applying_it_refuses() {
     let mut s = Store::new();
-    s.apply(1, &tx(vec![create(network("n1", "front")), create(node("nd1"))])).unwrap();
+    s.apply(1, tx(vec![create(network("n1", "front")), create(node("nd1"))])).unwrap();
     let mut web = service("s1", "web");
     if let Object::Service(x) = &mut web {
         x.spec.task_template.networks =
             vec![NetworkAttachmentConfig { target: "front".into(), aliases: vec![] }];
     }
-    s.apply(2, &tx(vec![create(web.clone())])).unwrap();
-    s.apply(3, &tx(vec![create(task("t1", "s1", Some("nd1")))])).unwrap();
+    s.apply(2, tx(vec![create(web.clone())])).unwrap();
+    s.apply(3, tx(vec![create(task("t1", "s1", Some("nd1")))])).unwrap();
     let delete = |kind, id: &str, v| Change::Delete { kind, id: id.into(), expected_version: v };
     let cases = vec![
         create(service("s1", "other")),                                     // id exists
@@ -271,7 +271,7 @@ fn checking_one_change_refuses_what_applying_it_refuses() {
         let t = tx(vec![c]);
         let checked = s.check(&t);
         let before = s.clone();
-        let applied = s.apply(4, &t).map(|_| ());
+        let applied = s.apply(4, t.clone()).map(|_| ());
         assert_eq!(checked, applied, "{t:?}");
         if applied.is_ok() {
             s = before;
@@ -299,20 +299,20 @@ fn a_secret_in_use_cannot_go_and_the_error_names_every_user() {
         svc
     };
     // One refers to it by name, the other by id.
-    s.apply(1, &tx(vec![create(secret), create(user("s1", "web", "pw")), create(user("s2", "api", "sec1"))]))
+    s.apply(1, tx(vec![create(secret), create(user("s1", "web", "pw")), create(user("s2", "api", "sec1"))]))
         .unwrap();
     let delete =
         || tx(vec![Change::Delete { kind: Kind::Secret, id: "sec1".into(), expected_version: None }]);
-    let err = s.apply(2, &delete()).unwrap_err().to_string();
+    let err = s.apply(2, delete()).unwrap_err().to_string();
     assert!(err.contains("secret pw is used by services api, web: update or remove them first"), "{err}");
     assert!(!err.contains("hunter2"));
-    s.apply(3, &tx(vec![Change::Delete { kind: Kind::Service, id: "s2".into(), expected_version: None }]))
+    s.apply(3, tx(vec![Change::Delete { kind: Kind::Service, id: "s2".into(), expected_version: None }]))
         .unwrap();
-    let err = s.apply(4, &delete()).unwrap_err().to_string();
+    let err = s.apply(4, delete()).unwrap_err().to_string();
     assert!(err.contains("secret pw is used by service web: update or remove it first"), "{err}");
-    s.apply(5, &tx(vec![Change::Delete { kind: Kind::Service, id: "s1".into(), expected_version: None }]))
+    s.apply(5, tx(vec![Change::Delete { kind: Kind::Service, id: "s1".into(), expected_version: None }]))
         .unwrap();
-    s.apply(6, &delete()).unwrap();
+    s.apply(6, delete()).unwrap();
 }
 
 #[test]
@@ -321,20 +321,20 @@ fn a_secret_changes_only_its_labels() {
     let spec =
         shoal_api::PayloadSpec { name: "pw".into(), labels: Default::default(), data: b"hunter2".to_vec() };
     let secret = shoal_api::Secret { id: "sec1".into(), meta: meta(), spec };
-    s.apply(1, &tx(vec![create(Object::Secret(secret.clone()))])).unwrap();
+    s.apply(1, tx(vec![create(Object::Secret(secret.clone()))])).unwrap();
     let update = |s: &Store, f: &dyn Fn(&mut shoal_api::Secret)| {
         let Some(Object::Secret(mut x)) = s.get(Kind::Secret, "sec1").cloned() else { panic!("no secret") };
         f(&mut x);
         let expected_version = x.meta.version;
         tx(vec![Change::Update { object: Object::Secret(x), expected_version }])
     };
-    let err = s.apply(2, &update(&s, &|x| x.spec.data = b"hunter3".to_vec())).unwrap_err().to_string();
+    let err = s.apply(2, update(&s, &|x| x.spec.data = b"hunter3".to_vec())).unwrap_err().to_string();
     assert!(err.contains("secret pw cannot change, only its labels can: create a new secret"), "{err}");
     assert!(err.contains("update the service") && !err.contains("hunter"), "{err}");
-    assert!(s.apply(2, &update(&s, &|x| x.spec.name = "pw2".into())).is_err());
+    assert!(s.apply(2, update(&s, &|x| x.spec.name = "pw2".into())).is_err());
     s.apply(
         2,
-        &update(&s, &|x| {
+        update(&s, &|x| {
             x.spec.labels.insert("team".into(), "a".into());
         }),
     )
@@ -345,22 +345,22 @@ fn a_secret_changes_only_its_labels() {
 fn each_kind_keeps_the_last_index_that_changed_it() {
     let mut s = Store::new();
     let tx = |c| Transaction { changes: vec![c] };
-    s.apply(1, &tx(Change::Create { object: service("s1", "web") })).unwrap();
-    s.apply(2, &tx(Change::Create { object: task("t1", "s1", None) })).unwrap();
+    s.apply(1, tx(Change::Create { object: service("s1", "web") })).unwrap();
+    s.apply(2, tx(Change::Create { object: task("t1", "s1", None) })).unwrap();
     let mut t = task("t1", "s1", None);
     if let Object::Task(t) = &mut t {
         t.status = TaskStatus::new(TaskState::Running, meta().created_at, "up");
     }
-    s.apply(3, &tx(Change::Update { object: t, expected_version: 2 })).unwrap();
+    s.apply(3, tx(Change::Update { object: t, expected_version: 2 })).unwrap();
     let ix = s.indexes();
     assert_eq!((ix.of(&[Kind::Service]), ix.of(&[Kind::Task])), (1, 3), "a task's update is not a service's");
     assert_eq!(ix.of(&[Kind::Service, Kind::Task]), 3);
     // A refused transaction changes no kind's index (the store's index moves on).
-    assert!(s.apply(4, &tx(Change::Create { object: service("s2", "web") })).is_err());
+    assert!(s.apply(4, tx(Change::Create { object: service("s2", "web") })).is_err());
     assert_eq!(s.indexes().of(&[Kind::Service]), 1);
     assert_eq!(s.last_index(), 4);
     // A deletion counts.
-    s.apply(5, &tx(Change::Delete { kind: Kind::Task, id: "t1".into(), expected_version: None })).unwrap();
+    s.apply(5, tx(Change::Delete { kind: Kind::Task, id: "t1".into(), expected_version: None })).unwrap();
     assert_eq!(s.indexes().of(&[Kind::Task]), 5);
     // From a snapshot every kind starts at its index: it never goes backwards.
     let mut restored: Store = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
