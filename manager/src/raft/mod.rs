@@ -9,6 +9,7 @@ pub mod proposal;
 pub mod recovery;
 pub mod seal;
 mod snapshot;
+mod spare_cpu;
 pub mod state_machine;
 pub mod types;
 

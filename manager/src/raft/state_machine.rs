@@ -18,6 +18,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership
 
 use super::seal::Sealer;
 use super::snapshot::{self, Encoder};
+use super::spare_cpu;
 use super::types::{Applied, TypeConfig};
 use crate::store::{EventLog, Indexes, Kind, Store};
 
@@ -317,7 +318,7 @@ fn seal_plain_snapshot(dir: &Path, sealed: &Path, sealer: &Sealer) -> io::Result
 
 /// The CPU time the calling thread has used (user and system); zero if the clock
 /// cannot be read. A snapshot's log line gives it beside the time taken: on a busy
-/// machine, the low-priority build waits far longer than it works.
+/// machine, the build on spare CPU waits far longer than it works.
 fn thread_cpu() -> Duration {
     let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `t` is a valid timespec for the call to write; the clock id is a constant
@@ -326,13 +327,6 @@ fn thread_cpu() -> Duration {
         return Duration::ZERO;
     }
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
-/// Lowers the calling thread's CPU priority to nice 10.
-fn lower_priority() {
-    // SAFETY: setpriority only reads its arguments. On Linux, PRIO_PROCESS with who = 0
-    // names the calling thread (nice values are per thread); a failure leaves it as it was.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
 }
 
 impl RaftSnapshotBuilder<C> for StateMachine {
@@ -348,11 +342,9 @@ impl RaftSnapshotBuilder<C> for StateMachine {
         };
         let meta = SnapshotMetaOf::<C> { last_log_id: applied.0, last_membership: applied.1 };
         let this = self.clone();
-        // On a thread of its own at a lower CPU priority: a build takes longer when the
-        // machine is busy, but writes and replies do not queue behind it.
-        let (done, built) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new().name("raft-snapshot".into()).spawn(move || {
-            lower_priority();
+        // On a thread of its own, on spare CPU: a build takes longer when the machine is
+        // busy, but writes and replies do not queue behind it.
+        spare_cpu::run("raft-snapshot", spare_cpu::RAISE_AFTER, move || {
             // A newer snapshot (installed meanwhile) may be the current one then.
             let (started, cpu) = (std::time::Instant::now(), thread_cpu());
             let encode = || this.shared.encoder.lock().expect("encoder lock").encode(&meta, &store);
@@ -367,9 +359,9 @@ impl RaftSnapshotBuilder<C> for StateMachine {
                     "snapshot built"
                 );
             }
-            let _ = done.send(kept);
-        })?;
-        built.await.map_err(|_| io::Error::other("the snapshot thread stopped"))?
+            kept
+        })
+        .await?
     }
 }
 
