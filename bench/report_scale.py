@@ -112,7 +112,7 @@ lines = [
     "stops a follower, writes 700 entries, has the leader build one (`POST /v1/cluster/snapshot`)",
     "and purge its log, and restarts the follower, which must install it: build and install time",
     "(the follower's own metric: decode, write, swap in; in brackets, the CPU time of the threads",
-    "doing it, from the managers' logs: the build runs at low priority), size, and restart to",
+    "doing it, from the managers' logs: the build runs on spare CPU), size, and restart to",
     "caught up. One run per",
     "cell, at the commit its row names" + (f" (started {data['started']})" if len(commits) == 1 else
                                            "; cells measured at different commits are not a like-for-like curve") + ".",
