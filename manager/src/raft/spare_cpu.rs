@@ -91,17 +91,27 @@ mod tests {
         unsafe { (libc::sched_getscheduler(tid), libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t)) }
     }
 
-    #[tokio::test]
-    async fn a_job_runs_on_idle_cpu_and_is_raised_when_it_takes_too_long() {
+    /// A job started with `run` that tells its thread id, then waits for the test's go
+    /// before it returns `then()`.
+    async fn held_job<T: Send + 'static>(
+        raise_after: Duration,
+        then: impl FnOnce() -> T + Send + 'static,
+    ) -> (libc::pid_t, std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<io::Result<T>>) {
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let job = tokio::spawn(run("spare-cpu-test", Duration::from_millis(300), move || {
+        let job = tokio::spawn(run("spare-cpu-test", raise_after, move || {
             // SAFETY: gettid takes no arguments and cannot fail.
             tid_tx.send(unsafe { libc::gettid() }).unwrap();
             go_rx.recv().unwrap();
-            42
+            then()
         }));
         let tid = tokio::task::spawn_blocking(move || tid_rx.recv().unwrap()).await.unwrap();
+        (tid, go_tx, job)
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_on_idle_cpu_and_is_raised_when_it_takes_too_long() {
+        let (tid, go, job) = held_job(Duration::from_millis(300), || 42).await;
         assert_eq!(scheduling(tid).0, libc::SCHED_IDLE, "the job starts on idle CPU only");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while scheduling(tid).0 != libc::SCHED_OTHER {
@@ -109,23 +119,16 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(scheduling(tid), (libc::SCHED_OTHER, RAISED_NICE));
-        go_tx.send(()).unwrap();
+        go.send(()).unwrap();
         assert_eq!(job.await.unwrap().unwrap(), 42);
     }
 
     #[tokio::test]
     async fn a_quick_job_is_never_raised() {
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let job = tokio::spawn(run("spare-cpu-test", Duration::from_secs(30), move || {
-            // SAFETY: gettid takes no arguments and cannot fail.
-            tid_tx.send(unsafe { libc::gettid() }).unwrap();
-            go_rx.recv().unwrap();
-            // SAFETY: as above.
-            scheduling(unsafe { libc::gettid() }).0
-        }));
-        let _tid = tokio::task::spawn_blocking(move || tid_rx.recv().unwrap()).await.unwrap();
-        go_tx.send(()).unwrap();
+        // SAFETY: gettid takes no arguments and cannot fail.
+        let (_, go, job) =
+            held_job(Duration::from_secs(30), || scheduling(unsafe { libc::gettid() }).0).await;
+        go.send(()).unwrap();
         assert_eq!(job.await.unwrap().unwrap(), libc::SCHED_IDLE);
     }
 
