@@ -79,6 +79,16 @@ impl Proposal {
         self.decoded().take().unwrap_or_else(|| decode(&self.0.bytes))
     }
 
+    /// Runs `f` on the transaction without keeping a decoded copy it did not find:
+    /// for looking at an entry (formatting, comparing, writing it out) after it may
+    /// have been applied, so the log's cache keeps only bytes.
+    fn look_at<T>(&self, f: impl FnOnce(&Transaction) -> T) -> Result<T, StoreError> {
+        match &*self.decoded() {
+            Some(kept) => kept.as_ref().map(f).map_err(Clone::clone),
+            None => decode(&self.0.bytes).as_ref().map(f).map_err(Clone::clone),
+        }
+    }
+
     fn decoded(&self) -> MutexGuard<'_, Option<Result<Transaction, StoreError>>> {
         // A panic while decoding leaves nothing half-made: the slot is still usable.
         self.0.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -102,7 +112,7 @@ fn decode(bytes: &[u8]) -> Result<Transaction, StoreError> {
 
 impl fmt::Debug for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.with_transaction(|tx| format!("{tx:?}")) {
+        match self.look_at(|tx| format!("{tx:?}")) {
             Ok(tx) => f.write_str(&tx),
             Err(e) => write!(f, "Proposal({} bytes, {e})", self.0.bytes.len()),
         }
@@ -111,7 +121,7 @@ impl fmt::Debug for Proposal {
 
 impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.with_transaction(|tx| tx.to_string()) {
+        match self.look_at(|tx| tx.to_string()) {
             Ok(tx) => f.write_str(&tx),
             Err(e) => write!(f, "undecodable transaction of {} bytes ({e})", self.0.bytes.len()),
         }
@@ -123,7 +133,7 @@ impl PartialEq for Proposal {
         if Arc::ptr_eq(&self.0, &other.0) {
             return true;
         }
-        match (self.with_transaction(Clone::clone), other.with_transaction(Clone::clone)) {
+        match (self.look_at(Clone::clone), other.look_at(Clone::clone)) {
             (Ok(a), Ok(b)) => a == b,
             _ => self.0.bytes == other.0.bytes,
         }
@@ -135,7 +145,7 @@ impl PartialEq for Proposal {
 impl Serialize for Proposal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
-        self.with_transaction(|tx| tx.serialize(s)).map_err(S::Error::custom)?
+        self.look_at(|tx| tx.serialize(s)).map_err(S::Error::custom)?
     }
 }
 
@@ -180,6 +190,8 @@ mod tests {
         let lazy = Proposal::from_bytes(p.bytes().to_vec()).unwrap();
         assert_eq!(lazy.take_transaction().unwrap(), delete("s1"));
         assert!(lazy.decoded().is_none(), "decoding to apply keeps no copy");
+        assert_eq!(format!("{lazy:?}"), format!("{:?}", delete("s1")));
+        assert!(lazy.decoded().is_none(), "looking at an entry keeps no copy");
     }
 
     #[test]
